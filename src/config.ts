@@ -1,0 +1,56 @@
+/** Settings read from the environment, in one place; README's configuration table mirrors this. */
+import { resolve } from 'node:path';
+
+function int(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || !Number.isInteger(v) || v < 0) {
+    throw new Error(`${name} must be a non-negative integer, got "${raw}".`);
+  }
+  return v;
+}
+
+export type DeviceSetting = 'auto' | 'cpu' | 'cuda';
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  device: DeviceSetting;
+  threads: number;
+  maxBodyBytes: number;
+  demo: boolean;
+  requireKey: boolean;
+  maxQueue: number;
+  batchWaitMs: number;
+  batchTokens: number;
+  requestTimeoutMs: number;
+  maxInputTokens: number;
+  maxInputChars: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const device = (env.ATLAS_DEVICE ?? 'auto').toLowerCase();
+  if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') {
+    throw new Error(`ATLAS_DEVICE must be auto, cpu or cuda, got "${env.ATLAS_DEVICE}".`);
+  }
+  return {
+    port: int('PORT', 4000),
+    host: env.HOST || '127.0.0.1',
+    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir: resolve(env.ATLAS_DATA_DIR || './data'),
+    device,
+    threads: int('ATLAS_THREADS', 0),
+    maxBodyBytes: int('ATLAS_MAX_BODY_BYTES', 1024 * 1024),
+    demo: env.ATLAS_DEMO !== '0',
+    requireKey: env.ATLAS_REQUIRE_KEY === '1',
+    maxQueue: int('ATLAS_MAX_QUEUE', 64),
+    batchWaitMs: int('ATLAS_BATCH_WAIT_MS', 4),
+    batchTokens: int('ATLAS_BATCH_TOKENS', 4096),
+    requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),
+    maxInputTokens: int('ATLAS_MAX_INPUT_TOKENS', 1024),
+    maxInputChars: int('ATLAS_MAX_INPUT_CHARS', 20000),
+  };
+}
