@@ -7,6 +7,7 @@ const program = new Command('atlas')
   .showHelpAfterError();
 
 const commands: Array<() => Promise<{ register(p: Command): void }>> = [
+  () => import('./commands/serve.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config.js';
+import { openDatabase } from '../db/client.js';
+import { startServer } from '../server.js';
+import { createServices } from '../services.js';
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('Run the GraphQL server (PGlite under ATLAS_DATA_DIR unless DATABASE_URL is set)')
+    .option('--port <n>', 'port to listen on (default PORT or 4000)')
+    .option('--host <h>', 'interface to listen on (default HOST or 127.0.0.1; 0.0.0.0 for all)')
+    .action(async (opts: { port?: string; host?: string }) => {
+      const config = loadConfig();
+      if (opts.port !== undefined) config.port = Number(opts.port);
+      if (opts.host !== undefined) config.host = opts.host;
+      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+      const services = await createServices(config, database);
+      const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes }, { port: config.port, host: config.host });
+      console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);
+
+      let stopping = false;
+      const shutdown = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        console.log(`${signal}: finishing in-flight requests and closing the database`);
+        await server.stop();
+        await services.close();
+        await database.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void shutdown('SIGINT'));
+      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+    });
+}

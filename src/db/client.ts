@@ -1,0 +1,234 @@
+/**
+ * Opens the catalog database: PostgreSQL through `pg` when DATABASE_URL is set, otherwise an
+ * embedded PGlite with pgvector under the data dir. Both are wrapped in one drizzle type, and
+ * migrations run at open.
+ */
+import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { AtlasError } from '../errors.js';
+import * as schema from './schema.js';
+
+export type Schema = typeof schema;
+export type Drizzle = PgDatabase<PgQueryResultHKT, Schema>;
+
+export type Query = <T = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<T[]>;
+
+export interface Database {
+  kind: 'pglite' | 'postgres';
+  /** Where the data lives, without credentials, for logs and serverInfo. */
+  description: string;
+  db: Drizzle;
+  /** Raw parameterised SQL; rows as plain objects. */
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** Runs fn on one connection inside a transaction (SET LOCAL and multi-statement atomicity). */
+  transaction<T>(fn: (query: Query) => Promise<T>): Promise<T>;
+  /** Bulk-loads rows with COPY FROM STDIN (text format, tab-separated, already escaped). */
+  copyIn(table: string, columns: string[], lines: AsyncIterable<string> | Iterable<string>): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url));
+/** Arbitrary constant naming the advisory lock that serialises migrations across servers. */
+const MIGRATION_LOCK = 7_304_118_001;
+const PGLITE_COPY_CHUNK = 8 * 1024 * 1024;
+
+export interface OpenOptions {
+  databaseUrl?: string;
+  dataDir: string;
+  /** Apply migrations (default true). */
+  migrate?: boolean;
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<Database> {
+  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl) : await openPglite(opts.dataDir);
+  if (opts.migrate !== false) {
+    try {
+      await database.migrate();
+    } catch (e) {
+      await database.close();
+      throw e;
+    }
+  }
+  return database;
+}
+
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    return `PostgreSQL ${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'PostgreSQL';
+  }
+}
+
+async function openPostgres(url: string): Promise<Database & { migrate(): Promise<void> }> {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  pool.on('error', (e) => process.stderr.write(`database pool error: ${e.message}\n`));
+  try {
+    await pool.query('SELECT 1');
+  } catch (e) {
+    await pool.end();
+    throw new AtlasError('BAD_USER_INPUT', `Cannot connect to ${redact(url)}: ${(e as Error).message}. Check DATABASE_URL.`);
+  }
+  const db = drizzlePg(pool, { schema }) as unknown as Drizzle;
+  return {
+    kind: 'postgres',
+    description: redact(url),
+    db,
+    async query<T>(text: string, params: unknown[] = []) {
+      return (await pool.query(text, params)).rows as T[];
+    },
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(async (text, params = []) => (await client.query(text, params)).rows);
+        await client.query('COMMIT');
+        return result;
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      } finally {
+        client.release();
+      }
+    },
+    async copyIn(table, columns, lines) {
+      const { from } = await import('pg-copy-streams');
+      const client = await pool.connect();
+      try {
+        const stream = client.query(from(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
+        const done = new Promise<void>((resolve, reject) => {
+          stream.on('finish', resolve);
+          stream.on('error', reject);
+        });
+        for await (const line of lines) {
+          if (!stream.write(line)) await new Promise((r) => stream.once('drain', r));
+        }
+        stream.end();
+        await done;
+      } finally {
+        client.release();
+      }
+    },
+    async migrate() {
+      const client = await pool.connect();
+      try {
+        await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+        try {
+          await migratePg(db as never, { migrationsFolder: MIGRATIONS });
+        } finally {
+          await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+        }
+      } catch (e) {
+        throw migrationError(e);
+      } finally {
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+function migrationError(e: unknown): AtlasError {
+  const msg = (e as Error).message ?? String(e);
+  if (/extension "vector"/.test(msg) || /could not open extension control file/.test(msg)) {
+    return new AtlasError('UNSUPPORTED', `The database has no pgvector extension (${msg}). Install it (scripts/install-pgvector.sh on Debian) and start again.`);
+  }
+  return new AtlasError('INTERNAL_SERVER_ERROR', `Database migration failed: ${msg}`);
+}
+
+/**
+ * PGlite keeps its files in one folder that only one process may open; a lock file with the owner's
+ * pid turns a second server on the same folder into a clear error instead of a corrupted database.
+ */
+function lockDataDir(dir: string): () => void {
+  const lock = join(dir, 'pglite.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try { unlinkSync(lock); } catch { /* already gone */ }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(readFileSync(lock, 'utf8'));
+      if (owner && owner !== process.pid && isAlive(owner)) {
+        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${owner}. Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.`);
+      }
+      unlinkSync(lock);
+    }
+  }
+  throw new AtlasError('CONFLICT', `Could not lock ${lock}.`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function openPglite(dataDir: string): Promise<Database & { migrate(): Promise<void> }> {
+  mkdirSync(dataDir, { recursive: true });
+  const unlock = lockDataDir(dataDir);
+  let client: PGlite;
+  try {
+    client = await PGlite.create(join(dataDir, 'pglite'), { extensions: { vector } });
+  } catch (e) {
+    unlock();
+    throw e;
+  }
+  const db = drizzlePglite(client, { schema }) as unknown as Drizzle;
+  return {
+    kind: 'pglite',
+    description: `PGlite ${join(dataDir, 'pglite')}`,
+    db,
+    async query<T>(text: string, params: unknown[] = []) {
+      return (await client.query<T>(text, params)).rows;
+    },
+    transaction(fn) {
+      return client.transaction((tx) => fn(async (text, params = []) => (await tx.query(text, params)).rows as never));
+    },
+    async copyIn(table, columns, lines) {
+      // PGlite copies from an in-memory blob, so flush every few MB to keep memory flat.
+      const copy = (parts: string[]) =>
+        client.query(`COPY ${table} (${columns.join(', ')}) FROM '/dev/blob'`, [], { blob: new Blob(parts) });
+      let parts: string[] = [];
+      let size = 0;
+      for await (const line of lines) {
+        parts.push(line);
+        size += line.length;
+        if (size > PGLITE_COPY_CHUNK) {
+          await copy(parts);
+          parts = [];
+          size = 0;
+        }
+      }
+      if (parts.length) await copy(parts);
+    },
+    async migrate() {
+      try {
+        await migratePglite(db as never, { migrationsFolder: MIGRATIONS });
+      } catch (e) {
+        throw migrationError(e);
+      }
+    },
+    async close() {
+      await client.close();
+      unlock();
+    },
+  };
+}

@@ -1,0 +1,149 @@
+/** Feature rows: batched lookups, keyset-paginated listings and bulk writes of decoder vectors. */
+import type { Database } from './client.js';
+import { AtlasError } from '../errors.js';
+
+export interface FeatureRow {
+  dictionaryId: string;
+  index: number;
+  decoderNorm: number;
+  density: number | null;
+  maxActivation: number | null;
+  meanActivation: number | null;
+  histogram: { edges: number[]; counts: number[] } | null;
+  label: string | null;
+  labelSource: string | null;
+}
+
+const COLUMNS = `dictionary_id AS "dictionaryId", idx AS "index", decoder_norm AS "decoderNorm", density,
+  max_activation AS "maxActivation", mean_activation AS "meanActivation", histogram, label, label_source AS "labelSource"`;
+
+export interface FeatureKey {
+  dictionaryId: string;
+  index: number;
+}
+
+export const featureKey = (k: FeatureKey): string => `${k.dictionaryId}:${k.index}`;
+
+/** One query for any number of features across dictionaries (the DataLoader batch function). */
+export async function getFeatures(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, FeatureRow>> {
+  const out = new Map<string, FeatureRow>();
+  if (keys.length === 0) return out;
+  const rows = await database.query<FeatureRow>(
+    `SELECT ${COLUMNS} FROM features f
+     JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON f.dictionary_id = k.d AND f.idx = k.i`,
+    [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)],
+  );
+  for (const r of rows) out.set(featureKey(r), r);
+  return out;
+}
+
+export async function getDecoders(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>();
+  if (keys.length === 0) return out;
+  const rows = await database.query<{ d: string; i: number; decoder: string }>(
+    `SELECT f.dictionary_id AS d, f.idx AS i, f.decoder::text AS decoder FROM features f
+     JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON f.dictionary_id = k.d AND f.idx = k.i`,
+    [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)],
+  );
+  for (const r of rows) out.set(`${r.d}:${r.i}`, JSON.parse(r.decoder) as number[]);
+  return out;
+}
+
+export type FeatureOrder = 'INDEX' | 'DENSITY' | 'MAX_ACTIVATION';
+export type Direction = 'ASC' | 'DESC';
+
+const ORDER_COLUMN: Record<FeatureOrder, string> = {
+  INDEX: 'idx',
+  DENSITY: 'density',
+  MAX_ACTIVATION: 'max_activation',
+};
+
+export interface PageRequest {
+  dictionaryId: string;
+  orderBy: FeatureOrder;
+  direction: Direction;
+  first: number;
+  /** Decoded cursor: the sort value (null for not-yet-computed) and index of the last row seen. */
+  after: { value: number | null; index: number } | null;
+}
+
+export interface Page {
+  rows: (FeatureRow & { sortValue: number | null })[];
+  hasNextPage: boolean;
+}
+
+/**
+ * Keyset pagination with ties broken by index ascending. Rows whose statistic is not computed yet
+ * (NULL) come last in either direction, so a fresh dictionary still pages through all its features.
+ */
+export async function pageFeatures(database: Database, req: PageRequest): Promise<Page> {
+  const col = ORDER_COLUMN[req.orderBy];
+  const params: unknown[] = [req.dictionaryId, req.first + 1];
+  let where = 'dictionary_id = $1';
+  if (req.after) {
+    const cmp = req.direction === 'ASC' ? '>' : '<';
+    if (req.orderBy === 'INDEX') {
+      params.push(req.after.index);
+      where += ` AND idx ${cmp} $3`;
+    } else if (req.after.value === null) {
+      params.push(req.after.index);
+      where += ` AND ${col} IS NULL AND idx > $3`;
+    } else {
+      params.push(req.after.value, req.after.index);
+      where += ` AND (${col} IS NULL OR ${col} ${cmp} $3 OR (${col} = $3 AND idx > $4))`;
+    }
+  }
+  const order = req.orderBy === 'INDEX' ? `idx ${req.direction}` : `${col} ${req.direction} NULLS LAST, idx ASC`;
+  const rows = await database.query<FeatureRow & { sortValue: number | null }>(
+    `SELECT ${COLUMNS}, ${col}::float8 AS "sortValue" FROM features WHERE ${where} ORDER BY ${order} LIMIT $2`,
+    params,
+  );
+  const hasNextPage = rows.length > req.first;
+  return { rows: hasNextPage ? rows.slice(0, req.first) : rows, hasNextPage };
+}
+
+export async function countFeatures(database: Database, dictionaryIds: readonly string[]): Promise<Map<string, number>> {
+  const rows = await database.query<{ d: string; n: number }>(
+    'SELECT dictionary_id AS d, count(*)::int AS n FROM features WHERE dictionary_id = ANY($1::text[]) GROUP BY dictionary_id',
+    [[...dictionaryIds]],
+  );
+  return new Map(rows.map((r) => [r.d, r.n]));
+}
+
+/** Formats a float for pgvector text input; non-finite values have already been refused by readers. */
+function vectorText(row: Float32Array): string {
+  let s = '[';
+  for (let i = 0; i < row.length; i++) s += (i ? ',' : '') + row[i];
+  return s + ']';
+}
+
+/**
+ * Streams decoder rows into the features table with COPY. `batches` yields consecutive row blocks
+ * ([n, dIn] row-major) starting at feature 0.
+ */
+export async function copyDecoders(
+  database: Database,
+  dictionaryId: string,
+  dIn: number,
+  batches: AsyncIterable<Float32Array> | Iterable<Float32Array>,
+  onRows?: (n: number) => void,
+): Promise<number> {
+  let next = 0;
+  async function* lines(): AsyncGenerator<string> {
+    for await (const block of batches) {
+      if (block.length % dIn !== 0) throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
+      const n = block.length / dIn;
+      let chunk = '';
+      for (let r = 0; r < n; r++) {
+        const row = block.subarray(r * dIn, (r + 1) * dIn);
+        let sq = 0;
+        for (let j = 0; j < dIn; j++) sq += row[j] * row[j];
+        chunk += `${dictionaryId}\t${next++}\t${vectorText(row)}\t${Math.sqrt(sq)}\n`;
+      }
+      yield chunk;
+      onRows?.(n);
+    }
+  }
+  await database.copyIn('features', ['dictionary_id', 'idx', 'decoder', 'decoder_norm'], lines());
+  return next;
+}

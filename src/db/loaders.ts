@@ -1,0 +1,43 @@
+/** Per-request DataLoaders: a page of features with their dictionaries and models costs a constant number of queries. */
+import DataLoader from 'dataloader';
+import type { Database } from './client.js';
+import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, type DictionaryRow } from './catalog.js';
+import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from './features.js';
+
+export interface Loaders {
+  model: DataLoader<string, ModelRow | null>;
+  dictionary: DataLoader<string, DictionaryRow | null>;
+  dictionariesOfModel: DataLoader<string, DictionaryRow[]>;
+  feature: DataLoader<FeatureKey, FeatureRow | null, string>;
+  decoder: DataLoader<FeatureKey, number[] | null, string>;
+  featureCount: DataLoader<string, number>;
+}
+
+export function createLoaders(database: Database): Loaders {
+  return {
+    model: new DataLoader(async (ids) => {
+      const rows = new Map((await getModels(database, ids)).map((r) => [r.id, r]));
+      return ids.map((id) => rows.get(id) ?? null);
+    }),
+    dictionary: new DataLoader(async (ids) => {
+      const rows = new Map((await getDictionaries(database, ids)).map((r) => [r.id, r]));
+      return ids.map((id) => rows.get(id) ?? null);
+    }),
+    dictionariesOfModel: new DataLoader(async (modelIds) => {
+      const rows = await getDictionariesOfModels(database, modelIds);
+      return modelIds.map((m) => rows.filter((r) => r.modelId === m));
+    }),
+    feature: new DataLoader(async (keys) => {
+      const rows = await getFeatures(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? null);
+    }, { cacheKeyFn: featureKey }),
+    decoder: new DataLoader(async (keys) => {
+      const rows = await getDecoders(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? null);
+    }, { cacheKeyFn: featureKey }),
+    featureCount: new DataLoader(async (ids) => {
+      const counts = await countFeatures(database, ids);
+      return ids.map((id) => counts.get(id) ?? 0);
+    }),
+  };
+}

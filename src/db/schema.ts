@@ -1,0 +1,128 @@
+/**
+ * The catalog, one drizzle schema for both backends. Decoder vectors live in an untyped pgvector
+ * column because dictionaries differ in width; each dictionary gets its own partial HNSW index over
+ * an expression that casts to its fixed width (see src/db/vector-index.ts).
+ */
+import { sql } from 'drizzle-orm';
+import {
+  pgTable, text, integer, real, boolean, jsonb, timestamp, primaryKey, index, serial, customType, uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+/** pgvector `vector` without a fixed dimension; values travel as pgvector text ('[1,2,3]'). */
+export const anyVector = customType<{ data: number[]; driverData: string }>({
+  dataType: () => 'vector',
+  toDriver: (v) => `[${v.join(',')}]`,
+  fromDriver: (v) => JSON.parse(v) as number[],
+});
+
+export const models = pgTable('models', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  architecture: text('architecture').notNull(),
+  dModel: integer('d_model').notNull(),
+  nLayers: integer('n_layers').notNull(),
+  vocabSize: integer('vocab_size').notNull(),
+  contextLength: integer('context_length').notNull(),
+  prependBos: boolean('prepend_bos').notNull(),
+  hookPoints: jsonb('hook_points').$type<string[]>().notNull(),
+  sourcePath: text('source_path').notNull(),
+  sourceFormat: text('source_format').notNull(),
+  tokenizerPath: text('tokenizer_path'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Statistics of a dictionary over a corpus, written by `atlas build`. */
+export interface DictionaryStats {
+  tokens: number;
+  l0: number;
+  deadFraction: number;
+  normalizedMse: number;
+  explainedVariance: number;
+  corpus: string;
+  builtAt: string;
+}
+
+export const dictionaries = pgTable('dictionaries', {
+  id: text('id').primaryKey(),
+  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
+  name: text('name').notNull(),
+  hookPoint: text('hook_point').notNull(),
+  dIn: integer('d_in').notNull(),
+  dSae: integer('d_sae').notNull(),
+  architecture: text('architecture').notNull(),
+  k: integer('k'),
+  /** Architecture parameters beyond k: normalization kind and factor, apply_b_dec_to_input, … */
+  params: jsonb('params').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+  sourceFormat: text('source_format').notNull(),
+  sourcePath: text('source_path'),
+  /** Folder holding the encoder weights the server loads (SAELens layout). */
+  weightsPath: text('weights_path'),
+  /** 'importing' until every feature row and the index exist; readers only see 'ready'. */
+  state: text('state').notNull().default('importing'),
+  stats: jsonb('stats').$type<DictionaryStats>(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [index('dictionaries_model_idx').on(t.modelId)]);
+
+export const features = pgTable('features', {
+  dictionaryId: text('dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  idx: integer('idx').notNull(),
+  decoder: anyVector('decoder').notNull(),
+  decoderNorm: real('decoder_norm').notNull(),
+  density: real('density'),
+  maxActivation: real('max_activation'),
+  meanActivation: real('mean_activation'),
+  histogram: jsonb('histogram').$type<{ edges: number[]; counts: number[] }>(),
+  label: text('label'),
+  labelSource: text('label_source'),
+}, (t) => [
+  primaryKey({ columns: [t.dictionaryId, t.idx] }),
+  index('features_density_idx').on(t.dictionaryId, t.density),
+  index('features_max_activation_idx').on(t.dictionaryId, t.maxActivation),
+]);
+
+export const activationExamples = pgTable('activation_examples', {
+  id: serial('id').primaryKey(),
+  dictionaryId: text('dictionary_id').notNull(),
+  featureIdx: integer('feature_idx').notNull(),
+  /** 'top' or 'quantile' */
+  kind: text('kind').notNull(),
+  /** Quantile band (0 = lowest) for kind 'quantile'; null for 'top'. */
+  band: integer('band'),
+  rank: integer('rank').notNull(),
+  tokens: jsonb('tokens').$type<string[]>().notNull(),
+  tokenIds: jsonb('token_ids').$type<number[]>().notNull(),
+  values: jsonb('values').$type<number[]>().notNull(),
+  maxValue: real('max_value').notNull(),
+  maxPosition: integer('max_position').notNull(),
+}, (t) => [index('activation_examples_feature_idx').on(t.dictionaryId, t.featureIdx, t.kind)]);
+
+export const logitTokens = pgTable('logit_tokens', {
+  dictionaryId: text('dictionary_id').notNull(),
+  featureIdx: integer('feature_idx').notNull(),
+  /** 'positive' (promoted) or 'negative' (suppressed) */
+  sign: text('sign').notNull(),
+  rank: integer('rank').notNull(),
+  tokenId: integer('token_id').notNull(),
+  token: text('token').notNull(),
+  weight: real('weight').notNull(),
+}, (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.sign, t.rank] })]);
+
+export const explanations = pgTable('explanations', {
+  id: serial('id').primaryKey(),
+  dictionaryId: text('dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  featureIdx: integer('feature_idx').notNull(),
+  text: text('text').notNull(),
+  source: text('source').notNull(),
+  author: text('author'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [index('explanations_feature_idx').on(t.dictionaryId, t.featureIdx)]);
+
+export const apiKeys = pgTable('api_keys', {
+  id: serial('id').primaryKey(),
+  name: text('name').notNull(),
+  /** sha256 of the key; the key itself is shown once and never stored. */
+  keyHash: text('key_hash').notNull(),
+  prefix: text('prefix').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  revokedAt: timestamp('revoked_at', { withTimezone: true }),
+}, (t) => [uniqueIndex('api_keys_hash_idx').on(t.keyHash)]);

@@ -1,0 +1,81 @@
+import type { Context } from './context.js';
+import type { ModelRow, DictionaryRow } from '../db/catalog.js';
+import { listModels, listDictionaries } from '../db/catalog.js';
+import { pageFeatures, type FeatureRow, type FeatureOrder, type Direction } from '../db/features.js';
+import { AtlasError } from '../errors.js';
+import { checkFirst, decodeCursor, encodeCursor } from './connection.js';
+
+async function dictionaryOrThrow(ctx: Context, id: string): Promise<DictionaryRow> {
+  const d = await ctx.loaders.dictionary.load(id);
+  if (!d) throw new AtlasError('NOT_FOUND', `No dictionary "${id}".`);
+  return d;
+}
+
+export const catalogResolvers = {
+  Query: {
+    serverInfo: async (_: unknown, __: unknown, ctx: Context) => {
+      const [ext] = await ctx.database.query<{ v: string }>("SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'");
+      return {
+        version: ctx.services.version,
+        database: `${ctx.database.kind}: ${ctx.database.description}`,
+        executionProvider: ctx.services.executionProvider(),
+        pgvectorVersion: ext?.v ?? null,
+      };
+    },
+    models: (_: unknown, __: unknown, ctx: Context) => listModels(ctx.database),
+    model: async (_: unknown, args: { id: string }, ctx: Context) => {
+      const m = await ctx.loaders.model.load(args.id);
+      if (!m) throw new AtlasError('NOT_FOUND', `No model "${args.id}".`);
+      return m;
+    },
+    dictionaries: async (_: unknown, args: { model?: string | null }, ctx: Context) => {
+      if (args.model && !(await ctx.loaders.model.load(args.model))) throw new AtlasError('NOT_FOUND', `No model "${args.model}".`);
+      return listDictionaries(ctx.database, args.model ?? undefined);
+    },
+    dictionary: (_: unknown, args: { id: string }, ctx: Context) => dictionaryOrThrow(ctx, args.id),
+    feature: async (_: unknown, args: { dictionary: string; index: number }, ctx: Context) => {
+      const d = await dictionaryOrThrow(ctx, args.dictionary);
+      const f = await ctx.loaders.feature.load({ dictionaryId: d.id, index: args.index });
+      if (!f) throw new AtlasError('NOT_FOUND', `Dictionary "${d.id}" has features 0..${d.dSae - 1}; there is no feature ${args.index}.`);
+      return f;
+    },
+  },
+  Model: {
+    layers: (m: ModelRow) => m.nLayers,
+    dictionaries: (m: ModelRow, _: unknown, ctx: Context) => ctx.loaders.dictionariesOfModel.load(m.id),
+  },
+  Dictionary: {
+    model: async (d: DictionaryRow, _: unknown, ctx: Context) => (await ctx.loaders.model.load(d.modelId))!,
+    normalization: (d: DictionaryRow) => String(d.params.normalization ?? 'none'),
+    createdAt: (d: DictionaryRow) => d.createdAt.toISOString(),
+    features: async (
+      d: DictionaryRow,
+      args: { first: number; after?: string | null; orderBy: FeatureOrder; direction?: Direction | null },
+      ctx: Context,
+    ) => {
+      checkFirst(args.first);
+      const direction = args.direction ?? (args.orderBy === 'INDEX' ? 'ASC' : 'DESC');
+      const after = args.after ? decodeCursor(args.after) : null;
+      const page = await pageFeatures(ctx.database, { dictionaryId: d.id, orderBy: args.orderBy, direction, first: args.first, after });
+      const edges = page.rows.map((row) => {
+        ctx.loaders.feature.prime({ dictionaryId: row.dictionaryId, index: row.index }, row);
+        return { cursor: encodeCursor({ value: row.sortValue, index: row.index }), node: row };
+      });
+      return {
+        edges,
+        pageInfo: {
+          hasNextPage: page.hasNextPage,
+          hasPreviousPage: after !== null,
+          startCursor: edges[0]?.cursor ?? null,
+          endCursor: edges.at(-1)?.cursor ?? null,
+        },
+        totalCount: () => ctx.loaders.featureCount.load(d.id),
+      };
+    },
+  },
+  Feature: {
+    id: (f: FeatureRow) => `${f.dictionaryId}:${f.index}`,
+    dictionary: async (f: FeatureRow, _: unknown, ctx: Context) => (await ctx.loaders.dictionary.load(f.dictionaryId))!,
+    decoder: async (f: FeatureRow, _: unknown, ctx: Context) => (await ctx.loaders.decoder.load(f))!,
+  },
+};

@@ -1,0 +1,15 @@
+import { catalogResolvers } from './catalog.js';
+import { searchResolvers } from './search.js';
+
+type ResolverMap = Record<string, Record<string, unknown>>;
+
+/** Each file resolves its own slice of the schema; types that appear in several files are merged here. */
+function merge(...maps: ResolverMap[]): ResolverMap {
+  const out: ResolverMap = {};
+  for (const map of maps) {
+    for (const [type, fields] of Object.entries(map)) out[type] = { ...out[type], ...fields };
+  }
+  return out;
+}
+
+export const resolvers = merge(catalogResolvers, searchResolvers);

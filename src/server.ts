@@ -1,0 +1,179 @@
+/**
+ * The HTTP server: GraphQL at /graphql (Apollo Server on a plain node:http server, so the body size
+ * cap, static pages and draining are ours), a landing page at /, and /healthz.
+ */
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
+import { unwrapResolverError } from '@apollo/server/errors';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import type { GraphQLError, GraphQLFormattedError } from 'graphql';
+import { typeDefs } from './schema/index.js';
+import { resolvers } from './resolvers/index.js';
+import type { Context, Services } from './resolvers/context.js';
+import type { Database } from './db/client.js';
+import { createLoaders } from './db/loaders.js';
+import { AtlasError, isAtlasError } from './errors.js';
+import { landingPage } from './landing.js';
+
+export interface ServerOptions {
+  database: Database;
+  services: Services;
+  maxBodyBytes: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  httpServer: Server;
+  url: string;
+  /** Stops accepting requests, lets in-flight ones finish, then resolves. */
+  stop(): Promise<void>;
+}
+
+/** Codes Apollo and graphql-js already attach that are safe and useful to pass through. */
+const PASS_THROUGH = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE', 'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED']);
+
+function formatError(log: (l: string) => void) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const original = unwrapResolverError(error);
+    if (isAtlasError(original)) {
+      return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...original.details } };
+    }
+    const code = formatted.extensions?.code;
+    if (typeof code === 'string' && (PASS_THROUGH.has(code) || code === 'QUERY_TOO_COMPLEX')) {
+      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
+    }
+    log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
+    return { message: 'Internal server error. The server log has the details.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  };
+}
+
+/** Limits on the document itself: depth, aliases, cost, tokens, directives; no field suggestions. */
+function armor() {
+  const tooComplex = [(_: unknown, err: GraphQLError) => {
+    (err.extensions as Record<string, unknown>).code = 'QUERY_TOO_COMPLEX';
+  }];
+  return new ApolloArmor({
+    maxDepth: { n: 10, onReject: tooComplex, propagateOnRejection: true },
+    maxAliases: { n: 15, onReject: tooComplex, propagateOnRejection: true },
+    costLimit: { maxCost: 5000, onReject: tooComplex, propagateOnRejection: true },
+    maxTokens: { n: 2000, onReject: tooComplex, propagateOnRejection: true },
+    maxDirectives: { n: 20, onReject: tooComplex, propagateOnRejection: true },
+    blockFieldSuggestion: { enabled: true },
+  }).protect();
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) return reject(new BodyTooLarge());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new BodyTooLarge());
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+}
+
+export async function startServer(opts: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const httpServer = createServer();
+  const protection = armor();
+  const apollo = new ApolloServer<Context>({
+    typeDefs,
+    resolvers,
+    formatError: formatError(log),
+    includeStacktraceInErrorResponses: false,
+    validationRules: protection.validationRules,
+    plugins: [
+      ...(protection.plugins as ApolloServerPlugin<Context>[]),
+      ApolloServerPluginLandingPageDisabled() as ApolloServerPlugin<Context>,
+      ApolloServerPluginDrainHttpServer({ httpServer }) as ApolloServerPlugin<Context>,
+    ],
+  });
+  await apollo.start();
+
+  const graphql = async (req: IncomingMessage, res: ServerResponse) => {
+    let body: unknown;
+    if (req.method === 'POST') {
+      let raw: string;
+      try {
+        raw = await readBody(req, opts.maxBodyBytes);
+      } catch (e) {
+        if (e instanceof BodyTooLarge) {
+          res.setHeader('connection', 'close');
+          return sendJson(res, 413, { errors: [{ message: `The request body exceeds ${opts.maxBodyBytes} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+        }
+        throw e;
+      }
+      try {
+        body = raw ? JSON.parse(raw) : {};
+      } catch {
+        return sendJson(res, 400, { errors: [{ message: 'The request body is not valid JSON.', extensions: { code: 'BAD_REQUEST' } }] });
+      }
+    }
+    const headers = new HeaderMap();
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const result = await apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
+      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services }),
+    });
+    for (const [k, v] of result.headers) res.setHeader(k, v);
+    res.statusCode = result.status ?? 200;
+    if (result.body.kind === 'complete') {
+      res.end(result.body.string);
+    } else {
+      for await (const chunk of result.body.asyncIterator) res.write(chunk);
+      res.end();
+    }
+  };
+
+  httpServer.on('request', (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const handle = async () => {
+      if (path === '/graphql') return graphql(req, res);
+      if (path === '/healthz') return sendJson(res, 200, { ok: true });
+      if (path === '/' && req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end(landingPage());
+      }
+      sendJson(res, 404, { errors: [{ message: `Nothing at ${path}; the GraphQL endpoint is /graphql.`, extensions: { code: 'NOT_FOUND' } }] });
+    };
+    handle().catch((e) => {
+      log(`request failed: ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      else res.end();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'EADDRINUSE' ? new AtlasError('CONFLICT', `Port ${listen.port} on ${listen.host} is in use; pick another with --port or PORT.`) : e));
+    httpServer.listen(listen.port, listen.host, resolve);
+  });
+  const address = httpServer.address();
+  const port = typeof address === 'object' && address ? address.port : listen.port;
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  return {
+    httpServer,
+    url: `http://${host}:${port}/graphql`,
+    stop: () => apollo.stop(),
+  };
+}
