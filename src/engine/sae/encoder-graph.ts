@@ -1,0 +1,164 @@
+/**
+ * ONNX graph of a whole dictionary pass. Inputs: x [n, dIn] float, top_k [1] int64.
+ * Outputs: indices [n, top_k] int32 and values [n, top_k] float (the largest codes, sorted, ties
+ * to the lower index), l0 [n] int32 (nonzero codes per row), x_hat [n, dIn] float in x's scale.
+ * Codes are never negative, so a value of 0 marks a slot with no active feature.
+ */
+import { AtlasError } from '../../errors.js';
+import { GraphSpec, floatTensor, int64Tensor, node, onnx, serializeModel, valueInfo } from '../onnx/proto.js';
+import { LAYER_NORM_EPS } from './normalization.js';
+import { SaeConfig, SaeParams } from './types.js';
+
+/** protobuf caps a serialized message at 2 GiB; weights travel inside the model as initializers. */
+const MAX_MODEL_BYTES = 2 ** 31 - 64 * 1024 * 1024;
+
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+const INT32 = onnx.TensorProto.DataType.INT32;
+
+function param(params: SaeParams, name: keyof SaeParams, cfg: SaeConfig): Float32Array {
+  const v = params[name];
+  if (!v) throw new AtlasError('BAD_FILE', `The ${cfg.architecture} architecture needs parameter "${name}", which this dictionary lacks.`);
+  return v;
+}
+
+export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array {
+  const { dIn, dSae } = cfg;
+  const weightBytes = 4 * (2 * dIn * dSae + 4 * dSae + dIn);
+  if (weightBytes > MAX_MODEL_BYTES) {
+    throw new AtlasError('UNSUPPORTED', `A ${dSae} x ${dIn} dictionary needs ${(weightBytes / 2 ** 30).toFixed(1)} GiB of weights, over the 2 GiB an in-memory ONNX model can hold.`);
+  }
+  const nodes = [];
+  const inits = [
+    floatTensor('zero', [], new Float32Array([0])),
+    int64Tensor('last_axis', [1], [-1]),
+    floatTensor('W_enc', [dIn, dSae], params.W_enc),
+    floatTensor('W_dec', [dSae, dIn], params.W_dec),
+    floatTensor('b_dec', [dIn], params.b_dec),
+  ];
+
+  // Normalization in; `undo` turns the decoder output back into x's scale.
+  let xn = 'x';
+  let undo: (y: string) => string = (y) => y;
+  const { kind, scalingFactor } = cfg.normalization;
+  if (kind === 'expected_average_only_in' && scalingFactor !== null) {
+    inits.push(floatTensor('norm_factor', [], new Float32Array([scalingFactor])));
+    nodes.push(node('Mul', ['x', 'norm_factor'], ['x_norm']));
+    xn = 'x_norm';
+    undo = (y) => { nodes.push(node('Div', [y, 'norm_factor'], ['x_hat'])); return 'x_hat'; };
+  } else if (kind === 'constant_norm_rescale') {
+    inits.push(floatTensor('sqrt_d_in', [], new Float32Array([Math.sqrt(dIn)])));
+    nodes.push(
+      node('Mul', ['x', 'x'], ['x_sq']),
+      node('ReduceSum', ['x_sq', 'last_axis'], ['x_sumsq'], { keepdims: 1 }),
+      node('Sqrt', ['x_sumsq'], ['x_norm2']),
+      node('Div', ['sqrt_d_in', 'x_norm2'], ['x_coeff']),
+      node('Mul', ['x', 'x_coeff'], ['x_norm']),
+    );
+    xn = 'x_norm';
+    undo = (y) => { nodes.push(node('Div', [y, 'x_coeff'], ['x_hat'])); return 'x_hat'; };
+  } else if (kind === 'layer_norm') {
+    inits.push(
+      floatTensor('d_in_minus_1', [], new Float32Array([dIn - 1])),
+      floatTensor('ln_eps', [], new Float32Array([LAYER_NORM_EPS])),
+    );
+    nodes.push(
+      node('ReduceMean', ['x'], ['ln_mu'], { axes: [-1], keepdims: 1 }),
+      node('Sub', ['x', 'ln_mu'], ['ln_xc']),
+      node('Mul', ['ln_xc', 'ln_xc'], ['ln_sq']),
+      node('ReduceSum', ['ln_sq', 'last_axis'], ['ln_ss'], { keepdims: 1 }),
+      node('Div', ['ln_ss', 'd_in_minus_1'], ['ln_var']),
+      node('Sqrt', ['ln_var'], ['ln_std']),
+      node('Add', ['ln_std', 'ln_eps'], ['ln_den']),
+      node('Div', ['ln_xc', 'ln_den'], ['x_norm']),
+    );
+    xn = 'x_norm';
+    undo = (y) => {
+      nodes.push(node('Mul', [y, 'ln_std'], ['x_hat_scaled']), node('Add', ['x_hat_scaled', 'ln_mu'], ['x_hat']));
+      return 'x_hat';
+    };
+  }
+
+  let saeIn = xn;
+  if (cfg.applyBDecToInput) {
+    nodes.push(node('Sub', [xn, 'b_dec'], ['sae_in']));
+    saeIn = 'sae_in';
+  }
+
+  switch (cfg.architecture) {
+    case 'standard':
+      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)));
+      nodes.push(node('MatMul', [saeIn, 'W_enc'], ['h']), node('Add', ['h', 'b_enc'], ['pre']), node('Relu', ['pre'], ['codes']));
+      break;
+    case 'jumprelu':
+      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)), floatTensor('threshold', [dSae], param(params, 'threshold', cfg)));
+      nodes.push(
+        node('MatMul', [saeIn, 'W_enc'], ['h']),
+        node('Add', ['h', 'b_enc'], ['pre']),
+        node('Greater', ['pre', 'threshold'], ['above']),
+        node('Relu', ['pre'], ['pre_relu']),
+        node('Where', ['above', 'pre_relu', 'zero'], ['codes']),
+      );
+      break;
+    case 'topk': {
+      if (cfg.k === null) throw new AtlasError('BAD_FILE', 'A topk dictionary needs k in its configuration.');
+      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)), int64Tensor('arch_k', [1], [cfg.k]));
+      nodes.push(
+        node('MatMul', [saeIn, 'W_enc'], ['h']),
+        node('Add', ['h', 'b_enc'], ['pre']),
+        node('TopK', ['pre', 'arch_k'], ['kept_values', 'kept_indices'], { axis: -1, largest: 1, sorted: 1 }),
+        node('Relu', ['kept_values'], ['kept_relu']),
+        node('Shape', ['pre'], ['pre_shape']),
+        node('ConstantOfShape', ['pre_shape'], ['pre_zeros']),
+        node('ScatterElements', ['pre_zeros', 'kept_indices', 'kept_relu'], ['codes'], { axis: 1 }),
+      );
+      break;
+    }
+    case 'gated': {
+      const rMag = param(params, 'r_mag', cfg);
+      inits.push(
+        floatTensor('b_gate', [dSae], param(params, 'b_gate', cfg)),
+        floatTensor('b_mag', [dSae], param(params, 'b_mag', cfg)),
+        floatTensor('exp_r_mag', [dSae], Float32Array.from(rMag, Math.exp)),
+      );
+      // x'(W_enc * exp(r_mag)) = (x' W_enc) * exp(r_mag): one product feeds gate and magnitude.
+      nodes.push(
+        node('MatMul', [saeIn, 'W_enc'], ['h']),
+        node('Add', ['h', 'b_gate'], ['gate_pre']),
+        node('Greater', ['gate_pre', 'zero'], ['gate_open']),
+        node('Mul', ['h', 'exp_r_mag'], ['mag_h']),
+        node('Add', ['mag_h', 'b_mag'], ['mag_pre']),
+        node('Relu', ['mag_pre'], ['mag']),
+        node('Where', ['gate_open', 'mag', 'zero'], ['codes']),
+      );
+      break;
+    }
+  }
+
+  nodes.push(
+    node('TopK', ['codes', 'top_k'], ['values', 'indices_i64'], { axis: -1, largest: 1, sorted: 1 }),
+    node('Cast', ['indices_i64'], ['indices'], { to: INT32 }),
+    node('Greater', ['codes', 'zero'], ['active']),
+    node('Cast', ['active'], ['active_f'], { to: FLOAT }),
+    // Float sums of ones are exact up to 2^24 features.
+    node('ReduceSum', ['active_f', 'last_axis'], ['l0_f'], { keepdims: 0 }),
+    node('Cast', ['l0_f'], ['l0'], { to: INT32 }),
+    node('MatMul', ['codes', 'W_dec'], ['dec_h']),
+    node('Add', ['dec_h', 'b_dec'], ['decoded']),
+  );
+  const xHat = undo('decoded');
+  if (xHat !== 'x_hat') nodes.push(node('Identity', [xHat], ['x_hat']));
+
+  const g: GraphSpec = {
+    name: `sae_${cfg.architecture}_${dSae}x${dIn}`,
+    nodes,
+    initializers: inits,
+    inputs: [valueInfo('x', 'float', ['n', dIn]), valueInfo('top_k', 'int64', [1])],
+    outputs: [
+      valueInfo('indices', 'int32', ['n', 'top_k']),
+      valueInfo('values', 'float', ['n', 'top_k']),
+      valueInfo('l0', 'int32', ['n']),
+      valueInfo('x_hat', 'float', ['n', dIn]),
+    ],
+  };
+  return serializeModel(g);
+}

@@ -1,0 +1,81 @@
+/**
+ * EleutherAI sparsify folders: cfg.json + sae.safetensors with `encoder.weight` [d_sae, d_in],
+ * `encoder.bias`, `W_dec` [d_sae, d_in], `b_dec`. Encode is topk(relu(encoder(x - b_dec))), which
+ * is the SAELens topk architecture with W_enc = encoder.weight transposed.
+ */
+import { basename, join } from 'node:path';
+import { AtlasError } from '../../../errors.js';
+import { SaeConfig, SaeSource } from '../types.js';
+import { DTYPE_NAMES, positiveInt, readChecked, readJson, requireTensor, safetensorsReader, streamRows } from './common.js';
+
+export const SPARSIFY_WEIGHTS = 'sae.safetensors';
+
+export function openSparsify(dir: string): SaeSource {
+  const cfgPath = join(dir, 'cfg.json');
+  const raw = readJson(cfgPath);
+  const weights = safetensorsReader(join(dir, SPARSIFY_WEIGHTS));
+  try {
+    const activation = raw.activation ?? 'topk';
+    if (activation !== 'topk') {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: activation ${JSON.stringify(activation)} is not supported; sparsify dictionaries must use topk.`);
+    }
+    if (raw.transcode === true) {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: this is a transcoder (transcode = true); only autoencoders that reconstruct their input are supported.`);
+    }
+    if (raw.skip_connection === true || weights.has('W_skip')) {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: skip connections (W_skip) are not supported.`);
+    }
+    if (!weights.has('encoder.weight')) throw new AtlasError('BAD_FILE', `${weights.path} is missing tensor "encoder.weight" (expected shape [d_sae, d_in]).`);
+    const encShape = weights.shape('encoder.weight');
+    if (encShape.length !== 2) {
+      throw new AtlasError('BAD_FILE', `${weights.path}: tensor "encoder.weight" has shape [${encShape.join(', ')}] but a 2-D [d_sae, d_in] tensor was expected.`);
+    }
+    const dIn = raw.d_in !== undefined ? positiveInt(raw.d_in, 'd_in', cfgPath) : encShape[1];
+    const dSae = encShape[0];
+    const declared = typeof raw.num_latents === 'number' && raw.num_latents > 0
+      ? raw.num_latents
+      : typeof raw.expansion_factor === 'number' && raw.expansion_factor > 0 ? raw.expansion_factor * dIn : dSae;
+    if (declared !== dSae) {
+      throw new AtlasError('BAD_FILE', `${cfgPath} declares ${declared} latents but "encoder.weight" has shape [${encShape.join(', ')}].`);
+    }
+    const k = positiveInt(raw.k, 'k', cfgPath);
+    if (k > dSae) throw new AtlasError('BAD_FILE', `${cfgPath}: k = ${k} exceeds the ${dSae} latents.`);
+    const shapes: Record<string, number[]> = { 'encoder.weight': [dSae, dIn], 'encoder.bias': [dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
+    for (const [name, shape] of Object.entries(shapes)) requireTensor(weights, name, shape);
+
+    const config: SaeConfig = {
+      architecture: 'topk',
+      dIn,
+      dSae,
+      k,
+      // sparsify names hook points by Hugging Face module path (kept in extra.module), not by TransformerLens hook name.
+      hookName: null,
+      modelName: null,
+      applyBDecToInput: true,
+      normalization: { kind: 'none', scalingFactor: null },
+      sourceFormat: 'sparsify',
+      dtype: DTYPE_NAMES[weights.dtype('W_dec')] ?? weights.dtype('W_dec'),
+      extra: { ...raw, module: basename(dir) },
+    };
+    return {
+      config,
+      decoderRows: (batchRows) => streamRows(weights, 'W_dec', dSae, dIn, batchRows),
+      loadParams: () => {
+        const enc = readChecked(weights, 'encoder.weight', shapes['encoder.weight']);
+        const W_enc = new Float32Array(dIn * dSae);
+        for (let j = 0; j < dSae; j++) for (let i = 0; i < dIn; i++) W_enc[i * dSae + j] = enc[j * dIn + i];
+        return {
+          W_enc,
+          b_enc: readChecked(weights, 'encoder.bias', shapes['encoder.bias']),
+          W_dec: readChecked(weights, 'W_dec', shapes.W_dec),
+          b_dec: readChecked(weights, 'b_dec', shapes.b_dec),
+        };
+      },
+      logSparsity: () => null,
+      close: () => weights.close(),
+    };
+  } catch (e) {
+    weights.close();
+    throw e;
+  }
+}

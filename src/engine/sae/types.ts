@@ -1,0 +1,67 @@
+/** Shapes of an SAE dictionary once read: its configuration, its parameters, and a streaming source. */
+
+export type SaeArchitecture = 'standard' | 'jumprelu' | 'topk' | 'gated';
+export const SAE_ARCHITECTURES: readonly SaeArchitecture[] = ['standard', 'jumprelu', 'topk', 'gated'];
+
+export type NormalizationKind = 'none' | 'expected_average_only_in' | 'constant_norm_rescale' | 'layer_norm';
+export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expected_average_only_in', 'constant_norm_rescale', 'layer_norm'];
+
+export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope';
+
+export interface SaeConfig {
+  architecture: SaeArchitecture;
+  dIn: number;
+  dSae: number;
+  /** Active features per vector for topk; null otherwise. */
+  k: number | null;
+  hookName: string | null;
+  modelName: string | null;
+  /** SAELens semantics: subtract b_dec from the (normalized) input before the encoder. */
+  applyBDecToInput: boolean;
+  normalization: {
+    kind: NormalizationKind;
+    /** expected_average_only_in: inputs are multiplied by this (SAELens `norm_scaling_factor`); null = identity, as SAELens does without one. */
+    scalingFactor: number | null;
+  };
+  sourceFormat: SaeSourceFormat;
+  /** Element type of the stored weights: float32, float16 or bfloat16. */
+  dtype: string;
+  /** The source's configuration as read (cfg.json object, or {} for Gemma Scope), for provenance. */
+  extra: Record<string, unknown>;
+}
+
+/** All float32, row-major. gated has b_gate/b_mag/r_mag and no b_enc; jumprelu adds threshold. */
+export interface SaeParams {
+  /** [dIn, dSae] */
+  W_enc: Float32Array;
+  /** [dSae]; absent for gated. */
+  b_enc?: Float32Array;
+  /** [dSae, dIn] */
+  W_dec: Float32Array;
+  /** [dIn] */
+  b_dec: Float32Array;
+  /** [dSae], jumprelu. */
+  threshold?: Float32Array;
+  /** [dSae], gated. */
+  r_mag?: Float32Array;
+  b_mag?: Float32Array;
+  b_gate?: Float32Array;
+}
+
+export interface DecoderBatch {
+  /** Index of the first feature in `rows`. */
+  start: number;
+  /** [n, dIn] decoder rows of features start..start+n. */
+  rows: Float32Array;
+}
+
+export interface SaeSource {
+  config: SaeConfig;
+  /** Decoder rows read from disk batch by batch, each checked for NaN/Inf. */
+  decoderRows(batchRows: number): Iterable<DecoderBatch>;
+  /** Every parameter as float32, shapes and values checked. */
+  loadParams(): SaeParams;
+  /** log10 firing frequency per feature ([dSae]) when the source ships it; -Infinity marks a feature never seen firing. */
+  logSparsity(): Float32Array | null;
+  close(): void;
+}
