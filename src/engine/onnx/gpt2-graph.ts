@@ -1,0 +1,114 @@
+/**
+ * ONNX graph (opset 17) of a GPT-2 model built from TransformerWeights, with the inputs and outputs
+ * documented in layers.ts (the same as the llama graph, KV cache included).
+ *
+ * Per block:  resid_mid = resid_pre + Attn(LN1(resid_pre))                          (attn_out)
+ *             resid_post = resid_mid + W_out·act(W_in·LN2(resid_mid) + b_in) + b_out  (mlp_out)
+ * with learned positional embeddings added to the token embeddings, one fused QKV matmul with
+ * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
+ */
+import { AtlasError } from '../../errors.js';
+import { hookName, type HookKind, type TransformerWeights } from '../model/types.js';
+import { floatAttr, type GraphSpec } from './proto.js';
+import { GraphBuilder, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
+
+/** Bump when the graph changes: it is part of the on-disk cache key. */
+export const GPT2_GRAPH_VERSION = 1;
+
+export const gpt2HookPoints = transformerHookPoints;
+
+/** Reads a tensor and checks it holds as many values as the config's shape needs. */
+function checked(w: TransformerWeights, name: string, want: number[]): Float32Array {
+  const data = w.tensor(name);
+  const count = want.reduce((a, b) => a * b, 1);
+  if (data.length !== count) {
+    throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
+  }
+  return data;
+}
+
+/** Concatenates row-major [rows, cols_i] matrices side by side. */
+function concatColumns(parts: Float32Array[], rows: number): Float32Array {
+  const widths = parts.map((p) => p.length / rows);
+  const total = widths.reduce((a, b) => a + b, 0);
+  const out = new Float32Array(rows * total);
+  for (let r = 0; r < rows; r++) {
+    let at = r * total;
+    parts.forEach((p, i) => {
+      out.set(p.subarray(r * widths[i], (r + 1) * widths[i]), at);
+      at += widths[i];
+    });
+  }
+  return out;
+}
+
+export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
+  const c = w.config;
+  if (c.architecture !== 'gpt2') throw new AtlasError('UNSUPPORTED', `The gpt2 graph builder cannot build architecture "${c.architecture}".`);
+  if (c.nKvHeads !== c.nHeads) throw new AtlasError('UNSUPPORTED', `GPT-2 has as many key/value heads as query heads; got ${c.nKvHeads} and ${c.nHeads}.`);
+  if (c.activation === 'silu') throw new AtlasError('UNSUPPORTED', 'A GPT-2 model with a silu activation is not supported; use gelu_new or gelu.');
+  const { dModel: d, nHeads, dHead, dMlp, vocabSize } = c;
+  const width = nHeads * dHead;
+  const g = new GraphBuilder();
+  const f = (name: string, dims: number[]) => g.float(name, dims, checked(w, name, dims));
+  const scalar = (name: string, v: number) => g.float(name, [], new Float32Array([v]));
+
+  const layerNorm = (x: string, prefix: string): string =>
+    g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) });
+
+  const half = scalar('const.half', 0.5);
+  const oneF = scalar('const.one_f', 1);
+  const gelu = (x: string): string => {
+    let inner: string;
+    if (c.activation === 'gelu_new') {
+      // tanh(√(2/π)·(x + 0.044715·x³))
+      const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+      const poly = g.op('Add', [x, g.op('Mul', [cube, scalar(g.t('const.gelu_c'), 0.044715)])]);
+      inner = g.op('Tanh', [g.op('Mul', [poly, scalar(g.t('const.gelu_k'), Math.sqrt(2 / Math.PI))])]);
+    } else {
+      inner = g.op('Erf', [g.op('Mul', [x, scalar(g.t('const.gelu_r'), Math.SQRT1_2)])]);
+    }
+    return g.op('Mul', [g.op('Mul', [x, half]), g.op('Add', [inner, oneF])]);
+  };
+
+  const { positions, maskBias } = positionsAndMask(g);
+  const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids']);
+  const pos = g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]);
+  let resid = g.op('Add', [tokens, pos], {}, hookName(0, 'hook_resid_pre'));
+
+  for (let l = 0; l < c.nLayers; l++) {
+    const b = `blocks.${l}`;
+    const hook = (kind: HookKind) => hookName(l, kind);
+    if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+
+    const Wqkv = concatColumns(['W_Q', 'W_K', 'W_V'].map((n) => checked(w, `${b}.attn.${n}`, [d, width])), d);
+    const bqkv = concatColumns(['b_Q', 'b_K', 'b_V'].map((n) => checked(w, `${b}.attn.${n}`, [width])), 1);
+    const qkv = g.op('Add', [g.op('MatMul', [layerNorm(resid, `${b}.ln1`), g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]), g.float(`${b}.attn.b_QKV`, [3 * width], bqkv)]);
+    const [q, k, v] = g.ops('Split', [qkv, g.ints(g.t('const.qkv_split'), [width, width, width])], [g.t('q'), g.t('k'), g.t('v')], { axis: -1 });
+    const z = attention(g, {
+      layer: l,
+      q: splitHeads(g, q, nHeads, dHead),
+      k: splitHeads(g, k, nHeads, dHead),
+      v: splitHeads(g, v, nHeads, dHead),
+      nHeads,
+      nKvHeads: nHeads,
+      dHead,
+      maskBias,
+    });
+    const attnOut = g.op('Add', [g.op('MatMul', [z, f(`${b}.attn.W_O`, [width, d])]), f(`${b}.attn.b_O`, [d])], {}, hook('hook_attn_out'));
+    const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
+
+    const pre = g.op('Add', [g.op('MatMul', [layerNorm(mid, `${b}.ln2`), f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])]);
+    const mlpOut = g.op('Add', [g.op('MatMul', [gelu(pre), f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
+    resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
+  }
+
+  const final = layerNorm(resid, 'ln_final');
+  // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
+  const W_U = c.tiedEmbeddings ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U') : f('unembed.W_U', [d, vocabSize]);
+  const hasBias = w.has('unembed.b_U');
+  const projected = g.op('MatMul', [final, W_U], {}, hasBias ? undefined : 'logits');
+  if (hasBias) g.op('Add', [projected, f('unembed.b_U', [vocabSize])], {}, 'logits');
+
+  return { name: 'gpt2', nodes: g.nodes, initializers: g.initializers, ...transformerIO(c) };
+}
