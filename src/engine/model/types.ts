@@ -77,6 +77,19 @@ export interface Unembedding {
   b_U: Float32Array | null;
 }
 
+export interface RunHooksOptions {
+  /** Keep the first contextLength tokens of longer sequences instead of refusing them. */
+  truncate?: boolean;
+}
+
+/** Incremental decoding of one sequence with a KV cache. */
+export interface Decoder {
+  /** Appends tokens (at least one) and returns the logits [vocab] after the last of them. */
+  feed(tokens: number[]): Promise<Float32Array>;
+  /** Tokens fed so far. */
+  readonly length: number;
+}
+
 export interface LoadedModel {
   info: ModelInfo;
   tokenizer: Tokenizer;
@@ -86,7 +99,9 @@ export interface LoadedModel {
    * activations; each sequence's rows equal a run of that sequence alone. Unknown hook names and
    * sequences longer than the context are refused with coded errors.
    */
-  runHooks(batch: number[][], hooks: string[]): Promise<Map<string, HookBatch>>;
+  runHooks(batch: number[][], hooks: string[], opts?: RunHooksOptions): Promise<Map<string, HookBatch>>;
+  /** A fresh KV-cached decoder for generation; absent when the graph has no cache inputs. */
+  decoder?(): Decoder;
   /** Null for ready ONNX files that do not expose their weights. */
   unembedding(): Unembedding | null;
   close(): Promise<void>;

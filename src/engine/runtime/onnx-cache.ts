@@ -1,0 +1,62 @@
+/**
+ * Converted ONNX graphs cached on disk, content-addressed: `<dataDir>/onnx/<sha256>/model.onnx`
+ * where the hash covers the checkpoint bytes and the builder version, so a restart reuses the file
+ * and a new builder never reads a stale graph. Entries are built in a temporary folder and renamed
+ * into place, so a crash leaves no half-written entry and two processes building the same model
+ * both end up with one complete copy.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const MODEL_FILE = 'model.onnx';
+
+/** sha256 over the builder version and the bytes of each file, streamed. */
+export async function cacheKey(files: string[], builderVersion: string): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(`${builderVersion}\0`);
+  for (const file of files) {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    hash.update('\0');
+  }
+  return hash.digest('hex');
+}
+
+function tempName(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The cache entry folder for `key`, building it first with `build(folder)` (which must write
+ * MODEL_FILE there) when absent. Returns the folder.
+ */
+export async function cachedEntry(dataDir: string, key: string, build: (folder: string) => Promise<void> | void): Promise<string> {
+  const root = join(dataDir, 'onnx');
+  const final = join(root, key);
+  if (existsSync(join(final, MODEL_FILE))) return final;
+  mkdirSync(root, { recursive: true });
+  const tmp = tempName(final);
+  mkdirSync(tmp);
+  try {
+    await build(tmp);
+    try {
+      renameSync(tmp, final);
+    } catch (e) {
+      // Another process renamed its copy first; theirs is complete, so use it.
+      if (!existsSync(join(final, MODEL_FILE))) throw e;
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return final;
+}
+
+/** A file derived from an entry (a pruned variant), made once and written atomically. */
+export function cachedFile(folder: string, name: string, make: () => Uint8Array): string {
+  const path = join(folder, name);
+  if (existsSync(path)) return path;
+  const tmp = tempName(path);
+  writeFileSync(tmp, make());
+  renameSync(tmp, path);
+  return path;
+}
