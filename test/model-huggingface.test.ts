@@ -110,7 +110,7 @@ test('readHfModelInfo: catalog facts and BOS policy from config.json', () =>
     const g = readHfModelInfo(dir);
     assert.deepEqual(
       { ...g, hookPoints: g.hookPoints.length },
-      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 300, contextLength: 32, prependBos: false, hookPoints: 10 },
+      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 10 },
     );
     assert.ok(g.hookPoints.includes('blocks.1.hook_resid_mid'));
     rmSync(join(dir, 'model.safetensors'));

@@ -1,14 +1,15 @@
 /**
- * Writes tiny random Hugging Face checkpoints (config.json + model.safetensors, or shards with
- * model.safetensors.index.json) for gpt2 and llama. The weights are drawn in the TransformerLens
- * layout first and written out in HF's layout by code independent of the reader, so a test can
- * check the reader's mapping by comparing what it loads with `weights`.
+ * Writes tiny random Hugging Face checkpoints for gpt2 and llama: config.json, model.safetensors
+ * (or shards with model.safetensors.index.json) and tokenizer.json. The weights are drawn in the
+ * TransformerLens layout first and written out in HF's layout by code independent of the reader,
+ * so a test can check the reader's mapping by comparing what it loads with `weights`.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TransformerConfig, TransformerWeights } from '../../src/engine/model/types.js';
 import { writeSafetensors, type TensorToWrite } from '../../src/engine/tensors/safetensors.js';
 import { llamaConfig, randomLlamaWeights, seededRandom } from './random-weights.js';
+import { writeGpt2TokenizerJson, writeLlamaTokenizerJson } from './tokenizer-fixtures.js';
 
 export interface HfFixtureOptions {
   dtype?: 'F32' | 'F16' | 'BF16';
@@ -20,6 +21,8 @@ export interface HfFixtureOptions {
   prefix?: boolean;
   /** Extra or replaced config.json entries. */
   config?: Record<string, unknown>;
+  /** Write tokenizer.json (and tokenizer_config.json) beside the weights (default true). */
+  tokenizer?: boolean;
   /** Edits the HF-named tensors before they are written (drop or reshape one for bad-input tests). */
   editTensors?: (t: Record<string, TensorToWrite>) => void;
 }
@@ -57,7 +60,7 @@ export function gpt2Config(overrides: Partial<TransformerConfig> = {}): Transfor
     nKvHeads: 4,
     dHead: 8,
     dMlp: 128,
-    vocabSize: 300,
+    vocabSize: 384,
     contextLength: 32,
     normEps: 1e-5,
     ropeTheta: 0,
@@ -179,13 +182,14 @@ export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixtu
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   writeCheckpoint(dir, config, tensors, opts);
+  if (opts.tokenizer !== false) writeGpt2TokenizerJson(dir, vocabSize);
   return { dir, weights: w };
 }
 
 /** A tiny LLaMA checkpoint with grouped-query attention (nn.Linear weights [out, in]). */
 export function writeTinyLlama(dir: string, opts: HfFixtureOptions = {}): HfFixture {
   // A non-default theta so a reader that ignores rope_theta is caught.
-  const c = llamaConfig({ ropeStyle: 'half', ropeTheta: 500, tiedEmbeddings: opts.tied ?? false, vocabSize: 300 });
+  const c = llamaConfig({ ropeStyle: 'half', ropeTheta: 500, tiedEmbeddings: opts.tied ?? false, vocabSize: 384 });
   const w = randomLlamaWeights(c, opts.seed ?? 1);
   const dtype = opts.dtype ?? 'F32';
   const p = opts.prefix === false ? '' : 'model.';
@@ -230,5 +234,6 @@ export function writeTinyLlama(dir: string, opts: HfFixtureOptions = {}): HfFixt
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   writeCheckpoint(dir, config, tensors, opts);
+  if (opts.tokenizer !== false) writeLlamaTokenizerJson(dir, vocabSize);
   return { dir, weights: w };
 }
