@@ -8,7 +8,7 @@ import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
-import type { GraphQLError, GraphQLFormattedError } from 'graphql';
+import type { GraphQLFormattedError } from 'graphql';
 import { typeDefs } from './schema/index.js';
 import { resolvers } from './resolvers/index.js';
 import type { Context, Services } from './resolvers/context.js';
@@ -40,8 +40,11 @@ function formatError(log: (l: string) => void) {
     if (isAtlasError(original)) {
       return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...original.details } };
     }
+    if (ARMOR_REJECTION.test(formatted.message)) {
+      return { message: formatted.message.replace(/^Syntax Error: /, ''), locations: formatted.locations, extensions: { code: 'QUERY_TOO_COMPLEX' } };
+    }
     const code = formatted.extensions?.code;
-    if (typeof code === 'string' && (PASS_THROUGH.has(code) || code === 'QUERY_TOO_COMPLEX')) {
+    if (typeof code === 'string' && PASS_THROUGH.has(code)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
     log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
@@ -51,18 +54,18 @@ function formatError(log: (l: string) => void) {
 
 /** Limits on the document itself: depth, aliases, cost, tokens, directives; no field suggestions. */
 function armor() {
-  const tooComplex = [(_: unknown, err: GraphQLError) => {
-    (err.extensions as Record<string, unknown>).code = 'QUERY_TOO_COMPLEX';
-  }];
   return new ApolloArmor({
-    maxDepth: { n: 10, onReject: tooComplex, propagateOnRejection: true },
-    maxAliases: { n: 15, onReject: tooComplex, propagateOnRejection: true },
-    costLimit: { maxCost: 5000, onReject: tooComplex, propagateOnRejection: true },
-    maxTokens: { n: 2000, onReject: tooComplex, propagateOnRejection: true },
-    maxDirectives: { n: 20, onReject: tooComplex, propagateOnRejection: true },
+    maxDepth: { n: 10 },
+    maxAliases: { n: 15 },
+    costLimit: { maxCost: 50000 },
+    maxTokens: { n: 2000 },
+    maxDirectives: { n: 20 },
     blockFieldSuggestion: { enabled: true },
   }).protect();
 }
+
+/** graphql-armor reports its rejections as syntax errors; give them their own code. */
+const ARMOR_REJECTION = /^Syntax Error: .*limit of \d+ exceeded/i;
 
 class BodyTooLarge extends Error {}
 

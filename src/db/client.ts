@@ -26,6 +26,8 @@ export interface Database {
   kind: 'pglite' | 'postgres';
   /** Where the data lives, without credentials, for logs and serverInfo. */
   description: string;
+  /** Statements sent so far (drizzle's and raw), so tests can prove reads are batched. */
+  readonly queryCount: number;
   db: Drizzle;
   /** Raw parameterised SQL; rows as plain objects. */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
@@ -61,6 +63,10 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   return database;
 }
 
+function countingLogger(counter: { n: number }): { logQuery(): void } {
+  return { logQuery: () => { counter.n++; } };
+}
+
 function redact(url: string): string {
   try {
     const u = new URL(url);
@@ -79,12 +85,15 @@ async function openPostgres(url: string): Promise<Database & { migrate(): Promis
     await pool.end();
     throw new AtlasError('BAD_USER_INPUT', `Cannot connect to ${redact(url)}: ${(e as Error).message}. Check DATABASE_URL.`);
   }
-  const db = drizzlePg(pool, { schema }) as unknown as Drizzle;
+  const counter = { n: 0 };
+  const db = drizzlePg(pool, { schema, logger: countingLogger(counter) }) as unknown as Drizzle;
   return {
     kind: 'postgres',
     description: redact(url),
     db,
+    get queryCount() { return counter.n; },
     async query<T>(text: string, params: unknown[] = []) {
+      counter.n++;
       return (await pool.query(text, params)).rows as T[];
     },
     async transaction(fn) {
@@ -191,12 +200,15 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
     unlock();
     throw e;
   }
-  const db = drizzlePglite(client, { schema }) as unknown as Drizzle;
+  const counter = { n: 0 };
+  const db = drizzlePglite(client, { schema, logger: countingLogger(counter) }) as unknown as Drizzle;
   return {
     kind: 'pglite',
     description: `PGlite ${join(dataDir, 'pglite')}`,
     db,
+    get queryCount() { return counter.n; },
     async query<T>(text: string, params: unknown[] = []) {
+      counter.n++;
       return (await client.query<T>(text, params)).rows;
     },
     transaction(fn) {
