@@ -1,0 +1,91 @@
+/**
+ * Plain reference implementation of the published SAE formulas (SAELens semantics), written
+ * independently of src/engine/sae and as simply as possible: one vector at a time, float64.
+ *   x' = normalize(x) - b_dec (when applyBDecToInput)
+ *   standard: relu(x' W_enc + b_enc)
+ *   jumprelu: relu(pre) * (pre > threshold)
+ *   topk:     the k largest entries of pre (ties: lower index), relu'd; others 0
+ *   gated:    (x' W_enc + b_gate > 0) * relu(x' (W_enc * exp(r_mag)) + b_mag)
+ *   x_hat = denormalize(codes W_dec + b_dec)
+ */
+export interface RefConfig {
+  architecture: 'standard' | 'jumprelu' | 'topk' | 'gated';
+  dIn: number;
+  dSae: number;
+  k: number | null;
+  applyBDecToInput: boolean;
+  normalization: { kind: string; scalingFactor: number | null };
+}
+
+export interface RefParams {
+  W_enc: ArrayLike<number>;
+  b_enc?: ArrayLike<number>;
+  W_dec: ArrayLike<number>;
+  b_dec: ArrayLike<number>;
+  threshold?: ArrayLike<number>;
+  r_mag?: ArrayLike<number>;
+  b_mag?: ArrayLike<number>;
+  b_gate?: ArrayLike<number>;
+}
+
+const relu = (v: number): number => (v > 0 ? v : 0);
+
+export function refForwardOne(cfg: RefConfig, p: RefParams, x: number[]): { codes: number[]; xHat: number[] } {
+  const d = cfg.dIn;
+  const m = cfg.dSae;
+  // Normalization in, remembering how to undo it.
+  let xn = x.slice();
+  let undo = (y: number[]): number[] => y;
+  const kind = cfg.normalization.kind;
+  if (kind === 'expected_average_only_in' && cfg.normalization.scalingFactor !== null) {
+    const s = cfg.normalization.scalingFactor;
+    xn = x.map((v) => v * s);
+    undo = (y) => y.map((v) => v / s);
+  } else if (kind === 'constant_norm_rescale') {
+    const norm = Math.sqrt(x.reduce((a, v) => a + v * v, 0));
+    const c = Math.sqrt(d) / norm;
+    xn = x.map((v) => v * c);
+    undo = (y) => y.map((v) => v / c);
+  } else if (kind === 'layer_norm') {
+    const mu = x.reduce((a, v) => a + v, 0) / d;
+    const std = Math.sqrt(x.reduce((a, v) => a + (v - mu) ** 2, 0) / (d - 1));
+    xn = x.map((v) => (v - mu) / (std + 1e-5));
+    undo = (y) => y.map((v) => v * std + mu);
+  }
+  const xs = cfg.applyBDecToInput ? xn.map((v, i) => v - p.b_dec[i]) : xn;
+  const xW = (j: number): number => {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += xs[i] * p.W_enc[i * m + j];
+    return s;
+  };
+  let codes = new Array<number>(m).fill(0);
+  if (cfg.architecture === 'gated') {
+    for (let j = 0; j < m; j++) {
+      const h = xW(j);
+      const gate = h + p.b_gate![j] > 0;
+      let mag = 0;
+      for (let i = 0; i < d; i++) mag += xs[i] * (p.W_enc[i * m + j] * Math.exp(p.r_mag![j]));
+      codes[j] = gate ? relu(mag + p.b_mag![j]) : 0;
+    }
+  } else {
+    const pre = Array.from({ length: m }, (_, j) => xW(j) + p.b_enc![j]);
+    if (cfg.architecture === 'standard') codes = pre.map(relu);
+    else if (cfg.architecture === 'jumprelu') codes = pre.map((v, j) => (v > p.threshold![j] ? relu(v) : 0));
+    else {
+      const order = pre.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+      for (const [v, j] of order.slice(0, cfg.k!)) codes[j] = relu(v);
+    }
+  }
+  const y = Array.from({ length: d }, (_, i) => {
+    let s = p.b_dec[i];
+    for (let j = 0; j < m; j++) s += codes[j] * p.W_dec[j * d + i];
+    return s;
+  });
+  return { codes, xHat: undo(y) };
+}
+
+/** The `topK` largest codes, highest first, ties to the lower index. */
+export function refTopK(codes: number[], topK: number): { indices: number[]; values: number[] } {
+  const order = codes.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, topK);
+  return { indices: order.map((o) => o[1]), values: order.map((o) => o[0]) };
+}
