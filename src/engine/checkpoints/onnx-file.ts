@@ -1,0 +1,284 @@
+/**
+ * A ready `.onnx` language model exported elsewhere, with a tokenizer.json beside it or given.
+ * Its hook points come from its output names:
+ *
+ *   - outputs already named by TransformerLens hook points (`blocks.{L}.hook_resid_pre`,
+ *     `ln_final.hook_normalized`, ...) of shape [batch, seq, d] are served as they are;
+ *   - `hidden_states` of rank 4 [n_layers + 1, batch, seq, d], or per-layer outputs
+ *     `hidden_states.{i}` / `hidden_states_{i}` / `hidden_states{i}` [batch, seq, d], follow
+ *     Hugging Face's output_hidden_states: entry i < n_layers is the input of block i, so it is
+ *     served as `blocks.{i}.hook_resid_pre` and, for i ≥ 1, `blocks.{i-1}.hook_resid_post`; the
+ *     last entry has the final norm applied (GPT-2's ln_f, LLaMA's norm), so it is
+ *     `ln_final.hook_normalized`, and the last block's resid_post is not available.
+ *
+ * Inputs it knows how to feed: `input_ids` (int64 or int32), `attention_mask`, `position_ids`,
+ * `token_type_ids` (zeros) and empty `past_key_values*` caches; any other input is refused.
+ * Sequences are right-padded. A config.json beside the file (as optimum writes it), when present,
+ * supplies the context length and the BOS policy; options override both.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { AtlasError } from '../../errors.js';
+import type { HookBatch, LoadedModel, ModelInfo, RunHooksOptions } from '../model/types.js';
+import { createSession, type SessionSettings } from '../runtime/session.js';
+import { loadTokenizer } from '../tokenizers/load.js';
+import type { Tokenizer } from '../tokenizers/types.js';
+
+export interface OnnxFileOptions {
+  /** tokenizer.json (or a folder holding one); default: tokenizer.json beside the model. */
+  tokenizer?: string;
+  /** Overrides config.json's max_position_embeddings / n_positions. */
+  contextLength?: number;
+  /** Overrides the BOS policy (default: config.json's model_type, else whether the tokenizer adds BOS). */
+  prependBos?: boolean;
+}
+
+/** Where a hook's activations come from: an output, or one entry of a stacked `hidden_states`. */
+export interface HookSource {
+  output: string;
+  /** Index along the leading axis of a rank-4 output. */
+  index?: number;
+}
+
+export interface OutputMeta {
+  name: string;
+  /** Empty when the file does not say. */
+  shape: readonly (number | string)[];
+}
+
+export interface OnnxHookLayout {
+  sources: Map<string, HookSource>;
+  nLayers: number;
+  /** null when no output fixes it. */
+  dModel: number | null;
+  vocabSize: number | null;
+  hasLogits: boolean;
+}
+
+const HOOK_OUTPUT = /^blocks\.(\d+)\.[A-Za-z0-9_.]+$/;
+const PER_LAYER_HIDDEN = /^hidden_states[._]?(\d+)$/;
+const FINAL_NORM_HOOK = 'ln_final.hook_normalized';
+const LEADING_LAYER = /^blocks\.(\d+)\./;
+
+function layerOf(hook: string): number {
+  const m = LEADING_LAYER.exec(hook);
+  return m ? Number(m[1]) : Number.POSITIVE_INFINITY;
+}
+
+/** Maps output names (and shapes) to hook points as documented above. */
+export function hookLayout(outputs: OutputMeta[], file = 'the ONNX file'): OnnxHookLayout {
+  const sources = new Map<string, HookSource>();
+  let nLayers = 0;
+  let dModel: number | null = null;
+  const noteWidth = (shape: readonly (number | string)[]) => {
+    const last = shape[shape.length - 1];
+    if (typeof last === 'number' && last > 0) dModel ??= last;
+  };
+
+  for (const o of outputs) {
+    const m = HOOK_OUTPUT.exec(o.name);
+    if (m || o.name === FINAL_NORM_HOOK) {
+      if (o.shape.length !== 0 && o.shape.length !== 3) continue; // per-head hooks ([b, s, h, d]) are not residual-width
+      sources.set(o.name, { output: o.name });
+      if (m) nLayers = Math.max(nLayers, Number(m[1]) + 1);
+      if (o.name.endsWith('hook_resid_pre') || o.name.endsWith('hook_resid_post') || o.name.endsWith('hook_resid_mid')) noteWidth(o.shape);
+    }
+  }
+
+  const stacked = outputs.find((o) => o.name === 'hidden_states');
+  const perLayer = outputs
+    .map((o) => ({ o, m: PER_LAYER_HIDDEN.exec(o.name) }))
+    .filter((x) => x.m)
+    .map((x) => ({ output: x.o, index: Number(x.m![1]) }))
+    .sort((a, b) => a.index - b.index);
+  let entries: { source: HookSource; index: number }[] = [];
+  if (stacked) {
+    if (stacked.shape.length !== 4 || typeof stacked.shape[0] !== 'number') {
+      throw new AtlasError('UNSUPPORTED', `${file}: output "hidden_states" has shape [${stacked.shape.join(', ')}]; a stacked [n_layers + 1, batch, seq, d] with a fixed first dimension is needed.`);
+    }
+    noteWidth(stacked.shape);
+    entries = Array.from({ length: stacked.shape[0] }, (_, i) => ({ source: { output: 'hidden_states', index: i }, index: i }));
+  } else if (perLayer.length > 0) {
+    perLayer.forEach((p, i) => {
+      if (p.index !== i) throw new AtlasError('BAD_FILE', `${file}: per-layer hidden state outputs must be numbered 0..N without gaps; found ${perLayer.map((x) => x.output.name).join(', ')}.`);
+      noteWidth(p.output.shape);
+    });
+    entries = perLayer.map((p) => ({ source: { output: p.output.name }, index: p.index }));
+  }
+  if (entries.length >= 2) {
+    const n = entries.length - 1;
+    nLayers = Math.max(nLayers, n);
+    for (const { source, index } of entries) {
+      const add = (hook: string) => {
+        if (!sources.has(hook)) sources.set(hook, source);
+      };
+      if (index < n) add(`blocks.${index}.hook_resid_pre`);
+      if (index >= 1 && index < n) add(`blocks.${index - 1}.hook_resid_post`);
+      if (index === n) add(FINAL_NORM_HOOK);
+    }
+  }
+
+  const logits = outputs.find((o) => o.name === 'logits');
+  const vocab = logits?.shape[logits.shape.length - 1];
+  return { sources, nLayers, dModel, vocabSize: typeof vocab === 'number' ? vocab : null, hasLogits: logits !== undefined };
+}
+
+function readConfig(modelPath: string): Record<string, unknown> {
+  const path = join(dirname(modelPath), 'config.json');
+  if (!existsSync(path)) return {};
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8'));
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : {};
+  } catch {
+    throw new AtlasError('BAD_FILE', `${path} (beside the ONNX model) is not valid JSON.`);
+  }
+}
+
+function metaShape(m: ort.InferenceSession.ValueMetadata): readonly (number | string)[] {
+  return m.isTensor ? m.shape : [];
+}
+
+interface InputPlan {
+  ids: 'int64' | 'int32';
+  mask: boolean;
+  positions: boolean;
+  tokenTypes: boolean;
+  /** Empty caches: name → dims with -1 for the batch and 0 for the past length. */
+  pasts: Map<string, number[]>;
+}
+
+function planInputs(session: ort.InferenceSession, file: string): InputPlan {
+  const plan: InputPlan = { ids: 'int64', mask: false, positions: false, tokenTypes: false, pasts: new Map() };
+  let hasIds = false;
+  for (const m of session.inputMetadata) {
+    const type = m.isTensor ? m.type : 'non-tensor';
+    if (m.name === 'input_ids') {
+      if (type !== 'int64' && type !== 'int32') throw new AtlasError('UNSUPPORTED', `${file}: input_ids has type ${type}; int64 or int32 is needed.`);
+      plan.ids = type;
+      hasIds = true;
+    } else if (m.name === 'attention_mask') plan.mask = true;
+    else if (m.name === 'position_ids') plan.positions = true;
+    else if (m.name === 'token_type_ids') plan.tokenTypes = true;
+    else if (m.name.startsWith('past_key_values') || m.name.startsWith('past_')) {
+      const shape = metaShape(m);
+      if (type !== 'float32' || shape.length !== 4) throw new AtlasError('UNSUPPORTED', `${file}: cache input "${m.name}" must be float32 [batch, heads, past_seq, head_dim].`);
+      // The batch axis is first; every other symbolic axis is the (empty) past length.
+      plan.pasts.set(m.name, shape.map((d, i) => (i === 0 ? -1 : typeof d === 'number' ? d : 0)));
+    } else {
+      throw new AtlasError('UNSUPPORTED', `${file} has an input "${m.name}" the atlas cannot feed; supported inputs: input_ids, attention_mask, position_ids, token_type_ids, past_key_values.*.`);
+    }
+  }
+  if (!hasIds) throw new AtlasError('UNSUPPORTED', `${file} has no "input_ids" input (it has: ${session.inputNames.join(', ')}).`);
+  for (const name of ['attention_mask', 'position_ids', 'token_type_ids']) {
+    const m = session.inputMetadata.find((x) => x.name === name);
+    if (m && m.isTensor && m.type !== 'int64' && m.type !== 'int32') throw new AtlasError('UNSUPPORTED', `${file}: ${name} has type ${m.type}; int64 or int32 is needed.`);
+  }
+  return plan;
+}
+
+function intTensor(session: ort.InferenceSession, name: string, values: number[], dims: number[]): ort.Tensor {
+  const m = session.inputMetadata.find((x) => x.name === name);
+  const int32 = m?.isTensor && m.type === 'int32';
+  return int32 ? new ort.Tensor('int32', Int32Array.from(values), dims) : new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+}
+
+/** Opens a ready ONNX model and its tokenizer as a LoadedModel. */
+export async function loadOnnxFile(path: string, settings: SessionSettings, opts: OnnxFileOptions = {}): Promise<LoadedModel> {
+  if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
+  const tokenizerPath = opts.tokenizer ?? join(dirname(path), 'tokenizer.json');
+  if (!existsSync(tokenizerPath)) {
+    throw new AtlasError('BAD_FILE', `No tokenizer for ${path}: ${tokenizerPath} does not exist; pass the model's tokenizer.json (--tokenizer).`);
+  }
+  const tokenizer: Tokenizer = loadTokenizer(tokenizerPath);
+  const config = readConfig(path);
+  const { session, provider } = await createSession(path, settings);
+  try {
+    const plan = planInputs(session, path);
+    const layout = hookLayout(session.outputMetadata.map((m) => ({ name: m.name, shape: metaShape(m) })), path);
+    if (layout.sources.size === 0) {
+      throw new AtlasError('UNSUPPORTED', `${path} has no output named by a hook point (blocks.{L}.hook_*) or hidden_states; its outputs are: ${session.outputNames.join(', ')}.`);
+    }
+    const num = (...keys: string[]) => keys.map((k) => config[k]).find((v): v is number => typeof v === 'number' && v > 0);
+    const contextLength = opts.contextLength ?? num('max_position_embeddings', 'n_positions', 'n_ctx');
+    if (!contextLength) {
+      throw new AtlasError('BAD_FILE', `The context length of ${path} is unknown: put the model's config.json beside it or pass the context length.`);
+    }
+    const dModel = layout.dModel ?? num('hidden_size', 'n_embd', 'd_model');
+    if (!dModel) throw new AtlasError('BAD_FILE', `The residual width of ${path} is unknown: its hook outputs have no fixed last dimension and no config.json says hidden_size.`);
+    const modelType = config.model_type;
+    const probe = tokenizer.encode('a');
+    const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && probe[0] === tokenizer.bosId);
+    const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
+    const info: ModelInfo = {
+      architecture: 'onnx',
+      format: 'onnx',
+      dModel,
+      nLayers: layout.nLayers || (num('num_hidden_layers', 'n_layer') ?? 0),
+      vocabSize: layout.vocabSize ?? num('vocab_size') ?? tokenizer.vocabSize,
+      contextLength,
+      prependBos,
+      hookPoints,
+    };
+
+    const runHooks = async (batch: number[][], hooks: string[], runOpts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> => {
+      for (const h of hooks) {
+        if (!layout.sources.has(h)) throw new AtlasError('BAD_USER_INPUT', `Hook point "${h}" is not available from ${path}; available: ${hookPoints.join(', ')}.`);
+      }
+      if (batch.length === 0) return new Map(hooks.map((h) => [h, { dims: [0, 0, dModel], data: new Float32Array(0) }]));
+      const seqs = batch.map((s, i) => {
+        if (s.length === 0) throw new AtlasError('BAD_USER_INPUT', `Sequence ${i} of the batch is empty.`);
+        if (s.length <= contextLength) return s;
+        if (runOpts.truncate) return s.slice(0, contextLength);
+        throw new AtlasError('INPUT_TOO_LONG', `Sequence ${i} has ${s.length} tokens but the model's context is ${contextLength}.`);
+      });
+      const B = seqs.length;
+      const S = Math.max(...seqs.map((s) => s.length));
+      const ids: number[] = [];
+      const mask: number[] = [];
+      const positions: number[] = [];
+      for (const s of seqs) {
+        for (let i = 0; i < S; i++) {
+          ids.push(i < s.length ? s[i] : 0);
+          mask.push(i < s.length ? 1 : 0);
+          positions.push(i < s.length ? i : 0);
+        }
+      }
+      const feeds: Record<string, ort.Tensor> = { input_ids: intTensor(session, 'input_ids', ids, [B, S]) };
+      if (plan.mask) feeds.attention_mask = intTensor(session, 'attention_mask', mask, [B, S]);
+      if (plan.positions) feeds.position_ids = intTensor(session, 'position_ids', positions, [B, S]);
+      if (plan.tokenTypes) feeds.token_type_ids = intTensor(session, 'token_type_ids', new Array(B * S).fill(0), [B, S]);
+      for (const [name, dims] of plan.pasts) feeds[name] = new ort.Tensor('float32', new Float32Array(0), dims.map((d) => (d === -1 ? B : d)));
+
+      const outputs = [...new Set(hooks.map((h) => layout.sources.get(h)!.output))];
+      const results = await session.run(feeds, outputs);
+      const out = new Map<string, HookBatch>();
+      for (const h of hooks) {
+        const src = layout.sources.get(h)!;
+        const t = results[src.output];
+        const data = t.data as Float32Array;
+        const dims = t.dims as readonly number[];
+        if (src.index === undefined) {
+          if (dims.length !== 3 || dims[0] !== B || dims[1] !== S) throw new AtlasError('BAD_FILE', `${path}: output "${src.output}" has shape [${dims.join(', ')}], not [${B}, ${S}, d].`);
+          out.set(h, { dims: [B, S, dims[2]], data });
+        } else {
+          const size = B * S * dims[3];
+          out.set(h, { dims: [B, S, dims[3]], data: data.slice(src.index * size, (src.index + 1) * size) });
+        }
+      }
+      return out;
+    };
+
+    return {
+      info,
+      tokenizer,
+      executionProvider: provider,
+      runHooks,
+      unembedding: () => null,
+      close: () => session.release(),
+    };
+  } catch (e) {
+    await session.release();
+    throw e;
+  }
+}
