@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { HookBatch, LoadedModel, ModelInfo, RunHooksOptions } from '../model/types.js';
+import { validateBatch, validateHooks } from '../runtime/forward.js';
 import { createSession, type SessionSettings } from '../runtime/session.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/types.js';
@@ -222,16 +223,8 @@ export async function loadOnnxFile(path: string, settings: SessionSettings, opts
     };
 
     const runHooks = async (batch: number[][], hooks: string[], runOpts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> => {
-      for (const h of hooks) {
-        if (!layout.sources.has(h)) throw new AtlasError('BAD_USER_INPUT', `Hook point "${h}" is not available from ${path}; available: ${hookPoints.join(', ')}.`);
-      }
-      if (batch.length === 0) return new Map(hooks.map((h) => [h, { dims: [0, 0, dModel], data: new Float32Array(0) }]));
-      const seqs = batch.map((s, i) => {
-        if (s.length === 0) throw new AtlasError('BAD_USER_INPUT', `Sequence ${i} of the batch is empty.`);
-        if (s.length <= contextLength) return s;
-        if (runOpts.truncate) return s.slice(0, contextLength);
-        throw new AtlasError('INPUT_TOO_LONG', `Sequence ${i} has ${s.length} tokens but the model's context is ${contextLength}.`);
-      });
+      const wanted = validateHooks(hooks, info);
+      const seqs = validateBatch(batch, info, runOpts);
       const B = seqs.length;
       const S = Math.max(...seqs.map((s) => s.length));
       const ids: number[] = [];
@@ -250,10 +243,10 @@ export async function loadOnnxFile(path: string, settings: SessionSettings, opts
       if (plan.tokenTypes) feeds.token_type_ids = intTensor(session, 'token_type_ids', new Array(B * S).fill(0), [B, S]);
       for (const [name, dims] of plan.pasts) feeds[name] = new ort.Tensor('float32', new Float32Array(0), dims.map((d) => (d === -1 ? B : d)));
 
-      const outputs = [...new Set(hooks.map((h) => layout.sources.get(h)!.output))];
+      const outputs = [...new Set(wanted.map((h) => layout.sources.get(h)!.output))];
       const results = await session.run(feeds, outputs);
       const out = new Map<string, HookBatch>();
-      for (const h of hooks) {
+      for (const h of wanted) {
         const src = layout.sources.get(h)!;
         const t = results[src.output];
         const data = t.data as Float32Array;
