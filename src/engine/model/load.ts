@@ -1,0 +1,152 @@
+/**
+ * Loads a model for running: recognises the checkpoint format, converts the weights to an ONNX graph
+ * once (cached on disk under the data dir), opens the session and returns a LoadedModel.
+ *
+ * Formats: a llama2.c `.bin` checkpoint (tokenizer: --tokenizer, else `tokenizer.bin`, else the only
+ * `tok*.bin` beside the checkpoint); a Hugging Face folder with config.json (tokenizer: the folder's
+ * tokenizer.json unless given).
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { DeviceSetting } from '../../config.js';
+import { AtlasError } from '../../errors.js';
+import { isHfCheckpointDir, loadHfCheckpoint, readHfModelInfo } from '../checkpoints/huggingface.js';
+import { openLlama2c } from '../checkpoints/llama2c.js';
+import { buildGpt2Graph, GPT2_GRAPH_VERSION } from '../onnx/gpt2-graph.js';
+import { transformerHookPoints } from '../onnx/layers.js';
+import { buildLlamaGraph, LLAMA_GRAPH_VERSION } from '../onnx/llama-graph.js';
+import type { GraphSpec } from '../onnx/proto.js';
+import { writeOnnxModel } from '../onnx/write-model.js';
+import { KvDecoder } from '../runtime/decoder.js';
+import { HookRunner } from '../runtime/forward.js';
+import { cacheKey, cachedEntry, MODEL_FILE } from '../runtime/onnx-cache.js';
+import { loadTokenizer } from '../tokenizers/load.js';
+import type { Architecture, CheckpointFormat, LoadedModel, ModelInfo, TransformerConfig, TransformerWeights, Unembedding } from './types.js';
+
+export interface LoadModelOptions {
+  tokenizerPath?: string;
+  dataDir: string;
+  device?: DeviceSetting;
+  /** Intra-op threads; 0 or absent lets onnxruntime decide. */
+  threads?: number;
+  /** Initializer bytes above which the converted graph stores its weights as external data. */
+  externalDataThresholdBytes?: number;
+}
+
+/** Graph builders per architecture; the version is part of the cache key. */
+const BUILDERS: Record<Architecture, { build: (w: TransformerWeights) => GraphSpec; version: string }> = {
+  llama: { build: buildLlamaGraph, version: `llama-graph-${LLAMA_GRAPH_VERSION}` },
+  gpt2: { build: buildGpt2Graph, version: `gpt2-graph-${GPT2_GRAPH_VERSION}` },
+};
+
+/** A recognised checkpoint: what it is, its weights on demand, and the files its bytes live in. */
+interface Checkpoint {
+  format: CheckpointFormat;
+  info: ModelInfo;
+  weights(): TransformerWeights;
+  /** Files whose bytes define the converted graph (hashed for the cache key). */
+  files: string[];
+  /** Tokenizer to use when none is given; null when it cannot be guessed. */
+  defaultTokenizer: string | null;
+}
+
+function infoFromConfig(c: TransformerConfig, format: CheckpointFormat): ModelInfo {
+  return {
+    architecture: c.architecture,
+    format,
+    dModel: c.dModel,
+    nLayers: c.nLayers,
+    vocabSize: c.vocabSize,
+    contextLength: c.contextLength,
+    prependBos: c.architecture === 'llama',
+    hookPoints: transformerHookPoints(c.nLayers),
+  };
+}
+
+/** llama2.c tokenizers are named tokenizer.bin, or tok<vocab>.bin for custom vocabularies. */
+function llama2cTokenizerBeside(path: string): string | null {
+  const dir = dirname(path);
+  if (existsSync(join(dir, 'tokenizer.bin'))) return join(dir, 'tokenizer.bin');
+  const candidates = readdirSync(dir).filter((f) => /^tok.*\.bin$/.test(f) && join(dir, f) !== path);
+  return candidates.length === 1 ? join(dir, candidates[0]) : null;
+}
+
+/** The dispatch point: recognises the format of `path`. */
+function openCheckpoint(path: string): Checkpoint {
+  if (!existsSync(path)) throw new AtlasError('NOT_FOUND', `Model path ${path} does not exist.`);
+  if (statSync(path).isDirectory()) {
+    if (!isHfCheckpointDir(path)) {
+      throw new AtlasError('UNSUPPORTED', `Folder ${path} has no config.json; a model folder must be a Hugging Face checkpoint (config.json + model.safetensors).`);
+    }
+    const info = readHfModelInfo(path);
+    const files = ['config.json', ...readdirSync(path).filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json').sort()];
+    return {
+      format: 'huggingface',
+      info,
+      weights: () => loadHfCheckpoint(path),
+      files: files.map((f) => join(path, f)),
+      defaultTokenizer: existsSync(join(path, 'tokenizer.json')) ? path : null,
+    };
+  }
+  if (path.endsWith('.bin')) {
+    const { weights } = openLlama2c(path);
+    return {
+      format: 'llama2c',
+      info: infoFromConfig(weights.config, 'llama2c'),
+      weights: () => weights,
+      files: [path],
+      defaultTokenizer: llama2cTokenizerBeside(path),
+    };
+  }
+  throw new AtlasError('UNSUPPORTED', `Cannot tell the format of ${basename(path)}: pass a llama2.c .bin checkpoint or a Hugging Face folder with config.json.`);
+}
+
+/** Catalog facts without building a graph or a session (reads headers and config only). */
+export function inspectModel(path: string): ModelInfo {
+  return openCheckpoint(path).info;
+}
+
+function unembeddingOf(w: TransformerWeights): Unembedding {
+  const c = w.config;
+  return {
+    finalNorm: {
+      kind: c.architecture === 'gpt2' ? 'layer' : 'rms',
+      weight: w.tensor('ln_final.w'),
+      bias: w.has('ln_final.b') ? w.tensor('ln_final.b') : null,
+      eps: c.normEps,
+    },
+    W_U: w.tensor('unembed.W_U'),
+    b_U: w.has('unembed.b_U') ? w.tensor('unembed.b_U') : null,
+  };
+}
+
+export async function loadModel(path: string, opts: LoadModelOptions): Promise<LoadedModel> {
+  const ckpt = openCheckpoint(path);
+  const tokenizerPath = opts.tokenizerPath ?? ckpt.defaultTokenizer;
+  if (!tokenizerPath) {
+    throw new AtlasError('BAD_USER_INPUT', `No tokenizer found beside ${path} (looked for tokenizer.bin, a single tok*.bin, or tokenizer.json); pass one with --tokenizer.`);
+  }
+  const tokenizer = loadTokenizer(tokenizerPath);
+  if (tokenizer.vocabSize > ckpt.info.vocabSize) {
+    throw new AtlasError('BAD_FILE', `Tokenizer ${tokenizerPath} has ${tokenizer.vocabSize} tokens but the model ${path} only ${ckpt.info.vocabSize}; they do not belong together.`);
+  }
+
+  const weights = ckpt.weights();
+  const builder = BUILDERS[weights.config.architecture];
+  const key = await cacheKey(ckpt.files, builder.version);
+  const folder = await cachedEntry(opts.dataDir, key, (dir) => {
+    writeOnnxModel(builder.build(weights), join(dir, MODEL_FILE), { externalDataThresholdBytes: opts.externalDataThresholdBytes });
+  });
+  const runner = await HookRunner.open({ folder, info: ckpt.info, settings: { device: opts.device ?? 'auto', threads: opts.threads ?? 0 } });
+
+  let unembedding: Unembedding | null = null;
+  return {
+    info: ckpt.info,
+    tokenizer,
+    executionProvider: runner.provider,
+    runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
+    decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize),
+    unembedding: () => (unembedding ??= unembeddingOf(weights)),
+    close: () => runner.close(),
+  };
+}

@@ -1,0 +1,188 @@
+/**
+ * The batch runner behind LoadedModel.runHooks: validates token sequences and hook names, right-pads
+ * the batch, builds the attention mask, runs the graph and returns [batch, seq, d] float32 per hook.
+ *
+ * onnxruntime executes every node of a graph whatever a run fetches, so hooks early in the network
+ * run on a pruned copy of the graph that ends at the deepest requested hook (written once beside
+ * the model in its cache folder; a few such sessions are kept open, least recently used first out).
+ *
+ * Works with any graph following the interface of onnx/layers.ts: inputs input_ids, attention_mask,
+ * optional position_ids and past_key_values.* (fed empty here), hook outputs by TransformerLens name.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { AtlasError } from '../../errors.js';
+import type { HookBatch, ModelInfo, RunHooksOptions } from '../model/types.js';
+import { decodeModel, producerIndex, pruneModel } from '../onnx/prune.js';
+import { cachedFile, MODEL_FILE } from './onnx-cache.js';
+import { createSession, type AtlasSession, type ExecutionProvider, type SessionSettings } from './session.js';
+
+/** Pruned sessions kept open beside the full one. */
+const DEFAULT_MAX_VARIANTS = 2;
+
+export interface HookRunnerOptions {
+  /** Folder holding MODEL_FILE; pruned variants are written beside it. */
+  folder: string;
+  info: ModelInfo;
+  settings: SessionSettings;
+  maxVariants?: number;
+}
+
+/** Checks ids and lengths; returns the sequences to run (truncated when asked). */
+export function validateBatch(batch: number[][], info: ModelInfo, opts: RunHooksOptions = {}): number[][] {
+  if (!Array.isArray(batch) || batch.length === 0) throw new AtlasError('BAD_USER_INPUT', 'The batch is empty: pass at least one token sequence.');
+  return batch.map((seq, b) => {
+    if (!Array.isArray(seq) || seq.length === 0) throw new AtlasError('BAD_USER_INPUT', `Sequence ${b} of the batch has no tokens.`);
+    for (const id of seq) {
+      if (!Number.isInteger(id) || id < 0 || id >= info.vocabSize) {
+        throw new AtlasError('BAD_USER_INPUT', `Sequence ${b} holds token id ${id}, outside the model's vocabulary of ${info.vocabSize}.`);
+      }
+    }
+    if (seq.length <= info.contextLength) return seq;
+    if (opts.truncate) return seq.slice(0, info.contextLength);
+    throw new AtlasError('INPUT_TOO_LONG', `Sequence ${b} has ${seq.length} tokens but the model's context holds ${info.contextLength}; shorten the text or ask for truncation.`, {
+      tokens: seq.length,
+      contextLength: info.contextLength,
+    });
+  });
+}
+
+export function validateHooks(hooks: string[], info: ModelInfo): string[] {
+  if (!Array.isArray(hooks) || hooks.length === 0) throw new AtlasError('BAD_USER_INPUT', `Name at least one hook; this model has: ${info.hookPoints.join(', ')}.`);
+  const valid = new Set(info.hookPoints);
+  const unknown = hooks.filter((h) => !valid.has(h));
+  if (unknown.length > 0) {
+    throw new AtlasError('BAD_USER_INPUT', `Unknown hook point${unknown.length > 1 ? 's' : ''} ${unknown.map((h) => `"${h}"`).join(', ')}; this model has: ${info.hookPoints.join(', ')}.`);
+  }
+  return [...new Set(hooks)];
+}
+
+/** Graph-input feeds for a right-padded batch (past inputs empty). */
+export function batchFeeds(session: ort.InferenceSession, seqs: number[][]): Record<string, ort.Tensor> {
+  const B = seqs.length;
+  const S = Math.max(...seqs.map((s) => s.length));
+  const ids = new BigInt64Array(B * S);
+  const mask = new BigInt64Array(B * S);
+  seqs.forEach((seq, b) =>
+    seq.forEach((id, i) => {
+      ids[b * S + i] = BigInt(id);
+      mask[b * S + i] = 1n;
+    }),
+  );
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const meta of session.inputMetadata) {
+    if (meta.name === 'input_ids') feeds[meta.name] = new ort.Tensor('int64', ids, [B, S]);
+    else if (meta.name === 'attention_mask') feeds[meta.name] = new ort.Tensor('int64', mask, [B, S]);
+    else if (meta.name === 'position_ids') {
+      feeds[meta.name] = new ort.Tensor('int64', BigInt64Array.from({ length: B * S }, (_, i) => BigInt(i % S)), [B, S]);
+    } else if (meta.name.startsWith('past_key_values.') && meta.isTensor) {
+      // [batch, kv_heads, past_seq, d_head] with past_seq = 0.
+      const dims = meta.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : 0));
+      feeds[meta.name] = new ort.Tensor('float32', new Float32Array(0), dims);
+    } else {
+      throw new AtlasError('UNSUPPORTED', `The model graph has an input "${meta.name}" the hook runner does not know how to feed (it feeds input_ids, attention_mask, position_ids, past_key_values.*).`);
+    }
+  }
+  return feeds;
+}
+
+/** A pruned session; released once evicted and no run uses it any more. */
+interface Variant {
+  session: Promise<AtlasSession>;
+  busy: number;
+  evicted: boolean;
+}
+
+function releaseIfIdle(v: Variant): void {
+  if (v.evicted && v.busy === 0) void v.session.then((s) => s.session.release()).catch(() => undefined);
+}
+
+export class HookRunner {
+  private readonly variants = new Map<string, Variant>();
+  private order: Map<string, number> | null = null;
+
+  private constructor(
+    private readonly opts: HookRunnerOptions,
+    /** The complete graph: every hook, logits and the KV cache. */
+    readonly full: AtlasSession,
+  ) {}
+
+  static async open(opts: HookRunnerOptions): Promise<HookRunner> {
+    return new HookRunner(opts, await createSession(join(opts.folder, MODEL_FILE), opts.settings));
+  }
+
+  get provider(): ExecutionProvider {
+    return this.full.provider;
+  }
+
+  async run(batch: number[][], hooks: string[], opts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> {
+    const wanted = validateHooks(hooks, this.opts.info);
+    const seqs = validateBatch(batch, this.opts.info, opts);
+    const variant = this.variantFor(wanted);
+    if (variant) variant.busy++;
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      const { session } = variant ? await variant.session : this.full;
+      out = await session.run(batchFeeds(session, seqs), wanted);
+    } finally {
+      if (variant) {
+        variant.busy--;
+        releaseIfIdle(variant);
+      }
+    }
+    const result = new Map<string, HookBatch>();
+    for (const h of wanted) {
+      const t = out[h];
+      result.set(h, { dims: t.dims as [number, number, number], data: t.data as Float32Array });
+    }
+    return result;
+  }
+
+  /** Null for the full graph, else a pruned one ending at the deepest of `hooks` (graph order). */
+  private variantFor(hooks: string[]): Variant | null {
+    const order = this.producerOrder();
+    const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
+    const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
+    if (outputs.length === this.opts.info.hookPoints.length) return null;
+
+    const name = `hooks-${createHash('sha256').update(outputs.join('\n')).digest('hex').slice(0, 16)}.onnx`;
+    let variant = this.variants.get(name);
+    if (variant) {
+      this.variants.delete(name); // re-inserted below, as the most recently used
+    } else {
+      const make = () => pruneModel(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))), outputs);
+      variant = { session: Promise.resolve().then(() => createSession(cachedFile(this.opts.folder, name, make), this.opts.settings)), busy: 0, evicted: false };
+      // A failed build is not cached: the next request retries.
+      variant.session.catch(() => this.variants.delete(name));
+    }
+    this.variants.set(name, variant);
+    const max = this.opts.maxVariants ?? DEFAULT_MAX_VARIANTS;
+    for (const [key, old] of this.variants) {
+      if (this.variants.size <= max) break;
+      this.variants.delete(key);
+      old.evicted = true;
+      releaseIfIdle(old);
+    }
+    return variant;
+  }
+
+  /** Position of each hook's producing node in the full graph, read once. */
+  private producerOrder(): Map<string, number> {
+    if (!this.order) {
+      const all = producerIndex(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))));
+      this.order = new Map(this.opts.info.hookPoints.map((h) => [h, all.get(h) ?? Infinity]));
+    }
+    return this.order;
+  }
+
+  async close(): Promise<void> {
+    for (const v of this.variants.values()) {
+      v.evicted = true;
+      releaseIfIdle(v);
+    }
+    this.variants.clear();
+    await this.full.session.release();
+  }
+}
