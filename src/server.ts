@@ -103,6 +103,8 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     resolvers,
     formatError: formatError(log),
     includeStacktraceInErrorResponses: false,
+    // atlas serve drains and closes the database itself on SIGINT/SIGTERM.
+    stopOnTerminationSignals: false,
     validationRules: protection.validationRules,
     plugins: [
       ...(protection.plugins as ApolloServerPlugin<Context>[]),
