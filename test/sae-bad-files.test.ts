@@ -100,17 +100,19 @@ test('folders without a dictionary, unreadable cfg.json and bad cfg values', () 
   }
 });
 
-test('npz reader: unsupported npy layouts and dtypes are refused clearly; f8 and f2 read', () => {
+test('npz reader: f8/f2 arrays, deflate and zip64 archives read; Fortran order and other dtypes refused clearly', () => {
   const { dir, cleanup } = tempDir();
   try {
     const data = Float32Array.from({ length: 6 }, (_, i) => i / 4);
     const path = join(dir, 'a.npz');
-    writeNpz(path, { f8: { shape: [2, 3], data, descr: '<f8' }, f2: { shape: [3, 2], data, descr: '<f2' } }, { compressed: true });
-    const f = NpzFile.open(path);
-    assert.deepEqual(f.names(), ['f8', 'f2']);
-    assert.deepEqual(f.readRowsF32('f8', 1, 1), data.subarray(3));
-    assert.deepEqual(f.readF32('f2', [3, 2]), data);
-    f.close();
+    for (const zip64 of [false, true]) {
+      writeNpz(path, { f8: { shape: [2, 3], data, descr: '<f8' }, f2: { shape: [3, 2], data, descr: '<f2' } }, { compressed: !zip64, zip64 });
+      const f = NpzFile.open(path);
+      assert.deepEqual(f.names(), ['f8', 'f2']);
+      assert.deepEqual(f.readRowsF32('f8', 1, 1), data.subarray(3));
+      assert.deepEqual(f.readF32('f2', [3, 2]), data);
+      f.close();
+    }
     const bad = (arrays: Parameters<typeof writeNpz>[1], text: RegExp): void => {
       writeNpz(path, arrays);
       assert.throws(() => NpzFile.open(path), (e: unknown) => isAtlasError(e) && e.code === 'UNSUPPORTED' && text.test(e.message));

@@ -255,8 +255,11 @@ function crc32(b: Buffer): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-/** A zip of `<name>.npy` members, stored (numpy.savez) or deflated (numpy.savez_compressed). */
-export function writeNpz(path: string, arrays: Record<string, NpyArray>, opts: { compressed?: boolean } = {}): void {
+/**
+ * A zip of `<name>.npy` members, stored (numpy.savez) or deflated (numpy.savez_compressed).
+ * `zip64` writes sizes, offsets and counts in zip64 records, as archives over 4 GiB must.
+ */
+export function writeNpz(path: string, arrays: Record<string, NpyArray>, opts: { compressed?: boolean; zip64?: boolean } = {}): void {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -276,24 +279,52 @@ export function writeNpz(path: string, arrays: Record<string, NpyArray>, opts: {
     local.writeUInt16LE(fname.length, 26);
     const cd = Buffer.alloc(46);
     cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
+    cd.writeUInt16LE(45, 4);
+    cd.writeUInt16LE(45, 6);
     cd.writeUInt16LE(method, 10);
     cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(data.length, 20);
-    cd.writeUInt32LE(raw.length, 24);
+    cd.writeUInt32LE(opts.zip64 ? 0xffffffff : data.length, 20);
+    cd.writeUInt32LE(opts.zip64 ? 0xffffffff : raw.length, 24);
     cd.writeUInt16LE(fname.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    central.push(cd, fname);
+    cd.writeUInt32LE(opts.zip64 ? 0xffffffff : offset, 42);
+    let extra = Buffer.alloc(0);
+    if (opts.zip64) {
+      extra = Buffer.alloc(28);
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(raw.length), 4);
+      extra.writeBigUInt64LE(BigInt(data.length), 12);
+      extra.writeBigUInt64LE(BigInt(offset), 20);
+      cd.writeUInt16LE(extra.length, 30);
+    }
+    central.push(cd, fname, extra);
     parts.push(local, fname, data);
     offset += local.length + fname.length + data.length;
   }
   const cdBuf = Buffer.concat(central);
+  const count = Object.keys(arrays).length;
   const eocd = Buffer.alloc(22);
   eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(Object.keys(arrays).length, 8);
-  eocd.writeUInt16LE(Object.keys(arrays).length, 10);
-  eocd.writeUInt32LE(cdBuf.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  writeFileSync(path, Buffer.concat([...parts, cdBuf, eocd]));
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : count, 8);
+  eocd.writeUInt16LE(opts.zip64 ? 0xffff : count, 10);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : cdBuf.length, 12);
+  eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : offset, 16);
+  const z64: Buffer[] = [];
+  if (opts.zip64) {
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeUInt16LE(45, 12);
+    rec.writeUInt16LE(45, 14);
+    rec.writeBigUInt64LE(BigInt(count), 24);
+    rec.writeBigUInt64LE(BigInt(count), 32);
+    rec.writeBigUInt64LE(BigInt(cdBuf.length), 40);
+    rec.writeBigUInt64LE(BigInt(offset), 48);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(offset + cdBuf.length), 8);
+    loc.writeUInt32LE(1, 16);
+    z64.push(rec, loc);
+  }
+  writeFileSync(path, Buffer.concat([...parts, cdBuf, ...z64, eocd]));
 }
