@@ -8,6 +8,7 @@ const program = new Command('atlas')
 
 const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/serve.js'),
+  () => import('./commands/generate.js'),
 ];
 
 for (const load of commands) (await load()).register(program);
