@@ -147,19 +147,6 @@ export function readHfModelInfo(dir: string): ModelInfo {
   };
 }
 
-/** The files whose bytes define the model (config.json, the index if any, every shard): the graph cache key covers them. */
-export function hfCheckpointFiles(dir: string): string[] {
-  const files = [join(dir, 'config.json')];
-  if (existsSync(join(dir, INDEX_FILE))) {
-    const map = readJson(join(dir, INDEX_FILE)).weight_map;
-    if (!map || typeof map !== 'object') throw new AtlasError('BAD_FILE', `${join(dir, INDEX_FILE)} has no "weight_map" object.`);
-    files.push(join(dir, INDEX_FILE), ...[...new Set(Object.values(map as Record<string, string>))].sort().map((f) => join(dir, f)));
-  } else {
-    files.push(join(dir, SINGLE_FILE));
-  }
-  return files;
-}
-
 interface Located {
   file: string;
   info: TensorInfo;

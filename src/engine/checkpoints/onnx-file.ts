@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { HookBatch, LoadedModel, ModelInfo, RunHooksOptions } from '../model/types.js';
+import { decodeModel } from '../onnx/prune.js';
 import { validateBatch, validateHooks } from '../runtime/forward.js';
 import { createSession, type SessionSettings } from '../runtime/session.js';
 import { loadTokenizer } from '../tokenizers/load.js';
@@ -184,43 +185,68 @@ function intTensor(session: ort.InferenceSession, name: string, values: number[]
   return int32 ? new ort.Tensor('int32', Int32Array.from(values), dims) : new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
 }
 
-/** Opens a ready ONNX model and its tokenizer as a LoadedModel. */
-export async function loadOnnxFile(path: string, settings: SessionSettings, opts: OnnxFileOptions = {}): Promise<LoadedModel> {
-  if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
+function tokenizerFor(path: string, opts: OnnxFileOptions): Tokenizer {
   const tokenizerPath = opts.tokenizer ?? join(dirname(path), 'tokenizer.json');
   if (!existsSync(tokenizerPath)) {
     throw new AtlasError('BAD_FILE', `No tokenizer for ${path}: ${tokenizerPath} does not exist; pass the model's tokenizer.json (--tokenizer).`);
   }
-  const tokenizer: Tokenizer = loadTokenizer(tokenizerPath);
+  return loadTokenizer(tokenizerPath);
+}
+
+/** Catalog facts from the output names and shapes, config.json beside the file, and the tokenizer. */
+function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opts: OnnxFileOptions): { info: ModelInfo; layout: OnnxHookLayout } {
+  const layout = hookLayout(outputs, path);
+  if (layout.sources.size === 0) {
+    throw new AtlasError('UNSUPPORTED', `${path} has no output named by a hook point (blocks.{L}.hook_*) or hidden_states; its outputs are: ${outputs.map((o) => o.name).join(', ')}.`);
+  }
   const config = readConfig(path);
+  const num = (...keys: string[]) => keys.map((k) => config[k]).find((v): v is number => typeof v === 'number' && v > 0);
+  const contextLength = opts.contextLength ?? num('max_position_embeddings', 'n_positions', 'n_ctx');
+  if (!contextLength) {
+    throw new AtlasError('BAD_FILE', `The context length of ${path} is unknown: put the model's config.json beside it or pass the context length.`);
+  }
+  const dModel = layout.dModel ?? num('hidden_size', 'n_embd', 'd_model');
+  if (!dModel) throw new AtlasError('BAD_FILE', `The residual width of ${path} is unknown: its hook outputs have no fixed last dimension and no config.json says hidden_size.`);
+  const modelType = config.model_type;
+  const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && tokenizer.encode('a')[0] === tokenizer.bosId);
+  const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
+  const info: ModelInfo = {
+    architecture: 'onnx',
+    format: 'onnx',
+    dModel,
+    nLayers: layout.nLayers || (num('num_hidden_layers', 'n_layer') ?? 0),
+    vocabSize: layout.vocabSize ?? num('vocab_size') ?? tokenizer.vocabSize,
+    contextLength,
+    prependBos,
+    hookPoints,
+  };
+  return { info, layout };
+}
+
+/** Catalog facts without a session: reads the graph's declared outputs with onnx-proto. */
+export function inspectOnnxFile(path: string, opts: OnnxFileOptions = {}): ModelInfo {
+  if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
+  let model;
+  try {
+    model = decodeModel(readFileSync(path));
+  } catch (e) {
+    throw new AtlasError('BAD_FILE', `${path} is not a readable ONNX model: ${(e as Error).message}`);
+  }
+  const outputs = (model.graph?.output ?? []).map((o) => ({
+    name: o.name ?? '',
+    shape: (o.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue != null ? Number(d.dimValue) : '?')),
+  }));
+  return describe(path, outputs, tokenizerFor(path, opts), opts).info;
+}
+
+/** Opens a ready ONNX model and its tokenizer as a LoadedModel. */
+export async function loadOnnxFile(path: string, settings: SessionSettings, opts: OnnxFileOptions = {}): Promise<LoadedModel> {
+  if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
+  const tokenizer = tokenizerFor(path, opts);
   const { session, provider } = await createSession(path, settings);
   try {
     const plan = planInputs(session, path);
-    const layout = hookLayout(session.outputMetadata.map((m) => ({ name: m.name, shape: metaShape(m) })), path);
-    if (layout.sources.size === 0) {
-      throw new AtlasError('UNSUPPORTED', `${path} has no output named by a hook point (blocks.{L}.hook_*) or hidden_states; its outputs are: ${session.outputNames.join(', ')}.`);
-    }
-    const num = (...keys: string[]) => keys.map((k) => config[k]).find((v): v is number => typeof v === 'number' && v > 0);
-    const contextLength = opts.contextLength ?? num('max_position_embeddings', 'n_positions', 'n_ctx');
-    if (!contextLength) {
-      throw new AtlasError('BAD_FILE', `The context length of ${path} is unknown: put the model's config.json beside it or pass the context length.`);
-    }
-    const dModel = layout.dModel ?? num('hidden_size', 'n_embd', 'd_model');
-    if (!dModel) throw new AtlasError('BAD_FILE', `The residual width of ${path} is unknown: its hook outputs have no fixed last dimension and no config.json says hidden_size.`);
-    const modelType = config.model_type;
-    const probe = tokenizer.encode('a');
-    const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && probe[0] === tokenizer.bosId);
-    const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
-    const info: ModelInfo = {
-      architecture: 'onnx',
-      format: 'onnx',
-      dModel,
-      nLayers: layout.nLayers || (num('num_hidden_layers', 'n_layer') ?? 0),
-      vocabSize: layout.vocabSize ?? num('vocab_size') ?? tokenizer.vocabSize,
-      contextLength,
-      prependBos,
-      hookPoints,
-    };
+    const { info, layout } = describe(path, session.outputMetadata.map((m) => ({ name: m.name, shape: metaShape(m) })), tokenizer, opts);
 
     const runHooks = async (batch: number[][], hooks: string[], runOpts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> => {
       const wanted = validateHooks(hooks, info);

@@ -12,6 +12,7 @@ import type { DeviceSetting } from '../../config.js';
 import { AtlasError } from '../../errors.js';
 import { isHfCheckpointDir, loadHfCheckpoint, readHfModelInfo } from '../checkpoints/huggingface.js';
 import { openLlama2c } from '../checkpoints/llama2c.js';
+import { inspectOnnxFile, loadOnnxFile } from '../checkpoints/onnx-file.js';
 import { buildGpt2Graph, GPT2_GRAPH_VERSION } from '../onnx/gpt2-graph.js';
 import { transformerHookPoints } from '../onnx/layers.js';
 import { buildLlamaGraph, LLAMA_GRAPH_VERSION } from '../onnx/llama-graph.js';
@@ -98,11 +99,12 @@ function openCheckpoint(path: string): Checkpoint {
       defaultTokenizer: llama2cTokenizerBeside(path),
     };
   }
-  throw new AtlasError('UNSUPPORTED', `Cannot tell the format of ${basename(path)}: pass a llama2.c .bin checkpoint or a Hugging Face folder with config.json.`);
+  throw new AtlasError('UNSUPPORTED', `Cannot tell the format of ${basename(path)}: pass a llama2.c .bin checkpoint, a Hugging Face folder with config.json, or a ready .onnx file.`);
 }
 
 /** Catalog facts without building a graph or a session (reads headers and config only). */
-export function inspectModel(path: string): ModelInfo {
+export function inspectModel(path: string, tokenizerPath?: string): ModelInfo {
+  if (path.endsWith('.onnx')) return inspectOnnxFile(path, { tokenizer: tokenizerPath });
   return openCheckpoint(path).info;
 }
 
@@ -121,6 +123,8 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
 }
 
 export async function loadModel(path: string, opts: LoadModelOptions): Promise<LoadedModel> {
+  // A ready ONNX file is run as exported: no weights to convert, its outputs name the hooks.
+  if (path.endsWith('.onnx')) return loadOnnxFile(path, { device: opts.device ?? 'auto', threads: opts.threads ?? 0 }, { tokenizer: opts.tokenizerPath });
   const ckpt = openCheckpoint(path);
   const tokenizerPath = opts.tokenizerPath ?? ckpt.defaultTokenizer;
   if (!tokenizerPath) {
