@@ -2,13 +2,14 @@
  * SAE encode throughput: vectors/s of the full ONNX encoder (normalize, encode, top-k, L0,
  * decode) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and its FLOP rate next to
  * a plain MatMul [n, 768] x [768, 24576] run in the same onnxruntime process.
- * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3]
+ * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3] [--device cpu|cuda|auto]
  * FLOPs counted per vector: 2*dIn*dSae for the encoder product + 2*dSae*dIn for the decoder.
  */
 import * as ort from 'onnxruntime-node';
 import { SaeEncoder } from '../src/engine/sae/encoder.js';
 import type { SaeArchitecture, SaeConfig, SaeParams } from '../src/engine/sae/types.js';
 import { floatTensor, node, serializeModel, valueInfo } from '../src/engine/onnx/proto.js';
+import { createSession } from '../src/engine/runtime/session.js';
 
 const D_IN = 768;
 const D_SAE = 24576;
@@ -21,6 +22,7 @@ function arg(name: string, fallback: string): string {
 }
 const arch = arg('arch', 'topk') as SaeArchitecture;
 const seconds = Number(arg('seconds', '3'));
+const settings = { device: arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto', threads: 0 };
 
 /** Cheap deterministic uniform values in [-scale, scale) (xorshift), enough for timing. */
 function uniform(count: number, scale: number, seed: number): Float32Array {
@@ -62,16 +64,16 @@ async function main(): Promise<void> {
     architecture: arch, dIn: D_IN, dSae: D_SAE, k: arch === 'topk' ? 64 : null, hookName: null, modelName: null,
     applyBDecToInput: true, normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
   };
-  const encoder = await SaeEncoder.create(cfg, params);
-  const matmul = await ort.InferenceSession.create(serializeModel({
+  const encoder = await SaeEncoder.create(cfg, params, { session: settings });
+  const { session: matmul } = await createSession(serializeModel({
     name: 'matmul',
     nodes: [node('MatMul', ['x', 'W'], ['y'])],
     initializers: [floatTensor('W', [D_IN, D_SAE], params.W_enc)],
     inputs: [valueInfo('x', 'float', ['n', D_IN])],
     outputs: [valueInfo('y', 'float', ['n', D_SAE])],
-  }), { graphOptimizationLevel: 'all' });
+  }), settings);
 
-  console.log(`SAE encode benchmark: ${arch}, ${D_SAE} x ${D_IN}, top-${TOP_K}, onnxruntime-node ${ort.env.versions.common} CPU, ${seconds}s per point`);
+  console.log(`SAE encode benchmark: ${arch}, ${D_SAE} x ${D_IN}, top-${TOP_K}, onnxruntime-node ${ort.env.versions.common} ${encoder.provider}, ${seconds}s per point`);
   const rows: string[][] = [];
   for (const n of BATCHES) {
     const x = uniform(n * D_IN, 2, 100 + n);

@@ -1,12 +1,13 @@
 /** Runs a dictionary's encoder graph in onnxruntime: top-k features, L0 and reconstruction per vector. */
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
+import { createSession, ExecutionProvider, SessionSettings } from '../runtime/session.js';
 import { buildEncoderGraph } from './encoder-graph.js';
 import { SaeConfig, SaeParams } from './types.js';
 
 export interface SaeEncoderOptions {
-  /** Builds the session from model bytes; defaults to a CPU session. The model runtime passes its own (execution provider, threads). */
-  createSession?: (model: Uint8Array) => Promise<ort.InferenceSession>;
+  /** Execution provider and threads, as for the model sessions; CPU with onnxruntime's default threads when absent. */
+  session?: SessionSettings;
 }
 
 export interface SaeEncoding {
@@ -20,17 +21,13 @@ export interface SaeEncoding {
   xHat: Float32Array;
 }
 
-function defaultSession(model: Uint8Array): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(model, { graphOptimizationLevel: 'all' });
-}
-
 export class SaeEncoder {
-  private constructor(readonly config: SaeConfig, private session: ort.InferenceSession | null) {}
+  private constructor(readonly config: SaeConfig, private session: ort.InferenceSession | null, readonly provider: ExecutionProvider) {}
 
   static async create(cfg: SaeConfig, params: SaeParams, opts: SaeEncoderOptions = {}): Promise<SaeEncoder> {
     const model = buildEncoderGraph(cfg, params);
-    const session = await (opts.createSession ?? defaultSession)(model);
-    return new SaeEncoder(cfg, session);
+    const { session, provider } = await createSession(model, opts.session ?? { device: 'cpu', threads: 0 });
+    return new SaeEncoder(cfg, session, provider);
   }
 
   async encode(x: Float32Array, n: number, topK: number): Promise<SaeEncoding> {
