@@ -1,0 +1,16 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { withDatabase } from './shared.js';
+import { exportDictionary } from '../db/export-dictionary.js';
+
+export function register(program: Command): void {
+  program
+    .command('export <dictionary> <dir>')
+    .description('Write a dictionary in SAELens format (cfg.json + sae_weights.safetensors)')
+    .action(async (id: string, dir: string) => {
+      await withDatabase(async (database) => {
+        await exportDictionary(database, id, resolve(dir));
+        console.log(`Exported ${id} to ${resolve(dir)} (SAELens format).`);
+      });
+    });
+}

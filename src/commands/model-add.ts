@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { resolve, basename } from 'node:path';
+import { withDatabase } from './shared.js';
+import { registerModel } from '../db/register-model.js';
+
+export function register(program: Command): void {
+  const model = program.commands.find((c) => c.name() === 'model') ?? program.command('model').description('Manage the models in the catalog');
+  model
+    .command('add <path>')
+    .description('Register a model: a llama2.c .bin, a Hugging Face folder (config.json + safetensors) or a ready .onnx file')
+    .requiredOption('--id <id>', 'catalog id (letters, digits, . _ -)')
+    .option('--tokenizer <path>', 'tokenizer file (default: found beside the model)')
+    .option('--name <name>', 'display name (default: the file name)')
+    .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string }) => {
+      await withDatabase(async (database) => {
+        const row = await registerModel(database, {
+          id: opts.id,
+          path: resolve(path),
+          tokenizerPath: opts.tokenizer ? resolve(opts.tokenizer) : undefined,
+          name: opts.name ?? basename(path),
+        });
+        console.log(`Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ${row.vocabSize}, context ${row.contextLength}.`);
+      });
+    });
+}

@@ -1,0 +1,32 @@
+/** Adding a model to the catalog: reads its facts from the checkpoint (no graph is built) and upserts them. */
+import type { Database } from './client.js';
+import { upsertModel, type ModelRow } from './catalog.js';
+import { inspectModel } from '../engine/model/load.js';
+import { loadTokenizer } from '../engine/tokenizers/load.js';
+
+export interface RegisterModel {
+  id: string;
+  path: string;
+  tokenizerPath?: string;
+  name: string;
+}
+
+export async function registerModel(database: Database, req: RegisterModel): Promise<ModelRow> {
+  const info = inspectModel(req.path, req.tokenizerPath);
+  // Fail now, not at the first request, when the given tokenizer cannot be read.
+  if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
+  return upsertModel(database, {
+    id: req.id,
+    name: req.name,
+    architecture: info.architecture,
+    dModel: info.dModel,
+    nLayers: info.nLayers,
+    vocabSize: info.vocabSize,
+    contextLength: info.contextLength,
+    prependBos: info.prependBos,
+    hookPoints: info.hookPoints,
+    sourcePath: req.path,
+    sourceFormat: info.format,
+    tokenizerPath: req.tokenizerPath ?? null,
+  });
+}

@@ -1,0 +1,148 @@
+/** `atlas import` / `atlas export` on both backends: every format, atomicity, refusals that change nothing. */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { BACKENDS, openTestDatabase, announceSkip } from './helpers/atlas-server.js';
+import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
+import { writeSaeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
+import type { Database } from '../src/db/client.js';
+import { importDictionary } from '../src/db/import-dictionary.js';
+import { exportDictionary } from '../src/db/export-dictionary.js';
+import { getDecoders } from '../src/db/features.js';
+import { listDictionaries } from '../src/db/catalog.js';
+import { openSae } from '../src/engine/sae/open.js';
+import { isAtlasError } from '../src/errors.js';
+import type { SaeArchitecture } from '../src/engine/sae/types.js';
+
+const HOOK = 'blocks.1.hook_resid_post';
+
+async function snapshot(database: Database): Promise<string> {
+  const [d] = await database.query<{ n: number }>('SELECT count(*)::int AS n FROM dictionaries');
+  const [f] = await database.query<{ n: number }>('SELECT count(*)::int AS n FROM features');
+  return `${d.n} dictionaries, ${f.n} features`;
+}
+
+async function expectCode(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isAtlasError(e), `expected an AtlasError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`import and export on ${backend}`, () => {
+    let database: Database | null = null;
+    let cleanup: () => Promise<void> = async () => undefined;
+    let skip: string | null = null;
+    const files = tempDir('atlas-import-');
+    const data = tempDir('atlas-import-data-');
+
+    before(async () => {
+      const opened = await openTestDatabase(backend);
+      if ('skip' in opened) {
+        skip = opened.skip;
+        announceSkip(`import on ${backend}`, skip);
+        return;
+      }
+      database = opened.database;
+      cleanup = opened.cleanup;
+      await seedCatalog(database);
+    });
+    after(async () => {
+      await cleanup();
+      files.cleanup();
+      data.cleanup();
+    });
+
+    const test = (name: string, fn: (db: Database) => Promise<void>) =>
+      it(name, async (t) => {
+        if (!database) return t.skip(skip ?? 'backend unavailable');
+        await fn(database);
+      });
+
+    const cases: [SaeFixtureFormat, SaeArchitecture][] = [
+      ['saelens', 'standard'], ['saelens', 'jumprelu'], ['saelens', 'topk'], ['saelens', 'gated'],
+      ['saelens-old', 'standard'], ['sparsify', 'topk'], ['gemmascope', 'jumprelu'],
+    ];
+    for (const [format, architecture] of cases) {
+      test(`imports ${format} ${architecture}: rows equal W_dec, weights kept, visible once ready`, async (db) => {
+        const fx = writeSaeFixture(join(files.dir, `${format}-${architecture}`), { format, architecture, dIn: FIXTURE.dIn, dSae: 96, k: 4, hookName: HOOK, seed: 11 });
+        const id = `${format}-${architecture}`;
+        const row = await importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id, hook: HOOK, dataDir: data.dir });
+        assert.equal(row.state, 'ready');
+        assert.equal(row.architecture, architecture);
+        assert.equal(row.dSae, 96);
+        const keys = Array.from({ length: 96 }, (_, index) => ({ dictionaryId: id, index }));
+        const decoders = await getDecoders(db, keys);
+        for (let i = 0; i < 96; i++) {
+          const want = Array.from(fx.params.W_dec.subarray(i * FIXTURE.dIn, (i + 1) * FIXTURE.dIn));
+          assert.deepEqual(decoders.get(`${id}:${i}`)!.map(Math.fround), want.map(Math.fround), `row ${i}`);
+        }
+        assert.ok(existsSync(row.weightsPath!));
+        const kept = openSae(row.weightsPath!);
+        assert.deepEqual(kept.loadParams().W_enc, openSae(fx.path).loadParams().W_enc);
+        kept.close();
+      });
+    }
+
+    test('export → import round trip is exact', async (db) => {
+      const fx = writeSaeFixture(join(files.dir, 'roundtrip'), { format: 'saelens', architecture: 'jumprelu', dIn: FIXTURE.dIn, dSae: 64, hookName: HOOK, normalization: 'expected_average_only_in', scalingFactor: 1.7, seed: 5 });
+      await importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id: 'rt-a', dataDir: data.dir });
+      const out = join(files.dir, 'exported');
+      await exportDictionary(db, 'rt-a', out);
+      const back = await importDictionary(db, { path: out, modelId: FIXTURE.model, id: 'rt-b', dataDir: data.dir });
+      assert.equal(back.hookPoint, HOOK);
+      const a = openSae(fx.path);
+      const b = openSae(out);
+      assert.deepEqual(b.loadParams(), a.loadParams());
+      assert.equal(b.config.architecture, 'jumprelu');
+      assert.deepEqual(b.config.normalization, a.config.normalization);
+      a.close();
+      b.close();
+      const keys = Array.from({ length: 64 }, (_, index) => index);
+      const da = await getDecoders(db, keys.map((index) => ({ dictionaryId: 'rt-a', index })));
+      const dbb = await getDecoders(db, keys.map((index) => ({ dictionaryId: 'rt-b', index })));
+      for (const i of keys) assert.deepEqual(dbb.get(`rt-b:${i}`), da.get(`rt-a:${i}`));
+    });
+
+    test('a second import of the same id is refused unless --replace', async (db) => {
+      const fx = writeSaeFixture(join(files.dir, 'dup'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 32, hookName: HOOK, seed: 3 });
+      await importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id: 'dup', dataDir: data.dir });
+      const before = await snapshot(db);
+      await expectCode(importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id: 'dup', dataDir: data.dir }), 'CONFLICT', /--replace/);
+      assert.equal(await snapshot(db), before);
+      const fx2 = writeSaeFixture(join(files.dir, 'dup2'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 48, hookName: HOOK, seed: 4 });
+      const replaced = await importDictionary(db, { path: fx2.path, modelId: FIXTURE.model, id: 'dup', replace: true, dataDir: data.dir });
+      assert.equal(replaced.dSae, 48);
+      const [{ n }] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM features WHERE dictionary_id = 'dup'");
+      assert.equal(n, 48);
+    });
+
+    test('refusals name the problem and leave the database as it was', async (db) => {
+      const before = await snapshot(db);
+      const wide = writeSaeFixture(join(files.dir, 'wide'), { format: 'saelens', dIn: 40, dSae: 32, hookName: HOOK });
+      await expectCode(importDictionary(db, { path: wide.path, modelId: FIXTURE.model, id: 'wide', dataDir: data.dir }), 'DIMENSION_MISMATCH', /40.*32/);
+      const ok = writeSaeFixture(join(files.dir, 'nohook'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 32, hookName: 'blocks.9.hook_resid_post' });
+      await expectCode(importDictionary(db, { path: ok.path, modelId: FIXTURE.model, id: 'nohook', dataDir: data.dir }), 'BAD_USER_INPUT', /blocks\.9\.hook_resid_post/);
+      await expectCode(importDictionary(db, { path: ok.path, modelId: 'no-such-model', id: 'x', dataDir: data.dir }), 'NOT_FOUND');
+      const corruptions: [SaeCorruption, string, RegExp][] = [
+        [{ kind: 'missing-tensor', tensor: 'W_dec' }, 'BAD_FILE', /W_dec/],
+        [{ kind: 'wrong-shape', tensor: 'b_enc' }, 'BAD_FILE', /b_enc.*shape|shape.*b_enc/],
+        [{ kind: 'non-finite', tensor: 'W_enc', index: 7 }, 'BAD_FILE', /W_enc/],
+        [{ kind: 'non-finite', tensor: 'W_dec', index: 70, value: Infinity }, 'BAD_FILE', /W_dec/],
+        [{ kind: 'truncate' }, 'BAD_FILE', /truncated/i],
+        [{ kind: 'unknown-architecture', name: 'crosscoder' }, 'UNSUPPORTED', /crosscoder/],
+      ];
+      for (const [corrupt, code, pattern] of corruptions) {
+        const bad = writeSaeFixture(join(files.dir, `bad-${corrupt.kind}`), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 32, hookName: HOOK, corrupt });
+        await expectCode(importDictionary(db, { path: bad.path, modelId: FIXTURE.model, id: `bad-${corrupt.kind}`, dataDir: data.dir }), code, pattern);
+      }
+      assert.equal(await snapshot(db), before);
+      assert.equal((await listDictionaries(db)).some((d) => d.id.startsWith('bad-')), false);
+      assert.equal(readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.')), false);
+    });
+  });
+}
