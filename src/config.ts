@@ -24,6 +24,7 @@ export interface Config {
   demo: boolean;
   requireKey: boolean;
   maxQueue: number;
+  batching: boolean;
   batchWaitMs: number;
   batchTokens: number;
   requestTimeoutMs: number;
@@ -47,6 +48,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demo: env.ATLAS_DEMO !== '0',
     requireKey: env.ATLAS_REQUIRE_KEY === '1',
     maxQueue: int('ATLAS_MAX_QUEUE', 64),
+    batching: env.ATLAS_BATCHING !== '0',
     batchWaitMs: int('ATLAS_BATCH_WAIT_MS', 4),
     batchTokens: int('ATLAS_BATCH_TOKENS', 4096),
     requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),

@@ -5,6 +5,8 @@ import type { Database } from './db/client.js';
 import type { Services } from './resolvers/context.js';
 import { createSession, type ExecutionProvider } from './engine/runtime/session.js';
 import { node, serializeModel, valueInfo } from './engine/onnx/proto.js';
+import { EngineRegistry } from './engine/registry.js';
+import { EncodingService } from './engine/encode.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -27,9 +29,11 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
 
 export async function createServices(config: Config, _database: Database): Promise<Services & { close(): Promise<void> }> {
   const provider = await probeExecutionProvider(config);
+  const registry = new EngineRegistry(config);
   return {
     version: VERSION,
     executionProvider: () => provider,
-    close: async () => undefined,
+    encoding: new EncodingService(registry, config),
+    close: () => registry.close(),
   };
 }

@@ -1,5 +1,6 @@
 import type { Database } from '../db/client.js';
 import type { Loaders } from '../db/loaders.js';
+import type { EncodingService } from '../engine/encode.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
@@ -12,4 +13,5 @@ export interface Context {
 export interface Services {
   version: string;
   executionProvider(): string;
+  encoding: EncodingService;
 }

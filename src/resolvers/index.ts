@@ -1,5 +1,6 @@
 import { catalogResolvers } from './catalog.js';
 import { searchResolvers } from './search.js';
+import { encodeResolvers } from './encode.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -12,4 +13,4 @@ function merge(...maps: ResolverMap[]): ResolverMap {
   return out;
 }
 
-export const resolvers = merge(catalogResolvers, searchResolvers);
+export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { createServices } from '../../src/services.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase } from './postgres.js';
 
 export type Backend = 'pglite' | 'postgres';
@@ -42,12 +42,21 @@ export async function openTestDatabase(backend: Backend): Promise<{ database: Da
   return { database, cleanup: async () => { await database.close(); await pg.drop(); } };
 }
 
-export async function startTestAtlas(backend: Backend, seed?: (db: Database) => Promise<unknown>): Promise<TestAtlas | { skip: string }> {
+export async function startTestAtlas(
+  backend: Backend,
+  seed?: (db: Database, dataDir: string) => Promise<unknown>,
+  overrides: Partial<Config> = {},
+): Promise<TestAtlas | { skip: string }> {
   const opened = await openTestDatabase(backend);
   if ('skip' in opened) return opened;
-  const { database, cleanup } = opened;
-  if (seed) await seed(database);
-  const config = { ...loadConfig({}), device: 'cpu' as const, maxBodyBytes: 64 * 1024 };
+  const dataDir = mkdtempSync(join(tmpdir(), 'atlas-data-'));
+  const { database } = opened;
+  const cleanup = async () => {
+    await opened.cleanup();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  if (seed) await seed(database, dataDir);
+  const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
   const services = await createServices(config, database);
   const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
   return {

@@ -1,0 +1,119 @@
+/**
+ * Dynamic batching: requests that arrive within a short window are merged into one run, up to a
+ * budget (tokens for models, vectors for encoders). One batch runs at a time per batcher, since a
+ * session already uses every core; what queues during a run goes in the next one. The queue is
+ * bounded (OVERLOADED with a retry hint) and every request has a deadline (DEADLINE_EXCEEDED).
+ */
+import { AtlasError } from '../errors.js';
+
+export interface BatcherOptions {
+  /** How long the first request of a batch waits for company. */
+  waitMs: number;
+  /** Budget of one batch, in the units of `size` (a single larger request still runs, alone). */
+  budget: number;
+  /** Requests waiting or running before new ones are refused. */
+  maxQueue: number;
+  /** Per-request deadline from submission. */
+  timeoutMs: number;
+  /** false: every request runs alone (for measuring what batching buys). */
+  merge: boolean;
+}
+
+interface Pending<I, O> {
+  item: I;
+  size: number;
+  resolve(o: O): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+  settled: boolean;
+}
+
+export class Batcher<I, O> {
+  private queue: Pending<I, O>[] = [];
+  private running = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  /** Moving average of batch run time, for the retry hint. */
+  private avgRunMs = 50;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<O[]>,
+    private readonly size: (item: I) => number,
+    private readonly opts: BatcherOptions,
+  ) {}
+
+  get depth(): number {
+    return this.queue.length + this.running;
+  }
+
+  submit(item: I): Promise<O> {
+    if (this.depth >= this.opts.maxQueue) {
+      const batchesAhead = Math.ceil(this.depth / Math.max(1, this.opts.merge ? 8 : 1));
+      const retryAfterMs = Math.max(10, Math.round(this.avgRunMs * batchesAhead));
+      return Promise.reject(new AtlasError('OVERLOADED', `The server is busy (${this.depth} requests queued); retry in about ${retryAfterMs} ms.`, { retryAfterMs }));
+    }
+    return new Promise<O>((resolve, reject) => {
+      const p: Pending<I, O> = {
+        item, size: this.size(item), resolve, reject, settled: false,
+        timer: setTimeout(() => {
+          this.settle(p, () => reject(new AtlasError('DEADLINE_EXCEEDED', `The request did not finish within ${this.opts.timeoutMs} ms (ATLAS_REQUEST_TIMEOUT_MS); try a shorter input or retry later.`)));
+          this.queue = this.queue.filter((q) => q !== p);
+        }, this.opts.timeoutMs),
+      };
+      this.queue.push(p);
+      this.schedule();
+    });
+  }
+
+  private settle(p: Pending<I, O>, fn: () => void): void {
+    if (p.settled) return;
+    p.settled = true;
+    clearTimeout(p.timer);
+    fn();
+  }
+
+  private schedule(): void {
+    if (this.busy || this.queue.length === 0) return;
+    const queued = this.queue.reduce((s, p) => s + p.size, 0);
+    if (!this.opts.merge || queued >= this.opts.budget || this.opts.waitMs === 0) {
+      this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.opts.waitMs);
+    }
+  }
+
+  private take(): Pending<I, O>[] {
+    if (!this.opts.merge) return this.queue.splice(0, 1);
+    const batch: Pending<I, O>[] = [];
+    let used = 0;
+    while (this.queue.length > 0 && (batch.length === 0 || used + this.queue[0].size <= this.opts.budget)) {
+      const p = this.queue.shift()!;
+      used += p.size;
+      batch.push(p);
+    }
+    return batch;
+  }
+
+  private flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.busy || this.queue.length === 0) return;
+    const batch = this.take();
+    this.busy = true;
+    this.running = batch.length;
+    const started = Date.now();
+    this.run(batch.map((p) => p.item))
+      .then(
+        (outs) => batch.forEach((p, i) => this.settle(p, () => p.resolve(outs[i]))),
+        (e) => batch.forEach((p) => this.settle(p, () => p.reject(e))),
+      )
+      .finally(() => {
+        this.avgRunMs = 0.8 * this.avgRunMs + 0.2 * (Date.now() - started);
+        this.busy = false;
+        this.running = 0;
+        this.schedule();
+      });
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * hookActivations, encodeVectors, encode and encodeMany over HTTP on both backends, against plain
+ * reference implementations: a tiny random GPT-2 in Hugging Face format and random dictionaries of
+ * every architecture imported through `atlas import`'s code path.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
+import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
+import { gpt2Forward } from './reference/gpt2.js';
+import { refForwardOne, refTopK } from './reference/sae.js';
+import { registerModel } from '../src/db/register-model.js';
+import { importDictionary } from '../src/db/import-dictionary.js';
+import { loadTokenizer } from '../src/engine/tokenizers/load.js';
+import type { SaeArchitecture } from '../src/engine/sae/types.js';
+
+const HOOK = 'blocks.1.hook_resid_post';
+const ARCHS: SaeArchitecture[] = ['standard', 'jumprelu', 'topk', 'gated'];
+const TEXT = 'the cat sat on the mat';
+
+function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return diff / scale;
+}
+
+/** Reference active features of one vector: sorted top-k of the reference codes, zeros dropped. */
+function refActive(fx: SaeFixture, x: number[], topK: number): { index: number; activation: number }[] {
+  const { codes } = refForwardOne(fx.config, fx.params, x);
+  const { indices, values } = refTopK(codes, topK);
+  return indices.map((index, j) => ({ index, activation: values[j] })).filter((f) => f.activation > 0);
+}
+
+function assertSameFeatures(got: { index: number; activation: number }[], want: { index: number; activation: number }[], what: string): void {
+  assert.deepEqual(got.map((f) => f.index), want.map((f) => f.index), what);
+  got.forEach((f, j) => assert.ok(Math.abs(f.activation - want[j].activation) <= 1e-5 * Math.max(1, Math.abs(want[j].activation)), `${what}: ${f.activation} vs ${want[j].activation}`));
+}
+
+for (const backend of BACKENDS) {
+  describe(`encoding API on ${backend}`, () => {
+    const files = tempDir('atlas-encode-');
+    let model: HfFixture;
+    const saes = new Map<string, SaeFixture>();
+    let atlas: TestAtlas | null = null;
+    let skip: string | null = null;
+
+    before(async () => {
+      mkdirSync(join(files.dir, 'gpt2'));
+      model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      const started = await startTestAtlas(backend, async (db, dataDir) => {
+        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+        for (const architecture of ARCHS) {
+          const fx = writeSaeFixture(join(files.dir, architecture), {
+            format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: ARCHS.indexOf(architecture) + 1,
+            normalization: architecture === 'gated' ? 'constant_norm_rescale' : 'none',
+          });
+          saes.set(architecture, fx);
+          await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: `sae-${architecture}`, dataDir });
+        }
+      });
+      if ('skip' in started) {
+        skip = started.skip;
+        announceSkip(`encoding API on ${backend}`, skip);
+      } else {
+        atlas = started;
+      }
+    });
+    after(async () => {
+      await atlas?.close();
+      files.cleanup();
+    });
+
+    const test = (name: string, fn: (a: TestAtlas) => Promise<void>) =>
+      it(name, async (t) => {
+        if (!atlas) return t.skip(skip ?? 'backend unavailable');
+        await fn(atlas);
+      });
+
+    test('hookActivations returns the tokens and activations of the reference forward pass', async (a) => {
+      const r = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { tokens { id text } hooks { hook values } } }`);
+      assert.equal(r.errors, undefined);
+      const ids = loadTokenizer(model.dir).encode(TEXT);
+      assert.deepEqual(r.data.hookActivations.tokens.map((t: any) => t.id), ids);
+      assert.equal(r.data.hookActivations.tokens.map((t: any) => t.text).join(''), TEXT);
+      const ref = gpt2Forward(model.weights, ids);
+      for (const h of r.data.hookActivations.hooks) {
+        assert.ok(maxRelErr(h.values.flat(), ref.hooks.get(h.hook)!) < 1e-4, h.hook);
+        assert.equal(h.values.length, ids.length);
+      }
+    });
+
+    test('encodeVectors equals the published formula for every architecture', async (a) => {
+      const n = 5;
+      const x = randomVectors(n, 32, 3, 2);
+      const vectors = Array.from({ length: n }, (_, i) => Array.from(x.subarray(i * 32, (i + 1) * 32)));
+      for (const arch of ARCHS) {
+        const r = await a.gql(`query($v: [[Float!]!]!) { encodeVectors(dictionary: "sae-${arch}", vectors: $v, topK: 5) { index activation feature { id } } }`, { v: vectors });
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        vectors.forEach((v, i) => assertSameFeatures(r.data.encodeVectors[i], refActive(saes.get(arch)!, v, 5), `${arch} vector ${i}`));
+        assert.equal(r.data.encodeVectors[0][0]?.feature.id, `sae-${arch}:${r.data.encodeVectors[0][0]?.index}`);
+      }
+    });
+
+    test('encode: per-token features, top features and reconstruction equal the reference chain', async (a) => {
+      for (const arch of ARCHS) {
+        const fx = saes.get(arch)!;
+        const r = await a.gql(`{ encode(dictionary: "sae-${arch}", text: "${TEXT}", topK: 4) {
+          dictionary { id } tokens { position tokenId text isBos features { index activation } }
+          topFeatures { index activation } reconstruction { mse normalizedMse explainedVariance cosine l0 } } }`);
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        const enc = r.data.encode;
+        const acts = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`);
+        const rows: number[][] = acts.data.hookActivations.hooks[0].values;
+        assert.equal(enc.tokens.length, rows.length);
+        let sq = 0, l0 = 0;
+        const best = new Map<number, number>();
+        rows.forEach((x, p) => {
+          assert.equal(enc.tokens[p].isBos, false);
+          assertSameFeatures(enc.tokens[p].features, refActive(fx, x, 4), `${arch} token ${p}`);
+          const { codes, xHat } = refForwardOne(fx.config, fx.params, x);
+          x.forEach((v, i) => { sq += (v - xHat[i]) ** 2; });
+          l0 += codes.filter((c) => c > 0).length;
+          for (const f of refActive(fx, x, 4)) best.set(f.index, Math.max(best.get(f.index) ?? 0, f.activation));
+        });
+        const top = [...best].map(([index, activation]) => ({ index, activation })).sort((p, q) => q.activation - p.activation || p.index - q.index).slice(0, 4);
+        assertSameFeatures(enc.topFeatures, top, `${arch} top features`);
+        const mse = sq / (rows.length * 32);
+        assert.ok(Math.abs(enc.reconstruction.mse - mse) <= 1e-5 * Math.max(1, mse), `${arch} mse`);
+        assert.ok(Math.abs(enc.reconstruction.l0 - l0 / rows.length) < 1e-9, `${arch} l0`);
+        assert.ok(Math.abs(enc.reconstruction.explainedVariance - (1 - enc.reconstruction.normalizedMse)) < 1e-9);
+      }
+    });
+
+    test('encodeMany shares one model run and equals encode per dictionary', async (a) => {
+      const many = await a.gql(`{ encodeMany(dictionaries: ["sae-topk", "sae-standard"], text: "${TEXT}") { dictionary { id } topFeatures { index activation } } }`);
+      assert.equal(many.errors, undefined);
+      for (const e of many.data.encodeMany) {
+        const one = await a.gql(`{ encode(dictionary: "${e.dictionary.id}", text: "${TEXT}") { topFeatures { index activation } } }`);
+        assert.deepEqual(e.topFeatures, one.data.encode.topFeatures);
+      }
+    });
+
+    test('bad input is refused with codes: width, topK, too long, unknown hook, empty text', async (a) => {
+      const long = 'word '.repeat(100);
+      const cases: [string, string][] = [
+        ['{ encodeVectors(dictionary: "sae-topk", vectors: [[1, 2, 3]]) { index } }', 'DIMENSION_MISMATCH'],
+        ['{ encodeVectors(dictionary: "sae-topk", vectors: [], topK: 0) { index } }', 'BAD_USER_INPUT'],
+        [`{ encode(dictionary: "sae-topk", text: "${long}") { topFeatures { index } } }`, 'INPUT_TOO_LONG'],
+        [`{ hookActivations(model: "gpt2-tiny", text: "hi", hooks: ["blocks.7.hook_resid_post"]) { tokens { id } } }`, 'BAD_USER_INPUT'],
+        ['{ encode(dictionary: "sae-topk", text: "") { topFeatures { index } } }', 'BAD_USER_INPUT'],
+        ['{ encode(dictionary: "nope", text: "hi") { topFeatures { index } } }', 'NOT_FOUND'],
+      ];
+      for (const [q, code] of cases) {
+        const r = await a.gql(q);
+        assert.equal(r.errors?.[0]?.extensions?.code, code, `${q}: ${JSON.stringify(r.errors)}`);
+      }
+      const truncated = await a.gql(`{ encode(dictionary: "sae-topk", text: "${long}", truncate: true) { tokens { position } } }`);
+      assert.equal(truncated.errors, undefined);
+      assert.equal(truncated.data.encode.tokens.length, 32);
+    });
+
+    test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {
+      const texts = ['a', 'the cat', 'the cat sat on the mat and slept', 'hello world', 'on the mat', 'sat'];
+      const q = (t: string) => `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } reconstruction { mse } } }`;
+      const sequential = [];
+      for (const t of texts) sequential.push((await a.gql(q(t))).data);
+      const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))]));
+      concurrent.forEach((r, i) => {
+        assert.equal(r.errors, undefined);
+        const want = sequential[Math.floor(i / 2)];
+        r.data.encode.tokens.forEach((tok: any, p: number) => {
+          assert.deepEqual(tok.features.map((f: any) => f.index), want.encode.tokens[p].features.map((f: any) => f.index));
+          tok.features.forEach((f: any, j: number) => assert.ok(Math.abs(f.activation - want.encode.tokens[p].features[j].activation) < 1e-5));
+        });
+      });
+    });
+  });
+}
+
+describe('encoding service under load', () => {
+  const files = tempDir('atlas-load-');
+  after(() => files.cleanup());
+
+  async function start(overrides: Record<string, unknown>): Promise<TestAtlas> {
+    const dir = join(files.dir, `gpt2-${Object.keys(overrides).join('-')}`);
+    mkdirSync(dir);
+    const model = writeTinyGpt2(dir);
+    const started = await startTestAtlas('pglite', async (db, dataDir) => {
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+      const fx = writeSaeFixture(join(files.dir, `sae-${Object.keys(overrides).join('-')}`), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK });
+      await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
+    }, overrides);
+    assert.ok(!('skip' in started));
+    return started as TestAtlas;
+  }
+
+  it('a burst beyond the queue bound is refused at once with OVERLOADED and a retry hint', async () => {
+    const a = await start({ maxQueue: 2, batchWaitMs: 20 });
+    try {
+      const results = await Promise.all(Array.from({ length: 30 }, () => a.gql('{ encode(dictionary: "sae", text: "the cat sat") { topFeatures { index } } }')));
+      const overloaded = results.filter((r) => r.errors?.[0]?.extensions?.code === 'OVERLOADED');
+      const ok = results.filter((r) => !r.errors);
+      assert.ok(overloaded.length > 0, 'some requests must be refused');
+      assert.ok(ok.length > 0, 'some requests must be served');
+      assert.equal(overloaded.length + ok.length, 30);
+      assert.ok(Number((overloaded[0].errors![0].extensions as any).retryAfterMs) > 0);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('a request past its deadline fails with DEADLINE_EXCEEDED', async () => {
+    const a = await start({ requestTimeoutMs: 1, batchWaitMs: 50 });
+    try {
+      const r = await a.gql('{ encode(dictionary: "sae", text: "the cat sat") { topFeatures { index } } }');
+      assert.equal(r.errors?.[0]?.extensions?.code, 'DEADLINE_EXCEEDED');
+    } finally {
+      await a.close();
+    }
+  });
+});
