@@ -27,8 +27,9 @@ class TopKSAE(torch.nn.Module):
         return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
 
     def decode_sparse(self, vals, idx):
-        """Sum of k scaled rows: a gather instead of a dense [batch, d_sae] x [d_sae, d_in] product."""
-        return (vals.unsqueeze(-1) * self.W_dec[idx]).sum(1)
+        """Sum of k scaled decoder rows per input; embedding_bag does this without a dense
+        [batch, d_sae] x [d_sae, d_in] product or a [batch, k, d_in] temporary."""
+        return torch.nn.functional.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode='sum')
 
     def forward(self, x):
         pre = self.pre(x)

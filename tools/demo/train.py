@@ -27,8 +27,8 @@ import sae as sae_mod  # noqa: E402
 import st  # noqa: E402
 
 PRESETS = {
-    'full': dict(vocab=4096, d_model=128, n_layer=4, n_head=4, ctx=128, batch=32, steps=2000, lr=2e-3,
-                 sae_expansion=16, sae_k=16, sae_train_tokens=2_000_000, sae_batch=4096, sae_lr=1e-3,
+    'full': dict(vocab=4096, d_model=128, n_layer=4, n_head=4, ctx=128, batch=32, steps=1600, lr=2e-3,
+                 sae_expansion=16, sae_k=16, sae_train_tokens=1_500_000, sae_batch=4096, sae_lr=1e-3,
                  sae_epochs=1.0, sae_k_aux=256, sae_dead_after=100_000, docs=None, heldout_chars=6000),
     'tiny': dict(vocab=512, d_model=32, n_layer=2, n_head=2, ctx=32, batch=8, steps=40, lr=3e-3,
                  sae_expansion=8, sae_k=8, sae_train_tokens=20_000, sae_batch=512, sae_lr=1e-3,
