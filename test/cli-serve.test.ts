@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../src/db/client.js';
@@ -10,6 +10,7 @@ import { createTestDatabase } from './helpers/postgres.js';
 import { announceSkip } from './helpers/atlas-server.js';
 
 const ATLAS = join(import.meta.dirname, '..', 'bin', 'atlas.mjs');
+const MIGRATIONS: number = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'migrations', 'meta', '_journal.json'), 'utf8')).entries.length;
 
 function startAtlas(args: string[], env: Record<string, string>): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
   const child = spawn(process.execPath, [ATLAS, ...args], { env: { ...process.env, ATLAS_DEMO: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,9 +69,9 @@ describe('atlas serve', () => {
         openDatabase({ databaseUrl: pg.url, dataDir: tmpdir() }),
       ]);
       const rows = await a.query<{ n: number }>('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations');
-      assert.equal(rows[0].n, 1);
+      assert.equal(rows[0].n, MIGRATIONS);
       const again = await openDatabase({ databaseUrl: pg.url, dataDir: tmpdir() });
-      assert.equal((await again.query<{ n: number }>('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations'))[0].n, 1);
+      assert.equal((await again.query<{ n: number }>('SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations'))[0].n, MIGRATIONS);
       await Promise.all([a.close(), b.close(), again.close()]);
     } finally {
       await pg.drop();

@@ -78,6 +78,8 @@ export const features = pgTable('features', {
   primaryKey({ columns: [t.dictionaryId, t.idx] }),
   index('features_density_idx').on(t.dictionaryId, t.density),
   index('features_max_activation_idx').on(t.dictionaryId, t.maxActivation),
+  // Full-text search on labels (src/db/text-search.ts repeats this expression and predicate).
+  index('features_label_text_idx').using('gin', sql`to_tsvector('english', ${t.label})`).where(sql`${t.label} IS NOT NULL`),
 ]);
 
 export const activationExamples = pgTable('activation_examples', {
@@ -115,7 +117,10 @@ export const explanations = pgTable('explanations', {
   source: text('source').notNull(),
   author: text('author'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-}, (t) => [index('explanations_feature_idx').on(t.dictionaryId, t.featureIdx)]);
+}, (t) => [
+  index('explanations_feature_idx').on(t.dictionaryId, t.featureIdx),
+  index('explanations_text_idx').using('gin', sql`to_tsvector('english', ${t.text})`),
+]);
 
 export const apiKeys = pgTable('api_keys', {
   id: serial('id').primaryKey(),

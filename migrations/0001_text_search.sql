@@ -1,0 +1,2 @@
+CREATE INDEX "explanations_text_idx" ON "explanations" USING gin (to_tsvector('english', "text"));--> statement-breakpoint
+CREATE INDEX "features_label_text_idx" ON "features" USING gin (to_tsvector('english', "label")) WHERE "features"."label" IS NOT NULL;
