@@ -168,7 +168,7 @@ for (const backend of BACKENDS) {
     test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {
       const texts = ['a', 'the cat', 'the cat sat on the mat and slept', 'hello world', 'on the mat', 'sat'];
       const q = (t: string) => `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } reconstruction { mse } } }`;
-      const sequential = [];
+      const sequential: any[] = [];
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
       const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))]));
       concurrent.forEach((r, i) => {
