@@ -54,7 +54,8 @@ for (const backend of BACKENDS) {
       mkdirSync(join(files.dir, 'gpt2'));
       model = writeTinyGpt2(join(files.dir, 'gpt2'));
       const started = await startTestAtlas(backend, async (db, dataDir) => {
-        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+        // The fixture dictionaries say prepend_bos: true, as TransformerLens-trained GPT-2 SAEs do.
+        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
         for (const architecture of ARCHS) {
           const fx = writeSaeFixture(join(files.dir, architecture), {
             format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: ARCHS.indexOf(architecture) + 1,
@@ -85,9 +86,11 @@ for (const backend of BACKENDS) {
     test('hookActivations returns the tokens and activations of the reference forward pass', async (a) => {
       const r = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { tokens { id text } hooks { hook values } } }`);
       assert.equal(r.errors, undefined);
-      const ids = loadTokenizer(model.dir).encode(TEXT);
+      const tokenizer = loadTokenizer(model.dir);
+      const ids = tokenizer.encode(TEXT, { bos: true });
+      assert.equal(ids[0], tokenizer.bosId);
       assert.deepEqual(r.data.hookActivations.tokens.map((t: any) => t.id), ids);
-      assert.equal(r.data.hookActivations.tokens.map((t: any) => t.text).join(''), TEXT);
+      assert.equal(r.data.hookActivations.tokens.slice(1).map((t: any) => t.text).join(''), TEXT);
       const ref = gpt2Forward(model.weights, ids);
       for (const h of r.data.hookActivations.hooks) {
         assert.ok(maxRelErr(h.values.flat(), ref.hooks.get(h.hook)!) < 1e-4, h.hook);
@@ -120,7 +123,12 @@ for (const backend of BACKENDS) {
         assert.equal(enc.tokens.length, rows.length);
         let sq = 0, l0 = 0;
         const best = new Map<number, number>();
-        rows.forEach((x, p) => {
+        assert.equal(enc.tokens[0].isBos, true);
+        assertSameFeatures(enc.tokens[0].features, refActive(fx, rows[0], 4), `${arch} BOS`);
+        // BOS is encoded like any token but left out of top features and reconstruction quality.
+        const kept = rows.slice(1);
+        kept.forEach((x, i) => {
+          const p = i + 1;
           assert.equal(enc.tokens[p].isBos, false);
           assertSameFeatures(enc.tokens[p].features, refActive(fx, x, 4), `${arch} token ${p}`);
           const { codes, xHat } = refForwardOne(fx.config, fx.params, x);
@@ -130,9 +138,9 @@ for (const backend of BACKENDS) {
         });
         const top = [...best].map(([index, activation]) => ({ index, activation })).sort((p, q) => q.activation - p.activation || p.index - q.index).slice(0, 4);
         assertSameFeatures(enc.topFeatures, top, `${arch} top features`);
-        const mse = sq / (rows.length * 32);
+        const mse = sq / (kept.length * 32);
         assert.ok(Math.abs(enc.reconstruction.mse - mse) <= 1e-5 * Math.max(1, mse), `${arch} mse`);
-        assert.ok(Math.abs(enc.reconstruction.l0 - l0 / rows.length) < 1e-9, `${arch} l0`);
+        assert.ok(Math.abs(enc.reconstruction.l0 - l0 / kept.length) < 1e-9, `${arch} l0`);
         assert.ok(Math.abs(enc.reconstruction.explainedVariance - (1 - enc.reconstruction.normalizedMse)) < 1e-9);
       }
     });
@@ -165,6 +173,14 @@ for (const backend of BACKENDS) {
       assert.equal(truncated.data.encode.tokens.length, 32);
     });
 
+    test('importing a dictionary trained with BOS into a model registered without it is refused', async (a) => {
+      await registerModel(a.database, { id: 'gpt2-nobos', path: model.dir, name: 'tiny gpt2 without BOS' });
+      await assert.rejects(
+        importDictionary(a.database, { path: saes.get('topk')!.path, modelId: 'gpt2-nobos', id: 'mismatch', dataDir: files.dir }),
+        /prepend_bos=true.*--bos/,
+      );
+    });
+
     test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {
       const texts = ['a', 'the cat', 'the cat sat on the mat and slept', 'hello world', 'on the mat', 'sat'];
       const q = (t: string) => `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } reconstruction { mse } } }`;
@@ -192,7 +208,7 @@ describe('encoding service under load', () => {
     mkdirSync(dir);
     const model = writeTinyGpt2(dir);
     const started = await startTestAtlas('pglite', async (db, dataDir) => {
-      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
       const fx = writeSaeFixture(join(files.dir, `sae-${Object.keys(overrides).join('-')}`), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK });
       await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
     }, overrides);

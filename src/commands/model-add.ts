@@ -11,15 +11,18 @@ export function register(program: Command): void {
     .requiredOption('--id <id>', 'catalog id (letters, digits, . _ -)')
     .option('--tokenizer <path>', 'tokenizer file (default: found beside the model)')
     .option('--name <name>', 'display name (default: the file name)')
-    .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string }) => {
+    .option('--bos', 'start every sequence with BOS (default for llama; TransformerLens-trained GPT-2 SAEs need it)')
+    .option('--no-bos', 'never prepend BOS (default for gpt2)')
+    .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string; bos?: boolean }) => {
       await withDatabase(async (database) => {
         const row = await registerModel(database, {
           id: opts.id,
           path: resolve(path),
           tokenizerPath: opts.tokenizer ? resolve(opts.tokenizer) : undefined,
           name: opts.name ?? basename(path),
+          prependBos: opts.bos,
         });
-        console.log(`Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ${row.vocabSize}, context ${row.contextLength}.`);
+        console.log(`Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ${row.vocabSize}, context ${row.contextLength}, ${row.prependBos ? 'BOS first' : 'no BOS'}.`);
       });
     });
 }

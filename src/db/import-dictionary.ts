@@ -7,7 +7,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Database } from './client.js';
-import { requireModel, type DictionaryRow } from './catalog.js';
+import { requireModel, type DictionaryRow, type ModelRow } from './catalog.js';
 import { prepareDictionaryId, writeDictionary } from './dictionary-write.js';
 import { openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
@@ -42,7 +42,8 @@ function weightFiles(path: string): string[] {
     .map((f) => join(path, f));
 }
 
-function validate(source: SaeSource, req: ImportRequest, hookPoints: string[], dModel: number, modelId: string): string {
+function validate(source: SaeSource, req: ImportRequest, model: ModelRow): string {
+  const { hookPoints, dModel, id: modelId } = model;
   const cfg = source.config;
   const hook = req.hook ?? cfg.hookName;
   if (!hook) throw new AtlasError('BAD_USER_INPUT', `${req.path} does not name its hook point; pass --hook (one of: ${hookPoints.join(', ')}).`);
@@ -55,6 +56,12 @@ function validate(source: SaeSource, req: ImportRequest, hookPoints: string[], d
       modelWidth: dModel,
     });
   }
+  // A dictionary trained with BOS first sees different activations without it (and vice versa).
+  const metadata = (cfg.extra.metadata ?? {}) as Record<string, unknown>;
+  const trainedWithBos = cfg.extra.prepend_bos ?? metadata.prepend_bos;
+  if (typeof trainedWithBos === 'boolean' && trainedWithBos !== model.prependBos) {
+    throw new AtlasError('BAD_USER_INPUT', `The dictionary was trained with prepend_bos=${trainedWithBos} but model "${modelId}" is registered ${model.prependBos ? 'with' : 'without'} BOS; re-register it with \`atlas model add … --id ${modelId} ${trainedWithBos ? '--bos' : '--no-bos'}\`.`);
+  }
   // Reads and checks every parameter (shapes, NaN/Inf) before anything is written.
   source.loadParams();
   return hook;
@@ -64,7 +71,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
   const model = await requireModel(database, req.modelId);
   const source = openSae(req.path);
   try {
-    const hook = validate(source, req, model.hookPoints, model.dModel, model.id);
+    const hook = validate(source, req, model);
     const cfg = source.config;
     const id = req.id ?? defaultId(req.path);
     await prepareDictionaryId(database, id, req.replace ?? false);

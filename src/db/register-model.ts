@@ -9,6 +9,8 @@ export interface RegisterModel {
   path: string;
   tokenizerPath?: string;
   name: string;
+  /** Overrides the checkpoint's default (llama: BOS first; gpt2: none, though TransformerLens-trained SAEs expect one). */
+  prependBos?: boolean;
 }
 
 export async function registerModel(database: Database, req: RegisterModel): Promise<ModelRow> {
@@ -23,7 +25,7 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
     nLayers: info.nLayers,
     vocabSize: info.vocabSize,
     contextLength: info.contextLength,
-    prependBos: info.prependBos,
+    prependBos: req.prependBos ?? info.prependBos,
     hookPoints: info.hookPoints,
     sourcePath: req.path,
     sourceFormat: info.format,

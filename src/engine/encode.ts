@@ -123,12 +123,16 @@ export class EncodingService {
     return b;
   }
 
-  /** Tokens as the model sees them, with the caps on characters and tokens applied. */
-  tokenize(model: LoadedModel, text: string, truncate = false): Tokenized {
+  /**
+   * Tokens as the model sees them, with the caps on characters and tokens applied. BOS follows the
+   * catalog row, which `atlas model add --bos/--no-bos` can set to match how dictionaries were trained.
+   */
+  tokenize(model: LoadedModel, prependBos: boolean, text: string, truncate = false): Tokenized {
     if (text.length > this.config.maxInputChars) {
       throw new AtlasError('INPUT_TOO_LONG', `The text has ${text.length} characters; the limit is ${this.config.maxInputChars} (ATLAS_MAX_INPUT_CHARS).`, { characters: text.length, limit: this.config.maxInputChars });
     }
-    let ids = model.tokenizer.encode(text, { bos: model.info.prependBos });
+    if (text.length === 0) throw new AtlasError('BAD_USER_INPUT', 'The text is empty; give at least one character.');
+    let ids = model.tokenizer.encode(text, { bos: prependBos });
     const limit = Math.min(this.config.maxInputTokens, model.info.contextLength);
     if (ids.length > limit) {
       if (!truncate) {
@@ -136,16 +140,15 @@ export class EncodingService {
       }
       ids = ids.slice(0, limit);
     }
-    if (ids.length === 0) throw new AtlasError('BAD_USER_INPUT', 'The text is empty; give at least one character.');
     const bos = model.tokenizer.bosId;
-    const bosPositions = new Set(model.info.prependBos && bos !== null && ids[0] === bos ? [0] : []);
+    const bosPositions = new Set(prependBos && bos !== null && ids[0] === bos ? [0] : []);
     return { ids, texts: ids.map((id) => model.tokenizer.tokenText(id)), bosPositions };
   }
 
   async hookActivations(row: ModelRow, text: string, hooks: string[], truncate = false): Promise<{ tokens: Tokenized; rows: HookRows }> {
     const model = await this.registry.model(row);
     const wanted = validateHooks(hooks, model.info);
-    const tokens = this.tokenize(model, text, truncate);
+    const tokens = this.tokenize(model, row.prependBos, text, truncate);
     validateBatch([tokens.ids], model.info);
     const rows = await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted });
     return { tokens, rows };
