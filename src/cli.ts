@@ -12,6 +12,8 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/import.js'),
   () => import('./commands/export.js'),
   () => import('./commands/generate.js'),
+  () => import('./commands/keys.js'),
+  () => import('./commands/explanations.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

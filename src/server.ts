@@ -16,6 +16,7 @@ import type { Database } from './db/client.js';
 import { createLoaders } from './db/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { landingPage } from './landing.js';
+import { requestAuth } from './auth.js';
 
 export interface ServerOptions {
   database: Database;
@@ -136,9 +137,19 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     const headers = new HeaderMap();
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
     const url = new URL(req.url ?? '/', 'http://localhost');
+    const auth = requestAuth(opts.database, req.headers.authorization);
+    if (opts.services.requireKey) {
+      // ATLAS_REQUIRE_KEY=1: refuse before any GraphQL work, as for an oversized body.
+      try {
+        await auth.require();
+      } catch (e) {
+        if (!isAtlasError(e)) throw e;
+        return sendJson(res, e.code === 'FORBIDDEN' ? 403 : 401, { errors: [{ message: e.message, extensions: { code: e.code } }] });
+      }
+    }
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services }),
+      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services, auth }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;

@@ -34,6 +34,8 @@ export async function createServices(config: Config, _database: Database): Promi
     version: VERSION,
     executionProvider: () => provider,
     encoding: new EncodingService(registry, config),
+    requireKey: config.requireKey,
+    explanationEmbedder: null,
     close: () => registry.close(),
   };
 }

@@ -3,6 +3,7 @@ import DataLoader from 'dataloader';
 import type { Database } from './client.js';
 import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, type DictionaryRow } from './catalog.js';
 import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from './features.js';
+import { getExplanationsOfFeatures, type ExplanationRow } from './explanations.js';
 
 export interface Loaders {
   model: DataLoader<string, ModelRow | null>;
@@ -11,6 +12,7 @@ export interface Loaders {
   feature: DataLoader<FeatureKey, FeatureRow | null, string>;
   decoder: DataLoader<FeatureKey, number[] | null, string>;
   featureCount: DataLoader<string, number>;
+  explanations: DataLoader<FeatureKey, ExplanationRow[], string>;
 }
 
 export function createLoaders(database: Database): Loaders {
@@ -39,5 +41,9 @@ export function createLoaders(database: Database): Loaders {
       const counts = await countFeatures(database, ids);
       return ids.map((id) => counts.get(id) ?? 0);
     }),
+    explanations: new DataLoader(async (keys) => {
+      const rows = await getExplanationsOfFeatures(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? []);
+    }, { cacheKeyFn: featureKey }),
   };
 }

@@ -1,7 +1,7 @@
 /** Nearest features by decoder cosine, through each dictionary's HNSW index (src/db/vector-index.ts). */
 import type { Database } from './client.js';
 import { literal, vectorType } from './vector-index.js';
-import { getDictionaries, requireDictionary } from './catalog.js';
+import { getDictionaries, getDictionariesOfModels, requireDictionary } from './catalog.js';
 import { getDecoders } from './features.js';
 import { AtlasError } from '../errors.js';
 
@@ -57,6 +57,8 @@ export interface NearestArgs {
   vector?: number[] | null;
   k: number;
   in?: string[] | null;
+  /** MODEL: every dictionary of the source's model with the source's width (d_in). */
+  scope?: 'DICTIONARY' | 'MODEL' | null;
   exact?: boolean | null;
 }
 
@@ -73,7 +75,12 @@ export async function findNearest(database: Database, args: NearestArgs): Promis
     throw new AtlasError('BAD_USER_INPUT', `"k" must be between 1 and ${MAX_NEIGHBORS}, got ${args.k}.`);
   }
   const source = await requireDictionary(database, args.dictionary);
-  const targetIds = args.in && args.in.length ? [...new Set(args.in)] : [source.id];
+  if (args.scope === 'MODEL' && args.in && args.in.length) {
+    throw new AtlasError('BAD_USER_INPUT', 'Give either "in" (a list of dictionaries) or scope: MODEL (all of the model\'s dictionaries of this width), not both.');
+  }
+  const targetIds = args.scope === 'MODEL'
+    ? (await getDictionariesOfModels(database, [source.modelId])).filter((d) => d.dIn === source.dIn).map((d) => d.id)
+    : args.in && args.in.length ? [...new Set(args.in)] : [source.id];
   const targets = await getDictionaries(database, targetIds);
   for (const id of targetIds) {
     const t = targets.find((d) => d.id === id);

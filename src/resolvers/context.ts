@@ -1,12 +1,16 @@
 import type { Database } from '../db/client.js';
 import type { Loaders } from '../db/loaders.js';
 import type { EncodingService } from '../engine/encode.js';
+import type { ExplanationEmbedder } from '../engine/explanation-embeddings.js';
+import type { Auth } from '../auth.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
   database: Database;
   loaders: Loaders;
   services: Services;
+  /** The request's API key, checked on first use (writes call auth.require()). */
+  auth: Auth;
 }
 
 /** Long-lived parts of the server that resolvers call into. */
@@ -14,4 +18,8 @@ export interface Services {
   version: string;
   executionProvider(): string;
   encoding: EncodingService;
+  /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
+  requireKey: boolean;
+  /** Vector search over explanations; null until an embedding model is configured (full text only). */
+  explanationEmbedder: ExplanationEmbedder | null;
 }

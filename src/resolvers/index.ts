@@ -1,6 +1,8 @@
 import { catalogResolvers } from './catalog.js';
 import { searchResolvers } from './search.js';
 import { encodeResolvers } from './encode.js';
+import { explanationResolvers } from './explanations.js';
+import { searchFeatureResolvers } from './search-features.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -13,4 +15,4 @@ function merge(...maps: ResolverMap[]): ResolverMap {
   return out;
 }
 
-export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers);
+export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers);

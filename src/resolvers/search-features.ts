@@ -1,0 +1,16 @@
+import type { Context } from './context.js';
+import { searchFeatures, searchExplanations, type SearchScope } from '../engine/search.js';
+
+type SearchArgs = SearchScope & { query: string; first: number };
+
+export const searchFeatureResolvers = {
+  Query: {
+    searchFeatures: async (_: unknown, args: SearchArgs, ctx: Context) => {
+      const hits = await searchFeatures(ctx.database, ctx.services.encoding, args);
+      for (const h of hits) ctx.loaders.feature.prime(h.feature, h.feature);
+      return hits;
+    },
+    searchExplanations: (_: unknown, args: SearchArgs, ctx: Context) =>
+      searchExplanations(ctx.database, ctx.services.explanationEmbedder, args),
+  },
+};
