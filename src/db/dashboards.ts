@@ -1,0 +1,173 @@
+/**
+ * Feature dashboards in the catalog: publishing what `atlas build` computed, and batched reads for
+ * the API.
+ *
+ * Publishing happens in one transaction for every dictionary of a build: the features' statistic
+ * columns and automatic labels, the dictionary's activation examples and logit tokens (old rows
+ * deleted, new ones inserted) and dictionaries.stats. Readers see the previous dashboards or the new
+ * ones, never a mix, and an interrupted or failed publish leaves the previous ones intact. Labels a
+ * person or tool set (label_source other than 'auto') are never overwritten. Rows travel as one
+ * JSON parameter per chunk (jsonb_to_recordset), which both backends accept alike.
+ */
+import type { Database, Query } from './client.js';
+import type { DictionaryStats } from './schema.js';
+import { featureKey, type FeatureKey } from './features.js';
+
+const CHUNK = 2000;
+
+export interface FeatureStatsRow {
+  idx: number;
+  density: number;
+  maxActivation: number;
+  meanActivation: number | null;
+  histogram: { edges: number[]; counts: number[] };
+  /** Automatic label; null clears an earlier automatic one. */
+  label: string | null;
+}
+
+export interface ExampleRow {
+  featureIdx: number;
+  kind: 'top' | 'quantile';
+  band: number | null;
+  rank: number;
+  tokens: string[];
+  tokenIds: number[];
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
+}
+
+export interface LogitRow {
+  featureIdx: number;
+  sign: 'positive' | 'negative';
+  rank: number;
+  tokenId: number;
+  token: string;
+  weight: number;
+}
+
+export interface DictionaryDashboard {
+  dictionaryId: string;
+  stats: DictionaryStats;
+  features: Iterable<FeatureStatsRow>;
+  examples: Iterable<ExampleRow>;
+  logits: Iterable<LogitRow>;
+}
+
+async function inChunks<T>(rows: Iterable<T>, write: (chunk: T[]) => Promise<unknown>): Promise<void> {
+  let chunk: T[] = [];
+  for (const r of rows) {
+    chunk.push(r);
+    if (chunk.length >= CHUNK) {
+      await write(chunk);
+      chunk = [];
+    }
+  }
+  if (chunk.length) await write(chunk);
+}
+
+async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
+  await inChunks(d.features, (chunk) => q(
+    `UPDATE features f SET density = u.density, max_activation = u.max, mean_activation = u.mean, histogram = u.histogram,
+       label = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN u.label ELSE f.label END,
+       label_source = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN CASE WHEN u.label IS NULL THEN NULL ELSE 'auto' END ELSE f.label_source END
+     FROM jsonb_to_recordset($2::jsonb) AS u(idx int, density real, max real, mean real, histogram jsonb, label text)
+     WHERE f.dictionary_id = $1 AND f.idx = u.idx`,
+    [d.dictionaryId, JSON.stringify(chunk.map((r) => ({ idx: r.idx, density: r.density, max: r.maxActivation, mean: r.meanActivation, histogram: r.histogram, label: r.label })))],
+  ));
+  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [d.dictionaryId]);
+  await inChunks(d.examples, (chunk) => q(
+    `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids, "values", max_value, max_position)
+     SELECT $1, r.feature_idx, r.kind, r.band, r.rank, r.tokens, r.token_ids, r."values", r.max_value, r.max_position
+     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, kind text, band int, rank int, tokens jsonb, token_ids jsonb, "values" jsonb, max_value real, max_position int)`,
+    [d.dictionaryId, JSON.stringify(chunk.map((e) => ({
+      feature_idx: e.featureIdx, kind: e.kind, band: e.band, rank: e.rank, tokens: e.tokens, token_ids: e.tokenIds, values: e.values, max_value: e.maxValue, max_position: e.maxPosition,
+    })))],
+  ));
+  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [d.dictionaryId]);
+  await inChunks(d.logits, (chunk) => q(
+    `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
+     SELECT $1, r.feature_idx, r.sign, r.rank, r.token_id, r.token, r.weight
+     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, sign text, rank int, token_id int, token text, weight real)`,
+    [d.dictionaryId, JSON.stringify(chunk.map((l) => ({ feature_idx: l.featureIdx, sign: l.sign, rank: l.rank, token_id: l.tokenId, token: l.token, weight: l.weight })))],
+  ));
+  await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
+}
+
+/** Publishes every dictionary's dashboards in one transaction (all or nothing). */
+export async function publishDashboards(database: Database, dashboards: DictionaryDashboard[]): Promise<void> {
+  await database.transaction(async (q) => {
+    for (const d of dashboards) await publishOne(q, d);
+  });
+}
+
+export interface ActivationExample {
+  tokens: string[];
+  tokenIds: number[];
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
+}
+
+export interface BandExample extends ActivationExample {
+  band: number;
+}
+
+export interface FeatureLogitTokens {
+  positive: { token: string; tokenId: number; weight: number }[];
+  negative: { token: string; tokenId: number; weight: number }[];
+}
+
+const KEYS = `JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON t.dictionary_id = k.d AND t.feature_idx = k.i`;
+const keyParams = (keys: readonly FeatureKey[]) => [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)];
+
+type ExampleDbRow = ActivationExample & { d: string; i: number; band: number | null };
+
+async function examplesOf(database: Database, keys: readonly FeatureKey[], kind: 'top' | 'quantile'): Promise<Map<string, ExampleDbRow[]>> {
+  const out = new Map<string, ExampleDbRow[]>();
+  if (keys.length === 0) return out;
+  const rows = await database.query<ExampleDbRow>(
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.band, t.tokens, t.token_ids AS "tokenIds", t."values", t.max_value AS "maxValue", t.max_position AS "maxPosition"
+     FROM activation_examples t ${KEYS} WHERE t.kind = $3 ORDER BY t.dictionary_id, t.feature_idx, t.band NULLS FIRST, t.rank`,
+    [...keyParams(keys), kind],
+  );
+  for (const r of rows) {
+    const k = featureKey({ dictionaryId: r.d, index: r.i });
+    let list = out.get(k);
+    if (!list) out.set(k, (list = []));
+    list.push(r);
+  }
+  return out;
+}
+
+const strip = ({ tokens, tokenIds, values, maxValue, maxPosition }: ExampleDbRow): ActivationExample => ({ tokens, tokenIds, values, maxValue, maxPosition });
+
+/** Top examples per feature, strongest first (empty before a build); one query for all keys. */
+export async function getTopActivations(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, ActivationExample[]>> {
+  const rows = await examplesOf(database, keys, 'top');
+  return new Map([...rows].map(([k, list]) => [k, list.map(strip)]));
+}
+
+/** Quantile-band examples per feature, by band (lowest first) and rank; one query for all keys. */
+export async function getQuantileExamples(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, BandExample[]>> {
+  const rows = await examplesOf(database, keys, 'quantile');
+  return new Map([...rows].map(([k, list]) => [k, list.map((r) => ({ ...strip(r), band: r.band ?? 0 }))]));
+}
+
+/** Promoted and suppressed tokens per feature; absent before a build or for models without an unembedding. */
+export async function getLogitTokens(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, FeatureLogitTokens>> {
+  const out = new Map<string, FeatureLogitTokens>();
+  if (keys.length === 0) return out;
+  const rows = await database.query<{ d: string; i: number; sign: 'positive' | 'negative'; token: string; tokenId: number; weight: number }>(
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.sign, t.token, t.token_id AS "tokenId", t.weight
+     FROM logit_tokens t ${KEYS} ORDER BY t.dictionary_id, t.feature_idx, t.sign, t.rank`,
+    keyParams(keys),
+  );
+  for (const r of rows) {
+    const k = featureKey({ dictionaryId: r.d, index: r.i });
+    let entry = out.get(k);
+    if (!entry) out.set(k, (entry = { positive: [], negative: [] }));
+    entry[r.sign].push({ token: r.token, tokenId: r.tokenId, weight: r.weight });
+  }
+  return out;
+}
