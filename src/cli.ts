@@ -12,6 +12,7 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/import.js'),
   () => import('./commands/export.js'),
   () => import('./commands/generate.js'),
+  () => import('./commands/build.js'),
   () => import('./commands/keys.js'),
   () => import('./commands/explanations.js'),
 ];

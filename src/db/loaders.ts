@@ -3,6 +3,7 @@ import DataLoader from 'dataloader';
 import type { Database } from './client.js';
 import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, type DictionaryRow } from './catalog.js';
 import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from './features.js';
+import { getTopActivations, getQuantileExamples, getLogitTokens, type ActivationExample, type BandExample, type FeatureLogitTokens } from './dashboards.js';
 import { getExplanationsOfFeatures, type ExplanationRow } from './explanations.js';
 
 export interface Loaders {
@@ -12,6 +13,9 @@ export interface Loaders {
   feature: DataLoader<FeatureKey, FeatureRow | null, string>;
   decoder: DataLoader<FeatureKey, number[] | null, string>;
   featureCount: DataLoader<string, number>;
+  topActivations: DataLoader<FeatureKey, ActivationExample[], string>;
+  quantileExamples: DataLoader<FeatureKey, BandExample[], string>;
+  logits: DataLoader<FeatureKey, FeatureLogitTokens | null, string>;
   explanations: DataLoader<FeatureKey, ExplanationRow[], string>;
 }
 
@@ -41,6 +45,18 @@ export function createLoaders(database: Database): Loaders {
       const counts = await countFeatures(database, ids);
       return ids.map((id) => counts.get(id) ?? 0);
     }),
+    topActivations: new DataLoader(async (keys) => {
+      const rows = await getTopActivations(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? []);
+    }, { cacheKeyFn: featureKey }),
+    quantileExamples: new DataLoader(async (keys) => {
+      const rows = await getQuantileExamples(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? []);
+    }, { cacheKeyFn: featureKey }),
+    logits: new DataLoader(async (keys) => {
+      const rows = await getLogitTokens(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? null);
+    }, { cacheKeyFn: featureKey }),
     explanations: new DataLoader(async (keys) => {
       const rows = await getExplanationsOfFeatures(database, keys);
       return keys.map((k) => rows.get(featureKey(k)) ?? []);

@@ -1,6 +1,7 @@
 import { catalogResolvers } from './catalog.js';
 import { searchResolvers } from './search.js';
 import { encodeResolvers } from './encode.js';
+import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
 
@@ -15,4 +16,4 @@ function merge(...maps: ResolverMap[]): ResolverMap {
   return out;
 }
 
-export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers);
+export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers, dashboardResolvers);
