@@ -1,6 +1,6 @@
 /**
  * The HTTP server: GraphQL at /graphql (Apollo Server on a plain node:http server, so the body size
- * cap, static pages and draining are ours), a landing page at /, and /healthz.
+ * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
@@ -15,7 +15,7 @@ import type { Context, Services } from './resolvers/context.js';
 import type { Database } from './db/client.js';
 import { createLoaders } from './db/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
-import { landingPage } from './landing.js';
+import { createWebUi } from './web.js';
 import { requestAuth } from './auth.js';
 
 export interface ServerOptions {
@@ -161,15 +161,13 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     }
   };
 
+  const web = createWebUi();
   httpServer.on('request', (req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const handle = async () => {
       if (path === '/graphql') return graphql(req, res);
       if (path === '/healthz') return sendJson(res, 200, { ok: true });
-      if (path === '/' && req.method === 'GET') {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-        return res.end(landingPage());
-      }
+      if (web.handle(req, res, path)) return;
       sendJson(res, 404, { errors: [{ message: `Nothing at ${path}; the GraphQL endpoint is /graphql.`, extensions: { code: 'NOT_FOUND' } }] });
     };
     handle().catch((e) => {

@@ -1,0 +1,274 @@
+/**
+ * The browser UI end to end in headless Chromium against a real server with a small atlas: a tiny
+ * random GPT-2, two dictionaries built over a short corpus with `atlas build`'s code, an API key.
+ * Every page is checked for what a person would see, for script errors and for requests that leave
+ * the server. Set ATLAS_UI_SCREENSHOTS=DIR to keep a screenshot of each page.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { browserUnavailable, launchBrowser, watchPage } from './helpers/browser.js';
+import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
+import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
+import { registerModel } from '../src/db/register-model.js';
+import { importDictionary } from '../src/db/import-dictionary.js';
+import { createApiKey } from '../src/db/api-keys.js';
+import { EngineRegistry } from '../src/engine/registry.js';
+import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { ensureWebBuild } from '../web/ensure-build.js';
+
+const HOOK = 'blocks.1.hook_resid_post';
+const CORPUS = [
+  'Once upon a time there was a little girl who loved her red ball.',
+  'The dog ran to the park and played with a stick all day.',
+  'Tom and Sue built a tall tower of blocks, then it fell down.',
+  'The sun was warm, and the birds sang in the old green tree.',
+  'Mom baked a cake with sugar and milk for the happy party.',
+].join('\n');
+
+/** Runs in the page (the source is sent over), so it may use only browser globals. */
+const BACKGROUND = (el: unknown): string => (globalThis as any).getComputedStyle(el).backgroundColor;
+
+describe('browser UI', () => {
+  const files = tempDir('atlas-ui-');
+  const screenshots = process.env.ATLAS_UI_SCREENSHOTS;
+  let atlas: TestAtlas | null = null;
+  let browser: Browser | null = null;
+  let skip: string | null = browserUnavailable();
+  let base = '';
+  let apiKey = '';
+
+  before(async () => {
+    if (skip) return announceSkip('browser UI tests', skip);
+    ensureWebBuild({ log: (l) => console.log(l) });
+    mkdirSync(join(files.dir, 'gpt2'));
+    const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+    const corpus = join(files.dir, 'corpus.txt');
+    writeFileSync(corpus, CORPUS);
+    const started = await startTestAtlas('pglite', async (db, dataDir) => {
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+      for (const [id, architecture, seed] of [['sae-a', 'topk', 1], ['sae-b', 'standard', 2]] as const) {
+        const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed });
+        await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
+      }
+      const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+      try {
+        await buildDashboards(db, registry, { modelId: 'gpt2-tiny', corpus, context: 16 });
+      } finally {
+        await registry.close();
+      }
+      apiKey = (await createApiKey(db, 'ui test')).key;
+    });
+    if ('skip' in started) {
+      skip = started.skip;
+      return announceSkip('browser UI tests', skip);
+    }
+    atlas = started;
+    base = atlas.url.replace(/\/graphql$/, '');
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await atlas?.close();
+    files.cleanup();
+  });
+
+  /** A fresh page per test; fails the test on script errors or requests off the server. */
+  const test = (name: string, fn: (page: Page, a: TestAtlas) => Promise<void>) =>
+    it(name, async (t) => {
+      if (!atlas || !browser) return t.skip(skip ?? 'not started');
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      page.setDefaultTimeout(20000);
+      const watch = watchPage(page, base);
+      try {
+        await fn(page, atlas);
+        assert.deepEqual(watch.problems, []);
+      } finally {
+        await page.close();
+      }
+    });
+
+  const shot = async (page: Page, name: string) => {
+    if (!screenshots) return;
+    mkdirSync(screenshots, { recursive: true });
+    await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  };
+
+  /** The feature of sae-a with the highest max activation, which has examples and a histogram. */
+  const strongestFeature = async (a: TestAtlas): Promise<number> => {
+    const r = await a.gql(`{ dictionary(id: "sae-a") { features(first: 1, orderBy: MAX_ACTIVATION) { edges { node { index maxActivation } } } } }`);
+    const node = r.data.dictionary.features.edges[0].node;
+    assert.ok(node.maxActivation > 0, 'atlas build computed statistics');
+    return node.index;
+  };
+
+  test('the catalog lists models and dictionaries with their statistics', async (page) => {
+    await page.goto(`${base}/`);
+    await page.getByRole('heading', { name: 'Catalog' }).waitFor();
+    const row = page.locator('tr', { has: page.getByRole('link', { name: 'sae-a', exact: true }) });
+    const cells = await row.locator('td').allInnerTexts();
+    assert.equal(cells[1], HOOK);
+    assert.equal(cells[2], '128');
+    assert.equal(cells[3], 'topk (k=6)');
+    // L0, dead fraction and explained variance come from atlas build; a TopK dictionary's L0 is k.
+    assert.equal(cells[4], '6');
+    assert.match(cells[5], /%$/);
+    assert.match(cells[6], /%$/);
+    assert.match(cells[7], /^[\d,]+ tokens$/);
+    await shot(page, 'catalog');
+    await row.getByRole('link', { name: 'sae-a' }).click();
+    await page.waitForURL(`${base}/dictionary/sae-a`);
+    await page.getByRole('heading', { name: 'sae-a' }).waitFor();
+  });
+
+  test('the dictionary page sorts and pages through features', async (page) => {
+    await page.goto(`${base}/dictionary/sae-a`);
+    const rows = page.locator('[data-testid=features] tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 50);
+    assert.equal(await rows.first().locator('td').first().innerText(), '#0');
+    await shot(page, 'dictionary');
+
+    await page.getByRole('button', { name: /^Density/ }).click();
+    await page.waitForURL(/order=density/);
+    await page.getByText('Features 1–50 of 128').waitFor();
+    const densities = async () => (await page.locator('[data-testid=features] tbody tr td:nth-child(2)').allInnerTexts()).map((s) => parseFloat(s));
+    const first = await densities();
+    assert.deepEqual(first, [...first].sort((x, y) => y - x), 'densest first');
+
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.waitForURL(/after=/);
+    await page.getByText('Features 51–100 of 128').waitFor();
+    const second = await densities();
+    assert.ok(second[0] <= first[first.length - 1], 'the next page continues the order');
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await page.getByText('Features 1–50 of 128').waitFor();
+    assert.deepEqual(await densities(), first);
+  });
+
+  test('search from the dictionary page lists features with reasons and links to them', async (page) => {
+    await page.goto(`${base}/dictionary/sae-a`);
+    const box = page.getByRole('searchbox', { name: 'Search features' });
+    await box.fill('the little dog');
+    await box.press('Enter');
+    await page.waitForURL(/q=the\+little\+dog|q=the%20little%20dog/);
+    const hits = page.locator('[data-testid=search-results] tbody tr');
+    await hits.first().waitFor();
+    assert.ok((await hits.count()) > 0);
+    assert.match(await hits.first().innerText(), /activation/);
+    await shot(page, 'search');
+    const link = hits.first().getByRole('link');
+    const index = (await link.innerText()).slice(1);
+    await link.click();
+    await page.waitForURL(`${base}/feature/sae-a/${index}`);
+    await page.getByRole('heading', { name: `Feature #${index}` }).waitFor();
+  });
+
+  test('a feature page draws the histogram, shaded contexts, bands, logit lens and neighbours', async (page, a) => {
+    const index = await strongestFeature(a);
+    await page.goto(`${base}/feature/sae-a/${index}`);
+    await page.getByRole('heading', { name: new RegExp(`^Feature #${index}`) }).waitFor();
+
+    const bars = page.locator('[data-testid=histogram] rect.bar');
+    await bars.first().waitFor();
+    const heights = await bars.evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('height'))));
+    assert.ok(heights.some((h) => h > 0), 'some histogram bar has a height');
+
+    const active = page.locator('[data-testid=top-activations] .tok.active');
+    assert.ok((await active.count()) > 0, 'top contexts have active tokens');
+    const style = await active.first().evaluate((el) => ({ bg: (globalThis as any).getComputedStyle(el).backgroundColor as string, title: el.getAttribute('title') ?? '' }));
+    assert.match(style.bg, /^rgba\(234, 88, 12, 0\.\d+\)$/, 'active tokens are shaded');
+    assert.match(style.title, /: \d/, 'the value shows on hover');
+    const peak = await page.locator('[data-testid=top-activations] li').first().locator('.tok.peak').evaluate(BACKGROUND);
+    assert.equal(peak, 'rgba(234, 88, 12, 0.9)', 'the top context peaks at the feature maximum');
+
+    assert.ok((await page.locator('[data-testid=quantile-band]').count()) > 0, 'quantile bands are shown');
+    assert.ok((await page.locator('.logitList.pos li').count()) > 0, 'promoted tokens are listed');
+    await shot(page, 'feature');
+
+    const nearest = page.locator('[data-testid=nearest]');
+    const other = nearest.getByRole('link', { name: /^sae-b #\d+$/ }).first();
+    await other.waitFor();
+    const target = (await other.innerText()).split('#')[1];
+    await other.click();
+    await page.waitForURL(`${base}/feature/sae-b/${target}`);
+    await page.getByRole('heading', { name: new RegExp(`^Feature #${target}`) }).waitFor();
+    assert.match(await page.locator('.crumbs').innerText(), /sae-b/);
+  });
+
+  test('with an API key set, an explanation can be added from the feature page', async (page, a) => {
+    await page.goto(`${base}/feature/sae-a/5`);
+    await page.getByText('Set an API key (top right) to add an explanation.').waitFor();
+    await page.getByRole('button', { name: 'Set API key' }).click();
+    await page.getByLabel('API key').fill(apiKey);
+    await page.getByRole('button', { name: 'Save' }).click();
+    const text = `fires on "quotes" & <tags>; DROP TABLE features; --`;
+    await page.getByLabel('New explanation').fill(text);
+    await page.getByRole('button', { name: 'Add explanation' }).click();
+    await page.locator('[data-testid=explanations] li', { hasText: text }).waitFor();
+    const r = await a.gql(`{ feature(dictionary: "sae-a", index: 5) { explanations { text author } } }`);
+    assert.deepEqual(r.data.feature.explanations, [{ text, author: 'ui test' }]);
+    await shot(page, 'feature-explained');
+  });
+
+  test('the playground shades tokens; a token lists its features; a feature opens its page', async (page) => {
+    await page.goto(`${base}/playground`);
+    await page.getByLabel('Text to encode').fill('The little dog played with a red ball.');
+    await page.getByLabel('Dictionary').selectOption('sae-a');
+    await page.getByRole('button', { name: 'Encode' }).click();
+    await page.waitForURL(/\/playground\?dictionary=sae-a&text=/);
+    const tokens = page.locator('[data-testid=playground-tokens] button');
+    await tokens.first().waitFor();
+    assert.equal((await tokens.allInnerTexts()).join(''), 'The little dog played with a red ball.');
+    const shaded = await tokens.evaluateAll((ts) => ts.filter((t) => (globalThis as any).getComputedStyle(t).backgroundColor.startsWith('rgba(234, 88, 12')).length);
+    assert.ok(shaded > 0, 'tokens are shaded by their strongest feature');
+
+    await tokens.nth(2).click();
+    const features = page.locator('[data-testid=token-features] li a');
+    await features.first().waitFor();
+    assert.equal(await features.count(), 6, 'a TopK-6 dictionary has 6 active features per token');
+    await shot(page, 'playground');
+    const index = (await features.first().innerText()).slice(1);
+    await features.first().click();
+    await page.waitForURL(`${base}/feature/sae-a/${index}`);
+    await page.getByRole('heading', { name: new RegExp(`^Feature #${index}`) }).waitFor();
+
+    // Back returns to the same encoding, rerun from the URL.
+    await page.goBack();
+    await tokens.first().waitFor();
+    assert.equal((await tokens.allInnerTexts()).join(''), 'The little dog played with a red ball.');
+  });
+
+  test('URLs are shareable: pages load directly, unknown ones say so, errors are shown in words', async (page) => {
+    await page.goto(`${base}/playground?dictionary=sae-b&text=${encodeURIComponent('hello there')}`);
+    await page.locator('[data-testid=playground-tokens] button').first().waitFor();
+    assert.equal(await page.getByLabel('Dictionary').inputValue(), 'sae-b');
+
+    await page.goto(`${base}/feature/sae-a/999`);
+    await page.getByRole('alert').waitFor();
+    assert.match(await page.getByRole('alert').innerText(), /Could not load feature 999 of sae-a/);
+
+    await page.goto(`${base}/dictionary/nope`);
+    assert.match(await page.getByRole('alert').innerText(), /nope/);
+
+    const missing = await page.goto(`${base}/no/such/page`);
+    assert.equal(missing?.status(), 404);
+    const asset = await fetch(`${base}/assets/..%2F..%2Fpackage.json`);
+    assert.equal(asset.status, 404);
+  });
+
+  test('GraphiQL is served from the bundle and runs queries', async (page) => {
+    await page.goto(`${base}/graphiql`);
+    await page.locator('.graphiql-container').waitFor();
+    await page.locator('.graphiql-execute-button').click();
+    await page.locator('.graphiql-response').getByText('"sae-a"').first().waitFor();
+    // The Docs pane needs the introspection query to pass the server's query limits.
+    await page.getByRole('button', { name: /documentation explorer/i }).click();
+    await page.locator('.graphiql-doc-explorer').getByText('Root Types').waitFor();
+    await shot(page, 'graphiql');
+  });
+});
