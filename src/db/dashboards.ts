@@ -15,6 +15,19 @@ import { featureKey, type FeatureKey } from './features.js';
 
 const CHUNK = 2000;
 
+/**
+ * The shortest decimal that reads back as the same float32, as PostgreSQL prints `real` columns,
+ * so per-token values in jsonb equal max_value and max_activation digit for digit.
+ */
+export function shortestF32(v: number): number {
+  const f = Math.fround(v);
+  for (let p = 1; p < 9; p++) {
+    const s = Number(f.toPrecision(p));
+    if (Math.fround(s) === f) return s;
+  }
+  return f;
+}
+
 export interface FeatureStatsRow {
   idx: number;
   density: number;
@@ -81,7 +94,7 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
      SELECT $1, r.feature_idx, r.kind, r.band, r.rank, r.tokens, r.token_ids, r."values", r.max_value, r.max_position
      FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, kind text, band int, rank int, tokens jsonb, token_ids jsonb, "values" jsonb, max_value real, max_position int)`,
     [d.dictionaryId, JSON.stringify(chunk.map((e) => ({
-      feature_idx: e.featureIdx, kind: e.kind, band: e.band, rank: e.rank, tokens: e.tokens, token_ids: e.tokenIds, values: e.values, max_value: e.maxValue, max_position: e.maxPosition,
+      feature_idx: e.featureIdx, kind: e.kind, band: e.band, rank: e.rank, tokens: e.tokens, token_ids: e.tokenIds, values: e.values.map(shortestF32), max_value: e.maxValue, max_position: e.maxPosition,
     })))],
   ));
   await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [d.dictionaryId]);
