@@ -60,6 +60,9 @@ describe('browser UI', () => {
       } finally {
         await registry.close();
       }
+      // Imported after the build: a dictionary as it looks before `atlas build`.
+      const fresh = writeSaeFixture(join(files.dir, 'sae-c'), { format: 'saelens', architecture: 'standard', dIn: 32, dSae: 64, hookName: HOOK, seed: 3 });
+      await importDictionary(db, { path: fresh.path, modelId: 'gpt2-tiny', id: 'sae-c', dataDir });
       apiKey = (await createApiKey(db, 'ui test')).key;
     });
     if ('skip' in started) {
@@ -241,6 +244,19 @@ describe('browser UI', () => {
     await page.goBack();
     await tokens.first().waitFor();
     assert.equal((await tokens.allInnerTexts()).join(''), 'The little dog played with a red ball.');
+  });
+
+  test('a dictionary not built yet says what is missing instead of drawing empty charts', async (page) => {
+    await page.goto(`${base}/`);
+    const row = page.locator('tr', { has: page.getByRole('link', { name: 'sae-c', exact: true }) });
+    await row.waitFor();
+    assert.deepEqual((await row.locator('td').allInnerTexts()).slice(4), ['—', '—', '—', '—']);
+    await page.getByText('have no statistics yet: run atlas build over a corpus.').waitFor();
+    await page.goto(`${base}/feature/sae-c/1`);
+    await page.getByText(/No statistics yet: run atlas build sae-c/).waitFor();
+    assert.equal(await page.locator('[data-testid=histogram]').count(), 0);
+    assert.ok((await page.getByText('Not computed yet.').count()) >= 2, 'histogram and examples say they are not computed');
+    await shot(page, 'feature-unbuilt');
   });
 
   test('URLs are shareable: pages load directly, unknown ones say so, errors are shown in words', async (page) => {
