@@ -27,7 +27,7 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
   return provider;
 }
 
-export async function createServices(config: Config, _database: Database): Promise<Services & { close(): Promise<void> }> {
+export async function createServices(config: Config, _database: Database): Promise<Services & { registry: EngineRegistry; close(): Promise<void> }> {
   const provider = await probeExecutionProvider(config);
   const registry = new EngineRegistry(config);
   return {
@@ -36,6 +36,7 @@ export async function createServices(config: Config, _database: Database): Promi
     encoding: new EncodingService(registry, config),
     requireKey: config.requireKey,
     explanationEmbedder: null,
+    registry,
     close: () => registry.close(),
   };
 }

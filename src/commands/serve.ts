@@ -3,6 +3,7 @@ import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/client.js';
 import { startServer } from '../server.js';
 import { createServices } from '../services.js';
+import { seedDemo } from '../demo.js';
 
 export function register(program: Command): void {
   program
@@ -16,6 +17,7 @@ export function register(program: Command): void {
       if (opts.host !== undefined) config.host = opts.host;
       const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
       const services = await createServices(config, database);
+      if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes }, { port: config.port, host: config.host });
       console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);
 

@@ -50,7 +50,7 @@ export async function writeDictionary(
       throw new AtlasError('BAD_FILE', `The decoder has ${written} rows but the dictionary declares d_sae ${dict.dSae}.`);
     }
     opts.onIndexing?.();
-    await createHnswIndex(database.query, dict.id, dict.dIn);
+    await createHnswIndex(database, dict.id, dict.dIn);
     const [row] = await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, dict.id)).returning();
     return row;
   } catch (e) {

@@ -36,13 +36,22 @@ function hash(s: string): string {
   return (h >>> 0).toString(36);
 }
 
-export async function createHnswIndex(query: Query | Database['query'], dictionaryId: string, dIn: number): Promise<void> {
+/**
+ * HNSW builds several times faster when the whole graph fits in maintenance_work_mem (64 MB by
+ * default, less than a 24,576 × 768 dictionary needs), so the build raises it for its transaction.
+ */
+const BUILD_MEMORY = '512MB';
+
+export async function createHnswIndex(database: Database, dictionaryId: string, dIn: number): Promise<void> {
   const type = vectorType(dIn);
-  await query(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
-  await query(
-    `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
-    `WHERE dictionary_id = ${literal(dictionaryId)}`,
-  );
+  await database.transaction(async (q) => {
+    await q(`SET LOCAL maintenance_work_mem = '${BUILD_MEMORY}'`);
+    await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
+    await q(
+      `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
+      `WHERE dictionary_id = ${literal(dictionaryId)}`,
+    );
+  });
 }
 
 export async function dropHnswIndex(query: Query | Database['query'], dictionaryId: string): Promise<void> {
