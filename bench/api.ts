@@ -1,0 +1,301 @@
+/**
+ * API benchmark, server and load on this machine (loopback only):
+ * 1. encode of a 64-token text at concurrency 1, 8 and 32, with dynamic batching on and off
+ *    (requests/s, p50, p99; autocannon in a child process so it does not share the server's event
+ *    loop), plus searchFeatures at concurrency 1. Model: stories260K from ../shared when present
+ *    (a random TopK SAE at blocks.2.hook_resid_pre), else the tiny random GPT-2 test fixture.
+ * 2. nearestFeatures over HTTP on 100k synthetic 768-d features, decoder-like (clustered unit
+ *    vectors) and uniformly random (HNSW's worst case): p50 latency of the index and of the exact
+ *    scan, and recall@10 of the index against the exact answer. PostgreSQL when reachable
+ *    (ATLAS_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is
+ *    created and dropped), else PGlite (slow to index at this size: lower --features).
+ * Usage: npx tsx bench/api.ts [--seconds 5] [--features 100000] [--queries 40] [--only encode|nearest]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadConfig, type Config } from '../src/config.js';
+import { openDatabase, type Database } from '../src/db/client.js';
+import { upsertModel } from '../src/db/catalog.js';
+import { createHnswIndex } from '../src/db/vector-index.js';
+import { registerModel } from '../src/db/register-model.js';
+import { importDictionary } from '../src/db/import-dictionary.js';
+import { startServer, type RunningServer } from '../src/server.js';
+import { createServices } from '../src/services.js';
+import { loadTokenizer } from '../src/engine/tokenizers/load.js';
+import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
+import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
+import { createTestDatabase } from '../test/helpers/postgres.js';
+import { normal, rng } from '../test/helpers/rng.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+const SECONDS = Number(arg('seconds', '5'));
+const FEATURES = Number(arg('features', '100000'));
+const QUERIES = Number(arg('queries', '40'));
+const ONLY = arg('only', '');
+const D = 768;
+const STORIES = resolve(import.meta.dirname, '../../shared/models/stories260K');
+const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
+
+const ms = (v: number) => v.toFixed(1).padStart(8);
+const quiet = () => undefined;
+
+interface Server {
+  server: RunningServer;
+  close(): Promise<void>;
+}
+
+async function serve(database: Database, overrides: Partial<Config>): Promise<Server> {
+  const config: Config = { ...loadConfig({}), device: 'cpu', ...overrides };
+  const services = await createServices(config, database);
+  const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: quiet }, { port: 0, host: '127.0.0.1' });
+  return { server, close: async () => { await server.stop(); await services.close(); } };
+}
+
+async function post(url: string, query: string, variables: Record<string, unknown> = {}): Promise<any> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const body = (await res.json()) as any;
+  if (body.errors) throw new Error(`${query.slice(0, 60)}: ${JSON.stringify(body.errors)}`);
+  return body;
+}
+
+interface LoadResult { rps: number; p50: number; p99: number; failed: number; total: number }
+
+/**
+ * autocannon against one request body for SECONDS; every response must equal the first one
+ * (the answers are deterministic), so GraphQL errors such as OVERLOADED count as failures.
+ */
+async function load(url: string, body: string, connections: number): Promise<LoadResult> {
+  const expected = await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
+  if (expected.includes('"errors"')) throw new Error(`request fails: ${expected.slice(0, 300)}`);
+  const args = [AUTOCANNON, '-c', String(connections), '-d', String(SECONDS), '-m', 'POST', '-H', 'content-type=application/json',
+    '-b', body, '-E', expected, '-j', url];
+  const out = await new Promise<string>((done, fail) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.on('data', (d) => { text += d; });
+    child.on('exit', (code) => (code === 0 ? done(text) : fail(new Error(`autocannon exited with ${code}`))));
+  });
+  const r = JSON.parse(out.trim().split('\n').at(-1)!);
+  const failed = r.errors + r.timeouts + r.non2xx + (r.mismatches ?? 0);
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, failed, total: r.requests.total };
+}
+
+/** The longest prefix of a story (BOS included) with at most `limit` tokens. */
+function textOfTokens(tokenize: (t: string) => number[], limit: number): { text: string; tokens: number } {
+  const words = ('Once upon a time there was a little girl named Lily who loved to play in the park with her dog Max. '
+    + 'One day the sun was bright and the birds were singing, so she ran to the big tree near the pond and found a shiny red ball. '
+    + 'She was very happy and showed it to her mom, who smiled and said they could play together after lunch.').split(' ');
+  let best = { text: words[0], tokens: tokenize(words[0]).length };
+  for (let n = 2; n <= words.length; n++) {
+    const text = words.slice(0, n).join(' ');
+    const tokens = tokenize(text).length;
+    if (tokens > limit) break;
+    best = { text, tokens };
+  }
+  return best;
+}
+
+async function encodeBench(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'atlas-bench-api-'));
+  const database = await openDatabase({ dataDir: join(dir, 'db') });
+  const servers: Server[] = [];
+  try {
+    let modelName: string;
+    let dIn: number;
+    let hook: string;
+    let tokenize: (t: string) => number[];
+    let context: number;
+    if (existsSync(join(STORIES, 'stories260K.bin'))) {
+      const tok = join(STORIES, 'tok512.bin');
+      await registerModel(database, { id: 'bench-model', path: join(STORIES, 'stories260K.bin'), tokenizerPath: tok, name: 'stories260K' });
+      const tokenizer = loadTokenizer(tok);
+      tokenize = (t) => tokenizer.encode(t, { bos: true });
+      modelName = 'stories260K';
+      dIn = 64;
+      hook = 'blocks.2.hook_resid_pre';
+      context = 512;
+    } else {
+      mkdirSync(join(dir, 'gpt2'));
+      const fx = writeTinyGpt2(join(dir, 'gpt2'));
+      await registerModel(database, { id: 'bench-model', path: fx.dir, name: 'tiny gpt2', prependBos: true });
+      const tokenizer = loadTokenizer(fx.dir);
+      tokenize = (t) => tokenizer.encode(t, { bos: true });
+      modelName = 'tiny random GPT-2 (stories260K not found)';
+      dIn = 32;
+      hook = 'blocks.1.hook_resid_post';
+      context = 32;
+    }
+    const sae = writeSaeFixture(join(dir, 'sae'), { format: 'saelens', architecture: 'topk', dIn, dSae: 16 * dIn, k: 16, hookName: hook });
+    await importDictionary(database, { path: sae.path, modelId: 'bench-model', id: 'bench-sae', dataDir: join(dir, 'weights') });
+    const { text, tokens } = textOfTokens(tokenize, Math.min(64, context));
+    console.log(`\nencode: ${modelName}, dictionary ${dIn} x ${16 * dIn} TopK k=16 at ${hook}, text of ${tokens} tokens (BOS included), ${SECONDS} s per run`);
+
+    const on = await serve(database, { dataDir: join(dir, 'weights'), batching: true });
+    servers.push(on);
+    const off = await serve(database, { dataDir: join(dir, 'weights'), batching: false });
+    servers.push(off);
+    const body = JSON.stringify({ query: 'query($t: String!) { encode(dictionary: "bench-sae", text: $t, topK: 8) { topFeatures { index activation } reconstruction { mse } } }', variables: { t: text } });
+    console.log('| request | batching | concurrency | requests/s | p50 ms | p99 ms | failed |');
+    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const c of [1, 8, 32]) {
+      for (const [name, s] of [['on', on], ['off', off]] as const) {
+        await load(s.server.url, body, 1);
+        const r = await load(s.server.url, body, c);
+        console.log(`| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.failed}/${r.total} |`);
+      }
+    }
+    const search = JSON.stringify({ query: 'query($t: String!) { searchFeatures(query: $t, first: 10) { feature { id } score } }', variables: { t: 'the little dog' } });
+    const r = await load(on.server.url, search, 1);
+    console.log(`| searchFeatures "the little dog" | on | 1 | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.failed}/${r.total} |`);
+  } finally {
+    for (const s of servers) await s.close();
+    await database.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Unit rows around `clusters` random centres (as test/helpers/rng.ts clusteredRows), made block by
+ * block; the centres come from `centreSeed` and the scatter from `seed`, so queries can share the
+ * clusters of the rows without repeating them.
+ */
+function* clusteredBlocks(centreSeed: number, seed: number, n: number, block: number, clusters = 12, spread = 0.6): Generator<Float32Array> {
+  const centreRand = rng(centreSeed);
+  const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: D }, () => normal(centreRand)));
+  const rand = rng(seed);
+  for (let start = 0; start < n; start += block) {
+    const rows = Math.min(block, n - start);
+    const out = new Float32Array(rows * D);
+    for (let i = 0; i < rows; i++) {
+      const c = centres[Math.floor(rand() * clusters)];
+      for (let j = 0; j < D; j++) out[i * D + j] = c[j] + spread * normal(rand);
+    }
+    yield normalizeRows(out);
+  }
+}
+
+function* randomBlocks(seed: number, n: number, block: number): Generator<Float32Array> {
+  const rand = rng(seed);
+  for (let start = 0; start < n; start += block) {
+    yield normalizeRows(Float32Array.from({ length: Math.min(block, n - start) * D }, () => normal(rand)));
+  }
+}
+
+function normalizeRows(a: Float32Array): Float32Array {
+  for (let i = 0; i < a.length; i += D) {
+    let sq = 0;
+    for (let j = 0; j < D; j++) sq += a[i + j] ** 2;
+    const inv = 1 / Math.sqrt(sq);
+    for (let j = 0; j < D; j++) a[i + j] *= inv;
+  }
+  return a;
+}
+
+/** Decimal strings of -1..1 in steps of 1e-4: formatting 77M floats one by one would dominate the run. */
+const STEPS = 10_000;
+const DECIMALS = Array.from({ length: 2 * STEPS + 1 }, (_, i) => String((i - STEPS) / STEPS));
+
+/**
+ * Loads a synthetic dictionary as writeDictionary does (hidden until its index exists) but with
+ * components rounded to 1e-4, which keeps the COPY text small and quick to make; cosines move by
+ * well under 1e-3.
+ */
+async function loadSynthetic(database: Database, id: string, blocks: Iterable<Float32Array>): Promise<{ copy: number; index: number }> {
+  const t0 = performance.now();
+  await database.query(
+    `INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state)
+     VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', $2, $3, 'standard', 'saelens', 'importing')`,
+    [id, D, FEATURES],
+  );
+  let next = 0;
+  function* lines(): Generator<string> {
+    const parts = new Array<string>(D);
+    for (const block of blocks) {
+      let chunk = '';
+      for (let r = 0; r < block.length / D; r++) {
+        for (let j = 0; j < D; j++) parts[j] = DECIMALS[Math.round(block[r * D + j] * STEPS) + STEPS];
+        chunk += `${id}\t${next++}\t[${parts.join(',')}]\t1\n`;
+      }
+      yield chunk;
+    }
+  }
+  await database.copyIn('features', ['dictionary_id', 'idx', 'decoder', 'decoder_norm'], lines());
+  const t1 = performance.now();
+  await createHnswIndex(database, id, D);
+  await database.query(`UPDATE dictionaries SET state = 'ready' WHERE id = $1`, [id]);
+  return { copy: (t1 - t0) / 1000, index: (performance.now() - t1) / 1000 };
+}
+
+function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+}
+
+async function nearestBench(): Promise<void> {
+  const pgdb = await createTestDatabase();
+  let database: Database;
+  let cleanup: () => Promise<void>;
+  const dir = mkdtempSync(join(tmpdir(), 'atlas-bench-nn-'));
+  if ('skip' in pgdb) {
+    console.log(`\nnearestFeatures: PostgreSQL unavailable (${pgdb.skip}); using PGlite`);
+    database = await openDatabase({ dataDir: dir });
+    cleanup = async () => { await database.close(); rmSync(dir, { recursive: true, force: true }); };
+  } else {
+    database = await openDatabase({ databaseUrl: pgdb.url, dataDir: dir });
+    cleanup = async () => { await database.close(); await pgdb.drop(); rmSync(dir, { recursive: true, force: true }); };
+  }
+  let server: Server | null = null;
+  try {
+    console.log(`\nnearestFeatures: ${FEATURES} features x ${D} dims per dictionary on ${database.kind}, ${QUERIES} queries each, k = 10`);
+    await upsertModel(database, {
+      id: 'bench-768', name: 'synthetic 768-d', architecture: 'gpt2', dModel: D, nLayers: 1, vocabSize: 1, contextLength: 1,
+      prependBos: false, hookPoints: ['blocks.0.hook_resid_post'], sourcePath: '/nonexistent', sourceFormat: 'huggingface', tokenizerPath: null,
+    });
+    const sets = [
+      { id: 'bench-clustered', name: 'clustered (decoder-like)', rows: () => clusteredBlocks(11, 12, FEATURES, 2000), queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES) },
+      { id: 'bench-random', name: 'uniform random (worst case)', rows: () => randomBlocks(14, FEATURES, 2000), queries: () => randomBlocks(15, QUERIES, QUERIES) },
+    ];
+    for (const s of sets) {
+      const t = await loadSynthetic(database, s.id, s.rows());
+      console.log(`  ${s.name}: rows copied in ${t.copy.toFixed(0)} s, HNSW index built in ${t.index.toFixed(0)} s`);
+    }
+    server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024 });
+    const url = server.server.url;
+    const q = 'query($d: ID!, $v: [Float!]!, $exact: Boolean) { nearestFeatures(dictionary: $d, vector: $v, k: 10, exact: $exact) { feature { index } } }';
+    console.log('| features | p50 ms (HNSW) | p99 ms (HNSW) | p50 ms (exact) | recall@10 |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    for (const s of sets) {
+      // Clustered queries lie in the rows' clusters, as a search from a real feature or activation does.
+      const [queries] = [...s.queries()];
+      const fast: number[] = [];
+      const slow: number[] = [];
+      let hits = 0;
+      for (let i = 0; i < QUERIES; i++) {
+        const v = Array.from(queries.subarray(i * D, (i + 1) * D));
+        let t = performance.now();
+        const approx = await post(url, q, { d: s.id, v, exact: false });
+        fast.push(performance.now() - t);
+        t = performance.now();
+        const exact = await post(url, q, { d: s.id, v, exact: true });
+        slow.push(performance.now() - t);
+        const truth = new Set(exact.data.nearestFeatures.map((h: any) => h.feature.index));
+        hits += approx.data.nearestFeatures.filter((h: any) => truth.has(h.feature.index)).length;
+      }
+      console.log(`| ${s.name} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ${ms(percentile(slow, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`);
+    }
+  } finally {
+    await server?.close();
+    await cleanup();
+  }
+}
+
+const started = performance.now();
+if (ONLY !== 'nearest') await encodeBench();
+if (ONLY !== 'encode') await nearestBench();
+console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s`);
