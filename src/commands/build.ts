@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .option('--context <n>', 'tokens per context, BOS included (default 64, at most the model context)', int('context'))
     .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', int('batch'))
     .action(async (ids: string[], opts: { corpus: string; model?: string; all?: boolean; tokens?: number; context?: number; batch?: number }) => {
-      if (opts.all !== (opts.model !== undefined)) throw new AtlasError('BAD_USER_INPUT', 'Use --model MODEL_ID together with --all (or name dictionaries instead).');
+      if (Boolean(opts.all) !== (opts.model !== undefined)) throw new AtlasError('BAD_USER_INPUT', 'Use --model MODEL_ID together with --all (or name dictionaries instead).');
       if (opts.all && ids.length > 0) throw new AtlasError('BAD_USER_INPUT', 'Name dictionaries or use --model with --all, not both.');
       await withDatabase(async (database, config) => {
         const registry = new EngineRegistry(config);

@@ -1,0 +1,137 @@
+/**
+ * `atlas build` throughput against the bare cost of the same work: tokens/s of the bare forward
+ * pass plus SAE encode over the corpus's contexts (pre-tokenized, batch by batch, nothing else),
+ * then tokens/s of buildDashboards over the same corpus in the same process (tokenizing, the shared
+ * forward pass, encode, every accumulator, logit lens and the publish into a PGlite catalog), and
+ * the ratio (goal: build ≤ 1.5× the bare time). Runs on stories260K with a random TopK dictionary.
+ * Usage: node --import tsx bench/build.ts [--tokens 100000] [--dsae 4096] [--k 32] [--layer 2] [--context 64] [--device cpu|cuda|auto]
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { openDatabase } from '../src/db/client.js';
+import { registerModel } from '../src/db/register-model.js';
+import { importDictionary } from '../src/db/import-dictionary.js';
+import { EngineRegistry } from '../src/engine/registry.js';
+import { buildDashboards, type BuildProgress } from '../src/engine/dashboards/build.js';
+import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
+import { writeSaelens } from '../src/engine/sae/export.js';
+import type { SaeConfig } from '../src/engine/sae/types.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+const TOKENS = Number(arg('tokens', '100000'));
+const D_SAE = Number(arg('dsae', '4096'));
+const K = Number(arg('k', '32'));
+const LAYER = Number(arg('layer', '2'));
+const CONTEXT = Number(arg('context', '64'));
+const device = arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto';
+const MODEL = resolve(import.meta.dirname, '../../shared/models/stories260K/stories260K.bin');
+
+/** Deterministic uniform values in [-scale, scale) (xorshift), enough for timing. */
+function uniform(count: number, scale: number, seed: number): Float32Array {
+  const out = new Float32Array(count);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < count; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    out[i] = (s / 4294967296 * 2 - 1) * scale;
+  }
+  return out;
+}
+
+/** TinyStories-like sentences from a fixed word list, in paragraphs. */
+function storyText(words: number, seed: number): string {
+  const vocab = ['once', 'upon', 'a', 'time', 'there', 'was', 'little', 'girl', 'named', 'Lily', 'she', 'liked', 'to', 'play', 'with', 'her', 'dog', 'in', 'the', 'park',
+    'one', 'day', 'sun', 'hot', 'and', 'sky', 'blue', 'saw', 'big', 'red', 'ball', 'under', 'tree', 'mom', 'said', 'yes', 'happy', 'friend', 'Tom', 'ran', 'home'];
+  let s = seed;
+  const next = (n: number) => { s = (s * 1103515245 + 12345) >>> 0; return (s >>> 8) % n; };
+  const parts: string[] = [];
+  for (let w = 0; w < words;) {
+    const len = 5 + next(8);
+    const sentence = Array.from({ length: len }, () => vocab[next(vocab.length)]).join(' ');
+    parts.push(sentence[0].toUpperCase() + sentence.slice(1) + (next(6) === 0 ? '.\n\n' : '. '));
+    w += len;
+  }
+  return parts.join('');
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(MODEL)) {
+    console.log(`SKIPPED: ${MODEL} is absent.`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'atlas-bench-build-'));
+  const database = await openDatabase({ dataDir: join(dir, 'data') });
+  const registry = new EngineRegistry({ dataDir: join(dir, 'data'), device, threads: 0 });
+  try {
+    const modelRow = await registerModel(database, { id: 'stories260K', path: MODEL, name: 'stories260K' });
+    const hook = `blocks.${LAYER}.hook_resid_post`;
+    const d = modelRow.dModel;
+    const cfg: SaeConfig = {
+      architecture: 'topk', dIn: d, dSae: D_SAE, k: K, hookName: hook, modelName: 'stories260K', applyBDecToInput: true,
+      normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
+    };
+    writeSaelens(join(dir, 'sae'), cfg, {
+      W_enc: uniform(d * D_SAE, 1 / Math.sqrt(d), 1), W_dec: uniform(D_SAE * d, 1 / Math.sqrt(d), 2),
+      b_enc: uniform(D_SAE, 0.1, 3), b_dec: uniform(d, 0.1, 4),
+    });
+    const dict = await importDictionary(database, { path: join(dir, 'sae'), modelId: 'stories260K', id: 'bench', dataDir: join(dir, 'data') });
+    const corpusPath = join(dir, 'corpus.txt');
+    writeFileSync(corpusPath, storyText(Math.ceil(TOKENS * 1.2), 7));
+
+    const model = await registry.model(modelRow);
+    const encoder = await registry.encoder(dict);
+    const batch = Math.max(1, Math.floor(4096 / CONTEXT));
+    const contexts: TokenContext[] = [];
+    for await (const c of new Corpus(corpusPath, { tokenizer: model.tokenizer, prependBos: modelRow.prependBos, context: CONTEXT, maxTokens: TOKENS }).contexts()) contexts.push(c);
+    const tokens = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+
+    // Bare: forward pass to the hook and encode of the non-BOS rows, nothing kept.
+    const bare = async () => {
+      const t0 = performance.now();
+      for (let i = 0; i < contexts.length; i += batch) {
+        const part = contexts.slice(i, i + batch);
+        const acts = (await model.runHooks(part.map((c) => c.ids), [hook])).get(hook)!;
+        const [, S] = acts.dims;
+        const n = part.reduce((s, c) => s + c.ids.length - 1, 0);
+        const x = new Float32Array(n * d);
+        let row = 0;
+        part.forEach((c, b) => {
+          x.set(acts.data.subarray((b * S + 1) * d, (b * S + c.ids.length) * d), row * d);
+          row += c.ids.length - 1;
+        });
+        await encoder.encode(x, n, K);
+      }
+      return (performance.now() - t0) / 1000;
+    };
+    await bare(); // warm-up: sessions, pruned graph variants
+    const bareSeconds = await bare();
+
+    let corpusDone = 0;
+    let publishStart = 0;
+    const t0 = performance.now();
+    const result = await buildDashboards(database, registry, {
+      dictionaryIds: ['bench'], corpus: corpusPath, tokens: TOKENS, context: CONTEXT, batch, session: { device, threads: 0 },
+      onProgress: (p: BuildProgress) => {
+        if (p.phase === 'logits' && !corpusDone) corpusDone = performance.now();
+        if (p.phase === 'publish' && !publishStart) publishStart = performance.now();
+      },
+    });
+    const buildSeconds = (performance.now() - t0) / 1000;
+    const passSeconds = (corpusDone - t0) / 1000;
+
+    console.log(`stories260K ${hook}, topk SAE ${D_SAE} x ${d} (k ${K}), ${tokens} tokens in ${contexts.length} contexts of ${CONTEXT}, batch ${batch}, ${model.executionProvider}`);
+    console.log(`bare forward + encode : ${(tokens / bareSeconds).toFixed(0).padStart(8)} tokens/s (${bareSeconds.toFixed(2)} s)`);
+    console.log(`build, corpus pass    : ${(tokens / passSeconds).toFixed(0).padStart(8)} tokens/s (${passSeconds.toFixed(2)} s)`);
+    console.log(`build, whole          : ${(result.tokens / buildSeconds).toFixed(0).padStart(8)} tokens/s (${buildSeconds.toFixed(2)} s: logit lens ${((publishStart - corpusDone) / 1000).toFixed(2)} s, publish ${((t0 + buildSeconds * 1000 - publishStart) / 1000).toFixed(2)} s)`);
+    console.log(`ratio build / bare    : ${(buildSeconds / bareSeconds).toFixed(2)}x whole, ${(passSeconds / bareSeconds).toFixed(2)}x corpus pass (goal <= 1.5x)`);
+  } finally {
+    await registry.close();
+    await database.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
