@@ -18,6 +18,9 @@ import { importDictionary } from '../src/db/import-dictionary.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { EngineRegistry } from '../src/engine/registry.js';
 import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { startServer } from '../src/server.js';
+import { createServices } from '../src/services.js';
+import { loadConfig } from '../src/config.js';
 import { ensureWebBuild } from '../web/ensure-build.js';
 
 const HOOK = 'blocks.1.hook_resid_post';
@@ -86,7 +89,7 @@ describe('browser UI', () => {
       if (!atlas || !browser) return t.skip(skip ?? 'not started');
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       page.setDefaultTimeout(20000);
-      const watch = watchPage(page, base);
+      const watch = watchPage(page);
       try {
         await fn(page, atlas);
         assert.deepEqual(watch.problems, []);
@@ -277,6 +280,28 @@ describe('browser UI', () => {
     assert.equal(asset.status, 404);
   });
 
+  test('on a server that requires a key for reads, the UI says so and loads once a key is set', async (page, a) => {
+    // A second server over the same database, as `ATLAS_REQUIRE_KEY=1 atlas serve` would run.
+    const config = { ...loadConfig({}), device: 'cpu' as const, dataDir: files.dir, requireKey: true };
+    const services = await createServices(config, a.database);
+    const locked = await startServer({ database: a.database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
+    try {
+      const lockedBase = locked.url.replace(/\/graphql$/, '');
+      await page.goto(`${lockedBase}/`);
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      assert.match(await alert.innerText(), /Could not load the catalog\..*UNAUTHENTICATED/s);
+      await page.getByRole('button', { name: 'Set API key' }).click();
+      await page.getByLabel('API key').fill(apiKey);
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByRole('heading', { name: 'tiny gpt2' }).waitFor();
+      assert.equal(await page.getByRole('alert').count(), 0);
+    } finally {
+      await locked.stop();
+      await services.close();
+    }
+  });
+
   test('GraphiQL is served from the bundle and runs queries', async (page) => {
     await page.goto(`${base}/graphiql`);
     await page.locator('.graphiql-container').waitFor();
@@ -288,3 +313,4 @@ describe('browser UI', () => {
     await shot(page, 'graphiql');
   });
 });
+

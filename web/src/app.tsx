@@ -9,6 +9,7 @@ import { PlaygroundPage } from './pages/playground.js';
 
 export function App() {
   const { route, query, state } = useLocation();
+  const key = useApiKey();
   useEffect(() => {
     if (route.page === 'catalog') document.title = 'Feature Atlas';
     if (route.page === 'dictionary') document.title = `${route.dictionary} · Feature Atlas`;
@@ -31,7 +32,8 @@ export function App() {
         </nav>
         <KeyControl />
       </header>
-      <main>
+      {/* A new key reloads the page's data: with ATLAS_REQUIRE_KEY=1 even reads need one. */}
+      <main key={key ?? ''}>
         {route.page === 'catalog' ? <CatalogPage /> : null}
         {route.page === 'dictionary' ? <DictionaryPage key={route.dictionary} id={route.dictionary} query={query} state={state} /> : null}
         {route.page === 'feature' ? <FeaturePage dictionary={route.dictionary} index={route.index} /> : null}
