@@ -189,6 +189,20 @@ for (const backend of BACKENDS) {
       assert.deepEqual(labelled.data.searchFeatures[0].reasons.map((x: any) => x.signal), ['TEXT']);
     });
 
+    test('after a build, activation strength is relative to the corpus maximum', async (a) => {
+      await a.database.query(`UPDATE features SET max_activation = 400 WHERE dictionary_id = 'sae-a' AND idx = ${F}`);
+      try {
+        const r = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 50 });
+        const f = r.data.searchFeatures.find((h: any) => h.feature.index === F);
+        const act = f.reasons.find((x: any) => x.signal === 'ACTIVATION');
+        assert.match(act.detail, /, 25% of its corpus maximum 400;/);
+        const cos = f.reasons.find((x: any) => x.signal === 'DECODER_COSINE')?.value ?? 0;
+        assert.ok(Math.abs(f.score - (act.value / 400 + 0.3 * cos)) < 1e-6);
+      } finally {
+        await a.database.query(`UPDATE features SET max_activation = NULL WHERE dictionary_id = 'sae-a' AND idx = ${F}`);
+      }
+    });
+
     test('bad search arguments are refused with codes', async (a) => {
       const cases: [Record<string, unknown>, string][] = [
         [{ q: '   ' }, 'BAD_USER_INPUT'],

@@ -12,7 +12,7 @@
  *   at most 1 in 1,000 tokens, falling to 0 for one active on every token, so features that fire on
  *   nearly everything do not crowd the top; a null density (not built yet) counts as 1 (no evidence).
  * - cosine = max(0, cosine of the decoder row to the query's mean activation at the dictionary's hook,
- *   BOS excluded). Candidates come from the HNSW index; every candidate's cosine is computed exactly.
+ *   BOS excluded), for the HNSW index's nearest rows and the strongest other candidates.
  * - text = ts_rank_cd of the best matching label or explanation, normalised to [0, 1).
  * Text matches weigh almost as much as firing because a person's description is direct evidence;
  * decoder cosine to a mean activation is a weak, diffuse signal, so it mostly breaks ties.
@@ -179,12 +179,13 @@ export async function searchFeatures(
   text.forEach(add);
   neighbors.forEach(add);
   const keys = [...candidates.values()];
-  const [rows, decoders] = await Promise.all([getFeatures(database, keys), getDecoders(database, keys)]);
+  const rows = await getFeatures(database, keys);
 
   const textByKey = new Map<string, TextMatch>(text.map((t) => [featureKey(t), t]));
   const topOnQuery = new Map([...run.firings].map(([id, best]) => [id, Math.max(0, ...[...best.values()].map((f) => f.activation))]));
   const dictById = new Map(dicts.map((d) => [d.id, d]));
 
+  // Pass 1: activation and text, for every candidate.
   const hits: FeatureHit[] = [];
   for (const key of keys) {
     const feature = rows.get(featureKey(key));
@@ -205,25 +206,37 @@ export async function searchFeatures(
           + (feature.density === null ? '; density not built yet' : `; density ${fmt(feature.density)} (weight ${fmt(spec)})`),
       });
     }
-    const mean = run.means.get(key.dictionaryId);
-    const decoder = decoders.get(featureKey(key));
-    if (mean && decoder) {
-      const c = cosine(decoder, mean);
-      if (c > 0) {
-        score += W_COSINE * c;
-        reasons.push({ signal: 'DECODER_COSINE', value: c, detail: `decoder cosine ${fmt(c)} to the query's mean ${dictById.get(key.dictionaryId)!.hookPoint} activation` });
-      }
-    }
     const t = textByKey.get(featureKey(key));
     if (t) {
       score += W_TEXT * t.rank;
       reasons.push({ signal: 'TEXT', value: t.rank, detail: `${t.field} matches: ${JSON.stringify(t.text.length > 160 ? `${t.text.slice(0, 157)}...` : t.text)}` });
     }
-    if (reasons.length) hits.push({ feature, score, reasons });
+    hits.push({ feature, score, reasons });
   }
-  return hits
-    .sort((a, b) => b.score - a.score || a.feature.dictionaryId.localeCompare(b.feature.dictionaryId) || a.feature.index - b.feature.index)
-    .slice(0, args.first);
+  hits.sort(byScore);
+
+  // Pass 2: cosine for the index's neighbours (known) and the `pool` best so far (computed from their
+  // decoders); a long query can make thousands of features fire, and fetching every decoder would
+  // cost more than the rest of the search while cosine (weight 0.3) rarely lifts one from far below.
+  const known = new Map(neighbors.map((n) => [featureKey(n), n.cosine]));
+  const decoders = await getDecoders(database, hits.slice(0, pool).filter((h) => !known.has(featureKey(h.feature))).map((h) => h.feature));
+  for (const h of hits) {
+    const key = featureKey(h.feature);
+    const mean = run.means.get(h.feature.dictionaryId);
+    const decoder = decoders.get(key);
+    const c = known.get(key) ?? (mean && decoder ? cosine(decoder, mean) : 0);
+    if (c > 0) {
+      h.score += W_COSINE * c;
+      h.reasons.splice(h.reasons[0]?.signal === 'ACTIVATION' ? 1 : 0, 0, {
+        signal: 'DECODER_COSINE', value: c, detail: `decoder cosine ${fmt(c)} to the query's mean ${dictById.get(h.feature.dictionaryId)!.hookPoint} activation`,
+      });
+    }
+  }
+  return hits.filter((h) => h.reasons.length > 0).sort(byScore).slice(0, args.first);
+}
+
+function byScore(a: FeatureHit, b: FeatureHit): number {
+  return b.score - a.score || a.feature.dictionaryId.localeCompare(b.feature.dictionaryId) || a.feature.index - b.feature.index;
 }
 
 export interface ExplanationHit {
