@@ -114,11 +114,17 @@ for (const backend of BACKENDS) {
       const before = await snapshot(db);
       await expectCode(importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id: 'dup', dataDir: data.dir }), 'CONFLICT', /--replace/);
       assert.equal(await snapshot(db), before);
+      await db.query(`INSERT INTO activation_examples (dictionary_id, feature_idx, kind, rank, tokens, token_ids, "values", max_value, max_position)
+        VALUES ('dup', 0, 'top', 0, '["a"]', '[1]', '[1]', 1, 0)`);
+      await db.query(`INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight) VALUES ('dup', 0, 'positive', 0, 1, 'a', 1)`);
       const fx2 = writeSaeFixture(join(files.dir, 'dup2'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 48, hookName: HOOK, seed: 4 });
       const replaced = await importDictionary(db, { path: fx2.path, modelId: FIXTURE.model, id: 'dup', replace: true, dataDir: data.dir });
       assert.equal(replaced.dSae, 48);
       const [{ n }] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM features WHERE dictionary_id = 'dup'");
       assert.equal(n, 48);
+      // The old dictionary's dashboard rows go with it.
+      const [{ e }] = await db.query<{ e: number }>("SELECT (SELECT count(*) FROM activation_examples WHERE dictionary_id = 'dup') + (SELECT count(*) FROM logit_tokens WHERE dictionary_id = 'dup') AS e");
+      assert.equal(Number(e), 0);
     });
 
     test('refusals name the problem and leave the database as it was', async (db) => {

@@ -21,7 +21,12 @@ export interface WriteOptions {
 
 export async function deleteDictionary(database: Database, id: string): Promise<void> {
   await dropHnswIndex(database.query, id);
-  await database.db.delete(dictionaries).where(eq(dictionaries.id, id));
+  await database.transaction(async (q) => {
+    // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
+    await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
+    await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+    await q('DELETE FROM dictionaries WHERE id = $1', [id]);
+  });
 }
 
 /** Checks the id is free (or frees it per `replace`, or removes a leftover of a killed import). */
