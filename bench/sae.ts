@@ -23,7 +23,7 @@ const fixture = writeSaeFixture(join(work, 'sae'), { format: 'saelens', architec
 async function run(name: string, database: Database, dataDir: string): Promise<string[]> {
   await upsertModel(database, {
     id: 'bench-model', name: 'bench', architecture: 'gpt2', dModel: D_IN, nLayers: 12, vocabSize: 50257, contextLength: 1024,
-    prependBos: false, hookPoints: ['blocks.6.hook_resid_post'], sourcePath: '/dev/null', sourceFormat: 'huggingface', tokenizerPath: null,
+    prependBos: true, hookPoints: ['blocks.6.hook_resid_post'], sourcePath: '/dev/null', sourceFormat: 'huggingface', tokenizerPath: null,
   });
   const start = performance.now();
   let rowsDone = start;
