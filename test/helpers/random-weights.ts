@@ -4,17 +4,8 @@
  */
 import type { TransformerConfig, TransformerWeights } from '../../src/engine/model/types.js';
 
-/** mulberry32: a tiny deterministic PRNG; returns uniform numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The shared seeded PRNG, under the name the model tests use. */
+export { rng as seededRandom } from './rng.js';
 
 export function llamaConfig(overrides: Partial<TransformerConfig> = {}): TransformerConfig {
   return {
