@@ -4,8 +4,10 @@
  */
 import type { TransformerConfig, TransformerWeights } from '../../src/engine/model/types.js';
 
+import { rng as seededRandom } from './rng.js';
+
 /** The shared seeded PRNG, under the name the model tests use. */
-export { rng as seededRandom } from './rng.js';
+export { seededRandom };
 
 export function llamaConfig(overrides: Partial<TransformerConfig> = {}): TransformerConfig {
   return {
