@@ -67,13 +67,13 @@ async function post(url: string, query: string, variables: Record<string, unknow
 interface LoadResult { rps: number; p50: number; p99: number; failed: number; total: number }
 
 /**
- * autocannon against one request body for SECONDS; every response must equal the first one
+ * autocannon against one request body for `seconds`; every response must equal the first one
  * (the answers are deterministic), so GraphQL errors such as OVERLOADED count as failures.
  */
-async function load(url: string, body: string, connections: number): Promise<LoadResult> {
+async function load(url: string, body: string, connections: number, seconds = SECONDS): Promise<LoadResult> {
   const expected = await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
   if (expected.includes('"errors"')) throw new Error(`request fails: ${expected.slice(0, 300)}`);
-  const args = [AUTOCANNON, '-c', String(connections), '-d', String(SECONDS), '-m', 'POST', '-H', 'content-type=application/json',
+  const args = [AUTOCANNON, '-c', String(connections), '-d', String(seconds), '-m', 'POST', '-H', 'content-type=application/json',
     '-b', body, '-E', expected, '-j', url];
   const out = await new Promise<string>((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -145,7 +145,7 @@ async function encodeBench(): Promise<void> {
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const c of [1, 8, 32]) {
       for (const [name, s] of [['on', on], ['off', off]] as const) {
-        await load(s.server.url, body, 1);
+        await load(s.server.url, body, c, 1);
         const r = await load(s.server.url, body, c);
         console.log(`| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.failed}/${r.total} |`);
       }
