@@ -38,7 +38,15 @@ export function demoDictionaryId(hook: string): string {
   return m ? `demo-L${m[1]}-${m[2].replace(/_/g, '-')}` : `demo-${hook.replace(/[^A-Za-z0-9]+/g, '-')}`;
 }
 
-export async function seedDemo(database: Database, registry: EngineRegistry, dataDir: string, log: (line: string) => void, dir = DEMO_DIR): Promise<void> {
+export interface SeedOptions {
+  dir?: string;
+  /** Held-out tokens to build on (tests use fewer). */
+  buildTokens?: number;
+}
+
+export async function seedDemo(database: Database, registry: EngineRegistry, dataDir: string, log: (line: string) => void, opts: SeedOptions = {}): Promise<void> {
+  const dir = opts.dir ?? DEMO_DIR;
+  const buildTokens = opts.buildTokens ?? DEMO_BUILD_TOKENS;
   const manifest = readDemoManifest(dir);
   if (!manifest) return;
   const models = await listModels(database);
@@ -60,14 +68,14 @@ export async function seedDemo(database: Database, registry: EngineRegistry, dat
   const unbuilt = (await listDictionaries(database, DEMO_MODEL_ID)).filter((d) => ids.includes(d.id) && !d.stats);
   if (unbuilt.length === 0) return;
 
-  log(`Building dashboards of ${unbuilt.length} demo dictionaries on ${DEMO_BUILD_TOKENS.toLocaleString('en')} held-out tokens`);
+  log(`Building dashboards of ${unbuilt.length} demo dictionaries on ${buildTokens.toLocaleString('en')} held-out tokens`);
   const bar = new cliProgress.SingleBar({ format: 'demo build {bar} {percentage}% | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
   bar.start(100, 0, { tokens: 0 });
   try {
     await buildDashboards(database, registry, {
       dictionaryIds: unbuilt.map((d) => d.id),
       corpus: join(dir, manifest.heldout),
-      tokens: DEMO_BUILD_TOKENS,
+      tokens: buildTokens,
       onProgress: (p) => bar.update(Math.round(p.fraction * 100), { tokens: p.tokens }),
     });
   } finally {
