@@ -1,31 +1,16 @@
 /** The foundation's GraphQL contract over HTTP, on PGlite and on PostgreSQL+pgvector. */
-import { describe, it, before, after } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { seedCatalog, cosine, FIXTURE, type SeededCatalog } from './helpers/catalog-fixture.js';
 
 for (const backend of BACKENDS) {
   describe(`catalog API on ${backend}`, () => {
-    let atlas: TestAtlas | null = null;
     let seeded: SeededCatalog;
-    let skip: string | null = null;
 
-    before(async () => {
-      const started = await startTestAtlas(backend, async (db) => { seeded = await seedCatalog(db); });
-      if ('skip' in started) {
-        skip = started.skip;
-        announceSkip(`catalog API on ${backend}`, skip);
-      } else {
-        atlas = started;
-      }
+    const test = useTestAtlas(`catalog API on ${backend}`, async () => {
+      return startTestAtlas(backend, async (db) => { seeded = await seedCatalog(db); });
     });
-    after(async () => { await atlas?.close(); });
-
-    const test = (name: string, fn: (a: TestAtlas) => Promise<void>) =>
-      it(name, async (t) => {
-        if (!atlas) return t.skip(skip ?? 'backend unavailable');
-        await fn(atlas);
-      });
 
     test('serverInfo names the backend, provider and pgvector version', async (a) => {
       const r = await a.gql('{ serverInfo { version database executionProvider pgvectorVersion } }');

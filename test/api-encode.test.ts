@@ -3,11 +3,11 @@
  * reference implementations: a tiny random GPT-2 in Hugging Face format and random dictionaries of
  * every architecture imported through `atlas import`'s code path.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
 import { gpt2Forward } from './reference/gpt2.js';
@@ -47,13 +47,11 @@ for (const backend of BACKENDS) {
     const files = tempDir('atlas-encode-');
     let model: HfFixture;
     const saes = new Map<string, SaeFixture>();
-    let atlas: TestAtlas | null = null;
-    let skip: string | null = null;
 
-    before(async () => {
+    const test = useTestAtlas(`encoding API on ${backend}`, async () => {
       mkdirSync(join(files.dir, 'gpt2'));
       model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      const started = await startTestAtlas(backend, async (db, dataDir) => {
+      return startTestAtlas(backend, async (db, dataDir) => {
         // The fixture dictionaries say prepend_bos: true, as TransformerLens-trained GPT-2 SAEs do.
         await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
         for (const architecture of ARCHS) {
@@ -65,23 +63,7 @@ for (const backend of BACKENDS) {
           await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: `sae-${architecture}`, dataDir });
         }
       });
-      if ('skip' in started) {
-        skip = started.skip;
-        announceSkip(`encoding API on ${backend}`, skip);
-      } else {
-        atlas = started;
-      }
-    });
-    after(async () => {
-      await atlas?.close();
-      files.cleanup();
-    });
-
-    const test = (name: string, fn: (a: TestAtlas) => Promise<void>) =>
-      it(name, async (t) => {
-        if (!atlas) return t.skip(skip ?? 'backend unavailable');
-        await fn(atlas);
-      });
+    }, () => files.cleanup());
 
     test('hookActivations returns the tokens and activations of the reference forward pass', async (a) => {
       const r = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { tokens { id text } hooks { hook values } } }`);

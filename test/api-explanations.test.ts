@@ -4,12 +4,12 @@
  * batched Feature.explanations, searchExplanations, bulk import all-or-nothing, and
  * ATLAS_REQUIRE_KEY=1 guarding reads.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas, type GqlResult } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas, type GqlResult } from './helpers/atlas-server.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { tempDir } from './helpers/sae-fixtures.js';
 import { createApiKey, revokeApiKey } from '../src/db/api-keys.js';
@@ -41,36 +41,18 @@ async function countExplanations(a: TestAtlas): Promise<number> {
 for (const backend of BACKENDS) {
   describe(`explanations on ${backend}`, () => {
     const files = tempDir('atlas-expl-');
-    let atlas: TestAtlas | null = null;
-    let skip: string | null = null;
     let key = '';
     let revoked = '';
 
-    before(async () => {
-      const started = await startTestAtlas(backend, async (db) => {
+    const test = useTestAtlas(`explanations on ${backend}`, async () => {
+      return startTestAtlas(backend, async (db) => {
         await seedCatalog(db);
         key = (await createApiKey(db, 'test writer')).key;
         const old = await createApiKey(db, 'old writer');
         revoked = old.key;
         await revokeApiKey(db, old.row.prefix);
       });
-      if ('skip' in started) {
-        skip = started.skip;
-        announceSkip(`explanations on ${backend}`, skip);
-      } else {
-        atlas = started;
-      }
-    });
-    after(async () => {
-      await atlas?.close();
-      files.cleanup();
-    });
-
-    const test = (name: string, fn: (a: TestAtlas) => Promise<void>) =>
-      it(name, async (t) => {
-        if (!atlas) return t.skip(skip ?? 'backend unavailable');
-        await fn(atlas);
-      });
+    }, () => files.cleanup());
 
     test('writes need a key: missing or malformed → UNAUTHENTICATED, unknown or revoked → FORBIDDEN', async (a) => {
       const vars = { d: FIXTURE.dict, i: 3, t: 'should not be stored' };

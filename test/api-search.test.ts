@@ -5,11 +5,11 @@
  * feature K never fires but its decoder is the query's mean non-BOS activation, and feature L has a
  * label sharing a word with the query.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { seedCatalog, FIXTURE, cosine, type SeededCatalog } from './helpers/catalog-fixture.js';
@@ -83,12 +83,10 @@ const SEARCH = `query($q: String!, $model: ID, $dictionary: ID, $first: Int) {
 for (const backend of BACKENDS) {
   describe(`feature search on ${backend}`, () => {
     const files = tempDir('atlas-search-');
-    let atlas: TestAtlas | null = null;
-    let skip: string | null = null;
     let targetToken = '';
     let catalog: SeededCatalog;
 
-    before(async () => {
+    const test = useTestAtlas(`feature search on ${backend}`, async () => {
       mkdirSync(join(files.dir, 'gpt2'));
       const model = writeTinyGpt2(join(files.dir, 'gpt2'));
       const tokenizer = loadTokenizer(model.dir);
@@ -98,7 +96,7 @@ for (const backend of BACKENDS) {
       targetToken = tokenizer.tokenText(ids[target]);
       writeBuiltSae(join(files.dir, 'a'), gpt2Forward(model.weights, ids).hooks.get(HOOK)!, ids.length, target);
       const b = writeSaeFixture(join(files.dir, 'b'), { format: 'saelens', architecture: 'standard', dIn: D, dSae: D_SAE, hookName: HOOK, seed: 4 });
-      const started = await startTestAtlas(backend, async (db, dataDir) => {
+      return startTestAtlas(backend, async (db, dataDir) => {
         // The fixture dictionaries say prepend_bos: true.
         await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
         await importDictionary(db, { path: join(files.dir, 'a'), modelId: 'gpt2-tiny', id: 'sae-a', dataDir });
@@ -114,23 +112,7 @@ for (const backend of BACKENDS) {
         await db.query(`UPDATE features SET label = 'mats and rugs' WHERE dictionary_id = 'sae-a' AND idx = ${L}`);
         await insertExplanations(db, [{ dictionaryId: 'sae-b', index: E, text: 'Sitting cats', source: 'test', author: null }]);
       });
-      if ('skip' in started) {
-        skip = started.skip;
-        announceSkip(`feature search on ${backend}`, skip);
-      } else {
-        atlas = started;
-      }
-    });
-    after(async () => {
-      await atlas?.close();
-      files.cleanup();
-    });
-
-    const test = (name: string, fn: (a: TestAtlas) => Promise<void>) =>
-      it(name, async (t) => {
-        if (!atlas) return t.skip(skip ?? 'backend unavailable');
-        await fn(atlas);
-      });
+    }, () => files.cleanup());
 
     test('the feature built to fire on one token ranks first, with an ACTIVATION reason naming the token', async (a) => {
       const r = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 10 });

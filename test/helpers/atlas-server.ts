@@ -3,6 +3,7 @@
  * PGlite in a temp dir, or a fresh PostgreSQL database (skipped with a notice when unreachable).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { before, after, it } from 'node:test';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
@@ -80,4 +81,33 @@ export async function startTestAtlas(
 /** Prints a visible notice for a skipped backend (CI greps for nothing; people read it). */
 export function announceSkip(what: string, reason: string): void {
   console.log(`\n*** SKIPPED ${what}: ${reason} ***\n`);
+}
+
+export type AtlasTest = (name: string, fn: (atlas: TestAtlas) => Promise<void>) => void;
+
+/**
+ * Gives a describe block its server: started before the block (or the reason its backend is
+ * unavailable, announced once), closed after it, and a `test` that hands it to each test or skips.
+ */
+export function useTestAtlas(title: string, start: () => Promise<TestAtlas | { skip: string }>, cleanup?: () => void): AtlasTest {
+  let atlas: TestAtlas | null = null;
+  let skip: string | null = null;
+  before(async () => {
+    const started = await start();
+    if ('skip' in started) {
+      skip = started.skip;
+      announceSkip(title, skip);
+    } else {
+      atlas = started;
+    }
+  });
+  after(async () => {
+    await atlas?.close();
+    cleanup?.();
+  });
+  return (name, fn) =>
+    it(name, async (t) => {
+      if (!atlas) return t.skip(skip ?? 'backend unavailable');
+      await fn(atlas);
+    });
 }
