@@ -24,7 +24,7 @@ export interface DemoManifest {
   model: { path: string; name: string };
   saes: { path: string; hook_name: string }[];
   heldout: string;
-  files: Record<string, { bytes: number; sha256: string; shapes?: Record<string, number[]> }>;
+  files: Record<string, { bytes: number; sha256: string; tensors?: Record<string, { dtype: string; shape: number[] }> }>;
 }
 
 export function readDemoManifest(dir = DEMO_DIR): DemoManifest | null {
