@@ -17,6 +17,7 @@ import { buildDashboards, type BuildProgress } from '../src/engine/dashboards/bu
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
+import { uniform } from './uniform.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,17 +30,6 @@ const LAYER = Number(arg('layer', '2'));
 const CONTEXT = Number(arg('context', '64'));
 const device = arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto';
 const MODEL = resolve(import.meta.dirname, '../../shared/models/stories260K/stories260K.bin');
-
-/** Deterministic uniform values in [-scale, scale) (xorshift), enough for timing. */
-function uniform(count: number, scale: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296 * 2 - 1) * scale;
-  }
-  return out;
-}
 
 /** TinyStories-like sentences from a fixed word list, in paragraphs. */
 function storyText(words: number, seed: number): string {

@@ -10,6 +10,7 @@ import { SaeEncoder } from '../src/engine/sae/encoder.js';
 import type { SaeArchitecture, SaeConfig, SaeParams } from '../src/engine/sae/types.js';
 import { floatTensor, node, serializeModel, valueInfo } from '../src/engine/onnx/proto.js';
 import { createSession } from '../src/engine/runtime/session.js';
+import { uniform } from './uniform.js';
 
 const D_IN = 768;
 const D_SAE = 24576;
@@ -23,17 +24,6 @@ function arg(name: string, fallback: string): string {
 const arch = arg('arch', 'topk') as SaeArchitecture;
 const seconds = Number(arg('seconds', '3'));
 const settings = { device: arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto', threads: 0 };
-
-/** Cheap deterministic uniform values in [-scale, scale) (xorshift), enough for timing. */
-function uniform(count: number, scale: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296 * 2 - 1) * scale;
-  }
-  return out;
-}
 
 async function time(run: () => Promise<unknown>): Promise<number> {
   await run();

@@ -10,22 +10,12 @@
 import { AtlasError } from '../../errors.js';
 import { hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
 export const GPT2_GRAPH_VERSION = 1;
 
 export const gpt2HookPoints = transformerHookPoints;
-
-/** Reads a tensor and checks it holds as many values as the config's shape needs. */
-function checked(w: TransformerWeights, name: string, want: number[]): Float32Array {
-  const data = w.tensor(name);
-  const count = want.reduce((a, b) => a * b, 1);
-  if (data.length !== count) {
-    throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
-  }
-  return data;
-}
 
 /** Concatenates row-major [rows, cols_i] matrices side by side. */
 function concatColumns(parts: Float32Array[], rows: number): Float32Array {
@@ -50,7 +40,7 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   const { dModel: d, nHeads, dHead, dMlp, vocabSize } = c;
   const width = nHeads * dHead;
   const g = new GraphBuilder();
-  const f = (name: string, dims: number[]) => g.float(name, dims, checked(w, name, dims));
+  const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
   const scalar = (name: string, v: number) => g.float(name, [], new Float32Array([v]));
 
   const layerNorm = (x: string, prefix: string): string =>
@@ -81,8 +71,8 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     const hook = (kind: HookKind) => hookName(l, kind);
     if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
 
-    const Wqkv = concatColumns(['W_Q', 'W_K', 'W_V'].map((n) => checked(w, `${b}.attn.${n}`, [d, width])), d);
-    const bqkv = concatColumns(['b_Q', 'b_K', 'b_V'].map((n) => checked(w, `${b}.attn.${n}`, [width])), 1);
+    const Wqkv = concatColumns(['W_Q', 'W_K', 'W_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [d, width])), d);
+    const bqkv = concatColumns(['b_Q', 'b_K', 'b_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [width])), 1);
     const qkv = g.op('Add', [g.op('MatMul', [layerNorm(resid, `${b}.ln1`), g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]), g.float(`${b}.attn.b_QKV`, [3 * width], bqkv)]);
     const [q, k, v] = g.ops('Split', [qkv, g.ints(g.t('const.qkv_split'), [width, width, width])], [g.t('q'), g.t('k'), g.t('v')], { axis: -1 });
     const z = attention(g, {

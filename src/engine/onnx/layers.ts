@@ -12,7 +12,8 @@
  *          [batch, seq, vocab], present.{L}.key / .value [batch, n_kv_heads, past_seq + seq, d_head].
  */
 import type { onnx as OnnxNs } from 'onnx-proto';
-import { HOOK_KINDS, hookName } from '../model/types.js';
+import { HOOK_KINDS, hookName, type TransformerWeights } from '../model/types.js';
+import { AtlasError } from '../../errors.js';
 import { floatTensor, int64Tensor, node, valueInfo } from './proto.js';
 
 /** Additive mask value: large enough to zero a softmax weight, finite so a fully masked row is not NaN. */
@@ -146,4 +147,14 @@ export function transformerIO(c: { nLayers: number; nKvHeads: number; dHead: num
     ...presents,
   ];
   return { inputs, outputs };
+}
+
+/** Reads a tensor and checks it holds as many values as the config's shape needs. */
+export function checkedTensor(w: TransformerWeights, name: string, want: number[]): Float32Array {
+  const data = w.tensor(name);
+  const count = want.reduce((a, b) => a * b, 1);
+  if (data.length !== count) {
+    throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
+  }
+  return data;
 }

@@ -9,21 +9,12 @@
 import { AtlasError } from '../../errors.js';
 import { hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import type { GraphSpec } from './proto.js';
-import { GraphBuilder, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
 export const LLAMA_GRAPH_VERSION = 1;
 
 export const llamaHookPoints = transformerHookPoints;
-
-function checkShape(w: TransformerWeights, name: string, want: number[]): Float32Array {
-  const data = w.tensor(name);
-  const count = want.reduce((a, b) => a * b, 1);
-  if (data.length !== count) {
-    throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
-  }
-  return data;
-}
 
 /** cos/sin of position × frequency, [contextLength, dHead/2]; frequency i = theta^(-2i/dHead). */
 export function ropeTables(contextLength: number, dHead: number, theta: number): { cos: Float32Array; sin: Float32Array } {
@@ -75,16 +66,16 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
   };
 
   const rmsNorm = (x: string, weightName: string): string => {
-    const weight = g.float(weightName, [d], checkShape(w, weightName, [d]));
+    const weight = g.float(weightName, [d], checkedTensor(w, weightName, [d]));
     const meanSq = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSq, eps])])]);
     return g.op('Mul', [g.op('Mul', [x, inv]), weight]);
   };
 
   const matmul = (x: string, name: string, rows: number, cols: number): string =>
-    g.op('MatMul', [x, g.float(name, [rows, cols], checkShape(w, name, [rows, cols]))]);
+    g.op('MatMul', [x, g.float(name, [rows, cols], checkedTensor(w, name, [rows, cols]))]);
 
-  let resid = g.op('Gather', [g.float('embed.W_E', [vocabSize, d], checkShape(w, 'embed.W_E', [vocabSize, d])), 'input_ids'], {}, hookName(0, 'hook_resid_pre'));
+  let resid = g.op('Gather', [g.float('embed.W_E', [vocabSize, d], checkedTensor(w, 'embed.W_E', [vocabSize, d])), 'input_ids'], {}, hookName(0, 'hook_resid_pre'));
 
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
@@ -98,7 +89,7 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     const k = rope(splitHeads(g, matmul(x, `${b}.attn.W_K`, d, nKvHeads * dHead), nKvHeads, dHead));
     const v = splitHeads(g, matmul(x, `${b}.attn.W_V`, d, nKvHeads * dHead), nKvHeads, dHead);
     const heads = attention(g, { layer: l, q, k, v, nHeads, nKvHeads, dHead, maskBias });
-    const attnOut = g.op('MatMul', [heads, g.float(`${b}.attn.W_O`, [nHeads * dHead, d], checkShape(w, `${b}.attn.W_O`, [nHeads * dHead, d]))], {}, hook('hook_attn_out'));
+    const attnOut = g.op('MatMul', [heads, g.float(`${b}.attn.W_O`, [nHeads * dHead, d], checkedTensor(w, `${b}.attn.W_O`, [nHeads * dHead, d]))], {}, hook('hook_attn_out'));
     const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
 
     // SwiGLU MLP.
@@ -106,7 +97,7 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     const gate = matmul(x2, `${b}.mlp.W_gate`, d, dMlp);
     const silu = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
     const up = matmul(x2, `${b}.mlp.W_in`, d, dMlp);
-    const mlpOut = g.op('MatMul', [g.op('Mul', [silu, up]), g.float(`${b}.mlp.W_out`, [dMlp, d], checkShape(w, `${b}.mlp.W_out`, [dMlp, d]))], {}, hook('hook_mlp_out'));
+    const mlpOut = g.op('MatMul', [g.op('Mul', [silu, up]), g.float(`${b}.mlp.W_out`, [dMlp, d], checkedTensor(w, `${b}.mlp.W_out`, [dMlp, d]))], {}, hook('hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 
@@ -114,10 +105,10 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
   // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
   const W_U = c.tiedEmbeddings
     ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')
-    : g.float('unembed.W_U', [d, vocabSize], checkShape(w, 'unembed.W_U', [d, vocabSize]));
+    : g.float('unembed.W_U', [d, vocabSize], checkedTensor(w, 'unembed.W_U', [d, vocabSize]));
   const hasBias = w.has('unembed.b_U');
   const projected = g.op('MatMul', [final, W_U], {}, hasBias ? undefined : 'logits');
-  if (hasBias) g.op('Add', [projected, g.float('unembed.b_U', [vocabSize], checkShape(w, 'unembed.b_U', [vocabSize]))], {}, 'logits');
+  if (hasBias) g.op('Add', [projected, g.float('unembed.b_U', [vocabSize], checkedTensor(w, 'unembed.b_U', [vocabSize]))], {}, 'logits');
 
   return { name: 'llama', nodes: g.nodes, initializers: g.initializers, ...transformerIO(c) };
 }

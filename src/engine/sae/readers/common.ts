@@ -16,8 +16,16 @@ export interface TensorReader {
   close(): void;
 }
 
-export function safetensorsReader(path: string): TensorReader {
-  const f = SafetensorsFile.open(path);
+/** What SafetensorsFile and NpzFile both offer; a reader needs nothing more. */
+interface TensorFile {
+  has(name: string): boolean;
+  info(name: string): { shape: number[]; dtype: DType };
+  readF32(name: string, expectShape?: number[]): Float32Array;
+  readRowsF32(name: string, start: number, count: number): Float32Array;
+  close(): void;
+}
+
+function readerOf(path: string, f: TensorFile): TensorReader {
   return {
     path,
     has: (n) => f.has(n),
@@ -29,17 +37,12 @@ export function safetensorsReader(path: string): TensorReader {
   };
 }
 
+export function safetensorsReader(path: string): TensorReader {
+  return readerOf(path, SafetensorsFile.open(path));
+}
+
 export function npzReader(path: string): TensorReader {
-  const f = NpzFile.open(path);
-  return {
-    path,
-    has: (n) => f.has(n),
-    shape: (n) => f.info(n).shape,
-    dtype: (n) => f.info(n).dtype,
-    readF32: (n, s) => f.readF32(n, s),
-    readRowsF32: (n, a, c) => f.readRowsF32(n, a, c),
-    close: () => f.close(),
-  };
+  return readerOf(path, NpzFile.open(path));
 }
 
 /** Checks at open time, from headers only, that a tensor exists with the expected shape. */
