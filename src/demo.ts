@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { DEMO_ASSETS_DIR } from './paths.js';
 import cliProgress from 'cli-progress';
 import type { Database } from './db/client.js';
 import { listModels, listDictionaries, getDictionaries } from './db/catalog.js';
@@ -15,7 +15,7 @@ import { importDictionary } from './db/import-dictionary.js';
 import type { EngineRegistry } from './engine/registry.js';
 import { buildDashboards } from './engine/dashboards/build.js';
 
-export const DEMO_DIR = fileURLToPath(new URL('../assets/demo', import.meta.url));
+export const DEMO_DIR = DEMO_ASSETS_DIR;
 export const DEMO_MODEL_ID = 'demo-gpt2';
 /** Held-out tokens the first start builds dashboards on: enough for stable statistics, quick on 2 cores. */
 export const DEMO_BUILD_TOKENS = 60_000;

@@ -1,5 +1,7 @@
 /** Builds the long-lived services the resolvers use, from the configuration. */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from './paths.js';
 import type { Config } from './config.js';
 import type { Database } from './db/client.js';
 import type { Services } from './resolvers/context.js';
@@ -8,7 +10,7 @@ import { node, serializeModel, valueInfo } from './engine/onnx/proto.js';
 import { EngineRegistry } from './engine/registry.js';
 import { EncodingService } from './engine/encode.js';
 
-export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 
 /**
  * Opens a one-node session at start so the provider is known (and ATLAS_DEVICE=cuda fails fast, and

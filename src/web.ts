@@ -5,10 +5,10 @@
  * is megabytes.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, extname, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { extname, join, resolve, sep } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { WEB_DIST_DIR } from './paths.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -29,14 +29,7 @@ const COMPRESSIBLE = new Set(['.html', '.js', '.css', '.json', '.map', '.svg', '
 /** Paths the client router renders (web/src/router.tsx); anything else stays a 404. */
 const UI_ROUTE = /^\/(?:|playground|dictionary\/[^/]+|feature\/[^/]+\/[^/]+)\/?$/;
 
-/** The repository root: the nearest folder above this module with a package.json. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
-export const WEB_DIST = join(packageRoot(), 'dist', 'web');
+export const WEB_DIST = WEB_DIST_DIR;
 
 export interface WebUi {
   /** Answers GET/HEAD for the UI; false when the path is not the UI's (the caller sends its 404). */

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { MIGRATIONS_DIR } from '../paths.js';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
@@ -38,7 +38,7 @@ export interface Database {
   close(): Promise<void>;
 }
 
-const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url));
+const MIGRATIONS = MIGRATIONS_DIR;
 /** Arbitrary constant naming the advisory lock that serialises migrations across servers. */
 const MIGRATION_LOCK = 7_304_118_001;
 const PGLITE_COPY_CHUNK = 8 * 1024 * 1024;

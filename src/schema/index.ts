@@ -1,9 +1,9 @@
 /** The SDL lives in .graphql files beside this one; they are concatenated in name order. */
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { SCHEMA_DIR } from '../paths.js';
 import { join } from 'node:path';
 
-const dir = fileURLToPath(new URL('.', import.meta.url));
+const dir = SCHEMA_DIR;
 
 export const typeDefs = readdirSync(dir)
   .filter((f) => f.endsWith('.graphql'))
