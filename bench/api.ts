@@ -38,6 +38,8 @@ const SECONDS = Number(arg('seconds', '5'));
 const FEATURES = Number(arg('features', '100000'));
 const QUERIES = Number(arg('queries', '40'));
 const ONLY = arg('only', '');
+/** ef_search floors compared in one run (ATLAS_HNSW_EF_SEARCH). */
+const EF_SEARCH = arg('ef', '40,100,200,400').split(',').map(Number);
 const D = 768;
 const STORIES = resolve(import.meta.dirname, '../../shared/models/stories260K');
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
@@ -265,29 +267,45 @@ async function nearestBench(): Promise<void> {
       const t = await loadSynthetic(database, s.id, s.rows());
       console.log(`  ${s.name}: rows copied in ${t.copy.toFixed(0)} s, HNSW index built in ${t.index.toFixed(0)} s`);
     }
-    server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024 });
-    const url = server.server.url;
     const q = 'query($d: ID!, $v: [Float!]!, $exact: Boolean) { nearestFeatures(dictionary: $d, vector: $v, k: 10, exact: $exact) { feature { index } } }';
-    console.log('| features | p50 ms (HNSW) | p99 ms (HNSW) | p50 ms (exact) | recall@10 |');
-    console.log('| --- | ---: | ---: | ---: | ---: |');
+    // Clustered queries lie in the rows' clusters, as a search from a real feature or activation does.
+    const queriesOf = new Map(sets.map((s) => [s.id, [...s.queries()][0]]));
+    const truth = new Map<string, Set<number>[]>();
+    const exactMs = new Map<string, number[]>();
+    server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024 });
     for (const s of sets) {
-      // Clustered queries lie in the rows' clusters, as a search from a real feature or activation does.
-      const [queries] = [...s.queries()];
-      const fast: number[] = [];
-      const slow: number[] = [];
-      let hits = 0;
+      const answers: Set<number>[] = [];
+      const times: number[] = [];
       for (let i = 0; i < QUERIES; i++) {
-        const v = Array.from(queries.subarray(i * D, (i + 1) * D));
-        let t = performance.now();
-        const approx = await post(url, q, { d: s.id, v, exact: false });
-        fast.push(performance.now() - t);
-        t = performance.now();
-        const exact = await post(url, q, { d: s.id, v, exact: true });
-        slow.push(performance.now() - t);
-        const truth = new Set(exact.data.nearestFeatures.map((h: any) => h.feature.index));
-        hits += approx.data.nearestFeatures.filter((h: any) => truth.has(h.feature.index)).length;
+        const v = Array.from(queriesOf.get(s.id)!.subarray(i * D, (i + 1) * D));
+        const t = performance.now();
+        const exact = await post(server.server.url, q, { d: s.id, v, exact: true });
+        times.push(performance.now() - t);
+        answers.push(new Set(exact.data.nearestFeatures.map((h: any) => h.feature.index)));
       }
-      console.log(`| ${s.name} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ${ms(percentile(slow, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`);
+      truth.set(s.id, answers);
+      exactMs.set(s.id, times);
+    }
+    await server.close();
+    server = null;
+    console.log('| features | ef_search | p50 ms (HNSW) | p99 ms (HNSW) | p50 ms (exact) | recall@10 |');
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const ef of EF_SEARCH) {
+      server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024, hnswEfSearch: ef });
+      for (const s of sets) {
+        const fast: number[] = [];
+        let hits = 0;
+        for (let i = 0; i < QUERIES; i++) {
+          const v = Array.from(queriesOf.get(s.id)!.subarray(i * D, (i + 1) * D));
+          const t = performance.now();
+          const approx = await post(server.server.url, q, { d: s.id, v, exact: false });
+          fast.push(performance.now() - t);
+          hits += approx.data.nearestFeatures.filter((h: any) => truth.get(s.id)![i].has(h.feature.index)).length;
+        }
+        console.log(`| ${s.name} | ${ef} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ${ms(percentile(exactMs.get(s.id)!, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`);
+      }
+      await server.close();
+      server = null;
     }
   } finally {
     await server?.close();

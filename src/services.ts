@@ -36,6 +36,7 @@ export async function createServices(config: Config, _database: Database): Promi
     version: VERSION,
     executionProvider: () => provider,
     encoding: new EncodingService(registry, config),
+    hnswEfSearch: config.hnswEfSearch,
     requireKey: config.requireKey,
     explanationEmbedder: null,
     registry,

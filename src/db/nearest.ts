@@ -4,6 +4,7 @@ import { literal, vectorType } from './vector-index.js';
 import { getDictionaries, getDictionariesOfModels, requireDictionary } from './catalog.js';
 import { getDecoders } from './features.js';
 import { AtlasError } from '../errors.js';
+import { DEFAULT_HNSW_EF_SEARCH } from '../config.js';
 
 export interface Neighbor {
   dictionaryId: string;
@@ -20,6 +21,8 @@ export interface NearestRequest {
   exclude?: { dictionaryId: string; index: number };
   /** Scan every row instead of the approximate index. */
   exact?: boolean;
+  /** Floor of hnsw.ef_search (default 200, ATLAS_HNSW_EF_SEARCH). */
+  efSearch?: number;
 }
 
 /**
@@ -30,7 +33,7 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
   const type = vectorType(req.dIn);
   const want = req.k + (req.exclude ? 1 : 0);
   const vec = `[${req.vector.join(',')}]`;
-  const efSearch = Math.min(1000, Math.max(100, want * 4));
+  const efSearch = Math.min(1000, Math.max(req.efSearch ?? DEFAULT_HNSW_EF_SEARCH, want * 4));
   const hits = await database.transaction(async (q) => {
     await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
     if (req.exact) await q('SET LOCAL enable_indexscan = off');
@@ -65,7 +68,7 @@ export interface NearestArgs {
 export const MAX_NEIGHBORS = 100;
 
 /** Validates a nearestFeatures request against the catalog and runs it. */
-export async function findNearest(database: Database, args: NearestArgs): Promise<Neighbor[]> {
+export async function findNearest(database: Database, args: NearestArgs, efSearch?: number): Promise<Neighbor[]> {
   const hasIndex = args.index !== undefined && args.index !== null;
   const hasVector = args.vector !== undefined && args.vector !== null;
   if (hasIndex === hasVector) {
@@ -108,5 +111,5 @@ export async function findNearest(database: Database, args: NearestArgs): Promis
     vector = decoders.get(`${source.id}:${index}`)!;
     exclude = { dictionaryId: source.id, index };
   }
-  return nearestFeatures(database, { dictionaryIds: targetIds, dIn: source.dIn, vector, k: args.k, exclude, exact: args.exact ?? false });
+  return nearestFeatures(database, { dictionaryIds: targetIds, dIn: source.dIn, vector, k: args.k, exclude, exact: args.exact ?? false, efSearch });
 }

@@ -153,7 +153,7 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const fmt = (v: number) => Number(v.toPrecision(4)).toString();
 
 export async function searchFeatures(
-  database: Database, encoding: EncodingService, args: SearchScope & { query: string; first: number },
+  database: Database, encoding: EncodingService, args: SearchScope & { query: string; first: number }, efSearch?: number,
 ): Promise<FeatureHit[]> {
   checkArgs(args.query, args.first);
   const dicts = await resolveScope(database, args);
@@ -170,7 +170,7 @@ export async function searchFeatures(
   const neighbors = (await Promise.all([...byHook.values()].map((group) => {
     const mean = run.means.get(group[0].id)!;
     if (!mean.some((v) => v !== 0)) return [];
-    return nearestFeatures(database, { dictionaryIds: group.map((d) => d.id), dIn: group[0].dIn, vector: Array.from(mean), k: pool });
+    return nearestFeatures(database, { dictionaryIds: group.map((d) => d.id), dIn: group[0].dIn, vector: Array.from(mean), k: pool, efSearch });
   }))).flat();
 
   const candidates = new Map<string, FeatureKey>();

@@ -18,6 +18,8 @@ export interface Services {
   version: string;
   executionProvider(): string;
   encoding: EncodingService;
+  /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
+  hnswEfSearch: number;
   /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
   requireKey: boolean;
   /** Vector search over explanations; null until an embedding model is configured (full text only). */

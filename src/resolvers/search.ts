@@ -4,7 +4,7 @@ import { findNearest, type NearestArgs } from '../db/nearest.js';
 export const searchResolvers = {
   Query: {
     nearestFeatures: async (_: unknown, args: NearestArgs, ctx: Context) => {
-      const hits = await findNearest(ctx.database, args);
+      const hits = await findNearest(ctx.database, args, ctx.services.hnswEfSearch);
       const features = await ctx.loaders.feature.loadMany(hits.map((h) => ({ dictionaryId: h.dictionaryId, index: h.index })));
       return hits.map((h, i) => ({ feature: features[i], cosine: h.cosine }));
     },
