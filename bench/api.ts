@@ -29,11 +29,8 @@ import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
+import { arg } from './util.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 const SECONDS = Number(arg('seconds', '5'));
 const FEATURES = Number(arg('features', '100000'));
 const QUERIES = Number(arg('queries', '40'));

@@ -17,12 +17,8 @@ import { buildDashboards, type BuildProgress } from '../src/engine/dashboards/bu
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
-import { uniform } from './uniform.js';
+import { arg, uniform } from './util.js';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 const TOKENS = Number(arg('tokens', '100000'));
 const D_SAE = Number(arg('dsae', '4096'));
 const K = Number(arg('k', '32'));

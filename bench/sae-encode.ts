@@ -10,17 +10,13 @@ import { SaeEncoder } from '../src/engine/sae/encoder.js';
 import type { SaeArchitecture, SaeConfig, SaeParams } from '../src/engine/sae/types.js';
 import { floatTensor, node, serializeModel, valueInfo } from '../src/engine/onnx/proto.js';
 import { createSession } from '../src/engine/runtime/session.js';
-import { uniform } from './uniform.js';
+import { arg, uniform } from './util.js';
 
 const D_IN = 768;
 const D_SAE = 24576;
 const BATCHES = [1, 64, 1024];
 const TOP_K = 32;
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 const arch = arg('arch', 'topk') as SaeArchitecture;
 const seconds = Number(arg('seconds', '3'));
 const settings = { device: arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto', threads: 0 };

@@ -12,10 +12,10 @@ import { upsertModel } from '../src/db/catalog.js';
 import { importDictionary } from '../src/db/import-dictionary.js';
 import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
+import { arg, flag } from './util.js';
 
 const D_IN = 768;
-const argIndex = process.argv.indexOf('--d-sae');
-const D_SAE = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 24576;
+const D_SAE = Number(arg('d-sae', '24576'));
 
 const work = mkdtempSync(join(tmpdir(), 'atlas-bench-sae-'));
 const fixture = writeSaeFixture(join(work, 'sae'), { format: 'saelens', architecture: 'topk', dIn: D_IN, dSae: D_SAE, k: 32, hookName: 'blocks.6.hook_resid_post' });
@@ -63,4 +63,4 @@ console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
 if (rows.length === 2) console.log(`PGlite / PostgreSQL total time: ${(Number(rows[0][3]) / Number(rows[1][3])).toFixed(2)}×`);
 
-if (!process.argv.includes('--skip-encode')) await import('./sae-encode.js');
+if (!flag('skip-encode')) await import('./sae-encode.js');
