@@ -305,6 +305,8 @@ describe('browser UI', () => {
   test('GraphiQL is served from the bundle and runs queries', async (page) => {
     await page.goto(`${base}/graphiql`);
     await page.locator('.graphiql-container').waitFor();
+    // The editor loads its default query asynchronously; running before that runs nothing.
+    await page.locator('.graphiql-query-editor').getByText('hookPoint').first().waitFor();
     await page.locator('.graphiql-execute-button').click();
     await page.locator('.graphiql-response').getByText('"sae-a"').first().waitFor();
     // The Docs pane needs the introspection query to pass the server's query limits.
