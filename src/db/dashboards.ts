@@ -11,7 +11,8 @@
  */
 import type { Database, Query } from './client.js';
 import type { DictionaryStats } from './schema.js';
-import { featureKey, type FeatureKey } from './features.js';
+import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
+import { groupBy } from '../group-by.js';
 
 const CHUNK = 2000;
 
@@ -131,26 +132,18 @@ export interface FeatureLogitTokens {
   negative: { token: string; tokenId: number; weight: number }[];
 }
 
-const KEYS = `JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON t.dictionary_id = k.d AND t.feature_idx = k.i`;
-const keyParams = (keys: readonly FeatureKey[]) => [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)];
+const KEYS = featureKeyJoin('t', 'feature_idx');
 
 type ExampleDbRow = ActivationExample & { d: string; i: number; band: number | null };
 
 async function examplesOf(database: Database, keys: readonly FeatureKey[], kind: 'top' | 'quantile'): Promise<Map<string, ExampleDbRow[]>> {
-  const out = new Map<string, ExampleDbRow[]>();
-  if (keys.length === 0) return out;
+  if (keys.length === 0) return new Map();
   const rows = await database.query<ExampleDbRow>(
     `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.band, t.tokens, t.token_ids AS "tokenIds", t."values", t.max_value AS "maxValue", t.max_position AS "maxPosition"
      FROM activation_examples t ${KEYS} WHERE t.kind = $3 ORDER BY t.dictionary_id, t.feature_idx, t.band NULLS FIRST, t.rank`,
-    [...keyParams(keys), kind],
+    [...featureKeyParams(keys), kind],
   );
-  for (const r of rows) {
-    const k = featureKey({ dictionaryId: r.d, index: r.i });
-    let list = out.get(k);
-    if (!list) out.set(k, (list = []));
-    list.push(r);
-  }
-  return out;
+  return groupBy(rows, (r) => featureKey({ dictionaryId: r.d, index: r.i }));
 }
 
 const strip = ({ tokens, tokenIds, values, maxValue, maxPosition }: ExampleDbRow): ActivationExample => ({ tokens, tokenIds, values, maxValue, maxPosition });
@@ -174,7 +167,7 @@ export async function getLogitTokens(database: Database, keys: readonly FeatureK
   const rows = await database.query<{ d: string; i: number; sign: 'positive' | 'negative'; token: string; tokenId: number; weight: number }>(
     `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.sign, t.token, t.token_id AS "tokenId", t.weight
      FROM logit_tokens t ${KEYS} ORDER BY t.dictionary_id, t.feature_idx, t.sign, t.rank`,
-    keyParams(keys),
+    featureKeyParams(keys),
   );
   for (const r of rows) {
     const k = featureKey({ dictionaryId: r.d, index: r.i });

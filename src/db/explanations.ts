@@ -1,7 +1,8 @@
 /** Explanations of features: validated writes (one or many, atomically) and batched reads. */
 import type { Database, Query } from './client.js';
 import { getDictionaries } from './catalog.js';
-import { featureKey, type FeatureKey } from './features.js';
+import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
+import { groupBy } from '../group-by.js';
 
 export interface ExplanationRow {
   id: number;
@@ -71,21 +72,12 @@ export async function insertExplanations(database: Database, rows: readonly NewE
 
 /** Explanations of many features, oldest first per feature (the DataLoader batch function). */
 export async function getExplanationsOfFeatures(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, ExplanationRow[]>> {
-  const out = new Map<string, ExplanationRow[]>();
-  if (keys.length === 0) return out;
+  if (keys.length === 0) return new Map();
   const rows = await database.query<ExplanationRow>(
-    `SELECT ${EXPLANATION_COLUMNS} FROM explanations e
-     JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON e.dictionary_id = k.d AND e.feature_idx = k.i
-     ORDER BY e.id`,
-    [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)],
+    `SELECT ${EXPLANATION_COLUMNS} FROM explanations e ${featureKeyJoin('e', 'feature_idx')} ORDER BY e.id`,
+    featureKeyParams(keys),
   );
-  for (const r of rows) {
-    const key = featureKey(r);
-    const list = out.get(key);
-    if (list) list.push(r);
-    else out.set(key, [r]);
-  }
-  return out;
+  return groupBy(rows, featureKey);
 }
 
 export async function getExplanationsById(database: Database, ids: readonly number[]): Promise<Map<number, ExplanationRow>> {

@@ -24,14 +24,25 @@ export interface FeatureKey {
 
 export const featureKey = (k: FeatureKey): string => `${k.dictionaryId}:${k.index}`;
 
+/**
+ * Batched lookups by feature key: join table `alias` to the keys passed as $1 (dictionary ids) and
+ * $2 (indices), which `featureKeyParams` builds.
+ */
+export function featureKeyJoin(alias: string, indexColumn: string): string {
+  return `JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON ${alias}.dictionary_id = k.d AND ${alias}.${indexColumn} = k.i`;
+}
+
+export function featureKeyParams(keys: readonly FeatureKey[]): [string[], number[]] {
+  return [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)];
+}
+
 /** One query for any number of features across dictionaries (the DataLoader batch function). */
 export async function getFeatures(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, FeatureRow>> {
   const out = new Map<string, FeatureRow>();
   if (keys.length === 0) return out;
   const rows = await database.query<FeatureRow>(
-    `SELECT ${COLUMNS} FROM features f
-     JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON f.dictionary_id = k.d AND f.idx = k.i`,
-    [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)],
+    `SELECT ${COLUMNS} FROM features f ${featureKeyJoin('f', 'idx')}`,
+    featureKeyParams(keys),
   );
   for (const r of rows) out.set(featureKey(r), r);
   return out;
@@ -41,9 +52,8 @@ export async function getDecoders(database: Database, keys: readonly FeatureKey[
   const out = new Map<string, number[]>();
   if (keys.length === 0) return out;
   const rows = await database.query<{ d: string; i: number; decoder: string }>(
-    `SELECT f.dictionary_id AS d, f.idx AS i, f.decoder::text AS decoder FROM features f
-     JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON f.dictionary_id = k.d AND f.idx = k.i`,
-    [keys.map((k) => k.dictionaryId), keys.map((k) => k.index)],
+    `SELECT f.dictionary_id AS d, f.idx AS i, f.decoder::text AS decoder FROM features f ${featureKeyJoin('f', 'idx')}`,
+    featureKeyParams(keys),
   );
   for (const r of rows) out.set(`${r.d}:${r.i}`, JSON.parse(r.decoder) as number[]);
   return out;

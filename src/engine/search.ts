@@ -24,6 +24,7 @@ import { nearestFeatures } from '../db/nearest.js';
 import { matchFeatureText, searchExplanationText, type TextMatch } from '../db/text-search.js';
 import { getExplanationsById, type ExplanationRow } from '../db/explanations.js';
 import { AtlasError } from '../errors.js';
+import { groupBy } from '../group-by.js';
 import type { EncodingService } from './encode.js';
 import { fuseRankings, type ExplanationEmbedder } from './explanation-embeddings.js';
 
@@ -126,18 +127,6 @@ async function runQuery(database: Database, encoding: EncodingService, dicts: Di
     }));
   }));
   return { firings, means };
-}
-
-/** Map.groupBy arrived in Node 21; the project supports Node 20. */
-function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
-  const out = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item);
-    const list = out.get(k);
-    if (list) list.push(item);
-    else out.set(k, [item]);
-  }
-  return out;
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
