@@ -13,10 +13,10 @@ import { typeDefs } from './schema/index.js';
 import { resolvers } from './resolvers/index.js';
 import type { Context, Services } from './resolvers/context.js';
 import type { Database } from './db/client.js';
-import { createLoaders } from './db/loaders.js';
+import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { createWebUi } from './web.js';
-import { requestAuth } from './auth.js';
+import { requestAuth } from './app/auth.js';
 
 export interface ServerOptions {
   database: Database;

@@ -12,8 +12,8 @@ import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
 import { gpt2Forward } from './reference/gpt2.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import type { SaeArchitecture } from '../src/engine/sae/types.js';
 

@@ -13,8 +13,8 @@ import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas, type GqlResult 
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { tempDir } from './helpers/sae-fixtures.js';
 import { createApiKey, revokeApiKey } from '../src/db/api-keys.js';
-import { importExplanations } from '../src/db/import-explanations.js';
-import { searchExplanations } from '../src/engine/search.js';
+import { importExplanations } from '../src/app/import-explanations.js';
+import { searchExplanations } from '../src/app/search.js';
 import { fuseRankings, type ExplanationEmbedder } from '../src/engine/explanation-embeddings.js';
 import { isAtlasError } from '../src/errors.js';
 

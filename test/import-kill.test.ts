@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { listDictionaries } from '../src/db/catalog.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { createTestDatabase } from './helpers/postgres.js';

@@ -13,13 +13,13 @@ import { startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-se
 import { browserUnavailable, launchBrowser, watchPage } from './helpers/browser.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { createApiKey } from '../src/db/api-keys.js';
-import { EngineRegistry } from '../src/engine/registry.js';
-import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { EngineRegistry } from '../src/app/registry.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 import { startServer } from '../src/server.js';
-import { createServices } from '../src/services.js';
+import { createServices } from '../src/app/services.js';
 import { loadConfig } from '../src/config.js';
 import { ensureWebBuild } from '../web/ensure-build.js';
 

@@ -3,8 +3,8 @@ import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { withDatabase } from './shared.js';
 import { AtlasError } from '../errors.js';
-import { EngineRegistry } from '../engine/registry.js';
-import { buildDashboards, type BuildProgress } from '../engine/dashboards/build.js';
+import { EngineRegistry } from '../app/registry.js';
+import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';
 
 function int(name: string) {
   return (raw: string): number => {

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/client.js';
 import { startServer } from '../server.js';
-import { createServices } from '../services.js';
-import { seedDemo } from '../demo.js';
+import { createServices } from '../app/services.js';
+import { seedDemo } from '../app/demo.js';
 
 export function register(program: Command): void {
   program

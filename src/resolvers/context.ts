@@ -1,8 +1,8 @@
 import type { Database } from '../db/client.js';
-import type { Loaders } from '../db/loaders.js';
-import type { EncodingService } from '../engine/encode.js';
+import type { Loaders } from '../app/loaders.js';
+import type { EncodingService } from '../app/encode.js';
 import type { ExplanationEmbedder } from '../engine/explanation-embeddings.js';
-import type { Auth } from '../auth.js';
+import type { Auth } from '../app/auth.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {

@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import type { FeatureActivation } from '../engine/encode.js';
+import type { FeatureActivation } from '../app/encode.js';
 import { requireDictionary, requireModel } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
 

@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import { searchFeatures, searchExplanations, type SearchScope } from '../engine/search.js';
+import { searchFeatures, searchExplanations, type SearchScope } from '../app/search.js';
 
 type SearchArgs = SearchScope & { query: string; first: number };
 

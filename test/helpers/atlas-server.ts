@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { createServices } from '../../src/services.js';
+import { createServices } from '../../src/app/services.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase } from './postgres.js';
 

@@ -1,14 +1,14 @@
 /** Builds the long-lived services the resolvers use, from the configuration. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from './paths.js';
-import type { Config } from './config.js';
-import type { Database } from './db/client.js';
-import type { Services } from './resolvers/context.js';
-import { createSession, type ExecutionProvider } from './engine/runtime/session.js';
-import { node, serializeModel, valueInfo } from './engine/onnx/proto.js';
-import { EngineRegistry } from './engine/registry.js';
-import { EncodingService } from './engine/encode.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import type { Config } from '../config.js';
+import type { Database } from '../db/client.js';
+import type { Services } from '../resolvers/context.js';
+import { createSession, type ExecutionProvider } from '../engine/runtime/session.js';
+import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
+import { EngineRegistry } from './registry.js';
+import { EncodingService } from './encode.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 

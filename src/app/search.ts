@@ -26,7 +26,7 @@ import { getExplanationsById, type ExplanationRow } from '../db/explanations.js'
 import { AtlasError } from '../errors.js';
 import { groupBy } from '../group-by.js';
 import type { EncodingService } from './encode.js';
-import { fuseRankings, type ExplanationEmbedder } from './explanation-embeddings.js';
+import { fuseRankings, type ExplanationEmbedder } from '../engine/explanation-embeddings.js';
 
 export const W_ACTIVATION = 1;
 export const W_TEXT = 0.8;

@@ -15,23 +15,23 @@
  * exceeds topK is encoded again with a wider topK (kept for later batches), so each token's list
  * always holds all of its active codes.
  */
-import type { Database } from '../../db/client.js';
-import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../../db/catalog.js';
-import { publishDashboards, type DictionaryDashboard, type ExampleRow, type FeatureStatsRow, type LogitRow } from '../../db/dashboards.js';
-import type { DictionaryStats } from '../../db/schema.js';
-import { AtlasError } from '../../errors.js';
-import type { EngineRegistry } from '../registry.js';
-import type { HookBatch, LoadedModel } from '../model/types.js';
-import type { SessionSettings } from '../runtime/session.js';
-import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
-import { openSae } from '../sae/open.js';
-import { Corpus, type TokenContext } from './corpus.js';
-import { FeatureStats } from './feature-stats.js';
-import { TopExamples, type Example } from './top-examples.js';
-import { QuantileExamples } from './quantile-examples.js';
-import { logitLens, type FeatureLogits } from './logit-lens.js';
-import { autoLabel } from './auto-label.js';
-import { DictionaryStatsAccumulator } from './dictionary-stats.js';
+import type { Database } from '../db/client.js';
+import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
+import { publishDashboards, type DictionaryDashboard, type ExampleRow, type FeatureStatsRow, type LogitRow } from '../db/dashboards.js';
+import type { DictionaryStats } from '../db/schema.js';
+import { AtlasError } from '../errors.js';
+import type { EngineRegistry } from './registry.js';
+import type { HookBatch, LoadedModel } from '../engine/model/types.js';
+import type { SessionSettings } from '../engine/runtime/session.js';
+import type { SaeEncoder, SaeEncoding } from '../engine/sae/encoder.js';
+import { openSae } from '../engine/sae/open.js';
+import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
+import { FeatureStats } from '../engine/dashboards/feature-stats.js';
+import { TopExamples, type Example } from '../engine/dashboards/top-examples.js';
+import { QuantileExamples } from '../engine/dashboards/quantile-examples.js';
+import { logitLens, type FeatureLogits } from '../engine/dashboards/logit-lens.js';
+import { autoLabel } from '../engine/dashboards/auto-label.js';
+import { DictionaryStatsAccumulator } from '../engine/dashboards/dictionary-stats.js';
 
 export const DEFAULT_CONTEXT = 64;
 /** Default batch: about this many tokens per model run. */

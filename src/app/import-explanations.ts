@@ -12,9 +12,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import type { Database } from './client.js';
-import { listDictionaries, type DictionaryRow } from './catalog.js';
-import { explanationTextProblem, featureProblems, insertExplanations, type NewExplanation } from './explanations.js';
+import type { Database } from '../db/client.js';
+import { listDictionaries, type DictionaryRow } from '../db/catalog.js';
+import { explanationTextProblem, featureProblems, insertExplanations, type NewExplanation } from '../db/explanations.js';
 import { AtlasError } from '../errors.js';
 
 export interface ImportExplanationsOptions {

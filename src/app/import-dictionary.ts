@@ -6,9 +6,9 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { Database } from './client.js';
-import { requireModel, type DictionaryRow, type ModelRow } from './catalog.js';
-import { prepareDictionaryId, writeDictionary } from './dictionary-write.js';
+import type { Database } from '../db/client.js';
+import { requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
+import { prepareDictionaryId, writeDictionary } from '../db/dictionary-write.js';
 import { openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';

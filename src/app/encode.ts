@@ -6,12 +6,12 @@
 import type { Config } from '../config.js';
 import type { DictionaryRow, ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
-import { Batcher, type BatcherOptions } from './batching.js';
+import { Batcher, type BatcherOptions } from '../engine/batching.js';
 import type { EngineRegistry } from './registry.js';
-import type { LoadedModel } from './model/types.js';
-import { validateBatch, validateHooks } from './runtime/forward.js';
-import { reconstructionMetrics, type ReconstructionMetrics } from './sae/metrics.js';
-import type { SaeEncoding } from './sae/encoder.js';
+import type { LoadedModel } from '../engine/model/types.js';
+import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
+import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
+import type { SaeEncoding } from '../engine/sae/encoder.js';
 
 export interface FeatureActivation {
   dictionaryId: string;
