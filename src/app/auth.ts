@@ -3,7 +3,7 @@
  * only when something asks (a write, or any request under ATLAS_REQUIRE_KEY=1).
  */
 import type { Database } from '../db/client.js';
-import { verifyApiKey } from '../db/api-keys.js';
+import { verifyApiKey } from './keys.js';
 import { AtlasError } from '../errors.js';
 
 export interface Caller {

@@ -55,13 +55,6 @@ export class EngineRegistry {
     }
   }
 
-  /** Drops a dictionary's encoder (after --replace or deletion). */
-  forgetDictionary(id: string): void {
-    const e = this.encoders.get(id);
-    this.encoders.delete(id);
-    e?.then((enc) => enc.close(), () => undefined);
-  }
-
   async close(): Promise<void> {
     const models = [...this.models.values()];
     const encoders = [...this.encoders.values()];

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { AtlasError } from '../errors.js';
 import { EngineRegistry } from '../app/registry.js';
 import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { importExplanations } from '../app/import-explanations.js';
 
 export function register(program: Command): void {

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import { AtlasError } from '../errors.js';
-import { generate } from '../engine/generate.js';
-import { loadModel } from '../engine/model/load.js';
+import { generateFromCheckpoint } from '../app/generate.js';
 
 function num(name: string, integer: boolean) {
   return (raw: string): number => {
@@ -26,13 +25,11 @@ export function register(program: Command): void {
     .option('--topp <p>', 'top-p (nucleus) sampling mass', num('topp', false), 0.9)
     .option('--seed <s>', 'random seed (default: current time)', num('seed', true))
     .action(async (opts: { model: string; tokenizer?: string; prompt: string; steps: number; temperature: number; topp: number; seed?: number }) => {
-      const config = loadConfig();
-      const model = await loadModel(opts.model, { tokenizerPath: opts.tokenizer, dataDir: config.dataDir, device: config.device, threads: config.threads });
-      try {
-        const out = await generate(model, { prompt: opts.prompt, steps: opts.steps, temperature: opts.temperature, topp: opts.topp, seed: opts.seed });
-        process.stdout.write(`${out.text}\n`);
-      } finally {
-        await model.close();
-      }
+      const text = await generateFromCheckpoint(
+        loadConfig(),
+        { path: opts.model, tokenizerPath: opts.tokenizer },
+        { prompt: opts.prompt, steps: opts.steps, temperature: opts.temperature, topp: opts.topp, seed: opts.seed },
+      );
+      process.stdout.write(`${text}\n`);
     });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve, basename } from 'node:path';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { registerModel } from '../app/register-model.js';
 
 export function register(program: Command): void {

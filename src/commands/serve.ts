@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
-import { openDatabase } from '../db/client.js';
+import { openConfiguredDatabase } from '../app/database.js';
 import { startServer } from '../server.js';
 import { createServices } from '../app/services.js';
 import { seedDemo } from '../app/demo.js';
@@ -15,8 +15,8 @@ export function register(program: Command): void {
       const config = loadConfig();
       if (opts.port !== undefined) config.port = Number(opts.port);
       if (opts.host !== undefined) config.host = opts.host;
-      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-      const services = await createServices(config, database);
+      const database = await openConfiguredDatabase(config);
+      const services = await createServices(config);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes }, { port: config.port, host: config.host });
       console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);

@@ -11,6 +11,6 @@ export const searchFeatureResolvers = {
       return hits;
     },
     searchExplanations: (_: unknown, args: SearchArgs, ctx: Context) =>
-      searchExplanations(ctx.database, ctx.services.explanationEmbedder, args),
+      searchExplanations(ctx.database, args),
   },
 };

@@ -1,0 +1,271 @@
+/**
+ * The accumulators of one dictionary during `atlas build`: per-feature statistics (feature-stats.ts),
+ * top and quantile-band examples with per-token values, dictionary-wide reconstruction totals, and at
+ * the end the logit lens of every decoder row. Every accumulator has a size fixed by the dictionary
+ * (features × bins, heaps, samples), never by the corpus.
+ *
+ * Exact codes: statistics need every active code of every token, not only the strongest few. The
+ * encoder returns the topK largest codes and each token's L0 (its number of nonzero codes); a TopK
+ * dictionary has at most k, so topK = k is exact. For other architectures a batch whose largest L0
+ * exceeds topK is encoded again with a wider topK (kept for later batches), so each token's list
+ * always holds all of its active codes.
+ */
+import { AtlasError } from '../../errors.js';
+import type { HookBatch, LoadedModel } from '../model/types.js';
+import type { SessionSettings } from '../runtime/session.js';
+import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
+import { openSae } from '../sae/open.js';
+import type { TokenContext } from './corpus.js';
+import { FeatureStats } from './feature-stats.js';
+import { TopExamples, type Example } from './top-examples.js';
+import { QuantileExamples } from './quantile-examples.js';
+import { logitLens, type FeatureLogits } from './logit-lens.js';
+import { autoLabel } from './auto-label.js';
+import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
+
+/** First topK tried for architectures without a fixed k. */
+const INITIAL_TOP_K = 64;
+
+/** What a build needs to know of a dictionary. */
+export interface BuildTarget {
+  id: string;
+  dIn: number;
+  dSae: number;
+  hookPoint: string;
+  /** Folder of the encoder weights, for the logit lens of the decoder rows. */
+  weightsPath: string | null;
+}
+
+export interface FeatureStatsRow {
+  idx: number;
+  density: number;
+  maxActivation: number;
+  meanActivation: number | null;
+  histogram: { edges: number[]; counts: number[] };
+  /** Automatic label; null clears an earlier automatic one. */
+  label: string | null;
+}
+
+export interface ExampleRow {
+  featureIdx: number;
+  kind: 'top' | 'quantile';
+  band: number | null;
+  rank: number;
+  tokens: string[];
+  tokenIds: number[];
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
+}
+
+export interface LogitRow {
+  featureIdx: number;
+  sign: 'positive' | 'negative';
+  rank: number;
+  tokenId: number;
+  token: string;
+  weight: number;
+}
+
+/** A finished dictionary's dashboards, streamed row by row to whoever stores them. */
+export interface DictionaryDashboard {
+  dictionaryId: string;
+  stats: DictionarySummary & { corpus: string; builtAt: string };
+  features: Iterable<FeatureStatsRow>;
+  examples: Iterable<ExampleRow>;
+  logits: Iterable<LogitRow>;
+}
+
+export class DictionaryBuild {
+  private topK: number;
+  private readonly stats: FeatureStats;
+  private readonly top: TopExamples;
+  private readonly quantiles: QuantileExamples;
+  private readonly totals: DictionaryStatsAccumulator;
+  // Per-context scratch, indexed by feature: the context that last touched it, its max and where.
+  private readonly lastSeen: Float64Array;
+  private readonly ctxMax: Float32Array;
+  private readonly ctxPos: Int32Array;
+  private readonly head: Int32Array;
+  // The context's active codes as per-feature linked lists (newest first).
+  private entPos = new Int32Array(0);
+  private entVal = new Float32Array(0);
+  private entNext = new Int32Array(0);
+
+  constructor(readonly dict: BuildTarget, private readonly encoder: SaeEncoder) {
+    const { dSae } = dict;
+    this.topK = encoder.config.architecture === 'topk' && encoder.config.k ? Math.min(encoder.config.k, dSae) : Math.min(INITIAL_TOP_K, dSae);
+    this.stats = new FeatureStats(dSae);
+    this.top = new TopExamples(dSae);
+    this.quantiles = new QuantileExamples(dSae);
+    this.totals = new DictionaryStatsAccumulator(dict.dIn);
+    this.lastSeen = new Float64Array(dSae).fill(-1);
+    this.ctxMax = new Float32Array(dSae);
+    this.ctxPos = new Int32Array(dSae);
+    this.head = new Int32Array(dSae);
+  }
+
+  /** Encodes rows until every token's active codes fit in topK. */
+  private async encodeAll(x: Float32Array, n: number): Promise<SaeEncoding> {
+    for (;;) {
+      const enc = await this.encoder.encode(x, n, this.topK);
+      let maxL0 = 0;
+      for (let r = 0; r < n; r++) if (enc.l0[r] > maxL0) maxL0 = enc.l0[r];
+      if (maxL0 <= this.topK || this.topK >= this.dict.dSae) return enc;
+      this.topK = Math.min(this.dict.dSae, Math.max(2 * this.topK, 2 ** Math.ceil(Math.log2(maxL0))));
+    }
+  }
+
+  async consume(contexts: TokenContext[], acts: HookBatch): Promise<void> {
+    const [, S, d] = acts.dims;
+    if (d !== this.dict.dIn) {
+      throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${this.dict.id}" reads vectors of width ${this.dict.dIn} but ${this.dict.hookPoint} gives ${d}.`);
+    }
+    const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+    const x = new Float32Array(n * d);
+    let row = 0;
+    contexts.forEach((c, b) => {
+      const skip = c.bos ? 1 : 0;
+      const len = c.ids.length - skip;
+      x.set(acts.data.subarray((b * S + skip) * d, (b * S + skip + len) * d), row * d);
+      row += len;
+    });
+    const enc = await this.encodeAll(x, n);
+    const K = this.topK;
+    let active = 0;
+    row = 0;
+    for (const c of contexts) {
+      const skip = c.bos ? 1 : 0;
+      const len = c.ids.length - skip;
+      if (this.entPos.length < len * K) {
+        this.entPos = new Int32Array(len * K);
+        this.entVal = new Float32Array(len * K);
+        this.entNext = new Int32Array(len * K);
+      }
+      const touched: number[] = [];
+      let e = 0;
+      for (let p = 0; p < len; p++) {
+        const base = (row + p) * K;
+        for (let j = 0; j < K; j++) {
+          const v = enc.values[base + j];
+          if (!(v > 0)) break; // slots are sorted, highest first
+          const f = enc.indices[base + j];
+          active++;
+          this.stats.add(f, v);
+          if (this.lastSeen[f] !== c.seq) {
+            this.lastSeen[f] = c.seq;
+            touched.push(f);
+            this.ctxMax[f] = v;
+            this.ctxPos[f] = p;
+            this.head[f] = -1;
+          } else if (v > this.ctxMax[f]) {
+            this.ctxMax[f] = v;
+            this.ctxPos[f] = p;
+          }
+          this.entPos[e] = p;
+          this.entVal[e] = v;
+          this.entNext[e] = this.head[f];
+          this.head[f] = e++;
+        }
+      }
+      let tokens: Int32Array | null = null;
+      for (const f of touched) {
+        const v = this.ctxMax[f];
+        const keepTop = this.top.wants(f, v);
+        const draw = this.quantiles.draw(f, v);
+        if (!keepTop && !draw) continue;
+        tokens ??= Int32Array.from(c.ids.slice(skip));
+        const example = this.example(f, c.seq, tokens);
+        if (keepTop) this.top.offer(f, example);
+        if (draw) this.quantiles.offer(f, draw, example);
+      }
+      row += len;
+    }
+    this.totals.add(x, enc.xHat, n, active);
+  }
+
+  /** Feature f's activations in the current context, from its linked list of entries. */
+  private example(f: number, seq: number, tokens: Int32Array): Example {
+    let m = 0;
+    for (let e = this.head[f]; e >= 0; e = this.entNext[e]) m++;
+    const positions = new Uint16Array(m);
+    const values = new Float32Array(m);
+    for (let e = this.head[f], i = m - 1; e >= 0; e = this.entNext[e], i--) {
+      positions[i] = this.entPos[e];
+      values[i] = this.entVal[e];
+    }
+    return { seq, tokens, maxValue: this.ctxMax[f], maxPosition: this.ctxPos[f], positions, values };
+  }
+
+  async finish(model: LoadedModel, o: { corpus: string; builtAt: string; session: SessionSettings }): Promise<DictionaryDashboard> {
+    const { dSae } = this.dict;
+    const tokens = this.totals.tokens;
+    let dead = 0;
+    for (let f = 0; f < dSae; f++) if (this.stats.count[f] === 0) dead++;
+    const summary = this.totals.summary(dSae, dead);
+    const logits = await this.logits(model, o.session);
+    const texts = new Map<number, string>();
+    const text = (id: number) => {
+      let t = texts.get(id);
+      // PostgreSQL text and jsonb cannot hold NUL; show it in the tokenizers' byte-escape style.
+      if (t === undefined) texts.set(id, (t = model.tokenizer.tokenText(id).replaceAll('\0', '<0x00>')));
+      return t;
+    };
+    const { stats, top, quantiles } = this;
+    const dictId = this.dict.id;
+    function* features(): Generator<FeatureStatsRow> {
+      for (let f = 0; f < dSae; f++) {
+        const s = stats.summary(f, tokens);
+        yield { idx: f, density: s.density, maxActivation: s.maxActivation, meanActivation: s.meanActivation, histogram: s.histogram, label: autoLabel(top.sorted(f), text) };
+      }
+    }
+    const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
+      const values = new Array<number>(e.tokens.length).fill(0);
+      e.positions.forEach((p, i) => { values[p] = e.values[i]; });
+      const tokenIds = Array.from(e.tokens);
+      return { featureIdx: f, kind, band, rank, tokens: tokenIds.map(text), tokenIds, values, maxValue: e.maxValue, maxPosition: e.maxPosition };
+    };
+    function* examples(): Generator<ExampleRow> {
+      for (let f = 0; f < dSae; f++) {
+        let rank = 0;
+        for (const e of top.sorted(f)) yield row(f, 'top', null, rank++, e);
+        for (const b of quantiles.bands(f, stats.max[f]) ?? []) {
+          rank = 0;
+          for (const e of b.examples) yield row(f, 'quantile', b.band, rank++, e);
+        }
+      }
+    }
+    function* logitRows(): Generator<LogitRow> {
+      if (!logits) return;
+      for (let f = 0; f < dSae; f++) {
+        for (const sign of ['positive', 'negative'] as const) {
+          let rank = 0;
+          for (const t of logits[f][sign]) yield { featureIdx: f, sign, rank: rank++, tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight };
+        }
+      }
+    }
+    return {
+      dictionaryId: dictId,
+      stats: { ...summary, corpus: o.corpus, builtAt: o.builtAt },
+      features: features(),
+      examples: examples(),
+      logits: logitRows(),
+    };
+  }
+
+  /** Logit lens of every decoder row; null when the model exposes no unembedding or widths differ. */
+  private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
+    const u = model.unembedding();
+    if (!u || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
+    const source = openSae(this.dict.weightsPath);
+    try {
+      const out = await logitLens(u, this.dict.dIn, source.decoderRows(4096), session);
+      if (out.length !== this.dict.dSae) {
+        throw new AtlasError('BAD_FILE', `Dictionary "${this.dict.id}" has ${out.length} decoder rows on disk but ${this.dict.dSae} features in the catalog; re-import it.`);
+      }
+      return out;
+    } finally {
+      source.close();
+    }
+  }
+}
