@@ -9,7 +9,7 @@ import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { seedCatalog, FIXTURE, cosine, type SeededCatalog } from './helpers/catalog-fixture.js';

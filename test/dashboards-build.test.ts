@@ -156,7 +156,7 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
         assert.equal(edges.length, counts.length + 1);
         const want = counts.map(() => 0);
         for (const v of plain.values[f]) {
-          let i = edges.findIndex((e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1));
+          const i = edges.findIndex((e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1));
           assert.ok(i >= 0, `${what}: ${v} outside [${edges[0]}, ${edges.at(-1)}]`);
           want[i]++;
         }

@@ -15,6 +15,7 @@ import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, 
 import { publishDashboards } from '../db/dashboards.js';
 import type { DictionaryStats } from '../db/schema.js';
 import { AtlasError } from '../errors.js';
+import { faultPoint } from '../faults.js';
 import type { EngineRegistry } from './registry.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
@@ -130,6 +131,7 @@ export async function buildDashboards(database: Database, registry: EngineRegist
       contexts += current.length;
       current = next;
       progress('corpus', contexts);
+      faultPoint('build:corpus');
     }
   } finally {
     await source.return?.(undefined);

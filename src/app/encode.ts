@@ -65,7 +65,7 @@ export class EncodingService {
 
   constructor(
     readonly registry: EngineRegistry,
-    private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
+    private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
   ) {}
 
   private options(budget: number): BatcherOptions {
@@ -118,7 +118,7 @@ export class EncodingService {
           off += r.n;
           return part;
         }).map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
-      }, (r) => r.n, this.options(Math.max(1, this.config.batchTokens)));
+      }, (r) => r.n, this.options(this.config.batchVectors));
       this.encoderBatchers.set(dict.id, b);
     }
     return b;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
+import { integerOption, loadConfig, MAX_PORT } from '../config.js';
 import { openConfiguredDatabase } from '../app/database.js';
 import { startServer } from '../server.js';
 import { createServices } from '../app/services.js';
@@ -9,11 +9,11 @@ export function register(program: Command): void {
   program
     .command('serve')
     .description('Run the GraphQL server (PGlite under ATLAS_DATA_DIR unless DATABASE_URL is set)')
-    .option('--port <n>', 'port to listen on (default PORT or 4000)')
+    .option('--port <n>', 'port to listen on (default PORT or 4000)', integerOption('--port', 0, MAX_PORT))
     .option('--host <h>', 'interface to listen on (default HOST or 127.0.0.1; 0.0.0.0 for all)')
-    .action(async (opts: { port?: string; host?: string }) => {
+    .action(async (opts: { port?: number; host?: string }) => {
       const config = loadConfig();
-      if (opts.port !== undefined) config.port = Number(opts.port);
+      if (opts.port !== undefined) config.port = opts.port;
       if (opts.host !== undefined) config.host = opts.host;
       const database = await openConfiguredDatabase(config);
       const services = await createServices(config);
