@@ -7,7 +7,7 @@ import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
-import { Batcher, type BatcherOptions } from '../engine/batching.js';
+import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
 import type { EngineRegistry } from './registry.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
@@ -67,6 +67,17 @@ export class EncodingService {
     readonly registry: EngineRegistry,
     private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
   ) {}
+
+  /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
+  modelBatchCounts(): BatchCounts {
+    const total: BatchCounts = { runs: 0, requests: 0, largest: 0 };
+    for (const b of this.modelBatchers.values()) {
+      total.runs += b.counts.runs;
+      total.requests += b.counts.requests;
+      total.largest = Math.max(total.largest, b.counts.largest);
+    }
+    return total;
+  }
 
   private options(budget: number): BatcherOptions {
     return { waitMs: this.config.batchWaitMs, budget, maxQueue: this.config.maxQueue, timeoutMs: this.config.requestTimeoutMs, merge: this.config.batching };

@@ -35,7 +35,15 @@ interface Pending<I, O> {
   settled: boolean;
 }
 
+/** What a batcher has run so far: batches, the requests in them, and the most requests in one batch. */
+export interface BatchCounts {
+  runs: number;
+  requests: number;
+  largest: number;
+}
+
 export class Batcher<I, O> {
+  readonly counts: BatchCounts = { runs: 0, requests: 0, largest: 0 };
   private queue: Pending<I, O>[] = [];
   private running = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -112,6 +120,9 @@ export class Batcher<I, O> {
     const batch = this.take();
     this.busy = true;
     this.running = batch.length;
+    this.counts.runs++;
+    this.counts.requests += batch.length;
+    this.counts.largest = Math.max(this.counts.largest, batch.length);
     const started = Date.now();
     this.run(batch.map((p) => p.item))
       .then(

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { createServices } from '../../src/app/services.js';
+import { createServices, type Services } from '../../src/app/services.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase } from './postgres.js';
 
@@ -25,6 +25,7 @@ export interface TestAtlas {
   backend: Backend;
   database: Database;
   server: RunningServer;
+  services: Services;
   url: string;
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<GqlResult<T>>;
   close(): Promise<void>;
@@ -64,6 +65,7 @@ export async function startTestAtlas(
     backend,
     database,
     server,
+    services,
     url: server.url,
     async gql(query, variables) {
       const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
