@@ -2,11 +2,11 @@
  * Dashboard fields over HTTP on both backends: null/empty before a build, filled after, consistent
  * with each other, and a page of features with all of them costs a constant number of queries.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { registerModel } from '../src/app/register-model.js';
@@ -31,42 +31,31 @@ const PAGE = `{ dictionary(id: "sae") { stats { l0 deadFraction normalizedMse ex
 for (const backend of BACKENDS) {
   describe(`dashboard fields on ${backend}`, () => {
     const files = tempDir('atlas-dash-api-');
-    let atlas: TestAtlas | null = null;
-    let skip: string | null = null;
-    let registry: EngineRegistry;
-
-    before(async () => {
+    let registry: EngineRegistry | undefined;
+    after(async () => {
+      await registry?.close();
+      files.cleanup();
+    });
+    const test = useTestAtlas(`dashboard fields on ${backend}`, () => {
       mkdirSync(join(files.dir, 'gpt2'));
       const model = writeTinyGpt2(join(files.dir, 'gpt2'));
       writeFileSync(join(files.dir, 'corpus.txt'), TEXT.repeat(3));
-      const started = await startTestAtlas(backend, async (db, dataDir) => {
+      return startTestAtlas(backend, async (db, dataDir) => {
         await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
         const fx = writeSaeFixture(join(files.dir, 'sae'), { format: 'saelens', architecture: 'jumprelu', dIn: 32, dSae: 40, hookName: HOOK, seed: 5 });
         await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
         registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
       });
-      if ('skip' in started) {
-        skip = started.skip;
-        announceSkip(`dashboard fields on ${backend}`, skip);
-      } else {
-        atlas = started;
-      }
-    });
-    after(async () => {
-      await registry?.close();
-      await atlas?.close();
-      files.cleanup();
     });
 
-    it('are empty before a build and filled, consistent and batched after one', async (t) => {
-      if (!atlas) return t.skip(skip ?? 'backend unavailable');
+    test('are empty before a build and filled, consistent and batched after one', async (atlas) => {
       const empty = await atlas.gql(PAGE);
       assert.equal(empty.errors, undefined, JSON.stringify(empty.errors));
       assert.equal(empty.data.dictionary.stats, null);
       const node0 = empty.data.dictionary.features.edges[0].node;
       assert.deepEqual([node0.histogram, node0.topActivations, node0.quantileExamples, node0.logits], [null, [], [], null]);
 
-      await buildDashboards(atlas.database, registry, { dictionaryIds: ['sae'], corpus: join(files.dir, 'corpus.txt'), context: 16, batch: 4 });
+      await buildDashboards(atlas.database, registry!, { dictionaryIds: ['sae'], corpus: join(files.dir, 'corpus.txt'), context: 16, batch: 4 });
       const queriesBefore = atlas.database.queryCount;
       const r = await atlas.gql(PAGE);
       const queries = atlas.database.queryCount - queriesBefore;

@@ -1,9 +1,9 @@
 /** `atlas import` / `atlas export` on both backends: every format, atomicity, refusals that change nothing. */
-import { describe, it, before, after } from 'node:test';
+import { describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, readdirSync } from 'node:fs';
-import { BACKENDS, openTestDatabase, announceSkip } from './helpers/atlas-server.js';
+import { BACKENDS, openTestDatabase, useFixture } from './helpers/atlas-server.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { writeSaeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
 import type { Database } from '../src/db/client.js';
@@ -34,34 +34,24 @@ async function expectCode(p: Promise<unknown>, code: string, pattern?: RegExp): 
 
 for (const backend of BACKENDS) {
   describe(`import and export on ${backend}`, () => {
-    let database: Database | null = null;
-    let cleanup: () => Promise<void> = async () => undefined;
-    let skip: string | null = null;
     const files = tempDir('atlas-import-');
     const data = tempDir('atlas-import-data-');
-
-    before(async () => {
-      const opened = await openTestDatabase(backend);
-      if ('skip' in opened) {
-        skip = opened.skip;
-        announceSkip(`import on ${backend}`, skip);
-        return;
-      }
-      database = opened.database;
-      cleanup = opened.cleanup;
-      await seedCatalog(database);
-    });
-    after(async () => {
-      await cleanup();
+    after(() => {
       files.cleanup();
       data.cleanup();
     });
-
-    const test = (name: string, fn: (db: Database) => Promise<void>) =>
-      it(name, async (t) => {
-        if (!database) return t.skip(skip ?? 'backend unavailable');
-        await fn(database);
-      });
+    let closeDatabase = async () => undefined as void;
+    const test = useFixture<Database>(
+      `import on ${backend}`,
+      async () => {
+        const opened = await openTestDatabase(backend);
+        if ('skip' in opened) return opened;
+        closeDatabase = opened.cleanup;
+        await seedCatalog(opened.database);
+        return opened.database;
+      },
+      () => closeDatabase(),
+    );
 
     const cases: [SaeFixtureFormat, SaeArchitecture][] = [
       ['saelens', 'standard'], ['saelens', 'jumprelu'], ['saelens', 'topk'], ['saelens', 'gated'],

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadHfCheckpoint } from '../src/engine/checkpoints/huggingface.js';
-import { hookLayout, loadOnnxFile } from '../src/engine/checkpoints/onnx-file.js';
+import { hookLayout, loadOnnxFile } from '../src/engine/runtime/onnx-file.js';
 import { buildGpt2Graph } from '../src/engine/onnx/gpt2-graph.js';
 import { node, valueInfo, int64Tensor, type GraphSpec } from '../src/engine/onnx/proto.js';
 import { writeOnnxModel } from '../src/engine/onnx/write-model.js';

@@ -4,12 +4,12 @@
  * Every page is checked for what a person would see, for script errors and for requests that leave
  * the server. Set ATLAS_UI_SCREENSHOTS=DIR to keep a screenshot of each page.
  */
-import { describe, it, before, after } from 'node:test';
+import { describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
+import { startTestAtlas, useFixture, type TestAtlas } from './helpers/atlas-server.js';
 import { browserUnavailable, launchBrowser, watchPage } from './helpers/browser.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
@@ -38,55 +38,54 @@ const BACKGROUND = (el: unknown): string => (globalThis as any).getComputedStyle
 describe('browser UI', () => {
   const files = tempDir('atlas-ui-');
   const screenshots = process.env.ATLAS_UI_SCREENSHOTS;
-  let atlas: TestAtlas | null = null;
-  let browser: Browser | null = null;
-  let skip: string | null = browserUnavailable();
   let base = '';
   let apiKey = '';
+  after(() => files.cleanup());
 
-  before(async () => {
-    if (skip) return announceSkip('browser UI tests', skip);
-    ensureWebBuild({ log: (l) => console.log(l) });
-    mkdirSync(join(files.dir, 'gpt2'));
-    const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-    const corpus = join(files.dir, 'corpus.txt');
-    writeFileSync(corpus, CORPUS);
-    const started = await startTestAtlas('pglite', async (db, dataDir) => {
-      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-      for (const [id, architecture, seed] of [['sae-a', 'topk', 1], ['sae-b', 'standard', 2]] as const) {
-        const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed });
-        await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
-      }
-      const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
-      try {
-        await buildDashboards(db, registry, { modelId: 'gpt2-tiny', corpus, context: 16 });
-      } finally {
-        await registry.close();
-      }
-      // Imported after the build: a dictionary as it looks before `atlas build`.
-      const fresh = writeSaeFixture(join(files.dir, 'sae-c'), { format: 'saelens', architecture: 'standard', dIn: 32, dSae: 64, hookName: HOOK, seed: 3 });
-      await importDictionary(db, { path: fresh.path, modelId: 'gpt2-tiny', id: 'sae-c', dataDir });
-      apiKey = (await createApiKey(db, 'ui test')).key;
-    });
-    if ('skip' in started) {
-      skip = started.skip;
-      return announceSkip('browser UI tests', skip);
-    }
-    atlas = started;
-    base = atlas.url.replace(/\/graphql$/, '');
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.close();
-    await atlas?.close();
-    files.cleanup();
-  });
+  interface UiFixture {
+    atlas: TestAtlas;
+    browser: Browser;
+  }
+  const withPage = useFixture<UiFixture>(
+    'browser UI tests',
+    async () => {
+      const unavailable = browserUnavailable();
+      if (unavailable) return { skip: unavailable };
+      ensureWebBuild({ log: (l) => console.log(l) });
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      const corpus = join(files.dir, 'corpus.txt');
+      writeFileSync(corpus, CORPUS);
+      const started = await startTestAtlas('pglite', async (db, dataDir) => {
+        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+        for (const [id, architecture, seed] of [['sae-a', 'topk', 1], ['sae-b', 'standard', 2]] as const) {
+          const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed });
+          await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
+        }
+        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        try {
+          await buildDashboards(db, registry, { modelId: 'gpt2-tiny', corpus, context: 16 });
+        } finally {
+          await registry.close();
+        }
+        // Imported after the build: a dictionary as it looks before `atlas build`.
+        const fresh = writeSaeFixture(join(files.dir, 'sae-c'), { format: 'saelens', architecture: 'standard', dIn: 32, dSae: 64, hookName: HOOK, seed: 3 });
+        await importDictionary(db, { path: fresh.path, modelId: 'gpt2-tiny', id: 'sae-c', dataDir });
+        apiKey = (await createApiKey(db, 'ui test')).key;
+      });
+      if ('skip' in started) return started;
+      base = started.url.replace(/\/graphql$/, '');
+      return { atlas: started, browser: await launchBrowser() };
+    },
+    async ({ atlas, browser }) => {
+      await browser.close();
+      await atlas.close();
+    },
+  );
 
   /** A fresh page per test; fails the test on script errors or requests off the server. */
   const test = (name: string, fn: (page: Page, a: TestAtlas) => Promise<void>) =>
-    it(name, async (t) => {
-      if (!atlas || !browser) return t.skip(skip ?? 'not started');
+    withPage(name, async ({ atlas, browser }) => {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       page.setDefaultTimeout(20000);
       const watch = watchPage(page);

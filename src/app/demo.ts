@@ -22,7 +22,7 @@ export const DEMO_BUILD_TOKENS = 60_000;
 
 export interface DemoManifest {
   model: { path: string; name: string };
-  saes: { path: string; hook_name: string }[];
+  saes: { path: string; hook_name: string; k: number; l0: number; explained_variance: number }[];
   heldout: string;
   files: Record<string, { bytes: number; sha256: string; tensors?: Record<string, { dtype: string; shape: number[] }> }>;
 }

@@ -85,31 +85,44 @@ export function announceSkip(what: string, reason: string): void {
   console.log(`\n*** SKIPPED ${what}: ${reason} ***\n`);
 }
 
-export type AtlasTest = (name: string, fn: (atlas: TestAtlas) => Promise<void>) => void;
+/** A test that receives the suite's fixture (a server, a database, a browser…). */
+export type FixtureTest<T> = (name: string, fn: (fixture: T) => Promise<void>) => void;
+export type AtlasTest = FixtureTest<TestAtlas>;
 
 /**
- * Gives a describe block its server: started before the block (or the reason its backend is
- * unavailable, announced once), closed after it, and a `test` that hands it to each test or skips.
+ * The one harness of the backend suites: starts the block's fixture before it (or records the reason
+ * it cannot start, announced once), closes it after, and returns a `test` that hands the fixture to
+ * each test or skips it with that reason.
  */
-export function useTestAtlas(title: string, start: () => Promise<TestAtlas | { skip: string }>, cleanup?: () => void): AtlasTest {
-  let atlas: TestAtlas | null = null;
+export function useFixture<T>(
+  title: string,
+  start: () => Promise<T | { skip: string }>,
+  close: (fixture: T) => Promise<void>,
+): FixtureTest<T> {
+  let fixture: T | null = null;
   let skip: string | null = null;
   before(async () => {
     const started = await start();
-    if ('skip' in started) {
-      skip = started.skip;
+    if (started !== null && typeof started === 'object' && 'skip' in started) {
+      skip = (started as { skip: string }).skip;
       announceSkip(title, skip);
     } else {
-      atlas = started;
+      fixture = started as T;
     }
   });
   after(async () => {
-    await atlas?.close();
-    cleanup?.();
+    if (fixture !== null) await close(fixture);
   });
   return (name, fn) =>
     it(name, async (t) => {
-      if (!atlas) return t.skip(skip ?? 'backend unavailable');
-      await fn(atlas);
+      if (fixture === null) return t.skip(skip ?? 'not started');
+      await fn(fixture);
     });
+}
+
+/** useFixture for a started server; `cleanup` runs after it closes. */
+export function useTestAtlas(title: string, start: () => Promise<TestAtlas | { skip: string }>, cleanup?: () => void): AtlasTest {
+  const test = useFixture(title, start, (atlas) => atlas.close());
+  if (cleanup) after(cleanup);
+  return test;
 }

@@ -12,7 +12,7 @@ import type { DeviceSetting } from '../../config.js';
 import { AtlasError } from '../../errors.js';
 import { isHfCheckpointDir, loadHfCheckpoint, readHfModelInfo } from '../checkpoints/huggingface.js';
 import { openLlama2c } from '../checkpoints/llama2c.js';
-import { inspectOnnxFile, loadOnnxFile } from '../checkpoints/onnx-file.js';
+import { inspectOnnxFile, loadOnnxFile } from '../runtime/onnx-file.js';
 import { buildGpt2Graph, GPT2_GRAPH_VERSION } from '../onnx/gpt2-graph.js';
 import { transformerHookPoints } from '../onnx/layers.js';
 import { buildLlamaGraph, LLAMA_GRAPH_VERSION } from '../onnx/llama-graph.js';

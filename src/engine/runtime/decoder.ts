@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { Decoder } from '../model/types.js';
-import { batchFeeds } from './forward.js';
+import { batchFeeds, planInputs } from './feeds.js';
 
 const PAST_PREFIX = 'past_key_values.';
 
@@ -35,7 +35,7 @@ export class KvDecoder implements Decoder {
     for (const id of tokens) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new AtlasError('BAD_USER_INPUT', `Token id ${id} is outside the vocabulary of ${this.vocabSize}.`);
     }
-    const feeds = { ...batchFeeds(this.session, [tokens]), ...this.past };
+    const feeds = { ...batchFeeds(planInputs(this.session, 'the decoder graph'), [tokens]), ...this.past };
     const total = this.fed + tokens.length;
     feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
     if (feeds.position_ids) {

@@ -6,8 +6,8 @@
  * run on a pruned copy of the graph that ends at the deepest requested hook (written once beside
  * the model in its cache folder; a few such sessions are kept open, least recently used first out).
  *
- * Works with any graph following the interface of onnx/layers.ts: inputs input_ids, attention_mask,
- * optional position_ids and past_key_values.* (fed empty here), hook outputs by TransformerLens name.
+ * Works with any graph following the interface of onnx/layers.ts (inputs fed by feeds.ts), hook outputs
+ * by TransformerLens name.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { AtlasError } from '../../errors.js';
 import type { HookBatch, ModelInfo, RunHooksOptions } from '../model/types.js';
 import { decodeModel, producerIndex, pruneModel } from '../onnx/prune.js';
 import { cachedFile, MODEL_FILE } from './onnx-cache.js';
+import { batchFeeds, planInputs } from './feeds.js';
 import { createSession, type AtlasSession, type ExecutionProvider, type SessionSettings } from './session.js';
 
 /** Pruned sessions kept open beside the full one. */
@@ -59,35 +60,6 @@ export function validateHooks(hooks: string[], info: ModelInfo): string[] {
   return [...new Set(hooks)];
 }
 
-/** Graph-input feeds for a right-padded batch (past inputs empty). */
-export function batchFeeds(session: ort.InferenceSession, seqs: number[][]): Record<string, ort.Tensor> {
-  const B = seqs.length;
-  const S = Math.max(...seqs.map((s) => s.length));
-  const ids = new BigInt64Array(B * S);
-  const mask = new BigInt64Array(B * S);
-  seqs.forEach((seq, b) =>
-    seq.forEach((id, i) => {
-      ids[b * S + i] = BigInt(id);
-      mask[b * S + i] = 1n;
-    }),
-  );
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const meta of session.inputMetadata) {
-    if (meta.name === 'input_ids') feeds[meta.name] = new ort.Tensor('int64', ids, [B, S]);
-    else if (meta.name === 'attention_mask') feeds[meta.name] = new ort.Tensor('int64', mask, [B, S]);
-    else if (meta.name === 'position_ids') {
-      feeds[meta.name] = new ort.Tensor('int64', BigInt64Array.from({ length: B * S }, (_, i) => BigInt(i % S)), [B, S]);
-    } else if (meta.name.startsWith('past_key_values.') && meta.isTensor) {
-      // [batch, kv_heads, past_seq, d_head] with past_seq = 0.
-      const dims = meta.shape.map((d, i) => (i === 0 ? B : typeof d === 'number' ? d : 0));
-      feeds[meta.name] = new ort.Tensor('float32', new Float32Array(0), dims);
-    } else {
-      throw new AtlasError('UNSUPPORTED', `The model graph has an input "${meta.name}" the hook runner does not know how to feed (it feeds input_ids, attention_mask, position_ids, past_key_values.*).`);
-    }
-  }
-  return feeds;
-}
-
 /** A pruned session; released once evicted and no run uses it any more. */
 interface Variant {
   session: Promise<AtlasSession>;
@@ -125,7 +97,7 @@ export class HookRunner {
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
       const { session } = variant ? await variant.session : this.full;
-      out = await session.run(batchFeeds(session, seqs), wanted);
+      out = await session.run(batchFeeds(planInputs(session, 'the model graph'), seqs), wanted);
     } finally {
       if (variant) {
         variant.busy--;

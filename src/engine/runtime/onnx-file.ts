@@ -11,19 +11,17 @@
  *     last entry has the final norm applied (GPT-2's ln_f, LLaMA's norm), so it is
  *     `ln_final.hook_normalized`, and the last block's resid_post is not available.
  *
- * Inputs it knows how to feed: `input_ids` (int64 or int32), `attention_mask`, `position_ids`,
- * `token_type_ids` (zeros) and empty `past_key_values*` caches; any other input is refused.
- * Sequences are right-padded. A config.json beside the file (as optimum writes it), when present,
+ * Its inputs are fed by feeds.ts, like every graph the atlas runs; sequences are right-padded. A config.json beside the file (as optimum writes it), when present,
  * supplies the context length and the BOS policy; options override both.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { HookBatch, LoadedModel, ModelInfo, RunHooksOptions } from '../model/types.js';
 import { decodeModel } from '../onnx/prune.js';
-import { validateBatch, validateHooks } from '../runtime/forward.js';
-import { createSession, type SessionSettings } from '../runtime/session.js';
+import { validateBatch, validateHooks } from './forward.js';
+import { batchFeeds, metaShape, planInputs } from './feeds.js';
+import { createSession, type SessionSettings } from './session.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/types.js';
 
@@ -137,54 +135,6 @@ function readConfig(modelPath: string): Record<string, unknown> {
   }
 }
 
-function metaShape(m: ort.InferenceSession.ValueMetadata): readonly (number | string)[] {
-  return m.isTensor ? m.shape : [];
-}
-
-interface InputPlan {
-  ids: 'int64' | 'int32';
-  mask: boolean;
-  positions: boolean;
-  tokenTypes: boolean;
-  /** Empty caches: name → dims with -1 for the batch and 0 for the past length. */
-  pasts: Map<string, number[]>;
-}
-
-function planInputs(session: ort.InferenceSession, file: string): InputPlan {
-  const plan: InputPlan = { ids: 'int64', mask: false, positions: false, tokenTypes: false, pasts: new Map() };
-  let hasIds = false;
-  for (const m of session.inputMetadata) {
-    const type = m.isTensor ? m.type : 'non-tensor';
-    if (m.name === 'input_ids') {
-      if (type !== 'int64' && type !== 'int32') throw new AtlasError('UNSUPPORTED', `${file}: input_ids has type ${type}; int64 or int32 is needed.`);
-      plan.ids = type;
-      hasIds = true;
-    } else if (m.name === 'attention_mask') plan.mask = true;
-    else if (m.name === 'position_ids') plan.positions = true;
-    else if (m.name === 'token_type_ids') plan.tokenTypes = true;
-    else if (m.name.startsWith('past_key_values') || m.name.startsWith('past_')) {
-      const shape = metaShape(m);
-      if (type !== 'float32' || shape.length !== 4) throw new AtlasError('UNSUPPORTED', `${file}: cache input "${m.name}" must be float32 [batch, heads, past_seq, head_dim].`);
-      // The batch axis is first; every other symbolic axis is the (empty) past length.
-      plan.pasts.set(m.name, shape.map((d, i) => (i === 0 ? -1 : typeof d === 'number' ? d : 0)));
-    } else {
-      throw new AtlasError('UNSUPPORTED', `${file} has an input "${m.name}" the atlas cannot feed; supported inputs: input_ids, attention_mask, position_ids, token_type_ids, past_key_values.*.`);
-    }
-  }
-  if (!hasIds) throw new AtlasError('UNSUPPORTED', `${file} has no "input_ids" input (it has: ${session.inputNames.join(', ')}).`);
-  for (const name of ['attention_mask', 'position_ids', 'token_type_ids']) {
-    const m = session.inputMetadata.find((x) => x.name === name);
-    if (m && m.isTensor && m.type !== 'int64' && m.type !== 'int32') throw new AtlasError('UNSUPPORTED', `${file}: ${name} has type ${m.type}; int64 or int32 is needed.`);
-  }
-  return plan;
-}
-
-function intTensor(session: ort.InferenceSession, name: string, values: number[], dims: number[]): ort.Tensor {
-  const m = session.inputMetadata.find((x) => x.name === name);
-  const int32 = m?.isTensor && m.type === 'int32';
-  return int32 ? new ort.Tensor('int32', Int32Array.from(values), dims) : new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
-}
-
 function tokenizerFor(path: string, opts: OnnxFileOptions): Tokenizer {
   const tokenizerPath = opts.tokenizer ?? join(dirname(path), 'tokenizer.json');
   if (!existsSync(tokenizerPath)) {
@@ -253,22 +203,7 @@ export async function loadOnnxFile(path: string, settings: SessionSettings, opts
       const seqs = validateBatch(batch, info, runOpts);
       const B = seqs.length;
       const S = Math.max(...seqs.map((s) => s.length));
-      const ids: number[] = [];
-      const mask: number[] = [];
-      const positions: number[] = [];
-      for (const s of seqs) {
-        for (let i = 0; i < S; i++) {
-          ids.push(i < s.length ? s[i] : 0);
-          mask.push(i < s.length ? 1 : 0);
-          positions.push(i < s.length ? i : 0);
-        }
-      }
-      const feeds: Record<string, ort.Tensor> = { input_ids: intTensor(session, 'input_ids', ids, [B, S]) };
-      if (plan.mask) feeds.attention_mask = intTensor(session, 'attention_mask', mask, [B, S]);
-      if (plan.positions) feeds.position_ids = intTensor(session, 'position_ids', positions, [B, S]);
-      if (plan.tokenTypes) feeds.token_type_ids = intTensor(session, 'token_type_ids', new Array(B * S).fill(0), [B, S]);
-      for (const [name, dims] of plan.pasts) feeds[name] = new ort.Tensor('float32', new Float32Array(0), dims.map((d) => (d === -1 ? B : d)));
-
+      const feeds = batchFeeds(plan, seqs);
       const outputs = [...new Set(wanted.map((h) => layout.sources.get(h)!.output))];
       const results = await session.run(feeds, outputs);
       const out = new Map<string, HookBatch>();
