@@ -118,6 +118,7 @@ export function openSaelens(dir: string): SaeSource {
     const shapes = saelensTensorShapes(config);
     for (const [name, shape] of Object.entries(shapes)) requireTensor(weights, name, shape);
     const sparsityPath = join(dir, SAELENS_SPARSITY);
+    const logSparsity = (): Float32Array | null => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null);
     return {
       config,
       decoderRows: (batchRows) => streamRows(weights, 'W_dec', config.dSae, config.dIn, batchRows),
@@ -126,7 +127,8 @@ export function openSaelens(dir: string): SaeSource {
         for (const [name, shape] of Object.entries(shapes)) p[name] = readChecked(weights, name, shape);
         return p as unknown as SaeParams;
       },
-      logSparsity: () => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null),
+      logSparsity,
+      density: () => logSparsity()?.map((v) => 10 ** v) ?? null,
       close: () => weights.close(),
     };
   } catch (e) {

@@ -72,6 +72,7 @@ export function openSparsify(dir: string): SaeSource {
         };
       },
       logSparsity: () => null,
+      density: () => null,
       close: () => weights.close(),
     };
   } catch (e) {
