@@ -1,7 +1,8 @@
 /** Shapes of an SAE dictionary once read: its configuration, its parameters, and a streaming source. */
 
-export type SaeArchitecture = 'standard' | 'jumprelu' | 'topk' | 'gated';
-export const SAE_ARCHITECTURES: readonly SaeArchitecture[] = ['standard', 'jumprelu', 'topk', 'gated'];
+import type { SaeArchitecture } from './architectures/index.js';
+
+export { SAE_ARCHITECTURES, type SaeArchitecture } from './architectures/index.js';
 
 export type NormalizationKind = 'none' | 'expected_average_only_in' | 'constant_norm_rescale' | 'layer_norm';
 export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expected_average_only_in', 'constant_norm_rescale', 'layer_norm'];

@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../../errors.js';
+import { ARCHITECTURES } from '../architectures/index.js';
 import {
   NORMALIZATION_KINDS, NormalizationKind, SAE_ARCHITECTURES, SaeArchitecture, SaeConfig, SaeParams, SaeSource,
 } from '../types.js';
@@ -94,19 +95,9 @@ function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, 
   return s[axis];
 }
 
-/** Tensor names and shapes each architecture needs in a SAELens weights file. */
+/** Tensor names and shapes the architecture needs in a SAELens weights file. */
 export function saelensTensorShapes(cfg: SaeConfig): Record<string, number[]> {
-  const { dIn, dSae } = cfg;
-  const base = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
-  switch (cfg.architecture) {
-    case 'standard':
-    case 'topk':
-      return { ...base, b_enc: [dSae] };
-    case 'jumprelu':
-      return { ...base, b_enc: [dSae], threshold: [dSae] };
-    case 'gated':
-      return { ...base, b_gate: [dSae], b_mag: [dSae], r_mag: [dSae] };
-  }
+  return ARCHITECTURES[cfg.architecture].paramShapes(cfg.dIn, cfg.dSae);
 }
 
 export function openSaelens(dir: string): SaeSource {
