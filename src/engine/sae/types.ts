@@ -7,7 +7,7 @@ export { SAE_ARCHITECTURES, type SaeArchitecture } from './architectures/index.j
 export type NormalizationKind = 'none' | 'expected_average_only_in' | 'constant_norm_rescale' | 'layer_norm';
 export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expected_average_only_in', 'constant_norm_rescale', 'layer_norm'];
 
-export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope' | 'openai';
+export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope' | 'openai' | 'dictionary_learning' | 'goodfire' | 'llamascope';
 
 export interface SaeConfig {
   architecture: SaeArchitecture;

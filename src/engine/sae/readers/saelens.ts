@@ -12,15 +12,21 @@ import {
   NORMALIZATION_KINDS, NormalizationKind, SAE_ARCHITECTURES, SaeArchitecture, SaeConfig, SaeParams, SaeSource,
 } from '../types.js';
 import {
-  DTYPE_NAMES, TensorReader, assertFinite, optString, positiveInt, readChecked, readJson, requireTensor, safetensorsReader,
-  streamRows,
+  DTYPE_NAMES, TensorReader, assertFinite, optString, positiveInt, readJson, safetensorsReader,
 } from './common.js';
+import { ParamMap, mappedSource } from './mapped.js';
 
 export const SAELENS_CFG = 'cfg.json';
 export const SAELENS_WEIGHTS = 'sae_weights.safetensors';
 export const SAELENS_SPARSITY = 'sparsity.safetensors';
 
 type Json = Record<string, unknown>;
+
+/**
+ * SAELens turns BatchTopK and Matryoshka BatchTopK dictionaries into JumpReLU for inference, every
+ * feature gated by the learned global threshold; a file still named so keeps it as `topk_threshold`.
+ */
+const JUMPRELU_AT_INFERENCE = ['batchtopk', 'matryoshka_batchtopk'];
 
 function obj(v: unknown): Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {};
@@ -33,6 +39,7 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   const activation = raw.activation_fn_str ?? raw.activation_fn ?? null;
   let architecture: SaeArchitecture;
   if (archRaw === 'standard' && activation === 'topk') architecture = 'topk';
+  else if (typeof archRaw === 'string' && JUMPRELU_AT_INFERENCE.includes(archRaw)) architecture = 'jumprelu';
   else if (typeof archRaw === 'string' && (SAE_ARCHITECTURES as readonly string[]).includes(archRaw)) architecture = archRaw as SaeArchitecture;
   else {
     throw new AtlasError('UNSUPPORTED', `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ${SAE_ARCHITECTURES.join(', ')}.`);
@@ -106,22 +113,14 @@ export function openSaelens(dir: string): SaeSource {
   const weights = safetensorsReader(join(dir, SAELENS_WEIGHTS));
   try {
     const config = parseSaelensConfig(raw, cfgPath, weights);
-    const shapes = saelensTensorShapes(config);
-    for (const [name, shape] of Object.entries(shapes)) requireTensor(weights, name, shape);
+    const map: ParamMap = {};
+    for (const name of Object.keys(saelensTensorShapes(config)) as (keyof SaeParams)[]) map[name] = { tensor: name, layout: 'same' };
+    if (config.architecture === 'jumprelu' && !weights.has('threshold') && weights.has('topk_threshold')) {
+      map.threshold = { tensor: 'topk_threshold', layout: 'fill' };
+    }
     const sparsityPath = join(dir, SAELENS_SPARSITY);
     const logSparsity = (): Float32Array | null => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null);
-    return {
-      config,
-      decoderRows: (batchRows) => streamRows(weights, 'W_dec', config.dSae, config.dIn, batchRows),
-      loadParams: () => {
-        const p: Record<string, Float32Array> = {};
-        for (const [name, shape] of Object.entries(shapes)) p[name] = readChecked(weights, name, shape);
-        return p as unknown as SaeParams;
-      },
-      logSparsity,
-      density: () => logSparsity()?.map((v) => 10 ** v) ?? null,
-      close: () => weights.close(),
-    };
+    return mappedSource(weights, config, map, { logSparsity, density: () => logSparsity()?.map((v) => 10 ** v) ?? null });
   } catch (e) {
     weights.close();
     throw e;
