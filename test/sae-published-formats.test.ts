@@ -260,7 +260,7 @@ test('bad dictionary_learning, Goodfire and Llama Scope files are coded errors',
     expectCode(cut, 'BAD_FILE', /truncated|not a zip/);
     const ls = (name: string, hp: Record<string, unknown>): string => {
       const folder = join(dir, name);
-      writeLlamaScope(folder, { d_model: 8, d_sae: 16, jump_relu_threshold: 0.1, dataset_average_activation_norm: { in: 2, out: 2 }, ...hp } as LlamaScopeHyper, 1);
+      writeLlamaScope(folder, { d_model: 8, d_sae: 16, jump_relu_threshold: 0.1, dataset_average_activation_norm: { in: 2, out: 2 }, ...hp } as LlamaScopeHyper & Record<string, unknown>, 1);
       return folder;
     };
     expectCode(ls('transcoder', { hook_point_in: 'blocks.0.ln2.hook_normalized', hook_point_out: 'blocks.0.hook_mlp_out' }), 'UNSUPPORTED', /transcoder/);
