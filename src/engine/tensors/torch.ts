@@ -70,12 +70,6 @@ export class TorchTensor {
     return true;
   }
 
-  /** The 2-D transpose as a view (no data moves). */
-  t(): TorchTensor {
-    if (this.shape.length !== 2) throw new AtlasError('BAD_FILE', `Cannot transpose a tensor of shape [${this.shape.join(', ')}].`);
-    return new TorchTensor(this.storage, this.offset, [this.shape[1], this.shape[0]], [this.stride[1], this.stride[0]]);
-  }
-
   /** Rows [start, start+count) of the first dimension, as a view. */
   rows(start: number, count: number): TorchTensor {
     const n = this.shape.length === 0 ? 1 : this.shape[0];

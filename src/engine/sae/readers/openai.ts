@@ -13,9 +13,10 @@
  * latents_activation_frequency is the fraction of training tokens each latent fired on.
  */
 import { AtlasError } from '../../../errors.js';
-import { TorchStateDict, TorchTensor } from '../../tensors/torch.js';
+import { TorchStateDict } from '../../tensors/torch.js';
 import { SaeConfig, SaeSource } from '../types.js';
-import { DTYPE_NAMES, assertFinite, positiveInt, requireTensor, torchReader } from './common.js';
+import { DTYPE_NAMES, positiveInt, torchReader } from './common.js';
+import { mappedSource } from './mapped.js';
 
 /** A state dict is OpenAI's when it has these entries. */
 export function isOpenAiStateDict(sd: TorchStateDict): boolean {
@@ -36,15 +37,11 @@ function hookFromPath(path: string): string | null {
 export function openOpenAi(sd: TorchStateDict): SaeSource {
   const path = sd.path;
   const r = torchReader(sd);
-  const enc = sd.tensor('encoder.weight');
+  const enc = sd.info('encoder.weight');
   if (enc.shape.length !== 2) throw new AtlasError('BAD_FILE', `${path}: tensor "encoder.weight" has shape [${enc.shape.join(', ')}] but [n_latents, d_model] was expected.`);
   const [dSae, dIn] = enc.shape;
   // A tied autoencoder (TiedTranspose) keeps only the encoder: its decoder weight is encoder.weightᵀ.
   const tied = !sd.has('decoder.weight') && sd.has('decoder.linear.weight');
-  const shapes: Record<string, number[]> = { pre_bias: [dIn], latent_bias: [dSae], 'encoder.weight': [dSae, dIn] };
-  if (!tied) shapes['decoder.weight'] = [dIn, dSae];
-  for (const [name, shape] of Object.entries(shapes)) requireTensor(r, name, shape);
-
   const activation = sd.values.get('activation') ?? 'ReLU';
   let k: number | null = null;
   if (activation === 'TopK') {
@@ -71,30 +68,13 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
     dtype: DTYPE_NAMES[enc.dtype] ?? enc.dtype,
     extra: { activation, k, tied, postact_fn: k === null ? null : 'ReLU' },
   };
-  const read = (name: string, t: TorchTensor): Float32Array => {
-    const v = sd.checkpoint.readF32(t);
-    assertFinite(v, path, name);
-    return v;
-  };
-  // W_dec [n, d]: the transpose of decoder.weight (or the encoder itself when tied).
-  const readWDec = (): Float32Array => (tied ? read('encoder.weight', enc) : read('decoder.weight', sd.tensor('decoder.weight').t()));
-  return {
-    config,
-    decoderRows: function* (batchRows) {
-      if (!Number.isInteger(batchRows) || batchRows < 1) throw new AtlasError('BAD_USER_INPUT', `batchRows must be a positive integer, got ${batchRows}.`);
-      // Rows of W_dec are columns of decoder.weight: one strided read, then slices.
-      const all = readWDec();
-      for (let start = 0; start < dSae; start += batchRows) {
-        yield { start, rows: all.subarray(start * dIn, Math.min(dSae, start + batchRows) * dIn) };
-      }
-    },
-    loadParams: () => ({
-      W_enc: read('encoder.weight', enc.t()),
-      b_enc: read('latent_bias', sd.tensor('latent_bias')),
-      W_dec: readWDec(),
-      b_dec: read('pre_bias', sd.tensor('pre_bias')),
-    }),
-    logSparsity: () => null,
+  return mappedSource(r, config, {
+    W_enc: { tensor: 'encoder.weight', layout: 'T' },
+    b_enc: { tensor: 'latent_bias', layout: 'same' },
+    // A tied decoder's weight is encoder.weightᵀ, so W_dec is encoder.weight as stored.
+    W_dec: tied ? { tensor: 'encoder.weight', layout: 'same' } : { tensor: 'decoder.weight', layout: 'T' },
+    b_dec: { tensor: 'pre_bias', layout: 'same' },
+  }, {
     density: () => {
       if (!sd.has('latents_activation_frequency')) return null;
       const f = r.readF32('latents_activation_frequency', [dSae]);
@@ -107,6 +87,5 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
       }
       return f;
     },
-    close: () => sd.close(),
-  };
+  });
 }
