@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { BACKENDS, openTestDatabase, announceSkip } from './helpers/atlas-server.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
-import { writeSaeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
+import { writeSaeFixture, writeLlamaScopeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
 import type { Database } from '../src/db/client.js';
 import { importDictionary } from '../src/db/import-dictionary.js';
 import { exportDictionary } from '../src/db/export-dictionary.js';
@@ -146,6 +146,48 @@ for (const backend of BACKENDS) {
       const cut = join(files.dir, 'cut.pt');
       writeFileSync(cut, readFileSync(file).subarray(0, 15000));
       await expectCode(importDictionary(db, { path: cut, modelId: FIXTURE.model, id: 'bad-openai', hook: HOOK, dataDir: data.dir }), 'BAD_FILE', /truncated/);
+      assert.equal(await snapshot(db), before);
+      assert.equal(readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')), false);
+    });
+
+    test('imports dictionary_learning, Goodfire and Llama Scope files with the hook they name; export → import round trip', async (db) => {
+      const torchFixtures = join(import.meta.dirname, 'fixtures', 'torch');
+      const ls = join(files.dir, 'llamascope-L1R');
+      writeLlamaScopeFixture(ls, {
+        d_model: FIXTURE.dIn, d_sae: 40, act_fn: 'jumprelu', jump_relu_threshold: 0.3, norm_activation: 'dataset-wise',
+        dataset_average_activation_norm: { in: 5, out: 5 }, hook_point_in: HOOK, hook_point_out: HOOK,
+      }, 9);
+      const cases: [string, string][] = [
+        [join(torchFixtures, 'dl-AutoEncoderTopK'), 'dl-topk'],
+        [join(torchFixtures, 'dl-GatedAutoEncoder', 'ae.pt'), 'dl-gated'],
+        [join(torchFixtures, 'goodfire', 'Tiny-SAE-l1.pth'), 'goodfire'],
+        [ls, 'llamascope'],
+      ];
+      for (const [path, id] of cases) {
+        const row = await importDictionary(db, { path, modelId: FIXTURE.model, id, dataDir: data.dir });
+        assert.equal(row.state, 'ready', id);
+        assert.equal(row.hookPoint, HOOK, id);
+        const original = openSae(path);
+        const kept = openSae(row.weightsPath!);
+        assert.deepEqual(kept.loadParams(), original.loadParams(), id);
+        // The copy the server keeps reads as the user's file did.
+        assert.deepEqual(kept.config, original.config, id);
+        kept.close();
+        const out = join(files.dir, `${id}-exported`);
+        await exportDictionary(db, id, out);
+        const back = await importDictionary(db, { path: out, modelId: FIXTURE.model, id: `${id}-rt`, dataDir: data.dir });
+        const again = openSae(back.weightsPath!);
+        assert.deepEqual(again.loadParams(), original.loadParams(), `${id} round trip`);
+        assert.deepEqual(again.config.normalization, original.config.normalization, `${id} round trip`);
+        again.close();
+        original.close();
+      }
+      const before = await snapshot(db);
+      const bad = join(files.dir, 'dl-bad');
+      mkdirSync(bad);
+      copyFileSync(join(torchFixtures, 'dl-AutoEncoderTopK', 'ae.pt'), join(bad, 'ae.pt'));
+      writeFileSync(join(bad, 'config.json'), JSON.stringify({ trainer: { dict_class: 'AutoEncoderTopK', dict_size: 99, k: 6 } }));
+      await expectCode(importDictionary(db, { path: bad, modelId: FIXTURE.model, id: 'bad-dl', hook: HOOK, dataDir: data.dir }), 'BAD_FILE', /dict_size 99/);
       assert.equal(await snapshot(db), before);
       assert.equal(readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')), false);
     });

@@ -15,7 +15,7 @@ import type { SaeSource } from '../src/engine/sae/index.js';
 import { writeSafetensors } from '../src/engine/tensors/safetensors.js';
 import { isAtlasError } from '../src/errors.js';
 import { LlamaScopeHyper, refForwardOne, refLlamaScopeOne } from './reference/sae.js';
-import { randomVectors, tempDir } from './helpers/sae-fixtures.js';
+import { randomVectors, tempDir, writeLlamaScopeFixture } from './helpers/sae-fixtures.js';
 import { normal, rng } from './helpers/rng.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'torch');
@@ -118,23 +118,6 @@ function randn(rand: () => number, count: number, scale: number, shift = 0): Flo
   return Float32Array.from({ length: count }, () => shift + scale * normal(rand));
 }
 
-/** A Llama Scope folder as the release lays it out: hyperparams.json + checkpoints/final.safetensors. */
-function writeLlamaScope(dir: string, hp: LlamaScopeHyper & Record<string, unknown>, seed: number) {
-  const rand = rng(seed);
-  const d = hp.d_model;
-  const m = hp.d_sae;
-  const t = {
-    encW: randn(rand, m * d, 0.35), encB: randn(rand, m, 0.2, -0.1), decW: randn(rand, d * m, 0.3), decB: randn(rand, d, 0.5),
-  };
-  mkdirSync(join(dir, 'checkpoints'), { recursive: true });
-  writeFileSync(join(dir, 'hyperparams.json'), JSON.stringify(hp));
-  writeSafetensors(join(dir, 'checkpoints', 'final.safetensors'), {
-    'encoder.weight': { shape: [m, d], data: t.encW }, 'encoder.bias': { shape: [m], data: t.encB },
-    'decoder.weight': { shape: [d, m], data: t.decW }, 'decoder.bias': { shape: [d], data: t.decB },
-  });
-  return t;
-}
-
 test('Llama Scope: dataset-wise norm, scalar JumpReLU threshold (with and without decoder norm) = its published forward', async () => {
   const { dir, cleanup } = tempDir();
   try {
@@ -145,7 +128,7 @@ test('Llama Scope: dataset-wise norm, scalar JumpReLU threshold (with and withou
     ];
     for (const [c, hp] of cases.entries()) {
       const folder = join(dir, `L${c}`);
-      const t = writeLlamaScope(folder, hp, 40 + c);
+      const t = writeLlamaScopeFixture(folder, hp, 40 + c);
       const n = 5;
       const x = randomVectors(n, d, 60 + c, 3);
       const want: Expected = { dIn: d, dSae: hp.d_sae, x: Array.from(x), latents: [], recons: [] };
@@ -260,7 +243,7 @@ test('bad dictionary_learning, Goodfire and Llama Scope files are coded errors',
     expectCode(cut, 'BAD_FILE', /truncated|not a zip/);
     const ls = (name: string, hp: Record<string, unknown>): string => {
       const folder = join(dir, name);
-      writeLlamaScope(folder, { d_model: 8, d_sae: 16, jump_relu_threshold: 0.1, dataset_average_activation_norm: { in: 2, out: 2 }, ...hp } as LlamaScopeHyper & Record<string, unknown>, 1);
+      writeLlamaScopeFixture(folder, { d_model: 8, d_sae: 16, jump_relu_threshold: 0.1, dataset_average_activation_norm: { in: 2, out: 2 }, ...hp } as LlamaScopeHyper & Record<string, unknown>, 1);
       return folder;
     };
     expectCode(ls('transcoder', { hook_point_in: 'blocks.0.ln2.hook_normalized', hook_point_out: 'blocks.0.hook_mlp_out' }), 'UNSUPPORTED', /transcoder/);

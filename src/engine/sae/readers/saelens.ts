@@ -2,7 +2,8 @@
  * SAELens folders: cfg.json + sae_weights.safetensors (+ optional sparsity.safetensors).
  * Understands the new layout (architecture at top level, metadata nested under `metadata` or
  * `meta`) and the old one (hook_name/hook_point and model_name at top level, activation named by
- * `activation_fn_str` with `activation_fn_kwargs.k`, boolean normalize_activations).
+ * `activation_fn_str` with `activation_fn_kwargs.k`, boolean normalize_activations). batchtopk and
+ * matryoshka_batchtopk files read as the JumpReLU SAELens makes of them for inference.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
