@@ -22,7 +22,7 @@ function close(a: number, b: number, what: string): void {
   assert.ok(Math.abs(a - b) <= TOL * Math.max(1, Math.abs(b)), `${what}: ${a} vs expected ${b}`);
 }
 
-for (const name of ['openai-topk', 'openai-relu']) {
+for (const name of ['openai-topk', 'openai-relu', 'openai-tied']) {
   test(`${name}: encode and reconstruction equal the published model's (torch, float64)`, async () => {
     const want = JSON.parse(readFileSync(join(FIXTURES, `${name}.expected.json`), 'utf8')) as Expected;
     const src = openSae(join(FIXTURES, `${name}.pt`));
