@@ -29,9 +29,17 @@ function storedShape(p: MappedParam, shape: number[]): number[] {
   return p.layout === 'fill' ? [] : shape;
 }
 
+/** [rows, cols] → [cols, rows], in square tiles so that reads and writes both stay in cache. */
 export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(a.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j];
+  const T = 64;
+  for (let i0 = 0; i0 < rows; i0 += T) {
+    const i1 = Math.min(rows, i0 + T);
+    for (let j0 = 0; j0 < cols; j0 += T) {
+      const j1 = Math.min(cols, j0 + T);
+      for (let i = i0; i < i1; i++) for (let j = j0; j < j1; j++) out[j * rows + i] = a[i * cols + j];
+    }
+  }
   return out;
 }
 
