@@ -2,8 +2,8 @@
  * Llama Scope (OpenMOSS Language-Model-SAEs) folders: hyperparams.json + checkpoints/final.safetensors
  * (or final.safetensors beside it, as `atlas import` keeps it). Tensors: encoder.weight [d_sae, d_model],
  * encoder.bias, decoder.weight [d_model, d_sae], decoder.bias. hyperparams: d_model, d_sae,
- * act_fn "jumprelu" (jump_relu_threshold θ, one value for every feature) | "topk" (top_k) | "relu",
- * norm_activation "dataset-wise" with dataset_average_activation_norm {in, out},
+ * act_fn "jumprelu" with jump_relu_threshold θ (one value for every feature; the release's top_k is
+ * a training-time setting), norm_activation "dataset-wise" with dataset_average_activation_norm {in, out},
  * apply_decoder_bias_to_pre_encoder, sparsity_include_decoder_norm, hook_point_in/out.
  * Published model: x' = x·√d_model / norm_in; pre = x' encoder.weightᵀ + encoder.bias;
  * f = pre·[pre > θ]; x_hat = (f decoder.weightᵀ + decoder.bias)·norm_out / √d_model. The atlas runs
@@ -43,47 +43,40 @@ export function openLlamaScope(dir: string): SaeSource {
   const dIn = positiveInt(hp.d_model, 'd_model', cfgPath);
   const dSae = positiveInt(hp.d_sae, 'd_sae', cfgPath);
   const act = hp.act_fn ?? 'jumprelu';
-  if (act !== 'jumprelu' && act !== 'topk' && act !== 'relu') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: act_fn ${JSON.stringify(act)} is not supported; supported are jumprelu, topk, relu.`);
+  if (act !== 'jumprelu') {
+    throw new AtlasError('UNSUPPORTED', `${cfgPath}: act_fn ${JSON.stringify(act)} is not supported; Llama Scope dictionaries are read as jumprelu.`);
   }
   const decoderNorm = hp.sparsity_include_decoder_norm === true;
-  if (decoderNorm && act === 'topk') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: topk with sparsity_include_decoder_norm is not supported; fold the decoder norms into the encoder first.`);
-  }
-  const threshold = act === 'jumprelu' ? hp.jump_relu_threshold : undefined;
-  if (act === 'jumprelu' && (typeof threshold !== 'number' || !Number.isFinite(threshold))) {
+  const threshold = hp.jump_relu_threshold;
+  if (typeof threshold !== 'number' || !Number.isFinite(threshold)) {
     throw new AtlasError('BAD_FILE', `${cfgPath}: act_fn is jumprelu but jump_relu_threshold is ${JSON.stringify(threshold)}.`);
   }
-  const k = act === 'topk' ? positiveInt(hp.top_k, 'top_k', cfgPath) : null;
-  if (k !== null && k > dSae) throw new AtlasError('BAD_FILE', `${cfgPath}: top_k = ${k} exceeds d_sae = ${dSae}.`);
   const normKind = hp.norm_activation ?? 'dataset-wise';
-  let scalingFactor: number | null = null;
-  if (normKind === 'dataset-wise') {
-    const norms = (typeof hp.dataset_average_activation_norm === 'object' && hp.dataset_average_activation_norm !== null
-      ? hp.dataset_average_activation_norm : {}) as Record<string, unknown>;
-    const normIn = positiveNumber(norms.in, 'dataset_average_activation_norm.in', cfgPath);
-    const normOut = norms.out === undefined ? normIn : positiveNumber(norms.out, 'dataset_average_activation_norm.out', cfgPath);
-    if (Math.abs(normOut - normIn) > 1e-6 * normIn) {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: dataset_average_activation_norm.in (${normIn}) and .out (${normOut}) differ; one norm per dictionary is supported.`);
-    }
-    scalingFactor = Math.sqrt(dIn) / normIn;
-  } else if (normKind !== 'inference') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: norm_activation ${JSON.stringify(normKind)} is not supported; supported are dataset-wise and inference.`);
+  if (normKind !== 'dataset-wise') {
+    throw new AtlasError('UNSUPPORTED', `${cfgPath}: norm_activation ${JSON.stringify(normKind)} is not supported; Llama Scope dictionaries use dataset-wise.`);
   }
+  const norms = (typeof hp.dataset_average_activation_norm === 'object' && hp.dataset_average_activation_norm !== null
+    ? hp.dataset_average_activation_norm : {}) as Record<string, unknown>;
+  const normIn = positiveNumber(norms.in, 'dataset_average_activation_norm.in', cfgPath);
+  const normOut = norms.out === undefined ? normIn : positiveNumber(norms.out, 'dataset_average_activation_norm.out', cfgPath);
+  if (Math.abs(normOut - normIn) > 1e-6 * normIn) {
+    throw new AtlasError('UNSUPPORTED', `${cfgPath}: dataset_average_activation_norm.in (${normIn}) and .out (${normOut}) differ; one norm per dictionary is supported.`);
+  }
+  const scalingFactor = Math.sqrt(dIn) / normIn;
   const applyBDec = hp.apply_decoder_bias_to_pre_encoder ?? false;
   if (typeof applyBDec !== 'boolean') throw new AtlasError('BAD_FILE', `${cfgPath}: apply_decoder_bias_to_pre_encoder must be true or false.`);
 
   const r = safetensorsReader(llamaScopeWeights(dir));
   try {
     const config: SaeConfig = {
-      architecture: act === 'jumprelu' ? 'jumprelu' : act === 'topk' ? 'topk' : 'standard',
+      architecture: 'jumprelu',
       dIn,
       dSae,
-      k,
+      k: null,
       hookName: hookIn,
       modelName: null,
       applyBDecToInput: applyBDec,
-      normalization: scalingFactor === null ? { kind: 'none', scalingFactor: null } : { kind: 'expected_average_only_in', scalingFactor },
+      normalization: { kind: 'expected_average_only_in', scalingFactor },
       sourceFormat: 'llamascope',
       dtype: r.has('decoder.weight') ? DTYPE_NAMES[r.dtype('decoder.weight')] ?? r.dtype('decoder.weight') : 'float32',
       extra: hp,
@@ -94,8 +87,7 @@ export function openLlamaScope(dir: string): SaeSource {
       W_dec: { tensor: 'decoder.weight', layout: 'T' },
       b_dec: { tensor: 'decoder.bias', layout: 'same' },
     });
-    if (act !== 'jumprelu') return source;
-    const theta = threshold as number;
+    const theta = threshold;
     return {
       ...source,
       loadParams: () => {
