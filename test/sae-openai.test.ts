@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSae, SaeEncoder, forward, writeSaelens } from '../src/engine/sae/index.js';
+import { dictionaryName } from '../src/engine/sae/open.js';
 import { isAtlasError } from '../src/errors.js';
 import { refForwardOne } from './reference/sae.js';
 import { tempDir } from './helpers/sae-fixtures.js';
@@ -77,6 +78,8 @@ test('the release path names the hook; a folder with one .pt opens it', () => {
     copyFileSync(join(FIXTURES, 'openai-topk.pt'), join(release, '8.pt'));
     const byFile = openSae(join(release, '8.pt'));
     assert.equal(byFile.config.hookName, 'blocks.8.hook_resid_post');
+    // One file of twelve in its folder: the default dictionary name says which.
+    assert.equal(dictionaryName(join(release, '8.pt')), 'resid_post_mlp_v5_32k-8');
     byFile.close();
     const other = join(dir, 'resid_delta_attn_v5_128k', 'autoencoders');
     mkdirSync(other, { recursive: true });

@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSae, SaeEncoder, forward, writeSaelens } from '../src/engine/sae/index.js';
 import type { SaeSource } from '../src/engine/sae/index.js';
+import { dictionaryName } from '../src/engine/sae/open.js';
 import { writeSafetensors } from '../src/engine/tensors/safetensors.js';
 import { isAtlasError } from '../src/errors.js';
 import { LlamaScopeHyper, refForwardOne, refLlamaScopeOne } from './reference/sae.js';
@@ -90,6 +91,7 @@ for (const [cls, architecture] of DL_CLASSES) {
         assert.equal(src.config.architecture, architecture);
         assert.equal(src.config.hookName, 'blocks.1.hook_resid_post');
         assert.equal(src.config.modelName, 'test/tiny');
+        assert.equal(dictionaryName(path), `dl-${cls}`);
         await checkEncoding(src, want, cls);
         checkRoundTrip(src, cls);
       } finally {
@@ -107,6 +109,7 @@ test('Goodfire .pth (bfloat16): encode = published forward; hook from the file n
     assert.equal(src.config.dtype, 'bfloat16');
     assert.equal(src.config.hookName, 'blocks.1.hook_resid_post');
     assert.equal(src.config.applyBDecToInput, false);
+    assert.equal(dictionaryName(join(FIXTURES, 'goodfire', 'Tiny-SAE-l1.pth')), 'Tiny-SAE-l1');
     await checkEncoding(src, want, 'goodfire');
     checkRoundTrip(src, 'goodfire');
   } finally {
@@ -142,6 +145,7 @@ test('Llama Scope: dataset-wise norm, scalar JumpReLU threshold (with and withou
         try {
           assert.equal(src.config.sourceFormat, 'llamascope');
           assert.equal(src.config.hookName, hp.hook_point_in);
+          assert.equal(dictionaryName(path), `L${c}`);
           assert.deepEqual(src.config.normalization, { kind: 'expected_average_only_in', scalingFactor: Math.sqrt(d) / hp.dataset_average_activation_norm.in });
           await checkEncoding(src, want, `llamascope ${c}`);
           checkRoundTrip(src, `llamascope ${c}`);

@@ -4,12 +4,12 @@
  * → HNSW index → state 'ready'. Everything is validated before the database is touched, and the
  * write itself is all-or-nothing (src/db/dictionary-write.ts).
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Database } from './client.js';
 import { requireModel, type DictionaryRow, type ModelRow } from './catalog.js';
 import { prepareDictionaryId, writeDictionary } from './dictionary-write.js';
-import { dictionaryFiles, openSae } from '../engine/sae/open.js';
+import { dictionaryFiles, dictionaryName, openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';
 
@@ -26,10 +26,9 @@ export interface ImportRequest {
 
 const DECODER_BATCH = 1024;
 
-/** Default id: the dictionary folder's (or npz file's) name, made safe. */
+/** Default id: the dictionary's name (engine/sae/open.ts), made safe. */
 function defaultId(path: string): string {
-  const name = statSync(path).isFile() ? basename(dirname(path)) : basename(path);
-  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
+  return dictionaryName(path).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
 }
 
 function validate(source: SaeSource, req: ImportRequest, model: ModelRow): string {

@@ -55,6 +55,20 @@ export function dictionaryFiles(path: string): string[] {
     .map((f) => join(path, f));
 }
 
+/**
+ * A name for the dictionary at `path`: its folder's name, except for a checkpoint file that is one
+ * of many in its folder (OpenAI's <release>/autoencoders/8.pt → "<release>-8", Goodfire's .pth →
+ * its file name without the extension).
+ */
+export function dictionaryName(path: string): string {
+  if (!statSync(path).isFile()) return basename(path);
+  if (basename(path) === 'final.safetensors' && basename(dirname(path)) === 'checkpoints') return basename(dirname(dirname(path)));
+  if (!TORCH_FILE.test(path) || isDictionaryLearning(path)) return basename(dirname(path));
+  const stem = basename(path).replace(TORCH_FILE, '');
+  const folder = dirname(path);
+  return basename(folder) === 'autoencoders' ? `${basename(dirname(folder))}-${stem}` : stem;
+}
+
 /** A PyTorch checkpoint, read safely; which publisher wrote it is told by its state dict's names. */
 function openTorchDictionary(path: string): SaeSource {
   const sd = TorchStateDict.open(path);
