@@ -2,14 +2,14 @@
 import { describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { existsSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { BACKENDS, openTestDatabase, useFixture } from './helpers/atlas-server.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
-import { writeSaeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
+import { writeSaeFixture, writeLlamaScopeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
 import type { Database } from '../src/db/client.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { exportDictionary } from '../src/app/export-dictionary.js';
-import { getDecoders } from '../src/db/features.js';
+import { getDecoders, getFeatures } from '../src/db/features.js';
 import { listDictionaries } from '../src/db/catalog.js';
 import { openSae } from '../src/engine/sae/open.js';
 import { isAtlasError } from '../src/errors.js';
@@ -96,6 +96,90 @@ for (const backend of BACKENDS) {
       const da = await getDecoders(db, keys.map((index) => ({ dictionaryId: 'rt-a', index })));
       const dbb = await getDecoders(db, keys.map((index) => ({ dictionaryId: 'rt-b', index })));
       for (const i of keys) assert.deepEqual(dbb.get(`rt-b:${i}`), da.get(`rt-a:${i}`));
+    });
+
+    test('imports an OpenAI .pt file (atlas import 8.pt --hook …): density from its stats buffer, export → import round trip', async (db) => {
+      const torchFixtures = join(import.meta.dirname, 'fixtures', 'torch');
+      const release = join(files.dir, 'resid_post_mlp_v5_32k', 'autoencoders');
+      mkdirSync(release, { recursive: true });
+      // Its neighbours in the release folder must not be copied along.
+      copyFileSync(join(torchFixtures, 'openai-relu.pt'), join(release, '7.pt'));
+      const file = join(release, '8.pt');
+      copyFileSync(join(torchFixtures, 'openai-topk.pt'), file);
+      const want = JSON.parse(readFileSync(join(torchFixtures, 'openai-topk.expected.json'), 'utf8')) as { dSae: number; density: number[] };
+      const row = await importDictionary(db, { path: file, modelId: FIXTURE.model, id: 'openai-8', hook: HOOK, dataDir: data.dir });
+      assert.equal(row.state, 'ready');
+      assert.equal(row.architecture, 'topk');
+      assert.equal(row.k, 4);
+      assert.deepEqual(readdirSync(row.weightsPath!), ['8.pt']);
+      const keys = Array.from({ length: want.dSae }, (_, index) => ({ dictionaryId: 'openai-8', index }));
+      const features = await getFeatures(db, keys);
+      for (let i = 0; i < want.dSae; i++) assert.equal(Math.fround(features.get(`openai-8:${i}`)!.density!), Math.fround(want.density[i]), `density ${i}`);
+      const src = openSae(file);
+      const params = src.loadParams();
+      src.close();
+      const decoders = await getDecoders(db, keys);
+      for (let i = 0; i < want.dSae; i++) {
+        assert.deepEqual(decoders.get(`openai-8:${i}`)!.map(Math.fround), Array.from(params.W_dec.subarray(i * FIXTURE.dIn, (i + 1) * FIXTURE.dIn)), `row ${i}`);
+      }
+      const out = join(files.dir, 'openai-exported');
+      await exportDictionary(db, 'openai-8', out);
+      const back = await importDictionary(db, { path: out, modelId: FIXTURE.model, id: 'openai-8-rt', dataDir: data.dir });
+      assert.equal(back.hookPoint, HOOK);
+      const again = openSae(back.weightsPath!);
+      assert.deepEqual(again.loadParams(), params);
+      assert.deepEqual(again.config.normalization, { kind: 'layer_norm', scalingFactor: null });
+      again.close();
+
+      const before = await snapshot(db);
+      await expectCode(importDictionary(db, { path: join(torchFixtures, 'hostile-os-system.pt'), modelId: FIXTURE.model, id: 'bad-pickle', hook: HOOK, dataDir: data.dir }), 'UNSAFE_CHECKPOINT', /posix\.system/);
+      const cut = join(files.dir, 'cut.pt');
+      writeFileSync(cut, readFileSync(file).subarray(0, 15000));
+      await expectCode(importDictionary(db, { path: cut, modelId: FIXTURE.model, id: 'bad-openai', hook: HOOK, dataDir: data.dir }), 'BAD_FILE', /truncated/);
+      assert.equal(await snapshot(db), before);
+      assert.equal(readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')), false);
+    });
+
+    test('imports dictionary_learning, Goodfire and Llama Scope files with the hook they name; export → import round trip', async (db) => {
+      const torchFixtures = join(import.meta.dirname, 'fixtures', 'torch');
+      const ls = join(files.dir, 'llamascope-L1R');
+      writeLlamaScopeFixture(ls, {
+        d_model: FIXTURE.dIn, d_sae: 40, act_fn: 'jumprelu', jump_relu_threshold: 0.3, norm_activation: 'dataset-wise',
+        dataset_average_activation_norm: { in: 5, out: 5 }, hook_point_in: HOOK, hook_point_out: HOOK,
+      }, 9);
+      const cases: [string, string][] = [
+        [join(torchFixtures, 'dl-AutoEncoderTopK'), 'dl-topk'],
+        [join(torchFixtures, 'dl-GatedAutoEncoder', 'ae.pt'), 'dl-gated'],
+        [join(torchFixtures, 'goodfire', 'Tiny-SAE-l1.pth'), 'goodfire'],
+        [ls, 'llamascope'],
+      ];
+      for (const [path, id] of cases) {
+        const row = await importDictionary(db, { path, modelId: FIXTURE.model, id, dataDir: data.dir });
+        assert.equal(row.state, 'ready', id);
+        assert.equal(row.hookPoint, HOOK, id);
+        const original = openSae(path);
+        const kept = openSae(row.weightsPath!);
+        assert.deepEqual(kept.loadParams(), original.loadParams(), id);
+        // The copy the server keeps reads as the user's file did.
+        assert.deepEqual(kept.config, original.config, id);
+        kept.close();
+        const out = join(files.dir, `${id}-exported`);
+        await exportDictionary(db, id, out);
+        const back = await importDictionary(db, { path: out, modelId: FIXTURE.model, id: `${id}-rt`, dataDir: data.dir });
+        const again = openSae(back.weightsPath!);
+        assert.deepEqual(again.loadParams(), original.loadParams(), `${id} round trip`);
+        assert.deepEqual(again.config.normalization, original.config.normalization, `${id} round trip`);
+        again.close();
+        original.close();
+      }
+      const before = await snapshot(db);
+      const bad = join(files.dir, 'dl-bad');
+      mkdirSync(bad);
+      copyFileSync(join(torchFixtures, 'dl-AutoEncoderTopK', 'ae.pt'), join(bad, 'ae.pt'));
+      writeFileSync(join(bad, 'config.json'), JSON.stringify({ trainer: { dict_class: 'AutoEncoderTopK', dict_size: 99, k: 6 } }));
+      await expectCode(importDictionary(db, { path: bad, modelId: FIXTURE.model, id: 'bad-dl', hook: HOOK, dataDir: data.dir }), 'BAD_FILE', /dict_size 99/);
+      assert.equal(await snapshot(db), before);
+      assert.equal(readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')), false);
     });
 
     test('a second import of the same id is refused unless --replace', async (db) => {

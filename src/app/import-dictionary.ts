@@ -4,12 +4,12 @@
  * → HNSW index → state 'ready'. Everything is validated before the database is touched, and the
  * write itself is all-or-nothing (src/db/dictionary-write.ts).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Database } from '../db/client.js';
 import { requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { prepareDictionaryId, writeDictionary } from '../db/dictionary-write.js';
-import { openSae } from '../engine/sae/open.js';
+import { dictionaryFiles, dictionaryName, openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
@@ -27,20 +27,9 @@ export interface ImportRequest {
 
 const DECODER_BATCH = 1024;
 
-/** Default id: the dictionary folder's (or npz file's) name, made safe. */
+/** Default id: the dictionary's name (engine/sae/open.ts), made safe. */
 function defaultId(path: string): string {
-  const name = statSync(path).isFile() ? basename(dirname(path)) : basename(path);
-  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
-}
-
-/** The files a reader needs, so the server keeps a copy independent of where the user's files live. */
-function weightFiles(path: string): string[] {
-  if (statSync(path).isFile()) {
-    return path.endsWith('.npz') ? [path] : weightFiles(dirname(path));
-  }
-  return readdirSync(path)
-    .filter((f) => /\.(json|safetensors|npz)$/.test(f))
-    .map((f) => join(path, f));
+  return dictionaryName(path).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
 }
 
 function validate(source: SaeSource, req: ImportRequest, model: ModelRow): string {
@@ -73,6 +62,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
   const source = openSae(req.path);
   try {
     const hook = validate(source, req, model);
+    const density = source.density();
     const cfg = source.config;
     const id = req.id ?? defaultId(req.path);
     await prepareDictionaryId(database, id, req.replace ?? false);
@@ -82,7 +72,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
     const stagingDir = join(root, `.${id}.importing`);
     rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir, { recursive: true });
-    for (const f of weightFiles(req.path)) copyFileSync(f, join(stagingDir, basename(f)));
+    for (const f of dictionaryFiles(req.path)) copyFileSync(f, join(stagingDir, basename(f)));
     faultPoint('import:staged');
 
     req.progress?.start(cfg.dSae);
@@ -110,6 +100,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
       weightsPath: finalDir,
     }, rows, {
       replace: false,
+      density,
       onRows: (n) => {
         req.progress?.rows(n);
         faultPoint('import:rows');

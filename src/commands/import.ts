@@ -7,7 +7,7 @@ import { importDictionary } from '../app/import-dictionary.js';
 export function register(program: Command): void {
   program
     .command('import <path>')
-    .description('Import an SAE dictionary (SAELens or sparsify folder, Gemma Scope params.npz) for a registered model')
+    .description('Import an SAE dictionary (SAELens, sparsify, Llama Scope or dictionary_learning folder, Gemma Scope params.npz, OpenAI or Goodfire .pt/.pth) for a registered model')
     .requiredOption('--model <id>', 'the model the dictionary was trained on (see `atlas model add`)')
     .option('--id <id>', 'dictionary id (default: the folder name)')
     .option('--hook <name>', 'hook point, e.g. blocks.3.hook_resid_post (default: from cfg.json)')

@@ -15,6 +15,8 @@ import { faultPoint } from '../faults.js';
 
 export interface WriteOptions {
   replace?: boolean;
+  /** Per-feature density shipped with the dictionary ([dSae]); `atlas build` replaces it with its own. */
+  density?: Float32Array | null;
   onRows?: (n: number) => void;
   /** Called after the rows are in, before the index build (which can take a while). */
   onIndexing?: () => void;
@@ -52,7 +54,7 @@ export async function writeDictionary(
   await prepareDictionaryId(database, dict.id, opts.replace ?? false);
   await database.db.insert(dictionaries).values({ ...dict, state: 'importing' });
   try {
-    const written = await copyDecoders(database, dict.id, dict.dIn, decoderRows, opts.onRows);
+    const written = await copyDecoders(database, dict.id, dict.dIn, decoderRows, opts.onRows, opts.density ?? null);
     if (written !== dict.dSae) {
       throw new AtlasError('BAD_FILE', `The decoder has ${written} rows but the dictionary declares d_sae ${dict.dSae}.`);
     }

@@ -137,6 +137,7 @@ export async function copyDecoders(
   dIn: number,
   batches: AsyncIterable<Float32Array> | Iterable<Float32Array>,
   onRows?: (n: number) => void,
+  density: Float32Array | null = null,
 ): Promise<number> {
   let next = 0;
   async function* lines(): AsyncGenerator<string> {
@@ -148,12 +149,14 @@ export async function copyDecoders(
         const row = block.subarray(r * dIn, (r + 1) * dIn);
         let sq = 0;
         for (let j = 0; j < dIn; j++) sq += row[j] * row[j];
-        chunk += `${dictionaryId}\t${next++}\t${vectorText(row)}\t${Math.sqrt(sq)}\n`;
+        const d = density ? `\t${density[next]}` : '';
+        chunk += `${dictionaryId}\t${next++}\t${vectorText(row)}\t${Math.sqrt(sq)}${d}\n`;
       }
       yield chunk;
       onRows?.(n);
     }
   }
-  await database.copyIn('features', ['dictionary_id', 'idx', 'decoder', 'decoder_norm'], lines());
+  const columns = ['dictionary_id', 'idx', 'decoder', 'decoder_norm', ...(density ? ['density'] : [])];
+  await database.copyIn('features', columns, lines());
   return next;
 }

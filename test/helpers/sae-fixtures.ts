@@ -11,6 +11,7 @@ import { fromFloat32, toFloat32 } from '../../src/engine/tensors/dtype.js';
 import { writeSafetensors, TensorToWrite } from '../../src/engine/tensors/safetensors.js';
 import type { NormalizationKind, SaeArchitecture, SaeConfig, SaeParams } from '../../src/engine/sae/types.js';
 import { normal, rng } from './rng.js';
+import type { LlamaScopeHyper } from '../reference/sae.js';
 
 export type SaeFixtureFormat = 'saelens' | 'saelens-old' | 'sparsify' | 'gemmascope';
 export type SaeFixtureDtype = 'float32' | 'float16' | 'bfloat16';
@@ -327,4 +328,21 @@ export function writeNpz(path: string, arrays: Record<string, NpyArray>, opts: {
     z64.push(rec, loc);
   }
   writeFileSync(path, Buffer.concat([...parts, cdBuf, ...z64, eocd]));
+}
+
+/** A Llama Scope folder as the release lays it out: hyperparams.json + checkpoints/final.safetensors. */
+export function writeLlamaScopeFixture(dir: string, hp: LlamaScopeHyper & Record<string, unknown>, seed: number) {
+  const rand = rng(seed);
+  const d = hp.d_model;
+  const m = hp.d_sae;
+  const t = {
+    encW: randn(rand, m * d, 0.35), encB: randn(rand, m, 0.2, -0.1), decW: randn(rand, d * m, 0.3), decB: randn(rand, d, 0.5),
+  };
+  mkdirSync(join(dir, 'checkpoints'), { recursive: true });
+  writeFileSync(join(dir, 'hyperparams.json'), JSON.stringify(hp));
+  writeSafetensors(join(dir, 'checkpoints', 'final.safetensors'), {
+    'encoder.weight': { shape: [m, d], data: t.encW }, 'encoder.bias': { shape: [m], data: t.encB },
+    'decoder.weight': { shape: [d, m], data: t.decW }, 'decoder.bias': { shape: [d], data: t.decB },
+  });
+  return t;
 }

@@ -89,3 +89,50 @@ export function refTopK(codes: number[], topK: number): { indices: number[]; val
   const order = codes.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, topK);
   return { indices: order.map((o) => o[1]), values: order.map((o) => o[0]) };
 }
+
+/**
+ * Llama Scope (OpenMOSS Language-Model-SAEs) from its own hyperparams and tensors, float64, one
+ * vector: x' = x·√d_model / norm_in; pre = x' encoder.weightᵀ + encoder.bias (x' − decoder.bias
+ * first when apply_decoder_bias_to_pre_encoder); gate = pre·(‖decoder column j‖ when
+ * sparsity_include_decoder_norm) > jump_relu_threshold; f = pre·gate;
+ * x_hat = (f decoder.weightᵀ + decoder.bias)·norm_out / √d_model.
+ */
+export interface LlamaScopeHyper {
+  d_model: number;
+  d_sae: number;
+  jump_relu_threshold: number;
+  dataset_average_activation_norm: { in: number; out: number };
+  apply_decoder_bias_to_pre_encoder?: boolean;
+  sparsity_include_decoder_norm?: boolean;
+}
+
+export function refLlamaScopeOne(
+  hp: LlamaScopeHyper,
+  t: { encW: ArrayLike<number>; encB: ArrayLike<number>; decW: ArrayLike<number>; decB: ArrayLike<number> },
+  x: number[],
+): { codes: number[]; xHat: number[] } {
+  const d = hp.d_model;
+  const m = hp.d_sae;
+  const sIn = Math.sqrt(d) / hp.dataset_average_activation_norm.in;
+  const sOut = Math.sqrt(d) / hp.dataset_average_activation_norm.out;
+  let xs = x.map((v) => v * sIn);
+  if (hp.apply_decoder_bias_to_pre_encoder) xs = xs.map((v, i) => v - t.decB[i]);
+  const codes = new Array<number>(m).fill(0);
+  for (let j = 0; j < m; j++) {
+    let pre = t.encB[j];
+    for (let i = 0; i < d; i++) pre += xs[i] * t.encW[j * d + i]; // encoder.weight is [d_sae, d_model]
+    let norm = 1;
+    if (hp.sparsity_include_decoder_norm) {
+      norm = 0;
+      for (let i = 0; i < d; i++) norm += t.decW[i * m + j] ** 2; // decoder.weight is [d_model, d_sae]
+      norm = Math.sqrt(norm);
+    }
+    codes[j] = pre * norm > hp.jump_relu_threshold ? pre : 0;
+  }
+  const xHat = Array.from({ length: d }, (_, i) => {
+    let s = t.decB[i];
+    for (let j = 0; j < m; j++) s += codes[j] * t.decW[i * m + j];
+    return s / sOut;
+  });
+  return { codes, xHat };
+}

@@ -1,11 +1,15 @@
 /**
- * ONNX graph of a whole dictionary pass. Inputs: x [n, dIn] float, top_k [1] int64.
+ * ONNX graph of a whole dictionary pass: the frame every architecture shares (normalization in and
+ * out, x - b_dec, top-k and L0 outputs) around the architecture's own encode and decode nodes
+ * (./architectures/). Inputs: x [n, dIn] float, top_k [1] int64.
  * Outputs: indices [n, top_k] int32 and values [n, top_k] float (the largest codes, sorted, ties
  * to the lower index), l0 [n] int32 (nonzero codes per row), x_hat [n, dIn] float in x's scale.
  * Codes are never negative, so a value of 0 marks a slot with no active feature.
  */
 import { AtlasError } from '../../errors.js';
 import { GraphSpec, floatTensor, int64Tensor, node, onnx, serializeModel, valueInfo } from '../onnx/proto.js';
+import type { GraphParts } from './architectures/architecture.js';
+import { ARCHITECTURES } from './architectures/index.js';
 import { LAYER_NORM_EPS } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
 
@@ -15,26 +19,22 @@ const MAX_MODEL_BYTES = 2 ** 31 - 64 * 1024 * 1024;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT32 = onnx.TensorProto.DataType.INT32;
 
-function param(params: SaeParams, name: keyof SaeParams, cfg: SaeConfig): Float32Array {
-  const v = params[name];
-  if (!v) throw new AtlasError('BAD_FILE', `The ${cfg.architecture} architecture needs parameter "${name}", which this dictionary lacks.`);
-  return v;
-}
-
 export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array {
   const { dIn, dSae } = cfg;
   const weightBytes = 4 * (2 * dIn * dSae + 4 * dSae + dIn);
   if (weightBytes > MAX_MODEL_BYTES) {
     throw new AtlasError('UNSUPPORTED', `A ${dSae} x ${dIn} dictionary needs ${(weightBytes / 2 ** 30).toFixed(1)} GiB of weights, over the 2 GiB an in-memory ONNX model can hold.`);
   }
-  const nodes = [];
-  const inits = [
-    floatTensor('zero', [], new Float32Array([0])),
-    int64Tensor('last_axis', [1], [-1]),
-    floatTensor('W_enc', [dIn, dSae], params.W_enc),
-    floatTensor('W_dec', [dSae, dIn], params.W_dec),
-    floatTensor('b_dec', [dIn], params.b_dec),
-  ];
+  const arch = ARCHITECTURES[cfg.architecture];
+  const g: GraphParts = {
+    nodes: [],
+    inits: [
+      floatTensor('zero', [], new Float32Array([0])),
+      int64Tensor('last_axis', [1], [-1]),
+      floatTensor('b_dec', [dIn], params.b_dec),
+    ],
+  };
+  const { nodes, inits } = g;
 
   // Normalization in; `undo` turns the decoder output back into x's scale.
   let xn = 'x';
@@ -84,55 +84,7 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
     saeIn = 'sae_in';
   }
 
-  switch (cfg.architecture) {
-    case 'standard':
-      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)));
-      nodes.push(node('MatMul', [saeIn, 'W_enc'], ['h']), node('Add', ['h', 'b_enc'], ['pre']), node('Relu', ['pre'], ['codes']));
-      break;
-    case 'jumprelu':
-      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)), floatTensor('threshold', [dSae], param(params, 'threshold', cfg)));
-      nodes.push(
-        node('MatMul', [saeIn, 'W_enc'], ['h']),
-        node('Add', ['h', 'b_enc'], ['pre']),
-        node('Greater', ['pre', 'threshold'], ['above']),
-        node('Relu', ['pre'], ['pre_relu']),
-        node('Where', ['above', 'pre_relu', 'zero'], ['codes']),
-      );
-      break;
-    case 'topk': {
-      if (cfg.k === null) throw new AtlasError('BAD_FILE', 'A topk dictionary needs k in its configuration.');
-      inits.push(floatTensor('b_enc', [dSae], param(params, 'b_enc', cfg)), int64Tensor('arch_k', [1], [cfg.k]));
-      nodes.push(
-        node('MatMul', [saeIn, 'W_enc'], ['h']),
-        node('Add', ['h', 'b_enc'], ['pre']),
-        node('TopK', ['pre', 'arch_k'], ['kept_values', 'kept_indices'], { axis: -1, largest: 1, sorted: 1 }),
-        node('Relu', ['kept_values'], ['kept_relu']),
-        node('Shape', ['pre'], ['pre_shape']),
-        node('ConstantOfShape', ['pre_shape'], ['pre_zeros']),
-        node('ScatterElements', ['pre_zeros', 'kept_indices', 'kept_relu'], ['codes'], { axis: 1 }),
-      );
-      break;
-    }
-    case 'gated': {
-      const rMag = param(params, 'r_mag', cfg);
-      inits.push(
-        floatTensor('b_gate', [dSae], param(params, 'b_gate', cfg)),
-        floatTensor('b_mag', [dSae], param(params, 'b_mag', cfg)),
-        floatTensor('exp_r_mag', [dSae], Float32Array.from(rMag, Math.exp)),
-      );
-      // x'(W_enc * exp(r_mag)) = (x' W_enc) * exp(r_mag): one product feeds gate and magnitude.
-      nodes.push(
-        node('MatMul', [saeIn, 'W_enc'], ['h']),
-        node('Add', ['h', 'b_gate'], ['gate_pre']),
-        node('Greater', ['gate_pre', 'zero'], ['gate_open']),
-        node('Mul', ['h', 'exp_r_mag'], ['mag_h']),
-        node('Add', ['mag_h', 'b_mag'], ['mag_pre']),
-        node('Relu', ['mag_pre'], ['mag']),
-        node('Where', ['gate_open', 'mag', 'zero'], ['codes']),
-      );
-      break;
-    }
-  }
+  arch.encodeGraph(g, cfg, params, saeIn);
 
   nodes.push(
     node('TopK', ['codes', 'top_k'], ['values', 'indices_i64'], { axis: -1, largest: 1, sorted: 1 }),
@@ -142,13 +94,12 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
     // Float sums of ones are exact up to 2^24 features.
     node('ReduceSum', ['active_f', 'last_axis'], ['l0_f'], { keepdims: 0 }),
     node('Cast', ['l0_f'], ['l0'], { to: INT32 }),
-    node('MatMul', ['codes', 'W_dec'], ['dec_h']),
-    node('Add', ['dec_h', 'b_dec'], ['decoded']),
   );
+  arch.decodeGraph(g, cfg, params);
   const xHat = undo('decoded');
   if (xHat !== 'x_hat') nodes.push(node('Identity', [xHat], ['x_hat']));
 
-  const g: GraphSpec = {
+  const spec: GraphSpec = {
     name: `sae_${cfg.architecture}_${dSae}x${dIn}`,
     nodes,
     initializers: inits,
@@ -160,5 +111,5 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
       valueInfo('x_hat', 'float', ['n', dIn]),
     ],
   };
-  return serializeModel(g);
+  return serializeModel(spec);
 }

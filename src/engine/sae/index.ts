@@ -1,10 +1,7 @@
 /** SAE dictionaries: reading, per-architecture encode/decode in TypeScript, ONNX encoder, export. */
-import { SaeArchitecture, SaeConfig, SaeParams } from './types.js';
+import { SaeConfig, SaeParams } from './types.js';
 import { normalizeInput, denormalizeOutput } from './normalization.js';
-import * as standard from './architectures/standard.js';
-import * as jumprelu from './architectures/jumprelu.js';
-import * as topk from './architectures/topk.js';
-import * as gated from './architectures/gated.js';
+import { ARCHITECTURES } from './architectures/index.js';
 
 export * from './types.js';
 export { openSae } from './open.js';
@@ -13,12 +10,7 @@ export { reconstructionMetrics, type ReconstructionMetrics } from './metrics.js'
 export { writeSaelens } from './export.js';
 export { normalizeInput, denormalizeOutput } from './normalization.js';
 
-interface Architecture {
-  encode(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array;
-  decode(params: SaeParams, cfg: SaeConfig, codes: Float32Array, n: number): Float32Array;
-}
-
-export const ARCHITECTURES: Record<SaeArchitecture, Architecture> = { standard, jumprelu, topk, gated };
+export { ARCHITECTURES } from './architectures/index.js';
 
 /** Dense codes [n, dSae] and reconstruction [n, dIn] in x's scale, computed in TypeScript. */
 export function forward(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): { codes: Float32Array; xHat: Float32Array } {

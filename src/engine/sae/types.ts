@@ -1,12 +1,13 @@
 /** Shapes of an SAE dictionary once read: its configuration, its parameters, and a streaming source. */
 
-export type SaeArchitecture = 'standard' | 'jumprelu' | 'topk' | 'gated';
-export const SAE_ARCHITECTURES: readonly SaeArchitecture[] = ['standard', 'jumprelu', 'topk', 'gated'];
+import type { SaeArchitecture } from './architectures/index.js';
+
+export { SAE_ARCHITECTURES, type SaeArchitecture } from './architectures/index.js';
 
 export type NormalizationKind = 'none' | 'expected_average_only_in' | 'constant_norm_rescale' | 'layer_norm';
 export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expected_average_only_in', 'constant_norm_rescale', 'layer_norm'];
 
-export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope';
+export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope' | 'openai' | 'dictionary_learning' | 'goodfire' | 'llamascope';
 
 export interface SaeConfig {
   architecture: SaeArchitecture;
@@ -63,5 +64,10 @@ export interface SaeSource {
   loadParams(): SaeParams;
   /** log10 firing frequency per feature ([dSae]) when the source ships it; -Infinity marks a feature never seen firing. */
   logSparsity(): Float32Array | null;
+  /**
+   * Fraction of tokens each feature fires on ([dSae], in [0, 1]) as the publisher measured it, when
+   * the source ships it; it stands as the features' density until `atlas build` measures one.
+   */
+  density(): Float32Array | null;
   close(): void;
 }

@@ -6,11 +6,11 @@
  * npy: magic "\x93NUMPY", version, header length (u16 for v1, u32 for v2/3), a Python dict literal
  * {'descr', 'fortran_order', 'shape'}, then the raw array. Supported: '<f4', '<f2', '<f8', C order.
  */
-import { openSync, readSync, fstatSync, closeSync } from 'node:fs';
-import { inflateRawSync, constants as zlibConstants } from 'node:zlib';
+import { openSync, fstatSync, closeSync } from 'node:fs';
 import { AtlasError } from '../../errors.js';
 import { DType, DTYPE_BYTES, toFloat32 } from './dtype.js';
 import { assertShape } from './safetensors.js';
+import { ZipMember, inflateHead, inflateMember, memberDataStart, pread, readZipDirectory } from './zip.js';
 
 const NPY_DTYPES: Record<string, DType> = { '<f4': 'F32', '<f2': 'F16', '<f8': 'F64' };
 
@@ -53,14 +53,6 @@ export function parseNpyHeader(head: Uint8Array, label: string): NpyHeader {
   return { dtype, shape, dataOffset };
 }
 
-interface ZipMember {
-  name: string;
-  method: number;
-  compressedSize: number;
-  uncompressedSize: number;
-  localHeaderOffset: number;
-}
-
 export interface NpzArrayInfo {
   name: string;
   dtype: DType;
@@ -74,12 +66,6 @@ interface ArrayEntry extends NpzArrayInfo {
   /** Offset of the array data inside the uncompressed member. */
   dataOffset: number;
 }
-
-const EOCD_SIG = 0x06054b50;
-const ZIP64_LOCATOR_SIG = 0x07064b50;
-const ZIP64_EOCD_SIG = 0x06064b50;
-const CENTRAL_SIG = 0x02014b50;
-const LOCAL_SIG = 0x04034b50;
 
 export class NpzFile {
   private fd: number | null;
@@ -101,7 +87,7 @@ export class NpzFile {
     }
     try {
       const size = fstatSync(fd).size;
-      const members = readCentralDirectory(fd, size, path);
+      const members = readZipDirectory(fd, size, path).values();
       const arrays = new Map<string, ArrayEntry>();
       for (const m of members) {
         if (!m.name.endsWith('.npy')) continue;
@@ -109,12 +95,7 @@ export class NpzFile {
         if (m.method !== 0 && m.method !== 8) {
           throw new AtlasError('UNSUPPORTED', `${label} uses zip compression method ${m.method}; only stored (0) and deflate (8) are supported.`);
         }
-        const local = pread(fd, m.localHeaderOffset, 30, path);
-        if (local.readUInt32LE(0) !== LOCAL_SIG) throw new AtlasError('BAD_FILE', `${label}: zip local header is corrupt.`);
-        const memberStart = m.localHeaderOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
-        if (memberStart + m.compressedSize > size) {
-          throw new AtlasError('BAD_FILE', `${path} is truncated: array "${m.name.slice(0, -4)}" ends at byte ${memberStart + m.compressedSize} but the file has ${size} bytes.`);
-        }
+        const memberStart = memberDataStart(fd, m, size, path);
         const head = m.method === 0
           ? pread(fd, memberStart, Math.min(m.uncompressedSize, 65536), path)
           : inflateHead(pread(fd, memberStart, Math.min(m.compressedSize, 65536), path));
@@ -187,96 +168,8 @@ export class NpzFile {
   private inflate(a: ArrayEntry): Buffer {
     if (this.inflated?.name === a.name) return this.inflated.data;
     this.inflated = null;
-    let data: Buffer;
-    try {
-      data = inflateRawSync(pread(this.openFd(), a.memberStart, a.member.compressedSize, this.path));
-    } catch (e) {
-      throw new AtlasError('BAD_FILE', `${this.path}: array "${a.name}" cannot be decompressed (${(e as Error).message}); the file may be truncated or corrupt.`);
-    }
-    if (data.length !== a.member.uncompressedSize) {
-      throw new AtlasError('BAD_FILE', `${this.path}: array "${a.name}" inflates to ${data.length} bytes, expected ${a.member.uncompressedSize}.`);
-    }
+    const data = inflateMember(this.openFd(), a.member, a.memberStart, this.path);
     this.inflated = { name: a.name, data };
     return data;
-  }
-}
-
-function pread(fd: number, position: number, length: number, path: string): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
-    if (n === 0) throw new AtlasError('BAD_FILE', `${path} is truncated at byte ${position + done}.`);
-    done += n;
-  }
-  return buf;
-}
-
-/** Inflates only as much of a deflate stream as the first bytes allow (enough for an npy header). */
-function inflateHead(compressed: Buffer): Buffer {
-  try {
-    return inflateRawSync(compressed, { finishFlush: zlibConstants.Z_SYNC_FLUSH } /* accepts a cut stream */);
-  } catch {
-    return Buffer.alloc(0);
-  }
-}
-
-function readCentralDirectory(fd: number, size: number, path: string): ZipMember[] {
-  const tailLen = Math.min(size, 65536 + 22);
-  const tail = pread(fd, size - tailLen, tailLen, path);
-  let eocd = -1;
-  for (let i = tail.length - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === EOCD_SIG) { eocd = i; break; }
-  }
-  if (eocd < 0) throw new AtlasError('BAD_FILE', `${path} is not a zip/npz archive or is truncated (no end-of-directory record).`);
-  let count = tail.readUInt16LE(eocd + 10);
-  let dirSize = tail.readUInt32LE(eocd + 12);
-  let dirOffset = tail.readUInt32LE(eocd + 16);
-  if (count === 0xffff || dirSize === 0xffffffff || dirOffset === 0xffffffff) {
-    const loc = eocd - 20;
-    if (loc < 0 || tail.readUInt32LE(loc) !== ZIP64_LOCATOR_SIG) throw new AtlasError('BAD_FILE', `${path}: zip64 locator missing.`);
-    const z = pread(fd, Number(tail.readBigUInt64LE(loc + 8)), 56, path);
-    if (z.readUInt32LE(0) !== ZIP64_EOCD_SIG) throw new AtlasError('BAD_FILE', `${path}: zip64 end-of-directory record is corrupt.`);
-    count = Number(z.readBigUInt64LE(32));
-    dirSize = Number(z.readBigUInt64LE(40));
-    dirOffset = Number(z.readBigUInt64LE(48));
-  }
-  if (dirOffset + dirSize > size) throw new AtlasError('BAD_FILE', `${path} is truncated: its zip directory lies past the end of the file.`);
-  const dir = pread(fd, dirOffset, dirSize, path);
-  const members: ZipMember[] = [];
-  let p = 0;
-  for (let i = 0; i < count; i++) {
-    if (p + 46 > dir.length || dir.readUInt32LE(p) !== CENTRAL_SIG) throw new AtlasError('BAD_FILE', `${path}: zip directory entry ${i} is corrupt.`);
-    const nameLen = dir.readUInt16LE(p + 28);
-    const extraLen = dir.readUInt16LE(p + 30);
-    const commentLen = dir.readUInt16LE(p + 32);
-    const m: ZipMember = {
-      name: dir.toString('utf8', p + 46, p + 46 + nameLen),
-      method: dir.readUInt16LE(p + 10),
-      compressedSize: dir.readUInt32LE(p + 20),
-      uncompressedSize: dir.readUInt32LE(p + 24),
-      localHeaderOffset: dir.readUInt32LE(p + 42),
-    };
-    applyZip64Extra(m, dir.subarray(p + 46 + nameLen, p + 46 + nameLen + extraLen));
-    members.push(m);
-    p += 46 + nameLen + extraLen + commentLen;
-  }
-  return members;
-}
-
-/** Zip64 extra field (id 1): 8-byte values for exactly the fields whose 32-bit slot is 0xffffffff, in order. */
-function applyZip64Extra(m: ZipMember, extra: Buffer): void {
-  let q = 0;
-  while (q + 4 <= extra.length) {
-    const id = extra.readUInt16LE(q);
-    const len = extra.readUInt16LE(q + 2);
-    if (id === 1) {
-      let r = q + 4;
-      const next = (): number => { const v = Number(extra.readBigUInt64LE(r)); r += 8; return v; };
-      if (m.uncompressedSize === 0xffffffff) m.uncompressedSize = next();
-      if (m.compressedSize === 0xffffffff) m.compressedSize = next();
-      if (m.localHeaderOffset === 0xffffffff) m.localHeaderOffset = next();
-    }
-    q += 4 + len;
   }
 }

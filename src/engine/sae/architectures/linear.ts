@@ -1,6 +1,8 @@
-/** Dense helpers the architectures share (plain TypeScript, float32 storage, float64 sums). */
+/** What the architectures share: dense products in TypeScript (float64 sums) and their ONNX counterparts. */
 import { AtlasError } from '../../../errors.js';
-import { SaeConfig, SaeParams } from '../types.js';
+import { floatTensor, node } from '../../onnx/proto.js';
+import type { SaeConfig, SaeParams } from '../types.js';
+import type { GraphParts } from './architecture.js';
 
 /** out[n, cols] = x[n, rows] @ W[rows, cols] + bias[cols] (bias optional). */
 export function affine(x: Float32Array, n: number, W: Float32Array, rows: number, cols: number, bias?: Float32Array): Float32Array {
@@ -28,9 +30,38 @@ export function saeInput(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: 
   return out;
 }
 
+/** pre = (x - b_dec) W_enc + b_enc, the encoder every architecture but gated starts from. */
+export function preActivation(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array {
+  return affine(saeInput(params, cfg, x, n), n, params.W_enc, cfg.dIn, cfg.dSae, need(params, 'b_enc', cfg.architecture));
+}
+
 /** Every architecture decodes the same way: codes @ W_dec + b_dec (in the normalized space). */
 export function linearDecode(params: SaeParams, cfg: SaeConfig, codes: Float32Array, n: number): Float32Array {
   return affine(codes, n, params.W_dec, cfg.dSae, cfg.dIn, params.b_dec);
+}
+
+/** ONNX: h = input @ W_enc. */
+export function encoderProductGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string): void {
+  g.inits.push(floatTensor('W_enc', [cfg.dIn, cfg.dSae], params.W_enc));
+  g.nodes.push(node('MatMul', [input, 'W_enc'], ['h']));
+}
+
+/** ONNX: pre = input @ W_enc + b_enc. */
+export function preActivationGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string): void {
+  encoderProductGraph(g, cfg, params, input);
+  g.inits.push(floatTensor('b_enc', [cfg.dSae], need(params, 'b_enc', cfg.architecture)));
+  g.nodes.push(node('Add', ['h', 'b_enc'], ['pre']));
+}
+
+/** ONNX: decoded = codes @ W_dec + b_dec. */
+export function linearDecodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams): void {
+  g.inits.push(floatTensor('W_dec', [cfg.dSae, cfg.dIn], params.W_dec));
+  g.nodes.push(node('MatMul', ['codes', 'W_dec'], ['dec_h']), node('Add', ['dec_h', 'b_dec'], ['decoded']));
+}
+
+/** The parameters of a linear encoder with bias and a linear decoder. */
+export function baseShapes(dIn: number, dSae: number): Record<string, number[]> {
+  return { W_enc: [dIn, dSae], b_enc: [dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
 }
 
 export function need(params: SaeParams, name: 'b_enc' | 'threshold' | 'r_mag' | 'b_mag' | 'b_gate', arch: string): Float32Array {

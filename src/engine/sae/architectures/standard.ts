@@ -1,12 +1,19 @@
 /** Standard (ReLU) SAE: f = relu((x - b_dec) W_enc + b_enc); x_hat = f W_dec + b_dec. */
-import { SaeConfig, SaeParams } from '../types.js';
-import { affine, linearDecode, need, saeInput } from './linear.js';
+import { node } from '../../onnx/proto.js';
+import type { Architecture } from './architecture.js';
+import { baseShapes, linearDecode, linearDecodeGraph, preActivation, preActivationGraph } from './linear.js';
 
-/** `x` [n, dIn] is already in the dictionary's normalized space (see normalization.ts). */
-export function encode(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array {
-  const pre = affine(saeInput(params, cfg, x, n), n, params.W_enc, cfg.dIn, cfg.dSae, need(params, 'b_enc', 'standard'));
-  for (let i = 0; i < pre.length; i++) if (!(pre[i] > 0)) pre[i] = 0;
-  return pre;
-}
-
-export const decode = linearDecode;
+export const standard: Architecture = {
+  paramShapes: baseShapes,
+  encode(params, cfg, x, n) {
+    const pre = preActivation(params, cfg, x, n);
+    for (let i = 0; i < pre.length; i++) if (!(pre[i] > 0)) pre[i] = 0;
+    return pre;
+  },
+  decode: linearDecode,
+  encodeGraph(g, cfg, params, input) {
+    preActivationGraph(g, cfg, params, input);
+    g.nodes.push(node('Relu', ['pre'], ['codes']));
+  },
+  decodeGraph: linearDecodeGraph,
+};

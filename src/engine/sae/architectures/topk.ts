@@ -1,28 +1,49 @@
 /**
- * TopK SAE (SAELens topk, sparsify): pre = (x - b_dec) W_enc + b_enc; keep the k largest entries
- * of pre, apply relu to them, zero the rest. Equal values keep the lower index first, as the ONNX
- * TopK operator does, so the engine and the ONNX graph choose the same features.
+ * TopK SAE (SAELens topk, sparsify, OpenAI, dictionary_learning): pre = (x - b_dec) W_enc + b_enc;
+ * keep the k largest entries of pre, apply relu to them, zero the rest. Equal values keep the lower
+ * index first, as the ONNX TopK operator does, so the engine and the ONNX graph choose the same
+ * features.
  */
 import { AtlasError } from '../../../errors.js';
-import { SaeConfig, SaeParams } from '../types.js';
-import { affine, linearDecode, need, saeInput } from './linear.js';
+import { int64Tensor, node } from '../../onnx/proto.js';
+import type { SaeConfig } from '../types.js';
+import type { Architecture } from './architecture.js';
+import { baseShapes, linearDecode, linearDecodeGraph, preActivation, preActivationGraph } from './linear.js';
 
-export function encode(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array {
-  const k = cfg.k;
-  if (k === null) throw new AtlasError('BAD_FILE', 'A topk dictionary needs k in its configuration.');
-  const pre = affine(saeInput(params, cfg, x, n), n, params.W_enc, cfg.dIn, cfg.dSae, need(params, 'b_enc', 'topk'));
-  const codes = new Float32Array(n * cfg.dSae);
-  const order = new Int32Array(cfg.dSae);
-  for (let r = 0; r < n; r++) {
-    const row = pre.subarray(r * cfg.dSae, (r + 1) * cfg.dSae);
-    for (let j = 0; j < cfg.dSae; j++) order[j] = j;
-    order.sort((a, b) => row[b] - row[a] || a - b);
-    for (let t = 0; t < k; t++) {
-      const j = order[t];
-      codes[r * cfg.dSae + j] = row[j] > 0 ? row[j] : 0;
-    }
-  }
-  return codes;
+function kOf(cfg: SaeConfig): number {
+  if (cfg.k === null) throw new AtlasError('BAD_FILE', 'A topk dictionary needs k in its configuration.');
+  return cfg.k;
 }
 
-export const decode = linearDecode;
+export const topk: Architecture = {
+  paramShapes: baseShapes,
+  encode(params, cfg, x, n) {
+    const k = kOf(cfg);
+    const pre = preActivation(params, cfg, x, n);
+    const codes = new Float32Array(n * cfg.dSae);
+    const order = new Int32Array(cfg.dSae);
+    for (let r = 0; r < n; r++) {
+      const row = pre.subarray(r * cfg.dSae, (r + 1) * cfg.dSae);
+      for (let j = 0; j < cfg.dSae; j++) order[j] = j;
+      order.sort((a, b) => row[b] - row[a] || a - b);
+      for (let t = 0; t < k; t++) {
+        const j = order[t];
+        codes[r * cfg.dSae + j] = row[j] > 0 ? row[j] : 0;
+      }
+    }
+    return codes;
+  },
+  decode: linearDecode,
+  encodeGraph(g, cfg, params, input) {
+    preActivationGraph(g, cfg, params, input);
+    g.inits.push(int64Tensor('arch_k', [1], [kOf(cfg)]));
+    g.nodes.push(
+      node('TopK', ['pre', 'arch_k'], ['kept_values', 'kept_indices'], { axis: -1, largest: 1, sorted: 1 }),
+      node('Relu', ['kept_values'], ['kept_relu']),
+      node('Shape', ['pre'], ['pre_shape']),
+      node('ConstantOfShape', ['pre_shape'], ['pre_zeros']),
+      node('ScatterElements', ['pre_zeros', 'kept_indices', 'kept_relu'], ['codes'], { axis: 1 }),
+    );
+  },
+  decodeGraph: linearDecodeGraph,
+};

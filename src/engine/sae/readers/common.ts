@@ -4,6 +4,7 @@ import { AtlasError } from '../../../errors.js';
 import { DType } from '../../tensors/dtype.js';
 import { SafetensorsFile, assertShape } from '../../tensors/safetensors.js';
 import { NpzFile } from '../../tensors/npy.js';
+import { TorchStateDict } from '../../tensors/torch.js';
 import { DecoderBatch } from '../types.js';
 
 export interface TensorReader {
@@ -43,6 +44,10 @@ export function safetensorsReader(path: string): TensorReader {
 
 export function npzReader(path: string): TensorReader {
   return readerOf(path, NpzFile.open(path));
+}
+
+export function torchReader(sd: TorchStateDict): TensorReader {
+  return readerOf(sd.path, sd);
 }
 
 /** Checks at open time, from headers only, that a tensor exists with the expected shape. */

@@ -49,6 +49,7 @@ export function openGemmaScope(npzPath: string): SaeSource {
         threshold: readChecked(r, 'threshold', shapes.threshold),
       }),
       logSparsity: () => null,
+      density: () => null,
       close: () => r.close(),
     };
   } catch (e) {

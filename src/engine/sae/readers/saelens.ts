@@ -2,24 +2,32 @@
  * SAELens folders: cfg.json + sae_weights.safetensors (+ optional sparsity.safetensors).
  * Understands the new layout (architecture at top level, metadata nested under `metadata` or
  * `meta`) and the old one (hook_name/hook_point and model_name at top level, activation named by
- * `activation_fn_str` with `activation_fn_kwargs.k`, boolean normalize_activations).
+ * `activation_fn_str` with `activation_fn_kwargs.k`, boolean normalize_activations). batchtopk and
+ * matryoshka_batchtopk files read as the JumpReLU SAELens makes of them for inference.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../../errors.js';
+import { ARCHITECTURES } from '../architectures/index.js';
 import {
   NORMALIZATION_KINDS, NormalizationKind, SAE_ARCHITECTURES, SaeArchitecture, SaeConfig, SaeParams, SaeSource,
 } from '../types.js';
 import {
-  DTYPE_NAMES, TensorReader, assertFinite, optString, positiveInt, readChecked, readJson, requireTensor, safetensorsReader,
-  streamRows,
+  DTYPE_NAMES, TensorReader, assertFinite, optString, positiveInt, readJson, safetensorsReader,
 } from './common.js';
+import { ParamMap, mappedSource } from './mapped.js';
 
 export const SAELENS_CFG = 'cfg.json';
 export const SAELENS_WEIGHTS = 'sae_weights.safetensors';
 export const SAELENS_SPARSITY = 'sparsity.safetensors';
 
 type Json = Record<string, unknown>;
+
+/**
+ * SAELens turns BatchTopK and Matryoshka BatchTopK dictionaries into JumpReLU for inference, every
+ * feature gated by the learned global threshold; a file still named so keeps it as `topk_threshold`.
+ */
+const JUMPRELU_AT_INFERENCE = ['batchtopk', 'matryoshka_batchtopk'];
 
 function obj(v: unknown): Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {};
@@ -32,6 +40,7 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   const activation = raw.activation_fn_str ?? raw.activation_fn ?? null;
   let architecture: SaeArchitecture;
   if (archRaw === 'standard' && activation === 'topk') architecture = 'topk';
+  else if (typeof archRaw === 'string' && JUMPRELU_AT_INFERENCE.includes(archRaw)) architecture = 'jumprelu';
   else if (typeof archRaw === 'string' && (SAE_ARCHITECTURES as readonly string[]).includes(archRaw)) architecture = archRaw as SaeArchitecture;
   else {
     throw new AtlasError('UNSUPPORTED', `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ${SAE_ARCHITECTURES.join(', ')}.`);
@@ -94,19 +103,9 @@ function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, 
   return s[axis];
 }
 
-/** Tensor names and shapes each architecture needs in a SAELens weights file. */
+/** Tensor names and shapes the architecture needs in a SAELens weights file. */
 export function saelensTensorShapes(cfg: SaeConfig): Record<string, number[]> {
-  const { dIn, dSae } = cfg;
-  const base = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
-  switch (cfg.architecture) {
-    case 'standard':
-    case 'topk':
-      return { ...base, b_enc: [dSae] };
-    case 'jumprelu':
-      return { ...base, b_enc: [dSae], threshold: [dSae] };
-    case 'gated':
-      return { ...base, b_gate: [dSae], b_mag: [dSae], r_mag: [dSae] };
-  }
+  return ARCHITECTURES[cfg.architecture].paramShapes(cfg.dIn, cfg.dSae);
 }
 
 export function openSaelens(dir: string): SaeSource {
@@ -115,20 +114,14 @@ export function openSaelens(dir: string): SaeSource {
   const weights = safetensorsReader(join(dir, SAELENS_WEIGHTS));
   try {
     const config = parseSaelensConfig(raw, cfgPath, weights);
-    const shapes = saelensTensorShapes(config);
-    for (const [name, shape] of Object.entries(shapes)) requireTensor(weights, name, shape);
+    const map: ParamMap = {};
+    for (const name of Object.keys(saelensTensorShapes(config)) as (keyof SaeParams)[]) map[name] = { tensor: name, layout: 'same' };
+    if (config.architecture === 'jumprelu' && !weights.has('threshold') && weights.has('topk_threshold')) {
+      map.threshold = { tensor: 'topk_threshold', layout: 'fill' };
+    }
     const sparsityPath = join(dir, SAELENS_SPARSITY);
-    return {
-      config,
-      decoderRows: (batchRows) => streamRows(weights, 'W_dec', config.dSae, config.dIn, batchRows),
-      loadParams: () => {
-        const p: Record<string, Float32Array> = {};
-        for (const [name, shape] of Object.entries(shapes)) p[name] = readChecked(weights, name, shape);
-        return p as unknown as SaeParams;
-      },
-      logSparsity: () => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null),
-      close: () => weights.close(),
-    };
+    const logSparsity = (): Float32Array | null => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null);
+    return mappedSource(weights, config, map, { logSparsity, density: () => logSparsity()?.map((v) => 10 ** v) ?? null });
   } catch (e) {
     weights.close();
     throw e;

@@ -6,7 +6,8 @@
 import { basename, join } from 'node:path';
 import { AtlasError } from '../../../errors.js';
 import { SaeConfig, SaeSource } from '../types.js';
-import { DTYPE_NAMES, positiveInt, readChecked, readJson, requireTensor, safetensorsReader, streamRows } from './common.js';
+import { DTYPE_NAMES, positiveInt, readJson, safetensorsReader } from './common.js';
+import { mappedSource } from './mapped.js';
 
 export const SPARSIFY_WEIGHTS = 'sae.safetensors';
 
@@ -40,9 +41,6 @@ export function openSparsify(dir: string): SaeSource {
     }
     const k = positiveInt(raw.k, 'k', cfgPath);
     if (k > dSae) throw new AtlasError('BAD_FILE', `${cfgPath}: k = ${k} exceeds the ${dSae} latents.`);
-    const shapes: Record<string, number[]> = { 'encoder.weight': [dSae, dIn], 'encoder.bias': [dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
-    for (const [name, shape] of Object.entries(shapes)) requireTensor(weights, name, shape);
-
     const config: SaeConfig = {
       architecture: 'topk',
       dIn,
@@ -57,23 +55,12 @@ export function openSparsify(dir: string): SaeSource {
       dtype: DTYPE_NAMES[weights.dtype('W_dec')] ?? weights.dtype('W_dec'),
       extra: { ...raw, module: basename(dir) },
     };
-    return {
-      config,
-      decoderRows: (batchRows) => streamRows(weights, 'W_dec', dSae, dIn, batchRows),
-      loadParams: () => {
-        const enc = readChecked(weights, 'encoder.weight', shapes['encoder.weight']);
-        const W_enc = new Float32Array(dIn * dSae);
-        for (let j = 0; j < dSae; j++) for (let i = 0; i < dIn; i++) W_enc[i * dSae + j] = enc[j * dIn + i];
-        return {
-          W_enc,
-          b_enc: readChecked(weights, 'encoder.bias', shapes['encoder.bias']),
-          W_dec: readChecked(weights, 'W_dec', shapes.W_dec),
-          b_dec: readChecked(weights, 'b_dec', shapes.b_dec),
-        };
-      },
-      logSparsity: () => null,
-      close: () => weights.close(),
-    };
+    return mappedSource(weights, config, {
+      W_enc: { tensor: 'encoder.weight', layout: 'T' },
+      b_enc: { tensor: 'encoder.bias', layout: 'same' },
+      W_dec: { tensor: 'W_dec', layout: 'same' },
+      b_dec: { tensor: 'b_dec', layout: 'same' },
+    });
   } catch (e) {
     weights.close();
     throw e;

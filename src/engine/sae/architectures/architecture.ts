@@ -1,0 +1,31 @@
+/**
+ * What an SAE architecture is, in one place: the parameters it reads, its encode and decode in
+ * TypeScript, and the ONNX nodes that compute the same in the encoder graph. The graph builder
+ * (../encoder-graph.ts) keeps only the frame every architecture shares: normalization in and out,
+ * the optional x - b_dec, and the top-k / L0 outputs. Adding an architecture is adding one file
+ * here and listing it in ./index.ts.
+ */
+import type onnxProto from 'onnx-proto';
+import type { SaeConfig, SaeParams } from '../types.js';
+
+/** The part of the encoder graph an architecture writes into. */
+export interface GraphParts {
+  nodes: onnxProto.onnx.INodeProto[];
+  inits: onnxProto.onnx.ITensorProto[];
+}
+
+export interface Architecture {
+  /** Every parameter the architecture reads (SAELens names), with its shape. */
+  paramShapes(dIn: number, dSae: number): Record<string, number[]>;
+  /** Dense codes [n, dSae] of `x` [n, dIn], already normalized (../normalization.ts); never negative. */
+  encode(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array;
+  /** Reconstruction [n, dIn] in the normalized space. */
+  decode(params: SaeParams, cfg: SaeConfig, codes: Float32Array, n: number): Float32Array;
+  /**
+   * ONNX nodes computing the tensor `codes` [n, dSae] from the tensor named `input` (normalized x,
+   * b_dec already subtracted when the config says so). The frame provides the scalar `zero`.
+   */
+  encodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string): void;
+  /** ONNX nodes computing `decoded` [n, dIn] (normalized space) from `codes`; b_dec is provided as `b_dec`. */
+  decodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams): void;
+}
