@@ -219,6 +219,8 @@ function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opt
     contextLength,
     prependBos,
     hookPoints,
+    // The residual-stream hooks an exported graph names are all d_model wide.
+    hookWidths: Object.fromEntries(hookPoints.map((h) => [h, dModel])),
   };
   return { info, layout };
 }
