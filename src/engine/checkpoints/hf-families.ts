@@ -52,6 +52,12 @@ class Fields {
     return v;
   }
 
+  count(key: string, fallback: number): number {
+    const v = this.raw[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.bad(key, 'a non-negative integer');
+    return v;
+  }
+
   num(key: string, fallback?: number): number {
     const v = this.raw[key] ?? fallback;
     if (typeof v !== 'number' || !(v > 0)) this.bad(key, 'a positive number');
@@ -201,7 +207,7 @@ export function readLlamaFamilyConfig(raw: Raw, path: string, modelType: 'llama'
     windows = slidingWindows(f, nLayers, raw.sliding_window == null ? null : f.int('sliding_window'), () => true);
   } else if (qwen) {
     const use = f.bool('use_sliding_window', false);
-    const from = raw.max_window_layers == null ? 28 : f.int('max_window_layers', 28);
+    const from = f.count('max_window_layers', 28);
     windows = slidingWindows(f, nLayers, use && raw.sliding_window != null ? f.int('sliding_window') : null, (l) => l >= from);
   }
 

@@ -210,6 +210,11 @@ function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opt
   const modelType = config.model_type;
   const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && tokenizer.encode('a')[0] === tokenizer.bosId);
   const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
+  const declaredWidth = new Map<string, number>();
+  for (const o of outputs) {
+    const last = o.shape[o.shape.length - 1];
+    if (typeof last === 'number' && last > 0) declaredWidth.set(o.name, last);
+  }
   const info: ModelInfo = {
     architecture: 'onnx',
     format: 'onnx',
@@ -219,8 +224,8 @@ function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opt
     contextLength,
     prependBos,
     hookPoints,
-    // The residual-stream hooks an exported graph names are all d_model wide.
-    hookWidths: Object.fromEntries(hookPoints.map((h) => [h, dModel])),
+    // An output's declared last dimension where fixed; hooks read from hidden states are d_model wide.
+    hookWidths: Object.fromEntries(hookPoints.map((h) => [h, declaredWidth.get(h) ?? dModel])),
   };
   return { info, layout };
 }

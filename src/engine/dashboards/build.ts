@@ -21,6 +21,7 @@ import { publishDashboards, type DictionaryDashboard, type ExampleRow, type Feat
 import type { DictionaryStats } from '../../db/schema.js';
 import { AtlasError } from '../../errors.js';
 import type { EngineRegistry } from '../registry.js';
+import { isResidualHook } from '../model/hooks.js';
 import type { HookBatch, LoadedModel } from '../model/types.js';
 import type { SessionSettings } from '../runtime/session.js';
 import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
@@ -348,10 +349,10 @@ class DictionaryBuild {
     };
   }
 
-  /** Logit lens of every decoder row; null when the model exposes no unembedding or widths differ. */
+  /** Logit lens of every decoder row; null when the model exposes no unembedding or the hook is not in the residual basis. */
   private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
     const u = model.unembedding();
-    if (!u || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
+    if (!u || !isResidualHook(this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
     const source = openSae(this.dict.weightsPath);
     try {
       const out = await logitLens(u, this.dict.dIn, source.decoderRows(4096), session);
