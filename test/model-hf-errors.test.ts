@@ -43,6 +43,7 @@ test('options the graphs do not implement are refused by name', () => {
     [writeTinyLlama, { quantization_config: { quant_method: 'gptq' } }, '"quantization_config"'],
     [writeTinyLlama, { hidden_act: 'gelu' }, 'hidden_act'],
     [writeTinyGpt2, { activation_function: 'relu' }, 'relu'],
+    [writeTinyGpt2, { use_alibi: true }, '"use_alibi"'],
   ];
   for (const [write, config, fragment] of cases) {
     withDir((dir) => {

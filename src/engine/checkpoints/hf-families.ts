@@ -80,6 +80,16 @@ class Fields {
   }
 }
 
+/** gpt2's fields (parsed in huggingface.ts); the summary_* ones configure a classification head, not the LM. */
+export function checkGpt2Keys(raw: Raw, path: string): void {
+  new Fields(raw, path).onlyKnown('gpt2', [
+    'n_embd', 'n_layer', 'n_head', 'n_inner', 'n_positions', 'n_ctx', 'vocab_size', 'layer_norm_epsilon',
+    'activation_function', 'scale_attn_weights', 'scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn',
+    'tie_word_embeddings', 'summary_type', 'summary_use_proj', 'summary_activation', 'summary_proj_to_labels',
+    'summary_first_dropout',
+  ]);
+}
+
 const ROPE_KEYS: Record<string, string[]> = {
   default: [],
   linear: ['factor'],

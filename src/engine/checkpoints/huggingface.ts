@@ -30,7 +30,7 @@ import { AtlasError } from '../../errors.js';
 import { SafetensorsFile, assertShape, type TensorInfo } from '../tensors/safetensors.js';
 import type { ModelInfo, TransformerConfig, TransformerWeights } from '../model/types.js';
 import { hookInfo } from '../model/hooks.js';
-import { llamaFamilyBiases, readLlamaFamilyConfig, readNeoxConfig } from './hf-families.js';
+import { checkGpt2Keys, llamaFamilyBiases, readLlamaFamilyConfig, readNeoxConfig } from './hf-families.js';
 
 export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'gpt_neox'] as const;
 
@@ -80,6 +80,7 @@ export function readHfConfig(dir: string): TransformerConfig {
   const modelType = raw.model_type;
 
   if (modelType === 'gpt2') {
+    checkGpt2Keys(raw, path);
     const dModel = int('n_embd');
     const nHeads = int('n_head');
     const act = raw.activation_function ?? 'gelu_new';
