@@ -8,10 +8,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadHfCheckpoint, readHfModelInfo } from '../src/engine/checkpoints/huggingface.js';
+import { loadModel } from '../src/engine/model/load.js';
 import { AtlasError } from '../src/errors.js';
 import { hookLayout } from '../src/engine/model/hooks.js';
 import type { TransformerConfig, TransformerWeights } from '../src/engine/model/types.js';
@@ -238,6 +239,45 @@ for (const c of CASES) {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+for (const family of ['mistral', 'gpt_neox', 'qwen3'] as const) {
+  test(`${family} through loadModel: hooks of a padded batch and KV-cached decoding in chunks match the reference`, async () => {
+    const root = mkdtempSync(join(tmpdir(), 'atlas-hf-family-load-'));
+    const c = CASES.find((x) => x.family === family)!;
+    try {
+      mkdirSync(join(root, 'model'));
+      const fx = write(join(root, 'model'), c);
+      const model = await loadModel(fx.dir, { dataDir: join(root, 'data'), device: 'cpu', threads: 1 });
+      try {
+        const batch = [tokensOf(c.length, 3), tokensOf(5, 4)];
+        const got = await model.runHooks(batch, model.info.hookPoints);
+        batch.forEach((seq, b) => {
+          const want = reference(fx.weights, seq);
+          for (const hook of model.info.hookPoints) {
+            const { dims, data } = got.get(hook)!;
+            assert.equal(dims[2], model.info.hookWidths[hook], hook);
+            const err = relError(data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]), want.hooks.get(hook)!);
+            assert.ok(err <= 1e-4, `sequence ${b} ${hook}: relative error ${err}`);
+          }
+        });
+        const tokens = batch[0];
+        const want = reference(fx.weights, tokens).logits;
+        const decoder = model.decoder!();
+        let end = 0;
+        for (const size of [5, 1, 4, tokens.length - 10]) {
+          const logits = await decoder.feed(tokens.slice(end, end + size));
+          end += size;
+          const err = relError(logits, want.slice((end - 1) * 384, end * 384));
+          assert.ok(err <= 1e-4, `after ${end} tokens: relative error ${err}`);
+        }
+      } finally {
+        await model.close();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   });
 }
