@@ -111,7 +111,7 @@ test('readHfModelInfo: catalog facts and BOS policy from config.json', () =>
     const g = readHfModelInfo(dir);
     assert.deepEqual(
       { ...g, hookPoints: g.hookPoints.length, hookWidths: g.hookWidths['blocks.1.mlp.hook_post'] },
-      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 * 13 + 1, hookWidths: 128 },
+      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 + 2 * 13 + 1, hookWidths: 128 },
     );
     assert.ok(g.hookPoints.includes('blocks.1.hook_resid_mid'));
     rmSync(join(dir, 'model.safetensors'));

@@ -45,13 +45,13 @@ function rows(h: { dims: number[]; data: Float32Array }, b: number, len: number)
   return h.data.slice(b * S * d, (b * S + len) * d);
 }
 
-test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 66 hook points', { skip: !present && SKIP }, () => {
+test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 82 hook points', { skip: !present && SKIP }, () => {
   const info = inspectModel(CHECKPOINT);
   assert.deepEqual(
     { arch: info.architecture, format: info.format, d: info.dModel, layers: info.nLayers, vocab: info.vocabSize, ctx: info.contextLength, bos: info.prependBos },
     { arch: 'llama', format: 'llama2c', d: 64, layers: 5, vocab: 512, ctx: 512, bos: true },
   );
-  assert.equal(info.hookPoints.length, 5 * 13 + 1);
+  assert.equal(info.hookPoints.length, 1 + 5 * 16 + 1);
   assert.ok(info.hookPoints.includes('blocks.4.hook_mlp_out'));
 });
 

@@ -2,7 +2,7 @@
  * A plain TypeScript GPT-2 forward pass written from the architecture's math, in float64, one
  * sequence at a time. Tests compare the ONNX graph's hooks against it; it favours clarity over speed.
  *
- *   x_0 = W_E[token] + W_pos[position]                       (hook_resid_pre of block 0)
+ *   x_0 = W_E[token] + W_pos[position]   (hook_embed + hook_pos_embed = hook_resid_pre of block 0)
  *   attn_out = Attn(LN1(x)),  mid = x + attn_out             (hook_attn_out, hook_resid_mid)
  *   mlp_out = act(LN2(mid) W_in + b_in) W_out + b_out        (hook_mlp_out)
  *   post = mid + mlp_out                                     (hook_resid_post = next block's resid_pre)
@@ -83,11 +83,11 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
   const hooks = new Map<string, Float32Array>();
   const WE = w.tensor('embed.W_E');
   const Wpos = w.tensor('pos_embed.W_pos');
-  let x: Vec[] = tokens.map((t, p) => {
-    const v = new Float64Array(d);
-    for (let i = 0; i < d; i++) v[i] = WE[t * d + i] + Wpos[p * d + i];
-    return v;
-  });
+  const embed = tokens.map((t) => Float64Array.from(WE.subarray(t * d, (t + 1) * d)));
+  const posEmbed = tokens.map((_, p) => Float64Array.from(Wpos.subarray(p * d, (p + 1) * d)));
+  hooks.set('hook_embed', toF32(embed));
+  hooks.set('hook_pos_embed', toF32(posEmbed));
+  let x: Vec[] = embed.map((e, p) => e.map((v, i) => v + posEmbed[p][i]));
 
   for (let L = 0; L < c.nLayers; L++) {
     const p = `blocks.${L}`;

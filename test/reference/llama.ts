@@ -5,15 +5,15 @@
  * arithmetic. Tests compare the ONNX graph's hooks and greedy generation against it; it favours
  * clarity over speed.
  *
- *   x = W_E[token]                                                (hook_resid_pre of block 0)
+ *   x = W_E[token]                                                (hook_embed, hook_resid_pre of block 0)
  *   n = x / rms(x) (ln1.hook_normalized); h = n * w_ln1
  *   q, k, v = h W_Q + b_Q, h W_K + b_K, h W_V + b_V (attn.hook_q/k/v; biases when present)
- *   qwen3: q, k = RMSNorm per head (q_norm, k_norm); rotate q, k by position (RoPE, scaled)
+ *   qwen3: q, k = RMSNorm per head (q_norm, k_norm); rotate q, k by position (RoPE, scaled; hook_rot_q/k)
  *   z = softmax(q·k / sqrt(dHead) over keys t <= pos with pos − t < window) v   (attn.hook_z)
  *   attn_out = z W_O (+ b_O)                                       (hook_attn_out)
  *   mid = x + attn_out                                            (hook_resid_mid)
  *   n2 = mid / rms(mid) (ln2.hook_normalized); h2 = n2 * w_ln2
- *   pre = h2 W_gate (mlp.hook_pre); post = silu(pre) * (h2 W_in) (mlp.hook_post)
+ *   pre = h2 W_gate (mlp.hook_pre); lin = h2 W_in (mlp.hook_pre_linear); post = silu(pre) * lin (mlp.hook_post)
  *   mlp_out = post W_out                                          (hook_mlp_out)
  *   x' = mid + mlp_out                                            (hook_resid_post = next resid_pre)
  *   logits = (x'/rms(x')) (ln_final.hook_normalized) * w_f W_U
@@ -156,6 +156,7 @@ export class ReferenceLlama {
     const hooks = new Map<string, Vec>();
     const opt = (name: string) => (this.weights.has(name) ? this.w(name) : null);
     let x: Vec = Float64Array.from(this.w('embed.W_E').subarray(token * d, (token + 1) * d));
+    hooks.set('hook_embed', x);
 
     for (let l = 0; l < c.nLayers; l++) {
       const b = `blocks.${l}`;
@@ -177,6 +178,8 @@ export class ReferenceLlama {
       }
       rope(q, pos, c, seqLen);
       rope(k, pos, c, seqLen);
+      hook('attn.hook_rot_q', q);
+      hook('attn.hook_rot_k', k);
       this.keys[l][pos] = k;
       this.values[l][pos] = v;
 
@@ -212,6 +215,7 @@ export class ReferenceLlama {
       const up = addBias(matvec(h2, this.w(`${b}.mlp.W_in`), dMlp), opt(`${b}.mlp.b_in`));
       const act = gate.map((gi, i) => (gi / (1 + Math.exp(-gi))) * up[i]);
       hook('mlp.hook_pre', gate);
+      hook('mlp.hook_pre_linear', up);
       hook('mlp.hook_post', act);
       const mlpOut = addBias(matvec(act, this.w(`${b}.mlp.W_out`), d), opt(`${b}.mlp.b_out`));
       x = mid.map((mi, i) => mi + mlpOut[i]);

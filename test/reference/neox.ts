@@ -2,7 +2,7 @@
  * A plain TypeScript GPT-NeoX (Pythia) forward pass written from transformers' modeling_gpt_neox.py,
  * float64, one sequence at a time:
  *   a = LayerNorm1(x)                                     (ln1.hook_normalized)
- *   q, k, v = a W + b per part (attn.hook_q/k/v), q and k rotated on their first rotaryDim dims
+ *   q, k, v = a W + b per part (attn.hook_q/k/v), q and k rotated on their first rotaryDim dims (hook_rot_q/k)
  *   z = causal softmax(q·k/√d_head) v (attn.hook_z);  attn_out = z W_O + b_O
  *   parallel:   x' = x + attn_out + mlp(LayerNorm2(x))
  *   sequential: mid = x + attn_out (hook_resid_mid); x' = mid + mlp(LayerNorm2(mid))
@@ -20,6 +20,7 @@ export function neoxForward(w: TransformerWeights, tokens: number[]): ReferenceO
   const opt = (name: string) => (w.has(name) ? w.tensor(name) : undefined);
   const WE = w.tensor('embed.W_E');
   let x = tokens.map((t) => Float64Array.from(WE.subarray(t * d, (t + 1) * d)));
+  hooks.set('hook_embed', toF32(x));
 
   for (let L = 0; L < c.nLayers; L++) {
     const p = `blocks.${L}`;
@@ -43,6 +44,8 @@ export function neoxForward(w: TransformerWeights, tokens: number[]): ReferenceO
       rope(c2, i, c, tokens.length);
       return c2;
     });
+    hooks.set(`${p}.attn.hook_rot_q`, toF32(qr));
+    hooks.set(`${p}.attn.hook_rot_k`, toF32(kr));
     const z = x.map(() => new Float64Array(nHeads * dHead));
     for (let h = 0; h < nHeads; h++) {
       const o = h * dHead;

@@ -65,14 +65,16 @@ export interface TransformerWeights {
 
 /**
  * Per-block hook points, TransformerLens names, in forward order. attn.hook_q/k/v are the projections
- * (bias included) before any q/k norm or rotation, [heads·d_head] flattened; attn.hook_z the heads'
- * attention-weighted values before W_O; ln*.hook_normalized the norm's output (LayerNorm: with its
- * weight and bias; RMSNorm: x/rms before the weight, as TransformerLens hooks them); mlp.hook_pre the
- * (gate) pre-activation and mlp.hook_post the hidden activation fed to W_out.
+ * (bias included) before any q/k norm or rotation, [heads·d_head] flattened; attn.hook_rot_q/k the
+ * rotated ones (rotary families); attn.hook_z the heads' attention-weighted values before W_O;
+ * ln*.hook_normalized the norm's output (LayerNorm: with its weight and bias; RMSNorm: x/rms before the
+ * weight, as TransformerLens hooks them); mlp.hook_pre the (gate) pre-activation, mlp.hook_pre_linear
+ * the up projection of a gated MLP, mlp.hook_post the hidden activation fed to W_out.
  */
 export const HOOK_KINDS = [
-  'hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_z', 'hook_attn_out',
-  'hook_resid_mid', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+  'hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_rot_q', 'attn.hook_rot_k',
+  'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear',
+  'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
 ] as const;
 export type HookKind = (typeof HOOK_KINDS)[number];
 
@@ -82,6 +84,9 @@ export function hookName(layer: number, kind: HookKind): string {
 
 /** The final norm's output, before the unembedding. */
 export const FINAL_NORM_HOOK = 'ln_final.hook_normalized';
+/** Token embeddings, and the learned positional embeddings of gpt2 (before they are added). */
+export const EMBED_HOOK = 'hook_embed';
+export const POS_EMBED_HOOK = 'hook_pos_embed';
 
 /** Catalog facts about a loaded model. */
 export interface ModelInfo {

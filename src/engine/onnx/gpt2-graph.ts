@@ -11,7 +11,7 @@
  * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
  */
 import { AtlasError } from '../../errors.js';
-import { FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
+import { EMBED_HOOK, FINAL_NORM_HOOK, POS_EMBED_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
 import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
 
@@ -47,8 +47,9 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) }, output);
 
   const { positions, maskBias } = positionsAndMask(g);
-  const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids']);
-  const pos = g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]);
+  const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
+  // [seq, d] broadcast to [batch, seq, d], the shape of every hook.
+  const pos = g.op('Expand', [g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]), g.op('Shape', [tokens])], {}, POS_EMBED_HOOK);
   let resid = g.op('Add', [tokens, pos], {}, hookName(0, 'hook_resid_pre'));
 
   for (let l = 0; l < c.nLayers; l++) {

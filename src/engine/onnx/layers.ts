@@ -112,6 +112,11 @@ export function splitHeads(g: GraphBuilder, x: string, heads: number, dHead: num
   return g.op('Transpose', [g.op('Reshape', [x, g.ints(g.t('const.shape_heads'), [0, 0, heads, dHead])])], { perm: [0, 2, 1, 3] });
 }
 
+/** [batch, heads, seq, dHead] → [batch, seq, width = heads·dHead], named `output` (a hook of rotated q or k). */
+export function mergeHeads(g: GraphBuilder, x: string, width: number, output: string): string {
+  return g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 1, 3] }), g.ints(g.t('const.shape_flat'), [0, 0, width])], {}, output);
+}
+
 export interface AttentionInputs {
   layer: number;
   /** Queries [batch, nHeads, seq, dHead], already rotated where the architecture rotates them. */
@@ -123,8 +128,6 @@ export interface AttentionInputs {
   nKvHeads: number;
   dHead: number;
   maskBias: string;
-  /** Multiplies q·k; 1/sqrt(dHead) when absent. */
-  scale?: number;
   /** Name of the merged heads output (attn.hook_z). */
   output?: string;
 }
@@ -141,7 +144,7 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   const axes2 = g.ints(g.t('const.axes_2'), [2]);
   const qGrouped = g.op('Reshape', [a.q, g.ints(g.t('const.shape_groups'), [0, a.nKvHeads, group, -1, a.dHead])]); // [B, nKv, group, S, dHead]
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 1, 3, 2] }), axes2]); // [B, nKv, 1, dHead, T]
-  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([a.scale ?? 1 / Math.sqrt(a.dHead)]));
+  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([1 / Math.sqrt(a.dHead)]));
   const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]), a.maskBias]);
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [v, axes2])]); // [B, nKv, group, S, dHead]

@@ -7,17 +7,18 @@
  * Per block (x = resid_pre; optional parts present when the checkpoint has their tensors):
  *   h = RMSNorm(x)                                                    (ln1.hook_normalized: x/rms)
  *   q, k, v = h W_Q + b_Q, h W_K + b_K, h W_V + b_V                     (attn.hook_q/k/v)
- *   q, k = RMSNorm_head(q), RMSNorm_head(k) (qwen3 q_norm/k_norm), then rotated by RoPE (onnx/rope.ts)
+ *   q, k = RMSNorm_head(q), RMSNorm_head(k) (qwen3 q_norm/k_norm), then rotated by RoPE (onnx/rope.ts)  (attn.hook_rot_q/k)
  *   z = softmax(q·kᵀ/√d_head + mask) v, mask causal (or a sliding window i − j < W on that layer)  (attn.hook_z)
  *   attn_out = z W_O + b_O;  mid = x + attn_out                         (hook_attn_out, hook_resid_mid)
- *   h2 = RMSNorm(mid);  pre = h2 W_gate + b_gate;  post = silu(pre) * (h2 W_in + b_in)  (mlp.hook_pre/post)
+ *   h2 = RMSNorm(mid);  pre = h2 W_gate + b_gate;  lin = h2 W_in + b_in;  post = silu(pre) * lin
+ *                                                                     (mlp.hook_pre, hook_pre_linear, hook_post)
  *   mlp_out = post W_out + b_out;  resid_post = mid + mlp_out            (hook_mlp_out, hook_resid_post)
  * logits = RMSNorm(resid_post) W_U (+ b_U)                             (ln_final.hook_normalized)
  */
 import { AtlasError } from '../../errors.js';
-import { FINAL_NORM_HOOK, hookName, type Architecture, type HookKind, type TransformerWeights } from '../model/types.js';
+import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type Architecture, type HookKind, type TransformerWeights } from '../model/types.js';
 import type { GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, positionsAndMask, rmsNorm, splitHeads, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, mergeHeads, positionsAndMask, rmsNorm, splitHeads, transformerIO } from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
@@ -49,23 +50,27 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     return g.op('Transpose', [rmsNorm(g, perHead, f(norm, [dHead]), c.normEps)], { perm: [0, 2, 1, 3] });
   };
 
-  let resid = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, hookName(0, 'hook_resid_pre'));
+  let resid = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
 
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     const hook = (kind: HookKind): string => hookName(l, kind);
-    // Block l's input is block l-1's output; a graph output needs its own value name.
-    if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    // Block l's input is the embedding or block l-1's output; a graph output needs its own value name.
+    resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
 
     const x = rmsNorm(g, resid, f(`${b}.ln1.w`, [d]), c.normEps, hook('ln1.hook_normalized'));
     const q = linear(x, `${b}.attn.W_Q`, `${b}.attn.b_Q`, d, nHeads * dHead, hook('attn.hook_q'));
     const k = linear(x, `${b}.attn.W_K`, `${b}.attn.b_K`, d, nKvHeads * dHead, hook('attn.hook_k'));
     const v = linear(x, `${b}.attn.W_V`, `${b}.attn.b_V`, d, nKvHeads * dHead, hook('attn.hook_v'));
     const window = c.slidingWindows?.[l] ?? null;
+    const rotQ = applyRope(g, c, heads(q, nHeads, `${b}.attn.q_norm.w`), rope);
+    const rotK = applyRope(g, c, heads(k, nKvHeads, `${b}.attn.k_norm.w`), rope);
+    mergeHeads(g, rotQ, nHeads * dHead, hook('attn.hook_rot_q'));
+    mergeHeads(g, rotK, nKvHeads * dHead, hook('attn.hook_rot_k'));
     const z = attention(g, {
       layer: l,
-      q: applyRope(g, c, heads(q, nHeads, `${b}.attn.q_norm.w`), rope),
-      k: applyRope(g, c, heads(k, nKvHeads, `${b}.attn.k_norm.w`), rope),
+      q: rotQ,
+      k: rotK,
       v: splitHeads(g, v, nKvHeads, dHead),
       nHeads,
       nKvHeads,
@@ -80,7 +85,7 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     const x2 = rmsNorm(g, mid, f(`${b}.ln2.w`, [d]), c.normEps, hook('ln2.hook_normalized'));
     const gate = linear(x2, `${b}.mlp.W_gate`, `${b}.mlp.b_gate`, d, dMlp, hook('mlp.hook_pre'));
     const silu = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
-    const post = g.op('Mul', [silu, linear(x2, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp)], {}, hook('mlp.hook_post'));
+    const post = g.op('Mul', [silu, linear(x2, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp, hook('mlp.hook_pre_linear'))], {}, hook('mlp.hook_post'));
     const mlpOut = linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }

@@ -3,7 +3,7 @@
  * and outputs documented in layers.ts. As transformers' modeling_gpt_neox.py:
  *   a = LN1(x) (LayerNorm with bias)                                   (ln1.hook_normalized)
  *   q, k, v = a W_Q + b_Q, a W_K + b_K, a W_V + b_V (the fused per-head query_key_value, split by the reader)
- *   q, k rotated by RoPE on their first rotaryDim dims (rotate_half), the rest passed through
+ *   q, k rotated by RoPE on their first rotaryDim dims (rotate_half), the rest passed through (attn.hook_rot_q/k)
  *   z = softmax(q·kᵀ/√d_head + causal mask) v;  attn_out = z W_O + b_O  (attn.hook_z, hook_attn_out)
  *   parallel:   resid_post = x + attn_out + mlp(LN2(x))                (no hook_resid_mid)
  *   sequential: mid = x + attn_out; resid_post = mid + mlp(LN2(mid))
@@ -11,9 +11,9 @@
  * logits = LN_final(resid_post) W_U (embed_out, untied unless tie_word_embeddings).
  */
 import { AtlasError } from '../../errors.js';
-import { FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
+import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, gelu, mergeHeads, positionsAndMask, splitHeads, transformerIO } from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
@@ -35,21 +35,25 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
 
   const { positions, maskBias } = positionsAndMask(g);
   const rope = ropeAngles(g, c, positions);
-  let resid = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, hookName(0, 'hook_resid_pre'));
+  let resid = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
 
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     const hook = (kind: HookKind) => hookName(l, kind);
-    if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
 
     const a = layerNorm(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
     const q = linear(a, `${b}.attn.W_Q`, `${b}.attn.b_Q`, d, width, hook('attn.hook_q'));
     const k = linear(a, `${b}.attn.W_K`, `${b}.attn.b_K`, d, width, hook('attn.hook_k'));
     const v = linear(a, `${b}.attn.W_V`, `${b}.attn.b_V`, d, width, hook('attn.hook_v'));
+    const rotQ = applyRope(g, c, splitHeads(g, q, nHeads, dHead), rope);
+    const rotK = applyRope(g, c, splitHeads(g, k, nHeads, dHead), rope);
+    mergeHeads(g, rotQ, width, hook('attn.hook_rot_q'));
+    mergeHeads(g, rotK, width, hook('attn.hook_rot_k'));
     const z = attention(g, {
       layer: l,
-      q: applyRope(g, c, splitHeads(g, q, nHeads, dHead), rope),
-      k: applyRope(g, c, splitHeads(g, k, nHeads, dHead), rope),
+      q: rotQ,
+      k: rotK,
       v: splitHeads(g, v, nHeads, dHead),
       nHeads,
       nKvHeads: nHeads,
