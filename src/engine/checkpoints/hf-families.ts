@@ -93,7 +93,8 @@ export function checkGpt2Keys(raw: Raw, path: string): void {
 const ROPE_KEYS: Record<string, string[]> = {
   default: [],
   linear: ['factor'],
-  dynamic: ['factor'],
+  // transformers accepts original_max_position_embeddings here but scales by max_position_embeddings.
+  dynamic: ['factor', 'original_max_position_embeddings'],
   llama3: ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'],
   yarn: ['factor', 'original_max_position_embeddings', 'attention_factor', 'mscale', 'mscale_all_dim', 'beta_fast', 'beta_slow', 'truncate'],
 };
