@@ -349,7 +349,7 @@ class DictionaryBuild {
     };
   }
 
-  /** Logit lens of every decoder row; null when the model exposes no unembedding or the hook is not in the residual basis. */
+  /** Logit lens of every decoder row; null without an unembedding or when the hook is not in the residual basis. */
   private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
     const u = model.unembedding();
     if (!u || !isResidualHook(this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;

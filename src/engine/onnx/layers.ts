@@ -69,7 +69,7 @@ export class GraphBuilder {
 export interface Masks {
   /** Positions past_seq .. past_seq + seq - 1, [seq] int64 (the same for every row: right padding). */
   positions: string;
-  /** Additive causal-plus-padding mask [batch, 1, 1, seq, total]; the extra axis broadcasts over attention()'s query groups. */
+  /** Additive causal-plus-padding mask [batch, 1, 1, seq, total]; the extra axis broadcasts over query groups. */
   maskBias: string;
   /** The same mask restricted to keys j with i − j < window (a sliding-window layer); built once per window. */
   windowMask(window: number): string;

@@ -7,7 +7,7 @@
  * Per block (x = resid_pre; optional parts present when the checkpoint has their tensors):
  *   h = RMSNorm(x)                                                    (ln1.hook_normalized: x/rms)
  *   q, k, v = h W_Q + b_Q, h W_K + b_K, h W_V + b_V                     (attn.hook_q/k/v)
- *   q, k = RMSNorm_head(q), RMSNorm_head(k) (qwen3 q_norm/k_norm), then rotated by RoPE (onnx/rope.ts)  (attn.hook_rot_q/k)
+ *   q, k = RMSNorm_head(q), RMSNorm_head(k) (qwen3 q_norm/k_norm), then RoPE (onnx/rope.ts)  (attn.hook_rot_q/k)
  *   z = softmax(q·kᵀ/√d_head + mask) v, mask causal (or a sliding window i − j < W on that layer)  (attn.hook_z)
  *   attn_out = z W_O + b_O;  mid = x + attn_out                         (hook_attn_out, hook_resid_mid)
  *   h2 = RMSNorm(mid);  pre = h2 W_gate + b_gate;  lin = h2 W_in + b_in;  post = silu(pre) * lin
