@@ -57,7 +57,7 @@ export function ropeFrequencies(c: TransformerConfig): { invFreq: Float64Array; 
 }
 
 export interface Rope {
-  /** cos and sin of the angles, broadcastable against the rotated halves [batch, heads, seq, r/2] (+ [1] interleaved). */
+  /** cos and sin of the angles, broadcastable against the rotated halves [batch, heads, seq, r/2] (+ [1] if paired). */
   cos: string;
   sin: string;
 }
