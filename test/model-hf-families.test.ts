@@ -324,7 +324,7 @@ test('refusals name the field: model_type, rope type, rope fields, unknown confi
     [llama, { rope_scaling: { rope_type: 'linear', factor: 2, finetuned: true } }, 'UNSUPPORTED', '"finetuned"'],
     [llama, { rope_parameters: { rope_type: 'ntk-by-parts', rope_theta: 1e4 } }, 'UNSUPPORTED', 'rope_parameters.rope_type'],
     [llama, { quantization_config: { bits: 4 } }, 'UNSUPPORTED', '"quantization_config"'],
-    [CASES.find((c) => c.family === 'mistral')!, { attention_bias: true }, 'UNSUPPORTED', '"attention_bias"'],
+    [CASES.find((c) => c.family === 'mistral')!, { attention_bias: true }, 'UNSUPPORTED', 'attention_bias: true'],
     [neox, { hidden_act: 'relu' }, 'UNSUPPORTED', 'hidden_act "relu"'],
     [neox, { rotary_pct: 0.1 }, 'BAD_FILE', 'rotary_pct'],
     [qwen2, { use_mrope: true }, 'UNSUPPORTED', 'use_mrope'],

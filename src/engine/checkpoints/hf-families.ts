@@ -190,9 +190,8 @@ export function readLlamaFamilyConfig(raw: Raw, path: string, modelType: 'llama'
   f.onlyKnown(modelType, [
     'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim',
     'hidden_act', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta', 'rope_scaling', 'rope_parameters',
-    'tie_word_embeddings', 'vocab_size',
-    ...(modelType === 'llama' ? ['attention_bias', 'mlp_bias'] : []),
-    ...(modelType === 'qwen3' ? ['attention_bias'] : []),
+    'tie_word_embeddings', 'vocab_size', 'attention_bias',
+    ...(modelType === 'llama' ? ['mlp_bias'] : []),
     ...(modelType === 'mistral' ? ['sliding_window'] : []),
     ...(qwen ? ['sliding_window', 'use_sliding_window', 'max_window_layers', 'layer_types', 'use_mrope'] : []),
   ]);
