@@ -191,7 +191,8 @@ export function readLlamaFamilyConfig(raw: Raw, path: string, modelType: 'llama'
     'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim',
     'hidden_act', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta', 'rope_scaling', 'rope_parameters',
     'tie_word_embeddings', 'vocab_size', 'attention_bias',
-    ...(modelType === 'llama' ? ['mlp_bias'] : []),
+    // max_sequence_length: early LLaMA conversions carry it; transformers never reads it.
+    ...(modelType === 'llama' ? ['mlp_bias', 'max_sequence_length'] : []),
     ...(modelType === 'mistral' ? ['sliding_window'] : []),
     ...(qwen ? ['sliding_window', 'use_sliding_window', 'max_window_layers', 'layer_types', 'use_mrope'] : []),
   ]);
