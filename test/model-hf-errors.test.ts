@@ -39,10 +39,11 @@ test('an unknown model_type is named, with the supported ones', () =>
 
 test('options the graphs do not implement are refused by name', () => {
   const cases: [(dir: string, o: object) => unknown, Record<string, unknown>, string][] = [
-    [writeTinyLlama, { rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'llama3'],
-    [writeTinyLlama, { attention_bias: true }, 'attention_bias'],
+    [writeTinyLlama, { rope_scaling: { rope_type: 'longrope', factor: 8 } }, 'rope_scaling.rope_type "longrope"'],
+    [writeTinyLlama, { quantization_config: { quant_method: 'gptq' } }, '"quantization_config"'],
     [writeTinyLlama, { hidden_act: 'gelu' }, 'hidden_act'],
     [writeTinyGpt2, { activation_function: 'relu' }, 'relu'],
+    [writeTinyGpt2, { use_alibi: true }, '"use_alibi"'],
   ];
   for (const [write, config, fragment] of cases) {
     withDir((dir) => {

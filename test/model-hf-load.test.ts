@@ -92,8 +92,8 @@ test('loadModel and inspectModel accept a ready .onnx file with the tokenizer be
     const file = join(dir, 'exported.onnx');
     writeOnnxModel(buildLlamaGraph(w), file);
     const info = inspectModel(file);
-    assert.deepEqual({ ...info, hookPoints: info.hookPoints.length }, {
-      architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: true, hookPoints: 10,
+    assert.deepEqual({ ...info, hookPoints: info.hookPoints.length, hookWidths: info.hookWidths['blocks.0.attn.hook_k'] }, {
+      architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: true, hookPoints: 1 + 2 * 16 + 1, hookWidths: 16,
     });
     const m = await loadModel(file, { dataDir, device: 'cpu', threads: 1 });
     try {

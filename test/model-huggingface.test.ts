@@ -12,6 +12,7 @@ import { loadHfCheckpoint, readHfModelInfo } from '../src/engine/checkpoints/hug
 import { buildGpt2Graph } from '../src/engine/onnx/gpt2-graph.js';
 import { buildLlamaGraph } from '../src/engine/onnx/llama-graph.js';
 import type { TransformerWeights } from '../src/engine/model/types.js';
+import { hookLayout } from '../src/engine/model/hooks.js';
 import { writeTinyGpt2, writeTinyLlama, type HfFixtureOptions } from './helpers/hf-fixtures.js';
 import { runGraph, relError } from './helpers/graph-runner.js';
 import { gpt2Forward } from './reference/gpt2.js';
@@ -77,7 +78,7 @@ for (const arch of ['gpt2', 'llama'] as const) {
       const tokens = [5, 17, 260, 3, 99, 42, 1, 7, 250, 11];
       const ref = A.reference(w, tokens);
       const [out] = await runGraph(A.build(w), [tokens]);
-      assert.equal(out.hooks.size, 5 * w.config.nLayers);
+      assert.equal(out.hooks.size, hookLayout(w.config).length, 'every hook point is a graph output');
       for (const [name, want] of ref.hooks) {
         const got = out.hooks.get(name);
         assert.ok(got, `graph has no output ${name}`);
@@ -109,8 +110,8 @@ test('readHfModelInfo: catalog facts and BOS policy from config.json', () =>
     writeTinyGpt2(join(dir), {});
     const g = readHfModelInfo(dir);
     assert.deepEqual(
-      { ...g, hookPoints: g.hookPoints.length },
-      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 10 },
+      { ...g, hookPoints: g.hookPoints.length, hookWidths: g.hookWidths['blocks.1.mlp.hook_post'] },
+      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 + 2 * 13 + 1, hookWidths: 128 },
     );
     assert.ok(g.hookPoints.includes('blocks.1.hook_resid_mid'));
     rmSync(join(dir, 'model.safetensors'));

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sampler, XorShiftRng } from '../src/engine/generate.js';
 import type { ModelInfo, TransformerConfig } from '../src/engine/model/types.js';
-import { transformerHookPoints } from '../src/engine/onnx/layers.js';
+import { hookInfo } from '../src/engine/model/hooks.js';
 import { buildLlamaGraph } from '../src/engine/onnx/llama-graph.js';
 import { writeOnnxModel } from '../src/engine/onnx/write-model.js';
 import { KvDecoder } from '../src/engine/runtime/decoder.js';
@@ -22,7 +22,7 @@ import { llamaConfig, randomLlamaWeights, seededRandom } from './helpers/random-
 import { ReferenceLlama } from './reference/llama.js';
 
 function infoOf(c: TransformerConfig): ModelInfo {
-  return { architecture: 'llama', format: 'llama2c', dModel: c.dModel, nLayers: c.nLayers, vocabSize: c.vocabSize, contextLength: c.contextLength, prependBos: true, hookPoints: transformerHookPoints(c.nLayers) };
+  return { architecture: 'llama', format: 'llama2c', dModel: c.dModel, nLayers: c.nLayers, vocabSize: c.vocabSize, contextLength: c.contextLength, prependBos: true, ...hookInfo(c) };
 }
 
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

@@ -41,13 +41,13 @@ function rows(h: { dims: number[]; data: Float32Array }, b: number, len: number)
   return h.data.slice(b * S * d, (b * S + len) * d);
 }
 
-test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 25 hook points', () => {
+test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 82 hook points', () => {
   const info = inspectModel(CHECKPOINT);
   assert.deepEqual(
     { arch: info.architecture, format: info.format, d: info.dModel, layers: info.nLayers, vocab: info.vocabSize, ctx: info.contextLength, bos: info.prependBos },
     { arch: 'llama', format: 'llama2c', d: 64, layers: 5, vocab: 512, ctx: 512, bos: true },
   );
-  assert.equal(info.hookPoints.length, 25);
+  assert.equal(info.hookPoints.length, 1 + 5 * 16 + 1);
   assert.ok(info.hookPoints.includes('blocks.4.hook_mlp_out'));
 });
 
@@ -57,7 +57,7 @@ test('every hook of the ONNX graph matches the reference within 1e-4 relative', 
   const got = await model.runHooks([tokens], model.info.hookPoints);
   const want = reference.run(tokens);
   for (const hook of model.info.hookPoints) {
-    assert.deepEqual(got.get(hook)!.dims, [1, tokens.length, 64], hook);
+    assert.deepEqual(got.get(hook)!.dims, [1, tokens.length, model.info.hookWidths[hook]], hook);
     const err = relError(got.get(hook)!.data, want.hooks.get(hook)!);
     assert.ok(err < 1e-4, `${hook}: relative error ${err}`);
   }

@@ -78,8 +78,8 @@ test('an exported gpt2 graph with hook-named outputs loads and matches the refer
     writeOnnxModel(spec, file);
     const m = await loadOnnxFile(file, CPU);
     try {
-      assert.deepEqual({ ...m.info, hookPoints: m.info.hookPoints.length }, {
-        architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 10,
+      assert.deepEqual({ ...m.info, hookPoints: m.info.hookPoints.length, hookWidths: m.info.hookWidths['blocks.1.mlp.hook_post'] }, {
+        architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 + 2 * 13 + 1, hookWidths: 128,
       });
       assert.equal(m.executionProvider, 'cpu');
       assert.equal(m.unembedding(), null);

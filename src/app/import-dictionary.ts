@@ -40,10 +40,13 @@ function validate(source: SaeSource, req: ImportRequest, model: ModelRow): strin
   if (!hookPoints.includes(hook)) {
     throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hook}"; it has: ${hookPoints.join(', ')}. Pass --hook to choose one.`);
   }
-  if (cfg.dIn !== dModel) {
-    throw new AtlasError('DIMENSION_MISMATCH', `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${dModel} wide at ${hook}; it was trained on another model.`, {
+  // Hooks are as wide as their vectors (attn.hook_z: heads·d_head, mlp.hook_post: d_mlp); rows registered
+  // before widths were kept hold only d_model-wide hooks.
+  const width = model.hookWidths[hook] ?? dModel;
+  if (cfg.dIn !== width) {
+    throw new AtlasError('DIMENSION_MISMATCH', `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${width} wide at ${hook}; it was trained on another model or another hook.`, {
       dictionaryDIn: cfg.dIn,
-      modelWidth: dModel,
+      modelWidth: width,
     });
   }
   // A dictionary trained with BOS first sees different activations without it (and vice versa).

@@ -27,6 +27,7 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
     contextLength: info.contextLength,
     prependBos: req.prependBos ?? info.prependBos,
     hookPoints: info.hookPoints,
+    hookWidths: info.hookWidths,
     sourcePath: req.path,
     sourceFormat: info.format,
     tokenizerPath: req.tokenizerPath ?? null,

@@ -25,6 +25,8 @@ export const models = pgTable('models', {
   contextLength: integer('context_length').notNull(),
   prependBos: boolean('prepend_bos').notNull(),
   hookPoints: jsonb('hook_points').$type<string[]>().notNull(),
+  /** Width of each hook point's vectors; one absent here (rows older than this column) is d_model wide. */
+  hookWidths: jsonb('hook_widths').$type<Record<string, number>>().notNull().default(sql`'{}'::jsonb`),
   sourcePath: text('source_path').notNull(),
   sourceFormat: text('source_format').notNull(),
   tokenizerPath: text('tokenizer_path'),

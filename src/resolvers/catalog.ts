@@ -36,6 +36,8 @@ export const catalogResolvers = {
   },
   Model: {
     layers: (m: ModelRow) => m.nLayers,
+    // Rows registered before widths were kept hold only d_model-wide hooks.
+    hookWidths: (m: ModelRow) => m.hookPoints.map((h) => m.hookWidths[h] ?? m.dModel),
     dictionaries: (m: ModelRow, _: unknown, ctx: Context) => ctx.loaders.dictionariesOfModel.load(m.id),
   },
   Dictionary: {

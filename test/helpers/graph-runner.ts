@@ -60,7 +60,7 @@ export function rowsOf(t: ort.Tensor, b: number, len: number): Float32Array {
 export async function runGraph(spec: GraphSpec, batch: number[][], session?: ort.InferenceSession): Promise<SequenceOutput[]> {
   const s = session ?? (await createSession(serializeModel(spec)));
   try {
-    const hookNames = s.outputNames.filter((n) => n.startsWith('blocks.'));
+    const hookNames = s.outputNames.filter((n) => n !== 'logits' && !n.startsWith('present.'));
     const results = await s.run(batchFeeds(spec, batch), [...hookNames, 'logits']);
     return batch.map((seq, b) => ({
       hooks: new Map(hookNames.map((n) => [n, rowsOf(results[n], b, seq.length)])),

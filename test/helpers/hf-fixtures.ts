@@ -45,7 +45,7 @@ function inMemory(config: TransformerConfig, tensors: Map<string, Float32Array>)
   };
 }
 
-function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(m.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
   return out;
@@ -107,7 +107,7 @@ export function randomGpt2Weights(c: TransformerConfig, seed = 1): TransformerWe
   return inMemory(c, t);
 }
 
-function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, opts: HfFixtureOptions): void {
+export function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, opts: HfFixtureOptions): void {
   opts.editTensors?.(tensors);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...opts.config }, null, 2));
   const shards = opts.shards ?? 1;

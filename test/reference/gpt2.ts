@@ -2,17 +2,19 @@
  * A plain TypeScript GPT-2 forward pass written from the architecture's math, in float64, one
  * sequence at a time. Tests compare the ONNX graph's hooks against it; it favours clarity over speed.
  *
- *   x_0 = W_E[token] + W_pos[position]                       (hook_resid_pre of block 0)
+ *   x_0 = W_E[token] + W_pos[position]   (hook_embed + hook_pos_embed = hook_resid_pre of block 0)
  *   attn_out = Attn(LN1(x)),  mid = x + attn_out             (hook_attn_out, hook_resid_mid)
  *   mlp_out = act(LN2(mid) W_in + b_in) W_out + b_out        (hook_mlp_out)
  *   post = mid + mlp_out                                     (hook_resid_post = next block's resid_pre)
  *   logits = LN_final(post_last) W_U (+ b_U)
+ * Hooks as TransformerLens names them: ln1/ln2/ln_final.hook_normalized (LayerNorm outputs),
+ * attn.hook_q/k/v (biased projections), attn.hook_z (heads before W_O), mlp.hook_pre/post.
  */
 import type { TransformerWeights } from '../../src/engine/model/types.js';
 import { hookName } from '../../src/engine/model/types.js';
 
 export interface ReferenceOutput {
-  /** Hook name → [seq, dModel] row-major. */
+  /** Hook name → [seq, width] row-major. */
   hooks: Map<string, Float32Array>;
   /** [seq, vocab] */
   logits: Float32Array;
@@ -21,7 +23,7 @@ export interface ReferenceOutput {
 type Vec = Float64Array;
 
 /** y = x · W for W stored [rows = x.length, cols] row-major, plus optional bias. */
-function matvec(x: Vec, W: Float32Array, cols: number, bias?: Float32Array): Vec {
+export function matvec(x: Vec, W: Float32Array, cols: number, bias?: Float32Array): Vec {
   const y = new Float64Array(cols);
   for (let i = 0; i < x.length; i++) {
     const xi = x[i];
@@ -32,7 +34,7 @@ function matvec(x: Vec, W: Float32Array, cols: number, bias?: Float32Array): Vec
   return y;
 }
 
-function layerNorm(x: Vec, w: Float32Array, b: Float32Array, eps: number): Vec {
+export function layerNorm(x: Vec, w: Float32Array, b: Float32Array, eps: number): Vec {
   let mean = 0;
   for (const v of x) mean += v;
   mean /= x.length;
@@ -43,7 +45,7 @@ function layerNorm(x: Vec, w: Float32Array, b: Float32Array, eps: number): Vec {
   return x.map((v, i) => (v - mean) * inv * w[i] + b[i]);
 }
 
-function gelu(x: number, kind: string): number {
+export function gelu(x: number, kind: string): number {
   if (kind === 'gelu_new') return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
   return 0.5 * x * (1 + erf(x / Math.SQRT2));
 }
@@ -68,7 +70,7 @@ function erf(x: number): number {
   return Math.sign(x) * (1 - Math.exp(-a * a) / Math.sqrt(Math.PI) / f);
 }
 
-function toF32(rows: Vec[]): Float32Array {
+export function toF32(rows: Vec[]): Float32Array {
   const d = rows[0]?.length ?? 0;
   const out = new Float32Array(rows.length * d);
   rows.forEach((r, i) => out.set(r, i * d));
@@ -81,11 +83,11 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
   const hooks = new Map<string, Float32Array>();
   const WE = w.tensor('embed.W_E');
   const Wpos = w.tensor('pos_embed.W_pos');
-  let x: Vec[] = tokens.map((t, p) => {
-    const v = new Float64Array(d);
-    for (let i = 0; i < d; i++) v[i] = WE[t * d + i] + Wpos[p * d + i];
-    return v;
-  });
+  const embed = tokens.map((t) => Float64Array.from(WE.subarray(t * d, (t + 1) * d)));
+  const posEmbed = tokens.map((_, p) => Float64Array.from(Wpos.subarray(p * d, (p + 1) * d)));
+  hooks.set('hook_embed', toF32(embed));
+  hooks.set('hook_pos_embed', toF32(posEmbed));
+  let x: Vec[] = embed.map((e, p) => e.map((v, i) => v + posEmbed[p][i]));
 
   for (let L = 0; L < c.nLayers; L++) {
     const p = `blocks.${L}`;
@@ -99,6 +101,10 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
     const q = ln1.map((r) => matvec(r, WQ, nHeads * dHead, bQ));
     const k = ln1.map((r) => matvec(r, WK, nHeads * dHead, bK));
     const v = ln1.map((r) => matvec(r, WV, nHeads * dHead, bV));
+    hooks.set(`${p}.ln1.hook_normalized`, toF32(ln1));
+    hooks.set(`${p}.attn.hook_q`, toF32(q));
+    hooks.set(`${p}.attn.hook_k`, toF32(k));
+    hooks.set(`${p}.attn.hook_v`, toF32(v));
     const z = x.map(() => new Float64Array(nHeads * dHead));
     for (let h = 0; h < nHeads; h++) {
       const o = h * dHead;
@@ -119,15 +125,18 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
         }
       }
     }
+    hooks.set(`${p}.attn.hook_z`, toF32(z));
     const attnOut = z.map((r) => matvec(r, WO, d, bO));
     hooks.set(hookName(L, 'hook_attn_out'), toF32(attnOut));
     const mid = x.map((r, i) => r.map((val, j) => val + attnOut[i][j]));
     hooks.set(hookName(L, 'hook_resid_mid'), toF32(mid));
-    const mlpOut = mid.map((r) => {
-      const h = layerNorm(r, ln2w, ln2b, c.normEps);
-      const act = matvec(h, Win, dMlp, bin).map((val) => gelu(val, c.activation));
-      return matvec(act, Wout, d, bout);
-    });
+    const ln2 = mid.map((r) => layerNorm(r, ln2w, ln2b, c.normEps));
+    const pre = ln2.map((h) => matvec(h, Win, dMlp, bin));
+    const post = pre.map((r) => r.map((val) => gelu(val, c.activation)));
+    const mlpOut = post.map((act) => matvec(act, Wout, d, bout));
+    hooks.set(`${p}.ln2.hook_normalized`, toF32(ln2));
+    hooks.set(`${p}.mlp.hook_pre`, toF32(pre));
+    hooks.set(`${p}.mlp.hook_post`, toF32(post));
     hooks.set(hookName(L, 'hook_mlp_out'), toF32(mlpOut));
     x = mid.map((r, i) => r.map((val, j) => val + mlpOut[i][j]));
     hooks.set(hookName(L, 'hook_resid_post'), toF32(x));
@@ -136,6 +145,8 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
   const WU = w.tensor('unembed.W_U');
   const bU = w.has('unembed.b_U') ? w.tensor('unembed.b_U') : undefined;
   const [lnfw, lnfb] = [w.tensor('ln_final.w'), w.tensor('ln_final.b')];
-  const logits = x.map((r) => matvec(layerNorm(r, lnfw, lnfb, c.normEps), WU, vocabSize, bU));
+  const lnf = x.map((r) => layerNorm(r, lnfw, lnfb, c.normEps));
+  hooks.set('ln_final.hook_normalized', toF32(lnf));
+  const logits = lnf.map((r) => matvec(r, WU, vocabSize, bU));
   return { hooks, logits: toF32(logits) };
 }

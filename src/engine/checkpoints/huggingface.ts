@@ -4,7 +4,8 @@
  *
  * Every tensor's presence and shape is checked against config.json when the folder is opened, so
  * a bad checkpoint fails before any graph is built; the data itself is read (and converted from
- * f16/bf16 to f32) only when a tensor is asked for.
+ * f16/bf16 to f32) only when a tensor is asked for. Config parsing of the llama family and gpt_neox
+ * lives in hf-families.ts.
  *
  * Name and layout mapping to TransformerLens names (matrices [in, out]):
  *   gpt2 (`transformer.` prefix optional; Conv1D weights are already [in, out])
@@ -15,14 +16,23 @@
  *     embed_tokens → embed.W_E, q/k/v/o_proj → W_Q/W_K/W_V/W_O, gate_proj → W_gate, up_proj → W_in,
  *     down_proj → W_out, input_layernorm → ln1.w, post_attention_layernorm → ln2.w, norm → ln_final.w,
  *     lm_head or embed_tokens (tied) → W_U. HF permutes q/k for rotate_half RoPE: ropeStyle 'half'.
+ *   mistral, qwen2, qwen3: as llama, plus q/k/v_proj.bias → b_Q/b_K/b_V (qwen2; llama and qwen3 with
+ *     attention_bias, then o_proj.bias → b_O too), mlp biases → b_gate/b_in/b_out (llama mlp_bias),
+ *     self_attn.q_norm/k_norm → attn.q_norm.w/k_norm.w (qwen3).
+ *   gpt_neox (`gpt_neox.` prefix optional): embed_in → embed.W_E, input_layernorm/post_attention_layernorm
+ *     → ln1/ln2 (w, b), attention.query_key_value [3d, d] laid out per head as [q_h; k_h; v_h] row
+ *     blocks → W_Q/W_K/W_V (and biases), attention.dense → W_O, mlp.dense_h_to_4h → W_in,
+ *     mlp.dense_4h_to_h → W_out, final_layer_norm → ln_final, embed_out (or embed_in, tied) → W_U.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { SafetensorsFile, assertShape, type TensorInfo } from '../tensors/safetensors.js';
-import { HOOK_KINDS, hookName, type ModelInfo, type TransformerConfig, type TransformerWeights } from '../model/types.js';
+import type { ModelInfo, TransformerConfig, TransformerWeights } from '../model/types.js';
+import { hookInfo } from '../model/hooks.js';
+import { checkGpt2Keys, llamaFamilyBiases, readLlamaFamilyConfig, readNeoxConfig } from './hf-families.js';
 
-export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama'] as const;
+export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'gpt_neox'] as const;
 
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -70,6 +80,7 @@ export function readHfConfig(dir: string): TransformerConfig {
   const modelType = raw.model_type;
 
   if (modelType === 'gpt2') {
+    checkGpt2Keys(raw, path);
     const dModel = int('n_embd');
     const nHeads = int('n_head');
     const act = raw.activation_function ?? 'gelu_new';
@@ -96,35 +107,8 @@ export function readHfConfig(dir: string): TransformerConfig {
     };
   }
 
-  if (modelType === 'llama') {
-    const dModel = int('hidden_size');
-    const nHeads = int('num_attention_heads');
-    const nKvHeads = int('num_key_value_heads', nHeads);
-    if (nHeads % nKvHeads !== 0) throw new AtlasError('BAD_FILE', `${path}: num_attention_heads ${nHeads} is not a multiple of num_key_value_heads ${nKvHeads}.`);
-    if ((raw.hidden_act ?? 'silu') !== 'silu') refuse(`hidden_act ${JSON.stringify(raw.hidden_act)} (supported: silu)`);
-    if (raw.attention_bias === true) refuse('attention_bias: true');
-    if (raw.mlp_bias === true) refuse('mlp_bias: true');
-    const scaling = raw.rope_scaling as { rope_type?: string; type?: string } | null | undefined;
-    const scalingType = scaling ? scaling.rope_type ?? scaling.type : undefined;
-    if (scaling && scalingType !== 'default') refuse(`rope_scaling ${JSON.stringify(scalingType ?? scaling)}`);
-    if (raw.head_dim == null && dModel % nHeads !== 0) throw new AtlasError('BAD_FILE', `${path}: hidden_size ${dModel} is not divisible by num_attention_heads ${nHeads}.`);
-    return {
-      architecture: 'llama',
-      dModel,
-      nLayers: int('num_hidden_layers'),
-      nHeads,
-      nKvHeads,
-      dHead: raw.head_dim == null ? dModel / nHeads : int('head_dim'),
-      dMlp: int('intermediate_size'),
-      vocabSize: int('vocab_size'),
-      contextLength: int('max_position_embeddings', 2048),
-      normEps: num('rms_norm_eps', 1e-6),
-      ropeTheta: num('rope_theta', 10000),
-      ropeStyle: 'half',
-      activation: 'silu',
-      tiedEmbeddings: raw.tie_word_embeddings === true,
-    };
-  }
+  if (modelType === 'llama' || modelType === 'mistral' || modelType === 'qwen2' || modelType === 'qwen3') return readLlamaFamilyConfig(raw, path, modelType);
+  if (modelType === 'gpt_neox') return readNeoxConfig(raw, path);
 
   throw new AtlasError('UNSUPPORTED', `${path} has model_type ${JSON.stringify(modelType)}; supported model types: ${SUPPORTED_HF_MODEL_TYPES.join(', ')}.`);
 }
@@ -132,8 +116,6 @@ export function readHfConfig(dir: string): TransformerConfig {
 /** Catalog facts from config.json alone (no tensors read). */
 export function readHfModelInfo(dir: string): ModelInfo {
   const c = readHfConfig(dir);
-  const hookPoints: string[] = [];
-  for (let L = 0; L < c.nLayers; L++) for (const k of HOOK_KINDS) hookPoints.push(hookName(L, k));
   return {
     architecture: c.architecture,
     format: 'huggingface',
@@ -141,10 +123,22 @@ export function readHfModelInfo(dir: string): ModelInfo {
     nLayers: c.nLayers,
     vocabSize: c.vocabSize,
     contextLength: c.contextLength,
-    // LLaMA tokenizers and training put BOS first; GPT-2 was trained without one.
-    prependBos: c.architecture === 'llama',
-    hookPoints,
+    prependBos: defaultBos(dir, c),
+    ...hookInfo(c),
   };
+}
+
+/**
+ * Whether sequences start with BOS: tokenizer_config.json's add_bos_token when it says, else the
+ * family's training convention (llama, mistral: <s> / <|begin_of_text|>; gpt2, qwen, pythia: none).
+ */
+function defaultBos(dir: string, c: TransformerConfig): boolean {
+  const tc = join(dir, 'tokenizer_config.json');
+  if (existsSync(tc)) {
+    const add = readJson(tc).add_bos_token;
+    if (typeof add === 'boolean') return add;
+  }
+  return c.architecture === 'llama' || c.architecture === 'mistral';
 }
 
 interface Located {
@@ -185,7 +179,23 @@ interface Source {
   hf: string;
   /** Shape the checkpoint tensor must have. */
   shape: number[];
-  transform: 'none' | 'transpose' | { columns: [number, number] };
+  transform: 'none' | 'transpose' | { columns: [number, number] } | FusedHeads;
+}
+
+/** Rows of one part (0 q, 1 k, 2 v) of a per-head fused [heads·3·headSize, ...] tensor, then transposed if 2-D. */
+interface FusedHeads {
+  part: number;
+  heads: number;
+  headSize: number;
+}
+
+function fusedHeadRows(m: Float32Array, cols: number, p: FusedHeads): Float32Array {
+  const out = new Float32Array(p.heads * p.headSize * cols);
+  for (let h = 0; h < p.heads; h++) {
+    const from = (h * 3 + p.part) * p.headSize * cols;
+    out.set(m.subarray(from, from + p.headSize * cols), h * p.headSize * cols);
+  }
+  return out;
 }
 
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
@@ -231,7 +241,7 @@ function gpt2Sources(c: TransformerConfig, prefix: string, hasLmHead: boolean): 
   return s;
 }
 
-function llamaSources(c: TransformerConfig, prefix: string, lmHead: string): Map<string, Source> {
+function llamaSources(c: TransformerConfig, prefix: string, lmHead: string, bias: { qkv: boolean; o: boolean; mlp: boolean }): Map<string, Source> {
   const { dModel: d, dMlp, vocabSize, nHeads, nKvHeads, dHead } = c;
   const s = new Map<string, Source>();
   // nn.Linear stores [out, in]; TransformerLens wants [in, out].
@@ -249,9 +259,57 @@ function llamaSources(c: TransformerConfig, prefix: string, lmHead: string): Map
     linear(`${p}.mlp.W_gate`, `${h}.mlp.gate_proj.weight`, dMlp, d);
     linear(`${p}.mlp.W_in`, `${h}.mlp.up_proj.weight`, dMlp, d);
     linear(`${p}.mlp.W_out`, `${h}.mlp.down_proj.weight`, d, dMlp);
+    const vector = (name: string, hf: string, n: number) => s.set(name, { hf, shape: [n], transform: 'none' });
+    if (bias.qkv) {
+      vector(`${p}.attn.b_Q`, `${h}.self_attn.q_proj.bias`, nHeads * dHead);
+      vector(`${p}.attn.b_K`, `${h}.self_attn.k_proj.bias`, nKvHeads * dHead);
+      vector(`${p}.attn.b_V`, `${h}.self_attn.v_proj.bias`, nKvHeads * dHead);
+    }
+    if (bias.o) vector(`${p}.attn.b_O`, `${h}.self_attn.o_proj.bias`, d);
+    if (bias.mlp) {
+      vector(`${p}.mlp.b_gate`, `${h}.mlp.gate_proj.bias`, dMlp);
+      vector(`${p}.mlp.b_in`, `${h}.mlp.up_proj.bias`, dMlp);
+      vector(`${p}.mlp.b_out`, `${h}.mlp.down_proj.bias`, d);
+    }
+    if (c.architecture === 'qwen3') {
+      vector(`${p}.attn.q_norm.w`, `${h}.self_attn.q_norm.weight`, dHead);
+      vector(`${p}.attn.k_norm.w`, `${h}.self_attn.k_norm.weight`, dHead);
+    }
   }
   s.set('ln_final.w', { hf: `${prefix}norm.weight`, shape: [d], transform: 'none' });
   linear('unembed.W_U', lmHead, vocabSize, d);
+  return s;
+}
+
+function neoxSources(c: TransformerConfig, prefix: string, bias: boolean): Map<string, Source> {
+  const { dModel: d, dMlp, vocabSize, nHeads, dHead } = c;
+  const s = new Map<string, Source>();
+  const plain = (name: string, hf: string, shape: number[]) => s.set(name, { hf: prefix + hf, shape, transform: 'none' });
+  const linear = (name: string, hf: string, out: number, inp: number) => s.set(name, { hf: prefix + hf, shape: [out, inp], transform: 'transpose' });
+  plain('embed.W_E', 'embed_in.weight', [vocabSize, d]);
+  for (let L = 0; L < c.nLayers; L++) {
+    const p = `blocks.${L}`;
+    const h = `layers.${L}`;
+    plain(`${p}.ln1.w`, `${h}.input_layernorm.weight`, [d]);
+    plain(`${p}.ln1.b`, `${h}.input_layernorm.bias`, [d]);
+    plain(`${p}.ln2.w`, `${h}.post_attention_layernorm.weight`, [d]);
+    plain(`${p}.ln2.b`, `${h}.post_attention_layernorm.bias`, [d]);
+    ['Q', 'K', 'V'].forEach((x, part) => {
+      const fused = { part, heads: nHeads, headSize: dHead };
+      s.set(`${p}.attn.W_${x}`, { hf: `${prefix}${h}.attention.query_key_value.weight`, shape: [3 * d, d], transform: fused });
+      if (bias) s.set(`${p}.attn.b_${x}`, { hf: `${prefix}${h}.attention.query_key_value.bias`, shape: [3 * d], transform: fused });
+    });
+    linear(`${p}.attn.W_O`, `${h}.attention.dense.weight`, d, d);
+    if (bias) plain(`${p}.attn.b_O`, `${h}.attention.dense.bias`, [d]);
+    linear(`${p}.mlp.W_in`, `${h}.mlp.dense_h_to_4h.weight`, dMlp, d);
+    plain(`${p}.mlp.b_in`, `${h}.mlp.dense_h_to_4h.bias`, [dMlp]);
+    linear(`${p}.mlp.W_out`, `${h}.mlp.dense_4h_to_h.weight`, d, dMlp);
+    plain(`${p}.mlp.b_out`, `${h}.mlp.dense_4h_to_h.bias`, [d]);
+  }
+  plain('ln_final.w', 'final_layer_norm.weight', [d]);
+  plain('ln_final.b', 'final_layer_norm.bias', [d]);
+  // embed_out sits outside the gpt_neox. prefix.
+  s.set('unembed.W_U', c.tiedEmbeddings ? { hf: `${prefix}embed_in.weight`, shape: [vocabSize, d], transform: 'transpose' } : { hf: 'embed_out.weight', shape: [vocabSize, d], transform: 'transpose' });
   return s;
 }
 
@@ -269,12 +327,15 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
     const hasLmHead = has('lm_head.weight');
     config.tiedEmbeddings = !hasLmHead;
     sources = gpt2Sources(config, prefix, hasLmHead);
+  } else if (config.architecture === 'gpt_neox') {
+    const prefix = has('gpt_neox.embed_in.weight') ? 'gpt_neox.' : '';
+    sources = neoxSources(config, prefix, readJson(join(dir, 'config.json')).attention_bias !== false);
   } else {
     const prefix = has('model.embed_tokens.weight') ? 'model.' : '';
     // An lm_head present in the file wins; without one the embedding must be tied.
     const lmHead = has('lm_head.weight') ? 'lm_head.weight' : config.tiedEmbeddings ? `${prefix}embed_tokens.weight` : 'lm_head.weight';
     config.tiedEmbeddings = lmHead !== 'lm_head.weight';
-    sources = llamaSources(config, prefix, lmHead);
+    sources = llamaSources(config, prefix, lmHead, llamaFamilyBiases(readJson(join(dir, 'config.json')), config.architecture));
   }
 
   for (const src of sources.values()) {
@@ -301,6 +362,10 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
       const rows = src.shape.length === 1 ? 1 : src.shape[0];
       const cols = src.shape[src.shape.length - 1];
       if (src.transform === 'transpose') return transpose(data, rows, cols);
+      if ('part' in src.transform) {
+        if (src.shape.length === 1) return fusedHeadRows(data, 1, src.transform);
+        return transpose(fusedHeadRows(data, cols, src.transform), rows / 3, cols);
+      }
       return sliceColumns(data, rows, cols, src.transform.columns[0], src.transform.columns[1]);
     },
   };

@@ -11,6 +11,7 @@
  * always holds all of its active codes.
  */
 import { AtlasError } from '../../errors.js';
+import { isResidualHook } from '../model/hooks.js';
 import type { HookBatch, LoadedModel } from '../model/types.js';
 import type { SessionSettings } from '../runtime/session.js';
 import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
@@ -253,10 +254,10 @@ export class DictionaryBuild {
     };
   }
 
-  /** Logit lens of every decoder row; null when the model exposes no unembedding or widths differ. */
+  /** Logit lens of every decoder row; null without an unembedding or when the hook is not in the residual basis. */
   private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
     const u = model.unembedding();
-    if (!u || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
+    if (!u || !isResidualHook(this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
     const source = openSae(this.dict.weightsPath);
     try {
       const out = await logitLens(u, this.dict.dIn, source.decoderRows(4096), session);

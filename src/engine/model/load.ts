@@ -14,8 +14,9 @@ import { isHfCheckpointDir, loadHfCheckpoint, readHfModelInfo } from '../checkpo
 import { openLlama2c } from '../checkpoints/llama2c.js';
 import { inspectOnnxFile, loadOnnxFile } from '../runtime/onnx-file.js';
 import { buildGpt2Graph, GPT2_GRAPH_VERSION } from '../onnx/gpt2-graph.js';
-import { transformerHookPoints } from '../onnx/layers.js';
 import { buildLlamaGraph, LLAMA_GRAPH_VERSION } from '../onnx/llama-graph.js';
+import { buildNeoxGraph, NEOX_GRAPH_VERSION } from '../onnx/neox-graph.js';
+import { hookInfo } from './hooks.js';
 import type { GraphSpec } from '../onnx/proto.js';
 import { writeOnnxModel } from '../onnx/write-model.js';
 import { KvDecoder } from '../runtime/decoder.js';
@@ -35,9 +36,14 @@ export interface LoadModelOptions {
 }
 
 /** Graph builders per architecture; the version is part of the cache key. */
+const LLAMA = { build: buildLlamaGraph, version: `llama-graph-${LLAMA_GRAPH_VERSION}` };
 const BUILDERS: Record<Architecture, { build: (w: TransformerWeights) => GraphSpec; version: string }> = {
-  llama: { build: buildLlamaGraph, version: `llama-graph-${LLAMA_GRAPH_VERSION}` },
+  llama: LLAMA,
+  mistral: LLAMA,
+  qwen2: LLAMA,
+  qwen3: LLAMA,
   gpt2: { build: buildGpt2Graph, version: `gpt2-graph-${GPT2_GRAPH_VERSION}` },
+  gpt_neox: { build: buildNeoxGraph, version: `neox-graph-${NEOX_GRAPH_VERSION}` },
 };
 
 /** A recognised checkpoint: what it is, its weights on demand, and the files its bytes live in. */
@@ -60,7 +66,7 @@ function infoFromConfig(c: TransformerConfig, format: CheckpointFormat): ModelIn
     vocabSize: c.vocabSize,
     contextLength: c.contextLength,
     prependBos: c.architecture === 'llama',
-    hookPoints: transformerHookPoints(c.nLayers),
+    ...hookInfo(c),
   };
 }
 
@@ -112,7 +118,7 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
   const c = w.config;
   return {
     finalNorm: {
-      kind: c.architecture === 'gpt2' ? 'layer' : 'rms',
+      kind: c.architecture === 'gpt2' || c.architecture === 'gpt_neox' ? 'layer' : 'rms',
       weight: w.tensor('ln_final.w'),
       bias: w.has('ln_final.b') ? w.tensor('ln_final.b') : null,
       eps: c.normEps,

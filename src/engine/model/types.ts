@@ -6,13 +6,16 @@
  *   embed.W_E [vocab, d]                 pos_embed.W_pos [ctx, d]              (gpt2)
  *   blocks.{L}.ln1.w [d]  .ln1.b [d] (gpt2)   blocks.{L}.ln2.w [d]  .ln2.b [d] (gpt2)
  *   blocks.{L}.attn.W_Q [d, nHeads*dHead]   .W_K/.W_V [d, nKvHeads*dHead]   .W_O [nHeads*dHead, d]
- *   blocks.{L}.attn.b_Q/b_K/b_V/b_O (gpt2)
- *   blocks.{L}.mlp.W_in [d, dMlp]  .W_out [dMlp, d]  .W_gate [d, dMlp] (llama)  .b_in/.b_out (gpt2)
- *   ln_final.w [d]  ln_final.b [d] (gpt2)   unembed.W_U [d, vocab]   unembed.b_U [vocab] (optional)
+ *   blocks.{L}.attn.b_Q/b_K/b_V/b_O (gpt2, gpt_neox; qwen2 b_Q/b_K/b_V; llama-family attention_bias)
+ *   blocks.{L}.attn.q_norm.w / .k_norm.w [dHead] (qwen3: RMSNorm of each head's q and k)
+ *   blocks.{L}.mlp.W_in [d, dMlp]  .W_out [dMlp, d]  .W_gate [d, dMlp] (llama family)
+ *   blocks.{L}.mlp.b_in/.b_out (gpt2, gpt_neox)  .b_gate (llama-family mlp_bias)
+ *   ln_final.w [d]  ln_final.b [d] (LayerNorm families)   unembed.W_U [d, vocab]   unembed.b_U [vocab] (optional)
  */
 import type { Tokenizer } from '../tokenizers/types.js';
 
-export type Architecture = 'llama' | 'gpt2';
+/** Graph families: gpt2; the llama family (llama, mistral, qwen2, qwen3); gpt_neox (Pythia). */
+export type Architecture = 'llama' | 'gpt2' | 'mistral' | 'qwen2' | 'qwen3' | 'gpt_neox';
 export type CheckpointFormat = 'llama2c' | 'huggingface' | 'onnx';
 
 export interface TransformerConfig {
@@ -30,10 +33,28 @@ export interface TransformerConfig {
   ropeTheta: number;
   /** 'interleaved': pairs (2i, 2i+1) as llama2.c; 'half': rotate_half as Hugging Face llama. */
   ropeStyle: 'interleaved' | 'half';
-  /** gpt2 only: 'gelu_new' (tanh approximation) or 'gelu'. */
+  /** MLP activation: silu (gated, llama family); 'gelu_new' (tanh approximation) or 'gelu' (erf). */
   activation: 'silu' | 'gelu_new' | 'gelu';
   tiedEmbeddings: boolean;
+  /** Dims of each head that RoPE rotates, the first ones (gpt_neox rotary_pct); dHead when absent. */
+  rotaryDim?: number;
+  /** RoPE frequency scaling (config rope_scaling); none when absent. */
+  ropeScaling?: RopeScaling;
+  /** Per layer: keys j a query i sees satisfy i − j < window; null = full causal attention. */
+  slidingWindows?: (number | null)[];
+  /** gpt_neox use_parallel_residual: x + attn(ln1(x)) + mlp(ln2(x)). */
+  parallelResidual?: boolean;
 }
+
+/**
+ * RoPE scalings as transformers' modeling_rope_utils computes them; yarn's attention factor (which
+ * scales cos and sin) is resolved from attention_factor / mscale / mscale_all_dim when parsed.
+ */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'dynamic'; factor: number; maxPositions: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  | { type: 'yarn'; factor: number; originalMaxPositions: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean };
 
 export interface TransformerWeights {
   config: TransformerConfig;
@@ -42,12 +63,30 @@ export interface TransformerWeights {
   has(name: string): boolean;
 }
 
-export const HOOK_KINDS = ['hook_resid_pre', 'hook_resid_mid', 'hook_resid_post', 'hook_attn_out', 'hook_mlp_out'] as const;
+/**
+ * Per-block hook points, TransformerLens names, in forward order. attn.hook_q/k/v are the projections
+ * (bias included) before any q/k norm or rotation, [heads·d_head] flattened; attn.hook_rot_q/k the
+ * rotated ones (rotary families); attn.hook_z the heads' attention-weighted values before W_O;
+ * ln*.hook_normalized the norm's output (LayerNorm: with its weight and bias; RMSNorm: x/rms before the
+ * weight, as TransformerLens hooks them); mlp.hook_pre the (gate) pre-activation, mlp.hook_pre_linear
+ * the up projection of a gated MLP, mlp.hook_post the hidden activation fed to W_out.
+ */
+export const HOOK_KINDS = [
+  'hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_rot_q', 'attn.hook_rot_k',
+  'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear',
+  'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+] as const;
 export type HookKind = (typeof HOOK_KINDS)[number];
 
 export function hookName(layer: number, kind: HookKind): string {
   return `blocks.${layer}.${kind}`;
 }
+
+/** The final norm's output, before the unembedding. */
+export const FINAL_NORM_HOOK = 'ln_final.hook_normalized';
+/** Token embeddings, and the learned positional embeddings of gpt2 (before they are added). */
+export const EMBED_HOOK = 'hook_embed';
+export const POS_EMBED_HOOK = 'hook_pos_embed';
 
 /** Catalog facts about a loaded model. */
 export interface ModelInfo {
@@ -61,9 +100,11 @@ export interface ModelInfo {
   prependBos: boolean;
   /** Hook points this model can return, TransformerLens names. */
   hookPoints: string[];
+  /** Width of each hook point's vectors (d_model, heads·d_head, d_mlp…). */
+  hookWidths: Record<string, number>;
 }
 
-/** Activations of one hook for a padded batch: data is [batch, seq, d] float32, seq = longest sequence. */
+/** Activations of one hook for a padded batch: data is [batch, seq, width] float32, seq = longest sequence. */
 export interface HookBatch {
   dims: [number, number, number];
   data: Float32Array;

@@ -4,18 +4,19 @@
  *
  * Per block:  resid_mid = resid_pre + Attn(LN1(resid_pre))                          (attn_out)
  *             resid_post = resid_mid + W_out·act(W_in·LN2(resid_mid) + b_in) + b_out  (mlp_out)
+ * Hooks as model/hooks.ts lists them: ln*.hook_normalized are the LayerNorm outputs (weight and bias
+ * applied), attn.hook_q/k/v the biased projections, attn.hook_z the merged heads before W_O,
+ * mlp.hook_pre = W_in·x + b_in and mlp.hook_post = act(hook_pre).
  * with learned positional embeddings added to the token embeddings, one fused QKV matmul with
  * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
  */
 import { AtlasError } from '../../errors.js';
-import { hookName, type HookKind, type TransformerWeights } from '../model/types.js';
+import { EMBED_HOOK, FINAL_NORM_HOOK, POS_EMBED_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const GPT2_GRAPH_VERSION = 1;
-
-export const gpt2HookPoints = transformerHookPoints;
+export const GPT2_GRAPH_VERSION = 2;
 
 /** Concatenates row-major [rows, cols_i] matrices side by side. */
 function concatColumns(parts: Float32Array[], rows: number): Float32Array {
@@ -41,29 +42,14 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   const width = nHeads * dHead;
   const g = new GraphBuilder();
   const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
-  const scalar = (name: string, v: number) => g.float(name, [], new Float32Array([v]));
 
-  const layerNorm = (x: string, prefix: string): string =>
-    g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) });
-
-  const half = scalar('const.half', 0.5);
-  const oneF = scalar('const.one_f', 1);
-  const gelu = (x: string): string => {
-    let inner: string;
-    if (c.activation === 'gelu_new') {
-      // tanh(√(2/π)·(x + 0.044715·x³))
-      const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-      const poly = g.op('Add', [x, g.op('Mul', [cube, scalar(g.t('const.gelu_c'), 0.044715)])]);
-      inner = g.op('Tanh', [g.op('Mul', [poly, scalar(g.t('const.gelu_k'), Math.sqrt(2 / Math.PI))])]);
-    } else {
-      inner = g.op('Erf', [g.op('Mul', [x, scalar(g.t('const.gelu_r'), Math.SQRT1_2)])]);
-    }
-    return g.op('Mul', [g.op('Mul', [x, half]), g.op('Add', [inner, oneF])]);
-  };
+  const layerNorm = (x: string, prefix: string, output: string): string =>
+    g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) }, output);
 
   const { positions, maskBias } = positionsAndMask(g);
-  const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids']);
-  const pos = g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]);
+  const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
+  // [seq, d] broadcast to [batch, seq, d], the shape of every hook.
+  const pos = g.op('Expand', [g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]), g.op('Shape', [tokens])], {}, POS_EMBED_HOOK);
   let resid = g.op('Add', [tokens, pos], {}, hookName(0, 'hook_resid_pre'));
 
   for (let l = 0; l < c.nLayers; l++) {
@@ -73,8 +59,10 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
 
     const Wqkv = concatColumns(['W_Q', 'W_K', 'W_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [d, width])), d);
     const bqkv = concatColumns(['b_Q', 'b_K', 'b_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [width])), 1);
-    const qkv = g.op('Add', [g.op('MatMul', [layerNorm(resid, `${b}.ln1`), g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]), g.float(`${b}.attn.b_QKV`, [3 * width], bqkv)]);
-    const [q, k, v] = g.ops('Split', [qkv, g.ints(g.t('const.qkv_split'), [width, width, width])], [g.t('q'), g.t('k'), g.t('v')], { axis: -1 });
+    const normed = layerNorm(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
+    const qkv = g.op('Add', [g.op('MatMul', [normed, g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]), g.float(`${b}.attn.b_QKV`, [3 * width], bqkv)]);
+    const split = g.ints(g.t('const.qkv_split'), [width, width, width]);
+    const [q, k, v] = g.ops('Split', [qkv, split], [hook('attn.hook_q'), hook('attn.hook_k'), hook('attn.hook_v')], { axis: -1 });
     const z = attention(g, {
       layer: l,
       q: splitHeads(g, q, nHeads, dHead),
@@ -84,16 +72,19 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
       nKvHeads: nHeads,
       dHead,
       maskBias,
+      output: hook('attn.hook_z'),
     });
     const attnOut = g.op('Add', [g.op('MatMul', [z, f(`${b}.attn.W_O`, [width, d])]), f(`${b}.attn.b_O`, [d])], {}, hook('hook_attn_out'));
     const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
 
-    const pre = g.op('Add', [g.op('MatMul', [layerNorm(mid, `${b}.ln2`), f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])]);
-    const mlpOut = g.op('Add', [g.op('MatMul', [gelu(pre), f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
+    const normed2 = layerNorm(mid, `${b}.ln2`, hook('ln2.hook_normalized'));
+    const pre = g.op('Add', [g.op('MatMul', [normed2, f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])], {}, hook('mlp.hook_pre'));
+    const post = gelu(g, pre, c.activation, hook('mlp.hook_post'));
+    const mlpOut = g.op('Add', [g.op('MatMul', [post, f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 
-  const final = layerNorm(resid, 'ln_final');
+  const final = layerNorm(resid, 'ln_final', FINAL_NORM_HOOK);
   // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
   const W_U = c.tiedEmbeddings ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U') : f('unembed.W_U', [d, vocabSize]);
   const hasBias = w.has('unembed.b_U');

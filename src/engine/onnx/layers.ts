@@ -8,11 +8,12 @@
  *          0 = padding; right-padded, so positions are past_seq.. for every row);
  *          past_key_values.{L}.key / .value float [batch, n_kv_heads, past_seq, d_head] (past_seq = 0
  *          for a plain forward pass).
- * Outputs: blocks.{L}.hook_* [batch, seq, d] for every layer and HOOK_KINDS entry, logits
- *          [batch, seq, vocab], present.{L}.key / .value [batch, n_kv_heads, past_seq + seq, d_head].
+ * Outputs: every hook point of model/hooks.ts [batch, seq, width], logits [batch, seq, vocab],
+ *          present.{L}.key / .value [batch, n_kv_heads, past_seq + seq, d_head].
  */
 import type { onnx as OnnxNs } from 'onnx-proto';
-import { HOOK_KINDS, hookName, type TransformerWeights } from '../model/types.js';
+import type { TransformerConfig, TransformerWeights } from '../model/types.js';
+import { hookLayout } from '../model/hooks.js';
 import { AtlasError } from '../../errors.js';
 import { floatTensor, int64Tensor, node, valueInfo } from './proto.js';
 
@@ -65,12 +66,17 @@ export class GraphBuilder {
   }
 }
 
-/**
- * Positions past_seq .. past_seq + seq - 1 ([seq] int64, identical for every row: right padding) and
- * the additive mask [batch, 1, 1, seq, total]: key t is visible to query s when t <= position(s) and
- * t is a token. The mask's extra axis broadcasts over the query groups of attention().
- */
-export function positionsAndMask(g: GraphBuilder): { positions: string; maskBias: string } {
+export interface Masks {
+  /** Positions past_seq .. past_seq + seq - 1, [seq] int64 (the same for every row: right padding). */
+  positions: string;
+  /** Additive causal-plus-padding mask [batch, 1, 1, seq, total]; the extra axis broadcasts over query groups. */
+  maskBias: string;
+  /** The same mask restricted to keys j with i − j < window (a sliding-window layer); built once per window. */
+  windowMask(window: number): string;
+}
+
+/** Key t is visible to query s when t <= position(s) and t is a token (and, in a window, position(s) − t < window). */
+export function positionsAndMask(g: GraphBuilder): Masks {
   const zero = g.ints('const.pos_zero', [0], true);
   const one = g.ints('const.pos_one', [1], true);
   const pastLen = g.op('Squeeze', [g.op('Shape', [pastKeyName(0)], { start: 2, end: 3 })]);
@@ -78,16 +84,37 @@ export function positionsAndMask(g: GraphBuilder): { positions: string; maskBias
   const totalLen = g.op('Add', [pastLen, seqLen]);
   const positions = g.op('Range', [pastLen, totalLen, one], {}, 'positions');
   const keyPos = g.op('Range', [zero, totalLen, one]);
-  const causal = g.op('LessOrEqual', [keyPos, g.op('Unsqueeze', [positions, g.ints('const.mask_axes_1', [1])])]);
+  const queryPos = g.op('Unsqueeze', [positions, g.ints('const.mask_axes_1', [1])]); // [seq, 1]
+  const causal = g.op('LessOrEqual', [keyPos, queryPos]);
   const isToken = g.op('Unsqueeze', [g.op('Cast', ['attention_mask'], { to: 9 /* BOOL */ }), g.ints('const.mask_axes_123', [1, 2, 3])]);
   const fZero = g.float('const.mask_zero', [], new Float32Array([0]));
   const fMasked = g.float('const.mask_masked', [], new Float32Array([MASKED]));
-  return { positions, maskBias: g.op('Where', [g.op('And', [causal, isToken]), fZero, fMasked], {}, 'attn_mask_bias') };
+  const visible = g.op('And', [causal, isToken]);
+  const windows = new Map<number, string>();
+  return {
+    positions,
+    maskBias: g.op('Where', [visible, fZero, fMasked], {}, 'attn_mask_bias'),
+    windowMask(window) {
+      let m = windows.get(window);
+      if (!m) {
+        // t > position(s) − window
+        const lowest = g.op('Sub', [queryPos, g.ints(g.t('const.window'), [window], true)]);
+        m = g.op('Where', [g.op('And', [visible, g.op('Greater', [keyPos, lowest])]), fZero, fMasked], {}, `attn_mask_bias_window_${window}`);
+        windows.set(window, m);
+      }
+      return m;
+    },
+  };
 }
 
 /** Splits [batch, seq, heads*dHead] into heads [batch, heads, seq, dHead]. */
 export function splitHeads(g: GraphBuilder, x: string, heads: number, dHead: number): string {
   return g.op('Transpose', [g.op('Reshape', [x, g.ints(g.t('const.shape_heads'), [0, 0, heads, dHead])])], { perm: [0, 2, 1, 3] });
+}
+
+/** [batch, heads, seq, dHead] → [batch, seq, width = heads·dHead], named `output` (a hook of rotated q or k). */
+export function mergeHeads(g: GraphBuilder, x: string, width: number, output: string): string {
+  return g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 1, 3] }), g.ints(g.t('const.shape_flat'), [0, 0, width])], {}, output);
 }
 
 export interface AttentionInputs {
@@ -101,6 +128,8 @@ export interface AttentionInputs {
   nKvHeads: number;
   dHead: number;
   maskBias: string;
+  /** Name of the merged heads output (attn.hook_z). */
+  output?: string;
 }
 
 /**
@@ -120,18 +149,11 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [v, axes2])]); // [B, nKv, group, S, dHead]
   const merged = g.op('Transpose', [g.op('Reshape', [ctx, g.ints(g.t('const.shape_merged'), [0, a.nHeads, -1, a.dHead])])], { perm: [0, 2, 1, 3] });
-  return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])]);
-}
-
-/** Hook names a transformer graph exposes, in layer order. */
-export function transformerHookPoints(nLayers: number): string[] {
-  const out: string[] = [];
-  for (let l = 0; l < nLayers; l++) for (const k of HOOK_KINDS) out.push(hookName(l, k));
-  return out;
+  return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])], {}, a.output);
 }
 
 /** Graph inputs and outputs of the interface above. */
-export function transformerIO(c: { nLayers: number; nKvHeads: number; dHead: number; dModel: number; vocabSize: number }): {
+export function transformerIO(c: TransformerConfig): {
   inputs: OnnxNs.IValueInfoProto[];
   outputs: OnnxNs.IValueInfoProto[];
 } {
@@ -142,7 +164,7 @@ export function transformerIO(c: { nLayers: number; nKvHeads: number; dHead: num
     presents.push(valueInfo(presentKeyName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]), valueInfo(presentValueName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]));
   }
   const outputs = [
-    ...transformerHookPoints(c.nLayers).map((h) => valueInfo(h, 'float', ['batch', 'seq', c.dModel])),
+    ...hookLayout(c).map((h) => valueInfo(h.name, 'float', ['batch', 'seq', h.width])),
     valueInfo('logits', 'float', ['batch', 'seq', c.vocabSize]),
     ...presents,
   ];
@@ -157,4 +179,28 @@ export function checkedTensor(w: TransformerWeights, name: string, want: number[
     throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
   }
   return data;
+}
+
+/**
+ * RMSNorm over the last axis: n = x / sqrt(mean(x²) + eps), output n · weight. `normalized` names n
+ * (TransformerLens's hook_normalized of an RMSNorm is taken before the weight).
+ */
+export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number, normalized?: string): string {
+  const meanSq = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSq, g.float(g.t('const.eps'), [], new Float32Array([eps]))])])]);
+  return g.op('Mul', [g.op('Mul', [x, inv], {}, normalized), weight]);
+}
+
+/** GELU: 'gelu' is x·Φ(x) (erf); 'gelu_new' the tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function gelu(g: GraphBuilder, x: string, activation: 'gelu' | 'gelu_new', output?: string): string {
+  const scalar = (v: number) => g.float(g.t('const.gelu'), [], new Float32Array([v]));
+  let inner: string;
+  if (activation === 'gelu_new') {
+    const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+    const poly = g.op('Add', [x, g.op('Mul', [cube, scalar(0.044715)])]);
+    inner = g.op('Tanh', [g.op('Mul', [poly, scalar(Math.sqrt(2 / Math.PI))])]);
+  } else {
+    inner = g.op('Erf', [g.op('Mul', [x, scalar(Math.SQRT1_2)])]);
+  }
+  return g.op('Mul', [g.op('Mul', [x, scalar(0.5)]), g.op('Add', [inner, scalar(1)])], {}, output);
 }

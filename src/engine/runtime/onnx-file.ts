@@ -3,7 +3,7 @@
  * Its hook points come from its output names:
  *
  *   - outputs already named by TransformerLens hook points (`blocks.{L}.hook_resid_pre`,
- *     `ln_final.hook_normalized`, ...) of shape [batch, seq, d] are served as they are;
+ *     `ln_final.hook_normalized`, `hook_embed`, ...) of shape [batch, seq, width] are served as they are;
  *   - `hidden_states` of rank 4 [n_layers + 1, batch, seq, d], or per-layer outputs
  *     `hidden_states.{i}` / `hidden_states_{i}` / `hidden_states{i}` [batch, seq, d], follow
  *     Hugging Face's output_hidden_states: entry i < n_layers is the input of block i, so it is
@@ -59,9 +59,12 @@ export interface OnnxHookLayout {
 const HOOK_OUTPUT = /^blocks\.(\d+)\.[A-Za-z0-9_.]+$/;
 const PER_LAYER_HIDDEN = /^hidden_states[._]?(\d+)$/;
 const FINAL_NORM_HOOK = 'ln_final.hook_normalized';
+/** Hooks before the first block. */
+const EMBED_HOOKS = new Set(['hook_embed', 'hook_pos_embed']);
 const LEADING_LAYER = /^blocks\.(\d+)\./;
 
 function layerOf(hook: string): number {
+  if (EMBED_HOOKS.has(hook)) return -1;
   const m = LEADING_LAYER.exec(hook);
   return m ? Number(m[1]) : Number.POSITIVE_INFINITY;
 }
@@ -78,7 +81,7 @@ export function hookLayout(outputs: OutputMeta[], file = 'the ONNX file'): OnnxH
 
   for (const o of outputs) {
     const m = HOOK_OUTPUT.exec(o.name);
-    if (m || o.name === FINAL_NORM_HOOK) {
+    if (m || o.name === FINAL_NORM_HOOK || EMBED_HOOKS.has(o.name)) {
       if (o.shape.length !== 0 && o.shape.length !== 3) continue; // per-head hooks ([b, s, h, d]) are not residual-width
       sources.set(o.name, { output: o.name });
       if (m) nLayers = Math.max(nLayers, Number(m[1]) + 1);
@@ -160,6 +163,11 @@ function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opt
   const modelType = config.model_type;
   const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && tokenizer.encode('a')[0] === tokenizer.bosId);
   const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
+  const declaredWidth = new Map<string, number>();
+  for (const o of outputs) {
+    const last = o.shape[o.shape.length - 1];
+    if (typeof last === 'number' && last > 0) declaredWidth.set(o.name, last);
+  }
   const info: ModelInfo = {
     architecture: 'onnx',
     format: 'onnx',
@@ -169,6 +177,8 @@ function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opt
     contextLength,
     prependBos,
     hookPoints,
+    // An output's declared last dimension where fixed; hooks read from hidden states are d_model wide.
+    hookWidths: Object.fromEntries(hookPoints.map((h) => [h, declaredWidth.get(h) ?? dModel])),
   };
   return { info, layout };
 }

@@ -1,0 +1,1 @@
+ALTER TABLE "models" ADD COLUMN "hook_widths" jsonb DEFAULT '{}'::jsonb NOT NULL;

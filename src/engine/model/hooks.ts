@@ -1,0 +1,64 @@
+/**
+ * The hook points a transformer graph exposes and the width of each, derived from its config alone so
+ * the catalog (ModelInfo), the graph outputs and dictionary checks agree:
+ *   hook_embed, hook_pos_embed, resid_pre/mid/post, attn_out, mlp_out, ln*.hook_normalized: d_model
+ *   attn.hook_q, attn.hook_rot_q, attn.hook_z: n_heads·d_head
+ *   attn.hook_k, attn.hook_rot_k, attn.hook_v: n_kv_heads·d_head
+ *   mlp.hook_pre, mlp.hook_pre_linear, mlp.hook_post: d_mlp
+ * As in TransformerLens: hook_pos_embed only with learned positions (gpt2), hook_rot_q/k only with
+ * rotary ones, hook_pre_linear only in gated MLPs, and no resid_mid in a parallel-residual block
+ * (gpt_neox use_parallel_residual). Attention scores and patterns ([batch, heads, q, k]) and norm
+ * scales are not hook points here: every hook is a [batch, seq, width] activation.
+ */
+import { EMBED_HOOK, FINAL_NORM_HOOK, HOOK_KINDS, POS_EMBED_HOOK, hookName, type HookKind, type TransformerConfig } from './types.js';
+
+export interface HookPoint {
+  name: string;
+  width: number;
+}
+
+function kindWidth(c: TransformerConfig, kind: HookKind): number {
+  switch (kind) {
+    case 'attn.hook_q':
+    case 'attn.hook_rot_q':
+    case 'attn.hook_z':
+      return c.nHeads * c.dHead;
+    case 'attn.hook_k':
+    case 'attn.hook_rot_k':
+    case 'attn.hook_v':
+      return c.nKvHeads * c.dHead;
+    case 'mlp.hook_pre':
+    case 'mlp.hook_pre_linear':
+    case 'mlp.hook_post':
+      return c.dMlp;
+    default:
+      return c.dModel;
+  }
+}
+
+/** Hook points in forward order (layer by layer, then ln_final) with their widths. */
+export function hookLayout(c: TransformerConfig): HookPoint[] {
+  const learnedPositions = c.architecture === 'gpt2';
+  const skip = (kind: HookKind): boolean =>
+    (kind === 'hook_resid_mid' && c.parallelResidual === true) ||
+    ((kind === 'attn.hook_rot_q' || kind === 'attn.hook_rot_k') && learnedPositions) ||
+    (kind === 'mlp.hook_pre_linear' && c.activation !== 'silu');
+  const out: HookPoint[] = [{ name: EMBED_HOOK, width: c.dModel }];
+  if (learnedPositions) out.push({ name: POS_EMBED_HOOK, width: c.dModel });
+  for (let l = 0; l < c.nLayers; l++) {
+    for (const kind of HOOK_KINDS) if (!skip(kind)) out.push({ name: hookName(l, kind), width: kindWidth(c, kind) });
+  }
+  out.push({ name: FINAL_NORM_HOOK, width: c.dModel });
+  return out;
+}
+
+/** ModelInfo's hookPoints and hookWidths for a config. */
+export function hookInfo(c: TransformerConfig): { hookPoints: string[]; hookWidths: Record<string, number> } {
+  const layout = hookLayout(c);
+  return { hookPoints: layout.map((h) => h.name), hookWidths: Object.fromEntries(layout.map((h) => [h.name, h.width])) };
+}
+
+/** Hooks whose vectors live in the residual basis (the unembedding's input space), for the logit lens. */
+export function isResidualHook(name: string): boolean {
+  return /^blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)$/.test(name);
+}
