@@ -1,54 +1,53 @@
 /** Stored API keys: their sha256, a readable prefix, a name and when they were revoked (src/app/keys.ts makes them). */
+import { asc, eq, or, sql } from 'drizzle-orm';
 import type { Database } from './client.js';
+import { apiKeys } from './schema.js';
 
-export interface ApiKeyRow {
-  id: number;
-  name: string;
-  prefix: string;
-  createdAt: Date;
-  revokedAt: Date | null;
-}
+const ROW = {
+  id: apiKeys.id,
+  name: apiKeys.name,
+  prefix: apiKeys.prefix,
+  createdAt: apiKeys.createdAt,
+  revokedAt: apiKeys.revokedAt,
+};
 
-const COLUMNS = 'id, name, prefix, created_at AS "createdAt", revoked_at AS "revokedAt"';
+/** A key's row without its hash, which never leaves this module. */
+export type ApiKeyRow = Omit<typeof apiKeys.$inferSelect, 'keyHash'>;
 
 export async function insertApiKey(
   database: Database,
   key: { name: string; keyHash: string; prefix: string },
 ): Promise<ApiKeyRow> {
-  const [row] = await database.query<ApiKeyRow>(
-    `INSERT INTO api_keys (name, key_hash, prefix) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
-    [key.name, key.keyHash, key.prefix],
-  );
+  const [row] = await database.db.insert(apiKeys).values(key).returning(ROW);
   return row;
 }
 
 export async function listApiKeys(database: Database): Promise<ApiKeyRow[]> {
-  return database.query<ApiKeyRow>(`SELECT ${COLUMNS} FROM api_keys ORDER BY id`);
+  return database.db.select(ROW).from(apiKeys).orderBy(asc(apiKeys.id));
 }
 
 export async function getApiKeyById(database: Database, id: number): Promise<ApiKeyRow | undefined> {
-  const [row] = await database.query<ApiKeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1`, [id]);
+  const [row] = await database.db.select(ROW).from(apiKeys).where(eq(apiKeys.id, id));
   return row;
 }
 
 export async function getApiKeyByHash(database: Database, keyHash: string): Promise<ApiKeyRow | undefined> {
-  const [row] = await database.query<ApiKeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE key_hash = $1`, [keyHash]);
+  const [row] = await database.db.select(ROW).from(apiKeys).where(eq(apiKeys.keyHash, keyHash));
   return row;
 }
 
 /** Keys whose hash is keyHash or whose prefix starts with `prefix`, oldest first. */
 export async function findApiKeys(database: Database, keyHash: string, prefix: string | null): Promise<ApiKeyRow[]> {
-  return database.query<ApiKeyRow>(
-    `SELECT ${COLUMNS} FROM api_keys WHERE key_hash = $1 OR ($2::text IS NOT NULL AND starts_with(prefix, $2)) ORDER BY id`,
-    [keyHash, prefix],
-  );
+  const byPrefix = prefix === null ? undefined : sql`starts_with(${apiKeys.prefix}, ${prefix})`;
+  return database.db.select(ROW).from(apiKeys).where(or(eq(apiKeys.keyHash, keyHash), byPrefix)).orderBy(asc(apiKeys.id));
 }
 
 /** Marks a key revoked; revoking twice keeps the first time. */
 export async function revokeApiKeyById(database: Database, id: number): Promise<ApiKeyRow> {
-  const [row] = await database.query<ApiKeyRow>(
-    `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING ${COLUMNS}`,
-    [id],
-  );
+  const [row] = await database.db
+    .update(apiKeys)
+    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())` })
+    .where(eq(apiKeys.id, id))
+    .returning(ROW);
   return row;
 }

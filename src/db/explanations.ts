@@ -2,6 +2,8 @@
 import type { Database, Query } from './client.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
 import { groupBy } from '../group-by.js';
+import { explanations } from './schema.js';
+import { selectList } from './columns.js';
 
 export interface ExplanationRow {
   id: number;
@@ -22,13 +24,13 @@ export interface NewExplanation {
 }
 
 /** Column list of an ExplanationRow, for queries elsewhere that return explanations. */
-export const EXPLANATION_COLUMNS = `id, dictionary_id AS "dictionaryId", feature_idx AS "index", text, source, author, created_at AS "createdAt"`;
+export const EXPLANATION_COLUMNS = selectList(explanations, 'e', { rename: { featureIdx: 'index' } });
 /** Rows per INSERT … SELECT FROM unnest(…): large enough to be fast, small enough for one message. */
 const INSERT_CHUNK = 5000;
 
 async function insertChunk(q: Query, rows: readonly NewExplanation[]): Promise<ExplanationRow[]> {
   return q<ExplanationRow>(
-    `INSERT INTO explanations (dictionary_id, feature_idx, text, source, author)
+    `INSERT INTO explanations AS e (dictionary_id, feature_idx, text, source, author)
      SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[])
      RETURNING ${EXPLANATION_COLUMNS}`,
     [rows.map((r) => r.dictionaryId), rows.map((r) => r.index), rows.map((r) => r.text), rows.map((r) => r.source), rows.map((r) => r.author)],

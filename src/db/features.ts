@@ -1,6 +1,8 @@
 /** Feature rows: batched lookups, keyset-paginated listings and bulk writes of decoder vectors. */
 import type { Database } from './client.js';
 import { AtlasError } from '../errors.js';
+import { features } from './schema.js';
+import { selectList } from './columns.js';
 
 export interface FeatureRow {
   dictionaryId: string;
@@ -14,8 +16,8 @@ export interface FeatureRow {
   labelSource: string | null;
 }
 
-const COLUMNS = `dictionary_id AS "dictionaryId", idx AS "index", decoder_norm AS "decoderNorm", density,
-  max_activation AS "maxActivation", mean_activation AS "meanActivation", histogram, label, label_source AS "labelSource"`;
+/** A FeatureRow's columns: every column but the decoder, with idx read as index. */
+const COLUMNS = selectList(features, 'f', { omit: ['decoder'], rename: { idx: 'index' } });
 
 export interface FeatureKey {
   dictionaryId: string;
@@ -105,7 +107,7 @@ export async function pageFeatures(database: Database, req: PageRequest): Promis
   }
   const order = req.orderBy === 'INDEX' ? `idx ${req.direction}` : `${col} ${req.direction} NULLS LAST, idx ASC`;
   const rows = await database.query<FeatureRow & { sortValue: number | null }>(
-    `SELECT ${COLUMNS}, ${col}::float8 AS "sortValue" FROM features WHERE ${where} ORDER BY ${order} LIMIT $2`,
+    `SELECT ${COLUMNS}, ${col}::float8 AS "sortValue" FROM features f WHERE ${where} ORDER BY ${order} LIMIT $2`,
     params,
   );
   const hasNextPage = rows.length > req.first;

@@ -50,7 +50,7 @@ export async function searchExplanationText(
   const rows = await database.query<ExplanationRow & { rank: number }>(
     `WITH q AS (SELECT websearch_to_tsquery('english', $1) AS q)
      SELECT ${EXPLANATION_COLUMNS}, ts_rank_cd(to_tsvector('english', text), q.q, 32)::float8 AS rank
-     FROM explanations, q
+     FROM explanations e, q
      WHERE to_tsvector('english', text) @@ q.q AND dictionary_id = ANY($2::text[])
      ORDER BY rank DESC, id LIMIT $3`,
     [query, [...dictionaryIds], limit],
