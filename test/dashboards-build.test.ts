@@ -248,6 +248,8 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       examples: await database.query('SELECT count(*)::int AS n, sum(max_value)::float8 AS s FROM activation_examples'),
       logits: await database.query('SELECT count(*)::int AS n, sum(weight)::float8 AS s FROM logit_tokens'),
     });
+    // A published build to protect, whichever tests ran before this one.
+    await buildDashboards(database, registry, { dictionaryIds: ['sae-standard'], corpus, context: 8, batch: 4 });
     const before = await snapshot();
     assert.ok((before.examples[0] as any).n > 0);
     const abort = new AbortController();
