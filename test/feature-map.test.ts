@@ -1,0 +1,47 @@
+/**
+ * The feature map places planted clusters of decoder directions apart: every point's nearest
+ * neighbours on the map come from its own cluster, and each cluster's spread on the map is small
+ * next to the distance between cluster centres. The same seed gives the same map.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { layoutDecoders } from '../src/engine/map/layout.js';
+import { plantedClusters } from './helpers/planted-dictionaries.js';
+
+const session = { device: 'cpu' as const, threads: 1 };
+
+test('planted clusters land apart on the map, and the layout is seeded', async () => {
+  const d = 32, n = 240, clusters = 4;
+  const { rows, label } = plantedClusters(11, n, d, clusters, 0.4);
+  const phases = new Set<string>();
+  const map = await layoutDecoders(rows, d, { session, seed: 3, epochs: 150, onProgress: (p) => phases.add(p) });
+  assert.deepEqual([...phases], ['neighbours', 'layout']);
+  const xy = (i: number) => [map.points[2 * i], map.points[2 * i + 1]];
+  // 5 nearest map neighbours of every point share its cluster.
+  let same = 0;
+  for (let i = 0; i < n; i++) {
+    const [x, y] = xy(i);
+    const near = Array.from({ length: n }, (_, j) => j).filter((j) => j !== i)
+      .sort((p, q) => Math.hypot(xy(p)[0] - x, xy(p)[1] - y) - Math.hypot(xy(q)[0] - x, xy(q)[1] - y)).slice(0, 5);
+    same += near.filter((j) => label[j] === label[i]).length;
+  }
+  assert.equal(same, 5 * n);
+  // Cluster radius (RMS distance to its centroid) well below the closest pair of centroids.
+  const centroids = Array.from({ length: clusters }, (_, c) => {
+    const members = label.flatMap((l, i) => (l === c ? [xy(i)] : []));
+    return [members.reduce((s, p) => s + p[0], 0) / members.length, members.reduce((s, p) => s + p[1], 0) / members.length];
+  });
+  const radius = Math.max(...centroids.map((cen, c) => {
+    const members = label.flatMap((l, i) => (l === c ? [xy(i)] : []));
+    return Math.sqrt(members.reduce((s, p) => s + (p[0] - cen[0]) ** 2 + (p[1] - cen[1]) ** 2, 0) / members.length);
+  }));
+  let gap = Infinity;
+  for (let a = 0; a < clusters; a++) for (let b = a + 1; b < clusters; b++) gap = Math.min(gap, Math.hypot(centroids[a][0] - centroids[b][0], centroids[a][1] - centroids[b][1]));
+  assert.ok(gap > 3 * radius, `closest clusters ${gap.toFixed(2)} apart, radius ${radius.toFixed(2)}`);
+  for (let i = 0; i < n; i++) {
+    assert.ok(map.points[2 * i] >= map.bounds.minX && map.points[2 * i] <= map.bounds.maxX);
+    assert.ok(map.points[2 * i + 1] >= map.bounds.minY && map.points[2 * i + 1] <= map.bounds.maxY);
+  }
+  const again = await layoutDecoders(rows, d, { session, seed: 3, epochs: 150 });
+  assert.deepEqual(again.points, map.points);
+});
