@@ -39,6 +39,7 @@ export async function createServices(config: Config, _database: Database): Promi
     hnswEfSearch: config.hnswEfSearch,
     requireKey: config.requireKey,
     explanationEmbedder: null,
+    session: { device: config.device, threads: config.threads },
     registry,
     close: () => registry.close(),
   };

@@ -117,7 +117,10 @@ test('a wide dictionary built by splitting features finds each child\'s parent',
     sum += best;
     counts[Math.min(39, Math.floor((best + 1) / 0.05 + 1e-9))]++;
   }
-  assert.deepEqual(result.histogram.counts, counts);
-  assert.equal(result.histogram.edges.length, 41);
+  assert.deepEqual(result.histogramAB.counts, counts);
+  assert.equal(result.histogramAB.edges.length, 41);
   assert.ok(Math.abs(result.meanMaxAB - sum / n) < 1e-5);
+  const countsBA = new Array(40).fill(0);
+  parent.forEach((p, j) => countsBA[Math.min(39, Math.floor((cosine64(narrow, p, wide, j, d) + 1) / 0.05 + 1e-9))]++);
+  assert.deepEqual(result.histogramBA.counts, countsBA);
 });

@@ -3,6 +3,7 @@ import type { Loaders } from '../db/loaders.js';
 import type { EncodingService } from '../engine/encode.js';
 import type { ExplanationEmbedder } from '../engine/explanation-embeddings.js';
 import type { Auth } from '../auth.js';
+import type { SessionSettings } from '../engine/runtime/session.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
@@ -24,4 +25,6 @@ export interface Services {
   requireKey: boolean;
   /** Vector search over explanations; null until an embedding model is configured (full text only). */
   explanationEmbedder: ExplanationEmbedder | null;
+  /** Device and threads for computations outside the model registry (dictionary comparisons). */
+  session: SessionSettings;
 }

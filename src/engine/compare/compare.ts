@@ -2,7 +2,7 @@
  * Dictionary-to-dictionary comparison by decoder cosine, cos(a, b) = a·b / (‖a‖‖b‖):
  * - best match of every feature of A in B (and of B in A), with its cosine;
  * - mean max cosine both ways, MMCS(A→B) = (1/|A|) Σ_a max_b cos(a, b), and MMCS(B→A);
- * - the histogram of A's best-match cosines over fixed edges −1, −0.95, …, 1 (the last bin is closed);
+ * - histograms of the best-match cosines both ways over fixed edges −1, −0.95, …, 1 (the last bin is closed);
  * - for equally wide dictionaries, the one-to-one matching and its PW-MCC (see matching.ts).
  */
 import { bestMatches, unitRows } from './similarity.js';
@@ -20,7 +20,8 @@ export interface Comparison {
   bToA: { indices: Int32Array; cosines: Float32Array };
   meanMaxAB: number;
   meanMaxBA: number;
-  histogram: { edges: number[]; counts: number[] };
+  histogramAB: { edges: number[]; counts: number[] };
+  histogramBA: { edges: number[]; counts: number[] };
   /** Null when the widths differ. */
   oneToOne: OneToOne | null;
 }
@@ -86,7 +87,8 @@ export async function compareDecoders(rowsA: Float32Array, rowsB: Float32Array, 
     bToA: { indices: best.reverseIndices, cosines: best.reverseCosines },
     meanMaxAB: mean(aCos),
     meanMaxBA: mean(best.reverseCosines),
-    histogram: { edges: HISTOGRAM_EDGES, counts: histogram(aCos, HISTOGRAM_EDGES) },
+    histogramAB: { edges: HISTOGRAM_EDGES, counts: histogram(aCos, HISTOGRAM_EDGES) },
+    histogramBA: { edges: HISTOGRAM_EDGES, counts: histogram(best.reverseCosines, HISTOGRAM_EDGES) },
     oneToOne,
   };
 }
