@@ -2,7 +2,7 @@
 import type { Database } from '../db/client.js';
 import { requireDictionary } from '../db/catalog.js';
 import { readDecoderMatrix } from '../db/decoder-matrix.js';
-import { saveFeatureMap } from '../db/feature-maps.js';
+import { getFeatureMaps, saveFeatureMap } from '../db/feature-maps.js';
 import { layoutDecoders, type MapPhase } from '../engine/map/layout.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { AtlasError } from '../errors.js';
@@ -15,6 +15,8 @@ export interface FeatureMapRequest {
   seed?: number;
   neighbours?: number;
   epochs?: number;
+  /** Keep an existing map (decoders do not change once imported) and return null. */
+  keepExisting?: boolean;
   onProgress?: (phase: MapProgressPhase, fraction: number) => void;
 }
 
@@ -28,9 +30,10 @@ export interface FeatureMapResult {
 /** UMAP needs more points than neighbours; below this a map says nothing. */
 const MIN_FEATURES = 4;
 
-export async function buildFeatureMap(database: Database, req: FeatureMapRequest): Promise<FeatureMapResult> {
+export async function buildFeatureMap(database: Database, req: FeatureMapRequest): Promise<FeatureMapResult | null> {
   const started = Date.now();
   const dict = await requireDictionary(database, req.dictionaryId);
+  if (req.keepExisting && (await getFeatureMaps(database, [dict.id])).has(dict.id)) return null;
   if (dict.dSae < MIN_FEATURES) throw new AtlasError('UNSUPPORTED', `Dictionary "${dict.id}" has ${dict.dSae} features; a map needs at least ${MIN_FEATURES}.`);
   const progress = req.onProgress ?? (() => undefined);
   const rows = await readDecoderMatrix(database, dict.id, dict.dIn, dict.dSae, (n) => progress('reading', n / dict.dSae));

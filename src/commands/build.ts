@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .option('--tokens <n>', 'stop after this many tokens (BOS excluded)', int('tokens'))
     .option('--context <n>', 'tokens per context, BOS included (default 64, at most the model context)', int('context'))
     .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', int('batch'))
-    .option('--no-map', 'skip laying out the feature map afterwards (`atlas map` does it later)')
+    .option('--no-map', 'do not lay out a feature map for dictionaries without one (`atlas map` does it later)')
     .action(async (ids: string[], opts: { corpus: string; model?: string; all?: boolean; tokens?: number; context?: number; batch?: number; map: boolean }) => {
       if (Boolean(opts.all) !== (opts.model !== undefined)) throw new AtlasError('BAD_USER_INPUT', 'Use --model MODEL_ID together with --all (or name dictionaries instead).');
       if (opts.all && ids.length > 0) throw new AtlasError('BAD_USER_INPUT', 'Name dictionaries or use --model with --all, not both.');
@@ -72,8 +72,8 @@ export function register(program: Command): void {
             console.log(`${d.id}: L0 ${s.l0.toFixed(2)}, dead ${(100 * s.deadFraction).toFixed(1)}%, normalized MSE ${s.normalizedMse.toFixed(4)}, explained variance ${s.explainedVariance.toFixed(4)}`);
           }
           console.log(`Built ${result.dictionaries.length} dictionar${result.dictionaries.length === 1 ? 'y' : 'ies'} of ${result.modelId} over ${result.tokens} tokens (${result.contexts} contexts) in ${result.seconds.toFixed(1)} s (${Math.round(result.tokens / result.seconds)} tokens/s).`);
-          // The map depends on the decoders only, but a build is when a dictionary is first looked at.
-          if (opts.map) for (const d of result.dictionaries) await mapWithProgress(database, config, d.id);
+          // The map depends on the decoders only, so one made earlier is kept.
+          if (opts.map) for (const d of result.dictionaries) await mapWithProgress(database, config, d.id, { keepExisting: true });
         } catch (e) {
           bar.stop();
           if (abort.signal.aborted) {

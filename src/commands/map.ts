@@ -9,7 +9,7 @@ import { positiveInt } from './compare.js';
 const PHASES: Record<MapProgressPhase, string> = { reading: 'reading decoders', neighbours: 'nearest neighbours', layout: 'UMAP layout', storing: 'storing' };
 
 /** Lays out one dictionary with a progress bar on stderr; `atlas build` calls it too. */
-export async function mapWithProgress(database: Database, config: Config, id: string, opts: { seed?: number; neighbours?: number; epochs?: number } = {}): Promise<void> {
+export async function mapWithProgress(database: Database, config: Config, id: string, opts: { seed?: number; neighbours?: number; epochs?: number; keepExisting?: boolean } = {}): Promise<void> {
   const bar = new cliProgress.SingleBar({
     format: `map ${id} {bar} {percentage}% | {phase} | {duration_formatted}`,
     stream: process.stderr,
@@ -24,6 +24,10 @@ export async function mapWithProgress(database: Database, config: Config, id: st
       onProgress: (phase, f) => bar.update(Math.round(100 * f), { phase: PHASES[phase] }),
     });
     bar.stop();
+    if (!r) {
+      console.log(`${id}: already has a map (\`atlas map ${id}\` lays it out again).`);
+      return;
+    }
     console.log(`${id}: mapped ${r.features} features (UMAP, cosine, ${r.neighbours} neighbours, ${r.epochs} epochs) in ${r.seconds.toFixed(1)} s.`);
   } catch (e) {
     bar.stop();
