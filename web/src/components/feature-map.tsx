@@ -120,7 +120,8 @@ export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: 
     const cw = Math.max(maxX - minX, 1e-9) / cells;
     const ch = Math.max(maxY - minY, 1e-9) / cells;
     const buckets: number[][] = Array.from({ length: cells * cells }, () => []);
-    const cell = (x: number, y: number) => [Math.min(cells - 1, Math.floor((x - minX) / cw)), Math.min(cells - 1, Math.floor((y - minY) / ch))];
+    const clamp = (v: number) => Math.min(cells - 1, Math.max(0, Math.floor(v)));
+    const cell = (x: number, y: number) => [clamp((x - minX) / cw), clamp((y - minY) / ch)];
     for (let i = 0; i < n; i++) {
       const [cx, cy] = cell(data.x[i], data.y[i]);
       buckets[cy * cells + cx].push(i);
@@ -174,8 +175,8 @@ export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: 
     const [x1, y1] = grid.cell(mx + rad, my + rad);
     let best: number | null = null;
     let bestD = HOVER_PX * HOVER_PX;
-    for (let cy = Math.max(0, y0); cy <= y1; cy++) {
-      for (let cx = Math.max(0, x0); cx <= x1; cx++) {
+    for (let cy = y0; cy <= y1; cy++) {
+      for (let cx = x0; cx <= x1; cx++) {
         for (const i of grid.buckets[cy * grid.cells + cx]) {
           const [qx, qy] = toPx(i);
           const d = (qx - px) ** 2 + (qy - py) ** 2;
