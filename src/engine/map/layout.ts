@@ -1,15 +1,14 @@
 /**
- * A 2-D map of a dictionary: UMAP (McInnes et al. 2018, via umap-js) of the decoder directions under
- * cosine distance, dist(a, b) = 1 − a·b / (‖a‖‖b‖).
+ * A 2-D map of a dictionary: UMAP (umap.ts) of the decoder directions under cosine distance,
+ * dist(a, b) = 1 − a·b / (‖a‖‖b‖).
  *
- * The k nearest neighbours are exact, from the same batched Gemm as dictionary comparison
- * (a dictionary matched against itself, the point itself dropped), and handed to umap-js as a
- * precomputed graph; umap-js's approximate NN-descent would need every row as a JS number[].
- * Every random draw (initial positions, edge and negative sampling) comes from one seeded generator,
- * so the same rows and seed give the same map.
+ * The k nearest neighbours are exact, from the same batched Gemm as dictionary comparison (a
+ * dictionary matched against itself, the point itself dropped). Every random draw (initial
+ * positions, negative sampling) comes from one seeded generator, so the same rows and seed give the
+ * same map. Epochs default to umap-learn's choice: 500 up to 10,000 points, 200 above.
  */
-import { UMAP } from 'umap-js';
 import { bestMatches, unitRows } from '../compare/similarity.js';
+import { umap } from './umap.js';
 import type { SessionSettings } from '../runtime/session.js';
 
 export interface MapLayout {
@@ -27,7 +26,7 @@ export interface LayoutOptions {
   seed?: number;
   /** Neighbours per point (UMAP's n_neighbors, default 15). */
   neighbours?: number;
-  /** Optimisation epochs (default: umap-js's choice by size, 500 down to 200). */
+  /** Optimisation epochs (default 500 up to 10,000 points, 200 above). */
   epochs?: number;
   minDist?: number;
   onProgress?: (phase: MapPhase, fraction: number) => void;
@@ -55,50 +54,37 @@ export async function layoutDecoders(rows: Float32Array, d: number, opts: Layout
     session: opts.session,
     onProgress: (f) => opts.onProgress?.('neighbours', f),
   });
-  const indices: number[][] = [];
-  const distances: number[][] = [];
+  const indices = new Int32Array(n * k).fill(-1);
+  const distances = new Float32Array(n * k);
   for (let i = 0; i < n; i++) {
-    const idx: number[] = [];
-    const dist: number[] = [];
-    for (let t = 0; t < knn.k && idx.length < k; t++) {
-      const j = knn.topIndices[i * knn.k + t];
+    let t = 0;
+    for (let c = 0; c < knn.k && t < k; c++) {
+      const j = knn.topIndices[i * knn.k + c];
       if (j === i) continue;
-      idx.push(j);
-      dist.push(Math.max(0, 1 - knn.topCosines[i * knn.k + t]));
+      indices[i * k + t] = j;
+      distances[i * k + t] = Math.max(0, 1 - knn.topCosines[i * knn.k + c]);
+      t++;
     }
-    indices.push(idx);
-    distances.push(dist);
   }
-  const umap = new UMAP({
-    nComponents: 2,
-    nNeighbors: k,
+  const epochs = opts.epochs ?? (n <= 10_000 ? 500 : 200);
+  const embedding = await umap(indices, distances, n, k, {
+    epochs,
     minDist: opts.minDist ?? 0.1,
     random: seeded(opts.seed ?? 42),
-    ...(opts.epochs ? { nEpochs: opts.epochs } : {}),
-  });
-  umap.setPrecomputedKNN(indices, distances);
-  // With the neighbours given, umap-js only reads the number of points from X.
-  const epochs = umap.initializeFit(Array.from({ length: n }, () => []));
-  for (let e = 0; e < epochs; e++) {
-    umap.step();
-    if (e % 10 === 9 || e === epochs - 1) {
-      opts.onProgress?.('layout', (e + 1) / epochs);
+    onEpoch: async (done) => {
+      if (done % 10 !== 0 && done !== epochs) return;
+      opts.onProgress?.('layout', done / epochs);
       await new Promise((r) => setImmediate(r));
-    }
-  }
-  const embedding = umap.getEmbedding();
-  const points = new Float32Array(n * 2);
+    },
+  });
   const bounds = { minX: Infinity, maxX: -Infinity, minY: Infinity, maxY: -Infinity };
   for (let i = 0; i < n; i++) {
-    points[2 * i] = embedding[i][0];
-    points[2 * i + 1] = embedding[i][1];
-    // Bounds of the stored float32 values, so every point lies within them.
-    const x = points[2 * i];
-    const y = points[2 * i + 1];
+    const x = embedding[2 * i];
+    const y = embedding[2 * i + 1];
     bounds.minX = Math.min(bounds.minX, x);
     bounds.maxX = Math.max(bounds.maxX, x);
     bounds.minY = Math.min(bounds.minY, y);
     bounds.maxY = Math.max(bounds.maxY, y);
   }
-  return { points, bounds, neighbours: k, epochs };
+  return { points: embedding, bounds, neighbours: k, epochs };
 }
