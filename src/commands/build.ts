@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { withDatabase } from './shared.js';
-import { AtlasError } from '../errors.js';
+import { AtlasError, isAtlasError } from '../errors.js';
 import { EngineRegistry } from '../engine/registry.js';
 import { buildDashboards, type BuildProgress } from '../engine/dashboards/build.js';
 import { mapWithProgress } from './map.js';
@@ -73,7 +73,15 @@ export function register(program: Command): void {
           }
           console.log(`Built ${result.dictionaries.length} dictionar${result.dictionaries.length === 1 ? 'y' : 'ies'} of ${result.modelId} over ${result.tokens} tokens (${result.contexts} contexts) in ${result.seconds.toFixed(1)} s (${Math.round(result.tokens / result.seconds)} tokens/s).`);
           // The map depends on the decoders only, so one made earlier is kept.
-          if (opts.map) for (const d of result.dictionaries) await mapWithProgress(database, config, d.id, { keepExisting: true });
+          if (opts.map) {
+            for (const d of result.dictionaries) {
+              // The dashboards are published; a map that cannot be made is reported, not fatal.
+              await mapWithProgress(database, config, d.id, { keepExisting: true }).catch((e: unknown) => {
+                if (!isAtlasError(e)) throw e;
+                process.stderr.write(`atlas: ${d.id}: no map: ${e.code}: ${e.message}\n`);
+              });
+            }
+          }
         } catch (e) {
           bar.stop();
           if (abort.signal.aborted) {

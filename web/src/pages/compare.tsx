@@ -85,8 +85,11 @@ export function ComparePage({ query }: { query: URLSearchParams }) {
 
 function Picker({ list, a, b }: { list: DictionaryOption[]; a: string; b: string }) {
   const [left, setLeft] = useState(a || list[0]?.id || '');
-  const [right, setRight] = useState(b || list.find((d) => d.id !== left && d.dIn === list[0]?.dIn)?.id || '');
   const width = list.find((d) => d.id === left)?.dIn;
+  const choices = list.filter((d) => d.id !== left && d.dIn === width);
+  const [picked, setRight] = useState(b);
+  // B must read activations of A's width; when A changes, fall back to the first that does.
+  const right = choices.some((d) => d.id === picked) ? picked : (choices[0]?.id ?? '');
   const option = (d: DictionaryOption) => (
     <option key={d.id} value={d.id}>
       {d.id} ({int(d.dSae)} features, {d.model.id} {d.hookPoint})
@@ -109,8 +112,7 @@ function Picker({ list, a, b }: { list: DictionaryOption[]; a: string; b: string
       <label>
         B{' '}
         <select aria-label="Dictionary B" value={right} onChange={(e) => setRight(e.target.value)}>
-          {/* Only dictionaries reading activations of A's width can be compared with it. */}
-          {list.filter((d) => d.id !== left && d.dIn === width).map(option)}
+          {choices.map(option)}
         </select>
       </label>
       <button type="submit" disabled={!left || !right || left === right}>
