@@ -20,10 +20,10 @@ import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { upsertModel } from '../src/db/catalog.js';
 import { createHnswIndex } from '../src/db/vector-index.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { startServer, type RunningServer } from '../src/server.js';
-import { createServices } from '../src/services.js';
+import { createServices } from '../src/app/services.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
@@ -51,7 +51,7 @@ interface Server {
 
 async function serve(database: Database, overrides: Partial<Config>): Promise<Server> {
   const config: Config = { ...loadConfig({}), device: 'cpu', ...overrides };
-  const services = await createServices(config, database);
+  const services = await createServices(config);
   const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: quiet }, { port: 0, host: '127.0.0.1' });
   return { server, close: async () => { await server.stop(); await services.close(); } };
 }

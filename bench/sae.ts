@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { upsertModel } from '../src/db/catalog.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { arg, flag } from './util.js';

@@ -1,15 +1,37 @@
 /** Settings read from the environment, in one place; README's configuration table mirrors this. */
 import { resolve } from 'node:path';
+import { AtlasError } from './errors.js';
 
-function int(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
+/**
+ * The one integer check for settings: environment variables and command-line options alike. `name` is
+ * what the user typed (ATLAS_THREADS, --port), so the message points at it.
+ */
+export function parseInteger(name: string, raw: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = Number(raw);
-  if (!Number.isFinite(v) || !Number.isInteger(v) || v < 0) {
-    throw new Error(`${name} must be a non-negative integer, got "${raw}".`);
+  if (raw.trim() === '' || !Number.isInteger(v) || v < min || v > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`;
+    throw new AtlasError('BAD_USER_INPUT', `${name} must be ${range}, got "${raw}".`);
   }
   return v;
 }
+
+/** A commander argument parser for an integer option (`--tokens <n>`), checked by parseInteger. */
+export function integerOption(flag: string, min = 1, max?: number): (raw: string) => number {
+  return (raw) => parseInteger(flag, raw, min, max);
+}
+
+/** A commander argument parser for a finite number option (`--temperature <t>`) within [min, max]. */
+export function numberOption(flag: string, min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v) || v < min || v > max) {
+      throw new AtlasError('BAD_USER_INPUT', `${flag} must be a number from ${min} to ${max}, got "${raw}".`);
+    }
+    return v;
+  };
+}
+
+export const MAX_PORT = 65535;
 
 /** recall@10 0.91 at p50 17 ms on 100k × 768 decoder-like vectors (bench/api.ts); 100 gave 0.82. */
 export const DEFAULT_HNSW_EF_SEARCH = 200;
@@ -32,18 +54,24 @@ export interface Config {
   batching: boolean;
   batchWaitMs: number;
   batchTokens: number;
+  /** Vector budget of one batched SAE encoder run (encodeVectors, encode). */
+  batchVectors: number;
   requestTimeoutMs: number;
   maxInputTokens: number;
   maxInputChars: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const int = (name: string, fallback: number, min = 0, max?: number): number => {
+    const raw = env[name];
+    return raw === undefined || raw === '' ? fallback : parseInteger(name, raw, min, max);
+  };
   const device = (env.ATLAS_DEVICE ?? 'auto').toLowerCase();
   if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') {
-    throw new Error(`ATLAS_DEVICE must be auto, cpu or cuda, got "${env.ATLAS_DEVICE}".`);
+    throw new AtlasError('BAD_USER_INPUT', `ATLAS_DEVICE must be auto, cpu or cuda, got "${env.ATLAS_DEVICE}".`);
   }
   return {
-    port: int('PORT', 4000),
+    port: int('PORT', 4000, 0, MAX_PORT),
     host: env.HOST || '127.0.0.1',
     databaseUrl: env.DATABASE_URL || undefined,
     dataDir: resolve(env.ATLAS_DATA_DIR || './data'),
@@ -56,7 +84,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     hnswEfSearch: int('ATLAS_HNSW_EF_SEARCH', DEFAULT_HNSW_EF_SEARCH),
     batching: env.ATLAS_BATCHING !== '0',
     batchWaitMs: int('ATLAS_BATCH_WAIT_MS', 4),
-    batchTokens: int('ATLAS_BATCH_TOKENS', 4096),
+    batchTokens: int('ATLAS_BATCH_TOKENS', 4096, 1),
+    batchVectors: int('ATLAS_BATCH_VECTORS', 4096, 1),
     requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),
     maxInputTokens: int('ATLAS_MAX_INPUT_TOKENS', 1024),
     maxInputChars: int('ATLAS_MAX_INPUT_CHARS', 20000),

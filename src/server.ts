@@ -11,12 +11,13 @@ import { ApolloArmor } from '@escape.tech/graphql-armor';
 import type { GraphQLFormattedError } from 'graphql';
 import { typeDefs } from './schema/index.js';
 import { resolvers } from './resolvers/index.js';
-import type { Context, Services } from './resolvers/context.js';
+import type { Context } from './resolvers/context.js';
+import type { Services } from './app/services.js';
 import type { Database } from './db/client.js';
-import { createLoaders } from './db/loaders.js';
+import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { createWebUi } from './web.js';
-import { requestAuth } from './auth.js';
+import { requestAuth } from './app/auth.js';
 
 export interface ServerOptions {
   database: Database;

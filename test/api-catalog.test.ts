@@ -1,7 +1,7 @@
 /** The foundation's GraphQL contract over HTTP, on PGlite and on PostgreSQL+pgvector. */
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
+import { BACKENDS, startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
 import { seedCatalog, cosine, FIXTURE, type SeededCatalog } from './helpers/catalog-fixture.js';
 
 for (const backend of BACKENDS) {

@@ -12,8 +12,8 @@ import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
 import { gpt2Forward } from './reference/gpt2.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import type { SaeArchitecture } from '../src/engine/sae/types.js';
 
@@ -168,7 +168,12 @@ for (const backend of BACKENDS) {
       const q = (t: string) => `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } reconstruction { mse } } }`;
       const sequential: any[] = [];
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
+      const before = a.services.encoding.modelBatchCounts();
       const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))]));
+      const after = a.services.encoding.modelBatchCounts();
+      assert.equal(after.requests - before.requests, 2 * texts.length);
+      assert.ok(after.runs - before.runs < 2 * texts.length, 'concurrent requests must share model runs');
+      assert.ok(after.largest > 1);
       concurrent.forEach((r, i) => {
         assert.equal(r.errors, undefined);
         const want = sequential[Math.floor(i / 2)];

@@ -12,10 +12,8 @@ import { gzipSync } from 'node:zlib';
 import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas, type GqlResult } from './helpers/atlas-server.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { tempDir } from './helpers/sae-fixtures.js';
-import { createApiKey, revokeApiKey } from '../src/db/api-keys.js';
-import { importExplanations } from '../src/db/import-explanations.js';
-import { searchExplanations } from '../src/engine/search.js';
-import { fuseRankings, type ExplanationEmbedder } from '../src/engine/explanation-embeddings.js';
+import { createApiKey, revokeApiKey } from '../src/app/keys.js';
+import { importExplanations } from '../src/app/import-explanations.js';
 import { isAtlasError } from '../src/errors.js';
 
 async function gqlAs(a: TestAtlas, authorization: string | null, query: string, variables?: Record<string, unknown>): Promise<GqlResult> {
@@ -127,7 +125,7 @@ for (const backend of BACKENDS) {
       assert.equal(await count(40), await count(5));
     });
 
-    test('searchExplanations: scope by dictionary or model, ranking, and an embedder fused by rank', async (a) => {
+    test('searchExplanations: scope by dictionary or model, and ranking', async (a) => {
       await importExplanations(a.database, writeLines(files.dir, 'scope.jsonl', [
         { dictionary: FIXTURE.dict, index: 50, text: 'negation words such as not and never' },
         { dictionary: FIXTURE.wide, index: 50, text: 'negation in French' },
@@ -142,14 +140,6 @@ for (const backend of BACKENDS) {
       const model = await a.gql(q, { q: 'negation', m: FIXTURE.model });
       assert.equal(model.data.searchExplanations.length, 3);
       assert.equal((await a.gql(q, { q: 'negation', m: 'nope' })).errors?.[0]?.extensions?.code, 'NOT_FOUND');
-
-      // An embedder (a later issue's) that finds a paraphrase full text cannot.
-      const paraphrase = (await a.database.query<{ id: number }>(`SELECT id FROM explanations WHERE text LIKE 'fires on numbers'`))[0].id;
-      const embedder: ExplanationEmbedder = { name: 'fake', nearest: async () => [{ explanationId: paraphrase, similarity: 0.9 }] };
-      const fused = await searchExplanations(a.database, embedder, { query: 'negation', first: 10 });
-      assert.equal(fused.length, 4);
-      assert.ok(fused.some((h) => h.explanation.id === paraphrase));
-      assert.deepEqual(fuseRankings([[1, 2, 3], [3, 4]]).map((f) => f.id), [3, 1, 2, 4]);
     });
 
     test('atlas explanations import: Neuronpedia fields, JSON arrays, gzip; one bad line and nothing is imported', async (a) => {

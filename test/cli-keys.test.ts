@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { register as registerKeys } from '../src/commands/keys.js';
 import { register as registerExplanations } from '../src/commands/explanations.js';
 import { openDatabase } from '../src/db/client.js';
-import { createApiKey, verifyApiKey, hashKey } from '../src/db/api-keys.js';
+import { createApiKey, verifyApiKey, hashKey } from '../src/app/keys.js';
 import { isAtlasError } from '../src/errors.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { createTestDatabase } from './helpers/postgres.js';

@@ -9,10 +9,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { BACKENDS, startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
-import { EngineRegistry } from '../src/engine/registry.js';
-import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
+import { EngineRegistry } from '../src/app/registry.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 
 const HOOK = 'blocks.0.hook_resid_post';
 const TEXT = `Once upon a time the little dog ran to the park.

@@ -14,10 +14,10 @@ import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, type SaeFixture } from './helpers/sae-fixtures.js';
 import { rng } from './helpers/rng.js';
 import { refForwardOne } from './reference/sae.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
-import { EngineRegistry } from '../src/engine/registry.js';
-import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
+import { EngineRegistry } from '../src/app/registry.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 import { getQuantileExamples, getTopActivations, getLogitTokens, publishDashboards } from '../src/db/dashboards.js';
 import { getFeatures } from '../src/db/features.js';
 import { BANDS, bandRanges } from '../src/engine/dashboards/quantile-examples.js';
@@ -156,7 +156,7 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
         assert.equal(edges.length, counts.length + 1);
         const want = counts.map(() => 0);
         for (const v of plain.values[f]) {
-          let i = edges.findIndex((e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1));
+          const i = edges.findIndex((e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1));
           assert.ok(i >= 0, `${what}: ${v} outside [${edges[0]}, ${edges.at(-1)}]`);
           want[i]++;
         }

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_DIR, DEMO_MODEL_ID, readDemoManifest, seedDemo, demoDictionaryId } from '../src/demo.js';
+import { DEMO_DIR, DEMO_MODEL_ID, readDemoManifest, seedDemo, demoDictionaryId } from '../src/app/demo.js';
 import { SafetensorsFile } from '../src/engine/tensors/safetensors.js';
 import { startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
-import { EngineRegistry } from '../src/engine/registry.js';
+import { EngineRegistry } from '../src/app/registry.js';
 
 const manifest = readDemoManifest();
 

@@ -7,8 +7,8 @@ import { BACKENDS, openTestDatabase, announceSkip } from './helpers/atlas-server
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
 import { writeSaeFixture, tempDir, type SaeFixtureFormat, type SaeCorruption } from './helpers/sae-fixtures.js';
 import type { Database } from '../src/db/client.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
-import { exportDictionary } from '../src/db/export-dictionary.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
+import { exportDictionary } from '../src/app/export-dictionary.js';
 import { getDecoders } from '../src/db/features.js';
 import { listDictionaries } from '../src/db/catalog.js';
 import { openSae } from '../src/engine/sae/open.js';

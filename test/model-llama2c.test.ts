@@ -2,39 +2,35 @@
  * stories260K (a real llama2.c checkpoint) through the whole runtime: every hook of the ONNX graph
  * against the pure-TypeScript reference, padded batches against single runs, pruned graphs against
  * the full one, greedy generation against the reference for 256 steps, the on-disk graph cache, and
- * refusals of bad input. Skips visibly when ../shared is absent.
+ * refusals of bad input. Fails when ../shared is absent.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { openLlama2c } from '../src/engine/checkpoints/llama2c.js';
 import { generate } from '../src/engine/generate.js';
 import { inspectModel, loadModel } from '../src/engine/model/load.js';
 import type { LoadedModel } from '../src/engine/model/types.js';
 import { relError } from './helpers/graph-runner.js';
+import { sharedFile, STORIES_CHECKPOINT } from './helpers/shared.js';
 import { ReferenceLlama } from './reference/llama.js';
 
-const MODEL_DIR = resolve(import.meta.dirname, '../../shared/models/stories260K');
-const CHECKPOINT = join(MODEL_DIR, 'stories260K.bin');
-const present = existsSync(CHECKPOINT);
-if (!present) console.log(`# model-llama2c: ${MODEL_DIR} is absent; skipping the stories260K tests.`);
-const SKIP = 'stories260K is absent (../shared/models/stories260K)';
+const CHECKPOINT = sharedFile(STORIES_CHECKPOINT);
+const MODEL_DIR = dirname(CHECKPOINT);
 
 let root = '';
 let model: LoadedModel;
 let reference: ReferenceLlama;
 
 before(async () => {
-  if (!present) return;
   root = mkdtempSync(join(tmpdir(), 'atlas-llama2c-'));
   model = await loadModel(CHECKPOINT, { dataDir: join(root, 'data'), device: 'cpu', threads: 1 });
   reference = new ReferenceLlama(openLlama2c(CHECKPOINT).weights);
 });
 
 after(async () => {
-  if (!present) return;
   await model.close();
   rmSync(root, { recursive: true, force: true });
 });
@@ -45,7 +41,7 @@ function rows(h: { dims: number[]; data: Float32Array }, b: number, len: number)
   return h.data.slice(b * S * d, (b * S + len) * d);
 }
 
-test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 25 hook points', { skip: !present && SKIP }, () => {
+test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 25 hook points', () => {
   const info = inspectModel(CHECKPOINT);
   assert.deepEqual(
     { arch: info.architecture, format: info.format, d: info.dModel, layers: info.nLayers, vocab: info.vocabSize, ctx: info.contextLength, bos: info.prependBos },
@@ -55,7 +51,7 @@ test('inspectModel reads the header: 5 layers of width 64, context 512, BOS firs
   assert.ok(info.hookPoints.includes('blocks.4.hook_mlp_out'));
 });
 
-test('every hook of the ONNX graph matches the reference within 1e-4 relative', { skip: !present && SKIP }, async () => {
+test('every hook of the ONNX graph matches the reference within 1e-4 relative', async () => {
   const tokens = model.tokenizer.encode('Once upon a time, there was a little girl named Lily. She loved to play in the park with her red ball.');
   assert.ok(tokens.length > 20);
   const got = await model.runHooks([tokens], model.info.hookPoints);
@@ -67,7 +63,7 @@ test('every hook of the ONNX graph matches the reference within 1e-4 relative', 
   }
 });
 
-test('a padded batch of mixed lengths equals running each sequence alone', { skip: !present && SKIP }, async () => {
+test('a padded batch of mixed lengths equals running each sequence alone', async () => {
   const texts = ['Tom had a dog.', 'Once upon a time, in a big forest, there lived a wise old owl who liked to sing.', 'Hi'];
   const batch = texts.map((t) => model.tokenizer.encode(t));
   const hooks = ['blocks.0.hook_attn_out', 'blocks.2.hook_resid_mid', 'blocks.4.hook_resid_post'];
@@ -82,7 +78,7 @@ test('a padded batch of mixed lengths equals running each sequence alone', { ski
   }
 });
 
-test('a run of early hooks (a pruned graph) gives the same values as the full graph', { skip: !present && SKIP }, async () => {
+test('a run of early hooks (a pruned graph) gives the same values as the full graph', async () => {
   const tokens = model.tokenizer.encode('The cat sat on the mat.');
   const early = await model.runHooks([tokens], ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre']);
   const full = await model.runHooks([tokens], ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre', 'blocks.4.hook_resid_post']);
@@ -91,7 +87,7 @@ test('a run of early hooks (a pruned graph) gives the same values as the full gr
   assert.ok(files.some((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f)), `a pruned variant is cached beside model.onnx: ${files}`);
 });
 
-test('greedy generation on the ONNX path equals the reference token for token for 256 steps', { skip: !present && SKIP }, async () => {
+test('greedy generation on the ONNX path equals the reference token for token for 256 steps', async () => {
   const got = await generate(model, { temperature: 0, steps: 256 });
   const want = reference.greedy([1], 256);
   assert.equal(got.tokens.length, 257, 'BOS plus 256 generated tokens');
@@ -100,7 +96,7 @@ test('greedy generation on the ONNX path equals the reference token for token fo
   assert.match(got.text, /^Once upon a time/);
 });
 
-test('a prompt is forced first and counts toward the steps', { skip: !present && SKIP }, async () => {
+test('a prompt is forced first and counts toward the steps', async () => {
   const prompt = 'Lily and Ben went to the';
   const promptTokens = model.tokenizer.encode(prompt);
   const got = await generate(model, { prompt, temperature: 0, steps: 40 });
@@ -111,7 +107,7 @@ test('a prompt is forced first and counts toward the steps', { skip: !present &&
   assert.deepEqual(cut.tokens, promptTokens.slice(0, 4), 'a prompt longer than the steps is cut, as run.c does');
 });
 
-test('sampling with a seed is reproducible, and differs across seeds', { skip: !present && SKIP }, async () => {
+test('sampling with a seed is reproducible, and differs across seeds', async () => {
   const a = await generate(model, { temperature: 1, topp: 0.9, seed: 42, steps: 60 });
   const b = await generate(model, { temperature: 1, topp: 0.9, seed: 42, steps: 60 });
   const c = await generate(model, { temperature: 1, topp: 0.9, seed: 7, steps: 60 });
@@ -119,7 +115,7 @@ test('sampling with a seed is reproducible, and differs across seeds', { skip: !
   assert.notDeepEqual(a.tokens, c.tokens);
 });
 
-test('a second load reuses the converted graph from the cache', { skip: !present && SKIP }, async () => {
+test('a second load reuses the converted graph from the cache', async () => {
   const onnxRoot = join(root, 'data', 'onnx');
   const [entry] = readdirSync(onnxRoot);
   assert.match(entry, /^[0-9a-f]{64}$/);
@@ -135,20 +131,20 @@ test('a second load reuses the converted graph from the cache', { skip: !present
   }
 });
 
-test('text longer than the context is refused with INPUT_TOO_LONG, or truncated when asked', { skip: !present && SKIP }, async () => {
+test('text longer than the context is refused with INPUT_TOO_LONG, or truncated when asked', async () => {
   const long = Array.from({ length: 513 }, (_, i) => (i === 0 ? 1 : 300 + (i % 100)));
   await assert.rejects(model.runHooks([long], ['blocks.0.hook_resid_post']), (e: { code?: string; message: string }) => e.code === 'INPUT_TOO_LONG' && /513 tokens/.test(e.message) && /512/.test(e.message));
   const cut = await model.runHooks([long], ['blocks.0.hook_resid_post'], { truncate: true });
   assert.deepEqual(cut.get('blocks.0.hook_resid_post')!.dims, [1, 512, 64]);
 });
 
-test('unknown hooks, out-of-vocabulary ids and empty sequences are BAD_USER_INPUT', { skip: !present && SKIP }, async () => {
+test('unknown hooks, out-of-vocabulary ids and empty sequences are BAD_USER_INPUT', async () => {
   await assert.rejects(model.runHooks([[1, 2]], ['blocks.9.hook_resid_pre']), (e: { code?: string; message: string }) => e.code === 'BAD_USER_INPUT' && /blocks\.9\.hook_resid_pre/.test(e.message) && /blocks\.4\.hook_resid_post/.test(e.message));
   await assert.rejects(model.runHooks([[1, 512]], ['blocks.0.hook_resid_pre']), (e: { code?: string }) => e.code === 'BAD_USER_INPUT');
   await assert.rejects(model.runHooks([[1], []], ['blocks.0.hook_resid_pre']), (e: { code?: string }) => e.code === 'BAD_USER_INPUT');
 });
 
-test('a truncated or garbled checkpoint is BAD_FILE naming the sizes, not a crash', { skip: !present && SKIP }, async () => {
+test('a truncated or garbled checkpoint is BAD_FILE naming the sizes, not a crash', async () => {
   const fd = openSync(CHECKPOINT, 'r');
   const head = Buffer.alloc(500_000);
   readSync(fd, head, 0, head.length, 0);

@@ -1,21 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Llama2cTokenizer } from '../src/engine/tokenizers/llama2c.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { isAtlasError } from '../src/errors.js';
+import { sharedFile, STORIES_TOKENIZER } from './helpers/shared.js';
 import { readReferenceVocab, referenceDecodePiece, referenceEncode } from './reference/llama2c-tokenizer.js';
 
-const TOK = resolve(import.meta.dirname, '..', '../shared/models/stories260K/tok512.bin');
-const present = existsSync(TOK);
-if (!present) console.log(`tokenizers-llama2c: ${TOK} is absent; skipping the tests that need it.`);
-
-function needTok(t: { skip: (msg: string) => void }): boolean {
-  if (!present) t.skip(`stories260K tok512.bin not found at ${TOK}`);
-  return present;
-}
+const TOK = sharedFile(STORIES_TOKENIZER);
 
 function rng(seed: number): (n: number) => number {
   let s = seed >>> 0;
@@ -43,8 +37,7 @@ function randomText(next: (n: number) => number, maxParts: number): string {
   return s;
 }
 
-test('llama2c: loads tok512.bin with BOS 1, EOS 2 and 512 tokens; loadTokenizer picks it', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: loads tok512.bin with BOS 1, EOS 2 and 512 tokens; loadTokenizer picks it', () => {
   const tok = loadTokenizer(TOK);
   assert.ok(tok instanceof Llama2cTokenizer);
   assert.equal(tok.vocabSize, 512);
@@ -54,8 +47,7 @@ test('llama2c: loads tok512.bin with BOS 1, EOS 2 and 512 tokens; loadTokenizer 
   assert.equal(tok.tokenText(2), '</s>');
 });
 
-test('llama2c: empty text is BOS alone (no dummy prefix)', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: empty text is BOS alone (no dummy prefix)', () => {
   const tok = Llama2cTokenizer.open(TOK);
   assert.deepEqual(tok.encode(''), [1]);
   assert.deepEqual(tok.encode('', { bos: false }), []);
@@ -63,8 +55,7 @@ test('llama2c: empty text is BOS alone (no dummy prefix)', (t) => {
   assert.equal(tok.decode([]), '');
 });
 
-test('llama2c: hand-traced merges for "the" and "The"', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: hand-traced merges for "the" and "The"', () => {
   const tok = Llama2cTokenizer.open(TOK);
   const v = readReferenceVocab(TOK);
   const id = (s: string) => v.pieces.findIndex((p) => p.toString('latin1') === s);
@@ -80,8 +71,7 @@ test('llama2c: hand-traced merges for "the" and "The"', (t) => {
   assert.equal(tok.decode([id(' The')]), ' The', 'without BOS, run.c keeps the leading space');
 });
 
-test('llama2c: leading spaces, newline bytes and unicode outside the vocabulary use byte fallback', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: leading spaces, newline bytes and unicode outside the vocabulary use byte fallback', () => {
   const tok = Llama2cTokenizer.open(TOK);
   const v = readReferenceVocab(TOK);
   const space = v.pieces.findIndex((p) => p.toString('latin1') === ' ');
@@ -102,8 +92,7 @@ test('llama2c: leading spaces, newline bytes and unicode outside the vocabulary 
   assert.equal(tok.tokenText(0xf0 + 3), '<0xF0>', 'a lone lead byte shows as its escape');
 });
 
-test('llama2c: encode equals the naive run.c reference on 300 seeded random strings', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: encode equals the naive run.c reference on 300 seeded random strings', () => {
   const tok = Llama2cTokenizer.open(TOK);
   const v = readReferenceVocab(TOK);
   const next = rng(20240601);
@@ -117,8 +106,7 @@ test('llama2c: encode equals the naive run.c reference on 300 seeded random stri
   }
 });
 
-test('llama2c: decode equals run.c piece-by-piece decoding on random id sequences', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: decode equals run.c piece-by-piece decoding on random id sequences', () => {
   const tok = Llama2cTokenizer.open(TOK);
   const v = readReferenceVocab(TOK);
   const next = rng(77);
@@ -130,8 +118,7 @@ test('llama2c: decode equals run.c piece-by-piece decoding on random id sequence
   }
 });
 
-test('llama2c: 10k-character text round-trips; tokenText joins back to the text', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: 10k-character text round-trips; tokenText joins back to the text', () => {
   const tok = Llama2cTokenizer.open(TOK);
   const next = rng(9);
   let text = '';
@@ -151,8 +138,7 @@ test('llama2c: 10k-character text round-trips; tokenText joins back to the text'
   assert.deepEqual(tok.encode(english.slice(0, 600)), referenceEncode(v, english.slice(0, 600), true));
 });
 
-test('llama2c: out-of-range ids are refused with BAD_USER_INPUT', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: out-of-range ids are refused with BAD_USER_INPUT', () => {
   const tok = Llama2cTokenizer.open(TOK);
   for (const bad of [-1, 512, 1.5]) {
     assert.throws(() => tok.decode([1, bad]), (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT');
@@ -160,8 +146,7 @@ test('llama2c: out-of-range ids are refused with BAD_USER_INPUT', (t) => {
   }
 });
 
-test('llama2c: truncated, garbled, empty and missing files are BAD_FILE', (t) => {
-  if (!needTok(t)) return;
+test('llama2c: truncated, garbled, empty and missing files are BAD_FILE', () => {
   const good = readFileSync(TOK);
   const dir = mkdtempSync(join(tmpdir(), 'atlas-tok-'));
   try {

@@ -13,13 +13,13 @@ import { startTestAtlas, announceSkip, type TestAtlas } from './helpers/atlas-se
 import { browserUnavailable, launchBrowser, watchPage } from './helpers/browser.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
-import { registerModel } from '../src/db/register-model.js';
-import { importDictionary } from '../src/db/import-dictionary.js';
-import { createApiKey } from '../src/db/api-keys.js';
-import { EngineRegistry } from '../src/engine/registry.js';
-import { buildDashboards } from '../src/engine/dashboards/build.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
+import { createApiKey } from '../src/app/keys.js';
+import { EngineRegistry } from '../src/app/registry.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 import { startServer } from '../src/server.js';
-import { createServices } from '../src/services.js';
+import { createServices } from '../src/app/services.js';
 import { loadConfig } from '../src/config.js';
 import { ensureWebBuild } from '../web/ensure-build.js';
 import { buildFeatureMap } from '../src/app/feature-map.js';
@@ -323,7 +323,7 @@ describe('browser UI', () => {
   test('on a server that requires a key for reads, the UI says so and loads once a key is set', async (page, a) => {
     // A second server over the same database, as `ATLAS_REQUIRE_KEY=1 atlas serve` would run.
     const config = { ...loadConfig({}), device: 'cpu' as const, dataDir: files.dir, requireKey: true };
-    const services = await createServices(config, a.database);
+    const services = await createServices(config);
     const locked = await startServer({ database: a.database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
     try {
       const lockedBase = locked.url.replace(/\/graphql$/, '');

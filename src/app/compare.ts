@@ -5,10 +5,11 @@
 import type { Database } from '../db/client.js';
 import { requireDictionary } from '../db/catalog.js';
 import { readDecoderMatrix } from '../db/decoder-matrix.js';
-import { findComparison, saveComparison, type ComparisonRow } from '../db/comparisons.js';
+import { findComparison, pageMatches, saveComparison, type ComparisonRow, type MatchOrder } from '../db/comparisons.js';
 import { compareDecoders, type ComparePhase } from '../engine/compare/compare.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { AtlasError } from '../errors.js';
+import { MAX_PAGE } from './catalog.js';
 
 export type CompareProgressPhase = 'reading' | ComparePhase | 'storing';
 
@@ -81,4 +82,18 @@ export async function compareDictionaries(database: Database, req: CompareReques
     inFlight.set(key, running);
   }
   return { comparison: await running, stored: false };
+}
+
+export interface MatchPage {
+  first: number;
+  after: { value: number | null; index: number } | null;
+  order: MatchOrder;
+}
+
+/** A page of one side's stored matches: `dictionaryId`'s features with their best match in the other. */
+export async function comparisonMatches(database: Database, comparisonId: number, dictionaryId: string, req: MatchPage) {
+  if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
+    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
+  }
+  return pageMatches(database, { comparisonId, dictionaryId, ...req });
 }

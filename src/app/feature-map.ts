@@ -2,7 +2,7 @@
 import type { Database } from '../db/client.js';
 import { requireDictionary } from '../db/catalog.js';
 import { readDecoderMatrix } from '../db/decoder-matrix.js';
-import { getFeatureMaps, saveFeatureMap } from '../db/feature-maps.js';
+import { getFeatureMaps, pageMapPoints, saveFeatureMap } from '../db/feature-maps.js';
 import { layoutDecoders, type MapPhase } from '../engine/map/layout.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { AtlasError } from '../errors.js';
@@ -46,4 +46,15 @@ export async function buildFeatureMap(database: Database, req: FeatureMapRequest
   await saveFeatureMap(database, dict.id, layout.points, layout.bounds, { neighbours: layout.neighbours, epochs: layout.epochs, seed, seconds });
   progress('storing', 1);
   return { features: dict.dSae, seconds, neighbours: layout.neighbours, epochs: layout.epochs };
+}
+
+/** Points per page: a browser fetches a 65k map in 7 requests. */
+export const MAX_MAP_PAGE = 10_000;
+
+/** Map points in index order after `afterIndex` (−1 for the first page). */
+export async function mapPoints(database: Database, dictionaryId: string, first: number, afterIndex: number) {
+  if (!Number.isInteger(first) || first < 0 || first > MAX_MAP_PAGE) {
+    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_MAP_PAGE}, got ${first}.`);
+  }
+  return pageMapPoints(database, dictionaryId, first, afterIndex);
 }

@@ -1,19 +1,12 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { AtlasError, isAtlasError } from '../errors.js';
-import { EngineRegistry } from '../engine/registry.js';
-import { buildDashboards, type BuildProgress } from '../engine/dashboards/build.js';
+import { integerOption } from '../config.js';
+import { EngineRegistry } from '../app/registry.js';
+import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';
 import { mapWithProgress } from './map.js';
-
-function int(name: string) {
-  return (raw: string): number => {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isInteger(v) || v < 1) throw new AtlasError('BAD_USER_INPUT', `--${name} must be a positive integer, got "${raw}".`);
-    return v;
-  };
-}
 
 const PHASES: Record<BuildProgress['phase'], string> = { corpus: 'reading the corpus', logits: 'logit lens', publish: 'publishing' };
 
@@ -24,9 +17,9 @@ export function register(program: Command): void {
     .requiredOption('--corpus <path>', 'a text file, a folder of text files, or a .jsonl file with a "text" field')
     .option('--model <id>', 'with --all: build every dictionary of this model, sharing one forward pass')
     .option('--all', 'build all dictionaries of --model')
-    .option('--tokens <n>', 'stop after this many tokens (BOS excluded)', int('tokens'))
-    .option('--context <n>', 'tokens per context, BOS included (default 64, at most the model context)', int('context'))
-    .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', int('batch'))
+    .option('--tokens <n>', 'stop after this many tokens (BOS excluded)', integerOption('--tokens'))
+    .option('--context <n>', 'tokens per context, BOS included (default 64, at most the model context)', integerOption('--context'))
+    .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', integerOption('--batch'))
     .option('--no-map', 'do not lay out a feature map for dictionaries without one (`atlas map` does it later)')
     .action(async (ids: string[], opts: { corpus: string; model?: string; all?: boolean; tokens?: number; context?: number; batch?: number; map: boolean }) => {
       if (Boolean(opts.all) !== (opts.model !== undefined)) throw new AtlasError('BAD_USER_INPUT', 'Use --model MODEL_ID together with --all (or name dictionaries instead).');

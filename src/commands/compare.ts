@@ -1,16 +1,7 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { compareDictionaries, type CompareProgressPhase } from '../app/compare.js';
-import { AtlasError } from '../errors.js';
-
-export function positiveInt(name: string) {
-  return (raw: string): number => {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isInteger(v) || v < 1) throw new AtlasError('BAD_USER_INPUT', `--${name} must be a positive integer, got "${raw}".`);
-    return v;
-  };
-}
 
 const PHASES: Record<CompareProgressPhase, string> = { reading: 'reading decoders', similarity: 'cosines', matching: 'one-to-one matching', storing: 'storing' };
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { withDatabase } from './shared.js';
-import { importExplanations } from '../db/import-explanations.js';
+import { withDatabase } from '../app/database.js';
+import { importExplanations } from '../app/import-explanations.js';
 
 export function register(program: Command): void {
   const explanations = program.command('explanations').description('Explanations of features');

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { withDatabase } from './shared.js';
-import { exportDictionary } from '../db/export-dictionary.js';
+import { withDatabase } from '../app/database.js';
+import { exportDictionary } from '../app/export-dictionary.js';
 
 export function register(program: Command): void {
   program

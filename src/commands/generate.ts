@@ -1,18 +1,6 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
-import { AtlasError } from '../errors.js';
-import { generate } from '../engine/generate.js';
-import { loadModel } from '../engine/model/load.js';
-
-function num(name: string, integer: boolean) {
-  return (raw: string): number => {
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-      throw new AtlasError('BAD_USER_INPUT', `--${name} must be ${integer ? 'an integer' : 'a number'}, got "${raw}".`);
-    }
-    return v;
-  };
-}
+import { integerOption, loadConfig, numberOption } from '../config.js';
+import { generateFromCheckpoint } from '../app/generate.js';
 
 export function register(program: Command): void {
   program
@@ -21,18 +9,16 @@ export function register(program: Command): void {
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model folder')
     .option('--tokenizer <path>', 'tokenizer file (default: tokenizer.bin / tok*.bin beside a .bin, tokenizer.json in a folder)')
     .option('--prompt <text>', 'text to continue', '')
-    .option('--steps <n>', 'positions to run, prompt included; 0 = the whole context', num('steps', true), 256)
-    .option('--temperature <t>', '0 = greedy', num('temperature', false), 1)
-    .option('--topp <p>', 'top-p (nucleus) sampling mass', num('topp', false), 0.9)
-    .option('--seed <s>', 'random seed (default: current time)', num('seed', true))
+    .option('--steps <n>', 'positions to run, prompt included; 0 = the whole context', integerOption('--steps', 0), 256)
+    .option('--temperature <t>', '0 = greedy', numberOption('--temperature', 0, 100), 1)
+    .option('--topp <p>', 'top-p (nucleus) sampling mass', numberOption('--topp', 0, 1), 0.9)
+    .option('--seed <s>', 'random seed (default: current time)', integerOption('--seed', 0))
     .action(async (opts: { model: string; tokenizer?: string; prompt: string; steps: number; temperature: number; topp: number; seed?: number }) => {
-      const config = loadConfig();
-      const model = await loadModel(opts.model, { tokenizerPath: opts.tokenizer, dataDir: config.dataDir, device: config.device, threads: config.threads });
-      try {
-        const out = await generate(model, { prompt: opts.prompt, steps: opts.steps, temperature: opts.temperature, topp: opts.topp, seed: opts.seed });
-        process.stdout.write(`${out.text}\n`);
-      } finally {
-        await model.close();
-      }
+      const text = await generateFromCheckpoint(
+        loadConfig(),
+        { path: opts.model, tokenizerPath: opts.tokenizer },
+        { prompt: opts.prompt, steps: opts.steps, temperature: opts.temperature, topp: opts.topp, seed: opts.seed },
+      );
+      process.stdout.write(`${text}\n`);
     });
 }

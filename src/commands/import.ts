@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
-import { withDatabase } from './shared.js';
-import { importDictionary } from '../db/import-dictionary.js';
+import { withDatabase } from '../app/database.js';
+import { importDictionary } from '../app/import-dictionary.js';
 
 export function register(program: Command): void {
   program

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { withDatabase } from './shared.js';
-import { createApiKey, listApiKeys, revokeApiKey } from '../db/api-keys.js';
+import { withDatabase } from '../app/database.js';
+import { createApiKey, listApiKeys, revokeApiKey } from '../app/keys.js';
 
 export function register(program: Command): void {
   const keys = program.command('keys').description('API keys for writes (and for reads when ATLAS_REQUIRE_KEY=1)');

@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { withDatabase } from './shared.js';
+import { withDatabase } from '../app/database.js';
 import { buildFeatureMap, type MapProgressPhase } from '../app/feature-map.js';
 import type { Database } from '../db/client.js';
-import type { Config } from '../config.js';
-import { positiveInt } from './compare.js';
+import { integerOption, type Config } from '../config.js';
 
 const PHASES: Record<MapProgressPhase, string> = { reading: 'reading decoders', neighbours: 'nearest neighbours', layout: 'UMAP layout', storing: 'storing' };
 
@@ -39,9 +38,9 @@ export function register(program: Command): void {
   program
     .command('map <dictionary...>')
     .description('Lay out the decoder directions of dictionaries in 2-D (UMAP on cosine distance) for the browser map')
-    .option('--seed <n>', 'random seed (default 42)', positiveInt('seed'))
-    .option('--neighbours <n>', 'UMAP n_neighbors (default 15)', positiveInt('neighbours'))
-    .option('--epochs <n>', 'optimisation epochs (default 200–500 by size)', positiveInt('epochs'))
+    .option('--seed <n>', 'random seed (default 42)', integerOption('--seed'))
+    .option('--neighbours <n>', 'UMAP n_neighbors (default 15)', integerOption('--neighbours'))
+    .option('--epochs <n>', 'optimisation epochs (default 200–500 by size)', integerOption('--epochs'))
     .action(async (ids: string[], opts: { seed?: number; neighbours?: number; epochs?: number }) => {
       await withDatabase(async (database, config) => {
         for (const id of ids) await mapWithProgress(database, config, id, opts);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve, basename } from 'node:path';
-import { withDatabase } from './shared.js';
-import { registerModel } from '../db/register-model.js';
+import { withDatabase } from '../app/database.js';
+import { registerModel } from '../app/register-model.js';
 
 export function register(program: Command): void {
   const model = program.commands.find((c) => c.name() === 'model') ?? program.command('model').description('Manage the models in the catalog');

@@ -1,22 +1,22 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
-import { openDatabase } from '../db/client.js';
+import { integerOption, loadConfig, MAX_PORT } from '../config.js';
+import { openConfiguredDatabase } from '../app/database.js';
 import { startServer } from '../server.js';
-import { createServices } from '../services.js';
-import { seedDemo } from '../demo.js';
+import { createServices } from '../app/services.js';
+import { seedDemo } from '../app/demo.js';
 
 export function register(program: Command): void {
   program
     .command('serve')
     .description('Run the GraphQL server (PGlite under ATLAS_DATA_DIR unless DATABASE_URL is set)')
-    .option('--port <n>', 'port to listen on (default PORT or 4000)')
+    .option('--port <n>', 'port to listen on (default PORT or 4000)', integerOption('--port', 0, MAX_PORT))
     .option('--host <h>', 'interface to listen on (default HOST or 127.0.0.1; 0.0.0.0 for all)')
-    .action(async (opts: { port?: string; host?: string }) => {
+    .action(async (opts: { port?: number; host?: string }) => {
       const config = loadConfig();
-      if (opts.port !== undefined) config.port = Number(opts.port);
+      if (opts.port !== undefined) config.port = opts.port;
       if (opts.host !== undefined) config.host = opts.host;
-      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-      const services = await createServices(config, database);
+      const database = await openConfiguredDatabase(config);
+      const services = await createServices(config);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes }, { port: config.port, host: config.host });
       console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);

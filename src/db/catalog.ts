@@ -29,7 +29,7 @@ export async function getModels(database: Database, ids: readonly string[]): Pro
 
 export async function upsertModel(database: Database, model: NewModel): Promise<ModelRow> {
   assertValidId('Model', model.id);
-  const { id, ...rest } = model;
+  const { id: _id, ...rest } = model;
   const [row] = await database.db.insert(models).values(model)
     .onConflictDoUpdate({ target: models.id, set: rest }).returning();
   return row;

@@ -10,6 +10,7 @@
  * JSON parameter per chunk (jsonb_to_recordset), which both backends accept alike.
  */
 import type { Database, Query } from './client.js';
+import { faultPoint } from '../faults.js';
 import type { DictionaryStats } from './schema.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
 import { groupBy } from '../group-by.js';
@@ -89,6 +90,7 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
      WHERE f.dictionary_id = $1 AND f.idx = u.idx`,
     [d.dictionaryId, JSON.stringify(chunk.map((r) => ({ idx: r.idx, density: r.density, max: r.maxActivation, mean: r.meanActivation, histogram: r.histogram, label: r.label })))],
   ));
+  faultPoint('build:publish');
   await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [d.dictionaryId]);
   await inChunks(d.examples, (chunk) => q(
     `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids, "values", max_value, max_position)

@@ -11,6 +11,7 @@ import { assertValidId, findDictionaryAnyState, requireModel, type NewDictionary
 import { copyDecoders } from './features.js';
 import { createHnswIndex, dropHnswIndex } from './vector-index.js';
 import { AtlasError } from '../errors.js';
+import { faultPoint } from '../faults.js';
 
 export interface WriteOptions {
   replace?: boolean;
@@ -38,6 +39,7 @@ export async function prepareDictionaryId(database: Database, id: string, replac
     throw new AtlasError('CONFLICT', `Dictionary "${id}" already exists. Pass --replace to overwrite it, or choose another --id.`);
   }
   await deleteDictionary(database, id);
+  if (existing.state === 'ready') faultPoint('import:replaced');
 }
 
 export async function writeDictionary(
@@ -56,6 +58,7 @@ export async function writeDictionary(
     }
     opts.onIndexing?.();
     await createHnswIndex(database, dict.id, dict.dIn);
+    faultPoint('import:indexed');
     const [row] = await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, dict.id)).returning();
     return row;
   } catch (e) {

@@ -6,6 +6,13 @@
  */
 import { AtlasError } from '../errors.js';
 
+/** Guess of a batch's run time before any has run. */
+const INITIAL_RUN_MS = 50;
+/** Floor of the retry hint, so clients never spin. */
+const MIN_RETRY_MS = 10;
+/** Weight of the newest batch in the moving averages. */
+const EMA = 0.2;
+
 export interface BatcherOptions {
   /** How long the first request of a batch waits for company. */
   waitMs: number;
@@ -28,13 +35,22 @@ interface Pending<I, O> {
   settled: boolean;
 }
 
+/** What a batcher has run so far: batches, the requests in them, and the most requests in one batch. */
+export interface BatchCounts {
+  runs: number;
+  requests: number;
+  largest: number;
+}
+
 export class Batcher<I, O> {
+  readonly counts: BatchCounts = { runs: 0, requests: 0, largest: 0 };
   private queue: Pending<I, O>[] = [];
   private running = 0;
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
-  /** Moving average of batch run time, for the retry hint. */
-  private avgRunMs = 50;
+  /** Moving averages of a batch's run time and its number of requests, for the retry hint. */
+  private avgRunMs = INITIAL_RUN_MS;
+  private avgBatchRequests = 1;
 
   constructor(
     private readonly run: (items: I[]) => Promise<O[]>,
@@ -48,8 +64,9 @@ export class Batcher<I, O> {
 
   submit(item: I): Promise<O> {
     if (this.depth >= this.opts.maxQueue) {
-      const batchesAhead = Math.ceil(this.depth / Math.max(1, this.opts.merge ? 8 : 1));
-      const retryAfterMs = Math.max(10, Math.round(this.avgRunMs * batchesAhead));
+      // The queue drains one batch per run: wait about (batches ahead) × (time per batch).
+      const batchesAhead = Math.ceil(this.depth / Math.max(1, this.avgBatchRequests));
+      const retryAfterMs = Math.max(MIN_RETRY_MS, Math.round(this.avgRunMs * batchesAhead));
       return Promise.reject(new AtlasError('OVERLOADED', `The server is busy (${this.depth} requests queued); retry in about ${retryAfterMs} ms.`, { retryAfterMs }));
     }
     return new Promise<O>((resolve, reject) => {
@@ -103,6 +120,9 @@ export class Batcher<I, O> {
     const batch = this.take();
     this.busy = true;
     this.running = batch.length;
+    this.counts.runs++;
+    this.counts.requests += batch.length;
+    this.counts.largest = Math.max(this.counts.largest, batch.length);
     const started = Date.now();
     this.run(batch.map((p) => p.item))
       .then(
@@ -110,7 +130,8 @@ export class Batcher<I, O> {
         (e) => batch.forEach((p) => this.settle(p, () => p.reject(e))),
       )
       .finally(() => {
-        this.avgRunMs = 0.8 * this.avgRunMs + 0.2 * (Date.now() - started);
+        this.avgRunMs = (1 - EMA) * this.avgRunMs + EMA * (Date.now() - started);
+        this.avgBatchRequests = (1 - EMA) * this.avgBatchRequests + EMA * batch.length;
         this.busy = false;
         this.running = 0;
         this.schedule();

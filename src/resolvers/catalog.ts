@@ -1,9 +1,9 @@
 import type { Context } from './context.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
-import { listModels, listDictionaries } from '../db/catalog.js';
-import { pageFeatures, type FeatureRow, type FeatureOrder, type Direction } from '../db/features.js';
+import type { FeatureRow, FeatureOrder, Direction } from '../db/features.js';
+import { dictionariesOf, featurePage, listModels, serverInfo } from '../app/catalog.js';
 import { AtlasError } from '../errors.js';
-import { checkFirst, decodeCursor, encodeCursor } from './connection.js';
+import { decodeCursor, encodeCursor } from './connection.js';
 
 async function dictionaryOrThrow(ctx: Context, id: string): Promise<DictionaryRow> {
   const d = await ctx.loaders.dictionary.load(id);
@@ -13,30 +13,24 @@ async function dictionaryOrThrow(ctx: Context, id: string): Promise<DictionaryRo
 
 export const catalogResolvers = {
   Query: {
-    serverInfo: async (_: unknown, __: unknown, ctx: Context) => {
-      const [ext] = await ctx.database.query<{ v: string }>("SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'");
-      return {
-        version: ctx.services.version,
-        database: `${ctx.database.kind}: ${ctx.database.description}`,
-        executionProvider: ctx.services.executionProvider(),
-        pgvectorVersion: ext?.v ?? null,
-      };
-    },
+    serverInfo: (_: unknown, __: unknown, ctx: Context) => serverInfo(ctx.database, ctx.services),
     models: (_: unknown, __: unknown, ctx: Context) => listModels(ctx.database),
     model: async (_: unknown, args: { id: string }, ctx: Context) => {
       const m = await ctx.loaders.model.load(args.id);
       if (!m) throw new AtlasError('NOT_FOUND', `No model "${args.id}".`);
       return m;
     },
-    dictionaries: async (_: unknown, args: { model?: string | null }, ctx: Context) => {
-      if (args.model && !(await ctx.loaders.model.load(args.model))) throw new AtlasError('NOT_FOUND', `No model "${args.model}".`);
-      return listDictionaries(ctx.database, args.model ?? undefined);
-    },
+    dictionaries: (_: unknown, args: { model?: string | null }, ctx: Context) => dictionariesOf(ctx.database, args.model),
     dictionary: (_: unknown, args: { id: string }, ctx: Context) => dictionaryOrThrow(ctx, args.id),
     feature: async (_: unknown, args: { dictionary: string; index: number }, ctx: Context) => {
       const d = await dictionaryOrThrow(ctx, args.dictionary);
       const f = await ctx.loaders.feature.load({ dictionaryId: d.id, index: args.index });
-      if (!f) throw new AtlasError('NOT_FOUND', `Dictionary "${d.id}" has features 0..${d.dSae - 1}; there is no feature ${args.index}.`);
+      if (!f) {
+        throw new AtlasError(
+          'NOT_FOUND',
+          `Dictionary "${d.id}" has features 0..${d.dSae - 1}; there is no feature ${args.index}.`,
+        );
+      }
       return f;
     },
   },
@@ -53,10 +47,8 @@ export const catalogResolvers = {
       args: { first: number; after?: string | null; orderBy: FeatureOrder; direction?: Direction | null },
       ctx: Context,
     ) => {
-      checkFirst(args.first);
-      const direction = args.direction ?? (args.orderBy === 'INDEX' ? 'ASC' : 'DESC');
       const after = args.after ? decodeCursor(args.after) : null;
-      const page = await pageFeatures(ctx.database, { dictionaryId: d.id, orderBy: args.orderBy, direction, first: args.first, after });
+      const page = await featurePage(ctx.database, d.id, { ...args, after });
       const edges = page.rows.map((row) => {
         ctx.loaders.feature.prime({ dictionaryId: row.dictionaryId, index: row.index }, row);
         return { cursor: encodeCursor({ value: row.sortValue, index: row.index }), node: row };

@@ -3,11 +3,11 @@ import type { Context } from './context.js';
 import type { DictionaryRow } from '../db/catalog.js';
 import type { FeatureRow } from '../db/features.js';
 import type { ComparisonRow, MatchRow, MatchOrder } from '../db/comparisons.js';
-import { pageMatches } from '../db/comparisons.js';
-import { pageMapPoints, type FeatureMapRow, type MapPoint } from '../db/feature-maps.js';
-import { compareDictionaries } from '../app/compare.js';
+import type { FeatureMapRow, MapPoint } from '../db/feature-maps.js';
+import { compareDictionaries, comparisonMatches } from '../app/compare.js';
+import { mapPoints } from '../app/feature-map.js';
 import { AtlasError } from '../errors.js';
-import { checkFirst, decodeCursor, encodeCursor } from './connection.js';
+import { decodeCursor, encodeCursor } from './connection.js';
 
 /** A stored comparison seen from the order the caller asked for (it may be stored as (b, a)). */
 interface ComparisonView {
@@ -20,8 +20,6 @@ interface MapView {
   row: FeatureMapRow;
   dSae: number;
 }
-
-const MAX_MAP_PAGE = 10_000;
 
 const swapped = (v: ComparisonView) => v.row.dictionaryA !== v.a;
 
@@ -53,9 +51,8 @@ export const compareResolvers = {
     seconds: (v: ComparisonView) => v.row.summary.seconds,
     computedAt: (v: ComparisonView) => new Date(v.row.createdAt).toISOString(),
     matches: async (v: ComparisonView, args: { first: number; after?: string | null; order: MatchOrder }, ctx: Context) => {
-      checkFirst(args.first);
       const after = args.after ? decodeCursor(args.after) : null;
-      const page = await pageMatches(ctx.database, { comparisonId: v.row.id, dictionaryId: v.a, order: args.order, first: args.first, after });
+      const page = await comparisonMatches(ctx.database, v.row.id, v.a, { order: args.order, first: args.first, after });
       const edges = page.rows.map((r) => ({ cursor: encodeCursor({ value: args.order === 'INDEX' ? null : r.cosine, index: r.index }), node: r }));
       return {
         edges,
@@ -98,11 +95,8 @@ export const compareResolvers = {
     seed: (m: MapView) => m.row.params.seed,
     computedAt: (m: MapView) => new Date(m.row.createdAt).toISOString(),
     points: async (m: MapView, args: { first: number; after?: string | null }, ctx: Context) => {
-      if (!Number.isInteger(args.first) || args.first < 0 || args.first > MAX_MAP_PAGE) {
-        throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_MAP_PAGE}, got ${args.first}.`);
-      }
       const after = args.after ? decodeCursor(args.after) : null;
-      const page = await pageMapPoints(ctx.database, m.row.dictionaryId, args.first, after?.index ?? -1);
+      const page = await mapPoints(ctx.database, m.row.dictionaryId, args.first, after?.index ?? -1);
       const nodes = page.points.map((p) => ({ ...p, dictionaryId: m.row.dictionaryId }));
       const cursor = (p: MapPoint) => encodeCursor({ value: null, index: p.index });
       return {

@@ -19,11 +19,3 @@ export function decodeCursor(s: string): Cursor {
   }
   throw new AtlasError('BAD_USER_INPUT', `"after" is not a cursor this API issued: pass an endCursor or edge cursor from a previous page.`);
 }
-
-export const MAX_PAGE = 100;
-
-export function checkFirst(first: number): void {
-  if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE) {
-    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${first}.`);
-  }
-}

@@ -1,9 +1,7 @@
 import type { Database } from '../db/client.js';
-import type { Loaders } from '../db/loaders.js';
-import type { EncodingService } from '../engine/encode.js';
-import type { ExplanationEmbedder } from '../engine/explanation-embeddings.js';
-import type { Auth } from '../auth.js';
-import type { SessionSettings } from '../engine/runtime/session.js';
+import type { Loaders } from '../app/loaders.js';
+import type { Auth } from '../app/auth.js';
+import type { Services } from '../app/services.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
@@ -12,19 +10,4 @@ export interface Context {
   services: Services;
   /** The request's API key, checked on first use (writes call auth.require()). */
   auth: Auth;
-}
-
-/** Long-lived parts of the server that resolvers call into. */
-export interface Services {
-  version: string;
-  executionProvider(): string;
-  encoding: EncodingService;
-  /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
-  hnswEfSearch: number;
-  /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
-  requireKey: boolean;
-  /** Vector search over explanations; null until an embedding model is configured (full text only). */
-  explanationEmbedder: ExplanationEmbedder | null;
-  /** Device and threads for computations outside the model registry (dictionary comparisons). */
-  session: SessionSettings;
 }

@@ -1,7 +1,7 @@
 import type { Context } from './context.js';
 import type { DictionaryRow } from '../db/catalog.js';
 import type { FeatureRow } from '../db/features.js';
-import { bandRanges } from '../engine/dashboards/quantile-examples.js';
+import { quantileBands } from '../app/dashboards.js';
 import { AtlasError } from '../errors.js';
 
 const MAX_TOP = 100;
@@ -15,16 +15,8 @@ export const dashboardResolvers = {
       }
       return (await ctx.loaders.topActivations.load(f)).slice(0, args.first);
     },
-    quantileExamples: async (f: FeatureRow, _: unknown, ctx: Context) => {
-      const examples = await ctx.loaders.quantileExamples.load(f);
-      if (examples.length === 0 || !f.maxActivation) return [];
-      return bandRanges(f.maxActivation).map((r) => ({
-        band: r.band,
-        minActivation: r.lower,
-        maxActivation: r.upper,
-        examples: examples.filter((e) => e.band === r.band),
-      }));
-    },
+    quantileExamples: async (f: FeatureRow, _: unknown, ctx: Context) =>
+      quantileBands(f, await ctx.loaders.quantileExamples.load(f)),
     logits: (f: FeatureRow, _: unknown, ctx: Context) => ctx.loaders.logits.load(f),
   },
   Dictionary: {

@@ -1,5 +1,5 @@
 import { catalogResolvers } from './catalog.js';
-import { searchResolvers } from './search.js';
+import { searchResolvers } from './nearest.js';
 import { encodeResolvers } from './encode.js';
 import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';

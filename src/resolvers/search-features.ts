@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import { searchFeatures, searchExplanations, type SearchScope } from '../engine/search.js';
+import { searchFeatures, searchExplanations, type SearchScope } from '../app/search.js';
 
 type SearchArgs = SearchScope & { query: string; first: number };
 
@@ -11,6 +11,6 @@ export const searchFeatureResolvers = {
       return hits;
     },
     searchExplanations: (_: unknown, args: SearchArgs, ctx: Context) =>
-      searchExplanations(ctx.database, ctx.services.explanationEmbedder, args),
+      searchExplanations(ctx.database, args),
   },
 };

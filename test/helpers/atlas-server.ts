@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { createServices } from '../../src/services.js';
+import { createServices, type Services } from '../../src/app/services.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase } from './postgres.js';
 
@@ -25,6 +25,7 @@ export interface TestAtlas {
   backend: Backend;
   database: Database;
   server: RunningServer;
+  services: Services;
   url: string;
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<GqlResult<T>>;
   close(): Promise<void>;
@@ -58,12 +59,13 @@ export async function startTestAtlas(
   };
   if (seed) await seed(database, dataDir);
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
-  const services = await createServices(config, database);
+  const services = await createServices(config);
   const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
   return {
     backend,
     database,
     server,
+    services,
     url: server.url,
     async gql(query, variables) {
       const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });

@@ -25,5 +25,6 @@ export function tokenDisplay(text: string): string {
   return text
     .replace(/\n/g, '↵')
     .replace(/\t/g, '⇥')
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what this shows
     .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `<0x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}>`);
 }

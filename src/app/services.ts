@@ -1,16 +1,28 @@
-/** Builds the long-lived services the resolvers use, from the configuration. */
+/** The long-lived services of a server process, built once from the configuration. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from './paths.js';
-import type { Config } from './config.js';
-import type { Database } from './db/client.js';
-import type { Services } from './resolvers/context.js';
-import { createSession, type ExecutionProvider } from './engine/runtime/session.js';
-import { node, serializeModel, valueInfo } from './engine/onnx/proto.js';
-import { EngineRegistry } from './engine/registry.js';
-import { EncodingService } from './engine/encode.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import type { Config } from '../config.js';
+import { createSession, type ExecutionProvider, type SessionSettings } from '../engine/runtime/session.js';
+import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
+import { EngineRegistry } from './registry.js';
+import { EncodingService } from './encode.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
+
+export interface Services {
+  version: string;
+  executionProvider(): string;
+  registry: EngineRegistry;
+  encoding: EncodingService;
+  /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
+  hnswEfSearch: number;
+  /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
+  requireKey: boolean;
+  /** Device and threads for computations outside the model registry (dictionary comparisons, maps). */
+  session: SessionSettings;
+  close(): Promise<void>;
+}
 
 /**
  * Opens a one-node session at start so the provider is known (and ATLAS_DEVICE=cuda fails fast, and
@@ -29,18 +41,17 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
   return provider;
 }
 
-export async function createServices(config: Config, _database: Database): Promise<Services & { registry: EngineRegistry; close(): Promise<void> }> {
+export async function createServices(config: Config): Promise<Services> {
   const provider = await probeExecutionProvider(config);
   const registry = new EngineRegistry(config);
   return {
     version: VERSION,
     executionProvider: () => provider,
+    registry,
     encoding: new EncodingService(registry, config),
     hnswEfSearch: config.hnswEfSearch,
     requireKey: config.requireKey,
-    explanationEmbedder: null,
     session: { device: config.device, threads: config.threads },
-    registry,
     close: () => registry.close(),
   };
 }

@@ -1,8 +1,7 @@
 /**
  * Search for features by a text: what the model does with the text (which features fire on it, which
  * decoder directions point where its activations point) blended with what people and tools wrote
- * about features (labels, explanations). Also full-text (and, when configured, vector) search over
- * explanations.
+ * about features (labels, explanations). Also full-text search over explanations.
  *
  * Feature score = W_ACTIVATION · activation + W_TEXT · text + W_COSINE · cosine, each signal in [0, 1]:
  * - activation = strength · specificity. strength is the feature's highest activation on a non-BOS
@@ -22,11 +21,10 @@ import { listDictionaries, getModels, requireDictionary, requireModel, type Dict
 import { getDecoders, getFeatures, featureKey, type FeatureKey, type FeatureRow } from '../db/features.js';
 import { nearestFeatures } from '../db/nearest.js';
 import { matchFeatureText, searchExplanationText, type TextMatch } from '../db/text-search.js';
-import { getExplanationsById, type ExplanationRow } from '../db/explanations.js';
+import type { ExplanationRow } from '../db/explanations.js';
 import { AtlasError } from '../errors.js';
 import { groupBy } from '../group-by.js';
 import type { EncodingService } from './encode.js';
-import { fuseRankings, type ExplanationEmbedder } from './explanation-embeddings.js';
 
 export const W_ACTIVATION = 1;
 export const W_TEXT = 0.8;
@@ -233,21 +231,12 @@ export interface ExplanationHit {
   score: number;
 }
 
-/**
- * Explanations matching the query: full-text rank; with an embedder, reciprocal-rank fusion of the
- * full-text and vector rankings.
- */
+/** Explanations matching the query, by full-text rank. */
 export async function searchExplanations(
-  database: Database, embedder: ExplanationEmbedder | null, args: SearchScope & { query: string; first: number },
+  database: Database, args: SearchScope & { query: string; first: number },
 ): Promise<ExplanationHit[]> {
   checkArgs(args.query, args.first);
   const dictIds = (await resolveScope(database, args)).map((d) => d.id);
-  const pool = embedder ? Math.min(MAX_SEARCH_RESULTS, 3 * args.first) : args.first;
-  const text = await searchExplanationText(database, args.query, dictIds, pool);
-  if (!embedder) return text.map(({ explanation, rank }) => ({ explanation, score: rank }));
-  const vector = await embedder.nearest(args.query, dictIds, pool);
-  const fused = fuseRankings([text.map((t) => t.explanation.id), vector.map((v) => v.explanationId)]).slice(0, args.first);
-  const rows = await getExplanationsById(database, fused.filter((f) => !text.some((t) => t.explanation.id === f.id)).map((f) => f.id));
-  for (const t of text) rows.set(t.explanation.id, t.explanation);
-  return fused.filter((f) => rows.has(f.id)).map((f) => ({ explanation: rows.get(f.id)!, score: f.score }));
+  const text = await searchExplanationText(database, args.query, dictIds, args.first);
+  return text.map(({ explanation, rank }) => ({ explanation, score: rank }));
 }

@@ -4,14 +4,15 @@
  * and reconstruction quality. One model run serves every dictionary a request names.
  */
 import type { Config } from '../config.js';
-import type { DictionaryRow, ModelRow } from '../db/catalog.js';
+import type { Database } from '../db/client.js';
+import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
-import { Batcher, type BatcherOptions } from './batching.js';
+import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
 import type { EngineRegistry } from './registry.js';
-import type { LoadedModel } from './model/types.js';
-import { validateBatch, validateHooks } from './runtime/forward.js';
-import { reconstructionMetrics, type ReconstructionMetrics } from './sae/metrics.js';
-import type { SaeEncoding } from './sae/encoder.js';
+import type { LoadedModel } from '../engine/model/types.js';
+import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
+import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
+import type { SaeEncoding } from '../engine/sae/encoder.js';
 
 export interface FeatureActivation {
   dictionaryId: string;
@@ -64,8 +65,19 @@ export class EncodingService {
 
   constructor(
     readonly registry: EngineRegistry,
-    private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
+    private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
   ) {}
+
+  /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
+  modelBatchCounts(): BatchCounts {
+    const total: BatchCounts = { runs: 0, requests: 0, largest: 0 };
+    for (const b of this.modelBatchers.values()) {
+      total.runs += b.counts.runs;
+      total.requests += b.counts.requests;
+      total.largest = Math.max(total.largest, b.counts.largest);
+    }
+    return total;
+  }
 
   private options(budget: number): BatcherOptions {
     return { waitMs: this.config.batchWaitMs, budget, maxQueue: this.config.maxQueue, timeoutMs: this.config.requestTimeoutMs, merge: this.config.batching };
@@ -117,7 +129,7 @@ export class EncodingService {
           off += r.n;
           return part;
         }).map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
-      }, (r) => r.n, this.options(Math.max(1, this.config.batchTokens)));
+      }, (r) => r.n, this.options(this.config.batchVectors));
       this.encoderBatchers.set(dict.id, b);
     }
     return b;
@@ -244,4 +256,41 @@ function quality(x: Float32Array, e: SaeEncoding, positions: number[], d: number
   });
   if (positions.length === 0) return { mse: 0, normalizedMse: null, explainedVariance: null, cosine: 1, l0: 0 };
   return { ...reconstructionMetrics(xs, hs, positions.length), l0: l0 / positions.length };
+}
+
+/** hookActivations: a model's activations at the named hooks for one text. */
+export async function hookActivationsOf(
+  database: Database,
+  encoding: EncodingService,
+  args: { model: string; text: string; hooks: string[]; truncate: boolean },
+) {
+  const model = await requireModel(database, args.model);
+  const { tokens, rows } = await encoding.hookActivations(model, args.text, args.hooks, args.truncate);
+  return {
+    tokens: tokens.ids.map((id, i) => ({ id, text: tokens.texts[i] })),
+    hooks: [...rows].map(([hook, { data, d }]) => ({
+      hook,
+      values: Array.from({ length: data.length / d }, (_, p) => Array.from(data.subarray(p * d, (p + 1) * d))),
+    })),
+  };
+}
+
+export async function encodeVectorsOf(
+  database: Database,
+  encoding: EncodingService,
+  args: { dictionary: string; vectors: number[][]; topK: number },
+): Promise<FeatureActivation[][]> {
+  return encoding.encodeVectors(await requireDictionary(database, args.dictionary), args.vectors, args.topK);
+}
+
+/** encode / encodeMany: one model run for dictionaries that must share a model. */
+export async function encodeTextWith(
+  database: Database,
+  encoding: EncodingService,
+  args: { dictionaries: string[]; text: string; topK: number; truncate: boolean },
+): Promise<TextEncoding[]> {
+  if (args.dictionaries.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name at least one dictionary.');
+  const dicts = await Promise.all([...new Set(args.dictionaries)].map((id) => requireDictionary(database, id)));
+  const model = await requireModel(database, dicts[0].modelId);
+  return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate);
 }

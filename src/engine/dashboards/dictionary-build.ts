@@ -1,13 +1,8 @@
 /**
- * `atlas build`: feature dashboards computed in one streaming pass over a corpus.
- *
- * Contexts are read and tokenized in batches; each batch runs through the model once for every
- * dictionary of the build (LoadedModel.runHooks with all their hook points), and each dictionary's
- * SaeEncoder encodes the non-BOS rows. The model run of the next batch is started before the
- * current one is encoded and accumulated, so the JavaScript bookkeeping overlaps onnxruntime's work.
- * Every accumulator has a size fixed by the dictionary (features × bins, heaps, samples), never by
- * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
- * in one transaction. An AbortSignal stops the build between batches, before anything is written.
+ * The accumulators of one dictionary during `atlas build`: per-feature statistics (feature-stats.ts),
+ * top and quantile-band examples with per-token values, dictionary-wide reconstruction totals, and at
+ * the end the logit lens of every decoder row. Every accumulator has a size fixed by the dictionary
+ * (features × bins, heaps, samples), never by the corpus.
  *
  * Exact codes: statistics need every active code of every token, not only the strongest few. The
  * encoder returns the topK largest codes and each token's L0 (its number of nonzero codes); a TopK
@@ -15,163 +10,73 @@
  * exceeds topK is encoded again with a wider topK (kept for later batches), so each token's list
  * always holds all of its active codes.
  */
-import type { Database } from '../../db/client.js';
-import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../../db/catalog.js';
-import { publishDashboards, type DictionaryDashboard, type ExampleRow, type FeatureStatsRow, type LogitRow } from '../../db/dashboards.js';
-import type { DictionaryStats } from '../../db/schema.js';
 import { AtlasError } from '../../errors.js';
-import type { EngineRegistry } from '../registry.js';
 import type { HookBatch, LoadedModel } from '../model/types.js';
 import type { SessionSettings } from '../runtime/session.js';
 import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
 import { openSae } from '../sae/open.js';
-import { Corpus, type TokenContext } from './corpus.js';
+import type { TokenContext } from './corpus.js';
 import { FeatureStats } from './feature-stats.js';
 import { TopExamples, type Example } from './top-examples.js';
 import { QuantileExamples } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
-import { DictionaryStatsAccumulator } from './dictionary-stats.js';
+import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
 
-export const DEFAULT_CONTEXT = 64;
-/** Default batch: about this many tokens per model run. */
-const BATCH_TOKENS = 4096;
 /** First topK tried for architectures without a fixed k. */
 const INITIAL_TOP_K = 64;
 
-export interface BuildProgress {
-  phase: 'corpus' | 'logits' | 'publish';
-  /** Non-BOS corpus tokens processed. */
-  tokens: number;
-  contexts: number;
-  /** Share of the corpus (or of --tokens) done, 0..1. */
-  fraction: number;
+/** What a build needs to know of a dictionary. */
+export interface BuildTarget {
+  id: string;
+  dIn: number;
+  dSae: number;
+  hookPoint: string;
+  /** Folder of the encoder weights, for the logit lens of the decoder rows. */
+  weightsPath: string | null;
 }
 
-export interface BuildOptions {
-  /** Dictionaries to build, all of one model; or give modelId for every ready dictionary of a model. */
-  dictionaryIds?: string[];
-  modelId?: string;
-  /** A text file, a folder of text files, or a .jsonl file with a `text` field. */
-  corpus: string;
-  /** Stop after this many non-BOS tokens. */
-  tokens?: number;
-  /** Tokens per context, BOS included (default 64, at most the model's context). */
-  context?: number;
-  /** Contexts per model run (default about 4096 tokens' worth). */
-  batch?: number;
-  onProgress?: (p: BuildProgress) => void;
-  signal?: AbortSignal;
-  /** Session settings for the logit-lens products (default: CPU, onnxruntime's threads). */
-  session?: SessionSettings;
+export interface FeatureStatsRow {
+  idx: number;
+  density: number;
+  maxActivation: number;
+  meanActivation: number | null;
+  histogram: { edges: number[]; counts: number[] };
+  /** Automatic label; null clears an earlier automatic one. */
+  label: string | null;
 }
 
-export interface BuildResult {
-  modelId: string;
-  tokens: number;
-  contexts: number;
-  seconds: number;
-  dictionaries: { id: string; stats: DictionaryStats }[];
+export interface ExampleRow {
+  featureIdx: number;
+  kind: 'top' | 'quantile';
+  band: number | null;
+  rank: number;
+  tokens: string[];
+  tokenIds: number[];
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
 }
 
-async function resolveTargets(database: Database, opts: BuildOptions): Promise<{ model: ModelRow; dicts: DictionaryRow[] }> {
-  if (opts.modelId !== undefined) {
-    const model = await requireModel(database, opts.modelId);
-    const dicts = await listDictionaries(database, model.id);
-    if (dicts.length === 0) throw new AtlasError('NOT_FOUND', `Model "${model.id}" has no dictionaries to build; import one with \`atlas import\`.`);
-    return { model, dicts };
-  }
-  const ids = [...new Set(opts.dictionaryIds ?? [])];
-  if (ids.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name a dictionary to build, or a model with --model and --all.');
-  const dicts = [];
-  for (const id of ids) dicts.push(await requireDictionary(database, id));
-  const models = [...new Set(dicts.map((d) => d.modelId))];
-  if (models.length > 1) {
-    throw new AtlasError('BAD_USER_INPUT', `The dictionaries belong to different models (${models.join(', ')}); build the dictionaries of one model at a time.`);
-  }
-  return { model: await requireModel(database, models[0]), dicts };
+export interface LogitRow {
+  featureIdx: number;
+  sign: 'positive' | 'negative';
+  rank: number;
+  tokenId: number;
+  token: string;
+  weight: number;
 }
 
-function positiveInt(name: string, v: number | undefined): void {
-  if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new AtlasError('BAD_USER_INPUT', `${name} must be a positive integer, got ${v}.`);
+/** A finished dictionary's dashboards, streamed row by row to whoever stores them. */
+export interface DictionaryDashboard {
+  dictionaryId: string;
+  stats: DictionarySummary & { corpus: string; builtAt: string };
+  features: Iterable<FeatureStatsRow>;
+  examples: Iterable<ExampleRow>;
+  logits: Iterable<LogitRow>;
 }
 
-export async function buildDashboards(database: Database, registry: EngineRegistry, opts: BuildOptions): Promise<BuildResult> {
-  const started = performance.now();
-  positiveInt('--tokens', opts.tokens);
-  positiveInt('--context', opts.context);
-  positiveInt('--batch', opts.batch);
-  const { model: modelRow, dicts } = await resolveTargets(database, opts);
-  const model = await registry.model(modelRow);
-  const context = opts.context ?? Math.min(DEFAULT_CONTEXT, model.info.contextLength);
-  if (context > model.info.contextLength) {
-    throw new AtlasError('BAD_USER_INPUT', `--context ${context} is longer than model "${modelRow.id}"'s context of ${model.info.contextLength} tokens.`);
-  }
-  const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
-  // The catalog row says whether the model is run with BOS (it may be registered against the checkpoint's default).
-  const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos: modelRow.prependBos, context, maxTokens: opts.tokens });
-  const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
-  const hooks = [...new Set(dicts.map((d) => d.hookPoint))];
-  const progress = (phase: BuildProgress['phase'], contexts: number) =>
-    opts.onProgress?.({ phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : 1 });
-
-  const source = corpus.contexts()[Symbol.asyncIterator]();
-  const readBatch = async (): Promise<TokenContext[]> => {
-    const out: TokenContext[] = [];
-    while (out.length < batch) {
-      const r = await source.next();
-      if (r.done) break;
-      out.push(r.value);
-    }
-    return out;
-  };
-  const run = (contexts: TokenContext[]) => {
-    if (contexts.length === 0) return null;
-    const p = model.runHooks(contexts.map((c) => c.ids), hooks);
-    p.catch(() => undefined); // awaited below; this only keeps an abandoned run from being unhandled
-    return p;
-  };
-
-  let contexts = 0;
-  try {
-    let current = await readBatch();
-    let running = run(current);
-    while (running) {
-      const acts = await running;
-      opts.signal?.throwIfAborted();
-      const next = await readBatch();
-      running = run(next);
-      for (const b of builds) await b.consume(current, acts.get(b.dict.hookPoint)!);
-      contexts += current.length;
-      current = next;
-      progress('corpus', contexts);
-    }
-  } finally {
-    await source.return?.(undefined);
-  }
-  if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
-
-  progress('logits', contexts);
-  const builtAt = new Date().toISOString();
-  const dashboards: DictionaryDashboard[] = [];
-  for (const b of builds) {
-    opts.signal?.throwIfAborted();
-    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session: opts.session ?? { device: 'cpu', threads: 0 } }));
-  }
-  opts.signal?.throwIfAborted();
-  progress('publish', contexts);
-  await publishDashboards(database, dashboards);
-  return {
-    modelId: modelRow.id,
-    tokens: corpus.tokens,
-    contexts,
-    seconds: (performance.now() - started) / 1000,
-    dictionaries: dashboards.map((d) => ({ id: d.dictionaryId, stats: d.stats })),
-  };
-}
-
-/** The accumulators of one dictionary. */
-class DictionaryBuild {
+export class DictionaryBuild {
   private topK: number;
   private readonly stats: FeatureStats;
   private readonly top: TopExamples;
@@ -187,7 +92,7 @@ class DictionaryBuild {
   private entVal = new Float32Array(0);
   private entNext = new Int32Array(0);
 
-  constructor(readonly dict: DictionaryRow, private readonly encoder: SaeEncoder) {
+  constructor(readonly dict: BuildTarget, private readonly encoder: SaeEncoder) {
     const { dSae } = dict;
     this.topK = encoder.config.architecture === 'topk' && encoder.config.k ? Math.min(encoder.config.k, dSae) : Math.min(INITIAL_TOP_K, dSae);
     this.stats = new FeatureStats(dSae);

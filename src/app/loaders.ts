@@ -1,12 +1,12 @@
 /** Per-request DataLoaders: a page of features with their dictionaries and models costs a constant number of queries. */
 import DataLoader from 'dataloader';
-import type { Database } from './client.js';
-import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, type DictionaryRow } from './catalog.js';
-import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from './features.js';
-import { getTopActivations, getQuantileExamples, getLogitTokens, type ActivationExample, type BandExample, type FeatureLogitTokens } from './dashboards.js';
-import { getExplanationsOfFeatures, type ExplanationRow } from './explanations.js';
-import { getFeatureMaps, getMapPoints, type FeatureMapRow, type MapPoint } from './feature-maps.js';
-import { getMatchesOfFeatures, getFamilies, familyKey, type FamilyKey, type MatchRow } from './comparisons.js';
+import type { Database } from '../db/client.js';
+import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, type DictionaryRow } from '../db/catalog.js';
+import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from '../db/features.js';
+import { getTopActivations, getQuantileExamples, getLogitTokens, type ActivationExample, type BandExample, type FeatureLogitTokens } from '../db/dashboards.js';
+import { getExplanationsOfFeatures, type ExplanationRow } from '../db/explanations.js';
+import { getFeatureMaps, getMapPoints, type FeatureMapRow, type MapPoint } from '../db/feature-maps.js';
+import { getMatchesOfFeatures, getFamilies, familyKey, type FamilyKey, type MatchRow } from '../db/comparisons.js';
 
 export interface Loaders {
   model: DataLoader<string, ModelRow | null>;

@@ -6,14 +6,14 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEMO_ASSETS_DIR } from './paths.js';
+import { DEMO_ASSETS_DIR } from '../paths.js';
 import cliProgress from 'cli-progress';
-import type { Database } from './db/client.js';
-import { listModels, listDictionaries, getDictionaries } from './db/catalog.js';
-import { registerModel } from './db/register-model.js';
-import { importDictionary } from './db/import-dictionary.js';
-import type { EngineRegistry } from './engine/registry.js';
-import { buildDashboards } from './engine/dashboards/build.js';
+import type { Database } from '../db/client.js';
+import { listModels, listDictionaries, getDictionaries } from '../db/catalog.js';
+import { registerModel } from './register-model.js';
+import { importDictionary } from './import-dictionary.js';
+import type { EngineRegistry } from './registry.js';
+import { buildDashboards } from './build-dashboards.js';
 
 export const DEMO_DIR = DEMO_ASSETS_DIR;
 export const DEMO_MODEL_ID = 'demo-gpt2';

@@ -1,6 +1,6 @@
 /** `atlas export`: the stored encoder weights of a dictionary, written back out in SAELens format. */
-import type { Database } from './client.js';
-import { requireDictionary } from './catalog.js';
+import type { Database } from '../db/client.js';
+import { requireDictionary } from '../db/catalog.js';
 import { openSae } from '../engine/sae/open.js';
 import { writeSaelens } from '../engine/sae/export.js';
 import { AtlasError } from '../errors.js';

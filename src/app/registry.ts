@@ -5,10 +5,10 @@
 import type { Config } from '../config.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
-import { loadModel } from './model/load.js';
-import type { LoadedModel } from './model/types.js';
-import { openSae } from './sae/open.js';
-import { SaeEncoder } from './sae/encoder.js';
+import { loadModel } from '../engine/model/load.js';
+import type { LoadedModel } from '../engine/model/types.js';
+import { openSae } from '../engine/sae/open.js';
+import { SaeEncoder } from '../engine/sae/encoder.js';
 
 export class EngineRegistry {
   private models = new Map<string, Promise<LoadedModel>>();
@@ -53,13 +53,6 @@ export class EngineRegistry {
     } finally {
       source.close();
     }
-  }
-
-  /** Drops a dictionary's encoder (after --replace or deletion). */
-  forgetDictionary(id: string): void {
-    const e = this.encoders.get(id);
-    this.encoders.delete(id);
-    e?.then((enc) => enc.close(), () => undefined);
   }
 
   async close(): Promise<void> {

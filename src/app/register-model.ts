@@ -1,6 +1,6 @@
 /** Adding a model to the catalog: reads its facts from the checkpoint (no graph is built) and upserts them. */
-import type { Database } from './client.js';
-import { upsertModel, type ModelRow } from './catalog.js';
+import type { Database } from '../db/client.js';
+import { upsertModel, type ModelRow } from '../db/catalog.js';
 import { inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
 

@@ -12,9 +12,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import type { Database } from './client.js';
-import { listDictionaries, type DictionaryRow } from './catalog.js';
-import { explanationTextProblem, featureProblems, insertExplanations, type NewExplanation } from './explanations.js';
+import type { Database } from '../db/client.js';
+import { listDictionaries, type DictionaryRow } from '../db/catalog.js';
+import { insertExplanations, type NewExplanation } from '../db/explanations.js';
+import { explanationTextProblem, featureProblems } from './explanations.js';
 import { AtlasError } from '../errors.js';
 
 export interface ImportExplanationsOptions {
@@ -154,7 +155,7 @@ export async function importExplanations(database: Database, file: string, opts:
     });
   }
 
-  (await featureProblems(database, rows)).forEach((p, i) => { if (p) problems.push({ at: rows[i].at, message: `${rows[i].where}: ${p}` }); });
+  (await featureProblems(database, rows)).forEach((p, i) => { if (p) problems.push({ at: rows[i].at, message: `${rows[i].where}: ${p.message}` }); });
   if (problems.length) {
     problems.sort((a, b) => a.at - b.at);
     const listed = problems.slice(0, MAX_LISTED).map((p) => `  ${p.message}`).join('\n');

@@ -6,12 +6,13 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { Database } from './client.js';
-import { requireModel, type DictionaryRow, type ModelRow } from './catalog.js';
-import { prepareDictionaryId, writeDictionary } from './dictionary-write.js';
+import type { Database } from '../db/client.js';
+import { requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
+import { prepareDictionaryId, writeDictionary } from '../db/dictionary-write.js';
 import { openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';
+import { faultPoint } from '../faults.js';
 
 export interface ImportRequest {
   path: string;
@@ -82,6 +83,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
     rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir, { recursive: true });
     for (const f of weightFiles(req.path)) copyFileSync(f, join(stagingDir, basename(f)));
+    faultPoint('import:staged');
 
     req.progress?.start(cfg.dSae);
     const rows = (function* () {
@@ -108,12 +110,16 @@ export async function importDictionary(database: Database, req: ImportRequest): 
       weightsPath: finalDir,
     }, rows, {
       replace: false,
-      onRows: (n) => req.progress?.rows(n),
+      onRows: (n) => {
+        req.progress?.rows(n);
+        faultPoint('import:rows');
+      },
       onIndexing: () => {
         // The weights move into place before the row turns ready, so a ready row always has them.
         rmSync(finalDir, { recursive: true, force: true });
         renameSync(stagingDir, finalDir);
         req.progress?.indexing();
+        faultPoint('import:indexing');
       },
     }).catch((e) => {
       rmSync(stagingDir, { recursive: true, force: true });

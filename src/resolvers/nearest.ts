@@ -1,5 +1,5 @@
 import type { Context } from './context.js';
-import { findNearest, type NearestArgs } from '../db/nearest.js';
+import { findNearest, type NearestArgs } from '../app/nearest.js';
 
 export const searchResolvers = {
   Query: {

@@ -2,9 +2,9 @@
  * Who is calling: the API key in `Authorization: Bearer <key>`, checked at most once per request and
  * only when something asks (a write, or any request under ATLAS_REQUIRE_KEY=1).
  */
-import type { Database } from './db/client.js';
-import { verifyApiKey } from './db/api-keys.js';
-import { AtlasError } from './errors.js';
+import type { Database } from '../db/client.js';
+import { verifyApiKey } from './keys.js';
+import { AtlasError } from '../errors.js';
 
 export interface Caller {
   keyId: number;

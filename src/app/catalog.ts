@@ -1,0 +1,42 @@
+/** Reading the catalog: server facts, models, dictionaries and pages of a dictionary's features. */
+import type { Database } from '../db/client.js';
+import { listDictionaries, listModels, requireDictionary, requireModel, type DictionaryRow } from '../db/catalog.js';
+import { pageFeatures, type Direction, type FeatureOrder, type Page } from '../db/features.js';
+import { AtlasError } from '../errors.js';
+import type { Services } from './services.js';
+
+export { listModels, requireDictionary, requireModel };
+
+export async function serverInfo(database: Database, services: Services) {
+  const [ext] = await database.query<{ v: string }>("SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'");
+  return {
+    version: services.version,
+    database: `${database.kind}: ${database.description}`,
+    executionProvider: services.executionProvider(),
+    pgvectorVersion: ext?.v ?? null,
+  };
+}
+
+/** The ready dictionaries of one model (NOT_FOUND for an unknown model), or of all models. */
+export async function dictionariesOf(database: Database, modelId: string | null | undefined): Promise<DictionaryRow[]> {
+  if (modelId) await requireModel(database, modelId);
+  return listDictionaries(database, modelId ?? undefined);
+}
+
+export const MAX_PAGE = 100;
+
+export interface FeaturePageRequest {
+  first: number;
+  after: { value: number | null; index: number } | null;
+  orderBy: FeatureOrder;
+  /** Default: ascending by index, descending by a statistic. */
+  direction?: Direction | null;
+}
+
+export async function featurePage(database: Database, dictionaryId: string, req: FeaturePageRequest): Promise<Page> {
+  if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
+    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
+  }
+  const direction = req.direction ?? (req.orderBy === 'INDEX' ? 'ASC' : 'DESC');
+  return pageFeatures(database, { dictionaryId, orderBy: req.orderBy, direction, first: req.first, after: req.after });
+}

@@ -1,0 +1,20 @@
+/** Opening the configured database (PGlite under ATLAS_DATA_DIR, or PostgreSQL at DATABASE_URL). */
+import { loadConfig, type Config } from '../config.js';
+import { openDatabase, type Database } from '../db/client.js';
+
+export type { Database };
+
+export function openConfiguredDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<Database> {
+  return openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+}
+
+/** Runs one command with the database open, and closes it after, also on failure. */
+export async function withDatabase<T>(fn: (database: Database, config: Config) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const database = await openConfiguredDatabase(config);
+  try {
+    return await fn(database, config);
+  } finally {
+    await database.close();
+  }
+}

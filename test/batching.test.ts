@@ -1,0 +1,112 @@
+/**
+ * The dynamic batcher (src/engine/batching.ts) on a mocked clock: what arrives within the wait window
+ * shares a run, the budget splits batches, one run at a time, the queue bound (OVERLOADED with a retry
+ * hint) and the per-request deadline (DEADLINE_EXCEEDED).
+ */
+import { describe, it, beforeEach, afterEach, mock } from 'node:test';
+import assert from 'node:assert/strict';
+import { Batcher, type BatcherOptions } from '../src/engine/batching.js';
+import { isAtlasError } from '../src/errors.js';
+
+const OPTS: BatcherOptions = { waitMs: 10, budget: 10, maxQueue: 100, timeoutMs: 1000, merge: true };
+
+/** A batcher whose runs are recorded and finish when the test says so. */
+function recorder(opts: Partial<BatcherOptions> = {}) {
+  const runs: number[][] = [];
+  const pending: (() => void)[] = [];
+  const batcher = new Batcher<number, number>(
+    (items) => {
+      runs.push(items);
+      return new Promise((resolve) => pending.push(() => resolve(items.map((i) => i * 2))));
+    },
+    (i) => i,
+    { ...OPTS, ...opts },
+  );
+  const finishRun = async () => {
+    pending.shift()!();
+    await flushMicrotasks();
+  };
+  return { batcher, runs, finishRun };
+}
+
+async function flushMicrotasks(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+const code = (c: string) => (e: unknown) => isAtlasError(e) && e.code === c;
+
+describe('Batcher', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'] }));
+  afterEach(() => mock.timers.reset());
+
+  it('waits out the window, then runs what arrived in one batch', async () => {
+    const { batcher, runs, finishRun } = recorder();
+    const out = [batcher.submit(1), batcher.submit(2), batcher.submit(3)];
+    await flushMicrotasks();
+    assert.deepEqual(runs, [], 'nothing runs before the window closes');
+    mock.timers.tick(9);
+    assert.deepEqual(runs, []);
+    mock.timers.tick(1);
+    assert.deepEqual(runs, [[1, 2, 3]]);
+    await finishRun();
+    assert.deepEqual(await Promise.all(out), [2, 4, 6]);
+    assert.deepEqual(batcher.counts, { runs: 1, requests: 3, largest: 3 });
+  });
+
+  it('runs at once when the budget is reached, and splits by budget', async () => {
+    const { batcher, runs, finishRun } = recorder();
+    const out = [4, 5, 3, 20].map((i) => batcher.submit(i));
+    await flushMicrotasks();
+    assert.deepEqual(runs, [[4, 5]], 'the budget of 10 is reached without waiting; 4 + 5 + 3 would pass it');
+    await finishRun();
+    assert.deepEqual(runs, [[4, 5], [3]], 'what queued during a run goes next, one run at a time');
+    await finishRun();
+    assert.deepEqual(runs.at(-1), [20], 'a request over the budget runs alone');
+    await finishRun();
+    assert.deepEqual(await Promise.all(out), [8, 10, 6, 40]);
+  });
+
+  it('with merging off every request runs alone', async () => {
+    const { batcher, runs, finishRun } = recorder({ merge: false });
+    const out = [1, 2].map((i) => batcher.submit(i));
+    await flushMicrotasks();
+    assert.deepEqual(runs, [[1]]);
+    await finishRun();
+    await finishRun();
+    assert.deepEqual(runs, [[1], [2]]);
+    assert.deepEqual(await Promise.all(out), [2, 4]);
+  });
+
+  it('refuses past the queue bound with OVERLOADED and a retry hint from the measured run time', async () => {
+    const { batcher, finishRun } = recorder({ maxQueue: 2, waitMs: 0 });
+    const first = batcher.submit(1);
+    await flushMicrotasks();
+    mock.timers.tick(200);
+    await finishRun(); // one 200 ms run measured
+    await first;
+    const held = [batcher.submit(1), batcher.submit(1)];
+    await assert.rejects(batcher.submit(1), (e: unknown) => {
+      assert.ok(code('OVERLOADED')(e));
+      const retry = (e as { details: { retryAfterMs: number } }).details.retryAfterMs;
+      assert.ok(retry >= 50 && retry <= 400, `retry hint ${retry} ms`);
+      return true;
+    });
+    await flushMicrotasks();
+    await finishRun();
+    await finishRun();
+    await Promise.all(held);
+  });
+
+  it('a request not finished by its deadline fails with DEADLINE_EXCEEDED; the others are unaffected', async () => {
+    const { batcher, runs, finishRun } = recorder({ waitMs: 0, timeoutMs: 100 });
+    const slow = batcher.submit(1);
+    await flushMicrotasks();
+    const queued = batcher.submit(2);
+    const deadline = assert.rejects(queued, code('DEADLINE_EXCEEDED'));
+    mock.timers.tick(100);
+    await deadline;
+    await assert.rejects(slow, code('DEADLINE_EXCEEDED'));
+    await finishRun();
+    assert.deepEqual(runs, [[1]], 'an expired request is dropped from the queue');
+  });
+});
