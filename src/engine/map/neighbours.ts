@@ -24,7 +24,7 @@ export interface NeighbourOptions {
   random: () => number;
   /** Exact search up to this many rows (default 20,000). */
   exactBelow?: number;
-  /** Clusters searched per point (default ⌈C/4⌉ of the C = ⌈√n⌉ clusters). */
+  /** Clusters searched per cluster (default ⌈C/4⌉ of the C = ⌈√n⌉ clusters). */
   probes?: number;
   onProgress?: (fraction: number) => void;
 }
