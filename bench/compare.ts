@@ -3,15 +3,12 @@
  * - 16k × 16k: B is a permuted copy of A with each row rotated by noise (two training runs that share
  *   most features), so the one-to-one matching runs too; --unrelated makes B independent (the hard case);
  * - 16k × 65k: B splits every feature of A into 4 children at cosine ≈ 0.7 with their parent.
- * - --map N lays out N features (UMAP; 0 skips), after measuring the recall@15 of its neighbour
- *   search against exact neighbours of 500 sampled features.
+ * - --map N lays out N features (UMAP; 0 skips).
  * Prints wall time per phase and peak resident memory (sampled every 50 ms, and the OS's max RSS).
  * Usage: node --import tsx bench/compare.ts [--narrow 16384] [--wide 65536] [--map 16384] [--unrelated] [--threads 0]
  */
 import { compareDecoders } from '../src/engine/compare/compare.js';
 import { layoutDecoders } from '../src/engine/map/layout.js';
-import { nearestNeighbours } from '../src/engine/map/neighbours.js';
-import { bestMatches, unitRows } from '../src/engine/compare/similarity.js';
 import { arg, flag, uniform } from './util.js';
 
 const D = 768;
@@ -68,23 +65,6 @@ if (WIDE > 0) {
 if (MAP > 0) {
   peak = process.memoryUsage().rss;
   const rows = MAP <= NARROW ? a.subarray(0, MAP * D) : derived(a, MAP, (i) => i % NARROW, 0.45, 4);
-  {
-    const unit = unitRows(rows, D);
-    const t0 = performance.now();
-    let state = 1;
-    const knn = await nearestNeighbours(unit, D, 15, { session, random: () => ((state = (state * 48271) % 2147483647) / 2147483647) });
-    const seconds = (performance.now() - t0) / 1000;
-    const sample = Array.from({ length: Math.min(500, MAP) }, (_, s) => Math.floor((s * MAP) / Math.min(500, MAP)));
-    const queries = new Float32Array(sample.length * D);
-    sample.forEach((i, s) => queries.set(unit.subarray(i * D, (i + 1) * D), s * D));
-    const exact = await bestMatches(queries, unit, D, { k: 16, session });
-    let hits = 0;
-    sample.forEach((i, s) => {
-      const truth = new Set(Array.from(exact.topIndices.subarray(s * 16, (s + 1) * 16)).filter((j) => j !== i).slice(0, 15));
-      for (const j of knn.indices.subarray(i * 15, (i + 1) * 15)) if (truth.has(j)) hits++;
-    });
-    console.log(`neighbours of ${MAP}: ${seconds.toFixed(1)} s, recall@15 ${(hits / (15 * sample.length)).toFixed(3)} on ${sample.length} sampled features`);
-  }
   let last = '';
   const start = performance.now();
   const marks: string[] = [];

@@ -2,13 +2,12 @@
  * A 2-D map of a dictionary: UMAP (umap.ts) of the decoder directions under cosine distance,
  * dist(a, b) = 1 − a·b / (‖a‖‖b‖).
  *
- * The k nearest neighbours come from neighbours.ts (exact up to 20,000 features, an inverted-file
- * search above). Every random draw (k-means seeds, initial positions, negative sampling) comes from
- * one seeded generator, so the same rows and seed give the same map. Epochs default to umap-learn's
- * choice: 500 up to 10,000 points, 200 above.
+ * The k nearest neighbours are exact, from the same batched Gemm as dictionary comparison (a
+ * dictionary matched against itself, the point itself dropped). Every random draw (initial
+ * positions, negative sampling) comes from one seeded generator, so the same rows and seed give the
+ * same map. Epochs default to umap-learn's choice: 500 up to 10,000 points, 200 above.
  */
-import { unitRows } from '../compare/similarity.js';
-import { nearestNeighbours } from './neighbours.js';
+import { bestMatches, unitRows } from '../compare/similarity.js';
 import { umap } from './umap.js';
 import type { SessionSettings } from '../runtime/session.js';
 
@@ -30,8 +29,6 @@ export interface LayoutOptions {
   /** Optimisation epochs (default 500 up to 10,000 points, 200 above). */
   epochs?: number;
   minDist?: number;
-  /** Exact neighbour search up to this many features (see neighbours.ts). */
-  exactBelow?: number;
   onProgress?: (phase: MapPhase, fraction: number) => void;
 }
 
@@ -51,19 +48,29 @@ function seeded(seed: number): () => number {
 export async function layoutDecoders(rows: Float32Array, d: number, opts: LayoutOptions): Promise<MapLayout> {
   const n = rows.length / d;
   const k = Math.max(2, Math.min(opts.neighbours ?? 15, n - 1));
-  const random = seeded(opts.seed ?? 42);
-  const knn = await nearestNeighbours(unitRows(rows, d), d, k, {
+  const unit = unitRows(rows, d);
+  const knn = await bestMatches(unit, unit, d, {
+    k: k + 1,
     session: opts.session,
-    random,
-    exactBelow: opts.exactBelow,
     onProgress: (f) => opts.onProgress?.('neighbours', f),
   });
-  const distances = knn.cosines.map((c) => Math.max(0, 1 - c));
+  const indices = new Int32Array(n * k).fill(-1);
+  const distances = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    let t = 0;
+    for (let c = 0; c < knn.k && t < k; c++) {
+      const j = knn.topIndices[i * knn.k + c];
+      if (j === i) continue;
+      indices[i * k + t] = j;
+      distances[i * k + t] = Math.max(0, 1 - knn.topCosines[i * knn.k + c]);
+      t++;
+    }
+  }
   const epochs = opts.epochs ?? (n <= 10_000 ? 500 : 200);
-  const embedding = await umap(knn.indices, distances, n, k, {
+  const embedding = await umap(indices, distances, n, k, {
     epochs,
     minDist: opts.minDist ?? 0.1,
-    random,
+    random: seeded(opts.seed ?? 42),
     onEpoch: async (done) => {
       if (done % 10 !== 0 && done !== epochs) return;
       opts.onProgress?.('layout', done / epochs);
