@@ -136,7 +136,8 @@ export async function umap(indices: Int32Array, distances: Float32Array, n: numb
       let dy = y[2 * i + 1] - y[2 * j + 1];
       let d2 = dx * dx + dy * dy;
       if (d2 > 0) {
-        const coeff = (-2 * a * b * Math.pow(d2, b - 1)) / (a * Math.pow(d2, b) + 1);
+        const pb = Math.pow(d2, b);
+        const coeff = (-2 * a * b * (pb / d2)) / (a * pb + 1);
         const gx = clip(coeff * dx) * alpha;
         const gy = clip(coeff * dy) * alpha;
         y[2 * i] += gx;
