@@ -2,10 +2,18 @@
  * Dictionary comparison and feature-map layout at realistic sizes (d 768), engine only (no database):
  * - 16k × 16k: B is a permuted copy of A with each row rotated by noise (two training runs that share
  *   most features), so the one-to-one matching runs too; --unrelated makes B independent (the hard case);
- * - 16k × 65k: B splits every feature of A into 4 children at cosine ≈ 0.7 with their parent.
+ * - 16k × 65k: B splits every feature of A into 4 children at cosine ≈ 0.65 with their parent.
  * - --map N lays out N features (UMAP; 0 skips).
  * Prints wall time per phase and peak resident memory (sampled every 50 ms, and the OS's max RSS).
  * Usage: node --import tsx bench/compare.ts [--narrow 16384] [--wide 65536] [--map 16384] [--unrelated] [--threads 0]
+ *
+ * Measured on the 2-core development machine while five other jobs shared it (load average 10–13),
+ * so times varied about 3× between runs:
+ *   16k × 16k   9.6–38.7 s (one-to-one matching 0.1–0.6 s, nothing left to the exact step), peak RSS 445 MB
+ *   16k × 65k   42–139 s, peak RSS 780 MB
+ *   4k × 4k unrelated  7.8 s (matching 0.4 s, PW-MCC 0.126)
+ *   map 16k     98 s (neighbours about 40 s, 200 epochs about 53 s), peak RSS 390 MB
+ *   map 65k     407 s (neighbours about 260 s, 200 epochs about 133 s), peak RSS 735 MB
  */
 import { compareDecoders } from '../src/engine/compare/compare.js';
 import { layoutDecoders } from '../src/engine/map/layout.js';
