@@ -15,6 +15,8 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/build.js'),
   () => import('./commands/keys.js'),
   () => import('./commands/explanations.js'),
+  () => import('./commands/map.js'),
+  () => import('./commands/compare.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

@@ -27,7 +27,7 @@ const TYPES: Record<string, string> = {
 const COMPRESSIBLE = new Set(['.html', '.js', '.css', '.json', '.map', '.svg', '.ttf']);
 
 /** Paths the client router renders (web/src/router.tsx); anything else stays a 404. */
-const UI_ROUTE = /^\/(?:|playground|dictionary\/[^/]+|feature\/[^/]+\/[^/]+)\/?$/;
+const UI_ROUTE = /^\/(?:|playground|compare|dictionary\/[^/]+|feature\/[^/]+\/[^/]+)\/?$/;
 
 export const WEB_DIST = WEB_DIST_DIR;
 

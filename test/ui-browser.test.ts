@@ -22,6 +22,7 @@ import { startServer } from '../src/server.js';
 import { createServices } from '../src/app/services.js';
 import { loadConfig } from '../src/config.js';
 import { ensureWebBuild } from '../web/ensure-build.js';
+import { buildFeatureMap } from '../src/app/feature-map.js';
 
 const HOOK = 'blocks.1.hook_resid_post';
 const CORPUS = [
@@ -68,6 +69,7 @@ describe('browser UI', () => {
         } finally {
           await registry.close();
         }
+        await buildFeatureMap(db, { dictionaryId: 'sae-a', session: { device: 'cpu', threads: 1 }, epochs: 100 });
         // Imported after the build: a dictionary as it looks before `atlas build`.
         const fresh = writeSaeFixture(join(files.dir, 'sae-c'), { format: 'saelens', architecture: 'standard', dIn: 32, dSae: 64, hookName: HOOK, seed: 3 });
         await importDictionary(db, { path: fresh.path, modelId: 'gpt2-tiny', id: 'sae-c', dataDir });
@@ -259,6 +261,44 @@ describe('browser UI', () => {
     assert.equal(await page.locator('[data-testid=histogram]').count(), 0);
     assert.ok((await page.getByText('Not computed yet.').count()) >= 2, 'histogram and examples say they are not computed');
     await shot(page, 'feature-unbuilt');
+  });
+
+  test('the map opens the feature under the pointer; comparing two dictionaries links features both ways', async (page) => {
+    await page.goto(`${base}/dictionary/sae-a`);
+    const map = page.locator('[data-testid=feature-map]');
+    await map.waitFor();
+    await page.getByText('128 features · colour: log density').waitFor();
+    // Sweep the pointer over the map until a point is under it, then open that feature.
+    const box = (await map.boundingBox())!;
+    const tip = page.locator('[data-testid=map-tip]');
+    let found = false;
+    for (let y = box.y + 10; y < box.y + box.height - 10 && !found; y += 12) {
+      for (let x = box.x + box.width / 2 - 200; x < box.x + box.width / 2 + 200 && !found; x += 6) {
+        await page.mouse.move(x, y);
+        found = (await tip.count()) > 0;
+      }
+    }
+    assert.ok(found, 'a hover shows a feature');
+    const index = (await tip.locator('strong').innerText()).slice(1);
+    await page.mouse.down();
+    await page.mouse.up();
+    await page.waitForURL(`${base}/feature/sae-a/${index}`);
+    await shot(page, 'map');
+
+    await page.goto(`${base}/compare?a=sae-a&b=sae-b`);
+    await page.locator('[data-testid=compare-stats]').waitFor();
+    assert.equal(await page.locator('[data-testid=histogram]').count(), 1);
+    const best = page.locator('[data-testid=matches-best] tbody tr');
+    assert.equal(await best.count(), 15);
+    assert.equal(await page.locator('[data-testid=matches-worst] tbody tr').count(), 15);
+    await shot(page, 'compare');
+    const link = best.first().locator('td').nth(1).getByRole('link');
+    const target = (await link.innerText()).slice(1);
+    await link.click();
+    await page.waitForURL(`${base}/feature/sae-b/${target}`);
+    const related = page.locator('[data-testid=related] tbody tr');
+    await related.first().waitFor();
+    assert.equal(await related.first().locator('td').first().innerText(), 'sae-a');
   });
 
   test('URLs are shareable: pages load directly, unknown ones say so, errors are shown in words', async (page) => {

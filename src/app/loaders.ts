@@ -5,6 +5,8 @@ import { getModels, getDictionaries, getDictionariesOfModels, type ModelRow, typ
 import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, type FeatureRow } from '../db/features.js';
 import { getTopActivations, getQuantileExamples, getLogitTokens, type ActivationExample, type BandExample, type FeatureLogitTokens } from '../db/dashboards.js';
 import { getExplanationsOfFeatures, type ExplanationRow } from '../db/explanations.js';
+import { getFeatureMaps, getMapPoints, type FeatureMapRow, type MapPoint } from '../db/feature-maps.js';
+import { getMatchesOfFeatures, getFamilies, familyKey, type FamilyKey, type MatchRow } from '../db/comparisons.js';
 
 export interface Loaders {
   model: DataLoader<string, ModelRow | null>;
@@ -17,6 +19,10 @@ export interface Loaders {
   quantileExamples: DataLoader<FeatureKey, BandExample[], string>;
   logits: DataLoader<FeatureKey, FeatureLogitTokens | null, string>;
   explanations: DataLoader<FeatureKey, ExplanationRow[], string>;
+  featureMap: DataLoader<string, FeatureMapRow | null>;
+  mapPoint: DataLoader<FeatureKey, MapPoint | null, string>;
+  related: DataLoader<FeatureKey, MatchRow[], string>;
+  family: DataLoader<FamilyKey, MatchRow[], string>;
 }
 
 export function createLoaders(database: Database): Loaders {
@@ -61,5 +67,21 @@ export function createLoaders(database: Database): Loaders {
       const rows = await getExplanationsOfFeatures(database, keys);
       return keys.map((k) => rows.get(featureKey(k)) ?? []);
     }, { cacheKeyFn: featureKey }),
+    featureMap: new DataLoader(async (ids) => {
+      const rows = await getFeatureMaps(database, ids);
+      return ids.map((id) => rows.get(id) ?? null);
+    }),
+    mapPoint: new DataLoader(async (keys) => {
+      const rows = await getMapPoints(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? null);
+    }, { cacheKeyFn: featureKey }),
+    related: new DataLoader(async (keys) => {
+      const rows = await getMatchesOfFeatures(database, keys);
+      return keys.map((k) => rows.get(featureKey(k)) ?? []);
+    }, { cacheKeyFn: featureKey }),
+    family: new DataLoader(async (keys) => {
+      const rows = await getFamilies(database, keys);
+      return keys.map((k) => rows.get(familyKey(k)) ?? []);
+    }, { cacheKeyFn: familyKey }),
   };
 }

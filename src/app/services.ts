@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
 import type { Config } from '../config.js';
-import { createSession, type ExecutionProvider } from '../engine/runtime/session.js';
+import { createSession, type ExecutionProvider, type SessionSettings } from '../engine/runtime/session.js';
 import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
 import { EngineRegistry } from './registry.js';
 import { EncodingService } from './encode.js';
@@ -19,6 +19,8 @@ export interface Services {
   hnswEfSearch: number;
   /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
   requireKey: boolean;
+  /** Device and threads for computations outside the model registry (dictionary comparisons, maps). */
+  session: SessionSettings;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export async function createServices(config: Config): Promise<Services> {
     encoding: new EncodingService(registry, config),
     hnswEfSearch: config.hnswEfSearch,
     requireKey: config.requireKey,
+    session: { device: config.device, threads: config.threads },
     close: () => registry.close(),
   };
 }

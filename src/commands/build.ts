@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { withDatabase } from '../app/database.js';
-import { AtlasError } from '../errors.js';
+import { AtlasError, isAtlasError } from '../errors.js';
 import { integerOption } from '../config.js';
 import { EngineRegistry } from '../app/registry.js';
 import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';
+import { mapWithProgress } from './map.js';
 
 const PHASES: Record<BuildProgress['phase'], string> = { corpus: 'reading the corpus', logits: 'logit lens', publish: 'publishing' };
 
@@ -19,7 +20,8 @@ export function register(program: Command): void {
     .option('--tokens <n>', 'stop after this many tokens (BOS excluded)', integerOption('--tokens'))
     .option('--context <n>', 'tokens per context, BOS included (default 64, at most the model context)', integerOption('--context'))
     .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', integerOption('--batch'))
-    .action(async (ids: string[], opts: { corpus: string; model?: string; all?: boolean; tokens?: number; context?: number; batch?: number }) => {
+    .option('--no-map', 'do not lay out a feature map for dictionaries without one (`atlas map` does it later)')
+    .action(async (ids: string[], opts: { corpus: string; model?: string; all?: boolean; tokens?: number; context?: number; batch?: number; map: boolean }) => {
       if (Boolean(opts.all) !== (opts.model !== undefined)) throw new AtlasError('BAD_USER_INPUT', 'Use --model MODEL_ID together with --all (or name dictionaries instead).');
       if (opts.all && ids.length > 0) throw new AtlasError('BAD_USER_INPUT', 'Name dictionaries or use --model with --all, not both.');
       await withDatabase(async (database, config) => {
@@ -63,6 +65,16 @@ export function register(program: Command): void {
             console.log(`${d.id}: L0 ${s.l0.toFixed(2)}, dead ${(100 * s.deadFraction).toFixed(1)}%, normalized MSE ${s.normalizedMse.toFixed(4)}, explained variance ${s.explainedVariance.toFixed(4)}`);
           }
           console.log(`Built ${result.dictionaries.length} dictionar${result.dictionaries.length === 1 ? 'y' : 'ies'} of ${result.modelId} over ${result.tokens} tokens (${result.contexts} contexts) in ${result.seconds.toFixed(1)} s (${Math.round(result.tokens / result.seconds)} tokens/s).`);
+          // The map depends on the decoders only, so one made earlier is kept.
+          if (opts.map) {
+            for (const d of result.dictionaries) {
+              // The dashboards are published; a map that cannot be made is reported, not fatal.
+              await mapWithProgress(database, config, d.id, { keepExisting: true }).catch((e: unknown) => {
+                if (!isAtlasError(e)) throw e;
+                process.stderr.write(`atlas: ${d.id}: no map: ${e.code}: ${e.message}\n`);
+              });
+            }
+          }
         } catch (e) {
           bar.stop();
           if (abort.signal.aborted) {

@@ -133,3 +133,65 @@ export const apiKeys = pgTable('api_keys', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   revokedAt: timestamp('revoked_at', { withTimezone: true }),
 }, (t) => [uniqueIndex('api_keys_hash_idx').on(t.keyHash)]);
+
+/** A dictionary's 2-D feature map (src/engine/map/layout.ts), replaced wholesale by each `atlas map`. */
+export const featureMaps = pgTable('feature_maps', {
+  dictionaryId: text('dictionary_id').primaryKey().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  minX: real('min_x').notNull(),
+  maxX: real('max_x').notNull(),
+  minY: real('min_y').notNull(),
+  maxY: real('max_y').notNull(),
+  /** How it was laid out: neighbours, epochs, seed, seconds. */
+  params: jsonb('params').$type<Record<string, number>>().notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const featureMapPoints = pgTable('feature_map_points', {
+  dictionaryId: text('dictionary_id').notNull().references(() => featureMaps.dictionaryId, { onDelete: 'cascade' }),
+  idx: integer('idx').notNull(),
+  x: real('x').notNull(),
+  y: real('y').notNull(),
+}, (t) => [primaryKey({ columns: [t.dictionaryId, t.idx] })]);
+
+/** What a comparison found beyond the per-feature matches (src/engine/compare/compare.ts). */
+export interface ComparisonSummary {
+  meanMaxAB: number;
+  meanMaxBA: number;
+  /** Histograms of A's best-match cosines in B and of B's in A. */
+  histogramAB: { edges: number[]; counts: number[] };
+  histogramBA: { edges: number[]; counts: number[] };
+  /** PW-MCC and how many features the exact step paired; null unless the widths are equal. */
+  oneToOne: { score: number; leftover: number } | null;
+  seconds: number;
+}
+
+/** One stored comparison of dictionaries A and B; asking for (B, A) reads the same row. */
+export const comparisons = pgTable('comparisons', {
+  id: serial('id').primaryKey(),
+  dictionaryA: text('dictionary_a').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  dictionaryB: text('dictionary_b').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  summary: jsonb('summary').$type<ComparisonSummary>().notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [uniqueIndex('comparisons_pair_idx').on(t.dictionaryA, t.dictionaryB)]);
+
+/**
+ * For every feature of both dictionaries of a comparison, its best match in the other one and, for
+ * equally wide dictionaries, its one-to-one partner.
+ */
+export const featureMatches = pgTable('feature_matches', {
+  comparisonId: integer('comparison_id').notNull().references(() => comparisons.id, { onDelete: 'cascade' }),
+  dictionaryId: text('dictionary_id').notNull(),
+  idx: integer('idx').notNull(),
+  otherDictionaryId: text('other_dictionary_id').notNull(),
+  matchIdx: integer('match_idx').notNull(),
+  cosine: real('cosine').notNull(),
+  pairedIdx: integer('paired_idx'),
+  pairedCosine: real('paired_cosine'),
+}, (t) => [
+  primaryKey({ columns: [t.comparisonId, t.dictionaryId, t.idx] }),
+  // "Related in other dictionaries" of one feature.
+  index('feature_matches_feature_idx').on(t.dictionaryId, t.idx),
+  // Families: the features of a wider dictionary whose best match is a given feature.
+  index('feature_matches_family_idx').on(t.dictionaryId, t.otherDictionaryId, t.matchIdx),
+  index('feature_matches_cosine_idx').on(t.comparisonId, t.dictionaryId, t.cosine),
+]);

@@ -6,6 +6,7 @@ import { CatalogPage } from './pages/catalog.js';
 import { DictionaryPage } from './pages/dictionary.js';
 import { FeaturePage } from './pages/feature.js';
 import { PlaygroundPage } from './pages/playground.js';
+import { ComparePage } from './pages/compare.js';
 
 export function App() {
   const { route, query, state } = useLocation();
@@ -27,6 +28,9 @@ export function App() {
           <Link to={paths.playground()} aria-current={route.page === 'playground' ? 'page' : undefined}>
             Playground
           </Link>
+          <Link to={paths.compare()} aria-current={route.page === 'compare' ? 'page' : undefined}>
+            Compare
+          </Link>
           {/* GraphiQL is its own page (a separate bundle), so a plain link. */}
           <a href="/graphiql">GraphiQL</a>
         </nav>
@@ -38,6 +42,7 @@ export function App() {
         {route.page === 'dictionary' ? <DictionaryPage key={route.dictionary} id={route.dictionary} query={query} state={state} /> : null}
         {route.page === 'feature' ? <FeaturePage dictionary={route.dictionary} index={route.index} /> : null}
         {route.page === 'playground' ? <PlaygroundPage query={query} /> : null}
+        {route.page === 'compare' ? <ComparePage query={query} /> : null}
         {route.page === 'notFound' ? (
           <>
             <h1>Not found</h1>

@@ -9,6 +9,7 @@ export type Route =
   | { page: 'dictionary'; dictionary: string }
   | { page: 'feature'; dictionary: string; index: number }
   | { page: 'playground' }
+  | { page: 'compare' }
   | { page: 'notFound'; path: string };
 
 export const paths = {
@@ -16,6 +17,7 @@ export const paths = {
   dictionary: (id: string, params?: Record<string, string | undefined>) => withQuery(`/dictionary/${encodeURIComponent(id)}`, params),
   feature: (dictionary: string, index: number) => `/feature/${encodeURIComponent(dictionary)}/${index}`,
   playground: (params?: Record<string, string | undefined>) => withQuery('/playground', params),
+  compare: (params?: Record<string, string | undefined>) => withQuery('/compare', params),
 };
 
 function withQuery(path: string, params?: Record<string, string | undefined>): string {
@@ -31,6 +33,7 @@ export function parseRoute(pathname: string): Route {
   if (parts[0] === 'dictionary' && parts.length === 2) return { page: 'dictionary', dictionary: parts[1] };
   if (parts[0] === 'feature' && parts.length === 3 && /^\d+$/.test(parts[2])) return { page: 'feature', dictionary: parts[1], index: Number(parts[2]) };
   if (parts[0] === 'playground' && parts.length === 1) return { page: 'playground' };
+  if (parts[0] === 'compare' && parts.length === 1) return { page: 'compare' };
   return { page: 'notFound', path: pathname };
 }
 

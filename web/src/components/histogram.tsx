@@ -1,7 +1,7 @@
 /**
- * The activation histogram as an SVG bar chart. Bins are log-spaced, so each bin gets the same
- * width (a log x axis) and the axis is labelled at a few bin edges; counts use a log y axis
- * because dense low bins would otherwise flatten the tail.
+ * A histogram as an SVG bar chart: every bin gets the same width (for activations the bins are
+ * log-spaced, so this is a log x axis) and the axis is labelled at a few bin edges; counts use a
+ * log y axis because dense low bins would otherwise flatten the tail.
  */
 import { num, int } from '../format.js';
 
@@ -9,9 +9,15 @@ const W = 640;
 const H = 200;
 const PAD = { left: 48, right: 12, top: 10, bottom: 34 };
 
-export function Histogram({ edges, counts }: { edges: number[]; counts: number[] }) {
+export function Histogram({ edges, counts, xLabel = 'activation (log-spaced bins)', describe = (total: string) => `Activation histogram over ${total} firings`, empty = 'The histogram is empty: the feature never fired on the corpus.' }: {
+  edges: number[];
+  counts: number[];
+  xLabel?: string;
+  describe?: (total: string) => string;
+  empty?: string;
+}) {
   const total = counts.reduce((a, b) => a + b, 0);
-  if (counts.length === 0 || total === 0) return <p className="note">The histogram is empty: the feature never fired on the corpus.</p>;
+  if (counts.length === 0 || total === 0) return <p className="note">{empty}</p>;
   const max = Math.max(...counts);
   const logMax = Math.log10(max + 1);
   const plotW = W - PAD.left - PAD.right;
@@ -21,7 +27,7 @@ export function Histogram({ edges, counts }: { edges: number[]; counts: number[]
   const labelEvery = Math.max(1, Math.ceil(counts.length / 6));
   const yTicks = [1, 10, 100, 1000, 10000, 100000, 1000000].filter((t) => t <= max);
   return (
-    <svg className="histogram" data-testid="histogram" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`Activation histogram over ${int(total)} firings`}>
+    <svg className="histogram" data-testid="histogram" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={describe(int(total))}>
       {yTicks.map((t) => (
         <g key={t}>
           <line x1={PAD.left} x2={W - PAD.right} y1={y(t)} y2={y(t)} className="grid" />
@@ -44,7 +50,7 @@ export function Histogram({ edges, counts }: { edges: number[]; counts: number[]
         ) : null,
       )}
       <text x={PAD.left + plotW / 2} y={H - 4} textAnchor="middle" className="axisTitle">
-        activation (log-spaced bins)
+        {xLabel}
       </text>
     </svg>
   );

@@ -8,6 +8,7 @@ import { gql, useLoad } from '../api.js';
 import { loadSchema, type Schema } from '../schema.js';
 import { Link, navigate, paths } from '../router.js';
 import { Loaded, Note } from '../components/status.js';
+import { FeatureMapSection } from '../components/feature-map.js';
 import { num, percent, int } from '../format.js';
 
 const PAGE = 50;
@@ -102,6 +103,12 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
             <code>{d.hookPoint}</code> of {d.model.name} · {int(d.dSae)} features over {d.dIn} dimensions · {d.architecture}
             {d.k ? ` (k=${d.k})` : ''} · <Link to={paths.playground({ dictionary: d.id })}>try it in the playground</Link>
           </p>
+          {schema.state === 'done' && schema.data.has('Dictionary', 'map') ? (
+            <section className="card">
+              <h2>Map</h2>
+              <FeatureMapSection dictionary={d.id} highlight={query.get('at') === null ? null : Number(query.get('at'))} />
+            </section>
+          ) : null}
           <div className="toolbar">
             <SearchBox key={q} initial={q} enabled={canSearch} onSearch={(text) => navigate(paths.dictionary(id, params({ q: text || undefined, after: undefined })))} />
             <JumpTo dSae={d.dSae} dictionary={d.id} />

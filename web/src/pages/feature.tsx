@@ -191,6 +191,7 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                   )}
                 </section>
                 <Nearest feature={f} />
+                {schema.has('Feature', 'related') ? <Related feature={f} /> : null}
               </div>
             </div>
           </>
@@ -345,3 +346,103 @@ function NeighborList({ list, showDictionary }: { list: Neighbor[]; showDictiona
   );
 }
 
+
+interface RelatedMatch {
+  cosine: number;
+  pairedCosine: number | null;
+  match: { index: number; label: string | null; dictionary: { id: string; dSae: number } };
+  paired: { index: number } | null;
+}
+
+interface FamilyMember {
+  cosine: number;
+  feature: { index: number; label: string | null };
+}
+
+/** Minimum cosine for a wider dictionary's feature to count as a child of this one. */
+const FAMILY_MIN_COSINE = 0.3;
+
+async function loadRelated(feature: FeatureData) {
+  const vars = { d: feature.dictionary.id, i: feature.index };
+  const data = await gql<{ feature: { mapPoint: { x: number; y: number } | null; related: RelatedMatch[] } }>(
+    `query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { mapPoint { x y }
+      related { cosine pairedCosine match { index label dictionary { id dSae } } paired { index } } } }`,
+    vars,
+  );
+  // Wider dictionaries: what this feature splits into there.
+  const wider = data.feature.related.filter((r) => r.match.dictionary.dSae > feature.dictionary.dSae).map((r) => r.match.dictionary.id);
+  let families: Record<string, FamilyMember[]> = {};
+  if (wider.length) {
+    const fields = wider.map((id, k) => `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine feature { index label } }`);
+    const fam = await gql<{ feature: Record<string, FamilyMember[]> }>(`query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { ${fields.join(' ')} } }`, vars);
+    families = Object.fromEntries(wider.map((id, k) => [id, fam.feature[`f${k}`]]));
+  }
+  return { ...data.feature, families };
+}
+
+/** Best matches of this feature in the dictionaries it has been compared with, and its children in wider ones. */
+function Related({ feature }: { feature: FeatureData }) {
+  const loaded = useLoad(() => loadRelated(feature), [feature.id]);
+  return (
+    <section className="card">
+      <h2>Related in other dictionaries</h2>
+      <Loaded value={loaded} what="related features">
+        {(r) => (
+          <>
+            {r.mapPoint ? (
+              <p>
+                <Link to={paths.dictionary(feature.dictionary.id, { at: String(feature.index) })}>Where it sits on the map</Link>
+              </p>
+            ) : null}
+            {r.related.length === 0 ? (
+              <Note>
+                Not compared with another dictionary yet: <Link to={paths.compare({ a: feature.dictionary.id })}>compare</Link> this dictionary with
+                another (or run <code>atlas compare</code>).
+              </Note>
+            ) : (
+              <table className="table related" data-testid="related">
+                <thead>
+                  <tr>
+                    <th>Dictionary</th>
+                    <th>Best match</th>
+                    <th className="num">Cosine</th>
+                    <th>Splits into</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {r.related.map((m) => (
+                    <tr key={m.match.dictionary.id}>
+                      <td>
+                        <Link to={paths.compare({ a: feature.dictionary.id, b: m.match.dictionary.id })}>{m.match.dictionary.id}</Link>
+                      </td>
+                      <td>
+                        <Link to={paths.feature(m.match.dictionary.id, m.match.index)}>#{m.match.index}</Link> <span className="muted">{m.match.label ?? ''}</span>
+                        {m.paired && m.paired.index !== m.match.index ? (
+                          <div className="muted small">
+                            one-to-one: <Link to={paths.feature(m.match.dictionary.id, m.paired.index)}>#{m.paired.index}</Link> ({num(m.pairedCosine)})
+                          </div>
+                        ) : null}
+                      </td>
+                      <td className="num">{num(m.cosine)}</td>
+                      <td>
+                        {(r.families[m.match.dictionary.id] ?? []).map((c, k) => (
+                          <span key={c.feature.index}>
+                            {k ? ', ' : ''}
+                            <Link to={paths.feature(m.match.dictionary.id, c.feature.index)} title={c.feature.label ?? undefined}>
+                              #{c.feature.index}
+                            </Link>{' '}
+                            <span className="muted">({num(c.cosine, 2)})</span>
+                          </span>
+                        ))}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </>
+        )}
+      </Loaded>
+    </section>
+  );
+}
