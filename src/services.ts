@@ -37,6 +37,7 @@ export async function createServices(config: Config, _database: Database): Promi
     executionProvider: () => provider,
     encoding: new EncodingService(registry, config),
     hnswEfSearch: config.hnswEfSearch,
+    maxInputChars: config.maxInputChars,
     requireKey: config.requireKey,
     explanationEmbedder: null,
     registry,

@@ -20,6 +20,8 @@ export interface Services {
   encoding: EncodingService;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
+  /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
+  maxInputChars: number;
   /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
   requireKey: boolean;
   /** Vector search over explanations; null until an embedding model is configured (full text only). */

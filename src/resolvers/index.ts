@@ -4,6 +4,7 @@ import { encodeResolvers } from './encode.js';
 import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
+import { guardInputs } from './input-guard.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -16,4 +17,6 @@ function merge(...maps: ResolverMap[]): ResolverMap {
   return out;
 }
 
-export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers, dashboardResolvers);
+export const resolvers = guardInputs(
+  merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers, dashboardResolvers),
+);
