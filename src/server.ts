@@ -12,7 +12,7 @@ import type { GraphQLFormattedError } from 'graphql';
 import { typeDefs } from './schema/index.js';
 import { resolvers } from './resolvers/index.js';
 import type { Context, Services } from './resolvers/context.js';
-import type { Database } from './db/client.js';
+import { databaseError, type Database } from './db/client.js';
 import { createLoaders } from './db/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { createWebUi } from './web.js';
@@ -37,7 +37,9 @@ const PASS_THROUGH = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED
 
 function formatError(log: (l: string) => void) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const original = unwrapResolverError(error);
+    const unwrapped = unwrapResolverError(error);
+    // Statements sent through drizzle reach here as the driver's errors.
+    const original = databaseError(unwrapped) ?? unwrapped;
     if (isAtlasError(original)) {
       return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...original.details } };
     }

@@ -2,6 +2,11 @@
  * Opens the catalog database: PostgreSQL through `pg` when DATABASE_URL is set, otherwise an
  * embedded PGlite with pgvector under the data dir. Both are wrapped in one drizzle type, and
  * migrations run at open.
+ *
+ * Lost connections (a terminated backend, a database restart) never crash the process: every pooled
+ * client has an error listener for its whole life, a client that failed is destroyed rather than
+ * returned to the pool, reads are retried once on a fresh connection, and what still fails becomes a
+ * coded DATABASE_UNAVAILABLE (a statement cancelled by statement_timeout: DEADLINE_EXCEEDED).
  */
 import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,8 +36,11 @@ export interface Database {
   db: Drizzle;
   /** Raw parameterised SQL; rows as plain objects. */
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
-  /** Runs fn on one connection inside a transaction (SET LOCAL and multi-statement atomicity). */
-  transaction<T>(fn: (query: Query) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn on one connection inside a transaction (SET LOCAL and multi-statement atomicity).
+   * readOnly: a transaction that only reads, retried once when its connection is lost.
+   */
+  transaction<T>(fn: (query: Query) => Promise<T>, opts?: { readOnly?: boolean }): Promise<T>;
   /** Bulk-loads rows with COPY FROM STDIN (text format, tab-separated, already escaped). */
   copyIn(table: string, columns: string[], lines: AsyncIterable<string> | Iterable<string>): Promise<void>;
   close(): Promise<void>;
@@ -48,10 +56,12 @@ export interface OpenOptions {
   dataDir: string;
   /** Apply migrations (default true). */
   migrate?: boolean;
+  /** PostgreSQL only: statement_timeout of every connection (the server's per-request deadline); 0 = none. */
+  statementTimeoutMs?: number;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
-  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl) : await openPglite(opts.dataDir);
+  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl, opts.statementTimeoutMs ?? 0) : await openPglite(opts.dataDir);
   if (opts.migrate !== false) {
     try {
       await database.migrate();
@@ -76,17 +86,87 @@ function redact(url: string): string {
   }
 }
 
-async function openPostgres(url: string): Promise<Database & { migrate(): Promise<void> }> {
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  pool.on('error', (e) => process.stderr.write(`database pool error: ${e.message}\n`));
+/** SQLSTATE classes and messages of a connection that is gone (terminated, restarted, unreachable). */
+const CONNECTION_LOST_CODES = new Set(['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+const CONNECTION_LOST_MESSAGE = /Connection terminated|connection error|Client was closed|not queryable|Connection ended/i;
+
+export function isConnectionLost(e: unknown): boolean {
+  // drizzle wraps the driver's error in its own, with the original as cause.
+  if (e instanceof Error && e.cause && isConnectionLost(e.cause)) return true;
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === 'string' && (CONNECTION_LOST_CODES.has(code) || code.startsWith('08'))) return true;
+  return CONNECTION_LOST_MESSAGE.test((e as Error)?.message ?? '');
+}
+
+/**
+ * The coded error a database failure means to a client (an AtlasError in drizzle's cause chain, a
+ * lost connection, a cancelled statement), or null for anything else (a bug: logged).
+ */
+export function databaseError(e: unknown): AtlasError | null {
+  if (e instanceof AtlasError) return e;
+  if (e instanceof Error && e.cause) {
+    const inner = databaseError(e.cause);
+    if (inner) return inner;
+  }
+  if (isConnectionLost(e)) {
+    return new AtlasError('DATABASE_UNAVAILABLE', 'The connection to the database was lost (it may be restarting); retry the request.');
+  }
+  if ((e as { code?: unknown })?.code === '57014') {
+    return new AtlasError('DEADLINE_EXCEEDED', 'A database statement ran past the per-request deadline (ATLAS_REQUEST_TIMEOUT_MS) and was cancelled.');
+  }
+  return null;
+}
+
+/** Reads are safe to run twice; anything that may have written is not retried. */
+const READ_ONLY = /^\s*(SELECT|WITH)\b(?![\s\S]*\b(INSERT|UPDATE|DELETE|MERGE)\b)/i;
+
+async function onceMore<T>(retry: boolean, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!retry || !isConnectionLost(e)) throw databaseError(e) ?? e;
+  }
+  try {
+    return await run();
+  } catch (e) {
+    throw databaseError(e) ?? e;
+  }
+}
+
+async function openPostgres(url: string, statementTimeoutMs: number): Promise<Database & { migrate(): Promise<void> }> {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const pool = new pg.Pool({ connectionString: url, max: 10, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) });
+  // The pool listens to idle clients only; a checked-out client whose backend dies would otherwise
+  // emit an unhandled 'error' and end the process. Its pending query rejects on its own.
+  pool.on('connect', (client) => client.on('error', (e) => log(`database connection lost: ${e.message}`)));
+  pool.on('error', (e) => log(`database pool error: ${e.message}`));
   try {
     await pool.query('SELECT 1');
   } catch (e) {
     await pool.end();
     throw new AtlasError('BAD_USER_INPUT', `Cannot connect to ${redact(url)}: ${(e as Error).message}. Check DATABASE_URL.`);
   }
+  // drizzle sends its statements through pool.query too: reads retried once, failures coded, for both.
+  const poolQuery = pool.query.bind(pool) as (config: unknown, values?: unknown) => Promise<pg.QueryResult>;
+  pool.query = ((config: unknown, values?: unknown) => {
+    const text = typeof config === 'string' ? config : (config as { text?: string }).text ?? '';
+    return onceMore(READ_ONLY.test(text), () => poolQuery(config, values));
+  }) as typeof pool.query;
   const counter = { n: 0 };
   const db = drizzlePg(pool, { schema, logger: countingLogger(counter) }) as unknown as Drizzle;
+  /** Checks a client out, runs fn, and destroys the client instead of pooling it if its connection failed. */
+  const withClient = async <T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    let failure: unknown;
+    try {
+      return await fn(client);
+    } catch (e) {
+      failure = e;
+      throw e;
+    } finally {
+      client.release(failure !== undefined && isConnectionLost(failure) ? (failure as Error) : undefined);
+    }
+  };
   return {
     kind: 'postgres',
     description: redact(url),
@@ -96,37 +176,35 @@ async function openPostgres(url: string): Promise<Database & { migrate(): Promis
       counter.n++;
       return (await pool.query(text, params)).rows as T[];
     },
-    async transaction(fn) {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await fn(async (text, params = []) => (await client.query(text, params)).rows);
-        await client.query('COMMIT');
-        return result;
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      } finally {
-        client.release();
-      }
-    },
-    async copyIn(table, columns, lines) {
-      const { from } = await import('pg-copy-streams');
-      const client = await pool.connect();
-      try {
-        const stream = client.query(from(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
-        const done = new Promise<void>((resolve, reject) => {
-          stream.on('finish', resolve);
-          stream.on('error', reject);
-        });
-        for await (const line of lines) {
-          if (!stream.write(line)) await new Promise((r) => stream.once('drain', r));
+    transaction(fn, opts) {
+      return onceMore(opts?.readOnly ?? false, () => withClient(async (client) => {
+        try {
+          await client.query(opts?.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+          const result = await fn(async (text, params = []) => (await client.query(text, params)).rows);
+          await client.query('COMMIT');
+          return result;
+        } catch (e) {
+          if (!isConnectionLost(e)) await client.query('ROLLBACK').catch(() => undefined);
+          throw e;
         }
-        stream.end();
-        await done;
-      } finally {
-        client.release();
-      }
+      }));
+    },
+    copyIn(table, columns, lines) {
+      return onceMore(false, async () => {
+        const { from } = await import('pg-copy-streams');
+        await withClient(async (client) => {
+          const stream = client.query(from(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
+          const done = new Promise<void>((resolve, reject) => {
+            stream.on('finish', resolve);
+            stream.on('error', reject);
+          });
+          for await (const line of lines) {
+            if (!stream.write(line)) await Promise.race([new Promise((r) => stream.once('drain', r)), done]);
+          }
+          stream.end();
+          await done;
+        });
+      });
     },
     async migrate() {
       const client = await pool.connect();

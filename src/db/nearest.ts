@@ -47,7 +47,7 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
       for (const r of rows) all.push({ dictionaryId: id, index: r.index, cosine: 1 - r.distance });
     }
     return all;
-  });
+  }, { readOnly: true });
   return hits
     .filter((h) => !(req.exclude && h.dictionaryId === req.exclude.dictionaryId && h.index === req.exclude.index))
     .sort((a, b) => b.cosine - a.cosine || a.dictionaryId.localeCompare(b.dictionaryId) || a.index - b.index)
