@@ -3,6 +3,7 @@
  * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { basename } from 'node:path';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -35,13 +36,33 @@ export interface RunningServer {
 /** Codes Apollo and graphql-js already attach that are safe and useful to pass through. */
 const PASS_THROUGH = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE', 'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED']);
 
+/** An absolute path of two or more segments (not part of a URL or a relative path). */
+const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`]+\/)+[^\s/'"`]*/g;
+
+/**
+ * Server paths (the data dir, where files live) are for the log only: a client sees `…/name`, and
+ * `path` details are dropped. Returns null when there was nothing to hide.
+ */
+function withoutPaths(message: string, details: Record<string, unknown> = {}): { message: string; details: Record<string, unknown> } | null {
+  const hide = (s: string) => s.replace(ABSOLUTE_PATH, (p) => {
+    const [, path, tail] = /^(.*?)([.,;:)]*)$/.exec(p)!;
+    return `…/${basename(path)}${tail}`;
+  });
+  const clean = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'path').map(([k, v]) => [k, typeof v === 'string' ? hide(v) : v]));
+  const text = hide(message);
+  return text === message && Object.keys(clean).length === Object.keys(details).length ? null : { message: text, details: clean };
+}
+
 function formatError(log: (l: string) => void) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const unwrapped = unwrapResolverError(error);
     // Statements sent through drizzle reach here as the driver's errors.
     const original = databaseError(unwrapped) ?? unwrapped;
     if (isAtlasError(original)) {
-      return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...original.details } };
+      const hidden = withoutPaths(original.message, original.details);
+      if (hidden) log(`${original.code}: ${original.message}`);
+      const { message, details } = hidden ?? { message: original.message, details: original.details };
+      return { message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...details } };
     }
     if (ARMOR_REJECTION.test(formatted.message)) {
       return { message: formatted.message.replace(/^Syntax Error: /, ''), locations: formatted.locations, extensions: { code: 'QUERY_TOO_COMPLEX' } };
@@ -52,6 +73,26 @@ function formatError(log: (l: string) => void) {
     }
     log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
     return { message: 'Internal server error. The server log has the details.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  };
+}
+
+/** Lists the dictionaries a search left out in the response's `extensions.skippedDictionaries`. */
+function reportSkipped(log: (l: string) => void): ApolloServerPlugin<Context> {
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response, contextValue }) {
+          const skipped = contextValue.skippedDictionaries;
+          if (!skipped.length || response.body.kind !== 'single') return;
+          for (const s of skipped) log(`search skipped dictionary ${s.dictionary}: ${s.code}: ${s.message}`);
+          const unique = [...new Map(skipped.map((s) => [s.dictionary, s])).values()];
+          response.body.singleResult.extensions = {
+            ...response.body.singleResult.extensions,
+            skippedDictionaries: unique.map((s) => ({ ...s, message: withoutPaths(s.message)?.message ?? s.message })),
+          };
+        },
+      };
+    },
   };
 }
 
@@ -112,6 +153,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     plugins: [
       ...(protection.plugins as ApolloServerPlugin<Context>[]),
       ApolloServerPluginLandingPageDisabled() as ApolloServerPlugin<Context>,
+      reportSkipped(log),
       ApolloServerPluginDrainHttpServer({ httpServer }) as ApolloServerPlugin<Context>,
     ],
   });
@@ -151,7 +193,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     }
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services, auth }),
+      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services, auth, skippedDictionaries: [] }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;

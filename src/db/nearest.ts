@@ -32,7 +32,9 @@ export interface NearestRequest {
 export async function nearestFeatures(database: Database, req: NearestRequest): Promise<Neighbor[]> {
   const type = vectorType(req.dIn);
   const want = req.k + (req.exclude ? 1 : 0);
-  const vec = `[${req.vector.join(',')}]`;
+  const unit = unitVector(req.vector);
+  if (!unit) return [];
+  const vec = `[${unit.join(',')}]`;
   const efSearch = Math.min(1000, Math.max(req.efSearch ?? DEFAULT_HNSW_EF_SEARCH, want * 4));
   const hits = await database.transaction(async (q) => {
     await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
@@ -67,6 +69,22 @@ export interface NearestArgs {
 
 export const MAX_NEIGHBORS = 100;
 
+/**
+ * v / ‖v‖, computed in float64 after dividing by max |vᵢ| so that neither 1e200² overflows nor 1e-200²
+ * underflows. Cosine is scale-free, and pgvector stores float32 (halfvec: float16) and sums squares in
+ * float32, so a raw 1e39 or 1e-50 could not reach it; a unit vector always can. Null for a zero or
+ * non-finite vector.
+ */
+export function unitVector(v: readonly number[]): number[] | null {
+  let max = 0;
+  for (const x of v) max = Math.max(max, Math.abs(x));
+  if (!(max > 0) || !Number.isFinite(max)) return null;
+  let sum = 0;
+  for (const x of v) sum += (x / max) ** 2;
+  const norm = Math.sqrt(sum);
+  return v.map((x) => x / max / norm);
+}
+
 /** Validates a nearestFeatures request against the catalog and runs it. */
 export async function findNearest(database: Database, args: NearestArgs, efSearch?: number): Promise<Neighbor[]> {
   const hasIndex = args.index !== undefined && args.index !== null;
@@ -76,6 +94,10 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   }
   if (!Number.isInteger(args.k) || args.k < 1 || args.k > MAX_NEIGHBORS) {
     throw new AtlasError('BAD_USER_INPUT', `"k" must be between 1 and ${MAX_NEIGHBORS}, got ${args.k}.`);
+  }
+  const unit = hasVector ? unitVector(args.vector!) : null;
+  if (hasVector && !unit) {
+    throw new AtlasError('BAD_USER_INPUT', 'The vector must be finite and not all zeros (cosine is undefined for a zero vector).');
   }
   const source = await requireDictionary(database, args.dictionary);
   if (args.scope === 'MODEL' && args.in && args.in.length) {
@@ -95,12 +117,9 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   let vector: number[];
   let exclude: NearestRequest['exclude'];
   if (hasVector) {
-    vector = args.vector!;
+    vector = unit!;
     if (vector.length !== source.dIn) {
       throw new AtlasError('DIMENSION_MISMATCH', `The vector has ${vector.length} values but dictionary "${source.id}" has d_in ${source.dIn}.`);
-    }
-    if (!vector.every(Number.isFinite) || vector.every((v) => v === 0)) {
-      throw new AtlasError('BAD_USER_INPUT', 'The vector must be finite and not all zeros (cosine is undefined for a zero vector).');
     }
   } else {
     const index = args.index!;

@@ -3,6 +3,7 @@ import type { Loaders } from '../db/loaders.js';
 import type { EncodingService } from '../engine/encode.js';
 import type { ExplanationEmbedder } from '../engine/explanation-embeddings.js';
 import type { Auth } from '../auth.js';
+import type { SkippedDictionary } from '../engine/search.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
@@ -11,6 +12,8 @@ export interface Context {
   services: Services;
   /** The request's API key, checked on first use (writes call auth.require()). */
   auth: Auth;
+  /** Dictionaries a search left out (files unavailable); the server reports them in the response's extensions. */
+  skippedDictionaries: SkippedDictionary[];
 }
 
 /** Long-lived parts of the server that resolvers call into. */
