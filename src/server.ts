@@ -23,6 +23,9 @@ export interface ServerOptions {
   database: Database;
   services: Services;
   maxBodyBytes: number;
+  /** Time a client has to send its headers, and its whole request (ATLAS_HTTP_HEADERS_TIMEOUT_MS, ATLAS_HTTP_REQUEST_TIMEOUT_MS). */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -113,24 +116,31 @@ const ARMOR_REJECTION = /^Syntax Error: .*limit of \d+ exceeded/i;
 
 class BodyTooLarge extends Error {}
 
+/**
+ * Reads the body, keeping at most `limit` bytes. Past the limit (or with a larger Content-Length) the
+ * rest is read and dropped, and BodyTooLarge comes once the body has ended: Node closes a connection
+ * whose request is still arriving when the response ends, and a socket closed with unread data sends
+ * a TCP reset, which loses the 413 on the client's side. The request timeout
+ * (ATLAS_HTTP_REQUEST_TIMEOUT_MS) bounds how long a client may keep sending.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) return reject(new BodyTooLarge());
+    let tooLarge = Number(req.headers['content-length'] ?? 0) > limit;
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        reject(new BodyTooLarge());
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      tooLarge ||= size > limit;
+      if (!tooLarge) chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => (tooLarge ? reject(new BodyTooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
     req.on('error', reject);
   });
+}
+
+function payloadTooLarge(res: ServerResponse, limit: number): void {
+  res.setHeader('connection', 'close');
+  sendJson(res, 413, { errors: [{ message: `The request body exceeds ${limit} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -140,7 +150,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 export async function startServer(opts: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const httpServer = createServer();
+  // Node checks both timeouts every connectionsCheckingInterval (30 s by default): check every second.
+  const httpServer = createServer({
+    headersTimeout: opts.headersTimeoutMs ?? 10_000,
+    requestTimeout: opts.requestTimeoutMs ?? 30_000,
+    connectionsCheckingInterval: 1000,
+  });
   const protection = armor();
   const apollo = new ApolloServer<Context>({
     typeDefs,
@@ -166,10 +181,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       try {
         raw = await readBody(req, opts.maxBodyBytes);
       } catch (e) {
-        if (e instanceof BodyTooLarge) {
-          res.setHeader('connection', 'close');
-          return sendJson(res, 413, { errors: [{ message: `The request body exceeds ${opts.maxBodyBytes} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
-        }
+        if (e instanceof BodyTooLarge) return payloadTooLarge(res, opts.maxBodyBytes);
         throw e;
       }
       try {
@@ -204,6 +216,13 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       res.end();
     }
   };
+
+  // A client that asks first (Expect: 100-continue) with a Content-Length over the cap hears 413 before sending it.
+  httpServer.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length'] ?? 0) > opts.maxBodyBytes) return payloadTooLarge(res, opts.maxBodyBytes);
+    res.writeContinue();
+    httpServer.emit('request', req, res);
+  });
 
   const web = createWebUi();
   httpServer.on('request', (req, res) => {

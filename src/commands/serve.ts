@@ -18,7 +18,9 @@ export function register(program: Command): void {
       const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, statementTimeoutMs: config.requestTimeoutMs });
       const services = await createServices(config, database);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
-      const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes }, { port: config.port, host: config.host });
+      const server = await startServer({
+        database, services, maxBodyBytes: config.maxBodyBytes, headersTimeoutMs: config.httpHeadersTimeoutMs, requestTimeoutMs: config.httpRequestTimeoutMs,
+      }, { port: config.port, host: config.host });
       console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);
 
       let stopping = false;

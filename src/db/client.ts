@@ -234,29 +234,51 @@ function migrationError(e: unknown): AtlasError {
 }
 
 /**
- * PGlite keeps its files in one folder that only one process may open; a lock file with the owner's
- * pid turns a second server on the same folder into a clear error instead of a corrupted database.
+ * PGlite keeps its files in one folder that only one process may open; a lock file turns a second
+ * server on the same folder into a clear error instead of a corrupted database (docs/decisions/0002).
+ * The file holds "<pid> <start time>": a pid alone is reused after a crash, so a lock counts as held
+ * only while that pid is alive and started at the recorded time (field 22 of /proc/<pid>/stat, in
+ * clock ticks since boot). Without /proc, or for a lock holding only a pid, a live pid counts.
  */
 function lockDataDir(dir: string): () => void {
   const lock = join(dir, 'pglite.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lock, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
       closeSync(fd);
       return () => {
         try { unlinkSync(lock); } catch { /* already gone */ }
       };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = Number(readFileSync(lock, 'utf8'));
-      if (owner && owner !== process.pid && isAlive(owner)) {
-        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${owner}. Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.`);
+      const [owner, started] = readFileSync(lock, 'utf8').trim().split(/\s+/);
+      const pid = Number(owner);
+      if (pid && pid !== process.pid && holdsLock(pid, started)) {
+        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${pid}. Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.`);
       }
       unlinkSync(lock);
     }
   }
   throw new AtlasError('CONFLICT', `Could not lock ${lock}.`);
+}
+
+/** Start time of a process in clock ticks since boot, or null where /proc is not available. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function holdsLock(pid: number, started: string | undefined): boolean {
+  if (!isAlive(pid)) return false;
+  if (!started) return true;
+  const now = processStartTime(pid);
+  return now === null || now === started;
 }
 
 function isAlive(pid: number): boolean {
