@@ -24,8 +24,10 @@ export interface ServerOptions {
   services: Services;
   maxBodyBytes: number;
   /** Time a client has to send its headers, and its whole request (ATLAS_HTTP_HEADERS_TIMEOUT_MS, ATLAS_HTTP_REQUEST_TIMEOUT_MS). */
-  headersTimeoutMs?: number;
-  requestTimeoutMs?: number;
+  httpHeadersTimeoutMs?: number;
+  httpRequestTimeoutMs?: number;
+  /** Per-request deadline (ATLAS_REQUEST_TIMEOUT_MS): past it the request's database statements are cancelled. */
+  deadlineMs?: number;
   log?: (line: string) => void;
 }
 
@@ -152,8 +154,8 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   // Node checks both timeouts every connectionsCheckingInterval (30 s by default): check every second.
   const httpServer = createServer({
-    headersTimeout: opts.headersTimeoutMs ?? 10_000,
-    requestTimeout: opts.requestTimeoutMs ?? 30_000,
+    headersTimeout: opts.httpHeadersTimeoutMs ?? 10_000,
+    requestTimeout: opts.httpRequestTimeoutMs ?? 30_000,
     connectionsCheckingInterval: 1000,
   });
   const protection = armor();
@@ -203,9 +205,20 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
         return sendJson(res, e.code === 'FORBIDDEN' ? 403 : 401, { errors: [{ message: e.message, extensions: { code: e.code } }] });
       }
     }
+    // Statements still running when the response has gone (a failed sibling in Promise.all, a client
+    // that hung up) or past the deadline are cancelled rather than left to hold the database.
+    const ended = new AbortController();
+    const deadlineMs = opts.deadlineMs ?? 30_000;
+    const deadline = setTimeout(() => ended.abort(new AtlasError('DEADLINE_EXCEEDED',
+      `The request did not finish within ${deadlineMs} ms (ATLAS_REQUEST_TIMEOUT_MS); its database statements were cancelled.`)), deadlineMs);
+    res.once('close', () => {
+      clearTimeout(deadline);
+      ended.abort(new AtlasError('DEADLINE_EXCEEDED', 'The request ended.'));
+    });
+    const database = opts.database.forRequest(ended.signal);
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services, auth, skippedDictionaries: [] }),
+      context: async () => ({ database, loaders: createLoaders(database), services: opts.services, auth, skippedDictionaries: [] }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;

@@ -4,14 +4,14 @@
  * pg_terminate_backend at seeded random moments. The server must never exit (an unhandled 'error'
  * event would end this test process), every answer is data or a coded error (never
  * INTERNAL_SERVER_ERROR, never a 5xx), and every kind of request works again within 5 s of the last
- * termination.
+ * termination. Also: a request's statements are cancelled once the request ends or runs out of time.
  */
-import { describe } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
-import { startTestAtlas, useTestAtlas, type TestAtlas, type GqlResult } from './helpers/atlas-server.js';
+import { BACKENDS, announceSkip, openTestDatabase, startTestAtlas, useTestAtlas, type TestAtlas, type GqlResult } from './helpers/atlas-server.js';
 import { writeTinyGpt2 } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { seedCatalog, FIXTURE } from './helpers/catalog-fixture.js';
@@ -123,3 +123,39 @@ describe('connection faults on postgres', () => {
     console.log(`# ${kills} backends terminated; ${ok} requests answered with data; errors by code: ${JSON.stringify(Object.fromEntries(codes))}`);
   });
 });
+
+for (const backend of BACKENDS) {
+  describe(`request cancellation on ${backend}`, () => {
+    it('an aborted request starts no statement; on PostgreSQL a running one is cancelled', async (t) => {
+      const opened = await openTestDatabase(backend);
+      if ('skip' in opened) {
+        announceSkip(`request cancellation on ${backend}`, opened.skip);
+        return t.skip(opened.skip);
+      }
+      const { database } = opened;
+      try {
+        const gone = AbortSignal.abort(new Error('request ended'));
+        await assert.rejects(database.forRequest(gone).query('SELECT 1'), /request ended/);
+        await assert.rejects(database.forRequest(gone).transaction((q) => q('SELECT 1')), /request ended/);
+        if (backend !== 'postgres') return;
+        const sleeping = async () => (await database.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND state = 'active'`))[0].n;
+        for (const run of [
+          (db: typeof database) => db.query('SELECT pg_sleep(30)'),
+          (db: typeof database) => db.transaction((q) => q('SELECT pg_sleep(30)'), { readOnly: true }),
+        ]) {
+          const ended = new AbortController();
+          const pending = run(database.forRequest(ended.signal)).then(() => 'finished', (e) => databaseError(e)?.code ?? String(e));
+          while ((await sleeping()) === 0) await new Promise((r) => setTimeout(r, 20));
+          const t0 = performance.now();
+          ended.abort();
+          assert.equal(await pending, 'DEADLINE_EXCEEDED');
+          assert.ok(performance.now() - t0 < 5000);
+          assert.equal(await sleeping(), 0, 'the statement no longer runs');
+        }
+      } finally {
+        await opened.cleanup();
+      }
+    });
+  });
+}

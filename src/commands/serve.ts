@@ -19,7 +19,8 @@ export function register(program: Command): void {
       const services = await createServices(config, database);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer({
-        database, services, maxBodyBytes: config.maxBodyBytes, headersTimeoutMs: config.httpHeadersTimeoutMs, requestTimeoutMs: config.httpRequestTimeoutMs,
+        database, services, maxBodyBytes: config.maxBodyBytes, deadlineMs: config.requestTimeoutMs,
+        httpHeadersTimeoutMs: config.httpHeadersTimeoutMs, httpRequestTimeoutMs: config.httpRequestTimeoutMs,
       }, { port: config.port, host: config.host });
       console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);
 

@@ -43,6 +43,12 @@ export interface Database {
   transaction<T>(fn: (query: Query) => Promise<T>, opts?: { readOnly?: boolean }): Promise<T>;
   /** Bulk-loads rows with COPY FROM STDIN (text format, tab-separated, already escaped). */
   copyIn(table: string, columns: string[], lines: AsyncIterable<string> | Iterable<string>): Promise<void>;
+  /**
+   * The same database for one request: once `signal` aborts (the request ended, failed or ran out of
+   * time) no new statement starts, and on PostgreSQL a running query() or transaction() statement is
+   * cancelled (pg_cancel_backend). drizzle's `db` is not covered: it serves small catalog reads.
+   */
+  forRequest(signal: AbortSignal): Database;
   close(): Promise<void>;
 }
 
@@ -154,33 +160,48 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
   }) as typeof pool.query;
   const counter = { n: 0 };
   const db = drizzlePg(pool, { schema, logger: countingLogger(counter) }) as unknown as Drizzle;
-  /** Checks a client out, runs fn, and destroys the client instead of pooling it if its connection failed. */
-  const withClient = async <T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+  /**
+   * Checks a client out and runs fn on it; when `signal` aborts meanwhile, the client's statement is
+   * cancelled. A client whose connection failed, or that was cancelled (a late cancel must not hit
+   * the next user's statement), is destroyed instead of pooled.
+   */
+  const withClient = async <T>(signal: AbortSignal | undefined, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    signal?.throwIfAborted();
     const client = await pool.connect();
     let failure: unknown;
+    let cancelled = false;
+    const cancel = () => {
+      cancelled = true;
+      poolQuery('SELECT pg_cancel_backend($1)', [(client as unknown as { processID: number }).processID]).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
     try {
       return await fn(client);
     } catch (e) {
       failure = e;
       throw e;
     } finally {
-      client.release(failure !== undefined && isConnectionLost(failure) ? (failure as Error) : undefined);
+      signal?.removeEventListener('abort', cancel);
+      client.release(cancelled || (failure !== undefined && isConnectionLost(failure)) ? new Error('connection discarded') : undefined);
     }
   };
-  return {
+  const view = (signal?: AbortSignal): Database & { migrate(): Promise<void> } => ({
     kind: 'postgres',
     description: redact(url),
     db,
     get queryCount() { return counter.n; },
     async query<T>(text: string, params: unknown[] = []) {
       counter.n++;
-      return (await pool.query(text, params)).rows as T[];
+      return onceMore(READ_ONLY.test(text), () => withClient(signal, async (client) => (await client.query(text, params)).rows as T[]));
     },
     transaction(fn, opts) {
-      return onceMore(opts?.readOnly ?? false, () => withClient(async (client) => {
+      return onceMore(opts?.readOnly ?? false, () => withClient(signal, async (client) => {
         try {
           await client.query(opts?.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-          const result = await fn(async (text, params = []) => (await client.query(text, params)).rows);
+          const result = await fn(async (text, params = []) => {
+            signal?.throwIfAborted();
+            return (await client.query(text, params)).rows;
+          });
           await client.query('COMMIT');
           return result;
         } catch (e) {
@@ -192,7 +213,7 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
     copyIn(table, columns, lines) {
       return onceMore(false, async () => {
         const { from } = await import('pg-copy-streams');
-        await withClient(async (client) => {
+        await withClient(undefined, async (client) => {
           const stream = client.query(from(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
           const done = new Promise<void>((resolve, reject) => {
             stream.on('finish', resolve);
@@ -221,8 +242,10 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
         client.release();
       }
     },
+    forRequest: (s) => view(s),
     close: () => pool.end(),
-  };
+  });
+  return view();
 }
 
 function migrationError(e: unknown): AtlasError {
@@ -302,17 +325,24 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
   }
   const counter = { n: 0 };
   const db = drizzlePglite(client, { schema, logger: countingLogger(counter) }) as unknown as Drizzle;
-  return {
+  // PGlite runs one statement at a time on this thread and cannot interrupt one: an aborted request's
+  // statements that have not started yet are skipped.
+  const view = (signal?: AbortSignal): Database & { migrate(): Promise<void> } => ({
     kind: 'pglite',
     description: `PGlite ${join(dataDir, 'pglite')}`,
     db,
     get queryCount() { return counter.n; },
     async query<T>(text: string, params: unknown[] = []) {
       counter.n++;
+      signal?.throwIfAborted();
       return (await client.query<T>(text, params)).rows;
     },
-    transaction(fn) {
-      return client.transaction((tx) => fn(async (text, params = []) => (await tx.query(text, params)).rows as never));
+    async transaction(fn) {
+      signal?.throwIfAborted();
+      return client.transaction((tx) => fn(async (text, params = []) => {
+        signal?.throwIfAborted();
+        return (await tx.query(text, params)).rows as never;
+      }));
     },
     async copyIn(table, columns, lines) {
       // PGlite copies from an in-memory blob, so flush every few MB to keep memory flat.
@@ -338,9 +368,11 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
         throw migrationError(e);
       }
     },
+    forRequest: (s) => view(s),
     async close() {
       await client.close();
       unlock();
     },
-  };
+  });
+  return view();
 }

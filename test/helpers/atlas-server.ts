@@ -60,7 +60,8 @@ export async function startTestAtlas(
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
   const services = await createServices(config, database);
   const server = await startServer({
-    database, services, maxBodyBytes: config.maxBodyBytes, headersTimeoutMs: config.httpHeadersTimeoutMs, requestTimeoutMs: config.httpRequestTimeoutMs,
+    database, services, maxBodyBytes: config.maxBodyBytes, deadlineMs: config.requestTimeoutMs,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs, httpRequestTimeoutMs: config.httpRequestTimeoutMs,
     log: () => undefined,
   }, { port: 0, host: '127.0.0.1' });
   return {
