@@ -44,7 +44,7 @@ export interface Config {
   requestTimeoutMs: number;
   maxInputTokens: number;
   maxInputChars: number;
-  /** Time a client has to send its request headers, and its whole request (node:http headersTimeout, requestTimeout). */
+  /** Time a client has to send its headers, and its whole request (node:http headersTimeout, requestTimeout). */
   httpHeadersTimeoutMs: number;
   httpRequestTimeoutMs: number;
 }

@@ -15,7 +15,9 @@ export function register(program: Command): void {
       const config = loadConfig();
       if (opts.port !== undefined) config.port = Number(opts.port);
       if (opts.host !== undefined) config.host = opts.host;
-      const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, statementTimeoutMs: config.requestTimeoutMs });
+      const database = await openDatabase({
+        databaseUrl: config.databaseUrl, dataDir: config.dataDir, statementTimeoutMs: config.requestTimeoutMs,
+      });
       const services = await createServices(config, database);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer({

@@ -67,7 +67,9 @@ export interface OpenOptions {
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
-  const database = opts.databaseUrl ? await openPostgres(opts.databaseUrl, opts.statementTimeoutMs ?? 0) : await openPglite(opts.dataDir);
+  const database = opts.databaseUrl
+    ? await openPostgres(opts.databaseUrl, opts.statementTimeoutMs ?? 0)
+    : await openPglite(opts.dataDir);
   if (opts.migrate !== false) {
     try {
       await database.migrate();
@@ -115,10 +117,12 @@ export function databaseError(e: unknown): AtlasError | null {
     if (inner) return inner;
   }
   if (isConnectionLost(e)) {
-    return new AtlasError('DATABASE_UNAVAILABLE', 'The connection to the database was lost (it may be restarting); retry the request.');
+    return new AtlasError('DATABASE_UNAVAILABLE',
+      'The connection to the database was lost (it may be restarting); retry the request.');
   }
   if ((e as { code?: unknown })?.code === '57014') {
-    return new AtlasError('DEADLINE_EXCEEDED', 'A database statement ran past the per-request deadline (ATLAS_REQUEST_TIMEOUT_MS) and was cancelled.');
+    return new AtlasError('DEADLINE_EXCEEDED',
+      'A database statement ran past the per-request deadline (ATLAS_REQUEST_TIMEOUT_MS) and was cancelled.');
   }
   return null;
 }
@@ -141,7 +145,8 @@ async function onceMore<T>(retry: boolean, run: () => Promise<T>): Promise<T> {
 
 async function openPostgres(url: string, statementTimeoutMs: number): Promise<Database & { migrate(): Promise<void> }> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const pool = new pg.Pool({ connectionString: url, max: 10, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) });
+  const timeout = statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {};
+  const pool = new pg.Pool({ connectionString: url, max: 10, ...timeout });
   // The pool listens to idle clients only; a checked-out client whose backend dies would otherwise
   // emit an unhandled 'error' and end the process. Its pending query rejects on its own.
   pool.on('connect', (client) => client.on('error', (e) => log(`database connection lost: ${e.message}`)));
@@ -165,14 +170,15 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
    * cancelled. A client whose connection failed, or that was cancelled (a late cancel must not hit
    * the next user's statement), is destroyed instead of pooled.
    */
-  const withClient = async <T>(signal: AbortSignal | undefined, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+  const withClient = async <T>(signal: AbortSignal | undefined, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> => {
     signal?.throwIfAborted();
     const client = await pool.connect();
     let failure: unknown;
     let cancelled = false;
     const cancel = () => {
       cancelled = true;
-      poolQuery('SELECT pg_cancel_backend($1)', [(client as unknown as { processID: number }).processID]).catch(() => undefined);
+      const pid = (client as unknown as { processID: number }).processID;
+      poolQuery('SELECT pg_cancel_backend($1)', [pid]).catch(() => undefined);
     };
     signal?.addEventListener('abort', cancel, { once: true });
     try {
@@ -182,7 +188,8 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
       throw e;
     } finally {
       signal?.removeEventListener('abort', cancel);
-      client.release(cancelled || (failure !== undefined && isConnectionLost(failure)) ? new Error('connection discarded') : undefined);
+      const discard = cancelled || (failure !== undefined && isConnectionLost(failure));
+      client.release(discard ? new Error('connection discarded') : undefined);
     }
   };
   const view = (signal?: AbortSignal): Database & { migrate(): Promise<void> } => ({
@@ -192,7 +199,8 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
     get queryCount() { return counter.n; },
     async query<T>(text: string, params: unknown[] = []) {
       counter.n++;
-      return onceMore(READ_ONLY.test(text), () => withClient(signal, async (client) => (await client.query(text, params)).rows as T[]));
+      const run = () => withClient(signal, async (client) => (await client.query(text, params)).rows as T[]);
+      return onceMore(READ_ONLY.test(text), run);
     },
     transaction(fn, opts) {
       return onceMore(opts?.readOnly ?? false, () => withClient(signal, async (client) => {
@@ -278,7 +286,8 @@ function lockDataDir(dir: string): () => void {
       const [owner, started] = readFileSync(lock, 'utf8').trim().split(/\s+/);
       const pid = Number(owner);
       if (pid && pid !== process.pid && holdsLock(pid, started)) {
-        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${pid}. Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.`);
+        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${pid}. `
+          + 'Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.');
       }
       unlinkSync(lock);
     }

@@ -97,7 +97,8 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   }
   const unit = hasVector ? unitVector(args.vector!) : null;
   if (hasVector && !unit) {
-    throw new AtlasError('BAD_USER_INPUT', 'The vector must be finite and not all zeros (cosine is undefined for a zero vector).');
+    throw new AtlasError('BAD_USER_INPUT',
+      'The vector must be finite and not all zeros (cosine is undefined for a zero vector).');
   }
   const source = await requireDictionary(database, args.dictionary);
   if (args.scope === 'MODEL' && args.in && args.in.length) {

@@ -19,7 +19,8 @@ import { MAX_SEARCH_TERMS, MAX_SEARCH_TERM_CHARS } from '../config.js';
  * (matching nothing) when the text has no lexeme (only stop words or punctuation).
  */
 function boundedTsquery(param: string, op: '|' | '&', maxTerms: number): string {
-  return `(SELECT string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' ${op} ' ORDER BY first)::tsquery
+  const quoted = `'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''''`;
+  return `(SELECT string_agg(${quoted}, ' ${op} ' ORDER BY first)::tsquery
      FROM (SELECT lexeme, positions[1] AS first FROM unnest(to_tsvector('english', ${param}))
            WHERE length(lexeme) <= ${MAX_SEARCH_TERM_CHARS} ORDER BY positions[1], lexeme LIMIT ${maxTerms}) t)`;
 }
@@ -72,7 +73,8 @@ export async function searchExplanationText(
   // numnode counts operands and operators: n terms joined by n - 1 operators, plus any NOTs.
   const rows = await database.query<ExplanationRow & { rank: number }>(
     `WITH w AS (SELECT websearch_to_tsquery('english', $1) AS w),
-     q AS (SELECT CASE WHEN numnode(w.w) < ${2 * maxTerms} THEN w.w ELSE ${boundedTsquery('$1', '&', maxTerms)} END AS q FROM w)
+     q AS (SELECT CASE WHEN numnode(w.w) < ${2 * maxTerms} THEN w.w
+                       ELSE ${boundedTsquery('$1', '&', maxTerms)} END AS q FROM w)
      SELECT ${EXPLANATION_COLUMNS}, ts_rank_cd(to_tsvector('english', text), q.q, 32)::float8 AS rank
      FROM explanations, q
      WHERE to_tsvector('english', text) @@ q.q AND dictionary_id = ANY($2::text[])

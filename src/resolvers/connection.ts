@@ -19,7 +19,8 @@ const MAX_INT4 = 2 ** 31 - 1;
 export function decodeCursor(s: string): Cursor {
   try {
     const [value, index] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as [unknown, unknown];
-    const valueOk = value === null || (typeof value === 'number' && Number.isFinite(Math.fround(value)) && Math.fround(value) === value);
+    const float32 = typeof value === 'number' && Number.isFinite(Math.fround(value)) && Math.fround(value) === value;
+    const valueOk = value === null || float32;
     if (valueOk && typeof index === 'number' && Number.isInteger(index) && index >= 0 && index <= MAX_INT4) {
       return { value: value as number | null, index };
     }

@@ -17,11 +17,13 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 function checkString(name: string, value: string, isId: boolean, maxChars: number): void {
   if (value.includes('\u0000')) throw new AtlasError('BAD_USER_INPUT', `"${name}" contains a NUL character; remove it.`);
   if (LONE_SURROGATE.test(value)) {
-    throw new AtlasError('BAD_USER_INPUT', `"${name}" contains a lone UTF-16 surrogate (not valid Unicode text); send well-formed UTF-8.`);
+    throw new AtlasError('BAD_USER_INPUT',
+      `"${name}" contains a lone UTF-16 surrogate (not valid Unicode text); send well-formed UTF-8.`);
   }
   const limit = isId ? MAX_ID_CHARS : maxChars;
   if (value.length > limit) {
-    throw new AtlasError('INPUT_TOO_LONG', `"${name}" has ${value.length} characters; the limit is ${limit}${isId ? ' for an id' : ' (ATLAS_MAX_INPUT_CHARS)'}.`, {
+    const which = isId ? ' for an id' : ' (ATLAS_MAX_INPUT_CHARS)';
+    throw new AtlasError('INPUT_TOO_LONG', `"${name}" has ${value.length} characters; the limit is ${limit}${which}.`, {
       characters: value.length, limit,
     });
   }
