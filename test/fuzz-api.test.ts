@@ -4,7 +4,7 @@
  * strings and lists, forged cursors, unknown and malformed ids — on both backends. Property: every
  * answer is data or errors that all carry a code other than INTERNAL_SERVER_ERROR, never a 5xx, and
  * /healthz answers within 1 s all along. Seeded (FUZZ_SEED to vary) and bounded in time
- * (FUZZ_MS per backend, default 20 s); the case count and time are printed.
+ * (FUZZ_MS per backend, default 15 s); the case count and time are printed.
  */
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ import { insertExplanations } from '../src/db/explanations.js';
 import { createApiKey } from '../src/db/api-keys.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 16);
-const TIME_MS = Number(process.env.FUZZ_MS ?? 20_000);
+const TIME_MS = Number(process.env.FUZZ_MS ?? 15_000);
 const HOOK = 'blocks.1.hook_resid_post';
 const DICTS = ['sae-a', FIXTURE.dict, FIXTURE.twin, FIXTURE.wide];
 
