@@ -1,6 +1,6 @@
 /** The `atlas` command line. Each command lives in src/commands/<name>.ts and registers itself here. */
 import { Command } from 'commander';
-import { isAtlasError } from './errors.js';
+import { databaseError } from './app/database.js';
 
 const program = new Command('atlas')
   .description('Feature Atlas: serve, import and explore sparse-autoencoder feature dictionaries')
@@ -24,8 +24,10 @@ for (const load of commands) (await load()).register(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  if (isAtlasError(e)) {
-    process.stderr.write(`atlas: ${e.code}: ${e.message}\n`);
+  // drizzle wraps coded errors and the driver's in its own; databaseError finds the code.
+  const coded = databaseError(e);
+  if (coded) {
+    process.stderr.write(`atlas: ${coded.code}: ${coded.message}\n`);
     process.exitCode = 1;
   } else {
     throw e;

@@ -36,6 +36,15 @@ export const MAX_PORT = 65535;
 /** recall@10 0.91 at p50 17 ms on 100k × 768 decoder-like vectors (bench/api.ts); 100 gave 0.82. */
 export const DEFAULT_HNSW_EF_SEARCH = 200;
 
+/**
+ * Full-text search work grows with (query terms × matching rows); a query keeps its first 32 distinct
+ * lexemes of at most 64 characters (src/db/text-search.ts), which bounds any query to milliseconds.
+ */
+export const MAX_SEARCH_TERMS = 32;
+export const MAX_SEARCH_TERM_CHARS = 64;
+/** Longest id (model, dictionary, explanation) an argument may carry; stored ids are far shorter. */
+export const MAX_ID_CHARS = 256;
+
 export type DeviceSetting = 'auto' | 'cpu' | 'cuda';
 
 export interface Config {
@@ -59,6 +68,9 @@ export interface Config {
   requestTimeoutMs: number;
   maxInputTokens: number;
   maxInputChars: number;
+  /** Time a client has to send its headers, and its whole request (node:http headersTimeout, requestTimeout). */
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -89,5 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),
     maxInputTokens: int('ATLAS_MAX_INPUT_TOKENS', 1024),
     maxInputChars: int('ATLAS_MAX_INPUT_CHARS', 20000),
+    httpHeadersTimeoutMs: int('ATLAS_HTTP_HEADERS_TIMEOUT_MS', 10000),
+    httpRequestTimeoutMs: int('ATLAS_HTTP_REQUEST_TIMEOUT_MS', 30000),
   };
 }

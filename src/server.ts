@@ -3,6 +3,7 @@
  * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { basename } from 'node:path';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -14,6 +15,7 @@ import { resolvers } from './resolvers/index.js';
 import type { Context } from './resolvers/context.js';
 import type { Services } from './app/services.js';
 import type { Database } from './db/client.js';
+import { databaseError } from './app/database.js';
 import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { createWebUi } from './web.js';
@@ -23,6 +25,11 @@ export interface ServerOptions {
   database: Database;
   services: Services;
   maxBodyBytes: number;
+  /** Time a client has to send its headers, and its whole request (ATLAS_HTTP_HEADERS_TIMEOUT_MS, ATLAS_HTTP_REQUEST_TIMEOUT_MS). */
+  httpHeadersTimeoutMs?: number;
+  httpRequestTimeoutMs?: number;
+  /** Per-request deadline (ATLAS_REQUEST_TIMEOUT_MS): past it the request's database statements are cancelled. */
+  deadlineMs?: number;
   log?: (line: string) => void;
 }
 
@@ -36,11 +43,33 @@ export interface RunningServer {
 /** Codes Apollo and graphql-js already attach that are safe and useful to pass through. */
 const PASS_THROUGH = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE', 'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED']);
 
+/** An absolute path of two or more segments (not part of a URL or a relative path). */
+const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`]+\/)+[^\s/'"`]*/g;
+
+/**
+ * Server paths (the data dir, where files live) are for the log only: a client sees `…/name`, and
+ * `path` details are dropped. Returns null when there was nothing to hide.
+ */
+function withoutPaths(message: string, details: Record<string, unknown> = {}): { message: string; details: Record<string, unknown> } | null {
+  const hide = (s: string) => s.replace(ABSOLUTE_PATH, (p) => {
+    const [, path, tail] = /^(.*?)([.,;:)]*)$/.exec(p)!;
+    return `…/${basename(path)}${tail}`;
+  });
+  const clean = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'path').map(([k, v]) => [k, typeof v === 'string' ? hide(v) : v]));
+  const text = hide(message);
+  return text === message && Object.keys(clean).length === Object.keys(details).length ? null : { message: text, details: clean };
+}
+
 function formatError(log: (l: string) => void) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const original = unwrapResolverError(error);
+    const unwrapped = unwrapResolverError(error);
+    // Statements sent through drizzle reach here as the driver's errors.
+    const original = databaseError(unwrapped) ?? unwrapped;
     if (isAtlasError(original)) {
-      return { message: original.message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...original.details } };
+      const hidden = withoutPaths(original.message, original.details);
+      if (hidden) log(`${original.code}: ${original.message}`);
+      const { message, details } = hidden ?? { message: original.message, details: original.details };
+      return { message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...details } };
     }
     if (ARMOR_REJECTION.test(formatted.message)) {
       return { message: formatted.message.replace(/^Syntax Error: /, ''), locations: formatted.locations, extensions: { code: 'QUERY_TOO_COMPLEX' } };
@@ -51,6 +80,26 @@ function formatError(log: (l: string) => void) {
     }
     log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
     return { message: 'Internal server error. The server log has the details.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  };
+}
+
+/** Lists the dictionaries a search left out in the response's `extensions.skippedDictionaries`. */
+function reportSkipped(log: (l: string) => void): ApolloServerPlugin<Context> {
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response, contextValue }) {
+          const skipped = contextValue.skippedDictionaries;
+          if (!skipped.length || response.body.kind !== 'single') return;
+          for (const s of skipped) log(`search skipped dictionary ${s.dictionary}: ${s.code}: ${s.message}`);
+          const unique = [...new Map(skipped.map((s) => [s.dictionary, s])).values()];
+          response.body.singleResult.extensions = {
+            ...response.body.singleResult.extensions,
+            skippedDictionaries: unique.map((s) => ({ ...s, message: withoutPaths(s.message)?.message ?? s.message })),
+          };
+        },
+      };
+    },
   };
 }
 
@@ -71,24 +120,31 @@ const ARMOR_REJECTION = /^Syntax Error: .*limit of \d+ exceeded/i;
 
 class BodyTooLarge extends Error {}
 
+/**
+ * Reads the body, keeping at most `limit` bytes. Past the limit (or with a larger Content-Length) the
+ * rest is read and dropped, and BodyTooLarge comes once the body has ended: Node closes a connection
+ * whose request is still arriving when the response ends, and a socket closed with unread data sends
+ * a TCP reset, which loses the 413 on the client's side. The request timeout
+ * (ATLAS_HTTP_REQUEST_TIMEOUT_MS) bounds how long a client may keep sending.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) return reject(new BodyTooLarge());
+    let tooLarge = Number(req.headers['content-length'] ?? 0) > limit;
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        reject(new BodyTooLarge());
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      tooLarge ||= size > limit;
+      if (!tooLarge) chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => (tooLarge ? reject(new BodyTooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
     req.on('error', reject);
   });
+}
+
+function payloadTooLarge(res: ServerResponse, limit: number): void {
+  res.setHeader('connection', 'close');
+  sendJson(res, 413, { errors: [{ message: `The request body exceeds ${limit} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -98,7 +154,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 export async function startServer(opts: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const httpServer = createServer();
+  // Node checks both timeouts every connectionsCheckingInterval (30 s by default): check every second.
+  const httpServer = createServer({
+    headersTimeout: opts.httpHeadersTimeoutMs ?? 10_000,
+    requestTimeout: opts.httpRequestTimeoutMs ?? 30_000,
+    connectionsCheckingInterval: 1000,
+  });
   const protection = armor();
   const apollo = new ApolloServer<Context>({
     typeDefs,
@@ -111,6 +172,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     plugins: [
       ...(protection.plugins as ApolloServerPlugin<Context>[]),
       ApolloServerPluginLandingPageDisabled() as ApolloServerPlugin<Context>,
+      reportSkipped(log),
       ApolloServerPluginDrainHttpServer({ httpServer }) as ApolloServerPlugin<Context>,
     ],
   });
@@ -123,10 +185,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       try {
         raw = await readBody(req, opts.maxBodyBytes);
       } catch (e) {
-        if (e instanceof BodyTooLarge) {
-          res.setHeader('connection', 'close');
-          return sendJson(res, 413, { errors: [{ message: `The request body exceeds ${opts.maxBodyBytes} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
-        }
+        if (e instanceof BodyTooLarge) return payloadTooLarge(res, opts.maxBodyBytes);
         throw e;
       }
       try {
@@ -148,9 +207,20 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
         return sendJson(res, e.code === 'FORBIDDEN' ? 403 : 401, { errors: [{ message: e.message, extensions: { code: e.code } }] });
       }
     }
+    // Statements still running when the response has gone (a failed sibling in Promise.all, a client
+    // that hung up) or past the deadline are cancelled rather than left to hold the database.
+    const ended = new AbortController();
+    const deadlineMs = opts.deadlineMs ?? 30_000;
+    const deadline = setTimeout(() => ended.abort(new AtlasError('DEADLINE_EXCEEDED',
+      `The request did not finish within ${deadlineMs} ms (ATLAS_REQUEST_TIMEOUT_MS); its database statements were cancelled.`)), deadlineMs);
+    res.once('close', () => {
+      clearTimeout(deadline);
+      ended.abort(new AtlasError('DEADLINE_EXCEEDED', 'The request ended.'));
+    });
+    const database = opts.database.forRequest(ended.signal);
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-      context: async () => ({ database: opts.database, loaders: createLoaders(opts.database), services: opts.services, auth }),
+      context: async () => ({ database, loaders: createLoaders(database), services: opts.services, auth, skippedDictionaries: [] }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;
@@ -161,6 +231,13 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       res.end();
     }
   };
+
+  // A client that asks first (Expect: 100-continue) with a Content-Length over the cap hears 413 before sending it.
+  httpServer.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length'] ?? 0) > opts.maxBodyBytes) return payloadTooLarge(res, opts.maxBodyBytes);
+    res.writeContinue();
+    httpServer.emit('request', req, res);
+  });
 
   const web = createWebUi();
   httpServer.on('request', (req, res) => {

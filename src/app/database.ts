@@ -1,11 +1,17 @@
 /** Opening the configured database (PGlite under ATLAS_DATA_DIR, or PostgreSQL at DATABASE_URL). */
 import { loadConfig, type Config } from '../config.js';
-import { openDatabase, type Database } from '../db/client.js';
+import { databaseError, openDatabase, type Database } from '../db/client.js';
 
 export type { Database };
+/** The coded error (DATABASE_UNAVAILABLE, DEADLINE_EXCEEDED…) behind a failure from the database, or null. */
+export { databaseError };
 
-export function openConfiguredDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<Database> {
-  return openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+/** `statementTimeoutMs`: PostgreSQL's statement_timeout for a server (its per-request deadline). */
+export function openConfiguredDatabase(
+  config: Pick<Config, 'databaseUrl' | 'dataDir'>,
+  opts: { statementTimeoutMs?: number } = {},
+): Promise<Database> {
+  return openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...opts });
 }
 
 /** Runs one command with the database open, and closes it after, also on failure. */

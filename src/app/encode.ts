@@ -178,6 +178,11 @@ export class EncodingService {
     });
     if (vectors.length === 0) return [];
     const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK });
+    // Values past float32's range (about 3.4e38), or large enough to overflow the encoder, give ±Inf/NaN.
+    if (!enc.values.every(Number.isFinite)) {
+      throw new AtlasError('BAD_USER_INPUT',
+        'The vectors overflow float32 in the encoder (values too large); send activations of ordinary size.');
+    }
     return vectors.map((_, i) => activeFeatures(dict.id, enc, i, topK));
   }
 

@@ -5,7 +5,7 @@
 import type { Database } from '../db/client.js';
 import { getDictionaries, getDictionariesOfModels, requireDictionary } from '../db/catalog.js';
 import { getDecoders } from '../db/features.js';
-import { nearestFeatures, type Neighbor, type NearestRequest } from '../db/nearest.js';
+import { nearestFeatures, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
 import { AtlasError } from '../errors.js';
 
 export interface NearestArgs {
@@ -31,6 +31,13 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   if (!Number.isInteger(args.k) || args.k < 1 || args.k > MAX_NEIGHBORS) {
     throw new AtlasError('BAD_USER_INPUT', `"k" must be between 1 and ${MAX_NEIGHBORS}, got ${args.k}.`);
   }
+  const unit = hasVector ? unitVector(args.vector!) : null;
+  if (hasVector && !unit) {
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      'The vector must be finite and not all zeros (cosine is undefined for a zero vector).',
+    );
+  }
   const source = await requireDictionary(database, args.dictionary);
   if (args.scope === 'MODEL' && args.in && args.in.length) {
     throw new AtlasError('BAD_USER_INPUT', 'Give either "in" (a list of dictionaries) or scope: MODEL (all of the model\'s dictionaries of this width), not both.');
@@ -49,12 +56,9 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   let vector: number[];
   let exclude: NearestRequest['exclude'];
   if (hasVector) {
-    vector = args.vector!;
+    vector = unit!;
     if (vector.length !== source.dIn) {
       throw new AtlasError('DIMENSION_MISMATCH', `The vector has ${vector.length} values but dictionary "${source.id}" has d_in ${source.dIn}.`);
-    }
-    if (!vector.every(Number.isFinite) || vector.every((v) => v === 0)) {
-      throw new AtlasError('BAD_USER_INPUT', 'The vector must be finite and not all zeros (cosine is undefined for a zero vector).');
     }
   } else {
     const index = args.index!;

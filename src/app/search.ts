@@ -49,6 +49,25 @@ export interface FeatureHit {
   reasons: MatchReason[];
 }
 
+/** A dictionary a search left out because its files (or its model's) cannot be loaded. */
+export interface SkippedDictionary {
+  dictionary: string;
+  code: string;
+  message: string;
+}
+
+/** Failures of one dictionary's or model's files: the search goes on without them. */
+const SKIPPABLE = new Set(['BAD_FILE', 'NOT_FOUND', 'UNSUPPORTED', 'DEVICE_UNAVAILABLE']);
+
+async function orSkip(dicts: DictionaryRow[], skipped: SkippedDictionary[], work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
+  } catch (e) {
+    if (!(e instanceof AtlasError) || !SKIPPABLE.has(e.code)) throw e;
+    for (const d of dicts) skipped.push({ dictionary: d.id, code: e.code, message: e.message });
+  }
+}
+
 export interface SearchScope {
   model?: string | null;
   dictionary?: string | null;
@@ -97,17 +116,19 @@ interface QueryRun {
  * Runs the query through each model once and through every dictionary of the scope that has encoder
  * weights (one stored without them still takes part through its labels and explanations).
  */
-async function runQuery(database: Database, encoding: EncodingService, dicts: DictionaryRow[], query: string): Promise<QueryRun> {
+async function runQuery(
+  database: Database, encoding: EncodingService, dicts: DictionaryRow[], query: string, skipped: SkippedDictionary[],
+): Promise<QueryRun> {
   const firings = new Map<string, Map<number, Firing>>();
   const means = new Map<string, Float32Array>();
   const byModel = groupBy(dicts.filter((d) => d.weightsPath), (d) => d.modelId);
   const models = await getModels(database, [...byModel.keys()]);
-  await Promise.all(models.map(async (model) => {
+  await Promise.all(models.map((model) => orSkip(byModel.get(model.id)!, skipped, async () => {
     const group = byModel.get(model.id)!;
     const { tokens, rows } = await encoding.hookActivations(model, query, [...new Set(group.map((d) => d.hookPoint))], true);
     const kept = tokens.ids.map((_, p) => p).filter((p) => !tokens.bosPositions.has(p));
     if (kept.length === 0) return;
-    await Promise.all(group.map(async (dict) => {
+    await Promise.all(group.map((dict) => orSkip([dict], skipped, async () => {
       const { data, d } = rows.get(dict.hookPoint)!;
       const vectors = kept.map((p) => Array.from(data.subarray(p * d, (p + 1) * d)));
       const mean = new Float32Array(d);
@@ -122,8 +143,8 @@ async function runQuery(database: Database, encoding: EncodingService, dicts: Di
         }
       });
       firings.set(dict.id, best);
-    }));
-  }));
+    })));
+  })));
   return { firings, means };
 }
 
@@ -139,8 +160,10 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const fmt = (v: number) => Number(v.toPrecision(4)).toString();
 
+/** Dictionaries whose files cannot be loaded are searched by text only and listed in `skipped`. */
 export async function searchFeatures(
   database: Database, encoding: EncodingService, args: SearchScope & { query: string; first: number }, efSearch?: number,
+  skipped: SkippedDictionary[] = [],
 ): Promise<FeatureHit[]> {
   checkArgs(args.query, args.first);
   const dicts = await resolveScope(database, args);
@@ -148,7 +171,7 @@ export async function searchFeatures(
   const pool = Math.min(MAX_SEARCH_RESULTS, 3 * args.first);
   const dictIds = dicts.map((d) => d.id);
   const [run, text] = await Promise.all([
-    runQuery(database, encoding, dicts, args.query),
+    runQuery(database, encoding, dicts, args.query, skipped),
     matchFeatureText(database, args.query, dictIds, pool),
   ]);
 

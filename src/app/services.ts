@@ -17,6 +17,8 @@ export interface Services {
   encoding: EncodingService;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
+  /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
+  maxInputChars: number;
   /** ATLAS_REQUIRE_KEY=1: every GraphQL request, reads included, needs a key. */
   requireKey: boolean;
   /** Device and threads for computations outside the model registry (dictionary comparisons, maps). */
@@ -50,6 +52,7 @@ export async function createServices(config: Config): Promise<Services> {
     registry,
     encoding: new EncodingService(registry, config),
     hnswEfSearch: config.hnswEfSearch,
+    maxInputChars: config.maxInputChars,
     requireKey: config.requireKey,
     session: { device: config.device, threads: config.threads },
     close: () => registry.close(),

@@ -23,13 +23,31 @@ export interface NearestRequest {
 }
 
 /**
+ * v / ‖v‖, computed in float64 after dividing by max |vᵢ| so that neither 1e200² overflows nor 1e-200²
+ * underflows. Cosine is scale-free, and pgvector stores float32 (halfvec: float16) and sums squares in
+ * float32, so a raw 1e39 or 1e-50 could not reach it; a unit vector always can. Null for a zero or
+ * non-finite vector.
+ */
+export function unitVector(v: readonly number[]): number[] | null {
+  let max = 0;
+  for (const x of v) max = Math.max(max, Math.abs(x));
+  if (!(max > 0) || !Number.isFinite(max)) return null;
+  let sum = 0;
+  for (const x of v) sum += (x / max) ** 2;
+  const norm = Math.sqrt(sum);
+  return v.map((x) => x / max / norm);
+}
+
+/**
  * One index scan per dictionary, merged by cosine. ef_search grows with k because HNSW returns at
  * most ef_search candidates.
  */
 export async function nearestFeatures(database: Database, req: NearestRequest): Promise<Neighbor[]> {
   const type = vectorType(req.dIn);
   const want = req.k + (req.exclude ? 1 : 0);
-  const vec = `[${req.vector.join(',')}]`;
+  const unit = unitVector(req.vector);
+  if (!unit) return [];
+  const vec = `[${unit.join(',')}]`;
   const efSearch = Math.min(1000, Math.max(req.efSearch ?? DEFAULT_HNSW_EF_SEARCH, want * 4));
   const hits = await database.transaction(async (q) => {
     await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
@@ -44,7 +62,7 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
       for (const r of rows) all.push({ dictionaryId: id, index: r.index, cosine: 1 - r.distance });
     }
     return all;
-  });
+  }, { readOnly: true });
   return hits
     .filter((h) => !(req.exclude && h.dictionaryId === req.exclude.dictionaryId && h.index === req.exclude.index))
     .sort((a, b) => b.cosine - a.cosine || a.dictionaryId.localeCompare(b.dictionaryId) || a.index - b.index)

@@ -1,4 +1,8 @@
-/** Relay connection cursors: opaque base64url of the sort value and index of a row. */
+/**
+ * Relay connection cursors: opaque base64url of the sort value and index of a row. A cursor is only
+ * accepted if it could have been issued: an index that fits PostgreSQL's integer, and a value that is
+ * exactly a float32 (the real columns pages are sorted by), so 1e308 or 1e-50 never reach SQL.
+ */
 import { AtlasError } from '../errors.js';
 
 export interface Cursor {
@@ -10,10 +14,16 @@ export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.value, c.index])).toString('base64url');
 }
 
+const MAX_INT4 = 2 ** 31 - 1;
+
 export function decodeCursor(s: string): Cursor {
   try {
     const [value, index] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as [unknown, unknown];
-    if ((value === null || typeof value === 'number') && Number.isInteger(index)) return { value: value as number | null, index: index as number };
+    const float32 = typeof value === 'number' && Number.isFinite(Math.fround(value)) && Math.fround(value) === value;
+    const valueOk = value === null || float32;
+    if (valueOk && typeof index === 'number' && Number.isInteger(index) && index >= 0 && index <= MAX_INT4) {
+      return { value: value as number | null, index };
+    }
   } catch {
     // fall through to the error below
   }

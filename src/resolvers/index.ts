@@ -5,6 +5,7 @@ import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
 import { compareResolvers } from './compare.js';
+import { guardInputs } from './input-guard.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -17,4 +18,14 @@ function merge(...maps: ResolverMap[]): ResolverMap {
   return out;
 }
 
-export const resolvers = merge(catalogResolvers, searchResolvers, encodeResolvers, explanationResolvers, searchFeatureResolvers, dashboardResolvers, compareResolvers);
+export const resolvers = guardInputs(
+  merge(
+    catalogResolvers,
+    searchResolvers,
+    encodeResolvers,
+    explanationResolvers,
+    searchFeatureResolvers,
+    dashboardResolvers,
+    compareResolvers,
+  ),
+);

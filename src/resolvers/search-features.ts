@@ -6,7 +6,7 @@ type SearchArgs = SearchScope & { query: string; first: number };
 export const searchFeatureResolvers = {
   Query: {
     searchFeatures: async (_: unknown, args: SearchArgs, ctx: Context) => {
-      const hits = await searchFeatures(ctx.database, ctx.services.encoding, args, ctx.services.hnswEfSearch);
+      const hits = await searchFeatures(ctx.database, ctx.services.encoding, args, ctx.services.hnswEfSearch, ctx.skippedDictionaries);
       for (const h of hits) ctx.loaders.feature.prime(h.feature, h.feature);
       return hits;
     },

@@ -60,7 +60,11 @@ export async function startTestAtlas(
   if (seed) await seed(database, dataDir);
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
   const services = await createServices(config);
-  const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
+  const server = await startServer({
+    database, services, maxBodyBytes: config.maxBodyBytes, deadlineMs: config.requestTimeoutMs,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs, httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    log: () => undefined,
+  }, { port: 0, host: '127.0.0.1' });
   return {
     backend,
     database,
