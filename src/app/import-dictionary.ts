@@ -49,12 +49,6 @@ function validate(source: SaeSource, req: ImportRequest, model: ModelRow): strin
       modelWidth: width,
     });
   }
-  // A dictionary trained with BOS first sees different activations without it (and vice versa).
-  const metadata = (cfg.extra.metadata ?? {}) as Record<string, unknown>;
-  const trainedWithBos = cfg.extra.prepend_bos ?? metadata.prepend_bos;
-  if (typeof trainedWithBos === 'boolean' && trainedWithBos !== model.prependBos) {
-    throw new AtlasError('BAD_USER_INPUT', `The dictionary was trained with prepend_bos=${trainedWithBos} but model "${modelId}" is registered ${model.prependBos ? 'with' : 'without'} BOS; re-register it with \`atlas model add … --id ${modelId} ${trainedWithBos ? '--bos' : '--no-bos'}\`.`);
-  }
   // Reads and checks every parameter (shapes, NaN/Inf) before anything is written.
   source.loadParams();
   return hook;
@@ -87,6 +81,9 @@ export async function importDictionary(database: Database, req: ImportRequest): 
       modelId: model.id,
       name: id,
       hookPoint: hook,
+      // A dictionary trained with BOS first sees other activations without it (and vice versa), so
+      // each one keeps its own policy; the model's is only the default for files that do not say.
+      prependBos: cfg.prependBos ?? model.prependBos,
       dIn: cfg.dIn,
       dSae: cfg.dSae,
       architecture: cfg.architecture,

@@ -43,6 +43,8 @@ export interface SaeFixtureOptions {
   compressed?: boolean;
   hookName?: string | null;
   modelName?: string | null;
+  /** SAELens only: metadata.prepend_bos (default true, as TransformerLens runs GPT-2); null leaves it out. */
+  prependBos?: boolean | null;
   corrupt?: SaeCorruption;
 }
 
@@ -137,6 +139,7 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
   const scalingFactor = normalization === 'expected_average_only_in' ? opts.scalingFactor ?? 0.5 : null;
   const applyBDecToInput = fmt === 'gemmascope' ? false : fmt === 'sparsify' ? true : opts.applyBDecToInput ?? true;
   const hookName = opts.hookName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'blocks.2.hook_resid_pre' : null) : opts.hookName;
+  const prependBos = fmt === 'saelens' || fmt === 'saelens-old' ? (opts.prependBos === undefined ? true : opts.prependBos) : null;
   const modelName = opts.modelName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'stories260K' : null) : opts.modelName;
 
   const exact = randomSaeParams(architecture, dIn, dSae, seed);
@@ -162,14 +165,16 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
       cfgJson = {
         architecture: archName, d_in: dIn, d_sae: dSae, dtype, device: 'cpu', apply_b_dec_to_input: applyBDecToInput,
         normalize_activations: normalization, reshape_activations: 'none',
-        metadata: { model_name: modelName, hook_name: hookName, prepend_bos: true, context_size: 128, sae_lens_version: '6.0.0' },
+        metadata: { model_name: modelName, hook_name: hookName, context_size: 128, sae_lens_version: '6.0.0' },
       };
+      if (prependBos !== null) (cfgJson.metadata as Record<string, unknown>).prepend_bos = prependBos;
       if (k !== null) Object.assign(cfgJson, { k, rescale_acts_by_decoder_norm: false });
     } else {
       // Pre-v6 layout: hook_point and model_name at top level, activation named separately, boolean normalization.
       cfgJson = {
         model_name: modelName, hook_point: hookName, hook_point_layer: 2, d_in: dIn, d_sae: dSae, dtype, device: 'cpu',
         apply_b_dec_to_input: applyBDecToInput, context_size: 128, sae_lens_training_version: '3.12.0',
+        ...(prependBos === null ? {} : { prepend_bos: prependBos }),
         activation_fn_str: architecture === 'topk' ? 'topk' : 'relu',
         normalize_activations: normalization === 'none' ? false : normalization === 'expected_average_only_in' ? true : normalization,
       };
@@ -206,7 +211,7 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
   truncateFile(weightsPath, opts.corrupt);
 
   const config: SaeConfig = {
-    architecture, dIn, dSae, k, hookName, modelName, applyBDecToInput,
+    architecture, dIn, dSae, k, hookName, modelName, prependBos, applyBDecToInput,
     normalization: { kind: normalization, scalingFactor },
     sourceFormat: fmt === 'saelens-old' ? 'saelens' : fmt,
     dtype: fmt === 'gemmascope' && dtype === 'bfloat16' ? 'float32' : dtype,

@@ -39,7 +39,10 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
     apply_b_dec_to_input: cfg.applyBDecToInput,
     normalize_activations: cfg.normalization.kind,
     reshape_activations: 'none',
-    metadata: { model_name: cfg.modelName, hook_name: cfg.hookName, exported_by: 'feature-atlas', source_format: cfg.sourceFormat },
+    metadata: {
+      model_name: cfg.modelName, hook_name: cfg.hookName, ...(cfg.prependBos === null ? {} : { prepend_bos: cfg.prependBos }),
+      exported_by: 'feature-atlas', source_format: cfg.sourceFormat,
+    },
   };
   if (cfg.architecture === 'topk') {
     out.k = cfg.k;

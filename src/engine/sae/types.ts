@@ -17,6 +17,8 @@ export interface SaeConfig {
   k: number | null;
   hookName: string | null;
   modelName: string | null;
+  /** Whether the dictionary was trained on sequences starting with BOS, when its files say; null when they do not. */
+  prependBos: boolean | null;
   /** SAELens semantics: subtract b_dec from the (normalized) input before the encoder. */
   applyBDecToInput: boolean;
   normalization: {

@@ -32,6 +32,7 @@ export function openGemmaScope(npzPath: string): SaeSource {
       k: null,
       hookName: hookFromPath(npzPath),
       modelName: null,
+      prependBos: null,
       applyBDecToInput: false,
       normalization: { kind: 'none', scalingFactor: null },
       sourceFormat: 'gemmascope',

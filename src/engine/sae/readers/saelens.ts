@@ -85,6 +85,8 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
     k,
     hookName: optString(meta.hook_name) ?? optString(raw.hook_name) ?? optString(raw.hook_point),
     modelName: optString(meta.model_name) ?? optString(raw.model_name),
+    // New layouts keep it in metadata, old ones at top level.
+    prependBos: optBool(meta.prepend_bos) ?? optBool(raw.prepend_bos),
     applyBDecToInput: applyRaw,
     normalization: {
       kind: kind as NormalizationKind,
@@ -94,6 +96,10 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
     dtype: DTYPE_NAMES[weights.dtype('W_dec')] ?? weights.dtype('W_dec'),
     extra: raw,
   };
+}
+
+function optBool(v: unknown): boolean | null {
+  return typeof v === 'boolean' ? v : null;
 }
 
 function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, what: string): number {

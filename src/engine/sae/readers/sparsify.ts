@@ -49,6 +49,7 @@ export function openSparsify(dir: string): SaeSource {
       // sparsify names hook points by Hugging Face module path (kept in extra.module), not by TransformerLens hook name.
       hookName: null,
       modelName: null,
+      prependBos: null,
       applyBDecToInput: true,
       normalization: { kind: 'none', scalingFactor: null },
       sourceFormat: 'sparsify',
