@@ -103,10 +103,10 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   for (const [pass, prependBos] of policies.entries()) {
     const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
     const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos, context, maxTokens: opts.tokens });
-    const hooks = [...new Set(group.map((b) => b.dict.hookPoint))];
+    const hooks = [...new Set(group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])))];
     const before = contexts;
     contexts += await corpusPass(corpus, batch, (ids) => model.runHooks(ids, hooks), async (current, acts, done) => {
-      for (const b of group) await b.consume(current, acts.get(b.dict.hookPoint)!);
+      for (const b of group) await b.consume(current, acts.get(b.dict.hookPoint)!, b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined);
       opts.onProgress?.({ phase: 'corpus', tokens: corpus.tokens, contexts: before + done, fraction: (pass + corpus.fraction) / policies.length });
     }, opts.signal);
     if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);

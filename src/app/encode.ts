@@ -190,7 +190,7 @@ export class EncodingService {
     }
     const runs = new Map<boolean, ReturnType<EncodingService['hookActivations']>>();
     for (const bos of new Set(dicts.map((d) => d.prependBos))) {
-      const hooks = [...new Set(dicts.filter((d) => d.prependBos === bos).map((d) => d.hookPoint))];
+      const hooks = [...new Set(dicts.filter((d) => d.prependBos === bos).flatMap((d) => (d.hookPointOut ? [d.hookPoint, d.hookPointOut] : [d.hookPoint])))];
       runs.set(bos, this.hookActivations(model, text, hooks, truncate, bos));
     }
     return Promise.all(dicts.map(async (dict) => {
@@ -203,7 +203,9 @@ export class EncodingService {
         features: activeFeatures(dict.id, enc, position, topK),
       }));
       const kept = perToken.filter((t) => !t.isBos).map((t) => t.position);
-      return { dictionary: dict, tokens: perToken, topFeatures: strongest(perToken.filter((t) => !t.isBos), topK), reconstruction: quality(x, enc, kept, dict.dIn) };
+      // A transcoder's reconstruction is of its output hook.
+      const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
+      return { dictionary: dict, tokens: perToken, topFeatures: strongest(perToken.filter((t) => !t.isBos), topK), reconstruction: quality(target, enc, kept, dict.dIn) };
     }));
   }
 }

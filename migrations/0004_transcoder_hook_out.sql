@@ -1,0 +1,1 @@
+ALTER TABLE "dictionaries" ADD COLUMN "hook_point_out" text;
