@@ -15,6 +15,7 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/build.js'),
   () => import('./commands/keys.js'),
   () => import('./commands/explanations.js'),
+  () => import('./commands/neuronpedia.js'),
 ];
 
 for (const load of commands) (await load()).register(program);
