@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
@@ -14,6 +14,7 @@ import { gpt2Forward } from './reference/gpt2.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import type { SaeArchitecture } from '../src/engine/sae/types.js';
 
@@ -47,6 +48,8 @@ for (const backend of BACKENDS) {
     const files = tempDir('atlas-encode-');
     let model: HfFixture;
     const saes = new Map<string, SaeFixture>();
+    /** Dictionaries of the BOS test, on model gpt2-nobos. */
+    const bosFixtures = new Map<string, SaeFixture>();
 
     const test = useTestAtlas(`encoding API on ${backend}`, async () => {
       mkdirSync(join(files.dir, 'gpt2'));
@@ -158,7 +161,7 @@ for (const backend of BACKENDS) {
     test('BOS follows each dictionary: a model registered without BOS serves dictionaries trained with and without it', async (a) => {
       await registerModel(a.database, { id: 'gpt2-nobos', path: model.dir, name: 'tiny gpt2 without BOS' });
       const policies = { 'bos-yes': true, 'bos-no': false, 'bos-unsaid': null } as const;
-      const fxs = new Map<string, SaeFixture>();
+      const fxs = bosFixtures;
       for (const [id, prependBos] of Object.entries(policies)) {
         const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: 11, prependBos });
         fxs.set(id, fx);
@@ -200,6 +203,35 @@ for (const backend of BACKENDS) {
       // The same weights with and without BOS see different activations at every position.
       const [yes, no] = many.data.encodeMany;
       assert.notDeepEqual(yes.tokens[1].features, no.tokens[0].features);
+    });
+
+    test('atlas build takes one corpus pass per BOS policy; each dictionary\'s explained variance equals the reference run its way', async (a) => {
+      const docs = ['the cat sat on the mat', 'a dog ran in the park', 'the moon and the stars'];
+      const corpus = join(files.dir, 'bos-corpus.jsonl');
+      writeFileSync(corpus, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+      // Every document fits one context of 32, so each is one reference sequence.
+      const result = await buildDashboards(a.database, a.services.registry, { dictionaryIds: ['bos-yes', 'bos-no'], corpus, context: 32 });
+      const tokenizer = loadTokenizer(model.dir);
+      for (const { id, stats } of result.dictionaries) {
+        const bos = id === 'bos-yes';
+        const fx = bosFixtures.get(id)!;
+        const xs: number[][] = [];
+        const xHats: number[][] = [];
+        for (const doc of docs) {
+          const ids = tokenizer.encode(doc, { bos });
+          const acts = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+          for (let p = bos ? 1 : 0; p < ids.length; p++) {
+            const x = Array.from(acts.subarray(p * 32, (p + 1) * 32));
+            xs.push(x);
+            xHats.push(refForwardOne(fx.config, fx.params, x).xHat);
+          }
+        }
+        const mean = Array.from({ length: 32 }, (_, i) => xs.reduce((s, x) => s + x[i], 0) / xs.length);
+        let resid = 0, total = 0;
+        xs.forEach((x, t) => x.forEach((v, i) => { resid += (v - xHats[t][i]) ** 2; total += (v - mean[i]) ** 2; }));
+        assert.equal(stats.tokens, xs.length, id);
+        assert.ok(Math.abs(stats.explainedVariance - (1 - resid / total)) < 1e-4, `${id}: ${stats.explainedVariance} vs ${1 - resid / total}`);
+      }
     });
 
     test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {
