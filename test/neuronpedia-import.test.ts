@@ -40,7 +40,11 @@ const featureRows = [0, 3, 7].map((i) => ({
   pos_str: [] as string[], pos_values: [3.2, 2.1], neg_str: [] as string[], neg_values: [-1.5, -2.5],
   sourceSetName: 'res-jb', hookName: 'blocks.1.hook_resid_post',
 }));
-const activationRows: { index: string; tokens: string[]; values: number[]; maxValue: number; maxValueTokenIndex: number }[] = [];
+const activationRows: { index: string; tokens: string[]; values: number[]; maxValue: number; maxValueTokenIndex: number; binMin?: number; binMax?: number }[] = [];
+/** Quantile-bin samples of feature 3 (max 7, so the bands are (4, 8], (2, 4], (1, 2], (0.5, 1], [0, 0.5]). */
+const binRows = [3.5, 3.0, 2.5, 2.2, 2.1, 2.05, 1.5, 0.75, 0.2].map((maxValue, i) => ({
+  index: '3', tokens: ['a', 'b'], values: [0, maxValue], maxValue, maxValueTokenIndex: 1, binMin: i, binMax: i + 1,
+}));
 const explanationRows = [
   { id: 'e1', modelId: MODEL, layer: SOURCE, index: '3', authorId: 'x', description: 'the word cat', typeName: 'oai_token-act-pair', explanationModelName: 'gpt-4o-mini' },
   { id: 'e2', modelId: MODEL, layer: SOURCE, index: '7', authorId: 'x', description: 'places to sit', typeName: 'np_max-act-logits', explanationModelName: 'claude-3-5-haiku' },
@@ -60,7 +64,8 @@ const test = useTestAtlas('neuronpedia import', async () => {
     for (let e = 0; e < n; e++) {
       const values = tokens.slice(0, 6).map(() => Math.round(rand() * 1000) / 100);
       const maxValue = Math.max(...values);
-      activationRows.push({ index, tokens: tokens.slice(0, 6).map((t) => t.text), values, maxValue, maxValueTokenIndex: values.indexOf(maxValue) });
+      // Top examples carry binMin -1, as Neuronpedia's do.
+      activationRows.push({ index, tokens: tokens.slice(0, 6).map((t) => t.text), values, maxValue, maxValueTokenIndex: values.indexOf(maxValue), binMin: -1 });
     }
   }
   return startTestAtlas('pglite', async (db, dataDir) => {
@@ -74,6 +79,7 @@ const QUERY = (i: number) => `{ feature(dictionary: "${SOURCE}", index: ${i}) {
   density maxActivation histogram { edges counts }
   topActivations { tokens tokenIds values maxValue maxPosition }
   logits { positive { token tokenId weight } negative { token tokenId weight } }
+  quantileExamples { band minActivation maxActivation examples { maxValue } }
   explanations { text source author } } }`;
 
 test('a bad line is refused with BAD_FILE, naming it, and nothing is written', async (a) => {
@@ -89,10 +95,10 @@ test('a bad line is refused with BAD_FILE, naming it, and nothing is written', a
 test('features, activations and explanations are served as the export says', async (a) => {
   const dir = join(files.dir, 'exports', MODEL, SOURCE);
   writeBatches(dir, 'features', featureRows, 2);
-  writeBatches(dir, 'activations', activationRows, 10);
+  writeBatches(dir, 'activations', [...activationRows, ...binRows], 10);
   writeBatches(dir, 'explanations', explanationRows, 1024);
   const result = await importNeuronpedia(a.database, a.services.registry, dir, SOURCE);
-  assert.deepEqual(result, { features: 3, examples: 22, logits: 12, explanations: 2 });
+  assert.deepEqual(result, { features: 3, examples: 22 + 8, logits: 12, explanations: 2 });
 
   const r = await a.gql(QUERY(3));
   assert.equal(r.errors, undefined, JSON.stringify(r.errors));
@@ -112,6 +118,10 @@ test('features, activations and explanations are served as the export says', asy
     assert.equal(ex.maxPosition, want[i].maxValueTokenIndex);
   });
   assert.deepEqual(f.explanations, [{ text: 'the word cat', source: 'oai_token-act-pair', author: 'gpt-4o-mini' }]);
+  // Bin samples land in the octave below max 7 they fall in, at most 5 a band, strongest first.
+  assert.deepEqual(f.quantileExamples.map((b: any) => [b.band, b.minActivation, b.maxActivation, b.examples.map((e: any) => e.maxValue)]), [
+    [0, 0, 0.5, [0.2]], [1, 0.5, 1, [0.75]], [2, 1, 2, [1.5]], [3, 2, 4, [3.5, 3.0, 2.5, 2.2, 2.1]], [4, 4, 8, []],
+  ]);
   const seven = (await a.gql(QUERY(7))).data.feature;
   assert.equal(seven.topActivations.length, 2);
   assert.deepEqual(seven.explanations, [{ text: 'places to sit', source: 'np_max-act-logits', author: 'claude-3-5-haiku' }]);

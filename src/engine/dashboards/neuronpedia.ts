@@ -6,8 +6,11 @@
  * - features (Neuron rows): `maxActApprox` → max activation, `frac_nonzero` → density,
  *   `freq_hist_data_bar_values` (evenly spaced bar centres) and `…_bar_heights` → a histogram whose
  *   edges lie halfway between centres, `pos_str`/`pos_values` and `neg_str`/`neg_values` → logit lens.
- * - activations (Activation rows): `tokens`, `values`, `maxValue`, `maxValueTokenIndex` → the
- *   feature's top examples, strongest first, at most TOP_EXAMPLES per feature.
+ * - activations (Activation rows): `tokens`, `values`, `maxValue`, `maxValueTokenIndex`. Rows without
+ *   a quantile bin (`binMin` absent, null or -1) are the feature's top examples, strongest first, at
+ *   most TOP_EXAMPLES; rows sampled from a bin (`binMin` ≥ 0) go to the octave band of the atlas's
+ *   quantile examples (./quantile-examples.ts) their maxValue falls in below the feature's maximum,
+ *   at most PER_BAND per band, strongest first.
  * - explanations (Explanation rows): `description`, `typeName` (source), `explanationModelName` (author).
  * Token texts map to ids through the model's vocabulary; a text that is not one token gets id -1.
  */
@@ -16,6 +19,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { AtlasError } from '../../errors.js';
 import type { ExampleRow, FeatureStatsRow, LogitRow } from './dictionary-build.js';
+import { BANDS, PER_BAND, octaveOf } from './quantile-examples.js';
 
 /** Examples kept per feature, as `atlas build` keeps. */
 export const TOP_EXAMPLES = 20;
@@ -126,7 +130,8 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
     }
   });
 
-  const byFeature = new Map<number, ExampleRow[]>();
+  const top = new Map<number, ExampleRow[]>();
+  const binned = new Map<number, ExampleRow[]>();
   each('activations', (where, row, featureIdx) => {
     const tokens = strings(row.tokens);
     const values = numbers(row.values);
@@ -137,13 +142,28 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
     const maxValue = finite(row.maxValue) ?? Math.max(...values);
     const at = finite(row.maxValueTokenIndex);
     const maxPosition = at !== null && Number.isInteger(at) && at >= 0 && at < values.length ? at : values.indexOf(Math.max(...values));
-    const list = byFeature.get(featureIdx) ?? [];
-    list.push({ featureIdx, kind: 'top', band: null, rank: 0, tokens, tokenIds: tokens.map(tokenId), values, maxValue, maxPosition });
-    byFeature.set(featureIdx, list);
+    const fromBin = typeof row.binMin === 'number' && row.binMin >= 0;
+    const lists = fromBin ? binned : top;
+    const list = lists.get(featureIdx) ?? [];
+    list.push({ featureIdx, kind: fromBin ? 'quantile' : 'top', band: null, rank: 0, tokens, tokenIds: tokens.map(tokenId), values, maxValue, maxPosition });
+    lists.set(featureIdx, list);
   });
-  for (const list of byFeature.values()) {
-    list.sort((a, b) => b.maxValue - a.maxValue);
-    list.slice(0, TOP_EXAMPLES).forEach((e, rank) => out.examples.push({ ...e, rank }));
+  const strongestFirst = (a: ExampleRow, b: ExampleRow) => b.maxValue - a.maxValue;
+  for (const list of top.values()) list.sort(strongestFirst).slice(0, TOP_EXAMPLES).forEach((e, rank) => out.examples.push({ ...e, rank }));
+  const maxOf = new Map(out.features.map((f) => [f.idx, f.maxActivation]));
+  for (const [idx, list] of binned) {
+    // The bands are read back against the feature's stored maximum, so they are cut from the same one.
+    const max = maxOf.get(idx) ?? Math.max(...(top.get(idx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
+    if (!(max > 0)) continue;
+    const perBand = new Map<number, number>();
+    for (const e of list.sort(strongestFirst)) {
+      if (!(e.maxValue > 0)) continue;
+      const band = Math.min(BANDS - 1, Math.max(0, BANDS - 1 - (octaveOf(max) - octaveOf(e.maxValue))));
+      const rank = perBand.get(band) ?? 0;
+      if (rank >= PER_BAND) continue;
+      perBand.set(band, rank + 1);
+      out.examples.push({ ...e, band, rank });
+    }
   }
 
   each('explanations', (where, row, idx) => {
