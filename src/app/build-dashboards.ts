@@ -4,8 +4,9 @@
  * Contexts are read and tokenized in batches; each batch runs through the model once for every
  * dictionary of the build that shares a BOS policy (LoadedModel.runHooks with all their hook points),
  * and each dictionary's SaeEncoder encodes the non-BOS rows. Dictionaries trained with and without BOS
- * take one pass over the corpus each, since BOS changes every activation. The model run of the next batch is started before the
- * current one is encoded and accumulated, so the JavaScript bookkeeping overlaps onnxruntime's work.
+ * take one pass over the corpus each, since BOS changes every activation. The model run of the next
+ * batch is started before the current one is encoded and accumulated, so the JavaScript bookkeeping
+ * overlaps onnxruntime's work.
  * Every accumulator has a size fixed by the dictionary (features × bins, heaps, samples), never by
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
