@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     const hook = `blocks.${LAYER}.hook_resid_post`;
     const d = modelRow.dModel;
     const cfg: SaeConfig = {
-      architecture: 'topk', dIn: d, dSae: D_SAE, k: K, hookName: hook, modelName: 'stories260K', applyBDecToInput: true,
+      architecture: 'topk', dIn: d, dSae: D_SAE, k: K, hookName: hook, modelName: 'stories260K', prependBos: true, applyBDecToInput: true,
       normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
     };
     writeSaelens(join(dir, 'sae'), cfg, {

@@ -32,7 +32,7 @@ async function seed(database: Database): Promise<void> {
     const id = `d${d}`;
     await writeDictionary(database, {
       id, modelId: 'm', name: id, hookPoint: 'blocks.0.hook_resid_post', dIn: D_IN, dSae: D_SAE, architecture: 'topk', k: 8,
-      params: { normalization: 'none' }, sourceFormat: 'saelens',
+      params: { normalization: 'none' }, sourceFormat: 'saelens', prependBos: true,
     }, [uniform(D_SAE * D_IN, 1, d + 1)]);
     await database.query(`UPDATE features SET label = 'the whale ship sails ' || idx WHERE dictionary_id = $1`, [id]);
     await database.query(`INSERT INTO explanations (dictionary_id, feature_idx, text, source)

@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     r_mag: uniform(D_SAE, 0.1, 8),
   };
   const cfg: SaeConfig = {
-    architecture: arch, dIn: D_IN, dSae: D_SAE, k: arch === 'topk' ? 64 : null, hookName: null, modelName: null,
+    architecture: arch, dIn: D_IN, dSae: D_SAE, k: arch === 'topk' ? 64 : null, hookName: null, modelName: null, prependBos: null,
     applyBDecToInput: true, normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
   };
   const encoder = await SaeEncoder.create(cfg, params, { session: settings });

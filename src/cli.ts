@@ -17,6 +17,7 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/explanations.js'),
   () => import('./commands/map.js'),
   () => import('./commands/compare.js'),
+  () => import('./commands/neuronpedia.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

@@ -29,7 +29,7 @@ async function seed(database: Database): Promise<void> {
   for (const [id, rows, dIn] of dicts) {
     await writeDictionary(database, {
       id, modelId: 'm', name: id, hookPoint: 'blocks.0.hook_resid_post', dIn, dSae: rows.length / dIn,
-      architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens',
+      architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens', prependBos: true,
     }, [rows]);
   }
   await buildFeatureMap(database, { dictionaryId: 'narrow', session: { device: 'cpu', threads: 1 }, epochs: 60 });

@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { BACKENDS, startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { writeTinyGpt2, type HfFixture } from './helpers/hf-fixtures.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
@@ -14,6 +14,7 @@ import { gpt2Forward } from './reference/gpt2.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
+import { buildDashboards } from '../src/app/build-dashboards.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import type { SaeArchitecture } from '../src/engine/sae/types.js';
 
@@ -37,9 +38,9 @@ function refActive(fx: SaeFixture, x: number[], topK: number): { index: number; 
   return indices.map((index, j) => ({ index, activation: values[j] })).filter((f) => f.activation > 0);
 }
 
-function assertSameFeatures(got: { index: number; activation: number }[], want: { index: number; activation: number }[], what: string): void {
+function assertSameFeatures(got: { index: number; activation: number }[], want: { index: number; activation: number }[], what: string, tol = 1e-5): void {
   assert.deepEqual(got.map((f) => f.index), want.map((f) => f.index), what);
-  got.forEach((f, j) => assert.ok(Math.abs(f.activation - want[j].activation) <= 1e-5 * Math.max(1, Math.abs(want[j].activation)), `${what}: ${f.activation} vs ${want[j].activation}`));
+  got.forEach((f, j) => assert.ok(Math.abs(f.activation - want[j].activation) <= tol * Math.max(1, Math.abs(want[j].activation)), `${what}: ${f.activation} vs ${want[j].activation}`));
 }
 
 for (const backend of BACKENDS) {
@@ -47,6 +48,8 @@ for (const backend of BACKENDS) {
     const files = tempDir('atlas-encode-');
     let model: HfFixture;
     const saes = new Map<string, SaeFixture>();
+    /** Dictionaries of the BOS test, on model gpt2-nobos. */
+    const bosFixtures = new Map<string, SaeFixture>();
 
     const test = useTestAtlas(`encoding API on ${backend}`, async () => {
       mkdirSync(join(files.dir, 'gpt2'));
@@ -155,12 +158,80 @@ for (const backend of BACKENDS) {
       assert.equal(truncated.data.encode.tokens.length, 32);
     });
 
-    test('importing a dictionary trained with BOS into a model registered without it is refused', async (a) => {
+    test('BOS follows each dictionary: a model registered without BOS serves dictionaries trained with and without it', async (a) => {
       await registerModel(a.database, { id: 'gpt2-nobos', path: model.dir, name: 'tiny gpt2 without BOS' });
-      await assert.rejects(
-        importDictionary(a.database, { path: saes.get('topk')!.path, modelId: 'gpt2-nobos', id: 'mismatch', dataDir: files.dir }),
-        /prepend_bos=true.*--bos/,
-      );
+      const policies = { 'bos-yes': true, 'bos-no': false, 'bos-unsaid': null } as const;
+      const fxs = bosFixtures;
+      for (const [id, prependBos] of Object.entries(policies)) {
+        const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: 11, prependBos });
+        fxs.set(id, fx);
+        await importDictionary(a.database, { path: fx.path, modelId: 'gpt2-nobos', id, dataDir: files.dir });
+      }
+      const listed = await a.gql('{ model(id: "gpt2-nobos") { prependBos dictionaries { id prependBos } } }');
+      assert.equal(listed.errors, undefined, JSON.stringify(listed.errors));
+      assert.equal(listed.data.model.prependBos, false);
+      // A file that does not say takes the model's default.
+      assert.deepEqual(Object.fromEntries(listed.data.model.dictionaries.map((d: any) => [d.id, d.prependBos])), { 'bos-no': false, 'bos-unsaid': false, 'bos-yes': true });
+
+      const tokenizer = loadTokenizer(model.dir);
+      const q = (ids: string) => `{ encodeMany(dictionaries: ${ids}, text: "${TEXT}", topK: 4) {
+        dictionary { id } tokens { tokenId isBos features { index activation } } reconstruction { mse } } }`;
+      const many = await a.gql(q('["bos-yes", "bos-no", "bos-unsaid"]'));
+      assert.equal(many.errors, undefined, JSON.stringify(many.errors));
+      assert.deepEqual(many.data.encodeMany.map((e: any) => e.dictionary.id), ['bos-yes', 'bos-no', 'bos-unsaid']);
+      for (const e of many.data.encodeMany) {
+        const bos = e.dictionary.id === 'bos-yes';
+        const ids = tokenizer.encode(TEXT, { bos });
+        assert.equal(ids[0] === tokenizer.bosId, bos, `${e.dictionary.id}: BOS first exactly when trained so`);
+        assert.deepEqual(e.tokens.map((t: any) => t.tokenId), ids, e.dictionary.id);
+        assert.deepEqual(e.tokens.map((t: any) => t.isBos), ids.map((_, p) => bos && p === 0), e.dictionary.id);
+        // The float64 reference run of the model with (or without) BOS, then the SAE formula.
+        const ref = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+        let sq = 0;
+        ids.forEach((_, p) => {
+          const x = Array.from(ref.slice(p * 32, (p + 1) * 32));
+          assertSameFeatures(e.tokens[p].features, refActive(fxs.get(e.dictionary.id)!, x, 4), `${e.dictionary.id} token ${p}`, 1e-4);
+          if (bos && p === 0) return;
+          const { xHat } = refForwardOne(fxs.get(e.dictionary.id)!.config, fxs.get(e.dictionary.id)!.params, x);
+          x.forEach((v, i) => { sq += (v - xHat[i]) ** 2; });
+        });
+        const mse = sq / ((ids.length - (bos ? 1 : 0)) * 32);
+        assert.ok(Math.abs(e.reconstruction.mse - mse) <= 1e-4 * Math.max(1, mse), `${e.dictionary.id} mse ${e.reconstruction.mse} vs ${mse}`);
+        const one = await a.gql(q(`["${e.dictionary.id}"]`));
+        assert.deepEqual(one.data.encodeMany[0], e, `${e.dictionary.id}: encodeMany equals encode alone`);
+      }
+      // The same weights with and without BOS see different activations at every position.
+      const [yes, no] = many.data.encodeMany;
+      assert.notDeepEqual(yes.tokens[1].features, no.tokens[0].features);
+    });
+
+    test('atlas build takes one corpus pass per BOS policy; each dictionary\'s explained variance equals the reference run its way', async (a) => {
+      const docs = ['the cat sat on the mat', 'a dog ran in the park', 'the moon and the stars'];
+      const corpus = join(files.dir, 'bos-corpus.jsonl');
+      writeFileSync(corpus, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+      // Every document fits one context of 32, so each is one reference sequence.
+      const result = await buildDashboards(a.database, a.services.registry, { dictionaryIds: ['bos-yes', 'bos-no'], corpus, context: 32 });
+      const tokenizer = loadTokenizer(model.dir);
+      for (const { id, stats } of result.dictionaries) {
+        const bos = id === 'bos-yes';
+        const fx = bosFixtures.get(id)!;
+        const xs: number[][] = [];
+        const xHats: number[][] = [];
+        for (const doc of docs) {
+          const ids = tokenizer.encode(doc, { bos });
+          const acts = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+          for (let p = bos ? 1 : 0; p < ids.length; p++) {
+            const x = Array.from(acts.subarray(p * 32, (p + 1) * 32));
+            xs.push(x);
+            xHats.push(refForwardOne(fx.config, fx.params, x).xHat);
+          }
+        }
+        const mean = Array.from({ length: 32 }, (_, i) => xs.reduce((s, x) => s + x[i], 0) / xs.length);
+        let resid = 0, total = 0;
+        xs.forEach((x, t) => x.forEach((v, i) => { resid += (v - xHats[t][i]) ** 2; total += (v - mean[i]) ** 2; }));
+        assert.equal(stats.tokens, xs.length, id);
+        assert.ok(Math.abs(stats.explainedVariance - (1 - resid / total)) < 1e-4, `${id}: ${stats.explainedVariance} vs ${1 - resid / total}`);
+      }
     });
 
     test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {

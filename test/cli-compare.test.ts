@@ -51,7 +51,7 @@ it('atlas compare prints and stores the comparison; atlas map stores a point per
       hookPoints: ['h'], sourcePath: '/nonexistent', sourceFormat: 'llama2c', tokenizerPath: null,
     });
     for (const [id, rows] of [['a', a], ['b', b.rows]] as const) {
-      await writeDictionary(db, { id, modelId: 'm', name: id, hookPoint: 'h', dIn: D, dSae: N, architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens' }, [rows]);
+      await writeDictionary(db, { id, modelId: 'm', name: id, hookPoint: 'h', dIn: D, dSae: N, architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens', prependBos: true }, [rows]);
     }
     await db.close();
 

@@ -71,7 +71,7 @@ test('truncated files are reported as truncated', () => {
 
 test('unknown architectures are named along with the supported ones', () => {
   expectError({ format: 'saelens', corrupt: { kind: 'unknown-architecture', name: 'crosscoder' } }, 'UNSUPPORTED', 'crosscoder', 'standard, jumprelu, topk, gated');
-  expectError({ format: 'saelens-old', corrupt: { kind: 'unknown-architecture', name: 'transcoder' } }, 'UNSUPPORTED', 'transcoder', 'standard, jumprelu, topk, gated');
+  expectError({ format: 'saelens-old', corrupt: { kind: 'unknown-architecture', name: 'clt' } }, 'UNSUPPORTED', 'clt', 'standard, jumprelu, topk, gated', 'skip_transcoder');
   expectError({ format: 'sparsify', corrupt: { kind: 'unknown-architecture', name: 'groupmax' } }, 'UNSUPPORTED', 'groupmax', 'topk');
 });
 

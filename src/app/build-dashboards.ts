@@ -2,9 +2,11 @@
  * `atlas build`: feature dashboards computed in one streaming pass over a corpus.
  *
  * Contexts are read and tokenized in batches; each batch runs through the model once for every
- * dictionary of the build (LoadedModel.runHooks with all their hook points), and each dictionary's
- * SaeEncoder encodes the non-BOS rows. The model run of the next batch is started before the
- * current one is encoded and accumulated, so the JavaScript bookkeeping overlaps onnxruntime's work.
+ * dictionary of the build that shares a BOS policy (LoadedModel.runHooks with all their hook points),
+ * and each dictionary's SaeEncoder encodes the non-BOS rows. Dictionaries trained with and without BOS
+ * take one pass over the corpus each, since BOS changes every activation. The model run of the next
+ * batch is started before the current one is encoded and accumulated, so the JavaScript bookkeeping
+ * overlaps onnxruntime's work.
  * Every accumulator has a size fixed by the dictionary (features × bins, heaps, samples), never by
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
@@ -18,6 +20,7 @@ import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
 import type { EngineRegistry } from './registry.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
+import type { LoadedModel } from '../engine/model/types.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
 import { DictionaryBuild, type DictionaryDashboard } from '../engine/dashboards/dictionary-build.js';
 
@@ -94,13 +97,55 @@ export async function buildDashboards(database: Database, registry: EngineRegist
     throw new AtlasError('BAD_USER_INPUT', `--context ${context} is longer than model "${modelRow.id}"'s context of ${model.info.contextLength} tokens.`);
   }
   const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
-  // The catalog row says whether the model is run with BOS (it may be registered against the checkpoint's default).
-  const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos: modelRow.prependBos, context, maxTokens: opts.tokens });
   const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
-  const hooks = [...new Set(dicts.map((d) => d.hookPoint))];
-  const progress = (phase: BuildProgress['phase'], contexts: number) =>
-    opts.onProgress?.({ phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : 1 });
+  const policies = [...new Set(dicts.map((d) => d.prependBos))];
+  let tokens = 0;
+  let contexts = 0;
+  for (const [pass, prependBos] of policies.entries()) {
+    const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
+    const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos, context, maxTokens: opts.tokens });
+    const hooks = [...new Set(group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])))];
+    const before = contexts;
+    contexts += await corpusPass(corpus, batch, (ids) => model.runHooks(ids, hooks), async (current, acts, done) => {
+      for (const b of group) await b.consume(current, acts.get(b.dict.hookPoint)!, b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined);
+      opts.onProgress?.({ phase: 'corpus', tokens: corpus.tokens, contexts: before + done, fraction: (pass + corpus.fraction) / policies.length });
+    }, opts.signal);
+    if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
+    tokens = Math.max(tokens, corpus.tokens);
+  }
+  const progress = (phase: BuildProgress['phase']) => opts.onProgress?.({ phase, tokens, contexts, fraction: 1 });
 
+  progress('logits');
+  const builtAt = new Date().toISOString();
+  const dashboards: DictionaryDashboard[] = [];
+  for (const b of builds) {
+    opts.signal?.throwIfAborted();
+    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session: opts.session ?? { device: 'cpu', threads: 0 } }));
+  }
+  opts.signal?.throwIfAborted();
+  progress('publish');
+  await publishDashboards(database, dashboards);
+  return {
+    modelId: modelRow.id,
+    tokens,
+    contexts,
+    seconds: (performance.now() - started) / 1000,
+    dictionaries: dashboards.map((d) => ({ id: d.dictionaryId, stats: d.stats })),
+  };
+}
+
+/**
+ * One streaming pass: batches of contexts through `run`, the next batch's model run started before the
+ * current one is consumed. Returns the number of contexts consumed.
+ */
+async function corpusPass(
+  corpus: Corpus,
+  batch: number,
+  run: (ids: number[][]) => ReturnType<LoadedModel['runHooks']>,
+  /** Called with each batch, its activations and the number of contexts consumed once it is. */
+  consume: (contexts: TokenContext[], acts: Awaited<ReturnType<LoadedModel['runHooks']>>, done: number) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<number> {
   const source = corpus.contexts()[Symbol.asyncIterator]();
   const readBatch = async (): Promise<TokenContext[]> => {
     const out: TokenContext[] = [];
@@ -111,49 +156,28 @@ export async function buildDashboards(database: Database, registry: EngineRegist
     }
     return out;
   };
-  const run = (contexts: TokenContext[]) => {
+  const start = (contexts: TokenContext[]) => {
     if (contexts.length === 0) return null;
-    const p = model.runHooks(contexts.map((c) => c.ids), hooks);
+    const p = run(contexts.map((c) => c.ids));
     p.catch(() => undefined); // awaited below; this only keeps an abandoned run from being unhandled
     return p;
   };
-
   let contexts = 0;
   try {
     let current = await readBatch();
-    let running = run(current);
+    let running = start(current);
     while (running) {
       const acts = await running;
-      opts.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       const next = await readBatch();
-      running = run(next);
-      for (const b of builds) await b.consume(current, acts.get(b.dict.hookPoint)!);
+      running = start(next);
       contexts += current.length;
+      await consume(current, acts, contexts);
       current = next;
-      progress('corpus', contexts);
       faultPoint('build:corpus');
     }
   } finally {
     await source.return?.(undefined);
   }
-  if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
-
-  progress('logits', contexts);
-  const builtAt = new Date().toISOString();
-  const dashboards: DictionaryDashboard[] = [];
-  for (const b of builds) {
-    opts.signal?.throwIfAborted();
-    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session: opts.session ?? { device: 'cpu', threads: 0 } }));
-  }
-  opts.signal?.throwIfAborted();
-  progress('publish', contexts);
-  await publishDashboards(database, dashboards);
-  return {
-    modelId: modelRow.id,
-    tokens: corpus.tokens,
-    contexts,
-    seconds: (performance.now() - started) / 1000,
-    dictionaries: dashboards.map((d) => ({ id: d.dictionaryId, stats: d.stats })),
-  };
+  return contexts;
 }
-

@@ -1,7 +1,8 @@
 /**
  * Encoding text on demand: text → tokens → model run to the hook points (batched across concurrent
  * requests of the same model) → SAE codes per token (batched per dictionary) → sorted feature lists
- * and reconstruction quality. One model run serves every dictionary a request names.
+ * and reconstruction quality. One model run serves every dictionary a request names that shares a BOS
+ * policy; dictionaries trained with and without BOS get one run each, since BOS changes every activation.
  */
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
@@ -137,7 +138,7 @@ export class EncodingService {
 
   /**
    * Tokens as the model sees them, with the caps on characters and tokens applied. BOS follows the
-   * catalog row, which `atlas model add --bos/--no-bos` can set to match how dictionaries were trained.
+   * dictionary being served (its row's prepend_bos), or the model row's default for raw activations.
    */
   tokenize(model: LoadedModel, prependBos: boolean, text: string, truncate = false): Tokenized {
     if (text.length > this.config.maxInputChars) {
@@ -157,10 +158,10 @@ export class EncodingService {
     return { ids, texts: ids.map((id) => model.tokenizer.tokenText(id)), bosPositions };
   }
 
-  async hookActivations(row: ModelRow, text: string, hooks: string[], truncate = false): Promise<{ tokens: Tokenized; rows: HookRows }> {
+  async hookActivations(row: ModelRow, text: string, hooks: string[], truncate = false, prependBos = row.prependBos): Promise<{ tokens: Tokenized; rows: HookRows }> {
     const model = await this.registry.model(row);
     const wanted = validateHooks(hooks, model.info);
-    const tokens = this.tokenize(model, row.prependBos, text, truncate);
+    const tokens = this.tokenize(model, prependBos, text, truncate);
     validateBatch([tokens.ids], model.info);
     const rows = await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted });
     return { tokens, rows };
@@ -186,15 +187,20 @@ export class EncodingService {
     return vectors.map((_, i) => activeFeatures(dict.id, enc, i, topK));
   }
 
-  /** Runs the model once for all the dictionaries (which must share a model) and encodes each. */
+  /** Runs the model once per BOS policy among the dictionaries (which must share a model) and encodes each. */
   async encodeText(model: ModelRow, dicts: DictionaryRow[], text: string, topK: number, truncate = false): Promise<TextEncoding[]> {
     for (const d of dicts) {
       checkTopK(topK, d);
       if (d.modelId !== model.id) throw new AtlasError('BAD_USER_INPUT', `Dictionary "${d.id}" belongs to model "${d.modelId}", not "${model.id}"; encode dictionaries of one model per request.`);
     }
-    const { tokens, rows } = await this.hookActivations(model, text, [...new Set(dicts.map((d) => d.hookPoint))], truncate);
-    const n = tokens.ids.length;
+    const runs = new Map<boolean, ReturnType<EncodingService['hookActivations']>>();
+    for (const bos of new Set(dicts.map((d) => d.prependBos))) {
+      const hooks = [...new Set(dicts.filter((d) => d.prependBos === bos).flatMap((d) => (d.hookPointOut ? [d.hookPoint, d.hookPointOut] : [d.hookPoint])))];
+      runs.set(bos, this.hookActivations(model, text, hooks, truncate, bos));
+    }
     return Promise.all(dicts.map(async (dict) => {
+      const { tokens, rows } = await runs.get(dict.prependBos)!;
+      const n = tokens.ids.length;
       const x = rows.get(dict.hookPoint)!.data;
       const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
       const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
@@ -202,7 +208,9 @@ export class EncodingService {
         features: activeFeatures(dict.id, enc, position, topK),
       }));
       const kept = perToken.filter((t) => !t.isBos).map((t) => t.position);
-      return { dictionary: dict, tokens: perToken, topFeatures: strongest(perToken.filter((t) => !t.isBos), topK), reconstruction: quality(x, enc, kept, dict.dIn) };
+      // A transcoder's reconstruction is of its output hook.
+      const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
+      return { dictionary: dict, tokens: perToken, topFeatures: strongest(perToken.filter((t) => !t.isBos), topK), reconstruction: quality(target, enc, kept, dict.dIn) };
     }));
   }
 }
@@ -288,7 +296,7 @@ export async function encodeVectorsOf(
   return encoding.encodeVectors(await requireDictionary(database, args.dictionary), args.vectors, args.topK);
 }
 
-/** encode / encodeMany: one model run for dictionaries that must share a model. */
+/** encode / encodeMany: one model run per BOS policy for dictionaries that must share a model. */
 export async function encodeTextWith(
   database: Database,
   encoding: EncodingService,

@@ -10,7 +10,11 @@ export async function exportDictionary(database: Database, id: string, dir: stri
   if (!dict.weightsPath) throw new AtlasError('UNSUPPORTED', `Dictionary "${id}" was stored without its encoder weights, so it cannot be exported.`);
   const source = openSae(dict.weightsPath);
   try {
-    writeSaelens(dir, { ...source.config, hookName: dict.hookPoint, modelName: dict.modelId }, source.loadParams());
+    const { transcoder } = source.config;
+    writeSaelens(dir, {
+      ...source.config, hookName: dict.hookPoint, modelName: dict.modelId, prependBos: dict.prependBos,
+      ...(transcoder && { transcoder: { ...transcoder, hookNameOut: dict.hookPointOut } }),
+    }, source.loadParams());
   } finally {
     source.close();
   }

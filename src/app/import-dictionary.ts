@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import type { Database } from '../db/client.js';
 import { requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { prepareDictionaryId, writeDictionary } from '../db/dictionary-write.js';
+import { mlpOutputHook } from '../engine/model/hooks.js';
 import { dictionaryFiles, dictionaryName, openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';
@@ -19,6 +20,8 @@ export interface ImportRequest {
   modelId: string;
   id?: string;
   hook?: string;
+  /** Transcoders: the hook the decoder reconstructs (default: the file's, else the MLP output of an MLP-input hook). */
+  hookOut?: string;
   replace?: boolean;
   dataDir: string;
   /** Called with (rows written, total) as decoder rows stream in, and once before indexing. */
@@ -32,7 +35,7 @@ function defaultId(path: string): string {
   return dictionaryName(path).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
 }
 
-function validate(source: SaeSource, req: ImportRequest, model: ModelRow): string {
+function validate(source: SaeSource, req: ImportRequest, model: ModelRow): { hook: string; hookOut: string | null } {
   const { hookPoints, dModel, id: modelId } = model;
   const cfg = source.config;
   const hook = req.hook ?? cfg.hookName;
@@ -40,31 +43,42 @@ function validate(source: SaeSource, req: ImportRequest, model: ModelRow): strin
   if (!hookPoints.includes(hook)) {
     throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hook}"; it has: ${hookPoints.join(', ')}. Pass --hook to choose one.`);
   }
+  const widthOf = (h: string) => model.hookWidths[h] ?? dModel;
   // Hooks are as wide as their vectors (attn.hook_z: heads·d_head, mlp.hook_post: d_mlp); rows registered
   // before widths were kept hold only d_model-wide hooks.
-  const width = model.hookWidths[hook] ?? dModel;
+  const width = widthOf(hook);
   if (cfg.dIn !== width) {
     throw new AtlasError('DIMENSION_MISMATCH', `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${width} wide at ${hook}; it was trained on another model or another hook.`, {
       dictionaryDIn: cfg.dIn,
       modelWidth: width,
     });
   }
-  // A dictionary trained with BOS first sees different activations without it (and vice versa).
-  const metadata = (cfg.extra.metadata ?? {}) as Record<string, unknown>;
-  const trainedWithBos = cfg.extra.prepend_bos ?? metadata.prepend_bos;
-  if (typeof trainedWithBos === 'boolean' && trainedWithBos !== model.prependBos) {
-    throw new AtlasError('BAD_USER_INPUT', `The dictionary was trained with prepend_bos=${trainedWithBos} but model "${modelId}" is registered ${model.prependBos ? 'with' : 'without'} BOS; re-register it with \`atlas model add … --id ${modelId} ${trainedWithBos ? '--bos' : '--no-bos'}\`.`);
+  let hookOut: string | null = null;
+  if (cfg.transcoder) {
+    hookOut = req.hookOut ?? cfg.transcoder.hookNameOut ?? mlpOutputHook(hook);
+    if (!hookOut) throw new AtlasError('BAD_USER_INPUT', `${req.path} is a transcoder that does not name the hook it reconstructs; pass --hook-out (one of: ${hookPoints.join(', ')}).`);
+    if (!hookPoints.includes(hookOut)) {
+      throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hookOut}" for the transcoder's output; it has: ${hookPoints.join(', ')}. Pass --hook-out to choose one.`);
+    }
+    if (widthOf(hookOut) !== cfg.dIn) {
+      throw new AtlasError('DIMENSION_MISMATCH', `The transcoder reconstructs vectors of width ${cfg.dIn} but model "${modelId}" is ${widthOf(hookOut)} wide at ${hookOut}.`, {
+        dictionaryDIn: cfg.dIn,
+        modelWidth: widthOf(hookOut),
+      });
+    }
+  } else if (req.hookOut) {
+    throw new AtlasError('BAD_USER_INPUT', `${req.path} is an autoencoder, which reconstructs its own hook; --hook-out is for transcoders.`);
   }
   // Reads and checks every parameter (shapes, NaN/Inf) before anything is written.
   source.loadParams();
-  return hook;
+  return { hook, hookOut };
 }
 
 export async function importDictionary(database: Database, req: ImportRequest): Promise<DictionaryRow> {
   const model = await requireModel(database, req.modelId);
   const source = openSae(req.path);
   try {
-    const hook = validate(source, req, model);
+    const { hook, hookOut } = validate(source, req, model);
     const density = source.density();
     const cfg = source.config;
     const id = req.id ?? defaultId(req.path);
@@ -87,6 +101,10 @@ export async function importDictionary(database: Database, req: ImportRequest): 
       modelId: model.id,
       name: id,
       hookPoint: hook,
+      hookPointOut: hookOut,
+      // A dictionary trained with BOS first sees other activations without it (and vice versa), so
+      // each one keeps its own policy; the model's is only the default for files that do not say.
+      prependBos: cfg.prependBos ?? model.prependBos,
       dIn: cfg.dIn,
       dSae: cfg.dSae,
       architecture: cfg.architecture,
@@ -95,6 +113,7 @@ export async function importDictionary(database: Database, req: ImportRequest): 
         normalization: cfg.normalization.kind,
         normalizationScalingFactor: cfg.normalization.scalingFactor,
         applyBDecToInput: cfg.applyBDecToInput,
+        ...(cfg.transcoder && { skipConnection: cfg.transcoder.skip }),
         dtype: cfg.dtype,
         sourceConfig: cfg.extra,
       },

@@ -113,19 +113,21 @@ interface QueryRun {
 }
 
 /**
- * Runs the query through each model once and through every dictionary of the scope that has encoder
- * weights (one stored without them still takes part through its labels and explanations).
+ * Runs the query through each model once per BOS policy and through every dictionary of the scope that
+ * has encoder weights (one stored without them still takes part through its labels and explanations).
  */
 async function runQuery(
   database: Database, encoding: EncodingService, dicts: DictionaryRow[], query: string, skipped: SkippedDictionary[],
 ): Promise<QueryRun> {
   const firings = new Map<string, Map<number, Firing>>();
   const means = new Map<string, Float32Array>();
-  const byModel = groupBy(dicts.filter((d) => d.weightsPath), (d) => d.modelId);
-  const models = await getModels(database, [...byModel.keys()]);
-  await Promise.all(models.map((model) => orSkip(byModel.get(model.id)!, skipped, async () => {
-    const group = byModel.get(model.id)!;
-    const { tokens, rows } = await encoding.hookActivations(model, query, [...new Set(group.map((d) => d.hookPoint))], true);
+  const withWeights = dicts.filter((d) => d.weightsPath);
+  const models = new Map((await getModels(database, [...new Set(withWeights.map((d) => d.modelId))])).map((m) => [m.id, m]));
+  const runs = groupBy(withWeights, (d) => `${d.modelId}\0${d.prependBos}`);
+  await Promise.all([...runs.values()].map((group) => orSkip(group, skipped, async () => {
+    const { modelId, prependBos } = group[0];
+    const hooks = [...new Set(group.map((d) => d.hookPoint))];
+    const { tokens, rows } = await encoding.hookActivations(models.get(modelId)!, query, hooks, true, prependBos);
     const kept = tokens.ids.map((_, p) => p).filter((p) => !tokens.bosPositions.has(p));
     if (kept.length === 0) return;
     await Promise.all(group.map((dict) => orSkip([dict], skipped, async () => {

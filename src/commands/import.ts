@@ -11,8 +11,9 @@ export function register(program: Command): void {
     .requiredOption('--model <id>', 'the model the dictionary was trained on (see `atlas model add`)')
     .option('--id <id>', 'dictionary id (default: the folder name)')
     .option('--hook <name>', 'hook point, e.g. blocks.3.hook_resid_post (default: from cfg.json)')
+    .option('--hook-out <name>', "transcoders: the hook reconstructed (default: the file's, else the MLP output of an MLP-input hook)")
     .option('--replace', 'overwrite a dictionary with the same id')
-    .action(async (path: string, opts: { model: string; id?: string; hook?: string; replace?: boolean }) => {
+    .action(async (path: string, opts: { model: string; id?: string; hook?: string; hookOut?: string; replace?: boolean }) => {
       await withDatabase(async (database, config) => {
         const bar = new cliProgress.SingleBar({
           format: 'features {bar} {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted}',
@@ -26,6 +27,7 @@ export function register(program: Command): void {
           modelId: opts.model,
           id: opts.id,
           hook: opts.hook,
+          hookOut: opts.hookOut,
           replace: opts.replace,
           dataDir: config.dataDir,
           progress: {
@@ -41,7 +43,7 @@ export function register(program: Command): void {
           },
         }).finally(() => bar.stop());
         const seconds = (Date.now() - started) / 1000;
-        console.log(`Imported ${row.id}: ${row.architecture}, ${row.dSae} features × ${row.dIn} at ${row.hookPoint} of ${row.modelId} in ${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`);
+        console.log(`Imported ${row.id}: ${row.architecture}, ${row.dSae} features × ${row.dIn} at ${row.hookPoint}${row.hookPointOut ? ` → ${row.hookPointOut}` : ''} of ${row.modelId} in ${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`);
       });
     });
 }

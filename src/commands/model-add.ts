@@ -11,8 +11,8 @@ export function register(program: Command): void {
     .requiredOption('--id <id>', 'catalog id (letters, digits, . _ -)')
     .option('--tokenizer <path>', 'tokenizer file (default: found beside the model)')
     .option('--name <name>', 'display name (default: the file name)')
-    .option('--bos', 'start every sequence with BOS (default for llama; TransformerLens-trained GPT-2 SAEs need it)')
-    .option('--no-bos', 'never prepend BOS (default for gpt2)')
+    .option('--bos', 'default BOS policy: start sequences with BOS (default for llama); dictionaries whose files say follow their own')
+    .option('--no-bos', 'default BOS policy: no BOS (default for gpt2); dictionaries whose files say follow their own')
     .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string; bos?: boolean }) => {
       await withDatabase(async (database) => {
         const row = await registerModel(database, {

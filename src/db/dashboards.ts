@@ -63,7 +63,8 @@ export interface LogitRow {
 
 export interface DictionaryDashboard {
   dictionaryId: string;
-  stats: DictionaryStats;
+  /** null keeps the dictionary's statistics (an import of dashboards computed elsewhere has none). */
+  stats: DictionaryStats | null;
   features: Iterable<FeatureStatsRow>;
   examples: Iterable<ExampleRow>;
   logits: Iterable<LogitRow>;
@@ -107,7 +108,7 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
      FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, sign text, rank int, token_id int, token text, weight real)`,
     [d.dictionaryId, JSON.stringify(chunk.map((l) => ({ feature_idx: l.featureIdx, sign: l.sign, rank: l.rank, token_id: l.tokenId, token: l.token, weight: l.weight })))],
   ));
-  await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
+  if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
 }
 
 /** Publishes every dictionary's dashboards in one transaction (all or nothing). */

@@ -49,6 +49,10 @@ export const dictionaries = pgTable('dictionaries', {
   modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
   name: text('name').notNull(),
   hookPoint: text('hook_point').notNull(),
+  /** Transcoders: the hook the decoder reconstructs; null for autoencoders (they reconstruct hookPoint). */
+  hookPointOut: text('hook_point_out'),
+  /** Whether sequences start with BOS for this dictionary: its file's policy, else its model's default at import. */
+  prependBos: boolean('prepend_bos').notNull(),
   dIn: integer('d_in').notNull(),
   dSae: integer('d_sae').notNull(),
   architecture: text('architecture').notNull(),

@@ -43,6 +43,7 @@ export const catalogResolvers = {
   Dictionary: {
     model: async (d: DictionaryRow, _: unknown, ctx: Context) => (await ctx.loaders.model.load(d.modelId))!,
     normalization: (d: DictionaryRow) => String(d.params.normalization ?? 'none'),
+    skipConnection: (d: DictionaryRow) => d.params.skipConnection === true,
     createdAt: (d: DictionaryRow) => d.createdAt.toISOString(),
     features: async (
       d: DictionaryRow,

@@ -40,7 +40,7 @@ export async function seedCatalog(database: Database): Promise<SeededCatalog> {
     decoders.set(s.id, rows);
     const blocks = [rows.subarray(0, 128 * s.dIn), rows.subarray(128 * s.dIn)];
     await writeDictionary(database, {
-      id: s.id, modelId: FIXTURE.model, name: s.id, hookPoint: 'blocks.1.hook_resid_post', dIn: s.dIn, dSae: FIXTURE.dSae,
+      id: s.id, modelId: FIXTURE.model, name: s.id, hookPoint: 'blocks.1.hook_resid_post', prependBos: true, dIn: s.dIn, dSae: FIXTURE.dSae,
       architecture: 'topk', k: 8, params: { normalization: 'none' }, sourceFormat: 'saelens',
     }, blocks);
   }

@@ -43,6 +43,13 @@ export interface SaeFixtureOptions {
   compressed?: boolean;
   hookName?: string | null;
   modelName?: string | null;
+  /** SAELens only: metadata.prepend_bos (default true, as TransformerLens runs GPT-2); null leaves it out. */
+  prependBos?: boolean | null;
+  /**
+   * SAELens (architecture standard → transcoder / skip_transcoder, jumprelu → jumprelu_transcoder) and
+   * sparsify (transcode: true, skip_connection): a transcoder reconstructing `hookNameOut` (SAELens only).
+   */
+  transcoder?: { hookNameOut: string | null; skip: boolean };
   corrupt?: SaeCorruption;
 }
 
@@ -135,11 +142,14 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
   const seed = opts.seed ?? 1;
   const normalization = fmt === 'sparsify' || fmt === 'gemmascope' ? 'none' : opts.normalization ?? 'none';
   const scalingFactor = normalization === 'expected_average_only_in' ? opts.scalingFactor ?? 0.5 : null;
-  const applyBDecToInput = fmt === 'gemmascope' ? false : fmt === 'sparsify' ? true : opts.applyBDecToInput ?? true;
+  const tc = opts.transcoder;
+  const applyBDecToInput = fmt === 'gemmascope' || tc ? false : fmt === 'sparsify' ? true : opts.applyBDecToInput ?? true;
   const hookName = opts.hookName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'blocks.2.hook_resid_pre' : null) : opts.hookName;
+  const prependBos = fmt === 'saelens' || fmt === 'saelens-old' ? (opts.prependBos === undefined ? true : opts.prependBos) : null;
   const modelName = opts.modelName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'stories260K' : null) : opts.modelName;
 
   const exact = randomSaeParams(architecture, dIn, dSae, seed);
+  if (tc?.skip) exact.W_skip = randn(rng(seed + 99), dIn * dIn, 0.3 / Math.sqrt(dIn));
   const params: SaeParams = {} as SaeParams;
   for (const [name, v] of Object.entries(exact)) (params as unknown as Record<string, Float32Array>)[name] = roundTo(v, dtype);
   const logSparsity = fmt === 'saelens' && opts.sparsity
@@ -150,7 +160,7 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
   let cfgJson: Record<string, unknown> | null = null;
   let tensors: Record<string, RawTensor>;
   let weightsPath: string;
-  const baseShapes: Record<string, number[]> = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn], b_enc: [dSae], threshold: [dSae], b_gate: [dSae], b_mag: [dSae], r_mag: [dSae] };
+  const baseShapes: Record<string, number[]> = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn], b_enc: [dSae], threshold: [dSae], b_gate: [dSae], b_mag: [dSae], r_mag: [dSae], W_skip: [dIn, dIn] };
   const named = (): Record<string, RawTensor> =>
     Object.fromEntries(Object.entries(params).map(([n, data]) => [n, { shape: baseShapes[n], data }]));
 
@@ -162,14 +172,20 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
       cfgJson = {
         architecture: archName, d_in: dIn, d_sae: dSae, dtype, device: 'cpu', apply_b_dec_to_input: applyBDecToInput,
         normalize_activations: normalization, reshape_activations: 'none',
-        metadata: { model_name: modelName, hook_name: hookName, prepend_bos: true, context_size: 128, sae_lens_version: '6.0.0' },
+        metadata: { model_name: modelName, hook_name: hookName, context_size: 128, sae_lens_version: '6.0.0' },
       };
+      if (prependBos !== null) (cfgJson.metadata as Record<string, unknown>).prepend_bos = prependBos;
       if (k !== null) Object.assign(cfgJson, { k, rescale_acts_by_decoder_norm: false });
+      if (tc) {
+        const name = architecture === 'jumprelu' ? 'jumprelu_transcoder' : tc.skip ? 'skip_transcoder' : 'transcoder';
+        Object.assign(cfgJson, { architecture: name, d_out: dIn, hook_name_out: tc.hookNameOut });
+      }
     } else {
       // Pre-v6 layout: hook_point and model_name at top level, activation named separately, boolean normalization.
       cfgJson = {
         model_name: modelName, hook_point: hookName, hook_point_layer: 2, d_in: dIn, d_sae: dSae, dtype, device: 'cpu',
         apply_b_dec_to_input: applyBDecToInput, context_size: 128, sae_lens_training_version: '3.12.0',
+        ...(prependBos === null ? {} : { prepend_bos: prependBos }),
         activation_fn_str: architecture === 'topk' ? 'topk' : 'relu',
         normalize_activations: normalization === 'none' ? false : normalization === 'expected_average_only_in' ? true : normalization,
       };
@@ -183,12 +199,13 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
       'encoder.bias': { shape: [dSae], data: params.b_enc! },
       W_dec: { shape: [dSae, dIn], data: params.W_dec },
       b_dec: { shape: [dIn], data: params.b_dec },
+      ...(params.W_skip && { W_skip: { shape: [dIn, dIn], data: params.W_skip } }),
     };
     weightsPath = join(dir, 'sae.safetensors');
     cfgJson = {
       activation: opts.corrupt?.kind === 'unknown-architecture' ? opts.corrupt.name : 'topk',
       expansion_factor: dSae / dIn, normalize_decoder: true, num_latents: 0, k, multi_topk: false,
-      skip_connection: false, transcode: false, d_in: dIn,
+      skip_connection: tc?.skip ?? false, transcode: tc !== undefined, d_in: dIn,
     };
   } else {
     tensors = named();
@@ -206,7 +223,8 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
   truncateFile(weightsPath, opts.corrupt);
 
   const config: SaeConfig = {
-    architecture, dIn, dSae, k, hookName, modelName, applyBDecToInput,
+    architecture, dIn, dSae, k, hookName, modelName, prependBos, applyBDecToInput,
+    ...(tc && { transcoder: { hookNameOut: fmt === 'sparsify' ? null : tc.hookNameOut, skip: tc.skip } }),
     normalization: { kind: normalization, scalingFactor },
     sourceFormat: fmt === 'saelens-old' ? 'saelens' : fmt,
     dtype: fmt === 'gemmascope' && dtype === 'bfloat16' ? 'float32' : dtype,

@@ -7,6 +7,9 @@
  *   topk:     the k largest entries of pre (ties: lower index), relu'd; others 0
  *   gated:    (x' W_enc + b_gate > 0) * relu(x' (W_enc * exp(r_mag)) + b_mag)
  *   x_hat = denormalize(codes W_dec + b_dec)
+ * Transcoders (SAELens Transcoder / SkipTranscoder): applyBDecToInput is false, no normalization, and
+ * x_hat is the output hook's estimate codes W_dec + b_dec, plus W_skip x (W_skip [d_out, d_in]) with
+ * a skip connection.
  */
 export interface RefConfig {
   architecture: 'standard' | 'jumprelu' | 'topk' | 'gated';
@@ -15,6 +18,7 @@ export interface RefConfig {
   k: number | null;
   applyBDecToInput: boolean;
   normalization: { kind: string; scalingFactor: number | null };
+  transcoder?: { skip: boolean };
 }
 
 export interface RefParams {
@@ -26,6 +30,7 @@ export interface RefParams {
   r_mag?: ArrayLike<number>;
   b_mag?: ArrayLike<number>;
   b_gate?: ArrayLike<number>;
+  W_skip?: ArrayLike<number>;
 }
 
 const relu = (v: number): number => (v > 0 ? v : 0);
@@ -79,6 +84,7 @@ export function refForwardOne(cfg: RefConfig, p: RefParams, x: number[]): { code
   const y = Array.from({ length: d }, (_, i) => {
     let s = p.b_dec[i];
     for (let j = 0; j < m; j++) s += codes[j] * p.W_dec[j * d + i];
+    if (cfg.transcoder?.skip) for (let k = 0; k < d; k++) s += p.W_skip![i * d + k] * x[k];
     return s;
   });
   return { codes, xHat: undo(y) };

@@ -33,6 +33,8 @@ export interface BuildTarget {
   dIn: number;
   dSae: number;
   hookPoint: string;
+  /** Transcoders: the hook the decoder reconstructs (reconstruction statistics and the logit lens use it). */
+  hookPointOut: string | null;
   /** Folder of the encoder weights, for the logit lens of the decoder rows. */
   weightsPath: string | null;
 }
@@ -106,6 +108,23 @@ export class DictionaryBuild {
     this.head = new Int32Array(dSae);
   }
 
+  /** The non-BOS rows [n, dIn] of a hook's batch, context after context. */
+  private nonBosRows(contexts: TokenContext[], acts: HookBatch, hook: string, n: number): Float32Array {
+    const [, S, d] = acts.dims;
+    if (d !== this.dict.dIn) {
+      throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${this.dict.id}" works on vectors of width ${this.dict.dIn} but ${hook} gives ${d}.`);
+    }
+    const x = new Float32Array(n * d);
+    let row = 0;
+    contexts.forEach((c, b) => {
+      const skip = c.bos ? 1 : 0;
+      const len = c.ids.length - skip;
+      x.set(acts.data.subarray((b * S + skip) * d, (b * S + skip + len) * d), row * d);
+      row += len;
+    });
+    return x;
+  }
+
   /** Encodes rows until every token's active codes fit in topK. */
   private async encodeAll(x: Float32Array, n: number): Promise<SaeEncoding> {
     for (;;) {
@@ -117,24 +136,14 @@ export class DictionaryBuild {
     }
   }
 
-  async consume(contexts: TokenContext[], acts: HookBatch): Promise<void> {
-    const [, S, d] = acts.dims;
-    if (d !== this.dict.dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${this.dict.id}" reads vectors of width ${this.dict.dIn} but ${this.dict.hookPoint} gives ${d}.`);
-    }
+  /** `target`: a transcoder's output hook for the same contexts, which its reconstruction is measured against. */
+  async consume(contexts: TokenContext[], acts: HookBatch, target?: HookBatch): Promise<void> {
     const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
-    const x = new Float32Array(n * d);
-    let row = 0;
-    contexts.forEach((c, b) => {
-      const skip = c.bos ? 1 : 0;
-      const len = c.ids.length - skip;
-      x.set(acts.data.subarray((b * S + skip) * d, (b * S + skip + len) * d), row * d);
-      row += len;
-    });
+    const x = this.nonBosRows(contexts, acts, this.dict.hookPoint, n);
     const enc = await this.encodeAll(x, n);
     const K = this.topK;
     let active = 0;
-    row = 0;
+    let row = 0;
     for (const c of contexts) {
       const skip = c.bos ? 1 : 0;
       const len = c.ids.length - skip;
@@ -182,7 +191,7 @@ export class DictionaryBuild {
       }
       row += len;
     }
-    this.totals.add(x, enc.xHat, n, active);
+    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat, n, active);
   }
 
   /** Feature f's activations in the current context, from its linked list of entries. */
@@ -254,10 +263,13 @@ export class DictionaryBuild {
     };
   }
 
-  /** Logit lens of every decoder row; null without an unembedding or when the hook is not in the residual basis. */
+  /**
+   * Logit lens of every decoder row; null without an unembedding or when the decoder's space (the
+   * output hook of a transcoder) is not the residual basis.
+   */
   private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
     const u = model.unembedding();
-    if (!u || !isResidualHook(this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
+    if (!u || !isResidualHook(this.dict.hookPointOut ?? this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
     const source = openSae(this.dict.weightsPath);
     try {
       const out = await logitLens(u, this.dict.dIn, source.decoderRows(4096), session);

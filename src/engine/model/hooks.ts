@@ -62,3 +62,12 @@ export function hookInfo(c: TransformerConfig): { hookPoints: string[]; hookWidt
 export function isResidualHook(name: string): boolean {
   return /^blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)$/.test(name);
 }
+
+/**
+ * The hook a transcoder reading `hook` reconstructs when its files do not say: the MLP's output, for
+ * the MLP's input (ln2.hook_normalized, or hook_resid_mid before the norm).
+ */
+export function mlpOutputHook(hook: string): string | null {
+  const m = /^blocks\.(\d+)\.(ln2\.hook_normalized|hook_resid_mid)$/.exec(hook);
+  return m ? `blocks.${m[1]}.hook_mlp_out` : null;
+}

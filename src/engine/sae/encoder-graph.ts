@@ -3,12 +3,14 @@
  * out, x - b_dec, top-k and L0 outputs) around the architecture's own encode and decode nodes
  * (./architectures/). Inputs: x [n, dIn] float, top_k [1] int64.
  * Outputs: indices [n, top_k] int32 and values [n, top_k] float (the largest codes, sorted, ties
- * to the lower index), l0 [n] int32 (nonzero codes per row), x_hat [n, dIn] float in x's scale.
+ * to the lower index), l0 [n] int32 (nonzero codes per row), x_hat [n, dIn] float in x's scale (a
+ * transcoder's output hook, plus x W_skip^T for skip transcoders).
  * Codes are never negative, so a value of 0 marks a slot with no active feature.
  */
 import { AtlasError } from '../../errors.js';
 import { GraphSpec, floatTensor, int64Tensor, node, onnx, serializeModel, valueInfo } from '../onnx/proto.js';
 import type { GraphParts } from './architectures/architecture.js';
+import { skipGraph } from './architectures/linear.js';
 import { ARCHITECTURES } from './architectures/index.js';
 import { LAYER_NORM_EPS } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
@@ -21,7 +23,7 @@ const INT32 = onnx.TensorProto.DataType.INT32;
 
 export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array {
   const { dIn, dSae } = cfg;
-  const weightBytes = 4 * (2 * dIn * dSae + 4 * dSae + dIn);
+  const weightBytes = 4 * (2 * dIn * dSae + 4 * dSae + dIn + (cfg.transcoder?.skip ? dIn * dIn : 0));
   if (weightBytes > MAX_MODEL_BYTES) {
     throw new AtlasError('UNSUPPORTED', `A ${dSae} x ${dIn} dictionary needs ${(weightBytes / 2 ** 30).toFixed(1)} GiB of weights, over the 2 GiB an in-memory ONNX model can hold.`);
   }
@@ -96,7 +98,8 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
     node('Cast', ['l0_f'], ['l0'], { to: INT32 }),
   );
   arch.decodeGraph(g, cfg, params);
-  const xHat = undo('decoded');
+  let xHat = undo('decoded');
+  if (cfg.transcoder?.skip) xHat = skipGraph(g, params, dIn, xHat);
   if (xHat !== 'x_hat') nodes.push(node('Identity', [xHat], ['x_hat']));
 
   const spec: GraphSpec = {

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { writeSafetensors, TensorToWrite } from '../tensors/safetensors.js';
-import { SAELENS_CFG, SAELENS_SPARSITY, SAELENS_WEIGHTS, saelensTensorShapes } from './readers/saelens.js';
+import { SAELENS_CFG, SAELENS_SPARSITY, SAELENS_WEIGHTS, saelensArchitectureName, saelensTensorShapes } from './readers/saelens.js';
 import { SaeConfig, SaeParams } from './types.js';
 
 export interface WriteSaelensOptions {
@@ -31,7 +31,7 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
     tensors[name] = { dtype: ST_DTYPE[dtype], shape, data };
   }
   const out: Record<string, unknown> = {
-    architecture: cfg.architecture,
+    architecture: saelensArchitectureName(cfg),
     d_in: cfg.dIn,
     d_sae: cfg.dSae,
     dtype,
@@ -39,8 +39,12 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
     apply_b_dec_to_input: cfg.applyBDecToInput,
     normalize_activations: cfg.normalization.kind,
     reshape_activations: 'none',
-    metadata: { model_name: cfg.modelName, hook_name: cfg.hookName, exported_by: 'feature-atlas', source_format: cfg.sourceFormat },
+    metadata: {
+      model_name: cfg.modelName, hook_name: cfg.hookName, ...(cfg.prependBos === null ? {} : { prepend_bos: cfg.prependBos }),
+      exported_by: 'feature-atlas', source_format: cfg.sourceFormat,
+    },
   };
+  if (cfg.transcoder) Object.assign(out, { d_out: cfg.dIn, hook_name_out: cfg.transcoder.hookNameOut });
   if (cfg.architecture === 'topk') {
     out.k = cfg.k;
     out.rescale_acts_by_decoder_norm = false;

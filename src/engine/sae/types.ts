@@ -9,6 +9,18 @@ export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expec
 
 export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope' | 'openai' | 'dictionary_learning' | 'goodfire' | 'llamascope';
 
+/**
+ * A transcoder reads one hook and reconstructs another (SAELens transcoder / skip_transcoder /
+ * jumprelu_transcoder, sparsify `transcode`, Gemma Scope transcoders). Its input never has b_dec
+ * subtracted (b_dec belongs to the output) and is not normalized; the output is as wide as the input.
+ */
+export interface TranscoderSpec {
+  /** The hook whose activations the decoder reconstructs, when the files name it. */
+  hookNameOut: string | null;
+  /** Skip transcoders add W_skip · x (the raw input) to the reconstruction. */
+  skip: boolean;
+}
+
 export interface SaeConfig {
   architecture: SaeArchitecture;
   dIn: number;
@@ -17,6 +29,8 @@ export interface SaeConfig {
   k: number | null;
   hookName: string | null;
   modelName: string | null;
+  /** Whether the dictionary was trained on sequences starting with BOS, when its files say; null when they do not. */
+  prependBos: boolean | null;
   /** SAELens semantics: subtract b_dec from the (normalized) input before the encoder. */
   applyBDecToInput: boolean;
   normalization: {
@@ -27,6 +41,8 @@ export interface SaeConfig {
   sourceFormat: SaeSourceFormat;
   /** Element type of the stored weights: float32, float16 or bfloat16. */
   dtype: string;
+  /** Present for transcoders only. */
+  transcoder?: TranscoderSpec;
   /** The source's configuration as read (cfg.json object, or {} for Gemma Scope), for provenance. */
   extra: Record<string, unknown>;
 }
@@ -47,6 +63,8 @@ export interface SaeParams {
   r_mag?: Float32Array;
   b_mag?: Float32Array;
   b_gate?: Float32Array;
+  /** [dIn (output), dIn (input)], skip transcoders: x_hat += x W_skip^T. */
+  W_skip?: Float32Array;
 }
 
 export interface DecoderBatch {

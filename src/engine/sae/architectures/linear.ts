@@ -69,3 +69,29 @@ export function need(params: SaeParams, name: 'b_enc' | 'threshold' | 'r_mag' | 
   if (!v) throw new AtlasError('BAD_FILE', `The ${arch} architecture needs parameter "${name}", which this dictionary lacks.`);
   return v;
 }
+
+/** Skip transcoders: y += x W_skip^T on the raw input x [n, dIn], W_skip [dIn (out), dIn (in)]. */
+export function addSkip(params: SaeParams, x: Float32Array, y: Float32Array, n: number, d: number): Float32Array {
+  const W = params.W_skip;
+  if (!W) throw new AtlasError('BAD_FILE', 'This skip transcoder lacks its parameter "W_skip".');
+  const out = y.slice();
+  for (let r = 0; r < n; r++) {
+    for (let j = 0; j < d; j++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += x[r * d + i] * W[j * d + i];
+      out[r * d + j] += s;
+    }
+  }
+  return out;
+}
+
+/** ONNX: `${y}_skip` = y + x @ W_skip^T (W_skip stored transposed as an initializer). */
+export function skipGraph(g: GraphParts, params: SaeParams, d: number, y: string): string {
+  const W = params.W_skip;
+  if (!W) throw new AtlasError('BAD_FILE', 'This skip transcoder lacks its parameter "W_skip".');
+  const T = new Float32Array(d * d);
+  for (let j = 0; j < d; j++) for (let i = 0; i < d; i++) T[i * d + j] = W[j * d + i];
+  g.inits.push(floatTensor('W_skip_T', [d, d], T));
+  g.nodes.push(node('MatMul', ['x', 'W_skip_T'], ['skip_out']), node('Add', [y, 'skip_out'], [`${y}_skip`]));
+  return `${y}_skip`;
+}

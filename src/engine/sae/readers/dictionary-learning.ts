@@ -129,6 +129,7 @@ export function openDictionaryLearning(sd: TorchStateDict): SaeSource {
     k,
     hookName: hookOf(trainer),
     modelName: optString(trainer.lm_name),
+    prependBos: null,
     applyBDecToInput: layout.applyBDecToInput,
     normalization: { kind: 'none', scalingFactor: null },
     sourceFormat: 'dictionary_learning',

@@ -1,13 +1,22 @@
 /**
  * Gemma Scope `params.npz`: W_enc [d_model, d_sae], W_dec [d_sae, d_model], b_enc, b_dec,
- * threshold. JumpReLU with no b_dec subtraction on the input and no normalization.
+ * threshold. JumpReLU with no b_dec subtraction on the input and no normalization. Transcoder
+ * releases (gemma-scope-…-transcoders) read the MLP input (ln2.hook_normalized) and reconstruct
+ * its output (hook_mlp_out).
  */
 import { AtlasError } from '../../../errors.js';
 import { SaeConfig, SaeSource } from '../types.js';
 import { DTYPE_NAMES, npzReader, readChecked, requireTensor, streamRows } from './common.js';
 
+/** Transcoder release paths look like .../gemma-scope-2b-pt-transcoders/layer_3/width_16k/average_l0_54/params.npz. */
+function transcoderLayer(path: string): string | null {
+  return /gemma-scope-[^/]*-transcoders[^/]*\/layer_(\d+)\//.exec(path.replace(/\\/g, '/'))?.[1] ?? null;
+}
+
 /** Release paths look like .../gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82/params.npz. */
 function hookFromPath(path: string): string | null {
+  const layer = transcoderLayer(path);
+  if (layer !== null) return `blocks.${layer}.ln2.hook_normalized`;
   const m = /gemma-scope-[^/]*-(res|mlp|att)[^/]*\/layer_(\d+)\//.exec(path.replace(/\\/g, '/'));
   if (!m) return null;
   const hook = { res: 'hook_resid_post', mlp: 'hook_mlp_out', att: 'attn.hook_z' }[m[1] as 'res' | 'mlp' | 'att'];
@@ -32,7 +41,9 @@ export function openGemmaScope(npzPath: string): SaeSource {
       k: null,
       hookName: hookFromPath(npzPath),
       modelName: null,
+      prependBos: null,
       applyBDecToInput: false,
+      ...(transcoderLayer(npzPath) !== null && { transcoder: { hookNameOut: `blocks.${transcoderLayer(npzPath)}.hook_mlp_out`, skip: false } }),
       normalization: { kind: 'none', scalingFactor: null },
       sourceFormat: 'gemmascope',
       dtype: DTYPE_NAMES[r.dtype('W_dec')] ?? r.dtype('W_dec'),

@@ -29,6 +29,7 @@ export function openGoodfire(sd: TorchStateDict): SaeSource {
     k: null,
     hookName: layer === undefined ? null : `blocks.${layer}.hook_resid_post`,
     modelName: null,
+    prependBos: null,
     applyBDecToInput: false,
     normalization: { kind: 'none', scalingFactor: null },
     sourceFormat: 'goodfire',

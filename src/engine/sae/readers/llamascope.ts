@@ -75,6 +75,7 @@ export function openLlamaScope(dir: string): SaeSource {
       k: null,
       hookName: hookIn,
       modelName: null,
+      prependBos: null,
       applyBDecToInput: applyBDec,
       normalization: { kind: 'expected_average_only_in', scalingFactor },
       sourceFormat: 'llamascope',

@@ -21,6 +21,7 @@ export type ParamMap = Partial<Record<keyof SaeParams, MappedParam>>;
 function atlasShape(name: keyof SaeParams, dIn: number, dSae: number): number[] {
   if (name === 'W_enc') return [dIn, dSae];
   if (name === 'W_dec') return [dSae, dIn];
+  if (name === 'W_skip') return [dIn, dIn];
   return name === 'b_dec' ? [dIn] : [dSae];
 }
 

@@ -62,6 +62,7 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
     k,
     hookName: hookFromPath(path),
     modelName: null,
+    prependBos: null,
     applyBDecToInput: true,
     normalization: { kind: k === null ? 'none' : 'layer_norm', scalingFactor: null },
     sourceFormat: 'openai',

@@ -3,7 +3,9 @@
  * Understands the new layout (architecture at top level, metadata nested under `metadata` or
  * `meta`) and the old one (hook_name/hook_point and model_name at top level, activation named by
  * `activation_fn_str` with `activation_fn_kwargs.k`, boolean normalize_activations). batchtopk and
- * matryoshka_batchtopk files read as the JumpReLU SAELens makes of them for inference.
+ * matryoshka_batchtopk files read as the JumpReLU SAELens makes of them for inference. Transcoders
+ * (`transcoder`, `skip_transcoder`, `jumprelu_transcoder`: hook_name in, hook_name_out out, W_skip for
+ * skip) encode x W_enc + b_enc without b_dec subtraction and decode f W_dec + b_dec (+ x W_skip^T).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +31,13 @@ type Json = Record<string, unknown>;
  */
 const JUMPRELU_AT_INFERENCE = ['batchtopk', 'matryoshka_batchtopk'];
 
+/** SAELens transcoder architectures: the activation they use and whether they have a skip connection. */
+const TRANSCODERS: Record<string, { architecture: SaeArchitecture; skip: boolean }> = {
+  transcoder: { architecture: 'standard', skip: false },
+  skip_transcoder: { architecture: 'standard', skip: true },
+  jumprelu_transcoder: { architecture: 'jumprelu', skip: false },
+};
+
 function obj(v: unknown): Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {};
 }
@@ -39,11 +48,13 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   const archRaw = raw.architecture ?? meta.architecture ?? 'standard';
   const activation = raw.activation_fn_str ?? raw.activation_fn ?? null;
   let architecture: SaeArchitecture;
-  if (archRaw === 'standard' && activation === 'topk') architecture = 'topk';
+  const transcoder = typeof archRaw === 'string' && Object.hasOwn(TRANSCODERS, archRaw) ? TRANSCODERS[archRaw] : null;
+  if (transcoder) architecture = transcoder.architecture;
+  else if (archRaw === 'standard' && activation === 'topk') architecture = 'topk';
   else if (typeof archRaw === 'string' && JUMPRELU_AT_INFERENCE.includes(archRaw)) architecture = 'jumprelu';
   else if (typeof archRaw === 'string' && (SAE_ARCHITECTURES as readonly string[]).includes(archRaw)) architecture = archRaw as SaeArchitecture;
   else {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ${SAE_ARCHITECTURES.join(', ')}.`);
+    throw new AtlasError('UNSUPPORTED', `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ${SAE_ARCHITECTURES.join(', ')} and the transcoders ${Object.keys(TRANSCODERS).join(', ')}.`);
   }
   if (architecture === 'standard' && activation !== null && activation !== 'relu') {
     throw new AtlasError('UNSUPPORTED', `${cfgPath}: activation function ${JSON.stringify(activation)} is not supported for the standard architecture (only relu and topk).`);
@@ -78,6 +89,16 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   const applyRaw = raw.apply_b_dec_to_input ?? true;
   if (typeof applyRaw !== 'boolean') throw new AtlasError('BAD_FILE', `${cfgPath}: apply_b_dec_to_input must be true or false, got ${JSON.stringify(applyRaw)}.`);
 
+  if (transcoder) {
+    const dOut = raw.d_out ?? dIn;
+    if (dOut !== dIn) {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: this transcoder reconstructs vectors of width ${JSON.stringify(dOut)} from width ${dIn}; only transcoders whose output is as wide as their input are supported.`);
+    }
+    if (kind !== 'none') {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: normalize_activations ${JSON.stringify(kind)} on a transcoder is not supported (SAELens normalizes only its input).`);
+    }
+  }
+
   return {
     architecture,
     dIn,
@@ -85,7 +106,11 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
     k,
     hookName: optString(meta.hook_name) ?? optString(raw.hook_name) ?? optString(raw.hook_point),
     modelName: optString(meta.model_name) ?? optString(raw.model_name),
-    applyBDecToInput: applyRaw,
+    // New layouts keep it in metadata, old ones at top level.
+    prependBos: optBool(meta.prepend_bos) ?? optBool(raw.prepend_bos),
+    // A transcoder's b_dec lives in the output space, so SAELens never subtracts it from the input.
+    applyBDecToInput: transcoder ? false : applyRaw,
+    ...(transcoder && { transcoder: { hookNameOut: optString(meta.hook_name_out) ?? optString(raw.hook_name_out), skip: transcoder.skip } }),
     normalization: {
       kind: kind as NormalizationKind,
       scalingFactor: kind === 'expected_average_only_in' && typeof sf === 'number' ? sf : null,
@@ -94,6 +119,10 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
     dtype: DTYPE_NAMES[weights.dtype('W_dec')] ?? weights.dtype('W_dec'),
     extra: raw,
   };
+}
+
+function optBool(v: unknown): boolean | null {
+  return typeof v === 'boolean' ? v : null;
 }
 
 function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, what: string): number {
@@ -105,7 +134,16 @@ function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, 
 
 /** Tensor names and shapes the architecture needs in a SAELens weights file. */
 export function saelensTensorShapes(cfg: SaeConfig): Record<string, number[]> {
-  return ARCHITECTURES[cfg.architecture].paramShapes(cfg.dIn, cfg.dSae);
+  const shapes = ARCHITECTURES[cfg.architecture].paramShapes(cfg.dIn, cfg.dSae);
+  return cfg.transcoder?.skip ? { ...shapes, W_skip: [cfg.dIn, cfg.dIn] } : shapes;
+}
+
+/** The SAELens architecture name of a config (transcoders have their own). */
+export function saelensArchitectureName(cfg: SaeConfig): string {
+  if (!cfg.transcoder) return cfg.architecture;
+  const name = Object.entries(TRANSCODERS).find(([, t]) => t.architecture === cfg.architecture && t.skip === cfg.transcoder!.skip)?.[0];
+  if (!name) throw new AtlasError('UNSUPPORTED', `A ${cfg.architecture} transcoder${cfg.transcoder.skip ? ' with a skip connection' : ''} has no SAELens architecture name to export as.`);
+  return name;
 }
 
 export function openSaelens(dir: string): SaeSource {

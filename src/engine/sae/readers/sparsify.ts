@@ -1,7 +1,8 @@
 /**
  * EleutherAI sparsify folders: cfg.json + sae.safetensors with `encoder.weight` [d_sae, d_in],
  * `encoder.bias`, `W_dec` [d_sae, d_in], `b_dec`. Encode is topk(relu(encoder(x - b_dec))), which
- * is the SAELens topk architecture with W_enc = encoder.weight transposed.
+ * is the SAELens topk architecture with W_enc = encoder.weight transposed. A transcoder (`transcode:
+ * true`) skips the b_dec subtraction, and with `skip_connection` adds x W_skip^T (W_skip [d_in, d_in]).
  */
 import { basename, join } from 'node:path';
 import { AtlasError } from '../../../errors.js';
@@ -20,11 +21,10 @@ export function openSparsify(dir: string): SaeSource {
     if (activation !== 'topk') {
       throw new AtlasError('UNSUPPORTED', `${cfgPath}: activation ${JSON.stringify(activation)} is not supported; sparsify dictionaries must use topk.`);
     }
-    if (raw.transcode === true) {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: this is a transcoder (transcode = true); only autoencoders that reconstruct their input are supported.`);
-    }
-    if (raw.skip_connection === true || weights.has('W_skip')) {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: skip connections (W_skip) are not supported.`);
+    const transcode = raw.transcode === true;
+    const skip = raw.skip_connection === true;
+    if (skip && !transcode) {
+      throw new AtlasError('UNSUPPORTED', `${cfgPath}: skip connections (W_skip) are supported on transcoders (transcode = true) only.`);
     }
     if (!weights.has('encoder.weight')) throw new AtlasError('BAD_FILE', `${weights.path} is missing tensor "encoder.weight" (expected shape [d_sae, d_in]).`);
     const encShape = weights.shape('encoder.weight');
@@ -49,7 +49,10 @@ export function openSparsify(dir: string): SaeSource {
       // sparsify names hook points by Hugging Face module path (kept in extra.module), not by TransformerLens hook name.
       hookName: null,
       modelName: null,
-      applyBDecToInput: true,
+      prependBos: null,
+      applyBDecToInput: !transcode,
+      // sparsify names the output by module too; `atlas import --hook-out` (or the MLP default) names it.
+      ...(transcode && { transcoder: { hookNameOut: null, skip } }),
       normalization: { kind: 'none', scalingFactor: null },
       sourceFormat: 'sparsify',
       dtype: DTYPE_NAMES[weights.dtype('W_dec')] ?? weights.dtype('W_dec'),
@@ -60,6 +63,7 @@ export function openSparsify(dir: string): SaeSource {
       b_enc: { tensor: 'encoder.bias', layout: 'same' },
       W_dec: { tensor: 'W_dec', layout: 'same' },
       b_dec: { tensor: 'b_dec', layout: 'same' },
+      ...(skip && { W_skip: { tensor: 'W_skip', layout: 'same' as const } }),
     });
   } catch (e) {
     weights.close();

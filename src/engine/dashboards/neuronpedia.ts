@@ -1,0 +1,179 @@
+/**
+ * Neuronpedia's published per-dictionary exports (neuronpedia-datasets `v1/<modelId>/<source>/`, as
+ * its utils/neuronpedia-utils export-data.py writes them): `features/`, `activations/` and
+ * `explanations/` folders of `batch-N.jsonl.gz` (or `.jsonl`), one database row per line, with
+ * `index` a string of digits.
+ * - features (Neuron rows): `maxActApprox` → max activation, `frac_nonzero` → density,
+ *   `freq_hist_data_bar_values` (evenly spaced bar centres) and `…_bar_heights` → a histogram whose
+ *   edges lie halfway between centres, `pos_str`/`pos_values` and `neg_str`/`neg_values` → logit lens.
+ * - activations (Activation rows): `tokens`, `values`, `maxValue`, `maxValueTokenIndex`. Rows without
+ *   a quantile bin (`binMin` absent, null or -1) are the feature's top examples, strongest first, at
+ *   most TOP_EXAMPLES; rows sampled from a bin (`binMin` ≥ 0) go to the octave band of the atlas's
+ *   quantile examples (./quantile-examples.ts) their maxValue falls in below the feature's maximum,
+ *   at most PER_BAND per band, strongest first.
+ * - explanations (Explanation rows): `description`, `typeName` (source), `explanationModelName` (author).
+ * Token texts map to ids through the model's vocabulary; a text that is not one token gets id -1.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { AtlasError } from '../../errors.js';
+import type { ExampleRow, FeatureStatsRow, LogitRow } from './dictionary-build.js';
+import { BANDS, PER_BAND, octaveOf } from './quantile-examples.js';
+
+/** Examples kept per feature, as `atlas build` keeps. */
+export const TOP_EXAMPLES = 20;
+
+export interface NeuronpediaExplanation {
+  index: number;
+  text: string;
+  source: string;
+  author: string | null;
+}
+
+export interface NeuronpediaExport {
+  features: FeatureStatsRow[];
+  examples: ExampleRow[];
+  logits: LogitRow[];
+  explanations: NeuronpediaExplanation[];
+  /** Lines that could not be read, as "file line N: why". */
+  problems: string[];
+}
+
+type Row = Record<string, unknown>;
+
+/** Every row of a folder's batch files, in batch order, with where it came from. */
+function readBatches(dir: string): { where: string; row: Row | null; problem?: string }[] {
+  if (!existsSync(dir)) return [];
+  const batchNo = (f: string) => Number(/batch-(\d+)/.exec(f)?.[1] ?? 0);
+  const files = readdirSync(dir).filter((f) => /\.jsonl(\.gz)?$/.test(f)).sort((a, b) => batchNo(a) - batchNo(b));
+  const out: { where: string; row: Row | null; problem?: string }[] = [];
+  for (const f of files) {
+    const path = join(dir, f);
+    let text: string;
+    try {
+      const raw = readFileSync(path);
+      text = (f.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8');
+    } catch (e) {
+      throw new AtlasError('BAD_FILE', `${path} cannot be read as ${f.endsWith('.gz') ? 'gzipped ' : ''}JSON lines: ${(e as Error).message}.`);
+    }
+    text.split('\n').forEach((line, i) => {
+      if (line.trim() === '') return;
+      const where = `${path} line ${i + 1}`;
+      try {
+        const v: unknown = JSON.parse(line);
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) out.push({ where, row: null, problem: 'expected a JSON object' });
+        else out.push({ where, row: v as Row });
+      } catch {
+        out.push({ where, row: null, problem: 'not valid JSON' });
+      }
+    });
+  }
+  return out;
+}
+
+const numbers = (v: unknown): number[] | null =>
+  Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? (v as number[]) : null;
+const strings = (v: unknown): string[] | null => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null);
+const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** Histogram edges for evenly spaced bar centres: halfway between neighbours, half a step outside the ends. */
+function edgesFromCentres(c: number[]): number[] {
+  if (c.length === 1) return [c[0], c[0]];
+  const step = (c[c.length - 1] - c[0]) / (c.length - 1);
+  return [...c.map((v) => v - step / 2), c[c.length - 1] + step / 2];
+}
+
+export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text: string) => number): NeuronpediaExport {
+  if (!['features', 'activations', 'explanations'].some((f) => existsSync(join(dir, f)))) {
+    throw new AtlasError('BAD_FILE', `${dir} holds none of Neuronpedia's export folders (features/, activations/, explanations/).`);
+  }
+  const out: NeuronpediaExport = { features: [], examples: [], logits: [], explanations: [], problems: [] };
+  const index = (where: string, row: Row): number | null => {
+    const raw = row.index;
+    const i = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (Number.isInteger(i) && i >= 0 && i < dSae) return i;
+    out.problems.push(`${where}: index ${JSON.stringify(raw ?? null)} is not a feature of this dictionary (0..${dSae - 1})`);
+    return null;
+  };
+  const each = (sub: string, f: (where: string, row: Row, i: number) => void) => {
+    for (const { where, row, problem } of readBatches(join(dir, sub))) {
+      if (!row) out.problems.push(`${where}: ${problem}`);
+      else {
+        const i = index(where, row);
+        if (i !== null) f(where, row, i);
+      }
+    }
+  };
+
+  each('features', (where, row, idx) => {
+    const max = finite(row.maxActApprox);
+    const density = finite(row.frac_nonzero);
+    if (max === null || density === null || density < 0 || density > 1) {
+      out.problems.push(`${where}: needs maxActApprox and frac_nonzero (a fraction from 0 to 1)`);
+      return;
+    }
+    const centres = numbers(row.freq_hist_data_bar_values) ?? [];
+    const heights = numbers(row.freq_hist_data_bar_heights) ?? [];
+    if (centres.length !== heights.length) {
+      out.problems.push(`${where}: freq_hist_data_bar_values and freq_hist_data_bar_heights differ in length`);
+      return;
+    }
+    out.features.push({
+      idx, density, maxActivation: max, meanActivation: null, label: null,
+      histogram: centres.length ? { edges: edgesFromCentres(centres), counts: heights.map(Math.round) } : { edges: [], counts: [] },
+    });
+    for (const [sign, s, v] of [['positive', row.pos_str, row.pos_values], ['negative', row.neg_str, row.neg_values]] as const) {
+      const texts = strings(s) ?? [];
+      const weights = numbers(v) ?? [];
+      texts.slice(0, weights.length).forEach((token, rank) => out.logits.push({ featureIdx: idx, sign, rank, token, tokenId: tokenId(token), weight: weights[rank] }));
+    }
+  });
+
+  const top = new Map<number, ExampleRow[]>();
+  const binned = new Map<number, ExampleRow[]>();
+  each('activations', (where, row, featureIdx) => {
+    const tokens = strings(row.tokens);
+    const values = numbers(row.values);
+    if (!tokens || !values || tokens.length !== values.length || tokens.length === 0) {
+      out.problems.push(`${where}: needs tokens and values of the same nonzero length`);
+      return;
+    }
+    const maxValue = finite(row.maxValue) ?? Math.max(...values);
+    const at = finite(row.maxValueTokenIndex);
+    const maxPosition = at !== null && Number.isInteger(at) && at >= 0 && at < values.length ? at : values.indexOf(Math.max(...values));
+    const fromBin = typeof row.binMin === 'number' && row.binMin >= 0;
+    const lists = fromBin ? binned : top;
+    const list = lists.get(featureIdx) ?? [];
+    list.push({ featureIdx, kind: fromBin ? 'quantile' : 'top', band: null, rank: 0, tokens, tokenIds: tokens.map(tokenId), values, maxValue, maxPosition });
+    lists.set(featureIdx, list);
+  });
+  const strongestFirst = (a: ExampleRow, b: ExampleRow) => b.maxValue - a.maxValue;
+  for (const list of top.values()) list.sort(strongestFirst).slice(0, TOP_EXAMPLES).forEach((e, rank) => out.examples.push({ ...e, rank }));
+  const maxOf = new Map(out.features.map((f) => [f.idx, f.maxActivation]));
+  for (const [idx, list] of binned) {
+    // The bands are read back against the feature's stored maximum, so they are cut from the same one.
+    const max = maxOf.get(idx) ?? Math.max(...(top.get(idx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
+    if (!(max > 0)) continue;
+    const perBand = new Map<number, number>();
+    for (const e of list.sort(strongestFirst)) {
+      if (!(e.maxValue > 0)) continue;
+      const band = Math.min(BANDS - 1, Math.max(0, BANDS - 1 - (octaveOf(max) - octaveOf(e.maxValue))));
+      const rank = perBand.get(band) ?? 0;
+      if (rank >= PER_BAND) continue;
+      perBand.set(band, rank + 1);
+      out.examples.push({ ...e, band, rank });
+    }
+  }
+
+  each('explanations', (where, row, idx) => {
+    const text = row.description;
+    if (typeof text !== 'string' || text.trim() === '') {
+      out.problems.push(`${where}: needs a description`);
+      return;
+    }
+    const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : null);
+    out.explanations.push({ index: idx, text, source: str(row.typeName) ?? 'neuronpedia', author: str(row.explanationModelName) });
+  });
+  return out;
+}
