@@ -107,7 +107,7 @@ export function randomGpt2Weights(c: TransformerConfig, seed = 1): TransformerWe
   return inMemory(c, t);
 }
 
-function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, opts: HfFixtureOptions): void {
+export function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, opts: HfFixtureOptions): void {
   opts.editTensors?.(tensors);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...opts.config }, null, 2));
   const shards = opts.shards ?? 1;

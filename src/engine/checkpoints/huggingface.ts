@@ -15,14 +15,17 @@
  *     embed_tokens → embed.W_E, q/k/v/o_proj → W_Q/W_K/W_V/W_O, gate_proj → W_gate, up_proj → W_in,
  *     down_proj → W_out, input_layernorm → ln1.w, post_attention_layernorm → ln2.w, norm → ln_final.w,
  *     lm_head or embed_tokens (tied) → W_U. HF permutes q/k for rotate_half RoPE: ropeStyle 'half'.
+ *   gemma2, gemma3_text, gemma3: see checkpoints/gemma.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { SafetensorsFile, assertShape, type TensorInfo } from '../tensors/safetensors.js';
 import { HOOK_KINDS, hookName, type ModelInfo, type TransformerConfig, type TransformerWeights } from '../model/types.js';
+import { gemmaHookPoints } from '../onnx/gemma-graph.js';
+import { GEMMA_MODEL_TYPES, gemmaEmbedScale, gemmaSources, isGemmaModelType, readGemmaConfig } from './gemma.js';
 
-export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama'] as const;
+export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', ...GEMMA_MODEL_TYPES] as const;
 
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -68,6 +71,7 @@ export function readHfConfig(dir: string): TransformerConfig {
     throw new AtlasError('UNSUPPORTED', `${path}: ${what} is not supported.`);
   };
   const modelType = raw.model_type;
+  if (isGemmaModelType(modelType)) return readGemmaConfig(raw, path);
 
   if (modelType === 'gpt2') {
     const dModel = int('n_embd');
@@ -133,7 +137,8 @@ export function readHfConfig(dir: string): TransformerConfig {
 export function readHfModelInfo(dir: string): ModelInfo {
   const c = readHfConfig(dir);
   const hookPoints: string[] = [];
-  for (let L = 0; L < c.nLayers; L++) for (const k of HOOK_KINDS) hookPoints.push(hookName(L, k));
+  if (c.gemma) hookPoints.push(...gemmaHookPoints(c.nLayers));
+  else for (let L = 0; L < c.nLayers; L++) for (const k of HOOK_KINDS) hookPoints.push(hookName(L, k));
   return {
     architecture: c.architecture,
     format: 'huggingface',
@@ -141,8 +146,8 @@ export function readHfModelInfo(dir: string): ModelInfo {
     nLayers: c.nLayers,
     vocabSize: c.vocabSize,
     contextLength: c.contextLength,
-    // LLaMA tokenizers and training put BOS first; GPT-2 was trained without one.
-    prependBos: c.architecture === 'llama',
+    // LLaMA and Gemma tokenizers and training put BOS first; GPT-2 was trained without one.
+    prependBos: c.architecture !== 'gpt2',
     hookPoints,
   };
 }
@@ -269,6 +274,11 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
     const hasLmHead = has('lm_head.weight');
     config.tiedEmbeddings = !hasLmHead;
     sources = gpt2Sources(config, prefix, hasLmHead);
+  } else if (config.gemma) {
+    sources = gemmaSources(config, has);
+    // HF casts the √d normalizer to the dtype the embedding is stored in.
+    const embed = tensors.get(sources.get('embed.W_E')!.hf);
+    if (embed) config.gemma.embedScale = gemmaEmbedScale(config.dModel, embed.info.dtype);
   } else {
     const prefix = has('model.embed_tokens.weight') ? 'model.' : '';
     // An lm_head present in the file wins; without one the embedding must be tied.
@@ -286,6 +296,16 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
   return {
     config,
     has: (name) => sources.has(name),
+    rows(name, start, count) {
+      const src = sources.get(name);
+      if (!src || src.transform !== 'none') throw new AtlasError('BAD_FILE', `${dir}: tensor "${name}" cannot be read by rows.`);
+      const st = SafetensorsFile.open(tensors.get(src.hf)!.file);
+      try {
+        return st.readRowsF32(src.hf, start, count);
+      } finally {
+        st.close();
+      }
+    },
     tensor(name) {
       const src = sources.get(name);
       if (!src) throw new AtlasError('BAD_FILE', `${dir}: a ${config.architecture} checkpoint has no tensor "${name}".`);

@@ -12,7 +12,7 @@
  */
 import type { Tokenizer } from '../tokenizers/types.js';
 
-export type Architecture = 'llama' | 'gpt2';
+export type Architecture = 'llama' | 'gpt2' | 'gemma2' | 'gemma3';
 export type CheckpointFormat = 'llama2c' | 'huggingface' | 'onnx';
 
 export interface TransformerConfig {
@@ -33,6 +33,25 @@ export interface TransformerConfig {
   /** gpt2 only: 'gelu_new' (tanh approximation) or 'gelu'. */
   activation: 'silu' | 'gelu_new' | 'gelu';
   tiedEmbeddings: boolean;
+  /** gemma2 / gemma3 only: what the Gemma block adds to the llama-style fields above. */
+  gemma?: GemmaOptions;
+}
+
+/** Gemma 2/3 specifics (read from config.json by checkpoints/gemma.ts; semantics in onnx/gemma-graph.ts). */
+export interface GemmaOptions {
+  /** √d_model rounded to the embedding's stored dtype, as HF casts the normalizer. */
+  embedScale: number;
+  /** query_pre_attn_scalar^-½. */
+  attnScale: number;
+  /** tanh(x/c)·c on attention logits and on the final logits; null: none. */
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  /** Per layer: the sliding window (keys with q − k < window are visible), or null for global layers. */
+  slidingWindow: (number | null)[];
+  /** Per layer: rope base and the linear position scaling factor (1: none). */
+  rope: { theta: number; linearFactor: number }[];
+  /** gemma3: per-head RMSNorm of queries and keys before rotation. */
+  qkNorm: boolean;
 }
 
 export interface TransformerWeights {
@@ -40,6 +59,8 @@ export interface TransformerWeights {
   /** Returns the named tensor as float32; throws AtlasError BAD_FILE naming it when absent. */
   tensor(name: string): Float32Array;
   has(name: string): boolean;
+  /** Rows [start, start + count) of an untransformed tensor, so big embeddings can be streamed. */
+  rows?(name: string, start: number, count: number): Float32Array;
 }
 
 export const HOOK_KINDS = ['hook_resid_pre', 'hook_resid_mid', 'hook_resid_post', 'hook_attn_out', 'hook_mlp_out'] as const;

@@ -10,7 +10,7 @@
 import { AtlasError } from '../../errors.js';
 import { hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
+import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerHookPoints, transformerIO } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
 export const GPT2_GRAPH_VERSION = 1;
@@ -41,25 +41,9 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   const width = nHeads * dHead;
   const g = new GraphBuilder();
   const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
-  const scalar = (name: string, v: number) => g.float(name, [], new Float32Array([v]));
 
   const layerNorm = (x: string, prefix: string): string =>
     g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) });
-
-  const half = scalar('const.half', 0.5);
-  const oneF = scalar('const.one_f', 1);
-  const gelu = (x: string): string => {
-    let inner: string;
-    if (c.activation === 'gelu_new') {
-      // tanh(√(2/π)·(x + 0.044715·x³))
-      const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-      const poly = g.op('Add', [x, g.op('Mul', [cube, scalar(g.t('const.gelu_c'), 0.044715)])]);
-      inner = g.op('Tanh', [g.op('Mul', [poly, scalar(g.t('const.gelu_k'), Math.sqrt(2 / Math.PI))])]);
-    } else {
-      inner = g.op('Erf', [g.op('Mul', [x, scalar(g.t('const.gelu_r'), Math.SQRT1_2)])]);
-    }
-    return g.op('Mul', [g.op('Mul', [x, half]), g.op('Add', [inner, oneF])]);
-  };
 
   const { positions, maskBias } = positionsAndMask(g);
   const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids']);
@@ -89,7 +73,7 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
 
     const pre = g.op('Add', [g.op('MatMul', [layerNorm(mid, `${b}.ln2`), f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])]);
-    const mlpOut = g.op('Add', [g.op('MatMul', [gelu(pre), f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
+    const mlpOut = g.op('Add', [g.op('MatMul', [gelu(g, pre, c.activation), f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 

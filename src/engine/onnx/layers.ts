@@ -15,6 +15,7 @@ import type { onnx as OnnxNs } from 'onnx-proto';
 import { HOOK_KINDS, hookName, type TransformerWeights } from '../model/types.js';
 import { AtlasError } from '../../errors.js';
 import { floatTensor, int64Tensor, node, valueInfo } from './proto.js';
+import type { ExternalDataWriter } from './write-model.js';
 
 /** Additive mask value: large enough to zero a softmax weight, finite so a fully masked row is not NaN. */
 const MASKED = -1e30;
@@ -38,6 +39,9 @@ export class GraphBuilder {
   readonly initializers: OnnxNs.ITensorProto[] = [];
   private counter = 0;
 
+  /** With a writer, large initializers go to its external data file as they are added. */
+  constructor(readonly external?: ExternalDataWriter) {}
+
   t(hint: string): string {
     return `${hint}_${this.counter++}`;
   }
@@ -55,7 +59,7 @@ export class GraphBuilder {
   }
 
   float(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push(floatTensor(name, dims, data));
+    this.initializers.push(this.external ? this.external.tensor(name, dims, data) : floatTensor(name, dims, data));
     return name;
   }
 
@@ -68,9 +72,10 @@ export class GraphBuilder {
 /**
  * Positions past_seq .. past_seq + seq - 1 ([seq] int64, identical for every row: right padding) and
  * the additive mask [batch, 1, 1, seq, total]: key t is visible to query s when t <= position(s) and
- * t is a token. The mask's extra axis broadcasts over the query groups of attention().
+ * t is a token. The mask's extra axis broadcasts over the query groups of attention(). With a
+ * sliding window W, slidingMaskBias also hides keys with position(s) - t >= W (HF's sliding mask).
  */
-export function positionsAndMask(g: GraphBuilder): { positions: string; maskBias: string } {
+export function positionsAndMask(g: GraphBuilder, slidingWindow?: number): { positions: string; maskBias: string; slidingMaskBias?: string } {
   const zero = g.ints('const.pos_zero', [0], true);
   const one = g.ints('const.pos_one', [1], true);
   const pastLen = g.op('Squeeze', [g.op('Shape', [pastKeyName(0)], { start: 2, end: 3 })]);
@@ -82,7 +87,12 @@ export function positionsAndMask(g: GraphBuilder): { positions: string; maskBias
   const isToken = g.op('Unsqueeze', [g.op('Cast', ['attention_mask'], { to: 9 /* BOOL */ }), g.ints('const.mask_axes_123', [1, 2, 3])]);
   const fZero = g.float('const.mask_zero', [], new Float32Array([0]));
   const fMasked = g.float('const.mask_masked', [], new Float32Array([MASKED]));
-  return { positions, maskBias: g.op('Where', [g.op('And', [causal, isToken]), fZero, fMasked], {}, 'attn_mask_bias') };
+  const visible = g.op('And', [causal, isToken]);
+  const maskBias = g.op('Where', [visible, fZero, fMasked], {}, 'attn_mask_bias');
+  if (slidingWindow === undefined) return { positions, maskBias };
+  const distance = g.op('Sub', [g.op('Unsqueeze', [positions, g.ints('const.mask_axes_1b', [1])]), keyPos]); // [seq, total]
+  const inWindow = g.op('Less', [distance, g.ints('const.sliding_window', [slidingWindow], true)]);
+  return { positions, maskBias, slidingMaskBias: g.op('Where', [g.op('And', [visible, inWindow]), fZero, fMasked], {}, 'attn_sliding_mask_bias') };
 }
 
 /** Splits [batch, seq, heads*dHead] into heads [batch, heads, seq, dHead]. */
@@ -101,6 +111,12 @@ export interface AttentionInputs {
   nKvHeads: number;
   dHead: number;
   maskBias: string;
+  /** Multiplies q·k (default dHead^-½). */
+  scale?: number;
+  /** Soft-caps the scaled scores as tanh(s / cap) · cap before masking (Gemma). */
+  softcap?: number | null;
+  /** Name of the merged output (a hook point such as blocks.L.attn.hook_z). */
+  output?: string;
 }
 
 /**
@@ -115,12 +131,34 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   const axes2 = g.ints(g.t('const.axes_2'), [2]);
   const qGrouped = g.op('Reshape', [a.q, g.ints(g.t('const.shape_groups'), [0, a.nKvHeads, group, -1, a.dHead])]); // [B, nKv, group, S, dHead]
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 1, 3, 2] }), axes2]); // [B, nKv, 1, dHead, T]
-  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([1 / Math.sqrt(a.dHead)]));
-  const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]), a.maskBias]);
+  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([a.scale ?? 1 / Math.sqrt(a.dHead)]));
+  let raw = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]);
+  if (a.softcap) {
+    const inv = g.float(g.t('const.softcap_inv'), [], new Float32Array([1 / a.softcap]));
+    raw = g.op('Mul', [g.op('Tanh', [g.op('Mul', [raw, inv])]), g.float(g.t('const.softcap'), [], new Float32Array([a.softcap]))]);
+  }
+  const scores = g.op('Add', [raw, a.maskBias]);
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [v, axes2])]); // [B, nKv, group, S, dHead]
   const merged = g.op('Transpose', [g.op('Reshape', [ctx, g.ints(g.t('const.shape_merged'), [0, a.nHeads, -1, a.dHead])])], { perm: [0, 2, 1, 3] });
-  return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])]);
+  return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])], {}, a.output);
+}
+
+/**
+ * GELU ½x(1 + inner): 'gelu_new' (gelu_pytorch_tanh) inner = tanh(√(2/π)(x + 0.044715x³)), the tanh
+ * approximation; 'gelu' inner = erf(x/√2), the exact form.
+ */
+export function gelu(g: GraphBuilder, x: string, kind: 'gelu_new' | 'gelu'): string {
+  const scalar = (hint: string, v: number) => g.float(g.t(hint), [], new Float32Array([v]));
+  let inner: string;
+  if (kind === 'gelu_new') {
+    const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+    const poly = g.op('Add', [x, g.op('Mul', [cube, scalar('const.gelu_c', 0.044715)])]);
+    inner = g.op('Tanh', [g.op('Mul', [poly, scalar('const.gelu_k', Math.sqrt(2 / Math.PI))])]);
+  } else {
+    inner = g.op('Erf', [g.op('Mul', [x, scalar('const.gelu_r', Math.SQRT1_2)])]);
+  }
+  return g.op('Mul', [g.op('Mul', [x, scalar('const.gelu_half', 0.5)]), g.op('Add', [inner, scalar('const.gelu_one', 1)])]);
 }
 
 /** Hook names a transformer graph exposes, in layer order. */

@@ -27,6 +27,7 @@ export interface HookRunnerOptions {
   folder: string;
   info: ModelInfo;
   settings: SessionSettings;
+  /** Pruned sessions kept open (0: every run uses the full graph). */
   maxVariants?: number;
 }
 
@@ -142,6 +143,7 @@ export class HookRunner {
 
   /** Null for the full graph, else a pruned one ending at the deepest of `hooks` (graph order). */
   private variantFor(hooks: string[]): Variant | null {
+    if (this.opts.maxVariants === 0) return null;
     const order = this.producerOrder();
     const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
     const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
