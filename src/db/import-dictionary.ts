@@ -11,6 +11,7 @@ import { requireModel, type DictionaryRow, type ModelRow } from './catalog.js';
 import { prepareDictionaryId, writeDictionary } from './dictionary-write.js';
 import { openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
+import { hasModelWidth } from '../engine/model/types.js';
 import { AtlasError } from '../errors.js';
 
 export interface ImportRequest {
@@ -50,7 +51,8 @@ function validate(source: SaeSource, req: ImportRequest, model: ModelRow): strin
   if (!hookPoints.includes(hook)) {
     throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hook}"; it has: ${hookPoints.join(', ')}. Pass --hook to choose one.`);
   }
-  if (cfg.dIn !== dModel) {
+  // Hooks of another width (per-head, MLP hidden) are checked against the model's run on first use.
+  if (hasModelWidth(hook) && cfg.dIn !== dModel) {
     throw new AtlasError('DIMENSION_MISMATCH', `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${dModel} wide at ${hook}; it was trained on another model.`, {
       dictionaryDIn: cfg.dIn,
       modelWidth: dModel,

@@ -70,6 +70,14 @@ export function hookName(layer: number, kind: HookKind): string {
   return `blocks.${layer}.${kind}`;
 }
 
+/**
+ * Whether a hook point is d_model wide. Per-head hooks (attn.hook_q/k/v/z: heads·d_head) and MLP
+ * hidden activations (mlp.hook_pre/post: d_mlp) are not; their width shows when the model runs.
+ */
+export function hasModelWidth(hook: string): boolean {
+  return !/\.(attn\.hook_(q|k|v|z)|mlp\.hook_(pre|pre_linear|post))$/.test(hook);
+}
+
 /** Catalog facts about a loaded model. */
 export interface ModelInfo {
   architecture: Architecture | 'onnx';
