@@ -141,4 +141,12 @@ describe('a gemma2 model through import, encode and build', () => {
     }
     assert.equal((await getLogitTokens(database, [{ dictionaryId: 'z', index: 0 }])).size, 0, 'no logit lens for a per-head dictionary');
   });
+
+  it('a per-head dictionary of the wrong width is accepted at import and refused when it runs, naming the hook', async () => {
+    const fx = writeSaeFixture(join(files.dir, 'narrow'), { format: 'gemmascope', architecture: 'standard', dIn: 24, dSae: 8, hookName: null });
+    await importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: 'narrow', hook: 'blocks.0.attn.hook_z', dataDir });
+    const encoding = new EncodingService(registry, { batchWaitMs: 0, batchTokens: 4096, maxQueue: 8, requestTimeoutMs: 60000, maxInputTokens: 64, maxInputChars: 1000, batching: true });
+    await assert.rejects(encoding.encodeText(await requireModel(database, 'gemma-tiny'), [await requireDictionary(database, 'narrow')], 'the cat', 2), (e: unknown) =>
+      e instanceof AtlasError && e.code === 'DIMENSION_MISMATCH' && e.message.includes('blocks.0.attn.hook_z') && e.message.includes('gives 40'));
+  });
 });

@@ -178,7 +178,10 @@ export class EncodingService {
     const { tokens, rows } = await this.hookActivations(model, text, [...new Set(dicts.map((d) => d.hookPoint))], truncate);
     const n = tokens.ids.length;
     return Promise.all(dicts.map(async (dict) => {
-      const x = rows.get(dict.hookPoint)!.data;
+      const { data: x, d } = rows.get(dict.hookPoint)!;
+      if (d !== dict.dIn) {
+        throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${dict.id}" reads vectors of width ${dict.dIn} but ${dict.hookPoint} of model "${model.id}" gives ${d}; it was trained on another model.`, { dIn: dict.dIn, hookWidth: d });
+      }
       const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
       const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
         position, tokenId, text: tokens.texts[position], isBos: tokens.bosPositions.has(position),

@@ -133,9 +133,14 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
   if (c.gemma) {
     // Gemma's final norm gains 1 + w; tied logits use W_Eᵀ. The final soft-cap is monotonic, so the
     // logit lens ranks tokens as the model does without it.
-    const W_E = w.tensor('embed.W_E');
-    const W_U = c.tiedEmbeddings ? new Float32Array(W_E.length) : w.tensor('unembed.W_U');
-    if (c.tiedEmbeddings) for (let t = 0; t < c.vocabSize; t++) for (let i = 0; i < c.dModel; i++) W_U[i * c.vocabSize + t] = W_E[t * c.dModel + i];
+    let W_U: Float32Array;
+    if (c.tiedEmbeddings) {
+      const W_E = w.tensor('embed.W_E');
+      W_U = new Float32Array(W_E.length);
+      for (let t = 0; t < c.vocabSize; t++) for (let i = 0; i < c.dModel; i++) W_U[i * c.vocabSize + t] = W_E[t * c.dModel + i];
+    } else {
+      W_U = w.tensor('unembed.W_U');
+    }
     return { finalNorm: { kind: 'rms', weight: w.tensor('ln_final.w').map((v) => v + 1), bias: null, eps: c.normEps }, W_U, b_U: null };
   }
   return {
