@@ -103,6 +103,22 @@ test('gemma2 with defaults left out, untied lm_head and no prefix: config defaul
     assert.ok(relError(out.logits, want.logits) <= TOL, `logits: ${relError(out.logits, want.logits)}`);
   }));
 
+test('gemma3 rope_parameters (transformers 5) per layer type mean what rope_theta, rope_local_base_freq and rope_scaling do', () =>
+  withDir(async (dir) => {
+    const fx = writeTinyGemma(dir, {
+      family: 'gemma3_text',
+      text: {
+        rope_theta: undefined,
+        rope_local_base_freq: undefined,
+        rope_scaling: undefined,
+        rope_parameters: { full_attention: { rope_type: 'linear', factor: 4, rope_theta: 1000 }, sliding_attention: { rope_type: 'default', rope_theta: 50 } },
+      },
+    });
+    const want = gemmaReference(withConfig(fx.reference, { rope_theta: 1000, rope_local_base_freq: 50, rope_scaling: { rope_type: 'linear', factor: 4 } }), TOKENS);
+    const [out] = await runGraph(buildGemmaGraph(loadHfCheckpoint(dir)), [TOKENS]);
+    assert.ok(relError(out.logits, want.logits) <= TOL, `logits: ${relError(out.logits, want.logits)}`);
+  }));
+
 test('the embedding normalizer is √d_model rounded to the weights\' dtype, as transformers casts it', () => {
   // transformers' Gemma code notes that √3072 = 55.4256 becomes 55.5 in bfloat16.
   assert.equal(gemmaEmbedScale(3072, 'BF16'), 55.5);
