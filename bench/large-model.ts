@@ -2,8 +2,8 @@
  * A 2B-parameter model on this machine: writes a random checkpoint with gemma-2-2b's exact config and
  * tensor shapes (bf16 safetensors in two shards, streamed to disk; the real weights cannot be
  * downloaded here), then reports conversion time and peak RSS (loadModel on an empty cache), model
- * load time from the cache, and forward tokens/s at 1×128 and 8×128 through the whole network
- * (logits included: big models run unpruned graphs, see NO_VARIANTS_BYTES in src/engine/model/load.ts).
+ * load time from the cache, and forward tokens/s at 1×128 and 8×128 through every layer (a model
+ * this big runs one hooks-only graph without logits, see HOOKS_ONLY_BYTES in src/engine/model/load.ts).
  * Each phase runs in its own process so its peak RSS is its own. Needs ~16 GB of disk and ~12 GB of RAM.
  * Run: npx tsx bench/large-model.ts [--dir /tmp/atlas-large-model] [--threads N] [--keep]
  * (--layers N keeps only the first N layers, for a quick check of the bench itself).

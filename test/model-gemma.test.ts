@@ -7,13 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadHfCheckpoint, readHfModelInfo } from '../src/engine/checkpoints/huggingface.js';
 import { gemmaEmbedScale } from '../src/engine/checkpoints/gemma.js';
 import { loadModel } from '../src/engine/model/load.js';
 import { buildGemmaGraph, GEMMA_HOOK_KINDS } from '../src/engine/onnx/gemma-graph.js';
+import { onnx } from '../src/engine/onnx/proto.js';
 import { AtlasError } from '../src/errors.js';
 import { writeTinyGemma, type GemmaFixtureOptions } from './helpers/gemma-fixtures.js';
 import { relError, runGraph } from './helpers/graph-runner.js';
@@ -178,6 +179,27 @@ test('gemma3 KV-cached decoding equals the full forward pass, across sliding win
         const logits = await dec.feed([TOKENS[p]]);
         assert.ok(relError(logits, ref.logits.subarray(p * V, (p + 1) * V)) <= TOL, `position ${p}: ${relError(logits, ref.logits.subarray(p * V, (p + 1) * V))}`);
       }
+    } finally {
+      await m.close();
+    }
+  }));
+
+test('a model over the hooks-only size runs every hook from one graph without logits, and does not decode', () =>
+  withDir(async (root) => {
+    const dir = join(root, 'model');
+    mkdirSync(dir);
+    const fx = writeTinyGemma(dir, { family: 'gemma2', seed: 6 });
+    const m = await loadModel(dir, { dataDir: join(root, 'data'), device: 'cpu', threads: 1, hooksOnlyAboveBytes: 0 });
+    try {
+      assert.equal(m.decoder, undefined);
+      const seq = [1, 40, 41, 42, 43, 44, 45];
+      for (const h of ['blocks.0.attn.hook_k', 'blocks.2.hook_resid_post']) {
+        const got = await m.runHooks([seq], [h]);
+        assert.ok(relError(got.get(h)!.data, gemmaReference(fx.reference, seq).hooks.get(h)!) <= TOL, h);
+      }
+      const [entry] = readdirSync(join(root, 'data', 'onnx'));
+      const graph = onnx.ModelProto.decode(readFileSync(join(root, 'data', 'onnx', entry, 'hooks-only.onnx')));
+      assert.deepEqual(graph.graph!.output!.map((o) => o.name), readHfModelInfo(dir).hookPoints);
     } finally {
       await m.close();
     }

@@ -33,6 +33,8 @@ export interface LoadModelOptions {
   threads?: number;
   /** Initializer bytes above which the converted graph stores its weights as external data. */
   externalDataThresholdBytes?: number;
+  /** External weight bytes above which the model runs hooks only (default HOOKS_ONLY_BYTES). */
+  hooksOnlyAboveBytes?: number;
   /** Hears conversion progress; by default it goes to stderr for checkpoints over PROGRESS_BYTES. */
   onProgress?: (message: string) => void;
 }
@@ -40,10 +42,11 @@ export interface LoadModelOptions {
 /** Checkpoints from this size on report their conversion on stderr. */
 const PROGRESS_BYTES = 256 * 1024 ** 2;
 /**
- * Above this much external weight data the hook runner keeps no pruned copies of the graph: each
- * would load its own copy of the weights (a 2B model's 10 GB twice does not fit most machines).
+ * Above this much external weight data the hook runner runs one hooks-only graph: pruned copies
+ * would each load the weights again (a 2B model's 10 GB twice does not fit most machines), and
+ * logits of a full batch would take gigabytes. Such models do not generate.
  */
-const NO_VARIANTS_BYTES = 1024 ** 3;
+const HOOKS_ONLY_BYTES = 1024 ** 3;
 
 type WriteGraph = (w: TransformerWeights, path: string, opts: LoadModelOptions, progress: (message: string) => void) => void;
 const inMemory = (build: (w: TransformerWeights) => GraphSpec): WriteGraph => (w, path, opts) => {
@@ -180,12 +183,12 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
   const dataFile = join(folder, `${MODEL_FILE}.data`);
-  const externalBytes = existsSync(dataFile) ? statSync(dataFile).size : 0;
+  const hooksOnly = (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
   const runner = await HookRunner.open({
     folder,
     info: ckpt.info,
     settings: { device: opts.device ?? 'auto', threads: opts.threads ?? 0 },
-    ...(externalBytes > NO_VARIANTS_BYTES ? { maxVariants: 0 } : {}),
+    hooksOnly,
   });
 
   let unembedding: Unembedding | null = null;
@@ -194,7 +197,7 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     tokenizer,
     executionProvider: runner.provider,
     runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
-    decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize),
+    ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     unembedding: () => (unembedding ??= unembeddingOf(weights)),
     close: () => runner.close(),
   };

@@ -6,6 +6,10 @@
  * run on a pruned copy of the graph that ends at the deepest requested hook (written once beside
  * the model in its cache folder; a few such sessions are kept open, least recently used first out).
  *
+ * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
+ * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
+ * logits per run (4096 tokens of a 256k vocabulary are 4 GB); they cannot decode.
+ *
  * Works with any graph following the interface of onnx/layers.ts: inputs input_ids, attention_mask,
  * optional position_ids and past_key_values.* (fed empty here), hook outputs by TransformerLens name.
  */
@@ -27,9 +31,12 @@ export interface HookRunnerOptions {
   folder: string;
   info: ModelInfo;
   settings: SessionSettings;
-  /** Pruned sessions kept open (0: every run uses the full graph). */
   maxVariants?: number;
+  /** Run every request on one graph of all the hooks, without logits (see above). */
+  hooksOnly?: boolean;
 }
+
+const HOOKS_ONLY_FILE = 'hooks-only.onnx';
 
 /** Checks ids and lengths; returns the sequences to run (truncated when asked). */
 export function validateBatch(batch: number[][], info: ModelInfo, opts: RunHooksOptions = {}): number[][] {
@@ -106,12 +113,15 @@ export class HookRunner {
 
   private constructor(
     private readonly opts: HookRunnerOptions,
-    /** The complete graph: every hook, logits and the KV cache. */
+    /** The complete graph (every hook, logits and the KV cache), or the hooks-only graph. */
     readonly full: AtlasSession,
   ) {}
 
   static async open(opts: HookRunnerOptions): Promise<HookRunner> {
-    return new HookRunner(opts, await createSession(join(opts.folder, MODEL_FILE), opts.settings));
+    const file = opts.hooksOnly
+      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => pruneModel(decodeModel(readFileSync(join(opts.folder, MODEL_FILE))), opts.info.hookPoints))
+      : join(opts.folder, MODEL_FILE);
+    return new HookRunner(opts, await createSession(file, opts.settings));
   }
 
   get provider(): ExecutionProvider {
@@ -143,7 +153,7 @@ export class HookRunner {
 
   /** Null for the full graph, else a pruned one ending at the deepest of `hooks` (graph order). */
   private variantFor(hooks: string[]): Variant | null {
-    if (this.opts.maxVariants === 0) return null;
+    if (this.opts.hooksOnly) return null;
     const order = this.producerOrder();
     const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
     const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
