@@ -10,6 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model/load.js';
 import { writeLlamaTokenizerJson } from '../test/helpers/tokenizer-fixtures.js';
@@ -193,7 +194,7 @@ async function run(): Promise<Record<string, number>> {
   const one = Math.min(await time(1), await time(1));
   const eight = await time(8);
   await model.close();
-  return { loadSeconds, loadedRssGiB: loadedRss, tokensPerSecond1x128: 128 / one, tokensPerSecond8x128: 1024 / eight, processPeakRssGiB: peakGiB() };
+  return { loadSeconds, loadedRssGiB: loadedRss, loadAverage: loadavg()[0], tokensPerSecond1x128: 128 / one, tokensPerSecond8x128: 1024 / eight, processPeakRssGiB: peakGiB() };
 }
 
 const phase = arg('phase', '');
@@ -220,7 +221,8 @@ if (phase) {
   }
   const { generate: g, convert: c, run: r } = results;
   const f = (x: number, digits = 1) => x.toFixed(digits);
-  console.log(`gemma-2-2b shapes, ${CONFIG.num_hidden_layers} layers (bf16 checkpoint), CPU, threads ${threads || 'default'}\n`);
+  const load = `load average ${r.loadAverage.toFixed(1)} on ${navigator.hardwareConcurrency} cores at the end`;
+  console.log(`gemma-2-2b shapes, ${CONFIG.num_hidden_layers} layers (bf16 checkpoint), CPU, threads ${threads || 'default'}, ${load}\n`);
   console.log('| measure | value |');
   console.log('| --- | ---: |');
   console.log(`| write the random checkpoint | ${f(g.seconds)} s |`);
