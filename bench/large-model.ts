@@ -10,7 +10,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model/load.js';
 import { writeLlamaTokenizerJson } from '../test/helpers/tokenizer-fixtures.js';
@@ -221,7 +221,7 @@ if (phase) {
   }
   const { generate: g, convert: c, run: r } = results;
   const f = (x: number, digits = 1) => x.toFixed(digits);
-  const load = `load average ${r.loadAverage.toFixed(1)} on ${navigator.hardwareConcurrency} cores at the end`;
+  const load = `load average ${r.loadAverage.toFixed(1)} on ${cpus().length} cores at the end`;
   console.log(`gemma-2-2b shapes, ${CONFIG.num_hidden_layers} layers (bf16 checkpoint), CPU, threads ${threads || 'default'}, ${load}\n`);
   console.log('| measure | value |');
   console.log('| --- | ---: |');
