@@ -11,7 +11,8 @@
  *          w = q·k · query_pre_attn_scalar^-½; w = tanh(w / c)·c if attn_logit_softcapping;
  *          keys k ≤ q, and q − k < sliding_window on sliding layers; softmax; z = Σ p v (kv head h / n_rep)
  *          h = r + post_attention_layernorm(o_proj(z))
- *          r = h; x = pre_feedforward_layernorm(h); h = r + post_feedforward_layernorm(down(gelu_tanh(gate(x)) · up(x)))
+ *          r = h; x = pre_feedforward_layernorm(h)
+ *          h = r + post_feedforward_layernorm(down(gelu_tanh(gate(x)) · up(x)))
  *   logits = norm(h) · embed_tokensᵀ (tied) or lm_head; tanh(logits / c)·c if final_logit_softcapping
  *
  * Sliding layers: `layer_types`, else gemma2 even layers, gemma3 (i + 1) % sliding_window_pattern ≠ 0.
