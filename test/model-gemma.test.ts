@@ -222,6 +222,7 @@ test('gemma configs the graph cannot honour are refused, naming the field', () =
       [{ family: 'gemma3_text', text: { rope_scaling: { rope_type: 'linear', factor: 8, beta_fast: 3 } } }, 'UNSUPPORTED', ['rope_scaling.beta_fast']],
       [{ family: 'gemma2', text: { attention_bias: true } }, 'UNSUPPORTED', ['attention_bias']],
       [{ family: 'gemma2', text: { hidden_activation: 'relu' } }, 'UNSUPPORTED', ['hidden_activation', 'relu']],
+      [{ family: 'gemma3_text', text: { hidden_activation: 'gelu' } }, 'UNSUPPORTED', ['hidden_activation', '"gelu"']],
       [{ family: 'gemma3_text', text: { use_bidirectional_attention: true } }, 'UNSUPPORTED', ['use_bidirectional_attention']],
       [{ family: 'gemma2', text: { layer_types: ['sliding_attention', 'chunked_attention', 'full_attention'] } }, 'UNSUPPORTED', ['layer_types', 'chunked_attention']],
       [{ family: 'gemma2', text: { layer_types: ['sliding_attention'] } }, 'BAD_FILE', ['layer_types', '3 layer types']],

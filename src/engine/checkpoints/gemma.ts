@@ -119,7 +119,8 @@ export function readGemmaConfig(top: Record<string, unknown>, path: string): Tra
   const dHead = int('head_dim');
   if (dHead % 2 !== 0) bad('head_dim', 'even (rotary embeddings rotate pairs)');
   const act = field('hidden_activation');
-  const activation = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_new' : act === 'gelu' ? 'gelu' : refuse('hidden_activation', JSON.stringify(act));
+  // Every published Gemma 2/3 uses the tanh approximation; others are refused rather than left untested.
+  const activation = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_new' : refuse('hidden_activation', `${JSON.stringify(act)} (supported: gelu_pytorch_tanh)`);
   if (field('attention_bias') !== false) refuse('attention_bias', JSON.stringify(field('attention_bias')));
   if (family === 'gemma3' && field('use_bidirectional_attention') !== false) refuse('use_bidirectional_attention', JSON.stringify(field('use_bidirectional_attention')));
   const tied = (top.model_type === 'gemma3' && top.tie_word_embeddings !== undefined ? top.tie_word_embeddings : field('tie_word_embeddings'));

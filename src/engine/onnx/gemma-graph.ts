@@ -154,7 +154,7 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
     const x2 = g.op('Mul', [normalize(mid, hook(l, 'ln2.hook_normalized')), gain(`${b}.ln2.w`, d)]);
     const pre = g.op('MatMul', [x2, matrix(`${b}.mlp.W_gate`, d, dMlp)], {}, hook(l, 'mlp.hook_pre'));
     const up = g.op('MatMul', [x2, matrix(`${b}.mlp.W_in`, d, dMlp)]);
-    const post = g.op('Mul', [gelu(g, pre, c.activation === 'gelu' ? 'gelu' : 'gelu_new'), up], {}, hook(l, 'mlp.hook_post'));
+    const post = g.op('Mul', [gelu(g, pre, 'gelu_new'), up], {}, hook(l, 'mlp.hook_post'));
     const mlpOut = rmsNorm(g.op('MatMul', [post, matrix(`${b}.mlp.W_out`, dMlp, d)]), `${b}.ln2_post.w`, d, hook(l, 'hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook(l, 'hook_resid_post'));
     onProgress?.(l + 1, c.nLayers);
