@@ -15,6 +15,7 @@ import { gemmaEmbedScale } from '../src/engine/checkpoints/gemma.js';
 import { loadModel } from '../src/engine/model/load.js';
 import { buildGemmaGraph, GEMMA_HOOK_KINDS } from '../src/engine/onnx/gemma-graph.js';
 import { onnx } from '../src/engine/onnx/proto.js';
+import { HookRunner, sliceBatch } from '../src/engine/runtime/forward.js';
 import { AtlasError } from '../src/errors.js';
 import { writeTinyGemma, type GemmaFixtureOptions } from './helpers/gemma-fixtures.js';
 import { relError, runGraph } from './helpers/graph-runner.js';
@@ -198,12 +199,41 @@ test('a model over the hooks-only size runs every hook from one graph without lo
         assert.ok(relError(got.get(h)!.data, gemmaReference(fx.reference, seq).hooks.get(h)!) <= TOL, h);
       }
       const [entry] = readdirSync(join(root, 'data', 'onnx'));
-      const graph = onnx.ModelProto.decode(readFileSync(join(root, 'data', 'onnx', entry, 'hooks-only.onnx')));
-      assert.deepEqual(graph.graph!.output!.map((o) => o.name), readHfModelInfo(dir).hookPoints);
+      const folder = join(root, 'data', 'onnx', entry);
+      const graph = onnx.ModelProto.decode(readFileSync(join(folder, 'hooks-only.onnx')));
+      const info = readHfModelInfo(dir);
+      assert.deepEqual(graph.graph!.output!.map((o) => o.name), info.hookPoints);
+      // Hook outputs of 3 tokens' worth per run: the batch below runs in slices and is put back together.
+      const bytesPerToken = 4 * 3 * (6 * 24 + 40 + 20 + 20 + 40 + 2 * 40);
+      const runner = await HookRunner.open({ folder, info, settings: { device: 'cpu', threads: 1 }, hooksOnly: true, hooksOnlyRunBytes: 3 * bytesPerToken });
+      try {
+        const batch = [[1, 5, 6], [1, 7], [1, 8, 9, 10, 11], [1, 12]];
+        assert.deepEqual(sliceBatch(batch.map((q) => q.length), 3), [[0, 1], [1, 2], [2, 3], [3, 4]]);
+        const session = runner.full.session;
+        const run = session.run.bind(session);
+        let runs = 0;
+        session.run = ((...args: Parameters<typeof run>) => (runs++, run(...args))) as typeof session.run;
+        const got = (await runner.run(batch, ['blocks.1.mlp.hook_post'])).get('blocks.1.mlp.hook_post')!;
+        assert.equal(runs, 4, 'one run per slice');
+        assert.deepEqual(got.dims, [4, 5, 40]);
+        batch.forEach((seq, b) => {
+          const rows = got.data.slice(b * 5 * 40, (b * 5 + seq.length) * 40);
+          assert.ok(relError(rows, gemmaReference(fx.reference, seq).hooks.get('blocks.1.mlp.hook_post')!) <= TOL, `sequence ${b}`);
+        });
+      } finally {
+        await runner.close();
+      }
     } finally {
       await m.close();
     }
   }));
+
+test('sliceBatch keeps each slice\'s padded size within the budget, in order', () => {
+  assert.deepEqual(sliceBatch([2, 2, 2, 2], 4), [[0, 2], [2, 4]]);
+  assert.deepEqual(sliceBatch([1, 5, 1], 6), [[0, 1], [1, 2], [2, 3]]);
+  assert.deepEqual(sliceBatch([3, 1, 1], 9), [[0, 3]]);
+  assert.deepEqual(sliceBatch([10], 4), [[0, 1]]);
+});
 
 function assertAtlasError(fn: () => unknown, code: string, ...fragments: string[]): void {
   assert.throws(fn, (e: unknown) => {

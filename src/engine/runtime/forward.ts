@@ -8,7 +8,9 @@
  *
  * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
  * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
- * logits per run (4096 tokens of a 256k vocabulary are 4 GB); they cannot decode.
+ * logits per run (4096 tokens of a 256k vocabulary are 4 GB); they cannot decode. onnxruntime
+ * materialises every graph output whichever are fetched (4 MB per token for gemma-2-2b's 312 hooks),
+ * so their batches run in slices of sequences whose padded outputs fit hooksOnlyRunBytes.
  *
  * Works with any graph following the interface of onnx/layers.ts: inputs input_ids, attention_mask,
  * optional position_ids and past_key_values.* (fed empty here), hook outputs by TransformerLens name.
@@ -34,6 +36,25 @@ export interface HookRunnerOptions {
   maxVariants?: number;
   /** Run every request on one graph of all the hooks, without logits (see above). */
   hooksOnly?: boolean;
+  /** Bytes of hook outputs one hooksOnly run may make (default 1 GiB). */
+  hooksOnlyRunBytes?: number;
+}
+
+/**
+ * Splits a batch, in order, into runs of consecutive sequences whose padded size (sequences × the
+ * longest) stays within maxTokens; a sequence longer than that runs alone.
+ */
+export function sliceBatch(lengths: number[], maxTokens: number): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  while (start < lengths.length) {
+    let end = start + 1;
+    let longest = lengths[start];
+    while (end < lengths.length && (end + 1 - start) * Math.max(longest, lengths[end]) <= maxTokens) longest = Math.max(longest, lengths[end++]);
+    out.push([start, end]);
+    start = end;
+  }
+  return out;
 }
 
 const HOOKS_ONLY_FILE = 'hooks-only.onnx';
@@ -131,6 +152,7 @@ export class HookRunner {
   async run(batch: number[][], hooks: string[], opts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> {
     const wanted = validateHooks(hooks, this.opts.info);
     const seqs = validateBatch(batch, this.opts.info, opts);
+    if (this.opts.hooksOnly) return this.runSliced(seqs, wanted);
     const variant = this.variantFor(wanted);
     if (variant) variant.busy++;
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -147,6 +169,30 @@ export class HookRunner {
     for (const h of wanted) {
       const t = out[h];
       result.set(h, { dims: t.dims as [number, number, number], data: t.data as Float32Array });
+    }
+    return result;
+  }
+
+  /** hooksOnly runs: slices of the batch run one after another, their rows copied into one padded batch. */
+  private async runSliced(seqs: number[][], wanted: string[]): Promise<Map<string, HookBatch>> {
+    const { session } = this.full;
+    const outputBytesPerToken = session.outputMetadata.reduce((sum, m) => {
+      const width = m.isTensor ? m.shape[m.shape.length - 1] : 0;
+      return sum + 4 * (typeof width === 'number' ? width : 0);
+    }, 0);
+    const maxTokens = Math.max(1, Math.floor((this.opts.hooksOnlyRunBytes ?? 1024 ** 3) / Math.max(1, outputBytesPerToken)));
+    const S = Math.max(...seqs.map((q) => q.length));
+    const result = new Map<string, HookBatch>();
+    for (const [from, to] of sliceBatch(seqs.map((q) => q.length), maxTokens)) {
+      const part = seqs.slice(from, to);
+      const out = await session.run(batchFeeds(session, part), wanted);
+      for (const h of wanted) {
+        const [, s, d] = out[h].dims as number[];
+        const data = out[h].data as Float32Array;
+        let whole = result.get(h);
+        if (!whole) result.set(h, (whole = { dims: [seqs.length, S, d], data: new Float32Array(seqs.length * S * d) }));
+        part.forEach((_, i) => whole!.data.set(data.subarray(i * s * d, (i + 1) * s * d), (from + i) * S * d));
+      }
     }
     return result;
   }
