@@ -201,7 +201,10 @@ export class EncodingService {
     return Promise.all(dicts.map(async (dict) => {
       const { tokens, rows } = await runs.get(dict.prependBos)!;
       const n = tokens.ids.length;
-      const x = rows.get(dict.hookPoint)!.data;
+      const { data: x, d } = rows.get(dict.hookPoint)!;
+      if (d !== dict.dIn) {
+        throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${dict.id}" reads vectors of width ${dict.dIn} but ${dict.hookPoint} of model "${model.id}" gives ${d}; it was trained on another model.`, { dIn: dict.dIn, hookWidth: d });
+      }
       const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
       const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
         position, tokenId, text: tokens.texts[position], isBos: tokens.bosPositions.has(position),

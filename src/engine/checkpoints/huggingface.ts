@@ -23,16 +23,18 @@
  *     → ln1/ln2 (w, b), attention.query_key_value [3d, d] laid out per head as [q_h; k_h; v_h] row
  *     blocks → W_Q/W_K/W_V (and biases), attention.dense → W_O, mlp.dense_h_to_4h → W_in,
  *     mlp.dense_4h_to_h → W_out, final_layer_norm → ln_final, embed_out (or embed_in, tied) → W_U.
+ *   gemma2, gemma3_text, gemma3: see checkpoints/gemma.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { SafetensorsFile, assertShape, type TensorInfo } from '../tensors/safetensors.js';
 import type { ModelInfo, TransformerConfig, TransformerWeights } from '../model/types.js';
-import { hookInfo } from '../model/hooks.js';
+import { addsBos, hookInfo } from '../model/hooks.js';
 import { checkGpt2Keys, llamaFamilyBiases, readLlamaFamilyConfig, readNeoxConfig } from './hf-families.js';
+import { GEMMA_MODEL_TYPES, gemmaEmbedScale, gemmaSources, isGemmaModelType, readGemmaConfig } from './gemma.js';
 
-export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'gpt_neox'] as const;
+export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'gpt_neox', ...GEMMA_MODEL_TYPES] as const;
 
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -78,6 +80,7 @@ export function readHfConfig(dir: string): TransformerConfig {
     throw new AtlasError('UNSUPPORTED', `${path}: ${what} is not supported.`);
   };
   const modelType = raw.model_type;
+  if (isGemmaModelType(modelType)) return readGemmaConfig(raw, path);
 
   if (modelType === 'gpt2') {
     checkGpt2Keys(raw, path);
@@ -138,7 +141,7 @@ function defaultBos(dir: string, c: TransformerConfig): boolean {
     const add = readJson(tc).add_bos_token;
     if (typeof add === 'boolean') return add;
   }
-  return c.architecture === 'llama' || c.architecture === 'mistral';
+  return addsBos(c);
 }
 
 interface Located {
@@ -330,6 +333,11 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
   } else if (config.architecture === 'gpt_neox') {
     const prefix = has('gpt_neox.embed_in.weight') ? 'gpt_neox.' : '';
     sources = neoxSources(config, prefix, readJson(join(dir, 'config.json')).attention_bias !== false);
+  } else if (config.gemma) {
+    sources = gemmaSources(config, has);
+    // HF casts the √d normalizer to the dtype the embedding is stored in.
+    const embed = tensors.get(sources.get('embed.W_E')!.hf);
+    if (embed) config.gemma.embedScale = gemmaEmbedScale(config.dModel, embed.info.dtype);
   } else {
     const prefix = has('model.embed_tokens.weight') ? 'model.' : '';
     // An lm_head present in the file wins; without one the embedding must be tied.
@@ -347,6 +355,16 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
   return {
     config,
     has: (name) => sources.has(name),
+    rows(name, start, count) {
+      const src = sources.get(name);
+      if (!src || src.transform !== 'none') throw new AtlasError('BAD_FILE', `${dir}: tensor "${name}" cannot be read by rows.`);
+      const st = SafetensorsFile.open(tensors.get(src.hf)!.file);
+      try {
+        return st.readRowsF32(src.hf, start, count);
+      } finally {
+        st.close();
+      }
+    },
     tensor(name) {
       const src = sources.get(name);
       if (!src) throw new AtlasError('BAD_FILE', `${dir}: a ${config.architecture} checkpoint has no tensor "${name}".`);

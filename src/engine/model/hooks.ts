@@ -12,6 +12,12 @@
  */
 import { EMBED_HOOK, FINAL_NORM_HOOK, HOOK_KINDS, POS_EMBED_HOOK, hookName, type HookKind, type TransformerConfig } from './types.js';
 
+export const GEMMA_HOOK_KINDS = [
+  'hook_resid_pre', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid',
+  'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+] as const;
+export type GemmaHookKind = (typeof GEMMA_HOOK_KINDS)[number];
+
 export interface HookPoint {
   name: string;
   width: number;
@@ -38,6 +44,14 @@ function kindWidth(c: TransformerConfig, kind: HookKind): number {
 
 /** Hook points in forward order (layer by layer, then ln_final) with their widths. */
 export function hookLayout(c: TransformerConfig): HookPoint[] {
+  // Gemma's graph (onnx/gemma-graph.ts) serves its own per-layer set, and no embedding or final-norm hooks.
+  if (c.gemma) {
+    const out: HookPoint[] = [];
+    for (let l = 0; l < c.nLayers; l++) {
+      for (const kind of GEMMA_HOOK_KINDS) out.push({ name: hookName(l, kind), width: kindWidth(c, kind) });
+    }
+    return out;
+  }
   const learnedPositions = c.architecture === 'gpt2';
   const skip = (kind: HookKind): boolean =>
     (kind === 'hook_resid_mid' && c.parallelResidual === true) ||
@@ -50,6 +64,11 @@ export function hookLayout(c: TransformerConfig): HookPoint[] {
   }
   out.push({ name: FINAL_NORM_HOOK, width: c.dModel });
   return out;
+}
+
+/** The checkpoint's default BOS policy: LLaMA, Mistral and Gemma put BOS first; GPT-2, Qwen and Pythia do not. */
+export function addsBos(c: TransformerConfig): boolean {
+  return c.architecture === 'llama' || c.architecture === 'mistral' || c.gemma !== undefined;
 }
 
 /** ModelInfo's hookPoints and hookWidths for a config. */

@@ -16,7 +16,8 @@ import { inspectOnnxFile, loadOnnxFile } from '../runtime/onnx-file.js';
 import { buildGpt2Graph, GPT2_GRAPH_VERSION } from '../onnx/gpt2-graph.js';
 import { buildLlamaGraph, LLAMA_GRAPH_VERSION } from '../onnx/llama-graph.js';
 import { buildNeoxGraph, NEOX_GRAPH_VERSION } from '../onnx/neox-graph.js';
-import { hookInfo } from './hooks.js';
+import { addsBos, hookInfo } from './hooks.js';
+import { GEMMA_GRAPH_VERSION, writeGemmaModel } from '../onnx/gemma-graph.js';
 import type { GraphSpec } from '../onnx/proto.js';
 import { writeOnnxModel } from '../onnx/write-model.js';
 import { KvDecoder } from '../runtime/decoder.js';
@@ -33,17 +34,40 @@ export interface LoadModelOptions {
   threads?: number;
   /** Initializer bytes above which the converted graph stores its weights as external data. */
   externalDataThresholdBytes?: number;
+  /** External weight bytes above which the model runs hooks only (default HOOKS_ONLY_BYTES). */
+  hooksOnlyAboveBytes?: number;
+  /** Hears conversion progress; by default it goes to stderr for checkpoints over PROGRESS_BYTES. */
+  onProgress?: (message: string) => void;
 }
 
+/** Checkpoints from this size on report their conversion on stderr. */
+const PROGRESS_BYTES = 256 * 1024 ** 2;
+/**
+ * Above this much external weight data the hook runner runs one hooks-only graph: pruned copies
+ * would each load the weights again (a 2B model's 10 GB twice does not fit most machines), and
+ * logits of a full batch would take gigabytes. Such models do not generate.
+ */
+const HOOKS_ONLY_BYTES = 1024 ** 3;
+
+type WriteGraph = (w: TransformerWeights, path: string, opts: LoadModelOptions, progress: (message: string) => void) => void;
+const inMemory = (build: (w: TransformerWeights) => GraphSpec): WriteGraph => (w, path, opts) => {
+  writeOnnxModel(build(w), path, { externalDataThresholdBytes: opts.externalDataThresholdBytes });
+};
+const streamed: WriteGraph = (w, path, _opts, progress) =>
+  writeGemmaModel(w, path, (done, total, bytes) => progress(`converted layer ${done}/${total} (${(bytes / 1024 ** 3).toFixed(2)} GiB written)`));
+
 /** Graph builders per architecture; the version is part of the cache key. */
-const LLAMA = { build: buildLlamaGraph, version: `llama-graph-${LLAMA_GRAPH_VERSION}` };
-const BUILDERS: Record<Architecture, { build: (w: TransformerWeights) => GraphSpec; version: string }> = {
+const LLAMA = { write: inMemory(buildLlamaGraph), version: `llama-graph-${LLAMA_GRAPH_VERSION}` };
+const GEMMA = { write: streamed, version: `gemma-graph-${GEMMA_GRAPH_VERSION}` };
+const BUILDERS: Record<Architecture, { write: WriteGraph; version: string }> = {
   llama: LLAMA,
   mistral: LLAMA,
   qwen2: LLAMA,
   qwen3: LLAMA,
-  gpt2: { build: buildGpt2Graph, version: `gpt2-graph-${GPT2_GRAPH_VERSION}` },
-  gpt_neox: { build: buildNeoxGraph, version: `neox-graph-${NEOX_GRAPH_VERSION}` },
+  gpt2: { write: inMemory(buildGpt2Graph), version: `gpt2-graph-${GPT2_GRAPH_VERSION}` },
+  gpt_neox: { write: inMemory(buildNeoxGraph), version: `neox-graph-${NEOX_GRAPH_VERSION}` },
+  gemma2: GEMMA,
+  gemma3: GEMMA,
 };
 
 /** A recognised checkpoint: what it is, its weights on demand, and the files its bytes live in. */
@@ -65,7 +89,7 @@ function infoFromConfig(c: TransformerConfig, format: CheckpointFormat): ModelIn
     nLayers: c.nLayers,
     vocabSize: c.vocabSize,
     contextLength: c.contextLength,
-    prependBos: c.architecture === 'llama',
+    prependBos: addsBos(c),
     ...hookInfo(c),
   };
 }
@@ -116,6 +140,19 @@ export function inspectModel(path: string, tokenizerPath?: string): ModelInfo {
 
 function unembeddingOf(w: TransformerWeights): Unembedding {
   const c = w.config;
+  if (c.gemma) {
+    // Gemma's final norm gains 1 + w; tied logits use W_Eᵀ. The final soft-cap is monotonic, so the
+    // logit lens ranks tokens as the model does without it.
+    let W_U: Float32Array;
+    if (c.tiedEmbeddings) {
+      const W_E = w.tensor('embed.W_E');
+      W_U = new Float32Array(W_E.length);
+      for (let t = 0; t < c.vocabSize; t++) for (let i = 0; i < c.dModel; i++) W_U[i * c.vocabSize + t] = W_E[t * c.dModel + i];
+    } else {
+      W_U = w.tensor('unembed.W_U');
+    }
+    return { finalNorm: { kind: 'rms', weight: w.tensor('ln_final.w').map((v) => v + 1), bias: null, eps: c.normEps }, W_U, b_U: null };
+  }
   return {
     finalNorm: {
       kind: c.architecture === 'gpt2' || c.architecture === 'gpt_neox' ? 'layer' : 'rms',
@@ -144,10 +181,22 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
   const weights = ckpt.weights();
   const builder = BUILDERS[weights.config.architecture];
   const key = await cacheKey(ckpt.files, builder.version);
+  const big = ckpt.files.reduce((sum, f) => sum + statSync(f).size, 0) >= PROGRESS_BYTES;
+  const progress = opts.onProgress ?? (big ? (m: string) => process.stderr.write(`atlas: ${basename(path)}: ${m}\n`) : () => undefined);
   const folder = await cachedEntry(opts.dataDir, key, (dir) => {
-    writeOnnxModel(builder.build(weights), join(dir, MODEL_FILE), { externalDataThresholdBytes: opts.externalDataThresholdBytes });
+    const started = Date.now();
+    progress('converting to ONNX once (cached for later loads)');
+    builder.write(weights, join(dir, MODEL_FILE), opts, progress);
+    progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
-  const runner = await HookRunner.open({ folder, info: ckpt.info, settings: { device: opts.device ?? 'auto', threads: opts.threads ?? 0 } });
+  const dataFile = join(folder, `${MODEL_FILE}.data`);
+  const hooksOnly = (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
+  const runner = await HookRunner.open({
+    folder,
+    info: ckpt.info,
+    settings: { device: opts.device ?? 'auto', threads: opts.threads ?? 0 },
+    hooksOnly,
+  });
 
   let unembedding: Unembedding | null = null;
   return {
@@ -155,7 +204,7 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     tokenizer,
     executionProvider: runner.provider,
     runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
-    decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize),
+    ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     unembedding: () => (unembedding ??= unembeddingOf(weights)),
     close: () => runner.close(),
   };

@@ -14,8 +14,8 @@
  */
 import type { Tokenizer } from '../tokenizers/types.js';
 
-/** Graph families: gpt2; the llama family (llama, mistral, qwen2, qwen3); gpt_neox (Pythia). */
-export type Architecture = 'llama' | 'gpt2' | 'mistral' | 'qwen2' | 'qwen3' | 'gpt_neox';
+/** Graph families: gpt2; the llama family (llama, mistral, qwen2, qwen3); gpt_neox (Pythia); gemma2/gemma3. */
+export type Architecture = 'llama' | 'gpt2' | 'mistral' | 'qwen2' | 'qwen3' | 'gpt_neox' | 'gemma2' | 'gemma3';
 export type CheckpointFormat = 'llama2c' | 'huggingface' | 'onnx';
 
 export interface TransformerConfig {
@@ -44,6 +44,25 @@ export interface TransformerConfig {
   slidingWindows?: (number | null)[];
   /** gpt_neox use_parallel_residual: x + attn(ln1(x)) + mlp(ln2(x)). */
   parallelResidual?: boolean;
+  /** gemma2 / gemma3 only: what the Gemma block adds to the llama-style fields above. */
+  gemma?: GemmaOptions;
+}
+
+/** Gemma 2/3 specifics (read from config.json by checkpoints/gemma.ts; semantics in onnx/gemma-graph.ts). */
+export interface GemmaOptions {
+  /** √d_model rounded to the embedding's stored dtype, as HF casts the normalizer. */
+  embedScale: number;
+  /** query_pre_attn_scalar^-½. */
+  attnScale: number;
+  /** tanh(x/c)·c on attention logits and on the final logits; null: none. */
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  /** Per layer: the sliding window (keys with q − k < window are visible), or null for global layers. */
+  slidingWindow: (number | null)[];
+  /** Per layer: rope base and the linear position scaling factor (1: none). */
+  rope: { theta: number; linearFactor: number }[];
+  /** gemma3: per-head RMSNorm of queries and keys before rotation. */
+  qkNorm: boolean;
 }
 
 /**
@@ -61,6 +80,8 @@ export interface TransformerWeights {
   /** Returns the named tensor as float32; throws AtlasError BAD_FILE naming it when absent. */
   tensor(name: string): Float32Array;
   has(name: string): boolean;
+  /** Rows [start, start + count) of an untransformed tensor, so big embeddings can be streamed. */
+  rows?(name: string, start: number, count: number): Float32Array;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { TransformerConfig, TransformerWeights } from '../model/types.js';
 import { hookLayout } from '../model/hooks.js';
 import { AtlasError } from '../../errors.js';
 import { floatTensor, int64Tensor, node, valueInfo } from './proto.js';
+import type { ExternalDataWriter } from './write-model.js';
 
 /** Additive mask value: large enough to zero a softmax weight, finite so a fully masked row is not NaN. */
 const MASKED = -1e30;
@@ -39,6 +40,9 @@ export class GraphBuilder {
   readonly initializers: OnnxNs.ITensorProto[] = [];
   private counter = 0;
 
+  /** With a writer, large initializers go to its external data file as they are added. */
+  constructor(readonly external?: ExternalDataWriter) {}
+
   t(hint: string): string {
     return `${hint}_${this.counter++}`;
   }
@@ -56,7 +60,7 @@ export class GraphBuilder {
   }
 
   float(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push(floatTensor(name, dims, data));
+    this.initializers.push(this.external ? this.external.tensor(name, dims, data) : floatTensor(name, dims, data));
     return name;
   }
 
@@ -128,7 +132,11 @@ export interface AttentionInputs {
   nKvHeads: number;
   dHead: number;
   maskBias: string;
-  /** Name of the merged heads output (attn.hook_z). */
+  /** Multiplies q·k (default dHead^-½). */
+  scale?: number;
+  /** Soft-caps the scaled scores as tanh(s / cap) · cap before masking (Gemma). */
+  softcap?: number | null;
+  /** Name of the merged output (a hook point such as blocks.L.attn.hook_z). */
   output?: string;
 }
 
@@ -144,8 +152,13 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   const axes2 = g.ints(g.t('const.axes_2'), [2]);
   const qGrouped = g.op('Reshape', [a.q, g.ints(g.t('const.shape_groups'), [0, a.nKvHeads, group, -1, a.dHead])]); // [B, nKv, group, S, dHead]
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 1, 3, 2] }), axes2]); // [B, nKv, 1, dHead, T]
-  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([1 / Math.sqrt(a.dHead)]));
-  const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]), a.maskBias]);
+  const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([a.scale ?? 1 / Math.sqrt(a.dHead)]));
+  let raw = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]);
+  if (a.softcap) {
+    const inv = g.float(g.t('const.softcap_inv'), [], new Float32Array([1 / a.softcap]));
+    raw = g.op('Mul', [g.op('Tanh', [g.op('Mul', [raw, inv])]), g.float(g.t('const.softcap'), [], new Float32Array([a.softcap]))]);
+  }
+  const scores = g.op('Add', [raw, a.maskBias]);
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [v, axes2])]); // [B, nKv, group, S, dHead]
   const merged = g.op('Transpose', [g.op('Reshape', [ctx, g.ints(g.t('const.shape_merged'), [0, a.nHeads, -1, a.dHead])])], { perm: [0, 2, 1, 3] });

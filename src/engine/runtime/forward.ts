@@ -6,6 +6,12 @@
  * run on a pruned copy of the graph that ends at the deepest requested hook (written once beside
  * the model in its cache folder; a few such sessions are kept open, least recently used first out).
  *
+ * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
+ * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
+ * logits per run (4096 tokens of a 256k vocabulary are 4 GB); they cannot decode. onnxruntime
+ * materialises every graph output whichever are fetched (4 MB per token for gemma-2-2b's 312 hooks),
+ * so their batches run in slices of sequences whose padded outputs fit hooksOnlyRunBytes.
+ *
  * Works with any graph following the interface of onnx/layers.ts (inputs fed by feeds.ts), hook outputs
  * by TransformerLens name.
  */
@@ -29,7 +35,30 @@ export interface HookRunnerOptions {
   info: ModelInfo;
   settings: SessionSettings;
   maxVariants?: number;
+  /** Run every request on one graph of all the hooks, without logits (see above). */
+  hooksOnly?: boolean;
+  /** Bytes of hook outputs one hooksOnly run may make (default 1 GiB). */
+  hooksOnlyRunBytes?: number;
 }
+
+/**
+ * Splits a batch, in order, into runs of consecutive sequences whose padded size (sequences × the
+ * longest) stays within maxTokens; a sequence longer than that runs alone.
+ */
+export function sliceBatch(lengths: number[], maxTokens: number): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  while (start < lengths.length) {
+    let end = start + 1;
+    let longest = lengths[start];
+    while (end < lengths.length && (end + 1 - start) * Math.max(longest, lengths[end]) <= maxTokens) longest = Math.max(longest, lengths[end++]);
+    out.push([start, end]);
+    start = end;
+  }
+  return out;
+}
+
+const HOOKS_ONLY_FILE = 'hooks-only.onnx';
 
 /** Checks ids and lengths; returns the sequences to run (truncated when asked). */
 export function validateBatch(batch: number[][], info: ModelInfo, opts: RunHooksOptions = {}): number[][] {
@@ -77,12 +106,15 @@ export class HookRunner {
 
   private constructor(
     private readonly opts: HookRunnerOptions,
-    /** The complete graph: every hook, logits and the KV cache. */
+    /** The complete graph (every hook, logits and the KV cache), or the hooks-only graph. */
     readonly full: AtlasSession,
   ) {}
 
   static async open(opts: HookRunnerOptions): Promise<HookRunner> {
-    return new HookRunner(opts, await createSession(join(opts.folder, MODEL_FILE), opts.settings));
+    const file = opts.hooksOnly
+      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => pruneModel(decodeModel(readFileSync(join(opts.folder, MODEL_FILE))), opts.info.hookPoints))
+      : join(opts.folder, MODEL_FILE);
+    return new HookRunner(opts, await createSession(file, opts.settings));
   }
 
   get provider(): ExecutionProvider {
@@ -92,6 +124,7 @@ export class HookRunner {
   async run(batch: number[][], hooks: string[], opts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> {
     const wanted = validateHooks(hooks, this.opts.info);
     const seqs = validateBatch(batch, this.opts.info, opts);
+    if (this.opts.hooksOnly) return this.runSliced(seqs, wanted);
     const variant = this.variantFor(wanted);
     if (variant) variant.busy++;
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -112,8 +145,33 @@ export class HookRunner {
     return result;
   }
 
+  /** hooksOnly runs: slices of the batch run one after another, their rows copied into one padded batch. */
+  private async runSliced(seqs: number[][], wanted: string[]): Promise<Map<string, HookBatch>> {
+    const { session } = this.full;
+    const outputBytesPerToken = session.outputMetadata.reduce((sum, m) => {
+      const width = m.isTensor ? m.shape[m.shape.length - 1] : 0;
+      return sum + 4 * (typeof width === 'number' ? width : 0);
+    }, 0);
+    const maxTokens = Math.max(1, Math.floor((this.opts.hooksOnlyRunBytes ?? 1024 ** 3) / Math.max(1, outputBytesPerToken)));
+    const S = Math.max(...seqs.map((q) => q.length));
+    const result = new Map<string, HookBatch>();
+    for (const [from, to] of sliceBatch(seqs.map((q) => q.length), maxTokens)) {
+      const part = seqs.slice(from, to);
+      const out = await session.run(batchFeeds(planInputs(session, 'the model graph'), part), wanted);
+      for (const h of wanted) {
+        const [, s, d] = out[h].dims as number[];
+        const data = out[h].data as Float32Array;
+        let whole = result.get(h);
+        if (!whole) result.set(h, (whole = { dims: [seqs.length, S, d], data: new Float32Array(seqs.length * S * d) }));
+        part.forEach((_, i) => whole!.data.set(data.subarray(i * s * d, (i + 1) * s * d), (from + i) * S * d));
+      }
+    }
+    return result;
+  }
+
   /** Null for the full graph, else a pruned one ending at the deepest of `hooks` (graph order). */
   private variantFor(hooks: string[]): Variant | null {
+    if (this.opts.hooksOnly) return null;
     const order = this.producerOrder();
     const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
     const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
