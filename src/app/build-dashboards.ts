@@ -9,6 +9,11 @@
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
  * The accumulators of each dictionary are src/engine/dashboards/dictionary-build.ts.
+ *
+ * Feature families: for every two dictionaries of the build at the same hook, the narrower one the
+ * parent, each feature of the wider one is paired with its best-match parent (from the stored
+ * comparison, computed first when there is none), and the tokens where both fire are counted
+ * (src/engine/dashboards/co-activation.ts) and published with the dashboards.
  */
 import type { Database } from '../db/client.js';
 import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
@@ -20,13 +25,16 @@ import type { EngineRegistry } from './registry.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
 import { DictionaryBuild, type DictionaryDashboard } from '../engine/dashboards/dictionary-build.js';
+import { CoActivation } from '../engine/dashboards/co-activation.js';
+import { familyPairs, type CoActivationSet } from '../db/co-activations.js';
+import { compareDictionaries } from './compare.js';
 
 export const DEFAULT_CONTEXT = 64;
 /** Default batch: about this many tokens per model run. */
 const BATCH_TOKENS = 4096;
 
 export interface BuildProgress {
-  phase: 'corpus' | 'logits' | 'publish';
+  phase: 'compare' | 'corpus' | 'logits' | 'publish';
   /** Non-BOS corpus tokens processed. */
   tokens: number;
   contexts: number;
@@ -58,6 +66,32 @@ export interface BuildResult {
   contexts: number;
   seconds: number;
   dictionaries: { id: string; stats: DictionaryStats }[];
+}
+
+interface Family {
+  parent: DictionaryBuild;
+  child: DictionaryBuild;
+  counts: CoActivation;
+}
+
+/** Co-activation counters for every (narrower, wider) pair of dictionaries read at the same hook. */
+async function familiesOf(database: Database, builds: DictionaryBuild[], session: SessionSettings, onCompare: () => void): Promise<Family[]> {
+  const out: Family[] = [];
+  for (const parent of builds) {
+    for (const child of builds) {
+      const p = parent.dict;
+      const c = child.dict;
+      if (p.hookPoint !== c.hookPoint || p.dIn !== c.dIn || p.dSae >= c.dSae) continue;
+      let pairs = await familyPairs(database, p.id, c.id);
+      if (!pairs) {
+        onCompare();
+        await compareDictionaries(database, { a: p.id, b: c.id, session });
+        pairs = await familyPairs(database, p.id, c.id);
+      }
+      if (pairs) out.push({ parent, child, counts: new CoActivation(pairs, p.dSae, c.dSae) });
+    }
+  }
+  return out;
 }
 
 async function resolveTargets(database: Database, opts: BuildOptions): Promise<{ model: ModelRow; dicts: DictionaryRow[] }> {
@@ -99,7 +133,9 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
   const hooks = [...new Set(dicts.map((d) => d.hookPoint))];
   const progress = (phase: BuildProgress['phase'], contexts: number) =>
-    opts.onProgress?.({ phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : 1 });
+    opts.onProgress?.({ phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : phase === 'compare' ? 0 : 1 });
+  const session = opts.session ?? { device: 'cpu', threads: 0 };
+  const families = await familiesOf(database, builds, session, () => progress('compare', 0));
 
   const source = corpus.contexts()[Symbol.asyncIterator]();
   const readBatch = async (): Promise<TokenContext[]> => {
@@ -128,6 +164,7 @@ export async function buildDashboards(database: Database, registry: EngineRegist
       const next = await readBatch();
       running = run(next);
       for (const b of builds) await b.consume(current, acts.get(b.dict.hookPoint)!);
+      for (const f of families) f.counts.add(f.parent.lastCodes!, f.child.lastCodes!);
       contexts += current.length;
       current = next;
       progress('corpus', contexts);
@@ -143,11 +180,17 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   const dashboards: DictionaryDashboard[] = [];
   for (const b of builds) {
     opts.signal?.throwIfAborted();
-    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session: opts.session ?? { device: 'cpu', threads: 0 } }));
+    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session }));
   }
   opts.signal?.throwIfAborted();
   progress('publish', contexts);
-  await publishDashboards(database, dashboards);
+  const coActivations: CoActivationSet[] = families.map((f) => ({
+    parentDictionaryId: f.parent.dict.id,
+    childDictionaryId: f.child.dict.id,
+    pairs: f.counts.pairs,
+    ...f.counts.counts(),
+  }));
+  await publishDashboards(database, dashboards, coActivations);
   return {
     modelId: modelRow.id,
     tokens: corpus.tokens,

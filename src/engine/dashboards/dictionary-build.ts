@@ -23,6 +23,7 @@ import { QuantileExamples } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
 import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
+import type { TokenCodes } from './co-activation.js';
 
 /** First topK tried for architectures without a fixed k. */
 const INITIAL_TOP_K = 64;
@@ -92,6 +93,8 @@ export class DictionaryBuild {
   private entPos = new Int32Array(0);
   private entVal = new Float32Array(0);
   private entNext = new Int32Array(0);
+  /** The exact codes of the last batch consumed, for co-activation with other dictionaries at the same hook. */
+  lastCodes: TokenCodes | null = null;
 
   constructor(readonly dict: BuildTarget, private readonly encoder: SaeEncoder) {
     const { dSae } = dict;
@@ -133,6 +136,7 @@ export class DictionaryBuild {
     });
     const enc = await this.encodeAll(x, n);
     const K = this.topK;
+    this.lastCodes = { n, k: K, indices: enc.indices, values: enc.values };
     let active = 0;
     row = 0;
     for (const c of contexts) {
