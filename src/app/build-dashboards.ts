@@ -75,7 +75,9 @@ interface Family {
 }
 
 /** Co-activation counters for every (narrower, wider) pair of dictionaries read at the same hook. */
-async function familiesOf(database: Database, builds: DictionaryBuild[], session: SessionSettings, onCompare: () => void): Promise<Family[]> {
+async function familiesOf(
+  database: Database, builds: DictionaryBuild[], session: SessionSettings, onCompare: () => void,
+): Promise<Family[]> {
   const out: Family[] = [];
   for (const parent of builds) {
     for (const child of builds) {
@@ -133,7 +135,9 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
   const hooks = [...new Set(dicts.map((d) => d.hookPoint))];
   const progress = (phase: BuildProgress['phase'], contexts: number) =>
-    opts.onProgress?.({ phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : phase === 'compare' ? 0 : 1 });
+    opts.onProgress?.({
+      phase, tokens: corpus.tokens, contexts, fraction: phase === 'corpus' ? corpus.fraction : phase === 'compare' ? 0 : 1,
+    });
   const session = opts.session ?? { device: 'cpu', threads: 0 };
   const families = await familiesOf(database, builds, session, () => progress('compare', 0));
 

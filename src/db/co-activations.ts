@@ -34,8 +34,13 @@ export async function familyPairs(database: Database, parentId: string, childId:
 }
 
 /** Deletes every row touching the built dictionaries, then stores the new counts; run inside the publish transaction. */
-export async function replaceCoActivations(q: Query, builtIds: readonly string[], sets: readonly CoActivationSet[]): Promise<void> {
-  await q('DELETE FROM co_activations WHERE parent_dictionary_id = ANY($1::text[]) OR child_dictionary_id = ANY($1::text[])', [[...builtIds]]);
+export async function replaceCoActivations(
+  q: Query, builtIds: readonly string[], sets: readonly CoActivationSet[],
+): Promise<void> {
+  await q(
+    'DELETE FROM co_activations WHERE parent_dictionary_id = ANY($1::text[]) OR child_dictionary_id = ANY($1::text[])',
+    [[...builtIds]],
+  );
   for (const s of sets) {
     for (let from = 0; from < s.both.length; from += CHUNK) {
       const to = Math.min(s.both.length, from + CHUNK);

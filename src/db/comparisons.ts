@@ -140,7 +140,7 @@ export interface FamilyKey extends FeatureKey {
 
 export const familyKey = (k: FamilyKey): string => `${k.dictionaryId}:${k.index}>${k.otherDictionaryId}`;
 
-/** A family member with the co-activation counts of the last build of both dictionaries (null when not built together). */
+/** A family member with the co-activation counts of the last build of both dictionaries (null if not built together). */
 export interface FamilyRow extends MatchRow {
   /** Tokens where both this feature (the child) and its parent fire. */
   bothTokens: number | null;

@@ -115,7 +115,9 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
  * Publishes every dictionary's dashboards in one transaction (all or nothing), with the
  * co-activation counts of the families built together (older ones touching these dictionaries go).
  */
-export async function publishDashboards(database: Database, dashboards: DictionaryDashboard[], coActivations: CoActivationSet[] = []): Promise<void> {
+export async function publishDashboards(
+  database: Database, dashboards: DictionaryDashboard[], coActivations: CoActivationSet[] = [],
+): Promise<void> {
   await database.transaction(async (q) => {
     for (const d of dashboards) await publishOne(q, d);
     await replaceCoActivations(q, dashboards.map((d) => d.dictionaryId), coActivations);

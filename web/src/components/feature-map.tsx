@@ -140,7 +140,8 @@ export function FeatureMapCanvas(props: { dictionary: string; data: MapData; hig
     const lo = finite.length ? Math.min(...finite) : 0;
     const hi = finite.length ? Math.max(...finite) : 1;
     const colours = values.map((v) => (Number.isFinite(v) ? ramp(hi > lo ? (v - lo) / (hi - lo) : 0.5) : GREY));
-    const order = Array.from(values.keys()).sort((i, j) => (Number.isFinite(values[i]) ? values[i] : -Infinity) - (Number.isFinite(values[j]) ? values[j] : -Infinity));
+    const rank = values.map((v) => (Number.isFinite(v) ? v : -Number.MAX_VALUE));
+    const order = Array.from(values.keys()).sort((i, j) => rank[i] - rank[j]);
     return { colours, order, lo, hi, coloured: finite.length };
   }, [data, scores]);
 
