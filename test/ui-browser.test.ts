@@ -301,6 +301,29 @@ describe('browser UI', () => {
     assert.equal(await related.first().locator('td').first().innerText(), 'sae-a');
   });
 
+  test('a search colours the dictionary map by score, with a legend', async (page, a) => {
+    const query = 'the dog ran to the park';
+    const r = await a.gql(`query($q: String!) { searchFeatures(query: $q, dictionary: "sae-a", first: 100) { score } }`, { q: query });
+    assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+    const scores = (r.data.searchFeatures as { score: number }[]).map((h) => h.score);
+    assert.ok(scores.length > 0);
+    await page.goto(`${base}/dictionary/sae-a`);
+    await page.locator('[data-testid=feature-map]').waitFor();
+    await page.getByText('density', { exact: true }).waitFor();
+    await page.getByLabel('Colour the map by a search').fill(query);
+    await page.getByRole('button', { name: 'Colour' }).click();
+    await page.getByText(`score (${scores.length} hits)`).waitFor();
+    await page.getByText(`colour: score for “${query}”`).waitFor();
+    const near = (text: string, want: number) => Math.abs(parseFloat(text) - want) <= 5e-3 * Math.max(1, Math.abs(want));
+    assert.ok(near(await page.getByTestId('legend-lo').innerText(), Math.min(...scores)), 'legend low end');
+    assert.ok(near(await page.getByTestId('legend-hi').innerText(), Math.max(...scores)), 'legend high end');
+    await shot(page, 'map-search');
+    // An empty search goes back to density.
+    await page.getByLabel('Colour the map by a search').fill('');
+    await page.getByRole('button', { name: 'Colour' }).click();
+    await page.getByText('density', { exact: true }).waitFor();
+  });
+
   test('URLs are shareable: pages load directly, unknown ones say so, errors are shown in words', async (page) => {
     await page.goto(`${base}/playground?dictionary=sae-b&text=${encodeURIComponent('hello there')}`);
     await page.locator('[data-testid=playground-tokens] button').first().waitFor();

@@ -11,6 +11,11 @@
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
  * The accumulators of each dictionary are src/engine/dashboards/dictionary-build.ts.
+ *
+ * Feature families: for every two dictionaries of the build at the same hook, the narrower one the
+ * parent, each feature of the wider one is paired with its best-match parent (from the stored
+ * comparison, computed first when there is none), and the tokens where both fire are counted
+ * (src/engine/dashboards/co-activation.ts) and published with the dashboards.
  */
 import type { Database } from '../db/client.js';
 import { listDictionaries, requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
@@ -23,13 +28,16 @@ import type { SessionSettings } from '../engine/runtime/session.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
 import { DictionaryBuild, type DictionaryDashboard } from '../engine/dashboards/dictionary-build.js';
+import { CoActivation } from '../engine/dashboards/co-activation.js';
+import { familyPairs, type CoActivationSet } from '../db/co-activations.js';
+import { compareDictionaries } from './compare.js';
 
 export const DEFAULT_CONTEXT = 64;
 /** Default batch: about this many tokens per model run. */
 const BATCH_TOKENS = 4096;
 
 export interface BuildProgress {
-  phase: 'corpus' | 'logits' | 'publish';
+  phase: 'compare' | 'corpus' | 'logits' | 'publish';
   /** Non-BOS corpus tokens processed. */
   tokens: number;
   contexts: number;
@@ -61,6 +69,35 @@ export interface BuildResult {
   contexts: number;
   seconds: number;
   dictionaries: { id: string; stats: DictionaryStats }[];
+}
+
+interface Family {
+  parent: DictionaryBuild;
+  child: DictionaryBuild;
+  counts: CoActivation;
+}
+
+/** Co-activation counters for every (narrower, wider) pair of dictionaries read at the same hook. */
+async function familiesOf(
+  database: Database, builds: DictionaryBuild[], session: SessionSettings, onCompare: () => void,
+): Promise<Family[]> {
+  const out: Family[] = [];
+  for (const parent of builds) {
+    for (const child of builds) {
+      const p = parent.dict;
+      const c = child.dict;
+      // Co-firing is counted token by token, so both must read the same hook in the same model run.
+      if (p.hookPoint !== c.hookPoint || p.dIn !== c.dIn || p.dSae >= c.dSae || p.prependBos !== c.prependBos) continue;
+      let pairs = await familyPairs(database, p.id, c.id);
+      if (!pairs) {
+        onCompare();
+        await compareDictionaries(database, { a: p.id, b: c.id, session });
+        pairs = await familyPairs(database, p.id, c.id);
+      }
+      if (pairs) out.push({ parent, child, counts: new CoActivation(pairs, p.dSae, c.dSae) });
+    }
+  }
+  return out;
 }
 
 async function resolveTargets(database: Database, opts: BuildOptions): Promise<{ model: ModelRow; dicts: DictionaryRow[] }> {
@@ -98,16 +135,22 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   }
   const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
   const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
+  const session = opts.session ?? { device: 'cpu', threads: 0 };
+  const families = await familiesOf(database, builds, session, () =>
+    opts.onProgress?.({ phase: 'compare', tokens: 0, contexts: 0, fraction: 0 }),
+  );
   const policies = [...new Set(dicts.map((d) => d.prependBos))];
   let tokens = 0;
   let contexts = 0;
   for (const [pass, prependBos] of policies.entries()) {
     const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
+    const groupFamilies = families.filter((f) => group.includes(f.parent) && group.includes(f.child));
     const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos, context, maxTokens: opts.tokens });
     const hooks = [...new Set(group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])))];
     const before = contexts;
     contexts += await corpusPass(corpus, batch, (ids) => model.runHooks(ids, hooks), async (current, acts, done) => {
       for (const b of group) await b.consume(current, acts.get(b.dict.hookPoint)!, b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined);
+      for (const f of groupFamilies) f.counts.add(f.parent.lastCodes!, f.child.lastCodes!);
       opts.onProgress?.({ phase: 'corpus', tokens: corpus.tokens, contexts: before + done, fraction: (pass + corpus.fraction) / policies.length });
     }, opts.signal);
     if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
@@ -120,11 +163,17 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   const dashboards: DictionaryDashboard[] = [];
   for (const b of builds) {
     opts.signal?.throwIfAborted();
-    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session: opts.session ?? { device: 'cpu', threads: 0 } }));
+    dashboards.push(await b.finish(model, { corpus: opts.corpus, builtAt, session }));
   }
   opts.signal?.throwIfAborted();
   progress('publish');
-  await publishDashboards(database, dashboards);
+  const coActivations: CoActivationSet[] = families.map((f) => ({
+    parentDictionaryId: f.parent.dict.id,
+    childDictionaryId: f.child.dict.id,
+    pairs: f.counts.pairs,
+    ...f.counts.counts(),
+  }));
+  await publishDashboards(database, dashboards, coActivations);
   return {
     modelId: modelRow.id,
     tokens,

@@ -6,7 +6,7 @@ import { getFeatures, getDecoders, countFeatures, featureKey, type FeatureKey, t
 import { getTopActivations, getQuantileExamples, getLogitTokens, type ActivationExample, type BandExample, type FeatureLogitTokens } from '../db/dashboards.js';
 import { getExplanationsOfFeatures, type ExplanationRow } from '../db/explanations.js';
 import { getFeatureMaps, getMapPoints, type FeatureMapRow, type MapPoint } from '../db/feature-maps.js';
-import { getMatchesOfFeatures, getFamilies, familyKey, type FamilyKey, type MatchRow } from '../db/comparisons.js';
+import { getMatchesOfFeatures, getFamilies, familyKey, type FamilyKey, type FamilyRow, type MatchRow } from '../db/comparisons.js';
 
 export interface Loaders {
   model: DataLoader<string, ModelRow | null>;
@@ -22,7 +22,7 @@ export interface Loaders {
   featureMap: DataLoader<string, FeatureMapRow | null>;
   mapPoint: DataLoader<FeatureKey, MapPoint | null, string>;
   related: DataLoader<FeatureKey, MatchRow[], string>;
-  family: DataLoader<FamilyKey, MatchRow[], string>;
+  family: DataLoader<FamilyKey, FamilyRow[], string>;
 }
 
 export function createLoaders(database: Database): Loaders {

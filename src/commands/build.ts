@@ -8,7 +8,11 @@ import { EngineRegistry } from '../app/registry.js';
 import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';
 import { mapWithProgress } from './map.js';
 
-const PHASES: Record<BuildProgress['phase'], string> = { corpus: 'reading the corpus', logits: 'logit lens', publish: 'publishing' };
+const PHASES: Record<BuildProgress['phase'], string> = {
+  compare: 'matching decoders of families',
+  corpus: 'reading the corpus', logits: 'logit lens',
+  publish: 'publishing',
+};
 
 export function register(program: Command): void {
   program

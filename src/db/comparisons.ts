@@ -140,17 +140,27 @@ export interface FamilyKey extends FeatureKey {
 
 export const familyKey = (k: FamilyKey): string => `${k.dictionaryId}:${k.index}>${k.otherDictionaryId}`;
 
+/** A family member with the co-activation counts of the last build of both dictionaries (null if not built together). */
+export interface FamilyRow extends MatchRow {
+  /** Tokens where both this feature (the child) and its parent fire. */
+  bothTokens: number | null;
+  /** Tokens where the parent fires. */
+  parentTokens: number | null;
+}
+
 /**
  * Features of the other dictionary whose best match is the given feature (its children when the
- * other is wider), best cosine first.
+ * other is wider), best cosine first, with their stored co-activation (src/db/co-activations.ts).
  */
-export async function getFamilies(database: Database, keys: readonly FamilyKey[]): Promise<Map<string, MatchRow[]>> {
-  const out = new Map<string, MatchRow[]>();
+export async function getFamilies(database: Database, keys: readonly FamilyKey[]): Promise<Map<string, FamilyRow[]>> {
+  const out = new Map<string, FamilyRow[]>();
   if (keys.length === 0) return out;
-  const rows = await database.query<MatchRow>(
-    `SELECT ${MATCH_COLUMNS} FROM feature_matches m
+  const rows = await database.query<FamilyRow>(
+    `SELECT ${MATCH_COLUMNS}, a.both_tokens AS "bothTokens", a.parent_tokens AS "parentTokens" FROM feature_matches m
      JOIN unnest($1::text[], $2::int[], $3::text[]) AS k(d, i, o)
        ON m.dictionary_id = k.o AND m.other_dictionary_id = k.d AND m.match_idx = k.i
+     LEFT JOIN co_activations a ON a.child_dictionary_id = m.dictionary_id AND a.child_idx = m.idx
+       AND a.parent_dictionary_id = m.other_dictionary_id AND a.parent_idx = m.match_idx
      ORDER BY m.cosine DESC, m.idx`,
     [keys.map((k) => k.dictionaryId), keys.map((k) => k.index), keys.map((k) => k.otherDictionaryId)],
   );

@@ -14,6 +14,7 @@ import { faultPoint } from '../faults.js';
 import type { DictionaryStats } from './schema.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
 import { groupBy } from '../group-by.js';
+import { replaceCoActivations, type CoActivationSet } from './co-activations.js';
 
 const CHUNK = 2000;
 
@@ -111,10 +112,16 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
   if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
 }
 
-/** Publishes every dictionary's dashboards in one transaction (all or nothing). */
-export async function publishDashboards(database: Database, dashboards: DictionaryDashboard[]): Promise<void> {
+/**
+ * Publishes every dictionary's dashboards in one transaction (all or nothing), with the
+ * co-activation counts of the families built together (older ones touching these dictionaries go).
+ */
+export async function publishDashboards(
+  database: Database, dashboards: DictionaryDashboard[], coActivations: CoActivationSet[] = [],
+): Promise<void> {
   await database.transaction(async (q) => {
     for (const d of dashboards) await publishOne(q, d);
+    await replaceCoActivations(q, dashboards.map((d) => d.dictionaryId), coActivations);
   });
 }
 

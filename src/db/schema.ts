@@ -5,7 +5,7 @@
  */
 import { sql } from 'drizzle-orm';
 import {
-  pgTable, text, integer, real, boolean, jsonb, timestamp, primaryKey, index, serial, customType, uniqueIndex,
+  pgTable, text, integer, real, doublePrecision, boolean, jsonb, timestamp, primaryKey, index, serial, customType, uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
 /** pgvector `vector` without a fixed dimension; values travel as pgvector text ('[1,2,3]'). */
@@ -198,4 +198,23 @@ export const featureMatches = pgTable('feature_matches', {
   // Families: the features of a wider dictionary whose best match is a given feature.
   index('feature_matches_family_idx').on(t.dictionaryId, t.otherDictionaryId, t.matchIdx),
   index('feature_matches_cosine_idx').on(t.comparisonId, t.dictionaryId, t.cosine),
+]);
+
+/**
+ * Co-activation of a feature family's pairs on the corpus of the build that built both dictionaries
+ * together: tokens where both the parent (narrower dictionary) and the child (wider one, same model
+ * and hook) fire, and tokens where the parent fires. Replaced for every dictionary a build publishes,
+ * so a row always describes the last build of both.
+ */
+export const coActivations = pgTable('co_activations', {
+  parentDictionaryId: text('parent_dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  parentIdx: integer('parent_idx').notNull(),
+  childDictionaryId: text('child_dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  childIdx: integer('child_idx').notNull(),
+  bothTokens: doublePrecision('both_tokens').notNull(),
+  parentTokens: doublePrecision('parent_tokens').notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.childDictionaryId, t.childIdx, t.parentDictionaryId, t.parentIdx] }),
+  // Publishing and cascades find a dictionary's rows from the parent side too.
+  index('co_activations_parent_idx').on(t.parentDictionaryId),
 ]);

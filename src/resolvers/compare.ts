@@ -2,7 +2,7 @@
 import type { Context } from './context.js';
 import type { DictionaryRow } from '../db/catalog.js';
 import type { FeatureRow } from '../db/features.js';
-import type { ComparisonRow, MatchRow, MatchOrder } from '../db/comparisons.js';
+import type { ComparisonRow, FamilyRow, MatchRow, MatchOrder } from '../db/comparisons.js';
 import type { FeatureMapRow, MapPoint } from '../db/feature-maps.js';
 import { compareDictionaries, comparisonMatches } from '../app/compare.js';
 import { mapPoints } from '../app/feature-map.js';
@@ -69,6 +69,9 @@ export const compareResolvers = {
     feature: (m: MatchRow, _: unknown, ctx: Context) => featureOf(ctx, m.dictionaryId, m.index),
     match: (m: MatchRow, _: unknown, ctx: Context) => featureOf(ctx, m.otherDictionaryId, m.matchIndex),
     paired: (m: MatchRow, _: unknown, ctx: Context) => (m.pairedIndex === null ? null : featureOf(ctx, m.otherDictionaryId, m.pairedIndex)),
+    // Family entries only: the child's share of its parent's firing tokens in the build of both.
+    coActivation: (m: MatchRow | FamilyRow) => ('parentTokens' in m && m.parentTokens ? m.bothTokens! / m.parentTokens : null),
+    coFiringTokens: (m: MatchRow | FamilyRow) => ('bothTokens' in m ? m.bothTokens : null),
   },
   Feature: {
     related: (f: FeatureRow, _: unknown, ctx: Context) => ctx.loaders.related.load(f),

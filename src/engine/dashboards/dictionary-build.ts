@@ -23,6 +23,7 @@ import { QuantileExamples } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
 import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
+import type { TokenCodes } from './co-activation.js';
 
 /** First topK tried for architectures without a fixed k. */
 const INITIAL_TOP_K = 64;
@@ -37,6 +38,8 @@ export interface BuildTarget {
   hookPointOut: string | null;
   /** Folder of the encoder weights, for the logit lens of the decoder rows. */
   weightsPath: string | null;
+  /** Whether its model run puts BOS first (dictionaries of one policy share a corpus pass). */
+  prependBos: boolean;
 }
 
 export interface FeatureStatsRow {
@@ -94,6 +97,8 @@ export class DictionaryBuild {
   private entPos = new Int32Array(0);
   private entVal = new Float32Array(0);
   private entNext = new Int32Array(0);
+  /** The exact codes of the last batch consumed, for co-activation with other dictionaries at the same hook. */
+  lastCodes: TokenCodes | null = null;
 
   constructor(readonly dict: BuildTarget, private readonly encoder: SaeEncoder) {
     const { dSae } = dict;
@@ -142,6 +147,7 @@ export class DictionaryBuild {
     const x = this.nonBosRows(contexts, acts, this.dict.hookPoint, n);
     const enc = await this.encodeAll(x, n);
     const K = this.topK;
+    this.lastCodes = { n, k: K, indices: enc.indices, values: enc.values };
     let active = 0;
     let row = 0;
     for (const c of contexts) {

@@ -1,17 +1,23 @@
 /**
  * A dictionary's feature map (UMAP of decoder directions, from `Dictionary.map`) as a canvas
  * scatter: wheel zooms about the pointer, drag pans, hovering shows the nearest feature's label and
- * density, a click opens it. Points are coloured by log10 density (features without statistics grey).
+ * density, a click opens it. Points are coloured by log10 density (features without statistics grey),
+ * or by the score of a search (searchFeatures within the dictionary; features not among its hits
+ * grey, drawn under the hits), with a legend for either.
  * A uniform grid over map coordinates finds the hovered point without scanning all of them.
  */
-import { useEffect, useMemo, useRef, useState, type MouseEvent } from 'react';
+import { useEffect, useMemo, useRef, useState, type FormEvent, type MouseEvent } from 'react';
 import { gql } from '../api.js';
 import { navigate, paths } from '../router.js';
-import { int, percent } from '../format.js';
+import { int, num, percent } from '../format.js';
 
 const PAGE = 10000;
 const H = 420;
 const HOVER_PX = 8;
+/** Hits a map search colours: searchFeatures' largest page. */
+const SEARCH_HITS = 100;
+const GREY = '#b8bfc6';
+const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
 
 export interface MapData {
   bounds: { minX: number; maxX: number; minY: number; maxY: number };
@@ -69,12 +75,31 @@ export async function loadMap(dictionary: string, onProgress?: (done: number, to
 
 /** Viridis-like ramp for t in [0, 1]. */
 function ramp(t: number): string {
-  const stops = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+  const stops = RAMP;
   const s = Math.min(stops.length - 1.001, Math.max(0, t * (stops.length - 1)));
   const i = Math.floor(s);
   const f = s - i;
   const c = stops[i].map((v, k) => Math.round(v + f * (stops[i + 1][k] - v)));
   return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+/** The scores of a search's hits by feature index. */
+export interface MapScores {
+  query: string;
+  score: Map<number, number>;
+}
+
+/** A colour scale's gradient and what its ends mean. */
+function Legend({ lo, hi, what, grey }: { lo: string; hi: string; what: string; grey: string }) {
+  const gradient = `linear-gradient(to right, ${RAMP.map((c) => `rgb(${c.join(',')})`).join(', ')})`;
+  return (
+    <div className="mapLegend" data-testid="map-legend">
+      <span>{what}</span> <span data-testid="legend-lo">{lo}</span>{' '}
+      <span style={{ display: 'inline-block', width: 120, height: 10, background: gradient, verticalAlign: 'middle' }} />{' '}
+      <span data-testid="legend-hi">{hi}</span>{' '}
+      <span style={{ display: 'inline-block', width: 10, height: 10, background: GREY, verticalAlign: 'middle' }} /> {grey}
+    </div>
+  );
 }
 
 interface View {
@@ -83,7 +108,8 @@ interface View {
   ty: number;
 }
 
-export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: string; data: MapData; highlight?: number | null }) {
+export function FeatureMapCanvas(props: { dictionary: string; data: MapData; highlight?: number | null; scores?: MapScores | null }) {
+  const { dictionary, data, highlight, scores } = props;
   const canvas = useRef<HTMLCanvasElement>(null);
   const [width, setWidth] = useState(800);
   const [view, setView] = useState<View>({ scale: 1, tx: 0, ty: 0 });
@@ -105,13 +131,19 @@ export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: 
     (base.oy + (data.y[i] - base.minY) * base.s) * view.scale + view.ty,
   ];
 
-  const colours = useMemo(() => {
-    const logs = Array.from(data.density, (d) => (d > 0 ? Math.log10(d) : NaN));
-    const finite = logs.filter(Number.isFinite);
+  // Colour per point, the drawing order (grey first, so hits stay visible) and the scale's ends.
+  const colouring = useMemo(() => {
+    const values = scores
+      ? Array.from(data.index, (f) => scores.score.get(f) ?? NaN)
+      : Array.from(data.density, (d) => (d > 0 ? Math.log10(d) : NaN));
+    const finite = values.filter(Number.isFinite);
     const lo = finite.length ? Math.min(...finite) : 0;
     const hi = finite.length ? Math.max(...finite) : 1;
-    return logs.map((l) => (Number.isFinite(l) ? ramp(hi > lo ? (l - lo) / (hi - lo) : 0.5) : '#b8bfc6'));
-  }, [data]);
+    const colours = values.map((v) => (Number.isFinite(v) ? ramp(hi > lo ? (v - lo) / (hi - lo) : 0.5) : GREY));
+    const rank = values.map((v) => (Number.isFinite(v) ? v : -Number.MAX_VALUE));
+    const order = Array.from(values.keys()).sort((i, j) => rank[i] - rank[j]);
+    return { colours, order, lo, hi, coloured: finite.length };
+  }, [data, scores]);
 
   // Grid of point indices over map coordinates for hover lookups.
   const grid = useMemo(() => {
@@ -148,10 +180,10 @@ export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: 
     ctx.clearRect(0, 0, width, H);
     const r = Math.max(1.2, Math.min(4, 2.2 * Math.sqrt(view.scale) * Math.sqrt(2000 / Math.max(n, 1))));
     ctx.globalAlpha = 0.8;
-    for (let i = 0; i < n; i++) {
+    for (const i of colouring.order) {
       const [px, py] = toPx(i);
       if (px < -r || py < -r || px > width + r || py > H + r) continue;
-      ctx.fillStyle = colours[i];
+      ctx.fillStyle = colouring.colours[i];
       ctx.fillRect(px - r / 2, py - r / 2, r, r);
     }
     ctx.globalAlpha = 1;
@@ -255,14 +287,21 @@ export function FeatureMapCanvas({ dictionary, data, highlight }: { dictionary: 
           <strong>#{data.index[hover.i]}</strong> {data.label[hover.i] ?? <span className="muted">no label</span>}
           <br />
           <span className="muted">density {percent(Number.isFinite(data.density[hover.i]) ? data.density[hover.i] : null)}</span>
+          {scores ? <span className="muted"> · score {num(scores.score.get(data.index[hover.i]) ?? null)}</span> : null}
         </div>
       ) : null}
       <div className="mapFoot muted">
-        {int(n)} features · colour: log density (grey: not built) · scroll to zoom, drag to pan, click to open{' '}
+        {int(n)} features · colour: {scores ? `score for “${scores.query}”` : 'log density'} (grey: {scores ? 'not a hit' : 'not built'}) · scroll to
+        zoom, drag to pan, click to open{' '}
         <button className="linkish" onClick={() => setView({ scale: 1, tx: 0, ty: 0 })}>
           reset view
         </button>
       </div>
+      {scores ? (
+        <Legend what={`score (${int(colouring.coloured)} hits)`} lo={num(colouring.lo)} hi={num(colouring.hi)} grey="not a hit" />
+      ) : (
+        <Legend what="density" lo={percent(10 ** colouring.lo)} hi={percent(10 ** colouring.hi)} grey="not built" />
+      )}
     </div>
   );
 }
@@ -273,6 +312,7 @@ const loaded = new Map<string, Promise<MapData | null>>();
 /** Loads and draws a dictionary's map, or says how to make one. */
 export function FeatureMapSection({ dictionary, highlight }: { dictionary: string; highlight?: number | null }) {
   const [state, setState] = useState<{ data?: MapData | null; error?: string; done: number; total: number }>({ done: 0, total: 0 });
+  const [scores, setScores] = useState<MapScores | null>(null);
   useEffect(() => {
     let current = true;
     let promise = loaded.get(dictionary);
@@ -298,5 +338,54 @@ export function FeatureMapSection({ dictionary, highlight }: { dictionary: strin
       </p>
     );
   }
-  return <FeatureMapCanvas dictionary={dictionary} data={state.data} highlight={highlight} />;
+  return (
+    <>
+      <MapSearch dictionary={dictionary} onScores={setScores} />
+      <FeatureMapCanvas dictionary={dictionary} data={state.data} highlight={highlight} scores={scores} />
+    </>
+  );
+}
+
+interface SearchHits {
+  searchFeatures: { score: number; feature: { index: number } }[];
+}
+
+/** A search box whose hits (searchFeatures within the dictionary) colour the map; empty restores density. */
+function MapSearch({ dictionary, onScores }: { dictionary: string; onScores: (s: MapScores | null) => void }) {
+  const [text, setText] = useState('');
+  const [state, setState] = useState<{ busy: boolean; error?: string }>({ busy: false });
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    const query = text.trim();
+    if (!query) {
+      onScores(null);
+      return;
+    }
+    setState({ busy: true });
+    try {
+      const r = await gql<SearchHits>(
+        `query($q: String!, $d: ID!, $first: Int) { searchFeatures(query: $q, dictionary: $d, first: $first) { score feature { index } } }`,
+        { q: query, d: dictionary, first: SEARCH_HITS },
+      );
+      onScores({ query, score: new Map(r.searchFeatures.map((h) => [h.feature.index, h.score])) });
+      setState({ busy: false });
+    } catch (err) {
+      setState({ busy: false, error: (err as Error).message });
+    }
+  };
+  return (
+    <form className="toolbar" onSubmit={submit} data-testid="map-search">
+      <input
+        type="search"
+        value={text}
+        onChange={(e) => setText(e.target.value)}
+        placeholder="Colour the map by a search (a text, a concept)"
+        aria-label="Colour the map by a search"
+      />
+      <button type="submit" disabled={state.busy}>
+        {state.busy ? 'Searching…' : 'Colour'}
+      </button>
+      {state.error ? <span className="error">{state.error}</span> : null}
+    </form>
+  );
 }

@@ -106,7 +106,7 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
           {schema.state === 'done' && schema.data.has('Dictionary', 'map') ? (
             <section className="card">
               <h2>Map</h2>
-              <FeatureMapSection dictionary={d.id} highlight={query.get('at') === null ? null : Number(query.get('at'))} />
+              <FeatureMapSection key={d.id} dictionary={d.id} highlight={query.get('at') === null ? null : Number(query.get('at'))} />
             </section>
           ) : null}
           <div className="toolbar">

@@ -356,6 +356,8 @@ interface RelatedMatch {
 
 interface FamilyMember {
   cosine: number;
+  /** Share of this feature's firing tokens on which the child fires too (last build of both); null if not built together. */
+  coActivation: number | null;
   feature: { index: number; label: string | null };
 }
 
@@ -373,7 +375,7 @@ async function loadRelated(feature: FeatureData) {
   const wider = data.feature.related.filter((r) => r.match.dictionary.dSae > feature.dictionary.dSae).map((r) => r.match.dictionary.id);
   let families: Record<string, FamilyMember[]> = {};
   if (wider.length) {
-    const fields = wider.map((id, k) => `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine feature { index label } }`);
+    const fields = wider.map((id, k) => `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine coActivation feature { index label } }`);
     const fam = await gql<{ feature: Record<string, FamilyMember[]> }>(`query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { ${fields.join(' ')} } }`, vars);
     families = Object.fromEntries(wider.map((id, k) => [id, fam.feature[`f${k}`]]));
   }
@@ -406,7 +408,7 @@ function Related({ feature }: { feature: FeatureData }) {
                     <th>Dictionary</th>
                     <th>Best match</th>
                     <th className="num">Cosine</th>
-                    <th>Splits into</th>
+                    <th title="children by decoder cosine (and co-firing share when both were built together)">Splits into</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -431,7 +433,15 @@ function Related({ feature }: { feature: FeatureData }) {
                             <Link to={paths.feature(m.match.dictionary.id, c.feature.index)} title={c.feature.label ?? undefined}>
                               #{c.feature.index}
                             </Link>{' '}
-                            <span className="muted">({num(c.cosine, 2)})</span>
+                            <span className="muted">
+                              ({num(c.cosine, 2)}
+                              {c.coActivation === null ? null : (
+                                <span title="share of this feature's firing tokens on which the child fires too, in the last build">
+                                  , co-fires {percent(c.coActivation, 2)}
+                                </span>
+                              )}
+                              )
+                            </span>
                           </span>
                         ))}
                       </td>
