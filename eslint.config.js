@@ -5,10 +5,23 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const layer = (regex, message, allowTypeImports = false) => ({ regex, message, allowTypeImports });
-const ABOVE_ENGINE = layer('(^|/)(db|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$', 'src/engine is pure computation: it imports no db, app, resolvers or commands.');
-const ABOVE_DB = layer('(^|/)(engine|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$', 'src/db stores and reads: it imports no engine, app, resolvers or commands.');
-const ABOVE_APP = layer('(^|/)(resolvers|commands)/|/(server|web|cli)\\.js$', 'src/app holds use cases: resolvers, commands and the server call it, not the other way round.');
-const BELOW_EDGE = layer('(^|/)(db|engine)/', 'Resolvers, commands and the server call src/app; they may import db/engine types only.', true);
+const ABOVE_ENGINE = layer(
+  '(^|/)(db|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$',
+  'src/engine is pure computation: it imports no db, app, resolvers or commands.',
+);
+const ABOVE_DB = layer(
+  '(^|/)(engine|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$',
+  'src/db stores and reads: it imports no engine, app, resolvers or commands.',
+);
+const ABOVE_APP = layer(
+  '(^|/)(resolvers|commands)/|/(server|web|cli)\\.js$',
+  'src/app holds use cases: resolvers, commands and the server call it, not the other way round.',
+);
+const BELOW_EDGE = layer(
+  '(^|/)(db|engine)/',
+  'Resolvers, commands and the server call src/app; they may import db/engine types only.',
+  true,
+);
 
 const restrict = (...patterns) => ({ '@typescript-eslint/no-restricted-imports': ['error', { patterns }] });
 
@@ -21,11 +34,15 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-non-null-assertion': 'off',
+      'max-len': ['error', { code: 120, ignoreUrls: true, ignoreRegExpLiterals: true }],
     },
   },
   { files: ['src/engine/**/*.ts'], rules: restrict(ABOVE_ENGINE) },
   { files: ['src/db/**/*.ts'], rules: restrict(ABOVE_DB) },
   { files: ['src/app/**/*.ts'], rules: restrict(ABOVE_APP) },
-  { files: ['src/resolvers/**/*.ts', 'src/commands/**/*.ts', 'src/server.ts', 'src/cli.ts'], rules: restrict(BELOW_EDGE) },
+  {
+    files: ['src/resolvers/**/*.ts', 'src/commands/**/*.ts', 'src/server.ts', 'src/cli.ts'],
+    rules: restrict(BELOW_EDGE),
+  },
   { files: ['test/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -52,32 +52,70 @@ interface Server {
 async function serve(database: Database, overrides: Partial<Config>): Promise<Server> {
   const config: Config = { ...loadConfig({}), device: 'cpu', ...overrides };
   const services = await createServices(config);
-  const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: quiet }, { port: 0, host: '127.0.0.1' });
-  return { server, close: async () => { await server.stop(); await services.close(); } };
+  const server = await startServer(
+    { database, services, maxBodyBytes: config.maxBodyBytes, log: quiet },
+    { port: 0, host: '127.0.0.1' },
+  );
+  return {
+    server,
+    close: async () => {
+      await server.stop();
+      await services.close();
+    },
+  };
 }
 
 async function post(url: string, query: string, variables: Record<string, unknown> = {}): Promise<any> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = (await res.json()) as any;
   if (body.errors) throw new Error(`${query.slice(0, 60)}: ${JSON.stringify(body.errors)}`);
   return body;
 }
 
-interface LoadResult { rps: number; p50: number; p99: number; failed: number; total: number }
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  failed: number;
+  total: number;
+}
 
 /**
  * autocannon against one request body for `seconds`; every response must equal the first one
  * (the answers are deterministic), so GraphQL errors such as OVERLOADED count as failures.
  */
 async function load(url: string, body: string, connections: number, seconds = SECONDS): Promise<LoadResult> {
-  const expected = await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
+  const expected = await (
+    await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+  ).text();
   if (expected.includes('"errors"')) throw new Error(`request fails: ${expected.slice(0, 300)}`);
-  const args = [AUTOCANNON, '-c', String(connections), '-d', String(seconds), '-m', 'POST', '-H', 'content-type=application/json',
-    '-b', body, '-E', expected, '-j', url];
+  const args = [
+    AUTOCANNON,
+    '-c',
+    String(connections),
+    '-d',
+    String(seconds),
+    '-m',
+    'POST',
+    '-H',
+    'content-type=application/json',
+    '-b',
+    body,
+    '-E',
+    expected,
+    '-j',
+    url,
+  ];
   const out = await new Promise<string>((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
-    child.stdout.on('data', (d) => { text += d; });
+    child.stdout.on('data', (d) => {
+      text += d;
+    });
     child.on('exit', (code) => (code === 0 ? done(text) : fail(new Error(`autocannon exited with ${code}`))));
   });
   const r = JSON.parse(out.trim().split('\n').at(-1)!);
@@ -87,9 +125,12 @@ async function load(url: string, body: string, connections: number, seconds = SE
 
 /** The longest prefix of a story (BOS included) with at most `limit` tokens. */
 function textOfTokens(tokenize: (t: string) => number[], limit: number): { text: string; tokens: number } {
-  const words = ('Once upon a time there was a little girl named Lily who loved to play in the park with her dog Max. '
-    + 'One day the sun was bright and the birds were singing, so she ran to the big tree near the pond and found a shiny red ball. '
-    + 'She was very happy and showed it to her mom, who smiled and said they could play together after lunch.').split(' ');
+  const words = (
+    'Once upon a time there was a little girl named Lily who loved to play in the park with her dog Max. ' +
+    'One day the sun was bright and the birds were singing, so she ran to the big tree near the pond and found a ' +
+    'shiny red ball. ' +
+    'She was very happy and showed it to her mom, who smiled and said they could play together after lunch.'
+  ).split(' ');
   let best = { text: words[0], tokens: tokenize(words[0]).length };
   for (let n = 2; n <= words.length; n++) {
     const text = words.slice(0, n).join(' ');
@@ -112,7 +153,12 @@ async function encodeBench(): Promise<void> {
     let context: number;
     if (existsSync(join(STORIES, 'stories260K.bin'))) {
       const tok = join(STORIES, 'tok512.bin');
-      await registerModel(database, { id: 'bench-model', path: join(STORIES, 'stories260K.bin'), tokenizerPath: tok, name: 'stories260K' });
+      await registerModel(database, {
+        id: 'bench-model',
+        path: join(STORIES, 'stories260K.bin'),
+        tokenizerPath: tok,
+        name: 'stories260K',
+      });
       const tokenizer = loadTokenizer(tok);
       tokenize = (t) => tokenizer.encode(t, { bos: true });
       modelName = 'stories260K';
@@ -130,28 +176,60 @@ async function encodeBench(): Promise<void> {
       hook = 'blocks.1.hook_resid_post';
       context = 32;
     }
-    const sae = writeSaeFixture(join(dir, 'sae'), { format: 'saelens', architecture: 'topk', dIn, dSae: 16 * dIn, k: 16, hookName: hook });
-    await importDictionary(database, { path: sae.path, modelId: 'bench-model', id: 'bench-sae', dataDir: join(dir, 'weights') });
+    const sae = writeSaeFixture(join(dir, 'sae'), {
+      format: 'saelens',
+      architecture: 'topk',
+      dIn,
+      dSae: 16 * dIn,
+      k: 16,
+      hookName: hook,
+    });
+    await importDictionary(database, {
+      path: sae.path,
+      modelId: 'bench-model',
+      id: 'bench-sae',
+      dataDir: join(dir, 'weights'),
+    });
     const { text, tokens } = textOfTokens(tokenize, Math.min(64, context));
-    console.log(`\nencode: ${modelName}, dictionary ${dIn} x ${16 * dIn} TopK k=16 at ${hook}, text of ${tokens} tokens (BOS included), ${SECONDS} s per run`);
+    console.log(
+      `\nencode: ${modelName}, dictionary ${dIn} x ${16 * dIn} TopK k=16 at ${hook}, text of ${tokens} tokens (BOS ` +
+        `included), ${SECONDS} s per run`,
+    );
 
     const on = await serve(database, { dataDir: join(dir, 'weights'), batching: true });
     servers.push(on);
     const off = await serve(database, { dataDir: join(dir, 'weights'), batching: false });
     servers.push(off);
-    const body = JSON.stringify({ query: 'query($t: String!) { encode(dictionary: "bench-sae", text: $t, topK: 8) { topFeatures { index activation } reconstruction { mse } } }', variables: { t: text } });
+    const body = JSON.stringify({
+      query:
+        'query($t: String!) { encode(dictionary: "bench-sae", text: $t, topK: 8) { topFeatures { index activation } ' +
+        'reconstruction { mse } } }',
+      variables: { t: text },
+    });
     console.log('| request | batching | concurrency | requests/s | p50 ms | p99 ms | failed |');
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const c of [1, 8, 32]) {
-      for (const [name, s] of [['on', on], ['off', off]] as const) {
+      for (const [name, s] of [
+        ['on', on],
+        ['off', off],
+      ] as const) {
         await load(s.server.url, body, c, 1);
         const r = await load(s.server.url, body, c);
-        console.log(`| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.failed}/${r.total} |`);
+        console.log(
+          `| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ` +
+            `${r.failed}/${r.total} |`,
+        );
       }
     }
-    const search = JSON.stringify({ query: 'query($t: String!) { searchFeatures(query: $t, first: 10) { feature { id } score } }', variables: { t: 'the little dog' } });
+    const search = JSON.stringify({
+      query: 'query($t: String!) { searchFeatures(query: $t, first: 10) { feature { id } score } }',
+      variables: { t: 'the little dog' },
+    });
     const r = await load(on.server.url, search, 1);
-    console.log(`| searchFeatures "the little dog" | on | 1 | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.failed}/${r.total} |`);
+    console.log(
+      `| searchFeatures "the little dog" | on | 1 | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ` +
+        `${r.failed}/${r.total} |`,
+    );
   } finally {
     for (const s of servers) await s.close();
     await database.close();
@@ -164,7 +242,14 @@ async function encodeBench(): Promise<void> {
  * block; the centres come from `centreSeed` and the scatter from `seed`, so queries can share the
  * clusters of the rows without repeating them.
  */
-function* clusteredBlocks(centreSeed: number, seed: number, n: number, block: number, clusters = 12, spread = 0.6): Generator<Float32Array> {
+function* clusteredBlocks(
+  centreSeed: number,
+  seed: number,
+  n: number,
+  block: number,
+  clusters = 12,
+  spread = 0.6,
+): Generator<Float32Array> {
   const centreRand = rng(centreSeed);
   const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: D }, () => normal(centreRand)));
   const rand = rng(seed);
@@ -205,7 +290,11 @@ const DECIMALS = Array.from({ length: 2 * STEPS + 1 }, (_, i) => String((i - STE
  * components rounded to 1e-4, which keeps the COPY text small and quick to make; cosines move by
  * well under 1e-3.
  */
-async function loadSynthetic(database: Database, id: string, blocks: Iterable<Float32Array>): Promise<{ copy: number; index: number }> {
+async function loadSynthetic(
+  database: Database,
+  id: string,
+  blocks: Iterable<Float32Array>,
+): Promise<{ copy: number; index: number }> {
   const t0 = performance.now();
   await database.query(
     `INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state)
@@ -244,27 +333,59 @@ async function nearestBench(): Promise<void> {
   if ('skip' in pgdb) {
     console.log(`\nnearestFeatures: PostgreSQL unavailable (${pgdb.skip}); using PGlite`);
     database = await openDatabase({ dataDir: dir });
-    cleanup = async () => { await database.close(); rmSync(dir, { recursive: true, force: true }); };
+    cleanup = async () => {
+      await database.close();
+      rmSync(dir, { recursive: true, force: true });
+    };
   } else {
     database = await openDatabase({ databaseUrl: pgdb.url, dataDir: dir });
-    cleanup = async () => { await database.close(); await pgdb.drop(); rmSync(dir, { recursive: true, force: true }); };
+    cleanup = async () => {
+      await database.close();
+      await pgdb.drop();
+      rmSync(dir, { recursive: true, force: true });
+    };
   }
   let server: Server | null = null;
   try {
-    console.log(`\nnearestFeatures: ${FEATURES} features x ${D} dims per dictionary on ${database.kind}, ${QUERIES} queries each, k = 10`);
+    console.log(
+      `\nnearestFeatures: ${FEATURES} features x ${D} dims per dictionary on ${database.kind}, ${QUERIES} queries ` +
+        `each, k = 10`,
+    );
     await upsertModel(database, {
-      id: 'bench-768', name: 'synthetic 768-d', architecture: 'gpt2', dModel: D, nLayers: 1, vocabSize: 1, contextLength: 1,
-      prependBos: false, hookPoints: ['blocks.0.hook_resid_post'], sourcePath: '/nonexistent', sourceFormat: 'huggingface', tokenizerPath: null,
+      id: 'bench-768',
+      name: 'synthetic 768-d',
+      architecture: 'gpt2',
+      dModel: D,
+      nLayers: 1,
+      vocabSize: 1,
+      contextLength: 1,
+      prependBos: false,
+      hookPoints: ['blocks.0.hook_resid_post'],
+      sourcePath: '/nonexistent',
+      sourceFormat: 'huggingface',
+      tokenizerPath: null,
     });
     const sets = [
-      { id: 'bench-clustered', name: 'clustered (decoder-like)', rows: () => clusteredBlocks(11, 12, FEATURES, 2000), queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES) },
-      { id: 'bench-random', name: 'uniform random (worst case)', rows: () => randomBlocks(14, FEATURES, 2000), queries: () => randomBlocks(15, QUERIES, QUERIES) },
+      {
+        id: 'bench-clustered',
+        name: 'clustered (decoder-like)',
+        rows: () => clusteredBlocks(11, 12, FEATURES, 2000),
+        queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES),
+      },
+      {
+        id: 'bench-random',
+        name: 'uniform random (worst case)',
+        rows: () => randomBlocks(14, FEATURES, 2000),
+        queries: () => randomBlocks(15, QUERIES, QUERIES),
+      },
     ];
     for (const s of sets) {
       const t = await loadSynthetic(database, s.id, s.rows());
       console.log(`  ${s.name}: rows copied in ${t.copy.toFixed(0)} s, HNSW index built in ${t.index.toFixed(0)} s`);
     }
-    const q = 'query($d: ID!, $v: [Float!]!, $exact: Boolean) { nearestFeatures(dictionary: $d, vector: $v, k: 10, exact: $exact) { feature { index } } }';
+    const q =
+      'query($d: ID!, $v: [Float!]!, $exact: Boolean) { nearestFeatures(dictionary: $d, vector: $v, k: 10, exact: ' +
+      '$exact) { feature { index } } }';
     // Clustered queries lie in the rows' clusters, as a search from a real feature or activation does.
     const queriesOf = new Map(sets.map((s) => [s.id, [...s.queries()][0]]));
     const truth = new Map<string, Set<number>[]>();
@@ -299,7 +420,10 @@ async function nearestBench(): Promise<void> {
           fast.push(performance.now() - t);
           hits += approx.data.nearestFeatures.filter((h: any) => truth.get(s.id)![i].has(h.feature.index)).length;
         }
-        console.log(`| ${s.name} | ${ef} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ${ms(percentile(exactMs.get(s.id)!, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`);
+        console.log(
+          `| ${s.name} | ${ef} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ` +
+            `${ms(percentile(exactMs.get(s.id)!, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`,
+        );
       }
       await server.close();
       server = null;

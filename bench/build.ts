@@ -4,7 +4,8 @@
  * then tokens/s of buildDashboards over the same corpus in the same process (tokenizing, the shared
  * forward pass, encode, every accumulator, logit lens and the publish into a PGlite catalog), and
  * the ratio (goal: build ≤ 1.5× the bare time). Runs on stories260K with a random TopK dictionary.
- * Usage: node --import tsx bench/build.ts [--tokens 100000] [--dsae 4096] [--k 32] [--layer 2] [--context 64] [--device cpu|cuda|auto]
+ * Usage: node --import tsx bench/build.ts [--tokens 100000] [--dsae 4096] [--k 32] [--layer 2] [--context 64] [--device
+ * cpu|cuda|auto]
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,10 +30,54 @@ const MODEL = resolve(import.meta.dirname, '../../shared/models/stories260K/stor
 
 /** TinyStories-like sentences from a fixed word list, in paragraphs. */
 function storyText(words: number, seed: number): string {
-  const vocab = ['once', 'upon', 'a', 'time', 'there', 'was', 'little', 'girl', 'named', 'Lily', 'she', 'liked', 'to', 'play', 'with', 'her', 'dog', 'in', 'the', 'park',
-    'one', 'day', 'sun', 'hot', 'and', 'sky', 'blue', 'saw', 'big', 'red', 'ball', 'under', 'tree', 'mom', 'said', 'yes', 'happy', 'friend', 'Tom', 'ran', 'home'];
+  const vocab = [
+    'once',
+    'upon',
+    'a',
+    'time',
+    'there',
+    'was',
+    'little',
+    'girl',
+    'named',
+    'Lily',
+    'she',
+    'liked',
+    'to',
+    'play',
+    'with',
+    'her',
+    'dog',
+    'in',
+    'the',
+    'park',
+    'one',
+    'day',
+    'sun',
+    'hot',
+    'and',
+    'sky',
+    'blue',
+    'saw',
+    'big',
+    'red',
+    'ball',
+    'under',
+    'tree',
+    'mom',
+    'said',
+    'yes',
+    'happy',
+    'friend',
+    'Tom',
+    'ran',
+    'home',
+  ];
   let s = seed;
-  const next = (n: number) => { s = (s * 1103515245 + 12345) >>> 0; return (s >>> 8) % n; };
+  const next = (n: number) => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return (s >>> 8) % n;
+  };
   const parts: string[] = [];
   for (let w = 0; w < words;) {
     const len = 5 + next(8);
@@ -56,14 +101,31 @@ async function main(): Promise<void> {
     const hook = `blocks.${LAYER}.hook_resid_post`;
     const d = modelRow.dModel;
     const cfg: SaeConfig = {
-      architecture: 'topk', dIn: d, dSae: D_SAE, k: K, hookName: hook, modelName: 'stories260K', prependBos: true, applyBDecToInput: true,
-      normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
+      architecture: 'topk',
+      dIn: d,
+      dSae: D_SAE,
+      k: K,
+      hookName: hook,
+      modelName: 'stories260K',
+      prependBos: true,
+      applyBDecToInput: true,
+      normalization: { kind: 'none', scalingFactor: null },
+      sourceFormat: 'saelens',
+      dtype: 'float32',
+      extra: {},
     };
     writeSaelens(join(dir, 'sae'), cfg, {
-      W_enc: uniform(d * D_SAE, 1 / Math.sqrt(d), 1), W_dec: uniform(D_SAE * d, 1 / Math.sqrt(d), 2),
-      b_enc: uniform(D_SAE, 0.1, 3), b_dec: uniform(d, 0.1, 4),
+      W_enc: uniform(d * D_SAE, 1 / Math.sqrt(d), 1),
+      W_dec: uniform(D_SAE * d, 1 / Math.sqrt(d), 2),
+      b_enc: uniform(D_SAE, 0.1, 3),
+      b_dec: uniform(d, 0.1, 4),
     });
-    const dict = await importDictionary(database, { path: join(dir, 'sae'), modelId: 'stories260K', id: 'bench', dataDir: join(dir, 'data') });
+    const dict = await importDictionary(database, {
+      path: join(dir, 'sae'),
+      modelId: 'stories260K',
+      id: 'bench',
+      dataDir: join(dir, 'data'),
+    });
     const corpusPath = join(dir, 'corpus.txt');
     writeFileSync(corpusPath, storyText(Math.ceil(TOKENS * 1.2), 7));
 
@@ -71,7 +133,13 @@ async function main(): Promise<void> {
     const encoder = await registry.encoder(dict);
     const batch = Math.max(1, Math.floor(4096 / CONTEXT));
     const contexts: TokenContext[] = [];
-    for await (const c of new Corpus(corpusPath, { tokenizer: model.tokenizer, prependBos: modelRow.prependBos, context: CONTEXT, maxTokens: TOKENS }).contexts()) contexts.push(c);
+    for await (const c of new Corpus(corpusPath, {
+      tokenizer: model.tokenizer,
+      prependBos: modelRow.prependBos,
+      context: CONTEXT,
+      maxTokens: TOKENS,
+    }).contexts())
+      contexts.push(c);
     const tokens = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
 
     // Bare: forward pass to the hook and encode of the non-BOS rows, nothing kept.
@@ -79,7 +147,12 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       for (let i = 0; i < contexts.length; i += batch) {
         const part = contexts.slice(i, i + batch);
-        const acts = (await model.runHooks(part.map((c) => c.ids), [hook])).get(hook)!;
+        const acts = (
+          await model.runHooks(
+            part.map((c) => c.ids),
+            [hook],
+          )
+        ).get(hook)!;
         const [, S] = acts.dims;
         const n = part.reduce((s, c) => s + c.ids.length - 1, 0);
         const x = new Float32Array(n * d);
@@ -99,7 +172,12 @@ async function main(): Promise<void> {
     let publishStart = 0;
     const t0 = performance.now();
     const result = await buildDashboards(database, registry, {
-      dictionaryIds: ['bench'], corpus: corpusPath, tokens: TOKENS, context: CONTEXT, batch, session: { device, threads: 0 },
+      dictionaryIds: ['bench'],
+      corpus: corpusPath,
+      tokens: TOKENS,
+      context: CONTEXT,
+      batch,
+      session: { device, threads: 0 },
       onProgress: (p: BuildProgress) => {
         if (p.phase === 'logits' && !corpusDone) corpusDone = performance.now();
         if (p.phase === 'publish' && !publishStart) publishStart = performance.now();
@@ -108,11 +186,25 @@ async function main(): Promise<void> {
     const buildSeconds = (performance.now() - t0) / 1000;
     const passSeconds = (corpusDone - t0) / 1000;
 
-    console.log(`stories260K ${hook}, topk SAE ${D_SAE} x ${d} (k ${K}), ${tokens} tokens in ${contexts.length} contexts of ${CONTEXT}, batch ${batch}, ${model.executionProvider}`);
-    console.log(`bare forward + encode : ${(tokens / bareSeconds).toFixed(0).padStart(8)} tokens/s (${bareSeconds.toFixed(2)} s)`);
-    console.log(`build, corpus pass    : ${(tokens / passSeconds).toFixed(0).padStart(8)} tokens/s (${passSeconds.toFixed(2)} s)`);
-    console.log(`build, whole          : ${(result.tokens / buildSeconds).toFixed(0).padStart(8)} tokens/s (${buildSeconds.toFixed(2)} s: logit lens ${((publishStart - corpusDone) / 1000).toFixed(2)} s, publish ${((t0 + buildSeconds * 1000 - publishStart) / 1000).toFixed(2)} s)`);
-    console.log(`ratio build / bare    : ${(buildSeconds / bareSeconds).toFixed(2)}x whole, ${(passSeconds / bareSeconds).toFixed(2)}x corpus pass (goal <= 1.5x)`);
+    console.log(
+      `stories260K ${hook}, topk SAE ${D_SAE} x ${d} (k ${K}), ${tokens} tokens in ${contexts.length} contexts of ` +
+        `${CONTEXT}, batch ${batch}, ${model.executionProvider}`,
+    );
+    console.log(
+      `bare forward + encode : ${(tokens / bareSeconds).toFixed(0).padStart(8)} tokens/s (${bareSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `build, corpus pass    : ${(tokens / passSeconds).toFixed(0).padStart(8)} tokens/s (${passSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `build, whole          : ${(result.tokens / buildSeconds).toFixed(0).padStart(8)} tokens/s ` +
+        `(${buildSeconds.toFixed(2)} s: logit lens ${((publishStart - corpusDone) / 1000).toFixed(2)} s, publish ` +
+        `${((t0 + buildSeconds * 1000 - publishStart) / 1000).toFixed(2)} s)`,
+    );
+    console.log(
+      `ratio build / bare    : ${(buildSeconds / bareSeconds).toFixed(2)}x whole, ` +
+        `${(passSeconds / bareSeconds).toFixed(2)}x corpus pass (goal <= 1.5x)`,
+    );
   } finally {
     await registry.close();
     await database.close();

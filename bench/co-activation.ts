@@ -47,4 +47,7 @@ for (let b = 0; done < TOKENS; b++) {
 const seconds = (performance.now() - started) / 1000;
 // start, pairsOf, the pairs themselves, childStamp, parentCount, bothCount.
 const mb = (4 * (P + 1) + 4 * C + 8 * C + 8 * C + 8 * P + 8 * C) / 2 ** 20;
-console.log(`${done} tokens, k ${K}: ${seconds.toFixed(2)} s, ${Math.round(done / seconds)} tokens/s; counter arrays ${mb.toFixed(1)} MB (heap delta ${((process.memoryUsage().heapUsed - heap0) / 2 ** 20).toFixed(1)} MB)`);
+console.log(
+  `${done} tokens, k ${K}: ${seconds.toFixed(2)} s, ${Math.round(done / seconds)} tokens/s; counter arrays ` +
+    `${mb.toFixed(1)} MB (heap delta ${((process.memoryUsage().heapUsed - heap0) / 2 ** 20).toFixed(1)} MB)`,
+);

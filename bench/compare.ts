@@ -26,7 +26,9 @@ const MAP = Number(arg('map', '16384'));
 const session = { device: 'cpu' as const, threads: Number(arg('threads', '0')) };
 
 let peak = 0;
-const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 50);
+const sampler = setInterval(() => {
+  peak = Math.max(peak, process.memoryUsage().rss);
+}, 50);
 const mb = (b: number) => `${Math.round(b / 2 ** 20)} MB`;
 
 /** Row i of the result is mix·a_{src(i)} + (1 − mix)·noise, per row, with independent noise. */
@@ -58,8 +60,14 @@ async function timeCompare(name: string, a: Float32Array, b: Float32Array): Prom
   });
   phases[phase] = (performance.now() - t) / 1000;
   const total = (performance.now() - start) / 1000;
-  const one = result.oneToOne ? `, PW-MCC ${result.oneToOne.score.toFixed(3)} (${result.oneToOne.leftover} left to the exact step)` : '';
-  console.log(`${name}: ${total.toFixed(1)} s (${Object.entries(phases).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}), peak RSS ${mb(peak)}; MMCS ${result.meanMaxAB.toFixed(3)} / ${result.meanMaxBA.toFixed(3)}${one}`);
+  const one = result.oneToOne
+    ? `, PW-MCC ${result.oneToOne.score.toFixed(3)} (${result.oneToOne.leftover} left to the exact step)`
+    : '';
+  console.log(
+    `${name}: ${total.toFixed(1)} s (${Object.entries(phases)
+      .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+      .join(', ')}), peak RSS ${mb(peak)}; MMCS ${result.meanMaxAB.toFixed(3)} / ${result.meanMaxBA.toFixed(3)}${one}`,
+  );
 }
 
 const a = uniform(NARROW * D, 1, 1);
@@ -68,7 +76,11 @@ const twin = flag('unrelated') ? uniform(NARROW * D, 1, 2) : derived(a, NARROW, 
 await timeCompare(`${NARROW} × ${NARROW}${flag('unrelated') ? ' (unrelated)' : ''}`, a, twin);
 if (WIDE > 0) {
   const per = Math.max(1, Math.round(WIDE / NARROW));
-  await timeCompare(`${NARROW} × ${WIDE}`, a, derived(a, WIDE, (i) => Math.floor(i / per) % NARROW, 0.45, 3));
+  await timeCompare(
+    `${NARROW} × ${WIDE}`,
+    a,
+    derived(a, WIDE, (i) => Math.floor(i / per) % NARROW, 0.45, 3),
+  );
 }
 if (MAP > 0) {
   peak = process.memoryUsage().rss;
@@ -83,7 +95,13 @@ if (MAP > 0) {
       last = p;
     },
   });
-  console.log(`map ${MAP}: ${((performance.now() - start) / 1000).toFixed(1)} s (${marks.join(', ')}; ${layout.epochs} epochs), peak RSS ${mb(peak)}`);
+  console.log(
+    `map ${MAP}: ${((performance.now() - start) / 1000).toFixed(1)} s (${marks.join(', ')}; ${layout.epochs} ` +
+      `epochs), peak RSS ${mb(peak)}`,
+  );
 }
 clearInterval(sampler);
-console.log(`max RSS (OS) ${mb(process.resourceUsage().maxRSS * 1024)}; ${D} dims, onnxruntime threads ${session.threads || 'default'}`);
+console.log(
+  `max RSS (OS) ${mb(process.resourceUsage().maxRSS * 1024)}; ${D} dims, onnxruntime threads ` +
+    `${session.threads || 'default'}`,
+);

@@ -25,18 +25,44 @@ const D_IN = 64;
 
 async function seed(database: Database): Promise<void> {
   await upsertModel(database, {
-    id: 'm', name: 'm', architecture: 'llama', dModel: D_IN, nLayers: 1, vocabSize: 64, contextLength: 128, prependBos: true,
-    hookPoints: ['blocks.0.hook_resid_post'], sourcePath: '/nonexistent', sourceFormat: 'llama2c', tokenizerPath: null,
+    id: 'm',
+    name: 'm',
+    architecture: 'llama',
+    dModel: D_IN,
+    nLayers: 1,
+    vocabSize: 64,
+    contextLength: 128,
+    prependBos: true,
+    hookPoints: ['blocks.0.hook_resid_post'],
+    sourcePath: '/nonexistent',
+    sourceFormat: 'llama2c',
+    tokenizerPath: null,
   });
   for (let d = 0; d < DICTS; d++) {
     const id = `d${d}`;
-    await writeDictionary(database, {
-      id, modelId: 'm', name: id, hookPoint: 'blocks.0.hook_resid_post', dIn: D_IN, dSae: D_SAE, architecture: 'topk', k: 8,
-      params: { normalization: 'none' }, sourceFormat: 'saelens', prependBos: true,
-    }, [uniform(D_SAE * D_IN, 1, d + 1)]);
+    await writeDictionary(
+      database,
+      {
+        id,
+        modelId: 'm',
+        name: id,
+        hookPoint: 'blocks.0.hook_resid_post',
+        dIn: D_IN,
+        dSae: D_SAE,
+        architecture: 'topk',
+        k: 8,
+        params: { normalization: 'none' },
+        sourceFormat: 'saelens',
+        prependBos: true,
+      },
+      [uniform(D_SAE * D_IN, 1, d + 1)],
+    );
     await database.query(`UPDATE features SET label = 'the whale ship sails ' || idx WHERE dictionary_id = $1`, [id]);
-    await database.query(`INSERT INTO explanations (dictionary_id, feature_idx, text, source)
-      SELECT dictionary_id, idx, 'whale and ship near the sea ' || idx, 'bench' FROM features WHERE dictionary_id = $1`, [id]);
+    await database.query(
+      `INSERT INTO explanations (dictionary_id, feature_idx, text, source)
+      SELECT dictionary_id, idx, 'whale and ship near the sea ' || idx, 'bench' FROM features WHERE dictionary_id = $1`,
+      [id],
+    );
   }
 }
 
@@ -44,7 +70,10 @@ async function probe(name: string, database: Database): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'atlas-bench-hostile-'));
   const config: Config = { ...loadConfig({}), device: 'cpu', dataDir };
   const services = await createServices(config);
-  const server = await startServer({ database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
+  const server = await startServer(
+    { database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined },
+    { port: 0, host: '127.0.0.1' },
+  );
   let slowest = 0;
   let polling = true;
   const poller = (async () => {
@@ -55,7 +84,9 @@ async function probe(name: string, database: Database): Promise<void> {
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
-  const distinct = Array.from({ length: 4000 }, (_, i) => `w${i}x`).join(' ').slice(0, 20000);
+  const distinct = Array.from({ length: 4000 }, (_, i) => `w${i}x`)
+    .join(' ')
+    .slice(0, 20000);
   const texts: [string, string][] = [
     ['whale ship ×100 (1.1 KB)', 'whale ship '.repeat(100)],
     ['whale ship ×900 (9.9 KB)', 'whale ship '.repeat(900)],
@@ -68,12 +99,22 @@ async function probe(name: string, database: Database): Promise<void> {
     for (const [label, q] of texts) {
       const t = performance.now();
       const res = await fetch(server.url, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: `query($q: String!) { ${field}(query: $q, first: 10) { score } }`, variables: { q } }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          query: `query($q: String!) { ${field}(query: $q, first: 10) { score } }`,
+          variables: { q },
+        }),
       });
-      const body = (await res.json()) as { data?: Record<string, unknown[]>; errors?: { extensions?: { code?: string } }[] };
+      const body = (await res.json()) as {
+        data?: Record<string, unknown[]>;
+        errors?: { extensions?: { code?: string } }[];
+      };
       const answer = body.errors ? body.errors[0].extensions?.code : `${body.data![field].length} hits`;
-      console.log(`  ${field.padEnd(19)} ${label.padEnd(28)} ${String(answer).padEnd(15)} ${(performance.now() - t).toFixed(0).padStart(6)} ms`);
+      console.log(
+        `  ${field.padEnd(19)} ${label.padEnd(28)} ${String(answer).padEnd(15)} ` +
+          `${(performance.now() - t).toFixed(0).padStart(6)} ms`,
+      );
     }
   }
   polling = false;

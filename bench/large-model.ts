@@ -56,7 +56,14 @@ const threads = Number(arg('threads', '0'));
 
 /** HF tensor names and shapes of one shard each: embeddings and the first 13 layers, then the rest. */
 function shards(): [string, number[]][][] {
-  const { hidden_size: d, intermediate_size: f, num_attention_heads: h, num_key_value_heads: kv, head_dim: hd, vocab_size: v } = CONFIG;
+  const {
+    hidden_size: d,
+    intermediate_size: f,
+    num_attention_heads: h,
+    num_key_value_heads: kv,
+    head_dim: hd,
+    vocab_size: v,
+  } = CONFIG;
   const layer = (l: number): [string, number[]][] => {
     const p = `model.layers.${l}`;
     return [
@@ -84,7 +91,11 @@ function shards(): [string, number[]][][] {
 function bf16Table(sigma: number, seed: number): Uint16Array {
   let s = seed >>> 0 || 1;
   const next = () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     return (s + 0.5) / 4294967296;
   };
   const table = new Uint16Array(65536);
@@ -124,7 +135,11 @@ function writeShard(path: string, tensors: [string, number[]][], seed: number): 
       while (left > 0) {
         const n = Math.min(left, chunk.length);
         for (let i = 0; i < n; i++) {
-          s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+          s ^= s << 13;
+          s >>>= 0;
+          s ^= s >>> 17;
+          s ^= s << 5;
+          s >>>= 0;
           chunk[i] = table[s & 0xffff];
         }
         writeSync(fd, new Uint8Array(chunk.buffer, 0, 2 * n));
@@ -146,7 +161,10 @@ function generate(): Record<string, number> {
     writeShard(join(modelDir, file), tensors, 17 + i);
     for (const [name] of tensors) weightMap[name] = file;
   });
-  writeFileSync(join(modelDir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  writeFileSync(
+    join(modelDir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: {}, weight_map: weightMap }),
+  );
   // Token ids are drawn directly; a small tokenizer satisfies loadModel.
   writeLlamaTokenizerJson(modelDir, 512);
   return { seconds: (performance.now() - started) / 1000 };
@@ -173,7 +191,12 @@ async function convert(): Promise<Record<string, number>> {
   });
   const firstLoad = (performance.now() - started) / 1000;
   await model.close();
-  return { convertSeconds: (convertEnd - convertStart) / 1000, convertPeakRssGiB: convertPeak, firstLoadSeconds: firstLoad, processPeakRssGiB: peakGiB() };
+  return {
+    convertSeconds: (convertEnd - convertStart) / 1000,
+    convertPeakRssGiB: convertPeak,
+    firstLoadSeconds: firstLoad,
+    processPeakRssGiB: peakGiB(),
+  };
 }
 
 async function run(): Promise<Record<string, number>> {
@@ -194,7 +217,14 @@ async function run(): Promise<Record<string, number>> {
   const one = Math.min(await time(1), await time(1));
   const eight = await time(8);
   await model.close();
-  return { loadSeconds, loadedRssGiB: loadedRss, loadAverage: loadavg()[0], tokensPerSecond1x128: 128 / one, tokensPerSecond8x128: 1024 / eight, processPeakRssGiB: peakGiB() };
+  return {
+    loadSeconds,
+    loadedRssGiB: loadedRss,
+    loadAverage: loadavg()[0],
+    tokensPerSecond1x128: 128 / one,
+    tokensPerSecond8x128: 1024 / eight,
+    processPeakRssGiB: peakGiB(),
+  };
 }
 
 const phase = arg('phase', '');
@@ -208,7 +238,16 @@ if (phase) {
   try {
     for (const p of ['generate', 'convert', 'run']) {
       console.error(`phase ${p}…`);
-      const args = ['--phase', p, '--dir', dir, '--threads', String(threads), '--layers', String(CONFIG.num_hidden_layers)];
+      const args = [
+        '--phase',
+        p,
+        '--dir',
+        dir,
+        '--threads',
+        String(threads),
+        '--layers',
+        String(CONFIG.num_hidden_layers),
+      ];
       const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1], ...args], {
         stdio: ['ignore', 'pipe', 'inherit'],
         maxBuffer: 1 << 20,
@@ -222,13 +261,19 @@ if (phase) {
   const { generate: g, convert: c, run: r } = results;
   const f = (x: number, digits = 1) => x.toFixed(digits);
   const load = `load average ${r.loadAverage.toFixed(1)} on ${cpus().length} cores at the end`;
-  console.log(`gemma-2-2b shapes, ${CONFIG.num_hidden_layers} layers (bf16 checkpoint), CPU, threads ${threads || 'default'}, ${load}\n`);
+  console.log(
+    `gemma-2-2b shapes, ${CONFIG.num_hidden_layers} layers (bf16 checkpoint), CPU, threads ${threads || 'default'}, ` +
+      `${load}\n`,
+  );
   console.log('| measure | value |');
   console.log('| --- | ---: |');
   console.log(`| write the random checkpoint | ${f(g.seconds)} s |`);
   console.log(`| convert to ONNX (streamed, f32 external data) | ${f(c.convertSeconds)} s |`);
   console.log(`| peak RSS while converting | ${f(c.convertPeakRssGiB)} GiB |`);
-  console.log(`| first loadModel (hash + convert + session) | ${f(c.firstLoadSeconds)} s, peak RSS ${f(c.processPeakRssGiB)} GiB |`);
+  console.log(
+    `| first loadModel (hash + convert + session) | ${f(c.firstLoadSeconds)} s, peak RSS ${f(c.processPeakRssGiB)} ` +
+      `GiB |`,
+  );
   console.log(`| loadModel from the cache | ${f(r.loadSeconds)} s, RSS ${f(r.loadedRssGiB)} GiB |`);
   console.log(`| forward 1×128 | ${f(r.tokensPerSecond1x128)} tokens/s |`);
   console.log(`| forward 8×128 | ${f(r.tokensPerSecond8x128)} tokens/s |`);

@@ -51,7 +51,10 @@ try {
   }
   const steps = 256;
   let generated = 0;
-  const onnxGen = await best(3, async () => (generated = (await generate(model, { temperature: 0, steps })).tokens.length - 1));
+  const onnxGen = await best(
+    3,
+    async () => (generated = (await generate(model, { temperature: 0, steps })).tokens.length - 1),
+  );
   const refGen = await best(1, () => reference.greedy([1], steps));
   rows.push([`generate ${steps} greedy`, generated / onnxGen, generated / refGen]);
   await model.close();

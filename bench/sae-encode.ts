@@ -2,7 +2,8 @@
  * SAE encode throughput: vectors/s of the full ONNX encoder (normalize, encode, top-k, L0,
  * decode) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and its FLOP rate next to
  * a plain MatMul [n, 768] x [768, 24576] run in the same onnxruntime process.
- * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3] [--device cpu|cuda|auto]
+ * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3] [--device
+ * cpu|cuda|auto]
  * FLOPs counted per vector: 2*dIn*dSae for the encoder product + 2*dSae*dIn for the decoder.
  */
 import * as ort from 'onnxruntime-node';
@@ -47,19 +48,35 @@ async function main(): Promise<void> {
     r_mag: uniform(D_SAE, 0.1, 8),
   };
   const cfg: SaeConfig = {
-    architecture: arch, dIn: D_IN, dSae: D_SAE, k: arch === 'topk' ? 64 : null, hookName: null, modelName: null, prependBos: null,
-    applyBDecToInput: true, normalization: { kind: 'none', scalingFactor: null }, sourceFormat: 'saelens', dtype: 'float32', extra: {},
+    architecture: arch,
+    dIn: D_IN,
+    dSae: D_SAE,
+    k: arch === 'topk' ? 64 : null,
+    hookName: null,
+    modelName: null,
+    prependBos: null,
+    applyBDecToInput: true,
+    normalization: { kind: 'none', scalingFactor: null },
+    sourceFormat: 'saelens',
+    dtype: 'float32',
+    extra: {},
   };
   const encoder = await SaeEncoder.create(cfg, params, { session: settings });
-  const { session: matmul } = await createSession(serializeModel({
-    name: 'matmul',
-    nodes: [node('MatMul', ['x', 'W'], ['y'])],
-    initializers: [floatTensor('W', [D_IN, D_SAE], params.W_enc)],
-    inputs: [valueInfo('x', 'float', ['n', D_IN])],
-    outputs: [valueInfo('y', 'float', ['n', D_SAE])],
-  }), settings);
+  const { session: matmul } = await createSession(
+    serializeModel({
+      name: 'matmul',
+      nodes: [node('MatMul', ['x', 'W'], ['y'])],
+      initializers: [floatTensor('W', [D_IN, D_SAE], params.W_enc)],
+      inputs: [valueInfo('x', 'float', ['n', D_IN])],
+      outputs: [valueInfo('y', 'float', ['n', D_SAE])],
+    }),
+    settings,
+  );
 
-  console.log(`SAE encode benchmark: ${arch}, ${D_SAE} x ${D_IN}, top-${TOP_K}, onnxruntime-node ${ort.env.versions.common} ${encoder.provider}, ${seconds}s per point`);
+  console.log(
+    `SAE encode benchmark: ${arch}, ${D_SAE} x ${D_IN}, top-${TOP_K}, onnxruntime-node ${ort.env.versions.common} ` +
+      `${encoder.provider}, ${seconds}s per point`,
+  );
   const rows: string[][] = [];
   for (const n of BATCHES) {
     const x = uniform(n * D_IN, 2, 100 + n);
@@ -68,7 +85,14 @@ async function main(): Promise<void> {
     const tMm = await time(() => matmul.run({ x: xt }));
     const encFlops = (4 * D_IN * D_SAE * n) / tEnc;
     const mmFlops = (2 * D_IN * D_SAE * n) / tMm;
-    rows.push([String(n), (n / tEnc).toFixed(1), (tEnc * 1e3).toFixed(2), (encFlops / 1e9).toFixed(1), (mmFlops / 1e9).toFixed(1), (encFlops / mmFlops).toFixed(2)]);
+    rows.push([
+      String(n),
+      (n / tEnc).toFixed(1),
+      (tEnc * 1e3).toFixed(2),
+      (encFlops / 1e9).toFixed(1),
+      (mmFlops / 1e9).toFixed(1),
+      (encFlops / mmFlops).toFixed(2),
+    ]);
   }
   const head = ['batch', 'vectors/s', 'ms/batch', 'encode GFLOP/s', 'MatMul GFLOP/s', 'ratio'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

@@ -18,22 +18,54 @@ const D_IN = 768;
 const D_SAE = Number(arg('d-sae', '24576'));
 
 const work = mkdtempSync(join(tmpdir(), 'atlas-bench-sae-'));
-const fixture = writeSaeFixture(join(work, 'sae'), { format: 'saelens', architecture: 'topk', dIn: D_IN, dSae: D_SAE, k: 32, hookName: 'blocks.6.hook_resid_post' });
+const fixture = writeSaeFixture(join(work, 'sae'), {
+  format: 'saelens',
+  architecture: 'topk',
+  dIn: D_IN,
+  dSae: D_SAE,
+  k: 32,
+  hookName: 'blocks.6.hook_resid_post',
+});
 
 async function run(name: string, database: Database, dataDir: string): Promise<string[]> {
   await upsertModel(database, {
-    id: 'bench-model', name: 'bench', architecture: 'gpt2', dModel: D_IN, nLayers: 12, vocabSize: 50257, contextLength: 1024,
-    prependBos: true, hookPoints: ['blocks.6.hook_resid_post'], sourcePath: '/dev/null', sourceFormat: 'huggingface', tokenizerPath: null,
+    id: 'bench-model',
+    name: 'bench',
+    architecture: 'gpt2',
+    dModel: D_IN,
+    nLayers: 12,
+    vocabSize: 50257,
+    contextLength: 1024,
+    prependBos: true,
+    hookPoints: ['blocks.6.hook_resid_post'],
+    sourcePath: '/dev/null',
+    sourceFormat: 'huggingface',
+    tokenizerPath: null,
   });
   const start = performance.now();
   let rowsDone = start;
   await importDictionary(database, {
-    path: fixture.path, modelId: 'bench-model', id: 'bench-dict', dataDir,
-    progress: { start: () => undefined, rows: () => undefined, indexing: () => { rowsDone = performance.now(); } },
+    path: fixture.path,
+    modelId: 'bench-model',
+    id: 'bench-dict',
+    dataDir,
+    progress: {
+      start: () => undefined,
+      rows: () => undefined,
+      indexing: () => {
+        rowsDone = performance.now();
+      },
+    },
   });
   const end = performance.now();
   const total = (end - start) / 1000;
-  return [name, ((rowsDone - start) / 1000).toFixed(1), ((end - rowsDone) / 1000).toFixed(1), total.toFixed(1), Math.round(D_SAE / total).toString()];
+  return [
+    name,
+    ((rowsDone - start) / 1000).toFixed(1),
+    ((end - rowsDone) / 1000).toFixed(1),
+    total.toFixed(1),
+    Math.round(D_SAE / total).toString(),
+  ];
 }
 
 const rows: string[][] = [];
@@ -61,6 +93,7 @@ console.log(`\nimport of a ${D_SAE} × ${D_IN} topk dictionary`);
 console.log('| backend | rows (s) | HNSW index (s) | total (s) | features/s |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-if (rows.length === 2) console.log(`PGlite / PostgreSQL total time: ${(Number(rows[0][3]) / Number(rows[1][3])).toFixed(2)}×`);
+if (rows.length === 2)
+  console.log(`PGlite / PostgreSQL total time: ${(Number(rows[0][3]) / Number(rows[1][3])).toFixed(2)}×`);
 
 if (!flag('skip-encode')) await import('./sae-encode.js');

@@ -27,6 +27,11 @@ const density = src.density();
 const dens = ms(t);
 src.close();
 const { dIn, dSae, architecture, k } = src.config;
-console.log(`${file}: ${(statSync(file).size / 2 ** 20).toFixed(0)} MiB, ${architecture}${k ? ` k=${k}` : ''} ${dSae} × ${dIn}`);
-console.log(`open ${open} | decoder rows (${rows}) ${stream} | loadParams ${load} | density (${density?.length ?? 'none'}) ${dens}`);
+console.log(
+  `${file}: ${(statSync(file).size / 2 ** 20).toFixed(0)} MiB, ${architecture}${k ? ` k=${k}` : ''} ${dSae} × ${dIn}`,
+);
+console.log(
+  `open ${open} | decoder rows (${rows}) ${stream} | loadParams ${load} | density (${density?.length ?? 'none'}) ` +
+    `${dens}`,
+);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);

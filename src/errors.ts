@@ -9,7 +9,8 @@ export const ERROR_CODES = {
   INPUT_TOO_LONG: 'The text is longer than the allowed number of characters or tokens.',
   BAD_FILE: 'A file is missing, truncated, or holds tensors of the wrong name, shape or value.',
   UNSUPPORTED: 'The file format, architecture or option is not supported.',
-  UNSAFE_CHECKPOINT: 'A pickled checkpoint refers to code (a global or opcode) outside the allow-list of plain tensor data.',
+  UNSAFE_CHECKPOINT:
+    'A pickled checkpoint refers to code (a global or opcode) outside the allow-list of plain tensor data.',
   CONFLICT: 'The object already exists (use --replace) or is being written by another process.',
   OVERLOADED: 'The server queue is full; retry after the hinted delay.',
   DEADLINE_EXCEEDED: 'The request took longer than the per-request deadline.',

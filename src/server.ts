@@ -25,7 +25,10 @@ export interface ServerOptions {
   database: Database;
   services: Services;
   maxBodyBytes: number;
-  /** Time a client has to send its headers, and its whole request (ATLAS_HTTP_HEADERS_TIMEOUT_MS, ATLAS_HTTP_REQUEST_TIMEOUT_MS). */
+  /**
+   * Time a client has to send its headers, and its whole request (ATLAS_HTTP_HEADERS_TIMEOUT_MS,
+   * ATLAS_HTTP_REQUEST_TIMEOUT_MS).
+   */
   httpHeadersTimeoutMs?: number;
   httpRequestTimeoutMs?: number;
   /** Per-request deadline (ATLAS_REQUEST_TIMEOUT_MS): past it the request's database statements are cancelled. */
@@ -41,7 +44,15 @@ export interface RunningServer {
 }
 
 /** Codes Apollo and graphql-js already attach that are safe and useful to pass through. */
-const PASS_THROUGH = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'OPERATION_RESOLUTION_FAILURE', 'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED']);
+const PASS_THROUGH = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+]);
 
 /** An absolute path of two or more segments (not part of a URL or a relative path). */
 const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`]+\/)+[^\s/'"`]*/g;
@@ -50,14 +61,24 @@ const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`]+\/)+[^\s/'"`]*/g;
  * Server paths (the data dir, where files live) are for the log only: a client sees `…/name`, and
  * `path` details are dropped. Returns null when there was nothing to hide.
  */
-function withoutPaths(message: string, details: Record<string, unknown> = {}): { message: string; details: Record<string, unknown> } | null {
-  const hide = (s: string) => s.replace(ABSOLUTE_PATH, (p) => {
-    const [, path, tail] = /^(.*?)([.,;:)]*)$/.exec(p)!;
-    return `…/${basename(path)}${tail}`;
-  });
-  const clean = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'path').map(([k, v]) => [k, typeof v === 'string' ? hide(v) : v]));
+function withoutPaths(
+  message: string,
+  details: Record<string, unknown> = {},
+): { message: string; details: Record<string, unknown> } | null {
+  const hide = (s: string) =>
+    s.replace(ABSOLUTE_PATH, (p) => {
+      const [, path, tail] = /^(.*?)([.,;:)]*)$/.exec(p)!;
+      return `…/${basename(path)}${tail}`;
+    });
+  const clean = Object.fromEntries(
+    Object.entries(details)
+      .filter(([k]) => k !== 'path')
+      .map(([k, v]) => [k, typeof v === 'string' ? hide(v) : v]),
+  );
   const text = hide(message);
-  return text === message && Object.keys(clean).length === Object.keys(details).length ? null : { message: text, details: clean };
+  return text === message && Object.keys(clean).length === Object.keys(details).length
+    ? null
+    : { message: text, details: clean };
 }
 
 function formatError(log: (l: string) => void) {
@@ -69,17 +90,30 @@ function formatError(log: (l: string) => void) {
       const hidden = withoutPaths(original.message, original.details);
       if (hidden) log(`${original.code}: ${original.message}`);
       const { message, details } = hidden ?? { message: original.message, details: original.details };
-      return { message, path: formatted.path, locations: formatted.locations, extensions: { code: original.code, ...details } };
+      return {
+        message,
+        path: formatted.path,
+        locations: formatted.locations,
+        extensions: { code: original.code, ...details },
+      };
     }
     if (ARMOR_REJECTION.test(formatted.message)) {
-      return { message: formatted.message.replace(/^Syntax Error: /, ''), locations: formatted.locations, extensions: { code: 'QUERY_TOO_COMPLEX' } };
+      return {
+        message: formatted.message.replace(/^Syntax Error: /, ''),
+        locations: formatted.locations,
+        extensions: { code: 'QUERY_TOO_COMPLEX' },
+      };
     }
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && PASS_THROUGH.has(code)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
     log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
-    return { message: 'Internal server error. The server log has the details.', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+    return {
+      message: 'Internal server error. The server log has the details.',
+      path: formatted.path,
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    };
   };
 }
 
@@ -144,7 +178,14 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 
 function payloadTooLarge(res: ServerResponse, limit: number): void {
   res.setHeader('connection', 'close');
-  sendJson(res, 413, { errors: [{ message: `The request body exceeds ${limit} bytes (ATLAS_MAX_BODY_BYTES).`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+  sendJson(res, 413, {
+    errors: [
+      {
+        message: `The request body exceeds ${limit} bytes (ATLAS_MAX_BODY_BYTES).`,
+        extensions: { code: 'PAYLOAD_TOO_LARGE' },
+      },
+    ],
+  });
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -191,11 +232,14 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       try {
         body = raw ? JSON.parse(raw) : {};
       } catch {
-        return sendJson(res, 400, { errors: [{ message: 'The request body is not valid JSON.', extensions: { code: 'BAD_REQUEST' } }] });
+        return sendJson(res, 400, {
+          errors: [{ message: 'The request body is not valid JSON.', extensions: { code: 'BAD_REQUEST' } }],
+        });
       }
     }
     const headers = new HeaderMap();
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
     const url = new URL(req.url ?? '/', 'http://localhost');
     const auth = requestAuth(opts.database, req.headers.authorization);
     if (opts.services.requireKey) {
@@ -204,15 +248,26 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
         await auth.require();
       } catch (e) {
         if (!isAtlasError(e)) throw e;
-        return sendJson(res, e.code === 'FORBIDDEN' ? 403 : 401, { errors: [{ message: e.message, extensions: { code: e.code } }] });
+        return sendJson(res, e.code === 'FORBIDDEN' ? 403 : 401, {
+          errors: [{ message: e.message, extensions: { code: e.code } }],
+        });
       }
     }
     // Statements still running when the response has gone (a failed sibling in Promise.all, a client
     // that hung up) or past the deadline are cancelled rather than left to hold the database.
     const ended = new AbortController();
     const deadlineMs = opts.deadlineMs ?? 30_000;
-    const deadline = setTimeout(() => ended.abort(new AtlasError('DEADLINE_EXCEEDED',
-      `The request did not finish within ${deadlineMs} ms (ATLAS_REQUEST_TIMEOUT_MS); its database statements were cancelled.`)), deadlineMs);
+    const deadline = setTimeout(
+      () =>
+        ended.abort(
+          new AtlasError(
+            'DEADLINE_EXCEEDED',
+            `The request did not finish within ${deadlineMs} ms (ATLAS_REQUEST_TIMEOUT_MS); its database statements ` +
+              `were cancelled.`,
+          ),
+        ),
+      deadlineMs,
+    );
     res.once('close', () => {
       clearTimeout(deadline);
       ended.abort(new AtlasError('DEADLINE_EXCEEDED', 'The request ended.'));
@@ -220,7 +275,13 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     const database = opts.database.forRequest(ended.signal);
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: req.method ?? 'GET', headers, search: url.search, body },
-      context: async () => ({ database, loaders: createLoaders(database), services: opts.services, auth, skippedDictionaries: [] }),
+      context: async () => ({
+        database,
+        loaders: createLoaders(database),
+        services: opts.services,
+        auth,
+        skippedDictionaries: [],
+      }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;
@@ -246,18 +307,33 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       if (path === '/graphql') return graphql(req, res);
       if (path === '/healthz') return sendJson(res, 200, { ok: true });
       if (web.handle(req, res, path)) return;
-      sendJson(res, 404, { errors: [{ message: `Nothing at ${path}; the GraphQL endpoint is /graphql.`, extensions: { code: 'NOT_FOUND' } }] });
+      sendJson(res, 404, {
+        errors: [
+          { message: `Nothing at ${path}; the GraphQL endpoint is /graphql.`, extensions: { code: 'NOT_FOUND' } },
+        ],
+      });
     };
     handle().catch((e) => {
       log(`request failed: ${(e as Error).stack ?? e}`);
-      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+      if (!res.headersSent)
+        sendJson(res, 500, {
+          errors: [{ message: 'Internal server error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }],
+        });
       else res.end();
     });
   });
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new AtlasError('CONFLICT', `Port ${listen.port} on ${listen.host} is in use; pick another with --port or PORT.`) : e));
+      reject(
+        e.code === 'EADDRINUSE'
+          ? new AtlasError(
+              'CONFLICT',
+              `Port ${listen.port} on ${listen.host} is in use; pick another with --port or PORT.`,
+            )
+          : e,
+      ),
+    );
     httpServer.listen(listen.port, listen.host, resolve);
   });
   const address = httpServer.address();

@@ -43,7 +43,11 @@ export function createWebUi(dir = WEB_DIST): WebUi {
     const st = statSync(file);
     const ext = extname(file);
     let body: Buffer = readFileSync(file);
-    const headers: Record<string, string | number> = { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'cache-control': cache, vary: 'accept-encoding' };
+    const headers: Record<string, string | number> = {
+      'content-type': TYPES[ext] ?? 'application/octet-stream',
+      'cache-control': cache,
+      vary: 'accept-encoding',
+    };
     if (COMPRESSIBLE.has(ext) && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
       const version = `${st.mtimeMs}:${st.size}`;
       let hit = gzipped.get(file);
@@ -60,7 +64,8 @@ export function createWebUi(dir = WEB_DIST): WebUi {
     res.writeHead(503, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Feature Atlas</title></head>
 <body style="font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem">
-<h1>Feature Atlas</h1><p>The web UI has not been built on this server (no <code>${dir.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</code>).
+<h1>Feature Atlas</h1><p>The web UI has not been built on this server (no
+<code>${dir.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</code>).
 Run <code>npm run build</code>, or start the server with <code>npm start</code>, which builds it when missing.</p>
 <p>The GraphQL API works meanwhile: POST to <code>/graphql</code>.</p></body></html>`);
   };
@@ -68,7 +73,8 @@ Run <code>npm run build</code>, or start the server with <code>npm start</code>,
   return {
     handle(req, res, path) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return false;
-      const page = path === '/graphiql' || path === '/graphiql/' ? 'graphiql.html' : UI_ROUTE.test(path) ? 'index.html' : null;
+      const page =
+        path === '/graphiql' || path === '/graphiql/' ? 'graphiql.html' : UI_ROUTE.test(path) ? 'index.html' : null;
       if (page) {
         const file = join(dir, page);
         if (!existsSync(file)) notBuilt(res);

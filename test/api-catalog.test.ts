@@ -9,7 +9,9 @@ for (const backend of BACKENDS) {
     let seeded: SeededCatalog;
 
     const test = useTestAtlas(`catalog API on ${backend}`, async () => {
-      return startTestAtlas(backend, async (db) => { seeded = await seedCatalog(db); });
+      return startTestAtlas(backend, async (db) => {
+        seeded = await seedCatalog(db);
+      });
     });
 
     test('serverInfo names the backend, provider and pgvector version', async (a) => {
@@ -27,17 +29,33 @@ for (const backend of BACKENDS) {
         dictionaries(model: "${FIXTURE.model}") { id dIn dSae architecture k hookPoint normalization model { id } }
         all: dictionaries { id } }`);
       assert.equal(r.errors, undefined);
-      assert.deepEqual(r.data.models.map((m: any) => m.id), [FIXTURE.model]);
+      assert.deepEqual(
+        r.data.models.map((m: any) => m.id),
+        [FIXTURE.model],
+      );
       assert.equal(r.data.models[0].layers, 2);
-      assert.deepEqual(r.data.models[0].dictionaries.map((d: any) => d.id).sort(), [FIXTURE.dict, FIXTURE.twin, FIXTURE.wide].sort());
+      assert.deepEqual(
+        r.data.models[0].dictionaries.map((d: any) => d.id).sort(),
+        [FIXTURE.dict, FIXTURE.twin, FIXTURE.wide].sort(),
+      );
       assert.deepEqual(r.data.model.hookPoints, ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post']);
       const dict = r.data.dictionaries.find((d: any) => d.id === FIXTURE.dict);
-      assert.deepEqual(dict, { id: FIXTURE.dict, dIn: 32, dSae: 300, architecture: 'topk', k: 8, hookPoint: 'blocks.1.hook_resid_post', normalization: 'none', model: { id: FIXTURE.model } });
+      assert.deepEqual(dict, {
+        id: FIXTURE.dict,
+        dIn: 32,
+        dSae: 300,
+        architecture: 'topk',
+        k: 8,
+        hookPoint: 'blocks.1.hook_resid_post',
+        normalization: 'none',
+        model: { id: FIXTURE.model },
+      });
       assert.equal(r.data.all.length, 3);
     });
 
     test('feature returns the stored decoder, its norm, and null for statistics not computed', async (a) => {
-      const r = await a.gql(`{ a: feature(dictionary: "${FIXTURE.dict}", index: 5) { id index decoderNorm density maxActivation meanActivation label decoder dictionary { id } }
+      const r = await a.gql(`{ a: feature(dictionary: "${FIXTURE.dict}", index: 5) { id index decoderNorm density
+        maxActivation meanActivation label decoder dictionary { id } }
         b: feature(dictionary: "${FIXTURE.dict}", index: 2) { density maxActivation label } }`);
       assert.equal(r.errors, undefined);
       const f = r.data.a;
@@ -53,9 +71,15 @@ for (const backend of BACKENDS) {
     });
 
     test('unknown ids give null with NOT_FOUND', async (a) => {
-      const r = await a.gql(`{ dictionary(id: "nope") { id } model(id: "nope") { id } feature(dictionary: "${FIXTURE.dict}", index: 300) { id } }`);
+      const r = await a.gql(
+        `{ dictionary(id: "nope") { id } model(id: "nope") { id } feature(dictionary: "${FIXTURE.dict}", index: ` +
+          `300) { id } }`,
+      );
       assert.deepEqual(r.data, { dictionary: null, model: null, feature: null });
-      assert.deepEqual(r.errors!.map((e) => e.extensions?.code), ['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND']);
+      assert.deepEqual(
+        r.errors!.map((e) => e.extensions?.code),
+        ['NOT_FOUND', 'NOT_FOUND', 'NOT_FOUND'],
+      );
       const featureError = r.errors!.find((e: any) => e.path?.[0] === 'feature');
       assert.match(featureError!.message, /0\.\.299/);
     });
@@ -65,8 +89,12 @@ for (const backend of BACKENDS) {
       let after: string | null = null;
       let pages = 0;
       for (;;) {
-        const r: any = await a.gql(`query($after: String) { dictionary(id: "${FIXTURE.dict}") { features(first: 100, after: $after) {
-          totalCount edges { cursor node { index } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }`, { after });
+        const r: any = await a.gql(
+          `query($after: String) { dictionary(id: "${FIXTURE.dict}") { features(first: 100, after: $after) {
+          totalCount edges { cursor node { index } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } }
+          } }`,
+          { after },
+        );
         assert.equal(r.errors, undefined);
         const conn = r.data.dictionary.features;
         assert.equal(conn.totalCount, 300);
@@ -78,7 +106,10 @@ for (const backend of BACKENDS) {
         after = conn.pageInfo.endCursor;
       }
       assert.equal(pages, 3);
-      assert.deepEqual(seen, Array.from({ length: 300 }, (_, i) => i));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 300 }, (_, i) => i),
+      );
     });
 
     test('DENSITY and MAX_ACTIVATION orders match a sort, ties by index, missing values last', async (a) => {
@@ -86,16 +117,23 @@ for (const backend of BACKENDS) {
         ['DENSITY', seeded.density, 'DESC'],
         ['MAX_ACTIVATION', seeded.maxActivation, 'ASC'],
       ] as const) {
-        const expected = values.map((v, i) => ({ v, i })).sort((x, y) => {
-          if (x.v === null || y.v === null) return x.v === null ? (y.v === null ? x.i - y.i : 1) : -1;
-          const c = direction === 'DESC' ? y.v - x.v : x.v - y.v;
-          return c || x.i - y.i;
-        }).map((e) => e.i);
+        const expected = values
+          .map((v, i) => ({ v, i }))
+          .sort((x, y) => {
+            if (x.v === null || y.v === null) return x.v === null ? (y.v === null ? x.i - y.i : 1) : -1;
+            const c = direction === 'DESC' ? y.v - x.v : x.v - y.v;
+            return c || x.i - y.i;
+          })
+          .map((e) => e.i);
         const got: number[] = [];
         let after: string | null = null;
         for (;;) {
-          const r: any = await a.gql(`query($after: String) { dictionary(id: "${FIXTURE.dict}") { features(first: 37, after: $after, orderBy: ${orderBy}, direction: ${direction}) {
-            edges { node { index } } pageInfo { hasNextPage endCursor } } } }`, { after });
+          const r: any = await a.gql(
+            `query($after: String) { dictionary(id: "${FIXTURE.dict}") { features(first: 37, after: $after, orderBy:
+              ${orderBy}, direction: ${direction}) {
+            edges { node { index } } pageInfo { hasNextPage endCursor } } } }`,
+            { after },
+          );
           assert.equal(r.errors, undefined);
           got.push(...r.data.dictionary.features.edges.map((e: any) => e.node.index));
           if (!r.data.dictionary.features.pageInfo.hasNextPage) break;
@@ -106,7 +144,10 @@ for (const backend of BACKENDS) {
     });
 
     test('page edges: first 0, first over 100, and a forged cursor are handled', async (a) => {
-      const zero = await a.gql(`{ dictionary(id: "${FIXTURE.dict}") { features(first: 0) { edges { cursor } pageInfo { hasNextPage endCursor } } } }`);
+      const zero = await a.gql(
+        `{ dictionary(id: "${FIXTURE.dict}") { features(first: 0) { edges { cursor } pageInfo { hasNextPage ` +
+          `endCursor } } } }`,
+      );
       assert.deepEqual(zero.data.dictionary.features, { edges: [], pageInfo: { hasNextPage: true, endCursor: null } });
       const big = await a.gql(`{ dictionary(id: "${FIXTURE.dict}") { features(first: 101) { totalCount } } }`);
       assert.equal(big.errors![0].extensions!.code, 'BAD_USER_INPUT');
@@ -115,7 +156,9 @@ for (const backend of BACKENDS) {
     });
 
     test('a page of 100 features with their dictionaries and models costs a constant number of queries', async (a) => {
-      const q = (n: number) => `{ dictionary(id: "${FIXTURE.dict}") { features(first: ${n}) { totalCount edges { node { id label dictionary { id model { id } } } } } } }`;
+      const q = (n: number) =>
+        `{ dictionary(id: "${FIXTURE.dict}") { features(first: ${n}) { totalCount edges { node { id label ` +
+        `dictionary { id model { id } } } } } } }`;
       const count = async (n: number) => {
         const before = a.database.queryCount;
         const r = await a.gql(q(n));
@@ -132,33 +175,64 @@ for (const backend of BACKENDS) {
       const rows = seeded.decoders.get(FIXTURE.dict)!;
       const row = (i: number) => rows.subarray(i * 32, (i + 1) * 32);
       for (const index of [0, 17, 123, 299]) {
-        const r = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: ${index}, k: 10) { cosine feature { index dictionary { id } } } }`);
+        const r = await a.gql(
+          `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: ${index}, k: 10) { cosine feature { index ` +
+            `dictionary { id } } } }`,
+        );
         assert.equal(r.errors, undefined);
         const exact = Array.from({ length: 300 }, (_, i) => ({ i, c: cosine(row(index), row(i)) }))
-          .filter((e) => e.i !== index).sort((x, y) => y.c - x.c).slice(0, 10);
-        assert.deepEqual(r.data.nearestFeatures.map((h: any) => h.feature.index), exact.map((e) => e.i));
+          .filter((e) => e.i !== index)
+          .sort((x, y) => y.c - x.c)
+          .slice(0, 10);
+        assert.deepEqual(
+          r.data.nearestFeatures.map((h: any) => h.feature.index),
+          exact.map((e) => e.i),
+        );
         r.data.nearestFeatures.forEach((h: any, j: number) => assert.ok(Math.abs(h.cosine - exact[j].c) < 1e-5));
       }
     });
 
     test('nearestFeatures by vector and across dictionaries of the same width', async (a) => {
       const probe = Array.from(seeded.decoders.get(FIXTURE.twin)!.subarray(40 * 32, 41 * 32));
-      const r = await a.gql(`query($v: [Float!]) { nearestFeatures(dictionary: "${FIXTURE.dict}", vector: $v, k: 5, in: ["${FIXTURE.dict}", "${FIXTURE.twin}"]) { cosine feature { id } } }`, { v: probe });
+      const r = await a.gql(
+        `query($v: [Float!]) { nearestFeatures(dictionary: "${FIXTURE.dict}", vector: $v, k: 5, in: ` +
+          `["${FIXTURE.dict}", "${FIXTURE.twin}"]) { cosine feature { id } } }`,
+        { v: probe },
+      );
       assert.equal(r.errors, undefined);
       assert.equal(r.data.nearestFeatures[0].feature.id, `${FIXTURE.twin}:40`);
       assert.ok(Math.abs(r.data.nearestFeatures[0].cosine - 1) < 1e-5);
-      const all = [FIXTURE.dict, FIXTURE.twin].flatMap((d) => Array.from({ length: 300 }, (_, i) => ({
-        id: `${d}:${i}`, c: cosine(probe, seeded.decoders.get(d)!.subarray(i * 32, (i + 1) * 32)),
-      }))).sort((x, y) => y.c - x.c).slice(0, 5);
-      assert.deepEqual(r.data.nearestFeatures.map((h: any) => h.feature.id), all.map((e) => e.id));
-      const exact = await a.gql(`query($v: [Float!]) { nearestFeatures(dictionary: "${FIXTURE.dict}", vector: $v, k: 5, in: ["${FIXTURE.dict}", "${FIXTURE.twin}"], exact: true) { feature { id } } }`, { v: probe });
-      assert.deepEqual(exact.data.nearestFeatures.map((h: any) => h.feature.id), all.map((e) => e.id));
+      const all = [FIXTURE.dict, FIXTURE.twin]
+        .flatMap((d) =>
+          Array.from({ length: 300 }, (_, i) => ({
+            id: `${d}:${i}`,
+            c: cosine(probe, seeded.decoders.get(d)!.subarray(i * 32, (i + 1) * 32)),
+          })),
+        )
+        .sort((x, y) => y.c - x.c)
+        .slice(0, 5);
+      assert.deepEqual(
+        r.data.nearestFeatures.map((h: any) => h.feature.id),
+        all.map((e) => e.id),
+      );
+      const exact = await a.gql(
+        `query($v: [Float!]) { nearestFeatures(dictionary: "${FIXTURE.dict}", vector: $v, k: 5, in: ` +
+          `["${FIXTURE.dict}", "${FIXTURE.twin}"], exact: true) { feature { id } } }`,
+        { v: probe },
+      );
+      assert.deepEqual(
+        exact.data.nearestFeatures.map((h: any) => h.feature.id),
+        all.map((e) => e.id),
+      );
     });
 
     test('nearestFeatures refuses mismatched widths and malformed requests with codes', async (a) => {
       const cases: [string, string][] = [
         [`{ nearestFeatures(dictionary: "${FIXTURE.dict}", vector: [1, 2, 3]) { cosine } }`, 'DIMENSION_MISMATCH'],
-        [`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, in: ["${FIXTURE.wide}"]) { cosine } }`, 'DIMENSION_MISMATCH'],
+        [
+          `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, in: ["${FIXTURE.wide}"]) { cosine } }`,
+          'DIMENSION_MISMATCH',
+        ],
         [`{ nearestFeatures(dictionary: "${FIXTURE.dict}") { cosine } }`, 'BAD_USER_INPUT'],
         [`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, k: 0) { cosine } }`, 'BAD_USER_INPUT'],
         [`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, k: 101) { cosine } }`, 'BAD_USER_INPUT'],
@@ -171,7 +245,9 @@ for (const backend of BACKENDS) {
         assert.equal(r.errors?.[0]?.extensions?.code, code, q);
         assert.ok(r.errors![0].message.length > 10);
       }
-      const mismatch = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, in: ["${FIXTURE.wide}"]) { cosine } }`);
+      const mismatch = await a.gql(
+        `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, in: ["${FIXTURE.wide}"]) { cosine } }`,
+      );
       assert.match(mismatch.errors![0].message, /48.*32|32.*48/);
     });
 
@@ -183,7 +259,11 @@ for (const backend of BACKENDS) {
       const aliases = Array.from({ length: 40 }, (_, i) => `a${i}: serverInfo { version }`).join(' ');
       const al = await a.gql(`{ ${aliases} }`);
       assert.equal(al.errors?.[0]?.extensions?.code, 'QUERY_TOO_COMPLEX');
-      const res = await fetch(a.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: `{ serverInfo { version } }`, pad: 'x'.repeat(200_000) }) });
+      const res = await fetch(a.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: `{ serverInfo { version } }`, pad: 'x'.repeat(200_000) }),
+      });
       assert.equal(res.status, 413);
       const body = (await res.json()) as any;
       assert.equal(body.errors[0].extensions.code, 'PAYLOAD_TOO_LARGE');

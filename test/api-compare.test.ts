@@ -22,15 +22,43 @@ const wide = splitDictionary(narrow, D, 23, new Set(SPLIT), 3, 0.85);
 
 async function seed(database: Database): Promise<void> {
   await upsertModel(database, {
-    id: 'm', name: 'm', architecture: 'llama', dModel: D, nLayers: 1, vocabSize: 16, contextLength: 16, prependBos: true,
-    hookPoints: ['blocks.0.hook_resid_post'], sourcePath: '/nonexistent', sourceFormat: 'llama2c', tokenizerPath: null,
+    id: 'm',
+    name: 'm',
+    architecture: 'llama',
+    dModel: D,
+    nLayers: 1,
+    vocabSize: 16,
+    contextLength: 16,
+    prependBos: true,
+    hookPoints: ['blocks.0.hook_resid_post'],
+    sourcePath: '/nonexistent',
+    sourceFormat: 'llama2c',
+    tokenizerPath: null,
   });
-  const dicts: [string, Float32Array, number][] = [['narrow', narrow, D], ['twin', twin.rows, D], ['wide', wide.rows, D], ['other', randomRows(24, 10, 48), 48]];
+  const dicts: [string, Float32Array, number][] = [
+    ['narrow', narrow, D],
+    ['twin', twin.rows, D],
+    ['wide', wide.rows, D],
+    ['other', randomRows(24, 10, 48), 48],
+  ];
   for (const [id, rows, dIn] of dicts) {
-    await writeDictionary(database, {
-      id, modelId: 'm', name: id, hookPoint: 'blocks.0.hook_resid_post', dIn, dSae: rows.length / dIn,
-      architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens', prependBos: true,
-    }, [rows]);
+    await writeDictionary(
+      database,
+      {
+        id,
+        modelId: 'm',
+        name: id,
+        hookPoint: 'blocks.0.hook_resid_post',
+        dIn,
+        dSae: rows.length / dIn,
+        architecture: 'topk',
+        k: 4,
+        params: {},
+        sourceFormat: 'saelens',
+        prependBos: true,
+      },
+      [rows],
+    );
   }
   await buildFeatureMap(database, { dictionaryId: 'narrow', session: { device: 'cpu', threads: 1 }, epochs: 60 });
 }
@@ -38,7 +66,8 @@ async function seed(database: Database): Promise<void> {
 const COMPARE = `query($a: ID!, $b: ID!, $order: MatchOrder, $first: Int) { compareDictionaries(a: $a, b: $b) {
   a { id } b { id } meanMaxCosineAB meanMaxCosineBA computedAt
   histogram { edges counts } oneToOne { score leftover }
-  matches(first: $first, order: $order) { edges { node { feature { index } match { index } cosine paired { index } pairedCosine } } pageInfo { hasNextPage endCursor } }
+  matches(first: $first, order: $order) { edges { node { feature { index } match { index } cosine paired { index }
+  pairedCosine } } pageInfo { hasNextPage endCursor } }
 } }`;
 
 for (const backend of BACKENDS) {
@@ -61,7 +90,10 @@ for (const backend of BACKENDS) {
       const pwmcc = twin.perm.reduce((s, p, i) => s + cosine64(narrow, p, twin.rows, i, D), 0) / N;
       assert.ok(Math.abs(c.oneToOne.score - pwmcc) < 1e-5);
       assert.ok(Math.abs(c.meanMaxCosineAB - pwmcc) < 1e-5);
-      assert.equal(c.histogram.counts.reduce((s: number, x: number) => s + x, 0), N);
+      assert.equal(
+        c.histogram.counts.reduce((s: number, x: number) => s + x, 0),
+        N,
+      );
 
       // Asking again in the other order reads the stored comparison, seen from the other side.
       const again = await a.gql(COMPARE, { a: 'twin', b: 'narrow', first: 3, order: 'WORST' });
@@ -70,7 +102,10 @@ for (const backend of BACKENDS) {
       assert.deepEqual([d.a.id, d.b.id], ['twin', 'narrow']);
       assert.equal(d.meanMaxCosineAB, c.meanMaxCosineBA);
       const worst = d.matches.edges.map((e: any) => e.node.cosine);
-      const allWorst = twin.perm.map((p, i) => cosine64(narrow, p, twin.rows, i, D)).sort((x, y) => x - y).slice(0, 3);
+      const allWorst = twin.perm
+        .map((p, i) => cosine64(narrow, p, twin.rows, i, D))
+        .sort((x, y) => x - y)
+        .slice(0, 3);
       worst.forEach((w: number, i: number) => assert.ok(Math.abs(w - allWorst[i]) < 1e-5));
       assert.equal(d.matches.pageInfo.hasNextPage, true);
     });
@@ -79,7 +114,11 @@ for (const backend of BACKENDS) {
       const r = await a.gql(COMPARE, { a: 'narrow', b: 'wide', first: 1, order: 'BEST' });
       assert.equal(r.errors, undefined, JSON.stringify(r.errors));
       assert.equal(r.data.compareDictionaries.oneToOne, null);
-      const q = SPLIT.map((p) => `f${p}: feature(dictionary: "narrow", index: ${p}) { family(dictionary: "wide", minCosine: 0.5) { match { index } feature { index } cosine } }`).join('\n');
+      const q = SPLIT.map(
+        (p) =>
+          `f${p}: feature(dictionary: "narrow", index: ${p}) { family(dictionary: "wide", minCosine: 0.5) { match { ` +
+          `index } feature { index } cosine } }`,
+      ).join('\n');
       const before = a.database.queryCount;
       const fam = await a.gql(`{ ${q} }`);
       assert.equal(fam.errors, undefined, JSON.stringify(fam.errors));
@@ -88,7 +127,10 @@ for (const backend of BACKENDS) {
       for (const p of SPLIT) {
         const got = fam.data[`f${p}`].family;
         const children = wide.parent.flatMap((q2, j) => (q2 === p ? [j] : []));
-        assert.deepEqual(got.map((m: any) => m.feature.index).sort((x: number, y: number) => x - y), children);
+        assert.deepEqual(
+          got.map((m: any) => m.feature.index).sort((x: number, y: number) => x - y),
+          children,
+        );
         for (const m of got) {
           assert.equal(m.match.index, p);
           assert.ok(Math.abs(m.cosine - cosine64(narrow, p, wide.rows, m.feature.index, D)) < 1e-5);
@@ -96,8 +138,13 @@ for (const backend of BACKENDS) {
       }
       const child = wide.parent.indexOf(SPLIT[0]);
       const rel = await a.gql(`{ feature(dictionary: "wide", index: ${child}) { related { match { id } cosine } } }`);
-      assert.deepEqual(rel.data.feature.related.map((m: any) => m.match.id), [`narrow:${SPLIT[0]}`]);
-      const relNarrow = await a.gql(`{ feature(dictionary: "narrow", index: 0) { related { match { dictionary { id } } } } }`);
+      assert.deepEqual(
+        rel.data.feature.related.map((m: any) => m.match.id),
+        [`narrow:${SPLIT[0]}`],
+      );
+      const relNarrow = await a.gql(
+        `{ feature(dictionary: "narrow", index: 0) { related { match { dictionary { id } } } } }`,
+      );
       assert.deepEqual(relNarrow.data.feature.related.map((m: any) => m.match.dictionary.id).sort(), ['twin', 'wide']);
     });
 
@@ -115,8 +162,12 @@ for (const backend of BACKENDS) {
       let after: string | null = null;
       let bounds: any;
       for (;;) {
-        const r: any = await a.gql(`query($after: String) { dictionary(id: "narrow") { map { bounds { minX maxX minY maxY } neighbours
-          points(first: 25, after: $after) { nodes { index x y feature { id } } pageInfo { hasNextPage endCursor } totalCount } } } }`, { after });
+        const r: any = await a.gql(
+          `query($after: String) { dictionary(id: "narrow") { map { bounds { minX maxX minY maxY } neighbours
+          points(first: 25, after: $after) { nodes { index x y feature { id } } pageInfo { hasNextPage endCursor }
+          totalCount } } } }`,
+          { after },
+        );
         assert.equal(r.errors, undefined, JSON.stringify(r.errors));
         const map = r.data.dictionary.map;
         bounds = map.bounds;
@@ -129,9 +180,15 @@ for (const backend of BACKENDS) {
         if (!map.points.pageInfo.hasNextPage) break;
         after = map.points.pageInfo.endCursor;
       }
-      assert.deepEqual(seen, Array.from({ length: N }, (_, i) => i));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: N }, (_, i) => i),
+      );
       assert.ok(bounds.maxX > bounds.minX && bounds.maxY > bounds.minY);
-      const r = await a.gql('{ feature(dictionary: "narrow", index: 7) { mapPoint { index x y } } dictionary(id: "twin") { map { neighbours } } }');
+      const r = await a.gql(
+        '{ feature(dictionary: "narrow", index: 7) { mapPoint { index x y } } dictionary(id: "twin") { map { ' +
+          'neighbours } } }',
+      );
       assert.equal(r.data.feature.mapPoint.index, 7);
       assert.equal(r.data.dictionary.map, null);
     });

@@ -23,7 +23,8 @@ const ARCHS: SaeArchitecture[] = ['standard', 'jumprelu', 'topk', 'gated'];
 const TEXT = 'the cat sat on the mat';
 
 function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0, scale = 0;
+  let diff = 0,
+    scale = 0;
   for (let i = 0; i < want.length; i++) {
     diff = Math.max(diff, Math.abs(got[i] - want[i]));
     scale = Math.max(scale, Math.abs(want[i]));
@@ -38,9 +39,23 @@ function refActive(fx: SaeFixture, x: number[], topK: number): { index: number; 
   return indices.map((index, j) => ({ index, activation: values[j] })).filter((f) => f.activation > 0);
 }
 
-function assertSameFeatures(got: { index: number; activation: number }[], want: { index: number; activation: number }[], what: string, tol = 1e-5): void {
-  assert.deepEqual(got.map((f) => f.index), want.map((f) => f.index), what);
-  got.forEach((f, j) => assert.ok(Math.abs(f.activation - want[j].activation) <= tol * Math.max(1, Math.abs(want[j].activation)), `${what}: ${f.activation} vs ${want[j].activation}`));
+function assertSameFeatures(
+  got: { index: number; activation: number }[],
+  want: { index: number; activation: number }[],
+  what: string,
+  tol = 1e-5,
+): void {
+  assert.deepEqual(
+    got.map((f) => f.index),
+    want.map((f) => f.index),
+    what,
+  );
+  got.forEach((f, j) =>
+    assert.ok(
+      Math.abs(f.activation - want[j].activation) <= tol * Math.max(1, Math.abs(want[j].activation)),
+      `${what}: ${f.activation} vs ${want[j].activation}`,
+    ),
+  );
 }
 
 for (const backend of BACKENDS) {
@@ -51,31 +66,53 @@ for (const backend of BACKENDS) {
     /** Dictionaries of the BOS test, on model gpt2-nobos. */
     const bosFixtures = new Map<string, SaeFixture>();
 
-    const test = useTestAtlas(`encoding API on ${backend}`, async () => {
-      mkdirSync(join(files.dir, 'gpt2'));
-      model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      return startTestAtlas(backend, async (db, dataDir) => {
-        // The fixture dictionaries say prepend_bos: true, as TransformerLens-trained GPT-2 SAEs do.
-        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-        for (const architecture of ARCHS) {
-          const fx = writeSaeFixture(join(files.dir, architecture), {
-            format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: ARCHS.indexOf(architecture) + 1,
-            normalization: architecture === 'gated' ? 'constant_norm_rescale' : 'none',
-          });
-          saes.set(architecture, fx);
-          await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: `sae-${architecture}`, dataDir });
-        }
-      });
-    }, () => files.cleanup());
+    const test = useTestAtlas(
+      `encoding API on ${backend}`,
+      async () => {
+        mkdirSync(join(files.dir, 'gpt2'));
+        model = writeTinyGpt2(join(files.dir, 'gpt2'));
+        return startTestAtlas(backend, async (db, dataDir) => {
+          // The fixture dictionaries say prepend_bos: true, as TransformerLens-trained GPT-2 SAEs do.
+          await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+          for (const architecture of ARCHS) {
+            const fx = writeSaeFixture(join(files.dir, architecture), {
+              format: 'saelens',
+              architecture,
+              dIn: 32,
+              dSae: 128,
+              k: 6,
+              hookName: HOOK,
+              seed: ARCHS.indexOf(architecture) + 1,
+              normalization: architecture === 'gated' ? 'constant_norm_rescale' : 'none',
+            });
+            saes.set(architecture, fx);
+            await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: `sae-${architecture}`, dataDir });
+          }
+        });
+      },
+      () => files.cleanup(),
+    );
 
     test('hookActivations returns the tokens and activations of the reference forward pass', async (a) => {
-      const r = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { tokens { id text } hooks { hook values } } }`);
+      const r = await a.gql(
+        `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { ` +
+          `tokens { id text } hooks { hook values } } }`,
+      );
       assert.equal(r.errors, undefined);
       const tokenizer = loadTokenizer(model.dir);
       const ids = tokenizer.encode(TEXT, { bos: true });
       assert.equal(ids[0], tokenizer.bosId);
-      assert.deepEqual(r.data.hookActivations.tokens.map((t: any) => t.id), ids);
-      assert.equal(r.data.hookActivations.tokens.slice(1).map((t: any) => t.text).join(''), TEXT);
+      assert.deepEqual(
+        r.data.hookActivations.tokens.map((t: any) => t.id),
+        ids,
+      );
+      assert.equal(
+        r.data.hookActivations.tokens
+          .slice(1)
+          .map((t: any) => t.text)
+          .join(''),
+        TEXT,
+      );
       const ref = gpt2Forward(model.weights, ids);
       for (const h of r.data.hookActivations.hooks) {
         assert.ok(maxRelErr(h.values.flat(), ref.hooks.get(h.hook)!) < 1e-4, h.hook);
@@ -88,9 +125,15 @@ for (const backend of BACKENDS) {
       const x = randomVectors(n, 32, 3, 2);
       const vectors = Array.from({ length: n }, (_, i) => Array.from(x.subarray(i * 32, (i + 1) * 32)));
       for (const arch of ARCHS) {
-        const r = await a.gql(`query($v: [[Float!]!]!) { encodeVectors(dictionary: "sae-${arch}", vectors: $v, topK: 5) { index activation feature { id } } }`, { v: vectors });
+        const r = await a.gql(
+          `query($v: [[Float!]!]!) { encodeVectors(dictionary: "sae-${arch}", vectors: $v, topK: 5) { index ` +
+            `activation feature { id } } }`,
+          { v: vectors },
+        );
         assert.equal(r.errors, undefined, JSON.stringify(r.errors));
-        vectors.forEach((v, i) => assertSameFeatures(r.data.encodeVectors[i], refActive(saes.get(arch)!, v, 5), `${arch} vector ${i}`));
+        vectors.forEach((v, i) =>
+          assertSameFeatures(r.data.encodeVectors[i], refActive(saes.get(arch)!, v, 5), `${arch} vector ${i}`),
+        );
         assert.equal(r.data.encodeVectors[0][0]?.feature.id, `sae-${arch}:${r.data.encodeVectors[0][0]?.index}`);
       }
     });
@@ -103,10 +146,13 @@ for (const backend of BACKENDS) {
           topFeatures { index activation } reconstruction { mse normalizedMse explainedVariance cosine l0 } } }`);
         assert.equal(r.errors, undefined, JSON.stringify(r.errors));
         const enc = r.data.encode;
-        const acts = await a.gql(`{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`);
+        const acts = await a.gql(
+          `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`,
+        );
         const rows: number[][] = acts.data.hookActivations.hooks[0].values;
         assert.equal(enc.tokens.length, rows.length);
-        let sq = 0, l0 = 0;
+        let sq = 0,
+          l0 = 0;
         const best = new Map<number, number>();
         assert.equal(enc.tokens[0].isBos, true);
         assertSameFeatures(enc.tokens[0].features, refActive(fx, rows[0], 4), `${arch} BOS`);
@@ -117,11 +163,16 @@ for (const backend of BACKENDS) {
           assert.equal(enc.tokens[p].isBos, false);
           assertSameFeatures(enc.tokens[p].features, refActive(fx, x, 4), `${arch} token ${p}`);
           const { codes, xHat } = refForwardOne(fx.config, fx.params, x);
-          x.forEach((v, i) => { sq += (v - xHat[i]) ** 2; });
+          x.forEach((v, i) => {
+            sq += (v - xHat[i]) ** 2;
+          });
           l0 += codes.filter((c) => c > 0).length;
           for (const f of refActive(fx, x, 4)) best.set(f.index, Math.max(best.get(f.index) ?? 0, f.activation));
         });
-        const top = [...best].map(([index, activation]) => ({ index, activation })).sort((p, q) => q.activation - p.activation || p.index - q.index).slice(0, 4);
+        const top = [...best]
+          .map(([index, activation]) => ({ index, activation }))
+          .sort((p, q) => q.activation - p.activation || p.index - q.index)
+          .slice(0, 4);
         assertSameFeatures(enc.topFeatures, top, `${arch} top features`);
         const mse = sq / (kept.length * 32);
         assert.ok(Math.abs(enc.reconstruction.mse - mse) <= 1e-5 * Math.max(1, mse), `${arch} mse`);
@@ -131,10 +182,15 @@ for (const backend of BACKENDS) {
     });
 
     test('encodeMany shares one model run and equals encode per dictionary', async (a) => {
-      const many = await a.gql(`{ encodeMany(dictionaries: ["sae-topk", "sae-standard"], text: "${TEXT}") { dictionary { id } topFeatures { index activation } } }`);
+      const many = await a.gql(
+        `{ encodeMany(dictionaries: ["sae-topk", "sae-standard"], text: "${TEXT}") { dictionary { id } topFeatures ` +
+          `{ index activation } } }`,
+      );
       assert.equal(many.errors, undefined);
       for (const e of many.data.encodeMany) {
-        const one = await a.gql(`{ encode(dictionary: "${e.dictionary.id}", text: "${TEXT}") { topFeatures { index activation } } }`);
+        const one = await a.gql(
+          `{ encode(dictionary: "${e.dictionary.id}", text: "${TEXT}") { topFeatures { index activation } } }`,
+        );
         assert.deepEqual(e.topFeatures, one.data.encode.topFeatures);
       }
     });
@@ -145,7 +201,10 @@ for (const backend of BACKENDS) {
         ['{ encodeVectors(dictionary: "sae-topk", vectors: [[1, 2, 3]]) { index } }', 'DIMENSION_MISMATCH'],
         ['{ encodeVectors(dictionary: "sae-topk", vectors: [], topK: 0) { index } }', 'BAD_USER_INPUT'],
         [`{ encode(dictionary: "sae-topk", text: "${long}") { topFeatures { index } } }`, 'INPUT_TOO_LONG'],
-        [`{ hookActivations(model: "gpt2-tiny", text: "hi", hooks: ["blocks.7.hook_resid_post"]) { tokens { id } } }`, 'BAD_USER_INPUT'],
+        [
+          `{ hookActivations(model: "gpt2-tiny", text: "hi", hooks: ["blocks.7.hook_resid_post"]) { tokens { id } } }`,
+          'BAD_USER_INPUT',
+        ],
         ['{ encode(dictionary: "sae-topk", text: "") { topFeatures { index } } }', 'BAD_USER_INPUT'],
         ['{ encode(dictionary: "nope", text: "hi") { topFeatures { index } } }', 'NOT_FOUND'],
       ];
@@ -153,90 +212,149 @@ for (const backend of BACKENDS) {
         const r = await a.gql(q);
         assert.equal(r.errors?.[0]?.extensions?.code, code, `${q}: ${JSON.stringify(r.errors)}`);
       }
-      const truncated = await a.gql(`{ encode(dictionary: "sae-topk", text: "${long}", truncate: true) { tokens { position } } }`);
+      const truncated = await a.gql(
+        `{ encode(dictionary: "sae-topk", text: "${long}", truncate: true) { tokens { position } } }`,
+      );
       assert.equal(truncated.errors, undefined);
       assert.equal(truncated.data.encode.tokens.length, 32);
     });
 
-    test('BOS follows each dictionary: a model registered without BOS serves dictionaries trained with and without it', async (a) => {
-      await registerModel(a.database, { id: 'gpt2-nobos', path: model.dir, name: 'tiny gpt2 without BOS' });
-      const policies = { 'bos-yes': true, 'bos-no': false, 'bos-unsaid': null } as const;
-      const fxs = bosFixtures;
-      for (const [id, prependBos] of Object.entries(policies)) {
-        const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed: 11, prependBos });
-        fxs.set(id, fx);
-        await importDictionary(a.database, { path: fx.path, modelId: 'gpt2-nobos', id, dataDir: files.dir });
-      }
-      const listed = await a.gql('{ model(id: "gpt2-nobos") { prependBos dictionaries { id prependBos } } }');
-      assert.equal(listed.errors, undefined, JSON.stringify(listed.errors));
-      assert.equal(listed.data.model.prependBos, false);
-      // A file that does not say takes the model's default.
-      assert.deepEqual(Object.fromEntries(listed.data.model.dictionaries.map((d: any) => [d.id, d.prependBos])), { 'bos-no': false, 'bos-unsaid': false, 'bos-yes': true });
-
-      const tokenizer = loadTokenizer(model.dir);
-      const q = (ids: string) => `{ encodeMany(dictionaries: ${ids}, text: "${TEXT}", topK: 4) {
-        dictionary { id } tokens { tokenId isBos features { index activation } } reconstruction { mse } } }`;
-      const many = await a.gql(q('["bos-yes", "bos-no", "bos-unsaid"]'));
-      assert.equal(many.errors, undefined, JSON.stringify(many.errors));
-      assert.deepEqual(many.data.encodeMany.map((e: any) => e.dictionary.id), ['bos-yes', 'bos-no', 'bos-unsaid']);
-      for (const e of many.data.encodeMany) {
-        const bos = e.dictionary.id === 'bos-yes';
-        const ids = tokenizer.encode(TEXT, { bos });
-        assert.equal(ids[0] === tokenizer.bosId, bos, `${e.dictionary.id}: BOS first exactly when trained so`);
-        assert.deepEqual(e.tokens.map((t: any) => t.tokenId), ids, e.dictionary.id);
-        assert.deepEqual(e.tokens.map((t: any) => t.isBos), ids.map((_, p) => bos && p === 0), e.dictionary.id);
-        // The float64 reference run of the model with (or without) BOS, then the SAE formula.
-        const ref = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
-        let sq = 0;
-        ids.forEach((_, p) => {
-          const x = Array.from(ref.slice(p * 32, (p + 1) * 32));
-          assertSameFeatures(e.tokens[p].features, refActive(fxs.get(e.dictionary.id)!, x, 4), `${e.dictionary.id} token ${p}`, 1e-4);
-          if (bos && p === 0) return;
-          const { xHat } = refForwardOne(fxs.get(e.dictionary.id)!.config, fxs.get(e.dictionary.id)!.params, x);
-          x.forEach((v, i) => { sq += (v - xHat[i]) ** 2; });
-        });
-        const mse = sq / ((ids.length - (bos ? 1 : 0)) * 32);
-        assert.ok(Math.abs(e.reconstruction.mse - mse) <= 1e-4 * Math.max(1, mse), `${e.dictionary.id} mse ${e.reconstruction.mse} vs ${mse}`);
-        const one = await a.gql(q(`["${e.dictionary.id}"]`));
-        assert.deepEqual(one.data.encodeMany[0], e, `${e.dictionary.id}: encodeMany equals encode alone`);
-      }
-      // The same weights with and without BOS see different activations at every position.
-      const [yes, no] = many.data.encodeMany;
-      assert.notDeepEqual(yes.tokens[1].features, no.tokens[0].features);
-    });
-
-    test('atlas build takes one corpus pass per BOS policy; each dictionary\'s explained variance equals the reference run its way', async (a) => {
-      const docs = ['the cat sat on the mat', 'a dog ran in the park', 'the moon and the stars'];
-      const corpus = join(files.dir, 'bos-corpus.jsonl');
-      writeFileSync(corpus, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-      // Every document fits one context of 32, so each is one reference sequence.
-      const result = await buildDashboards(a.database, a.services.registry, { dictionaryIds: ['bos-yes', 'bos-no'], corpus, context: 32 });
-      const tokenizer = loadTokenizer(model.dir);
-      for (const { id, stats } of result.dictionaries) {
-        const bos = id === 'bos-yes';
-        const fx = bosFixtures.get(id)!;
-        const xs: number[][] = [];
-        const xHats: number[][] = [];
-        for (const doc of docs) {
-          const ids = tokenizer.encode(doc, { bos });
-          const acts = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
-          for (let p = bos ? 1 : 0; p < ids.length; p++) {
-            const x = Array.from(acts.subarray(p * 32, (p + 1) * 32));
-            xs.push(x);
-            xHats.push(refForwardOne(fx.config, fx.params, x).xHat);
-          }
+    test(
+      'BOS follows each dictionary: a model registered without BOS serves dictionaries trained with and without ' +
+        'it',
+      async (a) => {
+        await registerModel(a.database, { id: 'gpt2-nobos', path: model.dir, name: 'tiny gpt2 without BOS' });
+        const policies = { 'bos-yes': true, 'bos-no': false, 'bos-unsaid': null } as const;
+        const fxs = bosFixtures;
+        for (const [id, prependBos] of Object.entries(policies)) {
+          const fx = writeSaeFixture(join(files.dir, id), {
+            format: 'saelens',
+            architecture: 'topk',
+            dIn: 32,
+            dSae: 128,
+            k: 6,
+            hookName: HOOK,
+            seed: 11,
+            prependBos,
+          });
+          fxs.set(id, fx);
+          await importDictionary(a.database, { path: fx.path, modelId: 'gpt2-nobos', id, dataDir: files.dir });
         }
-        const mean = Array.from({ length: 32 }, (_, i) => xs.reduce((s, x) => s + x[i], 0) / xs.length);
-        let resid = 0, total = 0;
-        xs.forEach((x, t) => x.forEach((v, i) => { resid += (v - xHats[t][i]) ** 2; total += (v - mean[i]) ** 2; }));
-        assert.equal(stats.tokens, xs.length, id);
-        assert.ok(Math.abs(stats.explainedVariance - (1 - resid / total)) < 1e-4, `${id}: ${stats.explainedVariance} vs ${1 - resid / total}`);
-      }
-    });
+        const listed = await a.gql('{ model(id: "gpt2-nobos") { prependBos dictionaries { id prependBos } } }');
+        assert.equal(listed.errors, undefined, JSON.stringify(listed.errors));
+        assert.equal(listed.data.model.prependBos, false);
+        // A file that does not say takes the model's default.
+        assert.deepEqual(Object.fromEntries(listed.data.model.dictionaries.map((d: any) => [d.id, d.prependBos])), {
+          'bos-no': false,
+          'bos-unsaid': false,
+          'bos-yes': true,
+        });
+
+        const tokenizer = loadTokenizer(model.dir);
+        const q = (ids: string) => `{ encodeMany(dictionaries: ${ids}, text: "${TEXT}", topK: 4) {
+        dictionary { id } tokens { tokenId isBos features { index activation } } reconstruction { mse } } }`;
+        const many = await a.gql(q('["bos-yes", "bos-no", "bos-unsaid"]'));
+        assert.equal(many.errors, undefined, JSON.stringify(many.errors));
+        assert.deepEqual(
+          many.data.encodeMany.map((e: any) => e.dictionary.id),
+          ['bos-yes', 'bos-no', 'bos-unsaid'],
+        );
+        for (const e of many.data.encodeMany) {
+          const bos = e.dictionary.id === 'bos-yes';
+          const ids = tokenizer.encode(TEXT, { bos });
+          assert.equal(ids[0] === tokenizer.bosId, bos, `${e.dictionary.id}: BOS first exactly when trained so`);
+          assert.deepEqual(
+            e.tokens.map((t: any) => t.tokenId),
+            ids,
+            e.dictionary.id,
+          );
+          assert.deepEqual(
+            e.tokens.map((t: any) => t.isBos),
+            ids.map((_, p) => bos && p === 0),
+            e.dictionary.id,
+          );
+          // The float64 reference run of the model with (or without) BOS, then the SAE formula.
+          const ref = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+          let sq = 0;
+          ids.forEach((_, p) => {
+            const x = Array.from(ref.slice(p * 32, (p + 1) * 32));
+            assertSameFeatures(
+              e.tokens[p].features,
+              refActive(fxs.get(e.dictionary.id)!, x, 4),
+              `${e.dictionary.id} token ${p}`,
+              1e-4,
+            );
+            if (bos && p === 0) return;
+            const { xHat } = refForwardOne(fxs.get(e.dictionary.id)!.config, fxs.get(e.dictionary.id)!.params, x);
+            x.forEach((v, i) => {
+              sq += (v - xHat[i]) ** 2;
+            });
+          });
+          const mse = sq / ((ids.length - (bos ? 1 : 0)) * 32);
+          assert.ok(
+            Math.abs(e.reconstruction.mse - mse) <= 1e-4 * Math.max(1, mse),
+            `${e.dictionary.id} mse ${e.reconstruction.mse} vs ${mse}`,
+          );
+          const one = await a.gql(q(`["${e.dictionary.id}"]`));
+          assert.deepEqual(one.data.encodeMany[0], e, `${e.dictionary.id}: encodeMany equals encode alone`);
+        }
+        // The same weights with and without BOS see different activations at every position.
+        const [yes, no] = many.data.encodeMany;
+        assert.notDeepEqual(yes.tokens[1].features, no.tokens[0].features);
+      },
+    );
+
+    test(
+      "atlas build takes one corpus pass per BOS policy; each dictionary's explained variance equals the " +
+        'reference run its way',
+      async (a) => {
+        const docs = ['the cat sat on the mat', 'a dog ran in the park', 'the moon and the stars'];
+        const corpus = join(files.dir, 'bos-corpus.jsonl');
+        writeFileSync(corpus, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+        // Every document fits one context of 32, so each is one reference sequence.
+        const result = await buildDashboards(a.database, a.services.registry, {
+          dictionaryIds: ['bos-yes', 'bos-no'],
+          corpus,
+          context: 32,
+        });
+        const tokenizer = loadTokenizer(model.dir);
+        for (const { id, stats } of result.dictionaries) {
+          const bos = id === 'bos-yes';
+          const fx = bosFixtures.get(id)!;
+          const xs: number[][] = [];
+          const xHats: number[][] = [];
+          for (const doc of docs) {
+            const ids = tokenizer.encode(doc, { bos });
+            const acts = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+            for (let p = bos ? 1 : 0; p < ids.length; p++) {
+              const x = Array.from(acts.subarray(p * 32, (p + 1) * 32));
+              xs.push(x);
+              xHats.push(refForwardOne(fx.config, fx.params, x).xHat);
+            }
+          }
+          const mean = Array.from({ length: 32 }, (_, i) => xs.reduce((s, x) => s + x[i], 0) / xs.length);
+          let resid = 0,
+            total = 0;
+          xs.forEach((x, t) =>
+            x.forEach((v, i) => {
+              resid += (v - xHats[t][i]) ** 2;
+              total += (v - mean[i]) ** 2;
+            }),
+          );
+          assert.equal(stats.tokens, xs.length, id);
+          assert.ok(
+            Math.abs(stats.explainedVariance - (1 - resid / total)) < 1e-4,
+            `${id}: ${stats.explainedVariance} vs ${1 - resid / total}`,
+          );
+        }
+      },
+    );
 
     test('concurrent requests of mixed lengths, batched, equal the same requests run one at a time', async (a) => {
       const texts = ['a', 'the cat', 'the cat sat on the mat and slept', 'hello world', 'on the mat', 'sat'];
-      const q = (t: string) => `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } reconstruction { mse } } }`;
+      const q = (t: string) =>
+        `{ encode(dictionary: "sae-standard", text: "${t}", topK: 3) { tokens { features { index activation } } ` +
+        `reconstruction { mse } } }`;
       const sequential: any[] = [];
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
       const before = a.services.encoding.modelBatchCounts();
@@ -249,8 +367,13 @@ for (const backend of BACKENDS) {
         assert.equal(r.errors, undefined);
         const want = sequential[Math.floor(i / 2)];
         r.data.encode.tokens.forEach((tok: any, p: number) => {
-          assert.deepEqual(tok.features.map((f: any) => f.index), want.encode.tokens[p].features.map((f: any) => f.index));
-          tok.features.forEach((f: any, j: number) => assert.ok(Math.abs(f.activation - want.encode.tokens[p].features[j].activation) < 1e-5));
+          assert.deepEqual(
+            tok.features.map((f: any) => f.index),
+            want.encode.tokens[p].features.map((f: any) => f.index),
+          );
+          tok.features.forEach((f: any, j: number) =>
+            assert.ok(Math.abs(f.activation - want.encode.tokens[p].features[j].activation) < 1e-5),
+          );
         });
       });
     });
@@ -265,11 +388,22 @@ describe('encoding service under load', () => {
     const dir = join(files.dir, `gpt2-${Object.keys(overrides).join('-')}`);
     mkdirSync(dir);
     const model = writeTinyGpt2(dir);
-    const started = await startTestAtlas('pglite', async (db, dataDir) => {
-      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-      const fx = writeSaeFixture(join(files.dir, `sae-${Object.keys(overrides).join('-')}`), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 128, k: 6, hookName: HOOK });
-      await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
-    }, overrides);
+    const started = await startTestAtlas(
+      'pglite',
+      async (db, dataDir) => {
+        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+        const fx = writeSaeFixture(join(files.dir, `sae-${Object.keys(overrides).join('-')}`), {
+          format: 'saelens',
+          architecture: 'topk',
+          dIn: 32,
+          dSae: 128,
+          k: 6,
+          hookName: HOOK,
+        });
+        await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
+      },
+      overrides,
+    );
     assert.ok(!('skip' in started));
     return started as TestAtlas;
   }
@@ -277,7 +411,11 @@ describe('encoding service under load', () => {
   it('a burst beyond the queue bound is refused at once with OVERLOADED and a retry hint', async () => {
     const a = await start({ maxQueue: 2, batchWaitMs: 20 });
     try {
-      const results = await Promise.all(Array.from({ length: 30 }, () => a.gql('{ encode(dictionary: "sae", text: "the cat sat") { topFeatures { index } } }')));
+      const results = await Promise.all(
+        Array.from({ length: 30 }, () =>
+          a.gql('{ encode(dictionary: "sae", text: "the cat sat") { topFeatures { index } } }'),
+        ),
+      );
       const overloaded = results.filter((r) => r.errors?.[0]?.extensions?.code === 'OVERLOADED');
       const ok = results.filter((r) => !r.errors);
       assert.ok(overloaded.length > 0, 'some requests must be refused');

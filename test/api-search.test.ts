@@ -24,7 +24,12 @@ const HOOK = 'blocks.1.hook_resid_post';
 const TEXT = 'the cat sat on the mat';
 const D = 32;
 const D_SAE = 64;
-const F = 5, G = 9, K = 17, L = 23, E = 31, Z = 41;
+const F = 5,
+  G = 9,
+  K = 17,
+  L = 23,
+  E = 31,
+  Z = 41;
 const F_ACTIVATION = 100;
 
 /** The component of row p orthogonal to every other row (Gram–Schmidt), so it is zero on them. */
@@ -50,7 +55,15 @@ function ownDirection(x: Float32Array, n: number, p: number): Float64Array {
 
 /** Writes dictionary "A": random standard SAE with F, G, Z and K set as the header says (BOS at 0). */
 function writeBuiltSae(dir: string, x: Float32Array, n: number, target: number): void {
-  const fx = writeSaeFixture(dir, { format: 'saelens', architecture: 'standard', dIn: D, dSae: D_SAE, hookName: HOOK, seed: 3, applyBDecToInput: false });
+  const fx = writeSaeFixture(dir, {
+    format: 'saelens',
+    architecture: 'standard',
+    dIn: D,
+    dSae: D_SAE,
+    hookName: HOOK,
+    seed: 3,
+    applyBDecToInput: false,
+  });
   const { W_enc, W_dec, b_dec } = fx.params;
   const b_enc = fx.params.b_enc!;
   b_dec.fill(0);
@@ -61,7 +74,7 @@ function writeBuiltSae(dir: string, x: Float32Array, n: number, target: number):
   for (let i = 0; i < D; i++) {
     W_enc[i * D_SAE + F] = (F_ACTIVATION / onTarget) * w[i];
     W_enc[i * D_SAE + G] = (F_ACTIVATION / onTarget) * w[i];
-    W_enc[i * D_SAE + Z] = (10 * F_ACTIVATION / onBos) * bos[i];
+    W_enc[i * D_SAE + Z] = ((10 * F_ACTIVATION) / onBos) * bos[i];
     W_enc[i * D_SAE + K] = 0;
     let mean = 0;
     for (let q = 1; q < n; q++) mean += x[q * D + i] / (n - 1);
@@ -71,9 +84,19 @@ function writeBuiltSae(dir: string, x: Float32Array, n: number, target: number):
   b_enc[G] = 5;
   b_enc[Z] = -0.01;
   b_enc[K] = -1000;
-  writeSafetensors(fx.weightsPath, Object.fromEntries(Object.entries(fx.params).map(([name, data]) => [
-    name, { dtype: 'F32' as const, shape: name === 'W_enc' ? [D, D_SAE] : name === 'W_dec' ? [D_SAE, D] : [data.length], data },
-  ])));
+  writeSafetensors(
+    fx.weightsPath,
+    Object.fromEntries(
+      Object.entries(fx.params).map(([name, data]) => [
+        name,
+        {
+          dtype: 'F32' as const,
+          shape: name === 'W_enc' ? [D, D_SAE] : name === 'W_dec' ? [D_SAE, D] : [data.length],
+          data,
+        },
+      ]),
+    ),
+  );
 }
 
 const SEARCH = `query($q: String!, $model: ID, $dictionary: ID, $first: Int) {
@@ -86,48 +109,73 @@ for (const backend of BACKENDS) {
     let targetToken = '';
     let catalog: SeededCatalog;
 
-    const test = useTestAtlas(`feature search on ${backend}`, async () => {
-      mkdirSync(join(files.dir, 'gpt2'));
-      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      const tokenizer = loadTokenizer(model.dir);
-      const ids = tokenizer.encode(TEXT, { bos: true });
-      assert.equal(ids[0], tokenizer.bosId);
-      const target = 2;
-      targetToken = tokenizer.tokenText(ids[target]);
-      writeBuiltSae(join(files.dir, 'a'), gpt2Forward(model.weights, ids).hooks.get(HOOK)!, ids.length, target);
-      const b = writeSaeFixture(join(files.dir, 'b'), { format: 'saelens', architecture: 'standard', dIn: D, dSae: D_SAE, hookName: HOOK, seed: 4 });
-      return startTestAtlas(backend, async (db, dataDir) => {
-        // The fixture dictionaries say prepend_bos: true.
-        await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-        await importDictionary(db, { path: join(files.dir, 'a'), modelId: 'gpt2-tiny', id: 'sae-a', dataDir });
-        await importDictionary(db, { path: b.path, modelId: 'gpt2-tiny', id: 'sae-b', dataDir });
-        // A second model whose files do not exist and whose dictionaries have no weights.
-        catalog = await seedCatalog(db);
-        // The twin dictionary gets a copy of tiny-dict's feature 5, so the model scope has a sure first hit.
-        const dIn = FIXTURE.dIn;
-        catalog.decoders.get(FIXTURE.twin)!.set(catalog.decoders.get(FIXTURE.dict)!.subarray(5 * dIn, 6 * dIn), 7 * dIn);
-        await db.query(`UPDATE features SET decoder = (SELECT decoder FROM features WHERE dictionary_id = $1 AND idx = 5)
-          WHERE dictionary_id = $2 AND idx = 7`, [FIXTURE.dict, FIXTURE.twin]);
-        await db.query(`UPDATE features SET density = 0.9 WHERE dictionary_id = 'sae-a' AND idx = ${G}`);
-        await db.query(`UPDATE features SET label = 'mats and rugs' WHERE dictionary_id = 'sae-a' AND idx = ${L}`);
-        await insertExplanations(db, [{ dictionaryId: 'sae-b', index: E, text: 'Sitting cats', source: 'test', author: null }]);
-      });
-    }, () => files.cleanup());
+    const test = useTestAtlas(
+      `feature search on ${backend}`,
+      async () => {
+        mkdirSync(join(files.dir, 'gpt2'));
+        const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+        const tokenizer = loadTokenizer(model.dir);
+        const ids = tokenizer.encode(TEXT, { bos: true });
+        assert.equal(ids[0], tokenizer.bosId);
+        const target = 2;
+        targetToken = tokenizer.tokenText(ids[target]);
+        writeBuiltSae(join(files.dir, 'a'), gpt2Forward(model.weights, ids).hooks.get(HOOK)!, ids.length, target);
+        const b = writeSaeFixture(join(files.dir, 'b'), {
+          format: 'saelens',
+          architecture: 'standard',
+          dIn: D,
+          dSae: D_SAE,
+          hookName: HOOK,
+          seed: 4,
+        });
+        return startTestAtlas(backend, async (db, dataDir) => {
+          // The fixture dictionaries say prepend_bos: true.
+          await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+          await importDictionary(db, { path: join(files.dir, 'a'), modelId: 'gpt2-tiny', id: 'sae-a', dataDir });
+          await importDictionary(db, { path: b.path, modelId: 'gpt2-tiny', id: 'sae-b', dataDir });
+          // A second model whose files do not exist and whose dictionaries have no weights.
+          catalog = await seedCatalog(db);
+          // The twin dictionary gets a copy of tiny-dict's feature 5, so the model scope has a sure first hit.
+          const dIn = FIXTURE.dIn;
+          catalog.decoders
+            .get(FIXTURE.twin)!
+            .set(catalog.decoders.get(FIXTURE.dict)!.subarray(5 * dIn, 6 * dIn), 7 * dIn);
+          await db.query(
+            `UPDATE features SET decoder = (SELECT decoder FROM features WHERE dictionary_id = $1 AND idx = 5)
+          WHERE dictionary_id = $2 AND idx = 7`,
+            [FIXTURE.dict, FIXTURE.twin],
+          );
+          await db.query(`UPDATE features SET density = 0.9 WHERE dictionary_id = 'sae-a' AND idx = ${G}`);
+          await db.query(`UPDATE features SET label = 'mats and rugs' WHERE dictionary_id = 'sae-a' AND idx = ${L}`);
+          await insertExplanations(db, [
+            { dictionaryId: 'sae-b', index: E, text: 'Sitting cats', source: 'test', author: null },
+          ]);
+        });
+      },
+      () => files.cleanup(),
+    );
 
-    test('the feature built to fire on one token ranks first, with an ACTIVATION reason naming the token', async (a) => {
-      const r = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 10 });
-      assert.equal(r.errors, undefined, JSON.stringify(r.errors));
-      const [top] = r.data.searchFeatures;
-      assert.equal(top.feature.id, `sae-a:${F}`);
-      const act = top.reasons.find((x: any) => x.signal === 'ACTIVATION');
-      assert.ok(Math.abs(act.value - (F_ACTIVATION - 0.01)) < 0.05, `activation ${act.value}`);
-      assert.ok(act.detail.includes(JSON.stringify(targetToken)), act.detail);
-      assert.match(act.detail, /density not built yet/);
-      for (let i = 1; i < r.data.searchFeatures.length; i++) assert.ok(r.data.searchFeatures[i - 1].score >= r.data.searchFeatures[i].score);
-      const all = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 100 });
-      const z = all.data.searchFeatures.find((h: any) => h.feature.index === Z);
-      assert.ok(!z?.reasons.some((x: any) => x.signal === 'ACTIVATION'), 'the BOS-only feature does not count as firing');
-    });
+    test(
+      'the feature built to fire on one token ranks first, with an ACTIVATION reason naming the ' + 'token',
+      async (a) => {
+        const r = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 10 });
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        const [top] = r.data.searchFeatures;
+        assert.equal(top.feature.id, `sae-a:${F}`);
+        const act = top.reasons.find((x: any) => x.signal === 'ACTIVATION');
+        assert.ok(Math.abs(act.value - (F_ACTIVATION - 0.01)) < 0.05, `activation ${act.value}`);
+        assert.ok(act.detail.includes(JSON.stringify(targetToken)), act.detail);
+        assert.match(act.detail, /density not built yet/);
+        for (let i = 1; i < r.data.searchFeatures.length; i++)
+          assert.ok(r.data.searchFeatures[i - 1].score >= r.data.searchFeatures[i].score);
+        const all = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 100 });
+        const z = all.data.searchFeatures.find((h: any) => h.feature.index === Z);
+        assert.ok(
+          !z?.reasons.some((x: any) => x.signal === 'ACTIVATION'),
+          'the BOS-only feature does not count as firing',
+        );
+      },
+    );
 
     test('a feature that fires harder but on nearly every token is down-weighted by its density', async (a) => {
       const r = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-a', first: 50 });
@@ -145,7 +193,10 @@ for (const backend of BACKENDS) {
       assert.equal(r.errors, undefined, JSON.stringify(r.errors));
       const hit = (id: string) => r.data.searchFeatures.find((h: any) => h.feature.id === id);
       const k = hit(`sae-a:${K}`);
-      assert.deepEqual(k.reasons.map((x: any) => x.signal), ['DECODER_COSINE']);
+      assert.deepEqual(
+        k.reasons.map((x: any) => x.signal),
+        ['DECODER_COSINE'],
+      );
       assert.ok(k.reasons[0].value > 0.9999);
       assert.ok(Math.abs(k.score - 0.3 * k.reasons[0].value) < 1e-9);
       const l = hit(`sae-a:${L}`).reasons.find((x: any) => x.signal === 'TEXT');
@@ -154,22 +205,31 @@ for (const backend of BACKENDS) {
       const e = hit(`sae-b:${E}`).reasons.find((x: any) => x.signal === 'TEXT');
       assert.equal(e.detail, 'explanation matches: "Sitting cats"');
       // Before a build, activations are compared within a dictionary only: F leads its own.
-      assert.equal(r.data.searchFeatures.find((h: any) => h.feature.dictionary.id === 'sae-a').feature.id, `sae-a:${F}`);
+      assert.equal(
+        r.data.searchFeatures.find((h: any) => h.feature.dictionary.id === 'sae-a').feature.id,
+        `sae-a:${F}`,
+      );
     });
 
-    test('scope: one dictionary, one model, or every dictionary; dictionaries without weights take part by text only', async (a) => {
-      const onlyB = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-b', first: 20 });
-      assert.ok(onlyB.data.searchFeatures.length > 0);
-      assert.ok(onlyB.data.searchFeatures.every((h: any) => h.feature.dictionary.id === 'sae-b'));
-      const all = await a.gql(SEARCH, { q: TEXT, first: 100 });
-      assert.equal(all.errors, undefined, JSON.stringify(all.errors));
-      const dicts = new Set(all.data.searchFeatures.map((h: any) => h.feature.dictionary.id));
-      assert.deepEqual([...dicts].sort(), ['sae-a', 'sae-b']);
-      const labelled = await a.gql(SEARCH, { q: 'feature 12', model: FIXTURE.model, first: 5 });
-      assert.equal(labelled.errors, undefined, JSON.stringify(labelled.errors));
-      assert.equal(labelled.data.searchFeatures[0].feature.id, `${FIXTURE.dict}:12`);
-      assert.deepEqual(labelled.data.searchFeatures[0].reasons.map((x: any) => x.signal), ['TEXT']);
-    });
+    test(
+      'scope: one dictionary, one model, or every dictionary; dictionaries without weights take part by text ' + 'only',
+      async (a) => {
+        const onlyB = await a.gql(SEARCH, { q: TEXT, dictionary: 'sae-b', first: 20 });
+        assert.ok(onlyB.data.searchFeatures.length > 0);
+        assert.ok(onlyB.data.searchFeatures.every((h: any) => h.feature.dictionary.id === 'sae-b'));
+        const all = await a.gql(SEARCH, { q: TEXT, first: 100 });
+        assert.equal(all.errors, undefined, JSON.stringify(all.errors));
+        const dicts = new Set(all.data.searchFeatures.map((h: any) => h.feature.dictionary.id));
+        assert.deepEqual([...dicts].sort(), ['sae-a', 'sae-b']);
+        const labelled = await a.gql(SEARCH, { q: 'feature 12', model: FIXTURE.model, first: 5 });
+        assert.equal(labelled.errors, undefined, JSON.stringify(labelled.errors));
+        assert.equal(labelled.data.searchFeatures[0].feature.id, `${FIXTURE.dict}:12`);
+        assert.deepEqual(
+          labelled.data.searchFeatures[0].reasons.map((x: any) => x.signal),
+          ['TEXT'],
+        );
+      },
+    );
 
     test('after a build, activation strength is relative to the corpus maximum', async (a) => {
       await a.database.query(`UPDATE features SET max_activation = 400 WHERE dictionary_id = 'sae-a' AND idx = ${F}`);
@@ -181,7 +241,9 @@ for (const backend of BACKENDS) {
         const cos = f.reasons.find((x: any) => x.signal === 'DECODER_COSINE')?.value ?? 0;
         assert.ok(Math.abs(f.score - (act.value / 400 + 0.3 * cos)) < 1e-6);
       } finally {
-        await a.database.query(`UPDATE features SET max_activation = NULL WHERE dictionary_id = 'sae-a' AND idx = ${F}`);
+        await a.database.query(
+          `UPDATE features SET max_activation = NULL WHERE dictionary_id = 'sae-a' AND idx = ${F}`,
+        );
       }
     });
 
@@ -197,14 +259,21 @@ for (const backend of BACKENDS) {
       ];
       for (const [vars, code] of cases) {
         const r = await a.gql(SEARCH, vars);
-        assert.equal(r.errors?.[0]?.extensions?.code, code, `${JSON.stringify(vars).slice(0, 80)}: ${JSON.stringify(r.errors)}`);
+        assert.equal(
+          r.errors?.[0]?.extensions?.code,
+          code,
+          `${JSON.stringify(vars).slice(0, 80)}: ${JSON.stringify(r.errors)}`,
+        );
       }
       const quoted = await a.gql(SEARCH, { q: `it's "quoted" & | ! :* \\ %`, first: 3 });
       assert.equal(quoted.errors, undefined, JSON.stringify(quoted.errors));
     });
 
     test('nearestFeatures scope MODEL searches every dictionary of the model with the same width', async (a) => {
-      const r = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, k: 10, scope: MODEL, exact: true) { feature { index dictionary { id } } cosine } }`);
+      const r = await a.gql(
+        `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, k: 10, scope: MODEL, exact: true) { feature { ` +
+          `index dictionary { id } } cosine } }`,
+      );
       assert.equal(r.errors, undefined, JSON.stringify(r.errors));
       const source = catalog.decoders.get(FIXTURE.dict)!.subarray(5 * FIXTURE.dIn, 6 * FIXTURE.dIn);
       const want: { id: string; cosine: number }[] = [];
@@ -212,16 +281,28 @@ for (const backend of BACKENDS) {
         const rows = catalog.decoders.get(id)!;
         for (let i = 0; i < FIXTURE.dSae; i++) {
           if (id === FIXTURE.dict && i === 5) continue;
-          want.push({ id: `${id}:${i}`, cosine: cosine(source, rows.subarray(i * FIXTURE.dIn, (i + 1) * FIXTURE.dIn)) });
+          want.push({
+            id: `${id}:${i}`,
+            cosine: cosine(source, rows.subarray(i * FIXTURE.dIn, (i + 1) * FIXTURE.dIn)),
+          });
         }
       }
       want.sort((p, q) => q.cosine - p.cosine);
-      assert.deepEqual(r.data.nearestFeatures.map((h: any) => `${h.feature.dictionary.id}:${h.feature.index}`), want.slice(0, 10).map((w) => w.id));
+      assert.deepEqual(
+        r.data.nearestFeatures.map((h: any) => `${h.feature.dictionary.id}:${h.feature.index}`),
+        want.slice(0, 10).map((w) => w.id),
+      );
       assert.equal(r.data.nearestFeatures[0].feature.dictionary.id, FIXTURE.twin);
       assert.ok(r.data.nearestFeatures[0].cosine > 0.9999);
-      const plain = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, k: 10, exact: true) { feature { dictionary { id } } } }`);
+      const plain = await a.gql(
+        `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, k: 10, exact: true) { feature { dictionary { id ` +
+          `} } } }`,
+      );
       assert.ok(plain.data.nearestFeatures.every((h: any) => h.feature.dictionary.id === FIXTURE.dict));
-      const both = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, in: ["${FIXTURE.twin}"], scope: MODEL) { cosine } }`);
+      const both = await a.gql(
+        `{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 5, in: ["${FIXTURE.twin}"], scope: MODEL) { cosine ` +
+          `} }`,
+      );
       assert.equal(both.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
     });
   });

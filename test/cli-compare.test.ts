@@ -27,12 +27,18 @@ async function atlas(dir: string, ...args: string[]): Promise<string> {
   const log = console.log;
   let out = '';
   Object.assign(process.env, { ATLAS_DATA_DIR: dir, DATABASE_URL: '', ATLAS_DEVICE: 'cpu' });
-  console.log = (...parts: unknown[]) => { out += `${parts.join(' ')}\n`; };
+  console.log = (...parts: unknown[]) => {
+    out += `${parts.join(' ')}\n`;
+  };
   try {
     await program.parseAsync(args, { from: 'user' });
   } finally {
     console.log = log;
-    for (const [k, v] of [['ATLAS_DATA_DIR', saved.dir], ['DATABASE_URL', saved.url], ['ATLAS_DEVICE', saved.device]] as const) {
+    for (const [k, v] of [
+      ['ATLAS_DATA_DIR', saved.dir],
+      ['DATABASE_URL', saved.url],
+      ['ATLAS_DEVICE', saved.device],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
@@ -47,11 +53,40 @@ it('atlas compare prints and stores the comparison; atlas map stores a point per
     const b = permutedCopy(a, D, 32, 0.3);
     let db = await openDatabase({ dataDir: dir });
     await upsertModel(db, {
-      id: 'm', name: 'm', architecture: 'llama', dModel: D, nLayers: 1, vocabSize: 16, contextLength: 16, prependBos: true,
-      hookPoints: ['h'], sourcePath: '/nonexistent', sourceFormat: 'llama2c', tokenizerPath: null,
+      id: 'm',
+      name: 'm',
+      architecture: 'llama',
+      dModel: D,
+      nLayers: 1,
+      vocabSize: 16,
+      contextLength: 16,
+      prependBos: true,
+      hookPoints: ['h'],
+      sourcePath: '/nonexistent',
+      sourceFormat: 'llama2c',
+      tokenizerPath: null,
     });
-    for (const [id, rows] of [['a', a], ['b', b.rows]] as const) {
-      await writeDictionary(db, { id, modelId: 'm', name: id, hookPoint: 'h', dIn: D, dSae: N, architecture: 'topk', k: 4, params: {}, sourceFormat: 'saelens', prependBos: true }, [rows]);
+    for (const [id, rows] of [
+      ['a', a],
+      ['b', b.rows],
+    ] as const) {
+      await writeDictionary(
+        db,
+        {
+          id,
+          modelId: 'm',
+          name: id,
+          hookPoint: 'h',
+          dIn: D,
+          dSae: N,
+          architecture: 'topk',
+          k: 4,
+          params: {},
+          sourceFormat: 'saelens',
+          prependBos: true,
+        },
+        [rows],
+      );
     }
     await db.close();
 
@@ -63,9 +98,14 @@ it('atlas compare prints and stores the comparison; atlas map stores a point per
     assert.match(second, /\(stored /);
     assert.match(second, new RegExp(`b → a: mean max cosine ${pwmcc.toFixed(4)}`));
 
-    assert.match(await atlas(dir, 'map', 'a', '--epochs', '30'), new RegExp(`a: mapped ${N} features \\(UMAP, cosine, 15 neighbours, 30 epochs\\)`));
+    assert.match(
+      await atlas(dir, 'map', 'a', '--epochs', '30'),
+      new RegExp(`a: mapped ${N} features \\(UMAP, cosine, 15 neighbours, 30 epochs\\)`),
+    );
     db = await openDatabase({ dataDir: dir });
-    const [row] = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM feature_map_points WHERE dictionary_id = 'a'");
+    const [row] = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM feature_map_points WHERE dictionary_id = 'a'",
+    );
     await db.close();
     assert.equal(row.n, N);
   } finally {

@@ -26,10 +26,12 @@ import { requireModel } from '../src/db/catalog.js';
 function codes(tokens: number[][], k: number): TokenCodes {
   const indices = new Int32Array(tokens.length * k);
   const values = new Float32Array(tokens.length * k);
-  tokens.forEach((fs, r) => fs.forEach((f, j) => {
-    indices[r * k + j] = f;
-    values[r * k + j] = 10 - j;
-  }));
+  tokens.forEach((fs, r) =>
+    fs.forEach((f, j) => {
+      indices[r * k + j] = f;
+      values[r * k + j] = 10 - j;
+    }),
+  );
   return { n: tokens.length, k, indices, values };
 }
 
@@ -75,7 +77,16 @@ describe('co-activation counter', () => {
     const co = new CoActivation({ parents, children }, P, C);
     for (let from = 0; from < tokens.length; from += 64) {
       const b = tokens.slice(from, from + 64);
-      co.add(codes(b.map((t) => t.p), 4), codes(b.map((t) => t.c), 6));
+      co.add(
+        codes(
+          b.map((t) => t.p),
+          4,
+        ),
+        codes(
+          b.map((t) => t.c),
+          6,
+        ),
+      );
     }
     const { both, parent } = co.counts();
     for (let i = 0; i < C; i++) {
@@ -90,7 +101,26 @@ describe('co-activation counter', () => {
 const HOOK = 'blocks.1.hook_resid_post';
 const NARROW = 12;
 const WIDE = 36;
-const WORDS = ['the', 'cat', 'sat', 'on', 'mat', 'Lily', 'saw', 'a', 'big', 'red', 'ball', 'dog', 'ran', 'home', 'sun', 'hot', 'blue', 'sky'];
+const WORDS = [
+  'the',
+  'cat',
+  'sat',
+  'on',
+  'mat',
+  'Lily',
+  'saw',
+  'a',
+  'big',
+  'red',
+  'ball',
+  'dog',
+  'ran',
+  'home',
+  'sun',
+  'hot',
+  'blue',
+  'sky',
+];
 
 describe('atlas build publishes the co-activation of feature families', () => {
   const files = tempDir('atlas-coact-');
@@ -98,34 +128,60 @@ describe('atlas build publishes the co-activation of feature families', () => {
   const docs: number[][] = [];
   const acts: number[][][] = [];
   const phases = new Set<string>();
-  const test = useTestAtlas('co-activation build', () => startTestAtlas('pglite', async (database, dataDir) => {
-    mkdirSync(join(files.dir, 'gpt2'));
-    const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-    await registerModel(database, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-    for (const [id, dSae, seed] of [['narrow', NARROW, 3], ['wide', WIDE, 4]] as const) {
-      const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture: 'topk', dIn: 32, dSae, k: 4, hookName: HOOK, seed });
-      saes.set(id, fx);
-      await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
-    }
-    const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
-    try {
-      const loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
-      const rand = rng(9);
-      const texts = Array.from({ length: 30 }, () => Array.from({ length: 3 + Math.floor(rand() * 5) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(' '));
-      const corpus = join(files.dir, 'corpus.jsonl');
-      writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-      for (const t of texts) {
-        const ids = loaded.tokenizer.encode(t, { bos: false });
-        assert.ok(ids.length <= 31, 'each line is one context');
-        docs.push(ids);
-        const a = (await loaded.runHooks([[loaded.tokenizer.bosId!, ...ids]], [HOOK])).get(HOOK)!;
-        acts.push(ids.map((_, p) => Array.from(a.data.subarray((p + 1) * 32, (p + 2) * 32))));
-      }
-      await buildDashboards(database, registry, { dictionaryIds: ['narrow', 'wide'], corpus, context: 32, batch: 4, onProgress: (p) => phases.add(p.phase) });
-    } finally {
-      await registry.close();
-    }
-  }), () => files.cleanup());
+  const test = useTestAtlas(
+    'co-activation build',
+    () =>
+      startTestAtlas('pglite', async (database, dataDir) => {
+        mkdirSync(join(files.dir, 'gpt2'));
+        const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+        await registerModel(database, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+        for (const [id, dSae, seed] of [
+          ['narrow', NARROW, 3],
+          ['wide', WIDE, 4],
+        ] as const) {
+          const fx = writeSaeFixture(join(files.dir, id), {
+            format: 'saelens',
+            architecture: 'topk',
+            dIn: 32,
+            dSae,
+            k: 4,
+            hookName: HOOK,
+            seed,
+          });
+          saes.set(id, fx);
+          await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
+        }
+        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        try {
+          const loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
+          const rand = rng(9);
+          const texts = Array.from({ length: 30 }, () =>
+            Array.from({ length: 3 + Math.floor(rand() * 5) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(
+              ' ',
+            ),
+          );
+          const corpus = join(files.dir, 'corpus.jsonl');
+          writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+          for (const t of texts) {
+            const ids = loaded.tokenizer.encode(t, { bos: false });
+            assert.ok(ids.length <= 31, 'each line is one context');
+            docs.push(ids);
+            const a = (await loaded.runHooks([[loaded.tokenizer.bosId!, ...ids]], [HOOK])).get(HOOK)!;
+            acts.push(ids.map((_, p) => Array.from(a.data.subarray((p + 1) * 32, (p + 2) * 32))));
+          }
+          await buildDashboards(database, registry, {
+            dictionaryIds: ['narrow', 'wide'],
+            corpus,
+            context: 32,
+            batch: 4,
+            onProgress: (p) => phases.add(p.phase),
+          });
+        } finally {
+          await registry.close();
+        }
+      }),
+    () => files.cleanup(),
+  );
 
   test('family entries carry both-fire / parent-fire counts of the build', async (a) => {
     assert.ok(phases.has('compare'), 'the build compared the two dictionaries first');
@@ -135,26 +191,48 @@ describe('atlas build publishes the co-activation of feature families', () => {
     // Each child's parent: the narrow feature of highest float64 decoder cosine.
     const row = (w: Float32Array, i: number) => Array.from(w.subarray(i * d, (i + 1) * d));
     const cos = (x: number[], y: number[]) => {
-      let xy = 0, xx = 0, yy = 0;
-      for (let j = 0; j < d; j++) { xy += x[j] * y[j]; xx += x[j] * x[j]; yy += y[j] * y[j]; }
+      let xy = 0,
+        xx = 0,
+        yy = 0;
+      for (let j = 0; j < d; j++) {
+        xy += x[j] * y[j];
+        xx += x[j] * x[j];
+        yy += y[j] * y[j];
+      }
       return xy / Math.sqrt(xx * yy);
     };
     const parentOf = Array.from({ length: WIDE }, (_, c) => {
       let best = 0;
-      for (let p = 1; p < NARROW; p++) if (cos(row(wide.params.W_dec, c), row(narrow.params.W_dec, p)) > cos(row(wide.params.W_dec, c), row(narrow.params.W_dec, best))) best = p;
+      for (let p = 1; p < NARROW; p++)
+        if (
+          cos(row(wide.params.W_dec, c), row(narrow.params.W_dec, p)) >
+          cos(row(wide.params.W_dec, c), row(narrow.params.W_dec, best))
+        )
+          best = p;
       return best;
     });
-    const fires = (fx: SaeFixture) => acts.flat().map((x) => refForwardOne(fx.config, fx.params, x).codes.map((v) => v > 0));
+    const fires = (fx: SaeFixture) =>
+      acts.flat().map((x) => refForwardOne(fx.config, fx.params, x).codes.map((v) => v > 0));
     const fp = fires(narrow);
     const fc = fires(wide);
-    const q = `query($i: Int!) { feature(dictionary: "narrow", index: $i) { family(dictionary: "wide") { feature { index } match { index } coActivation coFiringTokens } } }`;
+    const q =
+      `query($i: Int!) { feature(dictionary: "narrow", index: $i) { family(dictionary: "wide") { feature { ` +
+      `index } match { index } coActivation coFiringTokens } } }`;
     let checked = 0;
     for (let p = 0; p < NARROW; p++) {
       const r = await a.gql(q, { i: p });
       assert.equal(r.errors, undefined, JSON.stringify(r.errors));
-      const family = r.data.feature.family as { feature: { index: number }; coActivation: number | null; coFiringTokens: number | null }[];
+      const family = r.data.feature.family as {
+        feature: { index: number };
+        coActivation: number | null;
+        coFiringTokens: number | null;
+      }[];
       const want = parentOf.flatMap((pp, c) => (pp === p ? [c] : []));
-      assert.deepEqual(family.map((m) => m.feature.index).sort((x, y) => x - y), want, `children of ${p}`);
+      assert.deepEqual(
+        family.map((m) => m.feature.index).sort((x, y) => x - y),
+        want,
+        `children of ${p}`,
+      );
       const parentTokens = fp.filter((t) => t[p]).length;
       for (const m of family) {
         const bothTokens = fp.filter((t, i) => t[p] && fc[i][m.feature.index]).length;
@@ -168,7 +246,10 @@ describe('atlas build publishes the co-activation of feature families', () => {
   });
 
   test('related entries and pairs never built together have no co-activation', async (a) => {
-    const r = await a.gql(`{ feature(dictionary: "wide", index: 0) { related { coActivation } family(dictionary: "narrow") { coActivation } } }`);
+    const r = await a.gql(
+      `{ feature(dictionary: "wide", index: 0) { related { coActivation } family(dictionary: "narrow") { ` +
+        `coActivation } } }`,
+    );
     assert.equal(r.errors, undefined, JSON.stringify(r.errors));
     assert.ok(r.data.feature.related.length > 0);
     for (const m of [...r.data.feature.related, ...r.data.feature.family]) assert.equal(m.coActivation, null);

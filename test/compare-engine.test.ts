@@ -23,23 +23,31 @@ function permutations(n: number): number[][] {
 }
 
 test('best matches both ways equal float64 brute force, across blocks', async () => {
-  const d = 16, nA = 50, nB = 70;
+  const d = 16,
+    nA = 50,
+    nB = 70;
   const a = randomRows(1, nA, d);
   const b = randomRows(2, nB, d);
   a.fill(0, 3 * d, 4 * d); // a zero decoder: cosine 0 with everything
   const got = await bestMatches(unitRows(a, d), unitRows(b, d), d, { k: 5, session, blockRows: 7 });
   for (let i = 0; i < nA; i++) {
-    const ref = Array.from({ length: nB }, (_, j) => ({ j, c: cosine64(a, i, b, j, d) })).sort((x, y) => y.c - x.c || x.j - y.j);
+    const ref = Array.from({ length: nB }, (_, j) => ({ j, c: cosine64(a, i, b, j, d) })).sort(
+      (x, y) => y.c - x.c || x.j - y.j,
+    );
     for (let t = 0; t < 5; t++) {
       assert.ok(Math.abs(got.topCosines[i * 5 + t] - ref[t].c) < 1e-5, `row ${i} rank ${t}`);
       if (i !== 3) assert.equal(got.topIndices[i * 5 + t], ref[t].j, `row ${i} rank ${t}`);
     }
   }
   for (let j = 0; j < nB; j++) {
-    let best = -1, bestC = -Infinity;
+    let best = -1,
+      bestC = -Infinity;
     for (let i = 0; i < nA; i++) {
       const c = cosine64(a, i, b, j, d);
-      if (c > bestC) { bestC = c; best = i; }
+      if (c > bestC) {
+        bestC = c;
+        best = i;
+      }
     }
     assert.equal(got.reverseIndices[j], best, `column ${j}`);
     assert.ok(Math.abs(got.reverseCosines[j] - bestC) < 1e-5);
@@ -53,14 +61,18 @@ test('the Hungarian step finds the best total of every permutation', () => {
     const m = Float64Array.from({ length: r * r }, () => rand() * 2 - 1);
     const bestTotal = Math.max(...permutations(r).map((p) => p.reduce((s, j, i) => s + m[i * r + j], 0)));
     const got = hungarian(m, r);
-    assert.deepEqual([...got].sort((x, y) => x - y), Array.from({ length: r }, (_, i) => i));
+    assert.deepEqual(
+      [...got].sort((x, y) => x - y),
+      Array.from({ length: r }, (_, i) => i),
+    );
     const total = [...got].reduce((s, j, i) => s + m[i * r + j], 0);
     assert.ok(Math.abs(total - bestTotal) < 1e-12, `trial ${trial}: ${total} vs ${bestTotal}`);
   }
 });
 
 test('a permuted, noised copy is matched one-to-one with the planted permutation', async () => {
-  const d = 64, n = 400;
+  const d = 64,
+    n = 400;
   const a = randomRows(3, n, d);
   const { rows: b, perm } = permutedCopy(a, d, 4, 0.3);
   const result = await compareDecoders(a, b, d, { session });
@@ -76,19 +88,29 @@ test('a permuted, noised copy is matched one-to-one with the planted permutation
 test('rows whose candidates collide are still paired optimally', () => {
   // Six rows that all prefer the same two columns: with two candidates each, four are left over
   // for the exact step; the total must equal the best of all 720 permutations.
-  const d = 6, n = 6;
+  const d = 6,
+    n = 6;
   const rand = rng(9);
   const a = Float32Array.from({ length: n * d }, () => rand() - 0.5);
   const b = Float32Array.from({ length: n * d }, () => rand() - 0.5);
-  for (let t = 0; t < d; t++) { b[t] += 3; b[d + t] += 3; }
+  for (let t = 0; t < d; t++) {
+    b[t] += 3;
+    b[d + t] += 3;
+  }
   for (let i = 0; i < n; i++) for (let t = 0; t < d; t++) a[i * d + t] += 3;
-  const ua = unitRows(a, d), ub = unitRows(b, d);
+  const ua = unitRows(a, d),
+    ub = unitRows(b, d);
   const k = 2;
   const cand = new Int32Array(n * k);
   const cos = new Float32Array(n * k);
   for (let i = 0; i < n; i++) {
-    const order = Array.from({ length: n }, (_, j) => j).sort((x, y) => cosine64(a, i, b, y, d) - cosine64(a, i, b, x, d));
-    for (let t = 0; t < k; t++) { cand[i * k + t] = order[t]; cos[i * k + t] = cosine64(a, i, b, order[t], d); }
+    const order = Array.from({ length: n }, (_, j) => j).sort(
+      (x, y) => cosine64(a, i, b, y, d) - cosine64(a, i, b, x, d),
+    );
+    for (let t = 0; t < k; t++) {
+      cand[i * k + t] = order[t];
+      cos[i * k + t] = cosine64(a, i, b, order[t], d);
+    }
   }
   const got = matchOneToOne(ua, ub, d, cand, cos, k);
   const best = Math.max(...permutations(n).map((p) => p.reduce((s, j, i) => s + cosine64(a, i, b, j, d), 0)));
@@ -96,8 +118,9 @@ test('rows whose candidates collide are still paired optimally', () => {
   assert.ok(Math.abs(got.score * n - best) < 1e-4, `${got.score * n} vs ${best}`);
 });
 
-test('a wide dictionary built by splitting features finds each child\'s parent', async () => {
-  const d = 64, n = 120;
+test("a wide dictionary built by splitting features finds each child's parent", async () => {
+  const d = 64,
+    n = 120;
   const narrow = randomRows(6, n, d);
   const split = new Set([3, 17, 42, 99]);
   const { rows: wide, parent } = splitDictionary(narrow, d, 7, split, 3, 0.82);

@@ -42,7 +42,14 @@ for (const backend of BACKENDS) {
       writeFileSync(join(files.dir, 'corpus.txt'), TEXT.repeat(3));
       return startTestAtlas(backend, async (db, dataDir) => {
         await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-        const fx = writeSaeFixture(join(files.dir, 'sae'), { format: 'saelens', architecture: 'jumprelu', dIn: 32, dSae: 40, hookName: HOOK, seed: 5 });
+        const fx = writeSaeFixture(join(files.dir, 'sae'), {
+          format: 'saelens',
+          architecture: 'jumprelu',
+          dIn: 32,
+          dSae: 40,
+          hookName: HOOK,
+          seed: 5,
+        });
         await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
         registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
       });
@@ -53,9 +60,17 @@ for (const backend of BACKENDS) {
       assert.equal(empty.errors, undefined, JSON.stringify(empty.errors));
       assert.equal(empty.data.dictionary.stats, null);
       const node0 = empty.data.dictionary.features.edges[0].node;
-      assert.deepEqual([node0.histogram, node0.topActivations, node0.quantileExamples, node0.logits], [null, [], [], null]);
+      assert.deepEqual(
+        [node0.histogram, node0.topActivations, node0.quantileExamples, node0.logits],
+        [null, [], [], null],
+      );
 
-      await buildDashboards(atlas.database, registry!, { dictionaryIds: ['sae'], corpus: join(files.dir, 'corpus.txt'), context: 16, batch: 4 });
+      await buildDashboards(atlas.database, registry!, {
+        dictionaryIds: ['sae'],
+        corpus: join(files.dir, 'corpus.txt'),
+        context: 16,
+        batch: 4,
+      });
       const queriesBefore = atlas.database.queryCount;
       const r = await atlas.gql(PAGE);
       const queries = atlas.database.queryCount - queriesBefore;
@@ -66,7 +81,10 @@ for (const backend of BACKENDS) {
       assert.equal(nodes.length, 40);
       assert.ok(stats.tokens > 0 && stats.corpus.endsWith('corpus.txt'));
       const densitySum = nodes.reduce((s: number, n: any) => s + n.density, 0);
-      assert.ok(Math.abs(stats.l0 - densitySum) < 1e-5 * Math.max(1, stats.l0), `l0 ${stats.l0} vs sum of densities ${densitySum}`);
+      assert.ok(
+        Math.abs(stats.l0 - densitySum) < 1e-5 * Math.max(1, stats.l0),
+        `l0 ${stats.l0} vs sum of densities ${densitySum}`,
+      );
       assert.ok(Math.abs(stats.explainedVariance - (1 - stats.normalizedMse)) < 1e-9);
       assert.equal(stats.deadFraction, nodes.filter((n: any) => n.density === 0).length / 40);
       const live = nodes.filter((n: any) => n.density > 0);
@@ -74,7 +92,10 @@ for (const backend of BACKENDS) {
       for (const n of live) {
         assert.equal(n.labelSource, 'auto');
         assert.ok(n.label.length > 0);
-        assert.equal(n.histogram.counts.reduce((a: number, b: number) => a + b, 0), Math.round(n.density * stats.tokens));
+        assert.equal(
+          n.histogram.counts.reduce((a: number, b: number) => a + b, 0),
+          Math.round(n.density * stats.tokens),
+        );
         assert.ok(n.topActivations.length >= 1 && n.topActivations.length <= 3);
         assert.equal(n.topActivations[0].maxValue, n.maxActivation);
         n.topActivations.forEach((e: any, i: number) => {
@@ -84,14 +105,17 @@ for (const backend of BACKENDS) {
           if (i > 0) assert.ok(e.maxValue <= n.topActivations[i - 1].maxValue);
         });
         assert.equal(n.quantileExamples.length, 5);
-        for (const b of n.quantileExamples) for (const e of b.examples) assert.ok(e.maxValue > b.minActivation && e.maxValue <= b.maxActivation);
+        for (const b of n.quantileExamples)
+          for (const e of b.examples) assert.ok(e.maxValue > b.minActivation && e.maxValue <= b.maxActivation);
         assert.ok(n.quantileExamples[4].examples.length > 0, 'the top band holds the maximum');
         assert.equal(n.logits.positive.length, 10);
         assert.equal(n.logits.negative.length, 10);
         assert.ok(n.logits.positive[0].weight >= n.logits.positive[9].weight);
         assert.ok(n.logits.negative[0].weight <= n.logits.negative[9].weight);
       }
-      const bad = await atlas.gql('{ feature(dictionary: "sae", index: 0) { topActivations(first: 101) { maxValue } } }');
+      const bad = await atlas.gql(
+        '{ feature(dictionary: "sae", index: 0) { topActivations(first: 101) { maxValue } } }',
+      );
       assert.equal(bad.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
     });
   });

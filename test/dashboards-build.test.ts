@@ -27,7 +27,32 @@ import type { LoadedModel } from '../src/engine/model/types.js';
 
 const HOOK = 'blocks.1.hook_resid_post';
 const D_SAE = 48;
-const WORDS = ['the', 'cat', 'sat', 'on', 'mat', 'Lily', 'saw', 'a', 'big', 'red', 'ball', 'dog', 'ran', 'home', 'sun', 'was', 'hot', 'and', 'blue', 'sky', 'tree', 'park', 'Tom', 'Max'];
+const WORDS = [
+  'the',
+  'cat',
+  'sat',
+  'on',
+  'mat',
+  'Lily',
+  'saw',
+  'a',
+  'big',
+  'red',
+  'ball',
+  'dog',
+  'ran',
+  'home',
+  'sun',
+  'was',
+  'hot',
+  'and',
+  'blue',
+  'sky',
+  'tree',
+  'park',
+  'Tom',
+  'Max',
+];
 
 /** Distinct short sentences, each within the 32-token context. */
 function sentences(n: number, seed: number): string[] {
@@ -52,12 +77,22 @@ interface Plain {
 }
 
 async function plainLoop(model: LoadedModel, fx: SaeFixture, docs: number[][]): Promise<Plain> {
-  const p: Plain = { tokens: 0, count: Array(D_SAE).fill(0), max: Array(D_SAE).fill(0), sum: Array(D_SAE).fill(0), values: Array.from({ length: D_SAE }, () => []), contexts: Array.from({ length: D_SAE }, () => []), l0: 0 };
+  const p: Plain = {
+    tokens: 0,
+    count: Array(D_SAE).fill(0),
+    max: Array(D_SAE).fill(0),
+    sum: Array(D_SAE).fill(0),
+    values: Array.from({ length: D_SAE }, () => []),
+    contexts: Array.from({ length: D_SAE }, () => []),
+    l0: 0,
+  };
   for (let c = 0; c < docs.length; c++) {
     // The model expects BOS: it leads the run, and its position is left out of everything.
     const acts = (await model.runHooks([[model.tokenizer.bosId!, ...docs[c]]], [HOOK])).get(HOOK)!;
     const d = acts.dims[2];
-    const perToken = docs[c].map((_, t) => refForwardOne(fx.config, fx.params, Array.from(acts.data.subarray((t + 1) * d, (t + 2) * d))).codes);
+    const perToken = docs[c].map(
+      (_, t) => refForwardOne(fx.config, fx.params, Array.from(acts.data.subarray((t + 1) * d, (t + 2) * d))).codes,
+    );
     p.tokens += docs[c].length;
     for (let f = 0; f < D_SAE; f++) {
       const vals = perToken.map((codes) => codes[f]);
@@ -100,8 +135,19 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
     const dataDir = join(files.dir, 'data');
     mkdirSync(dataDir);
     await registerModel(database, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-    for (const [id, architecture, seed] of [['sae-standard', 'standard', 3], ['sae-topk', 'topk', 4]] as const) {
-      const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture, dIn: 32, dSae: D_SAE, k: 5, hookName: HOOK, seed });
+    for (const [id, architecture, seed] of [
+      ['sae-standard', 'standard', 3],
+      ['sae-topk', 'topk', 4],
+    ] as const) {
+      const fx = writeSaeFixture(join(files.dir, id), {
+        format: 'saelens',
+        architecture,
+        dIn: 32,
+        dSae: D_SAE,
+        k: 5,
+        hookName: HOOK,
+        seed,
+      });
       saes.set(id, fx);
       await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
     }
@@ -111,7 +157,10 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
     texts = sentences(60, 11);
     writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     docs = texts.map((t) => loaded.tokenizer.encode(t, { bos: false }));
-    assert.ok(docs.every((d) => d.length <= 31), `longest ${Math.max(...docs.map((d) => d.length))}`);
+    assert.ok(
+      docs.every((d) => d.length <= 31),
+      `longest ${Math.max(...docs.map((d) => d.length))}`,
+    );
   });
   after(async () => {
     await registry?.close();
@@ -120,12 +169,24 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
   });
 
   it('one build of both dictionaries: stats, examples, histograms, logit lens and labels match', async () => {
-    await database.query("UPDATE features SET label = 'kept by a person', label_source = 'human' WHERE dictionary_id = 'sae-standard' AND idx = 1");
+    await database.query(
+      "UPDATE features SET label = 'kept by a person', label_source = 'human' WHERE dictionary_id = 'sae-standard' " +
+        'AND idx = 1',
+    );
     const phases = new Set<string>();
-    const result = await buildDashboards(database, registry, { modelId: 'gpt2-tiny', corpus, context: 32, batch: 7, onProgress: (p) => phases.add(p.phase) });
+    const result = await buildDashboards(database, registry, {
+      modelId: 'gpt2-tiny',
+      corpus,
+      context: 32,
+      batch: 7,
+      onProgress: (p) => phases.add(p.phase),
+    });
     assert.deepEqual([...phases], ['corpus', 'logits', 'publish']);
     assert.equal(result.contexts, docs.length);
-    assert.equal(result.tokens, docs.reduce((s, d) => s + d.length, 0));
+    assert.equal(
+      result.tokens,
+      docs.reduce((s, d) => s + d.length, 0),
+    );
 
     for (const [id, fx] of saes) {
       const plain = await plainLoop(loaded, fx, docs);
@@ -140,7 +201,10 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       for (let f = 0; f < D_SAE; f++) {
         const row = rows.get(`${id}:${f}`)!;
         const what = `${id} feature ${f}`;
-        assert.ok(close(row.density!, plain.count[f] / plain.tokens, 1e-6), `${what} density ${row.density} vs ${plain.count[f] / plain.tokens}`);
+        assert.ok(
+          close(row.density!, plain.count[f] / plain.tokens, 1e-6),
+          `${what} density ${row.density} vs ${plain.count[f] / plain.tokens}`,
+        );
         densitySum += plain.count[f] / plain.tokens;
         if (plain.count[f] === 0) {
           dead++;
@@ -156,12 +220,15 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
         assert.equal(edges.length, counts.length + 1);
         const want = counts.map(() => 0);
         for (const v of plain.values[f]) {
-          const i = edges.findIndex((e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1));
+          const i = edges.findIndex(
+            (e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1),
+          );
           assert.ok(i >= 0, `${what}: ${v} outside [${edges[0]}, ${edges.at(-1)}]`);
           want[i]++;
         }
         assert.deepEqual(counts, want, `${what} histogram`);
-        for (let j = 1; j < edges.length - 1; j++) assert.ok(close(edges[j + 1] / edges[j], 2 ** 0.25, 1e-9), 'log-spaced edges');
+        for (let j = 1; j < edges.length - 1; j++)
+          assert.ok(close(edges[j + 1] / edges[j], 2 ** 0.25, 1e-9), 'log-spaced edges');
         // Top examples: the 20 strongest contexts, ties to the earlier one, with every token's value.
         const wantTop = [...plain.contexts[f]].sort((a, b) => b.max - a.max || a.ctx - b.ctx).slice(0, 20);
         const gotTop = tops.get(`${id}:${f}`)!;
@@ -172,7 +239,9 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
           assert.equal(e.tokens.join(''), texts[w.ctx]);
           assert.equal(e.maxPosition, w.pos);
           assert.ok(close(e.maxValue, w.max));
-          e.values.forEach((v, t) => assert.ok(close(v, w.values[t]), `${what} top ${r} token ${t}: ${v} vs ${w.values[t]}`));
+          e.values.forEach((v, t) =>
+            assert.ok(close(v, w.values[t]), `${what} top ${r} token ${t}: ${v} vs ${w.values[t]}`),
+          );
         });
         // Quantile bands: right ranges; a band with at most 5 contexts is sampled whole.
         const ranges = bandRanges(row.maxActivation!);
@@ -200,11 +269,17 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
           }
           const first = [...tally].sort((a, b) => b[1].n - a[1].n || b[1].best - a[1].best)[0][0];
           assert.equal(row.labelSource, 'auto');
-          assert.ok(row.label!.startsWith(JSON.stringify(first)), `${what} label ${row.label} should start with ${JSON.stringify(first)}`);
+          assert.ok(
+            row.label!.startsWith(JSON.stringify(first)),
+            `${what} label ${row.label} should start with ${JSON.stringify(first)}`,
+          );
         }
       }
       // The corpus is large enough that heaps overflow and bands are sampled, not kept whole.
-      assert.ok(plain.contexts.some((c) => c.length > 20), `${id}: no feature fires in more than 20 contexts`);
+      assert.ok(
+        plain.contexts.some((c) => c.length > 20),
+        `${id}: no feature fires in more than 20 contexts`,
+      );
       assert.ok(sampledBands > 0, `${id}: no band holds more than 5 contexts`);
       // Dictionary statistics: mean L0 is the sum of densities.
       const s = dict.stats;
@@ -234,8 +309,14 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       const pos = [...w].sort((a, b) => b.s - a.s).slice(0, 10);
       const neg = [...w].sort((a, b) => a.s - b.s).slice(0, 10);
       const l = got.get(`sae-standard:${index}`)!;
-      assert.deepEqual(l.positive.map((t) => t.tokenId), pos.map((t) => t.v));
-      assert.deepEqual(l.negative.map((t) => t.tokenId), neg.map((t) => t.v));
+      assert.deepEqual(
+        l.positive.map((t) => t.tokenId),
+        pos.map((t) => t.v),
+      );
+      assert.deepEqual(
+        l.negative.map((t) => t.tokenId),
+        neg.map((t) => t.v),
+      );
       l.positive.forEach((t, i) => assert.ok(close(t.weight, pos[i].s)));
       assert.equal(l.positive[0].token, loaded.tokenizer.tokenText(pos[0].v));
     }
@@ -244,7 +325,10 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
   it('an aborted build and a publish that fails midway leave the previous dashboards intact', async () => {
     const snapshot = async () => ({
       stats: await database.query('SELECT id, stats FROM dictionaries ORDER BY id'),
-      features: await database.query('SELECT dictionary_id, idx, density, max_activation, histogram, label FROM features ORDER BY dictionary_id, idx'),
+      features: await database.query(
+        'SELECT dictionary_id, idx, density, max_activation, histogram, label FROM features ORDER BY dictionary_id, ' +
+          'idx',
+      ),
       examples: await database.query('SELECT count(*)::int AS n, sum(max_value)::float8 AS s FROM activation_examples'),
       logits: await database.query('SELECT count(*)::int AS n, sum(weight)::float8 AS s FROM logit_tokens'),
     });
@@ -254,7 +338,14 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
     assert.ok((before.examples[0] as any).n > 0);
     const abort = new AbortController();
     await assert.rejects(
-      buildDashboards(database, registry, { dictionaryIds: ['sae-standard'], corpus, context: 8, batch: 2, signal: abort.signal, onProgress: () => abort.abort() }),
+      buildDashboards(database, registry, {
+        dictionaryIds: ['sae-standard'],
+        corpus,
+        context: 8,
+        batch: 2,
+        signal: abort.signal,
+        onProgress: () => abort.abort(),
+      }),
       (e: Error) => e.name === 'AbortError',
     );
     assert.deepEqual(await snapshot(), before);
@@ -263,16 +354,46 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
     function* failing() {
       for (let i = 0; i < 5000; i++) {
         if (++n > 2500) throw new Error('disk full (injected)');
-        yield { featureIdx: i % D_SAE, kind: 'top' as const, band: null, rank: i, tokens: ['x'], tokenIds: [1], values: [1], maxValue: 1, maxPosition: 0 };
+        yield {
+          featureIdx: i % D_SAE,
+          kind: 'top' as const,
+          band: null,
+          rank: i,
+          tokens: ['x'],
+          tokenIds: [1],
+          values: [1],
+          maxValue: 1,
+          maxPosition: 0,
+        };
       }
     }
-    await assert.rejects(publishDashboards(database, [{
-      dictionaryId: 'sae-standard',
-      stats: { tokens: 1, l0: 1, deadFraction: 0, normalizedMse: 1, explainedVariance: 0, corpus: 'x', builtAt: 'now' },
-      features: Array.from({ length: D_SAE }, (_, idx) => ({ idx, density: 1, maxActivation: 9, meanActivation: 9, histogram: { edges: [1, 2], counts: [1] }, label: 'broken' })),
-      examples: failing(),
-      logits: [],
-    }]), /disk full/);
+    await assert.rejects(
+      publishDashboards(database, [
+        {
+          dictionaryId: 'sae-standard',
+          stats: {
+            tokens: 1,
+            l0: 1,
+            deadFraction: 0,
+            normalizedMse: 1,
+            explainedVariance: 0,
+            corpus: 'x',
+            builtAt: 'now',
+          },
+          features: Array.from({ length: D_SAE }, (_, idx) => ({
+            idx,
+            density: 1,
+            maxActivation: 9,
+            meanActivation: 9,
+            histogram: { edges: [1, 2], counts: [1] },
+            label: 'broken',
+          })),
+          examples: failing(),
+          logits: [],
+        },
+      ]),
+      /disk full/,
+    );
     assert.deepEqual(await snapshot(), before);
   });
 
@@ -283,9 +404,17 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       [{ dictionaryIds: ['sae-topk'], corpus, tokens: 0 }, 'BAD_USER_INPUT'],
       [{ dictionaryIds: ['sae-topk'], corpus: join(files.dir, 'missing.txt') }, 'BAD_FILE'],
     ];
-    for (const [opts, code] of cases) await assert.rejects(buildDashboards(database, registry, opts), (e: any) => e.code === code, JSON.stringify(opts));
+    for (const [opts, code] of cases)
+      await assert.rejects(
+        buildDashboards(database, registry, opts),
+        (e: any) => e.code === code,
+        JSON.stringify(opts),
+      );
     const bad = join(files.dir, 'bad.jsonl');
     writeFileSync(bad, '{"text": "fine"}\n{not json\n');
-    await assert.rejects(buildDashboards(database, registry, { dictionaryIds: ['sae-topk'], corpus: bad }), (e: any) => e.code === 'BAD_FILE' && /line 2/.test(e.message));
+    await assert.rejects(
+      buildDashboards(database, registry, { dictionaryIds: ['sae-topk'], corpus: bad }),
+      (e: any) => e.code === 'BAD_FILE' && /line 2/.test(e.message),
+    );
   });
 });

@@ -36,7 +36,10 @@ describe('corpus contexts', () => {
     const corpus = new Corpus(dir, { tokenizer: chars, prependBos: true, context: 8 });
     const got = await all(corpus);
     assert.ok(got.every((c) => c.bos && c.ids[0] === 1 && c.ids.length <= 8 && c.ids.length > 1));
-    assert.deepEqual(got.map((c) => c.seq), got.map((_, i) => i));
+    assert.deepEqual(
+      got.map((c) => c.seq),
+      got.map((_, i) => i),
+    );
     const text = got.map((c) => chars.decode(c.ids.slice(1))).join('');
     assert.equal(text, 'first paragraph\nstill first\n\nsecond one\nanother file\n');
     // Files are separate documents: the last context of a.txt is short, c.txt starts a new one.
@@ -48,22 +51,40 @@ describe('corpus contexts', () => {
 
   it('stops at the token limit (BOS not counted) and treats .jsonl lines as documents', async () => {
     const path = join(files.dir, 'docs.jsonl');
-    writeFileSync(path, [JSON.stringify({ text: 'abcdefghij' }), '', JSON.stringify({ text: 'xyz', id: 3 })].join('\n'));
+    writeFileSync(
+      path,
+      [JSON.stringify({ text: 'abcdefghij' }), '', JSON.stringify({ text: 'xyz', id: 3 })].join('\n'),
+    );
     const whole = await all(new Corpus(path, { tokenizer: chars, prependBos: false, context: 4 }));
-    assert.deepEqual(whole.map((c) => chars.decode(c.ids)), ['abcd', 'efgh', 'ij', 'xyz']);
+    assert.deepEqual(
+      whole.map((c) => chars.decode(c.ids)),
+      ['abcd', 'efgh', 'ij', 'xyz'],
+    );
     assert.ok(whole.every((c) => !c.bos));
     const limited = new Corpus(path, { tokenizer: chars, prependBos: true, context: 4, maxTokens: 7 });
     const cut = await all(limited);
-    assert.deepEqual(cut.map((c) => chars.decode(c.ids.slice(1))), ['abc', 'def', 'g']);
+    assert.deepEqual(
+      cut.map((c) => chars.decode(c.ids.slice(1))),
+      ['abc', 'def', 'g'],
+    );
     assert.equal(limited.tokens, 7);
     assert.equal(limited.fraction, 1);
   });
 
   it('refuses missing paths, bad JSON lines and contexts too short for BOS', async () => {
-    assert.throws(() => new Corpus(join(files.dir, 'nope'), { tokenizer: chars, prependBos: false, context: 4 }), (e: any) => e.code === 'BAD_FILE');
-    assert.throws(() => new Corpus(files.dir, { tokenizer: chars, prependBos: true, context: 1 }), (e: any) => e.code === 'BAD_USER_INPUT');
+    assert.throws(
+      () => new Corpus(join(files.dir, 'nope'), { tokenizer: chars, prependBos: false, context: 4 }),
+      (e: any) => e.code === 'BAD_FILE',
+    );
+    assert.throws(
+      () => new Corpus(files.dir, { tokenizer: chars, prependBos: true, context: 1 }),
+      (e: any) => e.code === 'BAD_USER_INPUT',
+    );
     const bad = join(files.dir, 'bad.ndjson');
     writeFileSync(bad, '{"text": "ok"}\n{"title": "no text"}\n');
-    await assert.rejects(all(new Corpus(bad, { tokenizer: chars, prependBos: false, context: 4 })), (e: any) => e.code === 'BAD_FILE' && /line 2 has no "text"/.test(e.message));
+    await assert.rejects(
+      all(new Corpus(bad, { tokenizer: chars, prependBos: false, context: 4 })),
+      (e: any) => e.code === 'BAD_FILE' && /line 2 has no "text"/.test(e.message),
+    );
   });
 });

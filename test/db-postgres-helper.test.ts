@@ -25,7 +25,10 @@ test('createTestDatabase gives a throwaway database with pgvector, and drop() re
     assert.match(db.name, /^atlas_test_[0-9a-f]{12}$/);
     assert.equal(new URL(db.url).pathname, `/${db.name}`);
 
-    const ext = await query<{ extversion: string }>(db.url, `SELECT extversion FROM pg_extension WHERE extname = 'vector'`);
+    const ext = await query<{ extversion: string }>(
+      db.url,
+      `SELECT extversion FROM pg_extension WHERE extname = 'vector'`,
+    );
     assert.equal(ext.length, 1);
     assert.match(ext[0].extversion, /^\d+\.\d+\.\d+$/);
 

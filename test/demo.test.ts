@@ -57,21 +57,39 @@ describe('demo atlas end to end', () => {
   test('an empty database is seeded with the demo model, its dictionaries and their statistics', async (a) => {
     const r = await a.gql(`{ models { id } dictionaries(model: "${DEMO_MODEL_ID}") { id dSae stats { tokens l0 } } }`);
     assert.equal(r.errors, undefined, JSON.stringify(r.errors));
-    assert.deepEqual(r.data.models.map((m: any) => m.id), [DEMO_MODEL_ID]);
-    assert.deepEqual(r.data.dictionaries.map((d: any) => d.id).sort(), manifest!.saes.map((s) => demoDictionaryId(s.hook_name)).sort());
+    assert.deepEqual(
+      r.data.models.map((m: any) => m.id),
+      [DEMO_MODEL_ID],
+    );
+    assert.deepEqual(
+      r.data.dictionaries.map((d: any) => d.id).sort(),
+      manifest!.saes.map((s) => demoDictionaryId(s.hook_name)).sort(),
+    );
     for (const d of r.data.dictionaries) assert.ok(d.stats.tokens >= 3000 && d.stats.l0 > 0, d.id);
   });
 
   test('a search and an encode are answered', async (a) => {
     const dict = demoDictionaryId(manifest!.saes.at(-1)!.hook_name);
-    const search = await a.gql('{ searchFeatures(query: "the president of the United States", first: 5) { score feature { id label } reasons { signal } } }');
+    const search = await a.gql(
+      '{ searchFeatures(query: "the president of the United States", first: 5) { score feature { id label } reasons ' +
+        '{ signal } } }',
+    );
     assert.equal(search.errors, undefined, JSON.stringify(search.errors));
     assert.ok(search.data.searchFeatures.length > 0);
-    const enc = await a.gql(`{ encode(dictionary: "${dict}", text: "The Congress shall have power to lay and collect taxes.") { tokens { text isBos features { index activation } } reconstruction { explainedVariance l0 } } }`);
+    const enc = await a.gql(
+      `{ encode(dictionary: "${dict}", text: "The Congress shall have power to lay and collect taxes.") { tokens { ` +
+        `text isBos features { index activation } } reconstruction { explainedVariance l0 } } }`,
+    );
     assert.equal(enc.errors, undefined, JSON.stringify(enc.errors));
     const tokens = enc.data.encode.tokens;
     assert.equal(tokens[0].isBos, true);
-    assert.equal(tokens.slice(1).map((t: any) => t.text).join(''), 'The Congress shall have power to lay and collect taxes.');
+    assert.equal(
+      tokens
+        .slice(1)
+        .map((t: any) => t.text)
+        .join(''),
+      'The Congress shall have power to lay and collect taxes.',
+    );
     assert.ok(tokens.slice(1).every((t: any) => t.features.length > 0));
   });
 
@@ -83,29 +101,38 @@ describe('demo atlas end to end', () => {
     for (const sae of manifest!.saes) {
       const d = r.data.dictionaries.find((x: any) => x.id === demoDictionaryId(sae.hook_name));
       const ev = d.stats.explainedVariance;
-      assert.ok(Math.abs(ev - sae.explained_variance) <= TOLERANCE, `${d.id}: EV ${ev} vs manifest ${sae.explained_variance}`);
+      assert.ok(
+        Math.abs(ev - sae.explained_variance) <= TOLERANCE,
+        `${d.id}: EV ${ev} vs manifest ${sae.explained_variance}`,
+      );
       assert.equal(d.stats.l0, sae.l0, `${d.id}: a TopK dictionary with k ${sae.k} has L0 ${sae.k}`);
     }
   });
 
-  test('the README\'s headline feature: demo-L1-resid-post:1143 fires on " United" and promotes " States"', async (a) => {
-    const r = await a.gql(`{
+  test(
+    'the README\'s headline feature: demo-L1-resid-post:1143 fires on " United" and promotes " ' + 'States"',
+    async (a) => {
+      const r = await a.gql(`{
       encode(dictionary: "demo-L1-resid-post", text: "the United Nations and the United States", topK: 16) {
         tokens { text features { index activation } }
       }
       searchFeatures(query: "the United Nations", dictionary: "demo-L1-resid-post", first: 5) { feature { index } }
       feature(dictionary: "demo-L1-resid-post", index: 1143) { logits { positive { token } } }
     }`);
-    assert.equal(r.errors, undefined, JSON.stringify(r.errors));
-    const act = (t: any) => t.features.find((f: any) => f.index === 1143)?.activation ?? 0;
-    const tokens = r.data.encode.tokens;
-    const united = tokens.filter((t: any) => t.text === ' United').map(act);
-    const others = tokens.filter((t: any) => t.text !== ' United').map(act);
-    assert.equal(united.length, 2);
-    assert.ok(Math.min(...united) > 2 * Math.max(...others), `on " United" ${united}, elsewhere at most ${Math.max(...others)}`);
-    const found = r.data.searchFeatures.map((h: any) => h.feature.index);
-    assert.ok(found.includes(1143), `searchFeatures("the United Nations") top 5: ${found.join(', ')}`);
-    const promoted = r.data.feature.logits.positive.slice(0, 3).map((t: any) => t.token);
-    assert.ok(promoted.includes(' States'), `logit lens top 3: ${promoted.join(', ')}`);
-  });
+      assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+      const act = (t: any) => t.features.find((f: any) => f.index === 1143)?.activation ?? 0;
+      const tokens = r.data.encode.tokens;
+      const united = tokens.filter((t: any) => t.text === ' United').map(act);
+      const others = tokens.filter((t: any) => t.text !== ' United').map(act);
+      assert.equal(united.length, 2);
+      assert.ok(
+        Math.min(...united) > 2 * Math.max(...others),
+        `on " United" ${united}, elsewhere at most ${Math.max(...others)}`,
+      );
+      const found = r.data.searchFeatures.map((h: any) => h.feature.index);
+      assert.ok(found.includes(1143), `searchFeatures("the United Nations") top 5: ${found.join(', ')}`);
+      const promoted = r.data.feature.logits.positive.slice(0, 3).map((t: any) => t.token);
+      assert.ok(promoted.includes(' States'), `logit lens top 3: ${promoted.join(', ')}`);
+    },
+  );
 });

@@ -31,7 +31,12 @@ const DICTS = [
   { id: 'mlp', hook: 'blocks.2.mlp.hook_post', dIn: 36, format: 'saelens' as const },
   { id: 'resid', hook: 'blocks.2.hook_resid_post', dIn: 24, format: 'saelens' as const },
 ];
-const TEXTS = ['the cat sat on the mat', 'Lily saw a big red ball', 'the dog ran home and the sun was hot', 'Tom and Max sat in the park'];
+const TEXTS = [
+  'the cat sat on the mat',
+  'Lily saw a big red ball',
+  'the dog ran home and the sun was hot',
+  'Tom and Max sat in the park',
+];
 
 describe('a gemma2 model through import, encode and build', () => {
   const files = tempDir('atlas-gemma-atlas-');
@@ -45,7 +50,12 @@ describe('a gemma2 model through import, encode and build', () => {
   before(async () => {
     mkdirSync(join(files.dir, 'gemma'));
     // d_mlp 36 so that no two hook widths coincide.
-    model = writeTinyGemma(join(files.dir, 'gemma'), { family: 'gemma2', dtype: 'BF16', seed: 9, text: { intermediate_size: 36 } });
+    model = writeTinyGemma(join(files.dir, 'gemma'), {
+      family: 'gemma2',
+      dtype: 'BF16',
+      seed: 9,
+      text: { intermediate_size: 36 },
+    });
     const opened = await openTestDatabase('pglite');
     assert.ok(!('skip' in opened));
     ({ database, cleanup } = opened);
@@ -54,7 +64,15 @@ describe('a gemma2 model through import, encode and build', () => {
     assert.equal(row.prependBos, true);
     assert.ok(row.hookPoints.includes('blocks.1.attn.hook_z'));
     for (const [i, d] of DICTS.entries()) {
-      const fx = writeSaeFixture(join(files.dir, d.id), { format: d.format, architecture: 'standard', dIn: d.dIn, dSae: D_SAE, hookName: d.format === 'saelens' ? d.hook : null, modelName: 'gemma-tiny', seed: 20 + i });
+      const fx = writeSaeFixture(join(files.dir, d.id), {
+        format: d.format,
+        architecture: 'standard',
+        dIn: d.dIn,
+        dSae: D_SAE,
+        hookName: d.format === 'saelens' ? d.hook : null,
+        modelName: 'gemma-tiny',
+        seed: 20 + i,
+      });
       saes.set(d.id, fx);
       await importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: d.id, hook: d.hook, dataDir });
     }
@@ -67,12 +85,31 @@ describe('a gemma2 model through import, encode and build', () => {
   });
 
   it('refuses a residual-stream dictionary of the wrong width at import', async () => {
-    const fx = writeSaeFixture(join(files.dir, 'wide'), { format: 'saelens', architecture: 'standard', dIn: 40, dSae: 8, hookName: 'blocks.0.hook_resid_pre', modelName: 'gemma-tiny' });
-    await assert.rejects(importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: 'wide', dataDir }), (e: unknown) => e instanceof AtlasError && e.code === 'DIMENSION_MISMATCH');
+    const fx = writeSaeFixture(join(files.dir, 'wide'), {
+      format: 'saelens',
+      architecture: 'standard',
+      dIn: 40,
+      dSae: 8,
+      hookName: 'blocks.0.hook_resid_pre',
+      modelName: 'gemma-tiny',
+    });
+    await assert.rejects(
+      importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: 'wide', dataDir }),
+      (e: unknown) => e instanceof AtlasError && e.code === 'DIMENSION_MISMATCH',
+    );
   });
 
   it('encode: codes on hook_z, mlp.hook_post and resid_post equal the references', async () => {
-    const encoding = new EncodingService(registry, { batchWaitMs: 0, batchTokens: 4096, batchVectors: 4096, maxQueue: 8, requestTimeoutMs: 60000, maxInputTokens: 64, maxInputChars: 1000, batching: true });
+    const encoding = new EncodingService(registry, {
+      batchWaitMs: 0,
+      batchTokens: 4096,
+      batchVectors: 4096,
+      maxQueue: 8,
+      requestTimeoutMs: 60000,
+      maxInputTokens: 64,
+      maxInputChars: 1000,
+      batching: true,
+    });
     const row = await requireModel(database, 'gemma-tiny');
     const dicts = await Promise.all(DICTS.map((d) => requireDictionary(database, d.id)));
     const text = TEXTS[2];
@@ -92,7 +129,10 @@ describe('a gemma2 model through import, encode and build', () => {
         assert.equal(tok.features.length, wantActive.length, `${d.id} token ${t}`);
         tok.features.forEach((f, j) => {
           assert.equal(f.index, want.indices[j], `${d.id} token ${t} rank ${j}`);
-          assert.ok(Math.abs(f.activation - wantActive[j]) <= 1e-3 * Math.max(1, wantActive[j]), `${d.id} token ${t} rank ${j}: ${f.activation} vs ${wantActive[j]}`);
+          assert.ok(
+            Math.abs(f.activation - wantActive[j]) <= 1e-3 * Math.max(1, wantActive[j]),
+            `${d.id} token ${t} rank ${j}: ${f.activation} vs ${wantActive[j]}`,
+          );
         });
       });
     }
@@ -112,22 +152,36 @@ describe('a gemma2 model through import, encode and build', () => {
       for (const doc of docs) {
         const acts = gemmaReference(model.reference, [loaded.tokenizer.bosId!, ...doc]).hooks.get(d.hook)!;
         for (let t = 1; t <= doc.length; t++) {
-          refForwardOne(fx.config, fx.params, Array.from(acts.subarray(t * d.dIn, (t + 1) * d.dIn))).codes.forEach((v, f) => v > 0 && count[f]++);
+          refForwardOne(fx.config, fx.params, Array.from(acts.subarray(t * d.dIn, (t + 1) * d.dIn))).codes.forEach(
+            (v, f) => v > 0 && count[f]++,
+          );
           tokens++;
         }
       }
-      assert.ok(count.some((c) => c > 0 && c < tokens), `${d.id}: some feature fires on some tokens only`);
-      const rows = await getFeatures(database, Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: d.id, index })));
+      assert.ok(
+        count.some((c) => c > 0 && c < tokens),
+        `${d.id}: some feature fires on some tokens only`,
+      );
+      const rows = await getFeatures(
+        database,
+        Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: d.id, index })),
+      );
       for (let f = 0; f < D_SAE; f++) {
         const got = rows.get(`${d.id}:${f}`)!.density!;
-        assert.ok(Math.abs(got - count[f] / tokens) <= 1.5 / tokens, `${d.id} feature ${f}: density ${got} vs ${count[f] / tokens}`);
+        assert.ok(
+          Math.abs(got - count[f] / tokens) <= 1.5 / tokens,
+          `${d.id} feature ${f}: density ${got} vs ${count[f] / tokens}`,
+        );
       }
     }
     // Logit lens, only for the d_model-wide dictionary: top promoted token of each feature.
     const E = model.reference.tensors.get('embed_tokens.weight')!;
     const g = model.reference.tensors.get('norm.weight')!;
     const { W_dec } = saes.get('resid')!.params;
-    const lens = await getLogitTokens(database, Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: 'resid', index })));
+    const lens = await getLogitTokens(
+      database,
+      Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: 'resid', index })),
+    );
     assert.equal(lens.size, D_SAE);
     for (let f = 0; f < D_SAE; f++) {
       let best = -1;
@@ -139,14 +193,53 @@ describe('a gemma2 model through import, encode and build', () => {
       }
       assert.equal(lens.get(`resid:${f}`)!.positive[0].tokenId, best, `feature ${f}`);
     }
-    assert.equal((await getLogitTokens(database, [{ dictionaryId: 'z', index: 0 }])).size, 0, 'no logit lens for a per-head dictionary');
+    assert.equal(
+      (await getLogitTokens(database, [{ dictionaryId: 'z', index: 0 }])).size,
+      0,
+      'no logit lens for a per-head dictionary',
+    );
   });
 
-  it('a per-head dictionary of the wrong width is accepted at import and refused when it runs, naming the hook', async () => {
-    const fx = writeSaeFixture(join(files.dir, 'narrow'), { format: 'gemmascope', architecture: 'standard', dIn: 24, dSae: 8, hookName: null });
-    await importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: 'narrow', hook: 'blocks.0.attn.hook_z', dataDir });
-    const encoding = new EncodingService(registry, { batchWaitMs: 0, batchTokens: 4096, batchVectors: 4096, maxQueue: 8, requestTimeoutMs: 60000, maxInputTokens: 64, maxInputChars: 1000, batching: true });
-    await assert.rejects(encoding.encodeText(await requireModel(database, 'gemma-tiny'), [await requireDictionary(database, 'narrow')], 'the cat', 2), (e: unknown) =>
-      e instanceof AtlasError && e.code === 'DIMENSION_MISMATCH' && e.message.includes('blocks.0.attn.hook_z') && e.message.includes('gives 40'));
-  });
+  it(
+    'a per-head dictionary of the wrong width is accepted at import and refused when it runs, naming the ' + 'hook',
+    async () => {
+      const fx = writeSaeFixture(join(files.dir, 'narrow'), {
+        format: 'gemmascope',
+        architecture: 'standard',
+        dIn: 24,
+        dSae: 8,
+        hookName: null,
+      });
+      await importDictionary(database, {
+        path: fx.path,
+        modelId: 'gemma-tiny',
+        id: 'narrow',
+        hook: 'blocks.0.attn.hook_z',
+        dataDir,
+      });
+      const encoding = new EncodingService(registry, {
+        batchWaitMs: 0,
+        batchTokens: 4096,
+        batchVectors: 4096,
+        maxQueue: 8,
+        requestTimeoutMs: 60000,
+        maxInputTokens: 64,
+        maxInputChars: 1000,
+        batching: true,
+      });
+      await assert.rejects(
+        encoding.encodeText(
+          await requireModel(database, 'gemma-tiny'),
+          [await requireDictionary(database, 'narrow')],
+          'the cat',
+          2,
+        ),
+        (e: unknown) =>
+          e instanceof AtlasError &&
+          e.code === 'DIMENSION_MISMATCH' &&
+          e.message.includes('blocks.0.attn.hook_z') &&
+          e.message.includes('gives 40'),
+      );
+    },
+  );
 });

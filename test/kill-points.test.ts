@@ -42,7 +42,8 @@ async function runToFault(point: FaultPoint, args: string[], env: Record<string,
 
 async function rows(db: Database, id: string): Promise<{ n: number; first: string | null }> {
   const [r] = await db.query<{ n: number; first: string | null }>(
-    'SELECT count(*)::int AS n, min(decoder::text) FILTER (WHERE idx = 0) AS first FROM features WHERE dictionary_id = $1',
+    'SELECT count(*)::int AS n, min(decoder::text) FILTER (WHERE idx = 0) AS first FROM features WHERE ' +
+      'dictionary_id = $1',
     [id],
   );
   return r;
@@ -52,7 +53,12 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
   const files = tempDir('atlas-kill-');
   try {
     const oldFx = writeSaeFixture(join(files.dir, 'old'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: 300, seed: 8 });
-    const newFx = writeSaeFixture(join(files.dir, 'big'), { format: 'saelens', dIn: FIXTURE.dIn, dSae: D_SAE, seed: 9 });
+    const newFx = writeSaeFixture(join(files.dir, 'big'), {
+      format: 'saelens',
+      dIn: FIXTURE.dIn,
+      dSae: D_SAE,
+      seed: 9,
+    });
     const base = ['import', newFx.path, '--model', FIXTURE.model, '--id', 'big', '--hook', HOOK];
     const db = await open();
     await seedCatalog(db);
@@ -61,7 +67,11 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
       await runToFault(point, base, env);
       const after = await open();
       try {
-        assert.equal((await listDictionaries(after)).some((d) => d.id === 'big'), false, `${point}: visible after a kill`);
+        assert.equal(
+          (await listDictionaries(after)).some((d) => d.id === 'big'),
+          false,
+          `${point}: visible after a kill`,
+        );
         await importDictionary(after, { path: newFx.path, modelId: FIXTURE.model, id: 'big', dataDir, hook: HOOK });
         assert.equal((await rows(after, 'big')).n, D_SAE, `${point}: the re-run completes`);
         await after.query("DELETE FROM dictionaries WHERE id = 'big'");
@@ -73,7 +83,12 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
     for (const point of REPLACE_POINTS) {
       const before = await open();
       const old = await importDictionary(before, {
-        path: oldFx.path, modelId: FIXTURE.model, id: 'big', dataDir, hook: HOOK, replace: true,
+        path: oldFx.path,
+        modelId: FIXTURE.model,
+        id: 'big',
+        dataDir,
+        hook: HOOK,
+        replace: true,
       });
       const oldRows = await rows(before, 'big');
       await before.close();
@@ -85,7 +100,14 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
           assert.equal(visible.dSae, old.dSae, `${point}: a visible dictionary is the old one`);
           assert.deepEqual(await rows(after, 'big'), oldRows, `${point}: the old dictionary is whole`);
         }
-        await importDictionary(after, { path: newFx.path, modelId: FIXTURE.model, id: 'big', dataDir, hook: HOOK, replace: true });
+        await importDictionary(after, {
+          path: newFx.path,
+          modelId: FIXTURE.model,
+          id: 'big',
+          dataDir,
+          hook: HOOK,
+          replace: true,
+        });
         assert.equal((await rows(after, 'big')).n, D_SAE, `${point}: the re-run replaces it`);
       } finally {
         await after.close();
@@ -100,7 +122,11 @@ describe('kill at every fault point', () => {
   it('import and import --replace on PGlite', async () => {
     const data = tempDir('atlas-kill-data-');
     try {
-      await killImports(() => openDatabase({ dataDir: data.dir }), { DATABASE_URL: '', ATLAS_DATA_DIR: data.dir }, data.dir);
+      await killImports(
+        () => openDatabase({ dataDir: data.dir }),
+        { DATABASE_URL: '', ATLAS_DATA_DIR: data.dir },
+        data.dir,
+      );
     } finally {
       data.cleanup();
     }
@@ -129,7 +155,14 @@ describe('kill at every fault point', () => {
     try {
       mkdirSync(join(files.dir, 'gpt2'));
       const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      const fx = writeSaeFixture(join(files.dir, 'sae'), { format: 'saelens', architecture: 'topk', dIn: 32, dSae: 48, k: 5, hookName: HOOK });
+      const fx = writeSaeFixture(join(files.dir, 'sae'), {
+        format: 'saelens',
+        architecture: 'topk',
+        dIn: 32,
+        dSae: 48,
+        k: 5,
+        hookName: HOOK,
+      });
       const corpus = join(files.dir, 'corpus.txt');
       writeFileSync(corpus, Array.from({ length: 40 }, (_, i) => `the cat ${i} sat on the mat`).join('\n'));
       const db = await openDatabase({ dataDir });

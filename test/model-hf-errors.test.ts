@@ -80,7 +80,13 @@ test('a misshapen tensor is named with both shapes', () =>
         t[name] = { shape: [128, 32], data: t[name].data };
       },
     });
-    assertAtlasError(() => loadHfCheckpoint(dir), 'BAD_FILE', '"transformer.h.0.mlp.c_fc.weight"', '[128, 32]', '[32, 128]');
+    assertAtlasError(
+      () => loadHfCheckpoint(dir),
+      'BAD_FILE',
+      '"transformer.h.0.mlp.c_fc.weight"',
+      '[128, 32]',
+      '[32, 128]',
+    );
   }));
 
 test('a truncated safetensors file is a BAD_FILE error, single or sharded', () => {

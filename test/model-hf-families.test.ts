@@ -19,7 +19,12 @@ import type { TransformerConfig, TransformerWeights } from '../src/engine/model/
 import { buildLlamaGraph } from '../src/engine/onnx/llama-graph.js';
 import { buildNeoxGraph } from '../src/engine/onnx/neox-graph.js';
 import { runGraph, relError } from './helpers/graph-runner.js';
-import { writeTinyLlamaFamily, writeTinyNeox, type FamilyFixtureOptions, type LlamaFamily } from './helpers/hf-family-fixtures.js';
+import {
+  writeTinyLlamaFamily,
+  writeTinyNeox,
+  type FamilyFixtureOptions,
+  type LlamaFamily,
+} from './helpers/hf-family-fixtures.js';
 import type { ReferenceOutput } from './reference/gpt2.js';
 import { ReferenceLlama } from './reference/llama.js';
 import { neoxForward } from './reference/neox.js';
@@ -56,15 +61,26 @@ const bias = (names: string[], shape: (c: TransformerConfig) => Record<string, n
   for (let l = 0; l < c.nLayers; l++) for (const n of names) m.set(`blocks.${l}.${n}`, [widths[n]]);
   return m;
 };
-const qkvBias = bias(['attn.b_Q', 'attn.b_K', 'attn.b_V'], (c) => ({ 'attn.b_Q': c.nHeads * c.dHead, 'attn.b_K': c.nKvHeads * c.dHead, 'attn.b_V': c.nKvHeads * c.dHead }));
+const qkvBias = bias(['attn.b_Q', 'attn.b_K', 'attn.b_V'], (c) => ({
+  'attn.b_Q': c.nHeads * c.dHead,
+  'attn.b_K': c.nKvHeads * c.dHead,
+  'attn.b_V': c.nKvHeads * c.dHead,
+}));
 const allBias = bias(['attn.b_Q', 'attn.b_K', 'attn.b_V', 'attn.b_O', 'mlp.b_gate', 'mlp.b_in', 'mlp.b_out'], (c) => ({
-  'attn.b_Q': c.nHeads * c.dHead, 'attn.b_K': c.nKvHeads * c.dHead, 'attn.b_V': c.nKvHeads * c.dHead, 'attn.b_O': c.dModel,
-  'mlp.b_gate': c.dMlp, 'mlp.b_in': c.dMlp, 'mlp.b_out': c.dModel,
+  'attn.b_Q': c.nHeads * c.dHead,
+  'attn.b_K': c.nKvHeads * c.dHead,
+  'attn.b_V': c.nKvHeads * c.dHead,
+  'attn.b_O': c.dModel,
+  'mlp.b_gate': c.dMlp,
+  'mlp.b_in': c.dMlp,
+  'mlp.b_out': c.dModel,
 }));
 const qk3 = (c: TransformerConfig) => {
   const m = allBias(c);
-  for (const n of ['mlp.b_gate', 'mlp.b_in', 'mlp.b_out']) for (let l = 0; l < c.nLayers; l++) m.delete(`blocks.${l}.${n}`);
-  for (let l = 0; l < c.nLayers; l++) m.set(`blocks.${l}.attn.q_norm.w`, [c.dHead]).set(`blocks.${l}.attn.k_norm.w`, [c.dHead]);
+  for (const n of ['mlp.b_gate', 'mlp.b_in', 'mlp.b_out'])
+    for (let l = 0; l < c.nLayers; l++) m.delete(`blocks.${l}.${n}`);
+  for (let l = 0; l < c.nLayers; l++)
+    m.set(`blocks.${l}.attn.q_norm.w`, [c.dHead]).set(`blocks.${l}.attn.k_norm.w`, [c.dHead]);
   return m;
 };
 
@@ -83,8 +99,19 @@ const CASES: Case[] = [
     label: 'llama, rope_scaling llama3 (rope_type), GQA',
     family: 'llama',
     opts: {
-      expected: { ...BASE, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 } },
-      json: { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } },
+      expected: {
+        ...BASE,
+        ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
+      },
+      json: {
+        rope_scaling: {
+          rope_type: 'llama3',
+          factor: 8,
+          low_freq_factor: 1,
+          high_freq_factor: 4,
+          original_max_position_embeddings: 16,
+        },
+      },
     },
     length: 20,
     without: { ropeScaling: undefined },
@@ -104,7 +131,18 @@ const CASES: Case[] = [
     label: 'llama, rope_scaling yarn (attention factor from factor)',
     family: 'llama',
     opts: {
-      expected: { ...BASE, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositions: 8, attentionFactor: 0.1 * Math.log(4) + 1, betaFast: 32, betaSlow: 1, truncate: true } },
+      expected: {
+        ...BASE,
+        ropeScaling: {
+          type: 'yarn',
+          factor: 4,
+          originalMaxPositions: 8,
+          attentionFactor: 0.1 * Math.log(4) + 1,
+          betaFast: 32,
+          betaSlow: 1,
+          truncate: true,
+        },
+      },
       json: { rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 8 } },
     },
     length: 20,
@@ -117,9 +155,28 @@ const CASES: Case[] = [
       expected: {
         ...BASE,
         contextLength: 48,
-        ropeScaling: { type: 'yarn', factor: 3, originalMaxPositions: 16, attentionFactor: (0.1 * 0.7 * Math.log(3) + 1) / (0.1 * 1.2 * Math.log(3) + 1), betaFast: 8, betaSlow: 1, truncate: false },
+        ropeScaling: {
+          type: 'yarn',
+          factor: 3,
+          originalMaxPositions: 16,
+          attentionFactor: (0.1 * 0.7 * Math.log(3) + 1) / (0.1 * 1.2 * Math.log(3) + 1),
+          betaFast: 8,
+          betaSlow: 1,
+          truncate: false,
+        },
       },
-      json: { max_position_embeddings: 32, rope_scaling: { rope_type: 'yarn', factor: 3, original_max_position_embeddings: 16, mscale: 0.7, mscale_all_dim: 1.2, beta_fast: 8, truncate: false } },
+      json: {
+        max_position_embeddings: 32,
+        rope_scaling: {
+          rope_type: 'yarn',
+          factor: 3,
+          original_max_position_embeddings: 16,
+          mscale: 0.7,
+          mscale_all_dim: 1.2,
+          beta_fast: 8,
+          truncate: false,
+        },
+      },
     },
     length: 20,
     without: { ropeScaling: undefined },
@@ -158,7 +215,11 @@ const CASES: Case[] = [
   {
     label: 'qwen2 without use_sliding_window ignores sliding_window',
     family: 'qwen2',
-    opts: { expected: { ...BASE, architecture: 'qwen2' }, json: { use_sliding_window: false, sliding_window: 2, max_window_layers: 0 }, extra: qkvBias },
+    opts: {
+      expected: { ...BASE, architecture: 'qwen2' },
+      json: { use_sliding_window: false, sliding_window: 2, max_window_layers: 0 },
+      extra: qkvBias,
+    },
     length: 9,
   },
   {
@@ -166,7 +227,12 @@ const CASES: Case[] = [
     family: 'qwen3',
     opts: {
       expected: { ...BASE, architecture: 'qwen3', dHead: 16, tiedEmbeddings: true, slidingWindows: [5, null] },
-      json: { attention_bias: true, use_sliding_window: true, sliding_window: 5, layer_types: ['sliding_attention', 'full_attention'] },
+      json: {
+        attention_bias: true,
+        use_sliding_window: true,
+        sliding_window: 5,
+        layer_types: ['sliding_attention', 'full_attention'],
+      },
       extra: qk3,
     },
     length: 12,
@@ -175,7 +241,17 @@ const CASES: Case[] = [
     label: 'gpt_neox, parallel residual, rotary_pct 0.25, gelu, untied',
     family: 'gpt_neox',
     opts: {
-      expected: { ...BASE, architecture: 'gpt_neox', nKvHeads: 4, dHead: 8, dMlp: 64, activation: 'gelu', rotaryDim: 2, parallelResidual: true, ropeTheta: 300 },
+      expected: {
+        ...BASE,
+        architecture: 'gpt_neox',
+        nKvHeads: 4,
+        dHead: 8,
+        dMlp: 64,
+        activation: 'gelu',
+        rotaryDim: 2,
+        parallelResidual: true,
+        ropeTheta: 300,
+      },
     },
     length: 14,
   },
@@ -183,7 +259,18 @@ const CASES: Case[] = [
     label: 'gpt_neox, sequential residual, rotary_pct 0.5, no attention bias, tied, gelu_new, linear scaling',
     family: 'gpt_neox',
     opts: {
-      expected: { ...BASE, architecture: 'gpt_neox', nKvHeads: 4, dHead: 8, dMlp: 64, activation: 'gelu_new', rotaryDim: 4, parallelResidual: false, tiedEmbeddings: true, ropeScaling: { type: 'linear', factor: 2 } },
+      expected: {
+        ...BASE,
+        architecture: 'gpt_neox',
+        nKvHeads: 4,
+        dHead: 8,
+        dMlp: 64,
+        activation: 'gelu_new',
+        rotaryDim: 4,
+        parallelResidual: false,
+        tiedEmbeddings: true,
+        ropeScaling: { type: 'linear', factor: 2 },
+      },
       json: { rope_scaling: { type: 'linear', factor: 2 } },
       attentionBias: false,
     } as FamilyFixtureOptions,
@@ -204,82 +291,94 @@ function tokensOf(n: number, seed: number): number[] {
 }
 
 for (const c of CASES) {
-  test(`${c.label}: config read as expected; every hook and the logits match the reference, alone and batched`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'atlas-hf-family-'));
-    try {
-      const fx = write(dir, c);
-      const loaded = loadHfCheckpoint(dir);
-      assert.deepEqual({ ...loaded.config }, { ...c.opts.expected });
-      const graph = (c.family === 'gpt_neox' ? buildNeoxGraph : buildLlamaGraph)(loaded);
-      const long = tokensOf(c.length, 1);
-      const short = tokensOf(Math.max(3, c.length - 6), 2);
-      const [aloneLong] = await runGraph(graph, [long]);
-      const batched = await runGraph(graph, [short, long]);
-      const layout = hookLayout(loaded.config);
-      assert.equal(aloneLong.hooks.size, layout.length);
-      for (const [i, seq, outs] of [[0, long, [aloneLong, batched[1]]], [1, short, [batched[0]]]] as const) {
-        const want = reference(fx.weights, [...seq]);
-        for (const out of outs) {
-          for (const { name, width } of layout) {
-            const got = out.hooks.get(name);
-            assert.ok(got, `graph has no output ${name}`);
-            assert.equal(got.length, seq.length * width, `${name} width`);
-            const err = relError(got, want.hooks.get(name)!);
-            assert.ok(err <= 1e-4, `sequence ${i} ${name}: relative error ${err}`);
+  test(
+    `${c.label}: config read as expected; every hook and the logits match the reference, alone and ` + `batched`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'atlas-hf-family-'));
+      try {
+        const fx = write(dir, c);
+        const loaded = loadHfCheckpoint(dir);
+        assert.deepEqual({ ...loaded.config }, { ...c.opts.expected });
+        const graph = (c.family === 'gpt_neox' ? buildNeoxGraph : buildLlamaGraph)(loaded);
+        const long = tokensOf(c.length, 1);
+        const short = tokensOf(Math.max(3, c.length - 6), 2);
+        const [aloneLong] = await runGraph(graph, [long]);
+        const batched = await runGraph(graph, [short, long]);
+        const layout = hookLayout(loaded.config);
+        assert.equal(aloneLong.hooks.size, layout.length);
+        for (const [i, seq, outs] of [
+          [0, long, [aloneLong, batched[1]]],
+          [1, short, [batched[0]]],
+        ] as const) {
+          const want = reference(fx.weights, [...seq]);
+          for (const out of outs) {
+            for (const { name, width } of layout) {
+              const got = out.hooks.get(name);
+              assert.ok(got, `graph has no output ${name}`);
+              assert.equal(got.length, seq.length * width, `${name} width`);
+              const err = relError(got, want.hooks.get(name)!);
+              assert.ok(err <= 1e-4, `sequence ${i} ${name}: relative error ${err}`);
+            }
+            const err = relError(out.logits, want.logits);
+            assert.ok(err <= 1e-4, `sequence ${i} logits: relative error ${err}`);
           }
-          const err = relError(out.logits, want.logits);
-          assert.ok(err <= 1e-4, `sequence ${i} logits: relative error ${err}`);
         }
+        if (c.without) {
+          // The feature under test changes the result: the reference without it is far from the one with it.
+          const plain: TransformerWeights = { ...fx.weights, config: { ...fx.weights.config, ...c.without } };
+          const diff = relError(reference(plain, long).logits, reference(fx.weights, long).logits);
+          assert.ok(diff > 1e-2, `the case does not bite: logits differ by only ${diff}`);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      if (c.without) {
-        // The feature under test changes the result: the reference without it is far from the one with it.
-        const plain: TransformerWeights = { ...fx.weights, config: { ...fx.weights.config, ...c.without } };
-        const diff = relError(reference(plain, long).logits, reference(fx.weights, long).logits);
-        assert.ok(diff > 1e-2, `the case does not bite: logits differ by only ${diff}`);
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 }
 
 for (const family of ['mistral', 'gpt_neox', 'qwen3'] as const) {
-  test(`${family} through loadModel: hooks of a padded batch and KV-cached decoding in chunks match the reference`, async () => {
-    const root = mkdtempSync(join(tmpdir(), 'atlas-hf-family-load-'));
-    const c = CASES.find((x) => x.family === family)!;
-    try {
-      mkdirSync(join(root, 'model'));
-      const fx = write(join(root, 'model'), c);
-      const model = await loadModel(fx.dir, { dataDir: join(root, 'data'), device: 'cpu', threads: 1 });
+  test(
+    `${family} through loadModel: hooks of a padded batch and KV-cached decoding in chunks match the ` + `reference`,
+    async () => {
+      const root = mkdtempSync(join(tmpdir(), 'atlas-hf-family-load-'));
+      const c = CASES.find((x) => x.family === family)!;
       try {
-        const batch = [tokensOf(c.length, 3), tokensOf(5, 4)];
-        const got = await model.runHooks(batch, model.info.hookPoints);
-        batch.forEach((seq, b) => {
-          const want = reference(fx.weights, seq);
-          for (const hook of model.info.hookPoints) {
-            const { dims, data } = got.get(hook)!;
-            assert.equal(dims[2], model.info.hookWidths[hook], hook);
-            const err = relError(data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]), want.hooks.get(hook)!);
-            assert.ok(err <= 1e-4, `sequence ${b} ${hook}: relative error ${err}`);
+        mkdirSync(join(root, 'model'));
+        const fx = write(join(root, 'model'), c);
+        const model = await loadModel(fx.dir, { dataDir: join(root, 'data'), device: 'cpu', threads: 1 });
+        try {
+          const batch = [tokensOf(c.length, 3), tokensOf(5, 4)];
+          const got = await model.runHooks(batch, model.info.hookPoints);
+          batch.forEach((seq, b) => {
+            const want = reference(fx.weights, seq);
+            for (const hook of model.info.hookPoints) {
+              const { dims, data } = got.get(hook)!;
+              assert.equal(dims[2], model.info.hookWidths[hook], hook);
+              const err = relError(
+                data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]),
+                want.hooks.get(hook)!,
+              );
+              assert.ok(err <= 1e-4, `sequence ${b} ${hook}: relative error ${err}`);
+            }
+          });
+          const tokens = batch[0];
+          const want = reference(fx.weights, tokens).logits;
+          const decoder = model.decoder!();
+          let end = 0;
+          for (const size of [5, 1, 4, tokens.length - 10]) {
+            const logits = await decoder.feed(tokens.slice(end, end + size));
+            end += size;
+            const err = relError(logits, want.slice((end - 1) * 384, end * 384));
+            assert.ok(err <= 1e-4, `after ${end} tokens: relative error ${err}`);
           }
-        });
-        const tokens = batch[0];
-        const want = reference(fx.weights, tokens).logits;
-        const decoder = model.decoder!();
-        let end = 0;
-        for (const size of [5, 1, 4, tokens.length - 10]) {
-          const logits = await decoder.feed(tokens.slice(end, end + size));
-          end += size;
-          const err = relError(logits, want.slice((end - 1) * 384, end * 384));
-          assert.ok(err <= 1e-4, `after ${end} tokens: relative error ${err}`);
+        } finally {
+          await model.close();
         }
       } finally {
-        await model.close();
+        rmSync(root, { recursive: true, force: true });
       }
-    } finally {
-      rmSync(root, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 }
 
 test('readHfModelInfo: hook points, their widths and BOS per family', () => {
@@ -322,7 +421,12 @@ test('refusals name the field: model_type, rope type, rope fields, unknown confi
     [llama, { rope_scaling: { type: 'su', factor: 2 } }, 'UNSUPPORTED', '"su"'],
     [llama, { rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'BAD_FILE', 'rope_scaling.low_freq_factor'],
     [llama, { rope_scaling: { rope_type: 'linear', factor: 2, finetuned: true } }, 'UNSUPPORTED', '"finetuned"'],
-    [llama, { rope_parameters: { rope_type: 'ntk-by-parts', rope_theta: 1e4 } }, 'UNSUPPORTED', 'rope_parameters.rope_type'],
+    [
+      llama,
+      { rope_parameters: { rope_type: 'ntk-by-parts', rope_theta: 1e4 } },
+      'UNSUPPORTED',
+      'rope_parameters.rope_type',
+    ],
     [llama, { quantization_config: { bits: 4 } }, 'UNSUPPORTED', '"quantization_config"'],
     [CASES.find((c) => c.family === 'mistral')!, { attention_bias: true }, 'UNSUPPORTED', 'attention_bias: true'],
     [neox, { hidden_act: 'relu' }, 'UNSUPPORTED', 'hidden_act "relu"'],

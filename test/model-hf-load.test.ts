@@ -28,8 +28,18 @@ async function withDirs(fn: (model: string, data: string) => Promise<void>): Pro
 }
 
 const CASES = [
-  { arch: 'gpt2', write: writeTinyGpt2, ref: (w: TransformerWeights, t: number[]): ReferenceOutput => gpt2Forward(w, t), bos: false },
-  { arch: 'llama', write: writeTinyLlama, ref: (w: TransformerWeights, t: number[]): ReferenceOutput => new ReferenceLlama(w).run(t), bos: true },
+  {
+    arch: 'gpt2',
+    write: writeTinyGpt2,
+    ref: (w: TransformerWeights, t: number[]): ReferenceOutput => gpt2Forward(w, t),
+    bos: false,
+  },
+  {
+    arch: 'llama',
+    write: writeTinyLlama,
+    ref: (w: TransformerWeights, t: number[]): ReferenceOutput => new ReferenceLlama(w).run(t),
+    bos: true,
+  },
 ] as const;
 
 for (const c of CASES) {
@@ -52,7 +62,10 @@ for (const c of CASES) {
           for (const h of hooks) {
             const { dims, data } = got.get(h)!;
             const rows = data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]);
-            assert.ok(relError(rows, ref.hooks.get(h)!) <= 1e-4, `${h} sequence ${b}: ${relError(rows, ref.hooks.get(h)!)}`);
+            assert.ok(
+              relError(rows, ref.hooks.get(h)!) <= 1e-4,
+              `${h} sequence ${b}: ${relError(rows, ref.hooks.get(h)!)}`,
+            );
           }
         });
       } finally {
@@ -92,15 +105,31 @@ test('loadModel and inspectModel accept a ready .onnx file with the tokenizer be
     const file = join(dir, 'exported.onnx');
     writeOnnxModel(buildLlamaGraph(w), file);
     const info = inspectModel(file);
-    assert.deepEqual({ ...info, hookPoints: info.hookPoints.length, hookWidths: info.hookWidths['blocks.0.attn.hook_k'] }, {
-      architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: true, hookPoints: 1 + 2 * 16 + 1, hookWidths: 16,
-    });
+    assert.deepEqual(
+      { ...info, hookPoints: info.hookPoints.length, hookWidths: info.hookWidths['blocks.0.attn.hook_k'] },
+      {
+        architecture: 'onnx',
+        format: 'onnx',
+        dModel: 32,
+        nLayers: 2,
+        vocabSize: 384,
+        contextLength: 32,
+        prependBos: true,
+        hookPoints: 1 + 2 * 16 + 1,
+        hookWidths: 16,
+      },
+    );
     const m = await loadModel(file, { dataDir, device: 'cpu', threads: 1 });
     try {
       assert.deepEqual(m.info, info);
       const seq = m.tokenizer.encode('the moon and the stars');
       const got = await m.runHooks([seq], ['blocks.1.hook_resid_mid']);
-      assert.ok(relError(got.get('blocks.1.hook_resid_mid')!.data, new ReferenceLlama(w).run(seq).hooks.get('blocks.1.hook_resid_mid')!) <= 1e-4);
+      assert.ok(
+        relError(
+          got.get('blocks.1.hook_resid_mid')!.data,
+          new ReferenceLlama(w).run(seq).hooks.get('blocks.1.hook_resid_mid')!,
+        ) <= 1e-4,
+      );
     } finally {
       await m.close();
     }

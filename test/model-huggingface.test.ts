@@ -37,13 +37,31 @@ async function withDirAsync(fn: (dir: string) => Promise<void>): Promise<void> {
 }
 
 const ARCHS = {
-  gpt2: { write: writeTinyGpt2, build: buildGpt2Graph, reference: (w: TransformerWeights, t: number[]): ReferenceOutput => gpt2Forward(w, t) },
-  llama: { write: writeTinyLlama, build: buildLlamaGraph, reference: (w: TransformerWeights, t: number[]): ReferenceOutput => new ReferenceLlama(w).run(t) },
+  gpt2: {
+    write: writeTinyGpt2,
+    build: buildGpt2Graph,
+    reference: (w: TransformerWeights, t: number[]): ReferenceOutput => gpt2Forward(w, t),
+  },
+  llama: {
+    write: writeTinyLlama,
+    build: buildLlamaGraph,
+    reference: (w: TransformerWeights, t: number[]): ReferenceOutput => new ReferenceLlama(w).run(t),
+  },
 } as const;
 
 function assertSameWeights(loaded: TransformerWeights, written: TransformerWeights, tol: number): void {
   assert.deepEqual({ ...loaded.config }, { ...written.config });
-  for (const name of ['embed.W_E', 'blocks.1.attn.W_Q', 'blocks.1.attn.W_K', 'blocks.1.attn.W_V', 'blocks.0.attn.W_O', 'blocks.0.mlp.W_in', 'blocks.0.mlp.W_out', 'unembed.W_U', 'ln_final.w']) {
+  for (const name of [
+    'embed.W_E',
+    'blocks.1.attn.W_Q',
+    'blocks.1.attn.W_K',
+    'blocks.1.attn.W_V',
+    'blocks.0.attn.W_O',
+    'blocks.0.mlp.W_in',
+    'blocks.0.mlp.W_out',
+    'unembed.W_U',
+    'ln_final.w',
+  ]) {
     const a = loaded.tensor(name);
     const b = written.tensor(name);
     assert.equal(a.length, b.length, name);
@@ -67,7 +85,8 @@ for (const arch of ['gpt2', 'llama'] as const) {
         // f16 keeps 11 significant bits, bf16 8: the loaded values are the rounded originals.
         const tol = { F32: 0, F16: 1e-3, BF16: 8e-3 }[variant.opts.dtype ?? 'F32'];
         assertSameWeights(loaded, fx.weights, tol);
-        if (arch === 'gpt2') assert.ok(relError(loaded.tensor('blocks.0.attn.b_K'), fx.weights.tensor('blocks.0.attn.b_K')) <= tol);
+        if (arch === 'gpt2')
+          assert.ok(relError(loaded.tensor('blocks.0.attn.b_K'), fx.weights.tensor('blocks.0.attn.b_K')) <= tol);
       }));
   }
 
@@ -92,7 +111,11 @@ for (const arch of ['gpt2', 'llama'] as const) {
       A.write(dir, { seed: 7 });
       const w = loadHfCheckpoint(dir);
       const graph = A.build(w);
-      const batch = [[1, 2, 3, 4, 5, 6, 7, 8, 9], [200, 4], [33, 34, 35, 36, 37]];
+      const batch = [
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [200, 4],
+        [33, 34, 35, 36, 37],
+      ];
       const together = await runGraph(graph, batch);
       for (let i = 0; i < batch.length; i++) {
         const [alone] = await runGraph(graph, [batch[i]]);
@@ -111,7 +134,17 @@ test('readHfModelInfo: catalog facts and BOS policy from config.json', () =>
     const g = readHfModelInfo(dir);
     assert.deepEqual(
       { ...g, hookPoints: g.hookPoints.length, hookWidths: g.hookWidths['blocks.1.mlp.hook_post'] },
-      { architecture: 'gpt2', format: 'huggingface', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 + 2 * 13 + 1, hookWidths: 128 },
+      {
+        architecture: 'gpt2',
+        format: 'huggingface',
+        dModel: 32,
+        nLayers: 2,
+        vocabSize: 384,
+        contextLength: 32,
+        prependBos: false,
+        hookPoints: 2 + 2 * 13 + 1,
+        hookWidths: 128,
+      },
     );
     assert.ok(g.hookPoints.includes('blocks.1.hook_resid_mid'));
     rmSync(join(dir, 'model.safetensors'));

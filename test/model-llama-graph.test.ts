@@ -22,7 +22,16 @@ import { llamaConfig, randomLlamaWeights, seededRandom } from './helpers/random-
 import { ReferenceLlama } from './reference/llama.js';
 
 function infoOf(c: TransformerConfig): ModelInfo {
-  return { architecture: 'llama', format: 'llama2c', dModel: c.dModel, nLayers: c.nLayers, vocabSize: c.vocabSize, contextLength: c.contextLength, prependBos: true, ...hookInfo(c) };
+  return {
+    architecture: 'llama',
+    format: 'llama2c',
+    dModel: c.dModel,
+    nLayers: c.nLayers,
+    vocabSize: c.vocabSize,
+    contextLength: c.contextLength,
+    prependBos: true,
+    ...hookInfo(c),
+  };
 }
 
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -61,7 +70,10 @@ for (const [name, overrides] of VARIANTS) {
           const want = ref.run(seq);
           for (const hook of info.hookPoints) {
             const { dims, data } = got.get(hook)!;
-            const err = relError(data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]), want.hooks.get(hook)!);
+            const err = relError(
+              data.slice(b * dims[1] * dims[2], (b * dims[1] + seq.length) * dims[2]),
+              want.hooks.get(hook)!,
+            );
             assert.ok(err < 1e-4, `sequence ${b}, ${hook}: relative error ${err}`);
           }
         });
@@ -80,11 +92,21 @@ test('above the threshold the weights go to external data, with the same results
     for (const d of [inline, external]) rmSync(d, { recursive: true, force: true });
     await cachedEntry(inline, 'k', (f) => void writeOnnxModel(buildLlamaGraph(w), join(f, MODEL_FILE)));
     let flagged = false;
-    await cachedEntry(external, 'k', (f) => void (flagged = writeOnnxModel(buildLlamaGraph(w), join(f, MODEL_FILE), { externalDataThresholdBytes: 0 }).externalData));
+    await cachedEntry(
+      external,
+      'k',
+      (f) =>
+        void (flagged = writeOnnxModel(buildLlamaGraph(w), join(f, MODEL_FILE), {
+          externalDataThresholdBytes: 0,
+        }).externalData),
+    );
     assert.ok(flagged);
     const extFolder = join(external, 'onnx', 'k');
     assert.ok(existsSync(join(extFolder, 'model.onnx.data')));
-    assert.ok(statSync(join(extFolder, 'model.onnx')).size < 20_000, 'the model file keeps only small constants inline');
+    assert.ok(
+      statSync(join(extFolder, 'model.onnx')).size < 20_000,
+      'the model file keeps only small constants inline',
+    );
 
     const tokens = randomTokens(12, 64, 3);
     const out: Float32Array[] = [];
@@ -106,7 +128,11 @@ test('KV-cached decoding in chunks gives the logits of a full forward pass', () 
   withDir(async (dir) => {
     const w = randomLlamaWeights(llamaConfig({ ropeStyle: 'half' }), 9);
     writeOnnxModel(buildLlamaGraph(w), join(dir, MODEL_FILE));
-    const runner = await HookRunner.open({ folder: dir, info: infoOf(w.config), settings: { device: 'cpu', threads: 1 } });
+    const runner = await HookRunner.open({
+      folder: dir,
+      info: infoOf(w.config),
+      settings: { device: 'cpu', threads: 1 },
+    });
     try {
       const tokens = randomTokens(10, 64, 4);
       const want = new ReferenceLlama(w).run(tokens).logits;
@@ -119,7 +145,10 @@ test('KV-cached decoding in chunks gives the logits of a full forward pass', () 
         const err = relError(logits, want.slice((end - 1) * 64, end * 64));
         assert.ok(err < 1e-4, `after ${end} tokens: relative error ${err}`);
       }
-      await assert.rejects(decoder.feed(randomTokens(23, 64, 5)), (e: { code?: string }) => e.code === 'INPUT_TOO_LONG');
+      await assert.rejects(
+        decoder.feed(randomTokens(23, 64, 5)),
+        (e: { code?: string }) => e.code === 'INPUT_TOO_LONG',
+      );
     } finally {
       await runner.close();
     }

@@ -44,7 +44,15 @@ function rows(h: { dims: number[]; data: Float32Array }, b: number, len: number)
 test('inspectModel reads the header: 5 layers of width 64, context 512, BOS first, 82 hook points', () => {
   const info = inspectModel(CHECKPOINT);
   assert.deepEqual(
-    { arch: info.architecture, format: info.format, d: info.dModel, layers: info.nLayers, vocab: info.vocabSize, ctx: info.contextLength, bos: info.prependBos },
+    {
+      arch: info.architecture,
+      format: info.format,
+      d: info.dModel,
+      layers: info.nLayers,
+      vocab: info.vocabSize,
+      ctx: info.contextLength,
+      bos: info.prependBos,
+    },
     { arch: 'llama', format: 'llama2c', d: 64, layers: 5, vocab: 512, ctx: 512, bos: true },
   );
   assert.equal(info.hookPoints.length, 1 + 5 * 16 + 1);
@@ -52,7 +60,9 @@ test('inspectModel reads the header: 5 layers of width 64, context 512, BOS firs
 });
 
 test('every hook of the ONNX graph matches the reference within 1e-4 relative', async () => {
-  const tokens = model.tokenizer.encode('Once upon a time, there was a little girl named Lily. She loved to play in the park with her red ball.');
+  const tokens = model.tokenizer.encode(
+    'Once upon a time, there was a little girl named Lily. She loved to play in the park with her red ball.',
+  );
   assert.ok(tokens.length > 20);
   const got = await model.runHooks([tokens], model.info.hookPoints);
   const want = reference.run(tokens);
@@ -64,11 +74,16 @@ test('every hook of the ONNX graph matches the reference within 1e-4 relative', 
 });
 
 test('a padded batch of mixed lengths equals running each sequence alone', async () => {
-  const texts = ['Tom had a dog.', 'Once upon a time, in a big forest, there lived a wise old owl who liked to sing.', 'Hi'];
+  const texts = [
+    'Tom had a dog.',
+    'Once upon a time, in a big forest, there lived a wise old owl who liked to sing.',
+    'Hi',
+  ];
   const batch = texts.map((t) => model.tokenizer.encode(t));
   const hooks = ['blocks.0.hook_attn_out', 'blocks.2.hook_resid_mid', 'blocks.4.hook_resid_post'];
   const together = await model.runHooks(batch, hooks);
-  for (const hook of hooks) assert.deepEqual(together.get(hook)!.dims, [3, Math.max(...batch.map((s) => s.length)), 64]);
+  for (const hook of hooks)
+    assert.deepEqual(together.get(hook)!.dims, [3, Math.max(...batch.map((s) => s.length)), 64]);
   for (let b = 0; b < batch.length; b++) {
     const alone = await model.runHooks([batch[b]], hooks);
     for (const hook of hooks) {
@@ -81,10 +96,17 @@ test('a padded batch of mixed lengths equals running each sequence alone', async
 test('a run of early hooks (a pruned graph) gives the same values as the full graph', async () => {
   const tokens = model.tokenizer.encode('The cat sat on the mat.');
   const early = await model.runHooks([tokens], ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre']);
-  const full = await model.runHooks([tokens], ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre', 'blocks.4.hook_resid_post']);
-  for (const hook of ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre']) assert.deepEqual(early.get(hook)!.data, full.get(hook)!.data, hook);
+  const full = await model.runHooks(
+    [tokens],
+    ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre', 'blocks.4.hook_resid_post'],
+  );
+  for (const hook of ['blocks.1.hook_resid_mid', 'blocks.0.hook_resid_pre'])
+    assert.deepEqual(early.get(hook)!.data, full.get(hook)!.data, hook);
   const files = readdirSync(readdirSync(join(root, 'data', 'onnx')).map((d) => join(root, 'data', 'onnx', d))[0]);
-  assert.ok(files.some((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f)), `a pruned variant is cached beside model.onnx: ${files}`);
+  assert.ok(
+    files.some((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f)),
+    `a pruned variant is cached beside model.onnx: ${files}`,
+  );
 });
 
 test('greedy generation on the ONNX path equals the reference token for token for 256 steps', async () => {
@@ -125,7 +147,10 @@ test('a second load reuses the converted graph from the cache', async () => {
     assert.deepEqual(readdirSync(onnxRoot), [entry], 'no new entry, no temporary folder left');
     assert.equal(statSync(join(onnxRoot, entry, 'model.onnx')).mtimeMs, before, 'model.onnx not rewritten');
     const tokens = again.tokenizer.encode('Hello');
-    assert.deepEqual((await again.runHooks([tokens], ['blocks.3.hook_mlp_out'])).get('blocks.3.hook_mlp_out')!.data, (await model.runHooks([tokens], ['blocks.3.hook_mlp_out'])).get('blocks.3.hook_mlp_out')!.data);
+    assert.deepEqual(
+      (await again.runHooks([tokens], ['blocks.3.hook_mlp_out'])).get('blocks.3.hook_mlp_out')!.data,
+      (await model.runHooks([tokens], ['blocks.3.hook_mlp_out'])).get('blocks.3.hook_mlp_out')!.data,
+    );
   } finally {
     await again.close();
   }
@@ -133,15 +158,31 @@ test('a second load reuses the converted graph from the cache', async () => {
 
 test('text longer than the context is refused with INPUT_TOO_LONG, or truncated when asked', async () => {
   const long = Array.from({ length: 513 }, (_, i) => (i === 0 ? 1 : 300 + (i % 100)));
-  await assert.rejects(model.runHooks([long], ['blocks.0.hook_resid_post']), (e: { code?: string; message: string }) => e.code === 'INPUT_TOO_LONG' && /513 tokens/.test(e.message) && /512/.test(e.message));
+  await assert.rejects(
+    model.runHooks([long], ['blocks.0.hook_resid_post']),
+    (e: { code?: string; message: string }) =>
+      e.code === 'INPUT_TOO_LONG' && /513 tokens/.test(e.message) && /512/.test(e.message),
+  );
   const cut = await model.runHooks([long], ['blocks.0.hook_resid_post'], { truncate: true });
   assert.deepEqual(cut.get('blocks.0.hook_resid_post')!.dims, [1, 512, 64]);
 });
 
 test('unknown hooks, out-of-vocabulary ids and empty sequences are BAD_USER_INPUT', async () => {
-  await assert.rejects(model.runHooks([[1, 2]], ['blocks.9.hook_resid_pre']), (e: { code?: string; message: string }) => e.code === 'BAD_USER_INPUT' && /blocks\.9\.hook_resid_pre/.test(e.message) && /blocks\.4\.hook_resid_post/.test(e.message));
-  await assert.rejects(model.runHooks([[1, 512]], ['blocks.0.hook_resid_pre']), (e: { code?: string }) => e.code === 'BAD_USER_INPUT');
-  await assert.rejects(model.runHooks([[1], []], ['blocks.0.hook_resid_pre']), (e: { code?: string }) => e.code === 'BAD_USER_INPUT');
+  await assert.rejects(
+    model.runHooks([[1, 2]], ['blocks.9.hook_resid_pre']),
+    (e: { code?: string; message: string }) =>
+      e.code === 'BAD_USER_INPUT' &&
+      /blocks\.9\.hook_resid_pre/.test(e.message) &&
+      /blocks\.4\.hook_resid_post/.test(e.message),
+  );
+  await assert.rejects(
+    model.runHooks([[1, 512]], ['blocks.0.hook_resid_pre']),
+    (e: { code?: string }) => e.code === 'BAD_USER_INPUT',
+  );
+  await assert.rejects(
+    model.runHooks([[1], []], ['blocks.0.hook_resid_pre']),
+    (e: { code?: string }) => e.code === 'BAD_USER_INPUT',
+  );
 });
 
 test('a truncated or garbled checkpoint is BAD_FILE naming the sizes, not a crash', async () => {
@@ -151,11 +192,21 @@ test('a truncated or garbled checkpoint is BAD_FILE naming the sizes, not a cras
   closeSync(fd);
   const truncated = join(root, 'truncated.bin');
   writeFileSync(truncated, head);
-  await assert.rejects(loadModel(truncated, { dataDir: join(root, 'data'), tokenizerPath: join(MODEL_DIR, 'tok512.bin') }), (e: { code?: string; message: string }) => e.code === 'BAD_FILE' && /truncated/.test(e.message) && /1056540/.test(e.message) && /500000/.test(e.message));
+  await assert.rejects(
+    loadModel(truncated, { dataDir: join(root, 'data'), tokenizerPath: join(MODEL_DIR, 'tok512.bin') }),
+    (e: { code?: string; message: string }) =>
+      e.code === 'BAD_FILE' && /truncated/.test(e.message) && /1056540/.test(e.message) && /500000/.test(e.message),
+  );
   const garbled = Buffer.from(head.subarray(0, 1000));
   garbled.writeInt32LE(7, 12); // n_heads 7 does not divide dim 64
   writeFileSync(join(root, 'garbled.bin'), garbled);
-  assert.throws(() => inspectModel(join(root, 'garbled.bin')), (e: { code?: string; message: string }) => e.code === 'BAD_FILE' && /n_heads=7/.test(e.message));
+  assert.throws(
+    () => inspectModel(join(root, 'garbled.bin')),
+    (e: { code?: string; message: string }) => e.code === 'BAD_FILE' && /n_heads=7/.test(e.message),
+  );
   writeFileSync(join(root, 'tiny.bin'), head.subarray(0, 10));
-  assert.throws(() => inspectModel(join(root, 'tiny.bin')), (e: { code?: string }) => e.code === 'BAD_FILE');
+  assert.throws(
+    () => inspectModel(join(root, 'tiny.bin')),
+    (e: { code?: string }) => e.code === 'BAD_FILE',
+  );
 });

@@ -20,7 +20,11 @@ import { relError } from './helpers/graph-runner.js';
 import { gpt2Forward } from './reference/gpt2.js';
 
 const CPU = { device: 'cpu' as const, threads: 1 };
-const BATCH = [[5, 17, 260, 3, 99, 42], [383, 8], [1, 2, 3, 4]];
+const BATCH = [
+  [5, 17, 260, 3, 99, 42],
+  [383, 8],
+  [1, 2, 3, 4],
+];
 
 async function withModel(fn: (dir: string, w: TransformerWeights, spec: GraphSpec) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'atlas-onnx-file-'));
@@ -34,7 +38,13 @@ async function withModel(fn: (dir: string, w: TransformerWeights, spec: GraphSpe
 }
 
 /** Rows of sequence b from a [batch, seq, d] hook batch. */
-function rows(m: LoadedModel, got: Awaited<ReturnType<LoadedModel['runHooks']>>, hook: string, b: number, len: number): Float32Array {
+function rows(
+  m: LoadedModel,
+  got: Awaited<ReturnType<LoadedModel['runHooks']>>,
+  hook: string,
+  b: number,
+  len: number,
+): Float32Array {
   const h = got.get(hook)!;
   const [, S, d] = h.dims;
   assert.equal(d, m.info.dModel);
@@ -63,7 +73,14 @@ function withHiddenStates(spec: GraphSpec, nLayers: number, d: number, stacked: 
   if (stacked) {
     initializers.push(int64Tensor('test.axis0', [1], [0]));
     states.forEach((s, i) => nodes.push(node('Unsqueeze', [s, 'test.axis0'], [`test.state${i}`])));
-    nodes.push(node('Concat', states.map((_, i) => `test.state${i}`), ['hidden_states'], { axis: 0 }));
+    nodes.push(
+      node(
+        'Concat',
+        states.map((_, i) => `test.state${i}`),
+        ['hidden_states'],
+        { axis: 0 },
+      ),
+    );
     outputs = [valueInfo('hidden_states', 'float', [nLayers + 1, 'batch', 'seq', d])];
   } else {
     states.forEach((s, i) => nodes.push(node('Identity', [s], [`hidden_states.${i}`])));
@@ -78,20 +95,38 @@ test('an exported gpt2 graph with hook-named outputs loads and matches the refer
     writeOnnxModel(spec, file);
     const m = await loadOnnxFile(file, CPU);
     try {
-      assert.deepEqual({ ...m.info, hookPoints: m.info.hookPoints.length, hookWidths: m.info.hookWidths['blocks.1.mlp.hook_post'] }, {
-        architecture: 'onnx', format: 'onnx', dModel: 32, nLayers: 2, vocabSize: 384, contextLength: 32, prependBos: false, hookPoints: 2 + 2 * 13 + 1, hookWidths: 128,
-      });
+      assert.deepEqual(
+        { ...m.info, hookPoints: m.info.hookPoints.length, hookWidths: m.info.hookWidths['blocks.1.mlp.hook_post'] },
+        {
+          architecture: 'onnx',
+          format: 'onnx',
+          dModel: 32,
+          nLayers: 2,
+          vocabSize: 384,
+          contextLength: 32,
+          prependBos: false,
+          hookPoints: 2 + 2 * 13 + 1,
+          hookWidths: 128,
+        },
+      );
       assert.equal(m.executionProvider, 'cpu');
       assert.equal(m.unembedding(), null);
       const hooks = ['blocks.0.hook_resid_pre', 'blocks.1.hook_attn_out', 'blocks.1.hook_resid_post'];
       const got = await m.runHooks(BATCH, hooks);
       BATCH.forEach((seq, b) => {
         const ref = gpt2Forward(w, seq);
-        for (const h of hooks) assert.ok(relError(rows(m, got, h, b, seq.length), ref.hooks.get(h)!) <= 1e-4, `${h} sequence ${b}`);
+        for (const h of hooks)
+          assert.ok(relError(rows(m, got, h, b, seq.length), ref.hooks.get(h)!) <= 1e-4, `${h} sequence ${b}`);
       });
-      await assert.rejects(m.runHooks([[1]], ['blocks.9.hook_resid_pre']), (e: AtlasError) => e.code === 'BAD_USER_INPUT' && e.message.includes('blocks.9.hook_resid_pre'));
+      await assert.rejects(
+        m.runHooks([[1]], ['blocks.9.hook_resid_pre']),
+        (e: AtlasError) => e.code === 'BAD_USER_INPUT' && e.message.includes('blocks.9.hook_resid_pre'),
+      );
       const long = Array.from({ length: 40 }, (_, i) => i);
-      await assert.rejects(m.runHooks([long], hooks), (e: AtlasError) => e.code === 'INPUT_TOO_LONG' && e.message.includes('32'));
+      await assert.rejects(
+        m.runHooks([long], hooks),
+        (e: AtlasError) => e.code === 'INPUT_TOO_LONG' && e.message.includes('32'),
+      );
       const cut = await m.runHooks([long], ['blocks.0.hook_resid_pre'], { truncate: true });
       assert.deepEqual(cut.get('blocks.0.hook_resid_pre')!.dims, [1, 32, 32]);
     } finally {
@@ -100,27 +135,41 @@ test('an exported gpt2 graph with hook-named outputs loads and matches the refer
   }));
 
 for (const stacked of [true, false]) {
-  test(`hidden_states (${stacked ? 'stacked rank 4' : 'one output per layer'}) map to resid_pre/resid_post and ln_final.hook_normalized`, () =>
-    withModel(async (dir, w, spec) => {
-      const file = join(dir, 'hidden.onnx');
-      writeOnnxModel(withHiddenStates(spec, 2, 32, stacked), file);
-      const m = await loadOnnxFile(file, CPU);
-      try {
-        assert.deepEqual([...m.info.hookPoints].sort(), ['blocks.0.hook_resid_post', 'blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre', 'ln_final.hook_normalized']);
-        assert.equal(m.info.nLayers, 2);
-        const got = await m.runHooks(BATCH, m.info.hookPoints);
-        BATCH.forEach((seq, b) => {
-          const ref = gpt2Forward(w, seq);
-          for (const h of ['blocks.0.hook_resid_pre', 'blocks.0.hook_resid_post', 'blocks.1.hook_resid_pre']) {
-            assert.ok(relError(rows(m, got, h, b, seq.length), ref.hooks.get(h)!) <= 1e-4, `${h} sequence ${b}`);
-          }
-          const normed = layerNorm(ref.hooks.get('blocks.1.hook_resid_post')!, w.tensor('ln_final.w'), w.tensor('ln_final.b'), w.config.normEps);
-          assert.ok(relError(rows(m, got, 'ln_final.hook_normalized', b, seq.length), normed) <= 1e-4);
-        });
-      } finally {
-        await m.close();
-      }
-    }));
+  test(
+    `hidden_states (${stacked ? 'stacked rank 4' : 'one output per layer'}) map to resid_pre/resid_post and ` +
+      `ln_final.hook_normalized`,
+    () =>
+      withModel(async (dir, w, spec) => {
+        const file = join(dir, 'hidden.onnx');
+        writeOnnxModel(withHiddenStates(spec, 2, 32, stacked), file);
+        const m = await loadOnnxFile(file, CPU);
+        try {
+          assert.deepEqual([...m.info.hookPoints].sort(), [
+            'blocks.0.hook_resid_post',
+            'blocks.0.hook_resid_pre',
+            'blocks.1.hook_resid_pre',
+            'ln_final.hook_normalized',
+          ]);
+          assert.equal(m.info.nLayers, 2);
+          const got = await m.runHooks(BATCH, m.info.hookPoints);
+          BATCH.forEach((seq, b) => {
+            const ref = gpt2Forward(w, seq);
+            for (const h of ['blocks.0.hook_resid_pre', 'blocks.0.hook_resid_post', 'blocks.1.hook_resid_pre']) {
+              assert.ok(relError(rows(m, got, h, b, seq.length), ref.hooks.get(h)!) <= 1e-4, `${h} sequence ${b}`);
+            }
+            const normed = layerNorm(
+              ref.hooks.get('blocks.1.hook_resid_post')!,
+              w.tensor('ln_final.w'),
+              w.tensor('ln_final.b'),
+              w.config.normEps,
+            );
+            assert.ok(relError(rows(m, got, 'ln_final.hook_normalized', b, seq.length), normed) <= 1e-4);
+          });
+        } finally {
+          await m.close();
+        }
+      }),
+  );
 }
 
 test('hookLayout ignores per-head hooks and refuses an unusable hidden_states', () => {
@@ -131,13 +180,22 @@ test('hookLayout ignores per-head hooks and refuses an unusable hidden_states', 
   ]);
   assert.deepEqual([...layout.sources.keys()], ['blocks.3.hook_resid_post']);
   assert.deepEqual({ n: layout.nLayers, d: layout.dModel, v: layout.vocabSize }, { n: 4, d: 64, v: 100 });
-  assert.throws(() => hookLayout([{ name: 'hidden_states', shape: ['layers', 'b', 's', 64] }]), (e: AtlasError) => e.code === 'UNSUPPORTED');
+  assert.throws(
+    () => hookLayout([{ name: 'hidden_states', shape: ['layers', 'b', 's', 64] }]),
+    (e: AtlasError) => e.code === 'UNSUPPORTED',
+  );
 });
 
 test('a file without a tokenizer or without hook outputs is refused with a coded error', () =>
   withModel(async (dir, _w, spec) => {
     const file = join(dir, 'logits-only.onnx');
     writeOnnxModel({ ...spec, outputs: spec.outputs.filter((o) => o.name === 'logits') }, file);
-    await assert.rejects(loadOnnxFile(file, CPU), (e: AtlasError) => e.code === 'UNSUPPORTED' && e.message.includes('logits'));
-    await assert.rejects(loadOnnxFile(file, CPU, { tokenizer: join(dir, 'nope.json') }), (e: AtlasError) => e.code === 'BAD_FILE' && e.message.includes('nope.json'));
+    await assert.rejects(
+      loadOnnxFile(file, CPU),
+      (e: AtlasError) => e.code === 'UNSUPPORTED' && e.message.includes('logits'),
+    );
+    await assert.rejects(
+      loadOnnxFile(file, CPU, { tokenizer: join(dir, 'nope.json') }),
+      (e: AtlasError) => e.code === 'BAD_FILE' && e.message.includes('nope.json'),
+    );
   }));

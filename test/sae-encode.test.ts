@@ -1,8 +1,18 @@
-/** The ONNX encoder and the TypeScript architectures against the plain reference, every format × architecture × normalization. */
+/**
+ * The ONNX encoder and the TypeScript architectures against the plain reference, every format × architecture ×
+ * normalization.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { openSae, SaeEncoder, forward, reconstructionMetrics, NORMALIZATION_KINDS, SAE_ARCHITECTURES } from '../src/engine/sae/index.js';
+import {
+  openSae,
+  SaeEncoder,
+  forward,
+  reconstructionMetrics,
+  NORMALIZATION_KINDS,
+  SAE_ARCHITECTURES,
+} from '../src/engine/sae/index.js';
 import type { SaeConfig, SaeParams } from '../src/engine/sae/index.js';
 import { isAtlasError } from '../src/errors.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
@@ -33,13 +43,19 @@ async function checkAgainstReference(cfg: SaeConfig, params: SaeParams, topK: nu
         const v = got.values[r * topK + t];
         close(v, top.values[t], `${label} row ${r} top ${t} value`);
         // Zero slots hold no feature; a near-tie may order two features either way, as long as the values agree.
-        if (top.values[t] > 0) close(ref.codes[got.indices[r * topK + t]], v, `${label} row ${r} top ${t} index ${got.indices[r * topK + t]}`);
+        if (top.values[t] > 0)
+          close(
+            ref.codes[got.indices[r * topK + t]],
+            v,
+            `${label} row ${r} top ${t} index ${got.indices[r * topK + t]}`,
+          );
       }
       for (let i = 0; i < cfg.dIn; i++) {
         close(got.xHat[r * cfg.dIn + i], ref.xHat[i], `${label} row ${r} x_hat[${i}]`);
         close(ts.xHat[r * cfg.dIn + i], ref.xHat[i], `${label} TS row ${r} x_hat[${i}]`);
       }
-      for (let j = 0; j < cfg.dSae; j++) close(ts.codes[r * cfg.dSae + j], ref.codes[j], `${label} TS row ${r} code ${j}`);
+      for (let j = 0; j < cfg.dSae; j++)
+        close(ts.codes[r * cfg.dSae + j], ref.codes[j], `${label} TS row ${r} code ${j}`);
     }
     assert.ok(active > 0, `${label}: the fixture should activate some features`);
   } finally {
@@ -70,7 +86,15 @@ for (const architecture of SAE_ARCHITECTURES) {
   });
   test(`SAELens (old cfg) ${architecture}: ONNX encoder = reference`, async () => {
     await runCase({ format: 'saelens-old', architecture, dIn: 24, dSae: 96, seed: 5 });
-    await runCase({ format: 'saelens-old', architecture, normalization: 'expected_average_only_in', scalingFactor: 0.25, dIn: 24, dSae: 96, seed: 6 });
+    await runCase({
+      format: 'saelens-old',
+      architecture,
+      normalization: 'expected_average_only_in',
+      scalingFactor: 0.25,
+      dIn: 24,
+      dSae: 96,
+      seed: 6,
+    });
   });
 }
 
@@ -91,13 +115,22 @@ test('float16/bfloat16 weights, apply_b_dec_to_input false, topK wider than the 
 test('encoder rejects bad input with actionable errors', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const fx = writeSaeFixture(join(dir, 'sae'), { format: 'saelens', normalization: 'constant_norm_rescale', dIn: 16, dSae: 64 });
+    const fx = writeSaeFixture(join(dir, 'sae'), {
+      format: 'saelens',
+      normalization: 'constant_norm_rescale',
+      dIn: 16,
+      dSae: 64,
+    });
     const enc = await SaeEncoder.create(fx.config, fx.params);
     const code = async (p: Promise<unknown>, want: string, text: RegExp): Promise<void> => {
       await assert.rejects(p, (e: unknown) => isAtlasError(e) && e.code === want && text.test(e.message));
     };
     await code(enc.encode(new Float32Array(15), 1, 4), 'DIMENSION_MISMATCH', /width 16.*15 values/);
-    await code(enc.encode(new Float32Array(16).fill(1), 1, 0), 'BAD_USER_INPUT', /topK must be an integer from 1 to 64/);
+    await code(
+      enc.encode(new Float32Array(16).fill(1), 1, 0),
+      'BAD_USER_INPUT',
+      /topK must be an integer from 1 to 64/,
+    );
     await code(enc.encode(new Float32Array(16).fill(1), 1, 65), 'BAD_USER_INPUT', /topK/);
     const bad = new Float32Array(32).fill(1);
     bad[16 + 5] = NaN;

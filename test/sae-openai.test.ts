@@ -17,7 +17,15 @@ import { tempDir } from './helpers/sae-fixtures.js';
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'torch');
 const TOL = 1e-5;
 
-interface Expected { dIn: number; dSae: number; k: number | null; x: number[]; latents: number[]; recons: number[]; density: number[] }
+interface Expected {
+  dIn: number;
+  dSae: number;
+  k: number | null;
+  x: number[];
+  latents: number[];
+  recons: number[];
+  density: number[];
+}
 
 function close(a: number, b: number, what: string): void {
   assert.ok(Math.abs(a - b) <= TOL * Math.max(1, Math.abs(b)), `${what}: ${a} vs expected ${b}`);
@@ -53,7 +61,8 @@ for (const name of ['openai-topk', 'openai-relu', 'openai-tied']) {
         // The ONNX graph returns every code sorted (topK = dSae): compare as a dense row.
         const dense = new Float64Array(want.dSae);
         for (let t = 0; t < want.dSae; t++) dense[got.indices[r * want.dSae + t]] = got.values[r * want.dSae + t];
-        for (let j = 0; j < want.dSae; j++) close(dense[j], want.latents[r * want.dSae + j], `ONNX row ${r} latent ${j}`);
+        for (let j = 0; j < want.dSae; j++)
+          close(dense[j], want.latents[r * want.dSae + j], `ONNX row ${r} latent ${j}`);
         for (let i = 0; i < want.dIn; i++) {
           const e = want.recons[r * want.dIn + i];
           close(ts.xHat[r * want.dIn + i], e, `TS row ${r} recons ${i}`);
@@ -121,19 +130,22 @@ test('bad OpenAI files are coded errors naming the problem', () => {
     ['basic.pt', 'UNSUPPORTED', /no known dictionary layout/],
   ];
   for (const [file, code, pattern] of cases) {
-    assert.throws(() => {
-      const src = openSae(join(FIXTURES, file));
-      try {
-        src.loadParams();
-        src.density();
-      } finally {
-        src.close();
-      }
-    }, (e: unknown) => {
-      assert.ok(isAtlasError(e), `${file}: expected an AtlasError, got ${e}`);
-      assert.equal(e.code, code, `${file}: ${e.message}`);
-      assert.match(e.message, pattern, file);
-      return true;
-    });
+    assert.throws(
+      () => {
+        const src = openSae(join(FIXTURES, file));
+        try {
+          src.loadParams();
+          src.density();
+        } finally {
+          src.close();
+        }
+      },
+      (e: unknown) => {
+        assert.ok(isAtlasError(e), `${file}: expected an AtlasError, got ${e}`);
+        assert.equal(e.code, code, `${file}: ${e.message}`);
+        assert.match(e.message, pattern, file);
+        return true;
+      },
+    );
   }
 });

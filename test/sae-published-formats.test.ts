@@ -22,7 +22,13 @@ import { normal, rng } from './helpers/rng.js';
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'torch');
 const TOL = 1e-5;
 
-interface Expected { dIn: number; dSae: number; x: number[]; latents: number[]; recons: number[] }
+interface Expected {
+  dIn: number;
+  dSae: number;
+  x: number[];
+  latents: number[];
+  recons: number[];
+}
 
 function close(a: number, b: number, what: string): void {
   assert.ok(Math.abs(a - b) <= TOL * Math.max(1, Math.abs(b)), `${what}: ${a} vs expected ${b}`);
@@ -68,7 +74,8 @@ function checkRoundTrip(src: SaeSource, label: string): void {
     writeSaelens(join(dir, 'out'), src.config, src.loadParams());
     const back = openSae(join(dir, 'out'));
     assert.deepEqual(back.loadParams(), src.loadParams(), label);
-    for (const key of ['architecture', 'k', 'applyBDecToInput', 'normalization'] as const) assert.deepEqual(back.config[key], src.config[key], `${label}: ${key}`);
+    for (const key of ['architecture', 'k', 'applyBDecToInput', 'normalization'] as const)
+      assert.deepEqual(back.config[key], src.config[key], `${label}: ${key}`);
     back.close();
   } finally {
     cleanup();
@@ -76,8 +83,13 @@ function checkRoundTrip(src: SaeSource, label: string): void {
 }
 
 const DL_CLASSES: [string, string][] = [
-  ['AutoEncoder', 'standard'], ['AutoEncoderNew', 'standard'], ['GatedAutoEncoder', 'gated'], ['AutoEncoderTopK', 'topk'],
-  ['BatchTopKSAE', 'jumprelu'], ['MatryoshkaBatchTopKSAE', 'jumprelu'], ['JumpReluAutoEncoder', 'jumprelu'],
+  ['AutoEncoder', 'standard'],
+  ['AutoEncoderNew', 'standard'],
+  ['GatedAutoEncoder', 'gated'],
+  ['AutoEncoderTopK', 'topk'],
+  ['BatchTopKSAE', 'jumprelu'],
+  ['MatryoshkaBatchTopKSAE', 'jumprelu'],
+  ['JumpReluAutoEncoder', 'jumprelu'],
 ];
 
 for (const [cls, architecture] of DL_CLASSES) {
@@ -121,43 +133,76 @@ function randn(rand: () => number, count: number, scale: number, shift = 0): Flo
   return Float32Array.from({ length: count }, () => shift + scale * normal(rand));
 }
 
-test('Llama Scope: dataset-wise norm, scalar JumpReLU threshold (with and without decoder norm) = its published forward', async () => {
-  const { dir, cleanup } = tempDir();
-  try {
-    const d = 24;
-    const cases: (LlamaScopeHyper & Record<string, unknown>)[] = [
-      { d_model: d, d_sae: 64, act_fn: 'jumprelu', jump_relu_threshold: 0.4, norm_activation: 'dataset-wise', dataset_average_activation_norm: { in: 7.5, out: 7.5 }, apply_decoder_bias_to_pre_encoder: false, hook_point_in: 'blocks.3.hook_resid_post', hook_point_out: 'blocks.3.hook_resid_post', top_k: 50 },
-      { d_model: d, d_sae: 48, act_fn: 'jumprelu', jump_relu_threshold: 0.9, norm_activation: 'dataset-wise', dataset_average_activation_norm: { in: 2.25, out: 2.25 }, apply_decoder_bias_to_pre_encoder: true, sparsity_include_decoder_norm: true, hook_point_in: 'blocks.0.hook_attn_out', hook_point_out: 'blocks.0.hook_attn_out' },
-    ];
-    for (const [c, hp] of cases.entries()) {
-      const folder = join(dir, `L${c}`);
-      const t = writeLlamaScopeFixture(folder, hp, 40 + c);
-      const n = 5;
-      const x = randomVectors(n, d, 60 + c, 3);
-      const want: Expected = { dIn: d, dSae: hp.d_sae, x: Array.from(x), latents: [], recons: [] };
-      for (let r = 0; r < n; r++) {
-        const ref = refLlamaScopeOne(hp, t, Array.from(x.subarray(r * d, (r + 1) * d)));
-        want.latents.push(...ref.codes);
-        want.recons.push(...ref.xHat);
-      }
-      for (const path of [folder, join(folder, 'checkpoints', 'final.safetensors'), join(folder, 'hyperparams.json')]) {
-        const src = openSae(path);
-        try {
-          assert.equal(src.config.sourceFormat, 'llamascope');
-          assert.equal(src.config.hookName, hp.hook_point_in);
-          assert.equal(dictionaryName(path), `L${c}`);
-          assert.deepEqual(src.config.normalization, { kind: 'expected_average_only_in', scalingFactor: Math.sqrt(d) / hp.dataset_average_activation_norm.in });
-          await checkEncoding(src, want, `llamascope ${c}`);
-          checkRoundTrip(src, `llamascope ${c}`);
-        } finally {
-          src.close();
+test(
+  'Llama Scope: dataset-wise norm, scalar JumpReLU threshold (with and without decoder norm) = its published ' +
+    'forward',
+  async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const d = 24;
+      const cases: (LlamaScopeHyper & Record<string, unknown>)[] = [
+        {
+          d_model: d,
+          d_sae: 64,
+          act_fn: 'jumprelu',
+          jump_relu_threshold: 0.4,
+          norm_activation: 'dataset-wise',
+          dataset_average_activation_norm: { in: 7.5, out: 7.5 },
+          apply_decoder_bias_to_pre_encoder: false,
+          hook_point_in: 'blocks.3.hook_resid_post',
+          hook_point_out: 'blocks.3.hook_resid_post',
+          top_k: 50,
+        },
+        {
+          d_model: d,
+          d_sae: 48,
+          act_fn: 'jumprelu',
+          jump_relu_threshold: 0.9,
+          norm_activation: 'dataset-wise',
+          dataset_average_activation_norm: { in: 2.25, out: 2.25 },
+          apply_decoder_bias_to_pre_encoder: true,
+          sparsity_include_decoder_norm: true,
+          hook_point_in: 'blocks.0.hook_attn_out',
+          hook_point_out: 'blocks.0.hook_attn_out',
+        },
+      ];
+      for (const [c, hp] of cases.entries()) {
+        const folder = join(dir, `L${c}`);
+        const t = writeLlamaScopeFixture(folder, hp, 40 + c);
+        const n = 5;
+        const x = randomVectors(n, d, 60 + c, 3);
+        const want: Expected = { dIn: d, dSae: hp.d_sae, x: Array.from(x), latents: [], recons: [] };
+        for (let r = 0; r < n; r++) {
+          const ref = refLlamaScopeOne(hp, t, Array.from(x.subarray(r * d, (r + 1) * d)));
+          want.latents.push(...ref.codes);
+          want.recons.push(...ref.xHat);
+        }
+        for (const path of [
+          folder,
+          join(folder, 'checkpoints', 'final.safetensors'),
+          join(folder, 'hyperparams.json'),
+        ]) {
+          const src = openSae(path);
+          try {
+            assert.equal(src.config.sourceFormat, 'llamascope');
+            assert.equal(src.config.hookName, hp.hook_point_in);
+            assert.equal(dictionaryName(path), `L${c}`);
+            assert.deepEqual(src.config.normalization, {
+              kind: 'expected_average_only_in',
+              scalingFactor: Math.sqrt(d) / hp.dataset_average_activation_norm.in,
+            });
+            await checkEncoding(src, want, `llamascope ${c}`);
+            checkRoundTrip(src, `llamascope ${c}`);
+          } finally {
+            src.close();
+          }
         }
       }
+    } finally {
+      cleanup();
     }
-  } finally {
-    cleanup();
-  }
-});
+  },
+);
 
 test('SAELens batchtopk and matryoshka_batchtopk: JumpReLU with the learned global threshold', async () => {
   const { dir, cleanup } = tempDir();
@@ -173,10 +218,24 @@ test('SAELens batchtopk and matryoshka_batchtopk: JumpReLU with the learned glob
     for (const architecture of ['batchtopk', 'matryoshka_batchtopk']) {
       const folder = join(dir, architecture);
       mkdirSync(folder, { recursive: true });
-      writeFileSync(join(folder, 'cfg.json'), JSON.stringify({ architecture, d_in: d, d_sae: m, k: 8, apply_b_dec_to_input: true, normalize_activations: 'none', metadata: { hook_name: 'blocks.1.hook_resid_post' } }));
+      writeFileSync(
+        join(folder, 'cfg.json'),
+        JSON.stringify({
+          architecture,
+          d_in: d,
+          d_sae: m,
+          k: 8,
+          apply_b_dec_to_input: true,
+          normalize_activations: 'none',
+          metadata: { hook_name: 'blocks.1.hook_resid_post' },
+        }),
+      );
       writeSafetensors(join(folder, 'sae_weights.safetensors'), {
-        W_enc: { shape: [d, m], data: W_enc }, b_enc: { shape: [m], data: b_enc }, W_dec: { shape: [m, d], data: W_dec },
-        b_dec: { shape: [d], data: b_dec }, topk_threshold: { shape: [], data: Float32Array.of(theta) },
+        W_enc: { shape: [d, m], data: W_enc },
+        b_enc: { shape: [m], data: b_enc },
+        W_dec: { shape: [m, d], data: W_dec },
+        b_dec: { shape: [d], data: b_dec },
+        topk_threshold: { shape: [], data: Float32Array.of(theta) },
       });
       const n = 5;
       const x = randomVectors(n, d, 78, 2);
@@ -211,19 +270,22 @@ test('SAELens batchtopk and matryoshka_batchtopk: JumpReLU with the learned glob
 });
 
 function expectCode(path: string, code: string, pattern: RegExp): void {
-  assert.throws(() => {
-    const src = openSae(path);
-    try {
-      src.loadParams();
-    } finally {
-      src.close();
-    }
-  }, (e: unknown) => {
-    assert.ok(isAtlasError(e), `${path}: expected an AtlasError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => {
+      const src = openSae(path);
+      try {
+        src.loadParams();
+      } finally {
+        src.close();
+      }
+    },
+    (e: unknown) => {
+      assert.ok(isAtlasError(e), `${path}: expected an AtlasError, got ${e}`);
+      assert.equal(e.code, code, e.message);
+      assert.match(e.message, pattern);
+      return true;
+    },
+  );
 }
 
 test('bad dictionary_learning, Goodfire and Llama Scope files are coded errors', () => {
@@ -238,21 +300,63 @@ test('bad dictionary_learning, Goodfire and Llama Scope files are coded errors',
       writeFileSync(join(folder, 'config.json'), JSON.stringify(cfg));
       return folder;
     };
-    expectCode(dl('class', (c) => { c.trainer.dict_class = 'CrossCoder'; }), 'UNSUPPORTED', /"CrossCoder".*AutoEncoderTopK/);
-    expectCode(dl('width', (c) => { c.trainer.dict_size = 99; }), 'BAD_FILE', /dict_size 99/);
-    expectCode(dl('k', (c) => { c.trainer.k = 7; }), 'BAD_FILE', /k = 7.*k = 6/);
-    expectCode(dl('gated', (c) => { c.trainer.dict_class = 'GatedAutoEncoder'; }), 'BAD_FILE', /"gate_bias"|"encoder\.weight"|missing/);
+    expectCode(
+      dl('class', (c) => {
+        c.trainer.dict_class = 'CrossCoder';
+      }),
+      'UNSUPPORTED',
+      /"CrossCoder".*AutoEncoderTopK/,
+    );
+    expectCode(
+      dl('width', (c) => {
+        c.trainer.dict_size = 99;
+      }),
+      'BAD_FILE',
+      /dict_size 99/,
+    );
+    expectCode(
+      dl('k', (c) => {
+        c.trainer.k = 7;
+      }),
+      'BAD_FILE',
+      /k = 7.*k = 6/,
+    );
+    expectCode(
+      dl('gated', (c) => {
+        c.trainer.dict_class = 'GatedAutoEncoder';
+      }),
+      'BAD_FILE',
+      /"gate_bias"|"encoder\.weight"|missing/,
+    );
     const cut = join(dir, 'cut.pth');
     writeFileSync(cut, readFileSync(join(FIXTURES, 'goodfire', 'Tiny-SAE-l1.pth')).subarray(0, 2000));
     expectCode(cut, 'BAD_FILE', /truncated|not a zip/);
     const ls = (name: string, hp: Record<string, unknown>): string => {
       const folder = join(dir, name);
-      writeLlamaScopeFixture(folder, { d_model: 8, d_sae: 16, jump_relu_threshold: 0.1, dataset_average_activation_norm: { in: 2, out: 2 }, ...hp } as LlamaScopeHyper & Record<string, unknown>, 1);
+      writeLlamaScopeFixture(
+        folder,
+        {
+          d_model: 8,
+          d_sae: 16,
+          jump_relu_threshold: 0.1,
+          dataset_average_activation_norm: { in: 2, out: 2 },
+          ...hp,
+        } as LlamaScopeHyper & Record<string, unknown>,
+        1,
+      );
       return folder;
     };
-    expectCode(ls('transcoder', { hook_point_in: 'blocks.0.ln2.hook_normalized', hook_point_out: 'blocks.0.hook_mlp_out' }), 'UNSUPPORTED', /transcoder/);
+    expectCode(
+      ls('transcoder', { hook_point_in: 'blocks.0.ln2.hook_normalized', hook_point_out: 'blocks.0.hook_mlp_out' }),
+      'UNSUPPORTED',
+      /transcoder/,
+    );
     expectCode(ls('act', { act_fn: 'gelu' }), 'UNSUPPORTED', /"gelu"/);
-    expectCode(ls('norm', { dataset_average_activation_norm: { in: 0 } }), 'BAD_FILE', /dataset_average_activation_norm\.in/);
+    expectCode(
+      ls('norm', { dataset_average_activation_norm: { in: 0 } }),
+      'BAD_FILE',
+      /dataset_average_activation_norm\.in/,
+    );
     const wide = ls('width', {});
     const hp = JSON.parse(readFileSync(join(wide, 'hyperparams.json'), 'utf8'));
     writeFileSync(join(wide, 'hyperparams.json'), JSON.stringify({ ...hp, d_sae: 17 }));

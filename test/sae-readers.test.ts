@@ -16,7 +16,10 @@ function assertSameParams(got: SaeParams, want: SaeParams, label: string): void 
   assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `${label}: parameter names`);
   for (const [name, v] of Object.entries(want)) {
     const g = got[name as keyof SaeParams]!;
-    assert.ok(Buffer.from(g.buffer, g.byteOffset, g.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength)), `${label}: ${name} differs`);
+    assert.ok(
+      Buffer.from(g.buffer, g.byteOffset, g.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength)),
+      `${label}: ${name} differs`,
+    );
   }
 }
 
@@ -29,15 +32,30 @@ function collectRows(src: SaeSource, batch: number): { starts: number[]; rows: F
   }
   const rows = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) { rows.set(p, o); o += p.length; }
+  for (const p of parts) {
+    rows.set(p, o);
+    o += p.length;
+  }
   return { starts, rows };
 }
 
 const CASES: SaeFixtureOptions[] = [
   ...SAE_ARCHITECTURES.map((architecture) => ({ format: 'saelens' as const, architecture })),
   ...SAE_ARCHITECTURES.map((architecture) => ({ format: 'saelens-old' as const, architecture })),
-  { format: 'saelens', architecture: 'topk', dtype: 'bfloat16', normalization: 'constant_norm_rescale', sparsity: true },
-  { format: 'saelens', architecture: 'jumprelu', dtype: 'float16', normalization: 'expected_average_only_in', scalingFactor: 3.5 },
+  {
+    format: 'saelens',
+    architecture: 'topk',
+    dtype: 'bfloat16',
+    normalization: 'constant_norm_rescale',
+    sparsity: true,
+  },
+  {
+    format: 'saelens',
+    architecture: 'jumprelu',
+    dtype: 'float16',
+    normalization: 'expected_average_only_in',
+    scalingFactor: 3.5,
+  },
   { format: 'saelens-old', architecture: 'standard', normalization: 'layer_norm', applyBDecToInput: false },
   { format: 'sparsify', k: 5 },
   { format: 'gemmascope' },
@@ -105,7 +123,11 @@ test('export writes SAELens that reads back bit-exact, from every format and arc
       writeSaelens(join(dir, `out${i}`), src.config, params, { logSparsity: sparsity });
       const back = openSae(join(dir, `out${i}`));
       try {
-        assert.deepEqual(withoutExtra(back.config), { ...withoutExtra(src.config), sourceFormat: 'saelens', dtype: 'float32' }, label);
+        assert.deepEqual(
+          withoutExtra(back.config),
+          { ...withoutExtra(src.config), sourceFormat: 'saelens', dtype: 'float32' },
+          label,
+        );
         assertSameParams(back.loadParams(), params, label);
         assert.deepEqual(back.logSparsity(), sparsity);
       } finally {

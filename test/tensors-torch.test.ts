@@ -133,8 +133,17 @@ test('truncated archives are BAD_FILE wherever they are cut', () => {
 test('the unpickler refuses unknown opcodes and unknown globals, and reads plain data', () => {
   const none = { label: 'test', findGlobal: () => undefined };
   // PROTO 2, EMPTY_DICT, MARK, 'a' BININT1 1, 'b' NEWTRUE, SETITEMS, STOP
-  const ok = unpickle(Uint8Array.from([0x80, 2, 0x7d, 0x28, 0x8c, 1, 0x61, 0x4b, 1, 0x8c, 1, 0x62, 0x88, 0x75, 0x2e]), none);
-  assert.deepEqual(ok, new Map<unknown, unknown>([['a', 1], ['b', true]]));
+  const ok = unpickle(
+    Uint8Array.from([0x80, 2, 0x7d, 0x28, 0x8c, 1, 0x61, 0x4b, 1, 0x8c, 1, 0x62, 0x88, 0x75, 0x2e]),
+    none,
+  );
+  assert.deepEqual(
+    ok,
+    new Map<unknown, unknown>([
+      ['a', 1],
+      ['b', true],
+    ]),
+  );
   expectCode(() => unpickle(Buffer.from('cos\nsystem\n.', 'latin1'), none), 'UNSAFE_CHECKPOINT', 'os.system');
   expectCode(() => unpickle(Uint8Array.from([0x80, 2, 0x82, 1, 0x2e]), none), 'UNSAFE_CHECKPOINT', 'EXT1');
   expectCode(() => unpickle(Uint8Array.from([0x80, 2, 0x4e]), none), 'BAD_FILE', 'corrupt pickle');

@@ -12,7 +12,7 @@ const TEXTS = [
   'Once upon a time, Lily played with the ball in the park.',
   '  two leading spaces, and  double  spaces',
   'line one\nline two\n\nend',
-  "it's 2024! (very) \"quoted\"",
+  'it\'s 2024! (very) "quoted"',
   'Unicode: héllo 😀 中文 — ok',
   'tabs\tand trailing space ',
 ];
@@ -20,7 +20,9 @@ const TEXTS = [
 /** Replaces tokenText's `<0xNN>` escapes by their bytes, to compare a joined display with the text. */
 function unescapeBytes(display: string): string {
   const parts = display.split(/(<0x[0-9A-F]{2}>)/);
-  const bytes = parts.flatMap((p) => (/^<0x[0-9A-F]{2}>$/.test(p) ? [parseInt(p.slice(3, 5), 16)] : [...Buffer.from(p, 'utf8')]));
+  const bytes = parts.flatMap((p) =>
+    /^<0x[0-9A-F]{2}>$/.test(p) ? [parseInt(p.slice(3, 5), 16)] : [...Buffer.from(p, 'utf8')],
+  );
   return Buffer.from(bytes).toString('utf8');
 }
 
@@ -56,7 +58,10 @@ test('gpt2 fixture: encoding uses merges and round-trips text, bytes and whitesp
     const tok = loadTokenizer(writeGpt2TokenizerJson(dir, 1000));
     const sentence = TEXTS[0];
     const ids = tok.encode(sentence);
-    assert.ok(ids.length < Buffer.byteLength(sentence) / 2, `${ids.length} tokens for ${Buffer.byteLength(sentence)} bytes`);
+    assert.ok(
+      ids.length < Buffer.byteLength(sentence) / 2,
+      `${ids.length} tokens for ${Buffer.byteLength(sentence)} bytes`,
+    );
     for (const text of TEXTS) {
       const enc = tok.encode(text);
       assert.equal(tok.decode(enc), text);
@@ -65,9 +70,15 @@ test('gpt2 fixture: encoding uses merges and round-trips text, bytes and whitesp
     }
     const ascii = tok.encode(sentence).map((id) => tok.tokenText(id));
     assert.equal(ascii.join(''), sentence);
-    assert.ok(ascii.some((s) => s.startsWith(' ') && s.length > 1), "byte-level 'Ġ' displays as a space");
+    assert.ok(
+      ascii.some((s) => s.startsWith(' ') && s.length > 1),
+      "byte-level 'Ġ' displays as a space",
+    );
     // 😀 has no merges in this vocabulary: each byte is a token and shows as its escape.
-    assert.deepEqual(tok.encode('😀').map((id) => tok.tokenText(id)), ['<0xF0>', '<0x9F>', '<0x98>', '<0x80>']);
+    assert.deepEqual(
+      tok.encode('😀').map((id) => tok.tokenText(id)),
+      ['<0xF0>', '<0x9F>', '<0x98>', '<0x80>'],
+    );
   }));
 
 test('gpt2 fixture: a smaller vocabulary still loads with exactly that size', () =>
@@ -95,14 +106,24 @@ for (const bosVia of ['both', 'post_processor', 'config'] as const) {
       for (const text of TEXTS) {
         const enc = tok.encode(text);
         assert.equal(tok.decode(enc), text);
-        const joined = enc.slice(1).map((id) => tok.tokenText(id)).join('');
-        assert.equal(unescapeBytes(joined), ' ' + text, `tokenText joins back (with the '▁' prefix) for ${JSON.stringify(text)}`);
+        const joined = enc
+          .slice(1)
+          .map((id) => tok.tokenText(id))
+          .join('');
+        assert.equal(
+          unescapeBytes(joined),
+          ' ' + text,
+          `tokenText joins back (with the '▁' prefix) for ${JSON.stringify(text)}`,
+        );
       }
       // '\n' and the emoji's bytes are not pieces: byte fallback ids are 3 + byte.
       assert.ok(tok.encode('a\nb').includes(3 + 0x0a));
       assert.equal(tok.tokenText(3 + 0x0a), '\n');
       const emoji = tok.encode('😀', { bos: false });
-      assert.deepEqual(emoji.slice(-4), [0xf0, 0x9f, 0x98, 0x80].map((b) => b + 3));
+      assert.deepEqual(
+        emoji.slice(-4),
+        [0xf0, 0x9f, 0x98, 0x80].map((b) => b + 3),
+      );
       assert.equal(tok.tokenText(3 + 0xf0), '<0xF0>');
       assert.equal(tok.tokenText(1), '<s>');
     }));
@@ -112,7 +133,10 @@ test('llama fixture: add_bos_token false in tokenizer_config.json overrides the 
   withDir((dir) => {
     const path = writeLlamaTokenizerJson(dir, 512, { bosVia: 'post_processor' });
     const configPath = join(dir, 'tokenizer_config.json');
-    writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), add_bos_token: false }));
+    writeFileSync(
+      configPath,
+      JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), add_bos_token: false }),
+    );
     const tok = loadTokenizer(path);
     assert.equal(tok.bosId, 1);
     assert.notEqual(tok.encode('the ball')[0], 1);
@@ -132,24 +156,48 @@ test('huggingface: BOS found from the post-processor when there is no tokenizer_
 test('huggingface: bad ids, malformed and unsupported files are refused with codes', () =>
   withDir((dir) => {
     const tok = loadTokenizer(writeLlamaTokenizerJson(join(dir, 'llama'), 512));
-    assert.throws(() => tok.decode([1, 512]), (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT');
-    assert.throws(() => tok.tokenText(-1), (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT');
+    assert.throws(
+      () => tok.decode([1, 512]),
+      (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT',
+    );
+    assert.throws(
+      () => tok.tokenText(-1),
+      (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT',
+    );
 
     const broken = join(dir, 'broken.json');
     writeFileSync(broken, '{"model": {"type": "BPE", "vocab": {');
-    assert.throws(() => loadTokenizer(broken), (e) => isAtlasError(e) && e.code === 'BAD_FILE' && e.message.includes(broken));
+    assert.throws(
+      () => loadTokenizer(broken),
+      (e) => isAtlasError(e) && e.code === 'BAD_FILE' && e.message.includes(broken),
+    );
 
     const noModel = join(dir, 'nomodel.json');
     writeFileSync(noModel, '{"added_tokens": []}');
-    assert.throws(() => loadTokenizer(noModel), (e) => isAtlasError(e) && e.code === 'BAD_FILE');
+    assert.throws(
+      () => loadTokenizer(noModel),
+      (e) => isAtlasError(e) && e.code === 'BAD_FILE',
+    );
 
     const wordpiece = join(dir, 'wordpiece.json');
-    writeFileSync(wordpiece, JSON.stringify({ model: { type: 'WordPiece', vocab: { '[UNK]': 0 }, unk_token: '[UNK]' } }));
-    assert.throws(() => loadTokenizer(wordpiece), (e) => isAtlasError(e) && e.code === 'UNSUPPORTED');
+    writeFileSync(
+      wordpiece,
+      JSON.stringify({ model: { type: 'WordPiece', vocab: { '[UNK]': 0 }, unk_token: '[UNK]' } }),
+    );
+    assert.throws(
+      () => loadTokenizer(wordpiece),
+      (e) => isAtlasError(e) && e.code === 'UNSUPPORTED',
+    );
 
     const spm = join(dir, 'sp');
     mkdirSync(spm);
     writeFileSync(join(spm, 'tokenizer.model'), Buffer.from([0x0a, 0x0b]));
-    assert.throws(() => loadTokenizer(join(spm, 'tokenizer.model')), (e) => isAtlasError(e) && e.code === 'UNSUPPORTED');
-    assert.throws(() => loadTokenizer(spm), (e) => isAtlasError(e) && e.code === 'BAD_FILE' && e.message.includes('tokenizer.json'));
+    assert.throws(
+      () => loadTokenizer(join(spm, 'tokenizer.model')),
+      (e) => isAtlasError(e) && e.code === 'UNSUPPORTED',
+    );
+    assert.throws(
+      () => loadTokenizer(spm),
+      (e) => isAtlasError(e) && e.code === 'BAD_FILE' && e.message.includes('tokenizer.json'),
+    );
   }));

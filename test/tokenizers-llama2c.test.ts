@@ -22,13 +22,46 @@ function rng(seed: number): (n: number) => number {
 /** Replaces tokenText's `<0xNN>` escapes by their bytes, to compare a joined display with the text. */
 function unescapeBytes(display: string): string {
   const parts = display.split(/(<0x[0-9A-F]{2}>)/);
-  const bytes = parts.flatMap((p) => (/^<0x[0-9A-F]{2}>$/.test(p) ? [parseInt(p.slice(3, 5), 16)] : [...Buffer.from(p, 'utf8')]));
+  const bytes = parts.flatMap((p) =>
+    /^<0x[0-9A-F]{2}>$/.test(p) ? [parseInt(p.slice(3, 5), 16)] : [...Buffer.from(p, 'utf8')],
+  );
   return Buffer.from(bytes).toString('utf8');
 }
 
 const FRAGMENTS = [
-  'the', 'The', ' cat', 'Lily', 'once', 'upon', 'a', ' ', '  ', '\n', '\n\n', '.', ',', '!', '?', '"', "'s",
-  'happy', 'played', 'ball', '123', 'é', 'ñ', '😀', '中文', '—', '…', '\t', 'ÿ', '🚀🚀', 'xyzzy', 'Q', 'é\u0301',
+  'the',
+  'The',
+  ' cat',
+  'Lily',
+  'once',
+  'upon',
+  'a',
+  ' ',
+  '  ',
+  '\n',
+  '\n\n',
+  '.',
+  ',',
+  '!',
+  '?',
+  '"',
+  "'s",
+  'happy',
+  'played',
+  'ball',
+  '123',
+  'é',
+  'ñ',
+  '😀',
+  '中文',
+  '—',
+  '…',
+  '\t',
+  'ÿ',
+  '🚀🚀',
+  'xyzzy',
+  'Q',
+  'é\u0301',
 ];
 
 function randomText(next: (n: number) => number, maxParts: number): string {
@@ -113,7 +146,9 @@ test('llama2c: decode equals run.c piece-by-piece decoding on random id sequence
   for (let i = 0; i < 200; i++) {
     const ids = Array.from({ length: 1 + next(20) }, () => 3 + next(tok.vocabSize - 3));
     if (next(2) === 0) ids.unshift(1);
-    const pieces = ids.map((id, k) => (id === 1 ? Buffer.alloc(0) : referenceDecodePiece(v, k > 0 ? ids[k - 1] : -1, id)));
+    const pieces = ids.map((id, k) =>
+      id === 1 ? Buffer.alloc(0) : referenceDecodePiece(v, k > 0 ? ids[k - 1] : -1, id),
+    );
     assert.equal(tok.decode(ids), Buffer.concat(pieces).toString('utf8'), `decode(${ids})`);
   }
 });
@@ -126,13 +161,22 @@ test('llama2c: 10k-character text round-trips; tokenText joins back to the text'
   const ids = tok.encode(text);
   assert.ok(ids.length > 1000 && ids.length < text.length + 20_000);
   assert.equal(tok.decode(ids), text);
-  const joined = ids.slice(1).map((id) => tok.tokenText(id)).join('');
+  const joined = ids
+    .slice(1)
+    .map((id) => tok.tokenText(id))
+    .join('');
   // tokenText is context-free, so the dummy-prefix space stays and split characters show as escapes.
   assert.equal(unescapeBytes(joined), ' ' + text);
 
   const english = 'Once upon a time, there was a little girl named Lily. She loved to play outside.\n'.repeat(125);
   const eIds = tok.encode(english);
-  assert.equal(eIds.slice(1).map((id) => tok.tokenText(id)).join(''), ' ' + english);
+  assert.equal(
+    eIds
+      .slice(1)
+      .map((id) => tok.tokenText(id))
+      .join(''),
+    ' ' + english,
+  );
   // The heap merge agrees with the O(n^2) reference on a long prefix as well.
   const v = readReferenceVocab(TOK);
   assert.deepEqual(tok.encode(english.slice(0, 600)), referenceEncode(v, english.slice(0, 600), true));
@@ -141,8 +185,14 @@ test('llama2c: 10k-character text round-trips; tokenText joins back to the text'
 test('llama2c: out-of-range ids are refused with BAD_USER_INPUT', () => {
   const tok = Llama2cTokenizer.open(TOK);
   for (const bad of [-1, 512, 1.5]) {
-    assert.throws(() => tok.decode([1, bad]), (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT');
-    assert.throws(() => tok.tokenText(bad), (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT');
+    assert.throws(
+      () => tok.decode([1, bad]),
+      (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT',
+    );
+    assert.throws(
+      () => tok.tokenText(bad),
+      (e) => isAtlasError(e) && e.code === 'BAD_USER_INPUT',
+    );
   }
 });
 
@@ -179,7 +229,10 @@ test('llama2c: truncated, garbled, empty and missing files are BAD_FILE', () => 
         name,
       );
     }
-    assert.throws(() => loadTokenizer(join(dir, 'absent.bin')), (e) => isAtlasError(e) && e.code === 'BAD_FILE');
+    assert.throws(
+      () => loadTokenizer(join(dir, 'absent.bin')),
+      (e) => isAtlasError(e) && e.code === 'BAD_FILE',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

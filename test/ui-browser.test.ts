@@ -59,8 +59,19 @@ describe('browser UI', () => {
       writeFileSync(corpus, CORPUS);
       const started = await startTestAtlas('pglite', async (db, dataDir) => {
         await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
-        for (const [id, architecture, seed] of [['sae-a', 'topk', 1], ['sae-b', 'standard', 2]] as const) {
-          const fx = writeSaeFixture(join(files.dir, id), { format: 'saelens', architecture, dIn: 32, dSae: 128, k: 6, hookName: HOOK, seed });
+        for (const [id, architecture, seed] of [
+          ['sae-a', 'topk', 1],
+          ['sae-b', 'standard', 2],
+        ] as const) {
+          const fx = writeSaeFixture(join(files.dir, id), {
+            format: 'saelens',
+            architecture,
+            dIn: 32,
+            dSae: 128,
+            k: 6,
+            hookName: HOOK,
+            seed,
+          });
           await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
         }
         const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
@@ -71,7 +82,14 @@ describe('browser UI', () => {
         }
         await buildFeatureMap(db, { dictionaryId: 'sae-a', session: { device: 'cpu', threads: 1 }, epochs: 100 });
         // Imported after the build: a dictionary as it looks before `atlas build`.
-        const fresh = writeSaeFixture(join(files.dir, 'sae-c'), { format: 'saelens', architecture: 'standard', dIn: 32, dSae: 64, hookName: HOOK, seed: 3 });
+        const fresh = writeSaeFixture(join(files.dir, 'sae-c'), {
+          format: 'saelens',
+          architecture: 'standard',
+          dIn: 32,
+          dSae: 64,
+          hookName: HOOK,
+          seed: 3,
+        });
         await importDictionary(db, { path: fresh.path, modelId: 'gpt2-tiny', id: 'sae-c', dataDir });
         apiKey = (await createApiKey(db, 'ui test')).key;
       });
@@ -107,7 +125,10 @@ describe('browser UI', () => {
 
   /** The feature of sae-a with the highest max activation, which has examples and a histogram. */
   const strongestFeature = async (a: TestAtlas): Promise<number> => {
-    const r = await a.gql(`{ dictionary(id: "sae-a") { features(first: 1, orderBy: MAX_ACTIVATION) { edges { node { index maxActivation } } } } }`);
+    const r = await a.gql(
+      `{ dictionary(id: "sae-a") { features(first: 1, orderBy: MAX_ACTIVATION) { edges { node { index maxActivation ` +
+        `} } } } }`,
+    );
     const node = r.data.dictionary.features.edges[0].node;
     assert.ok(node.maxActivation > 0, 'atlas build computed statistics');
     return node.index;
@@ -143,9 +164,14 @@ describe('browser UI', () => {
     await page.getByRole('button', { name: /^Density/ }).click();
     await page.waitForURL(/order=density/);
     await page.getByText('Features 1–50 of 128').waitFor();
-    const densities = async () => (await page.locator('[data-testid=features] tbody tr td:nth-child(2)').allInnerTexts()).map((s) => parseFloat(s));
+    const densities = async () =>
+      (await page.locator('[data-testid=features] tbody tr td:nth-child(2)').allInnerTexts()).map((s) => parseFloat(s));
     const first = await densities();
-    assert.deepEqual(first, [...first].sort((x, y) => y - x), 'densest first');
+    assert.deepEqual(
+      first,
+      [...first].sort((x, y) => y - x),
+      'densest first',
+    );
 
     await page.getByRole('button', { name: 'Next' }).click();
     await page.waitForURL(/after=/);
@@ -183,14 +209,24 @@ describe('browser UI', () => {
     const bars = page.locator('[data-testid=histogram] rect.bar');
     await bars.first().waitFor();
     const heights = await bars.evaluateAll((rs) => rs.map((r) => Number(r.getAttribute('height'))));
-    assert.ok(heights.some((h) => h > 0), 'some histogram bar has a height');
+    assert.ok(
+      heights.some((h) => h > 0),
+      'some histogram bar has a height',
+    );
 
     const active = page.locator('[data-testid=top-activations] .tok.active');
     assert.ok((await active.count()) > 0, 'top contexts have active tokens');
-    const style = await active.first().evaluate((el) => ({ bg: (globalThis as any).getComputedStyle(el).backgroundColor as string, title: el.getAttribute('title') ?? '' }));
+    const style = await active.first().evaluate((el) => ({
+      bg: (globalThis as any).getComputedStyle(el).backgroundColor as string,
+      title: el.getAttribute('title') ?? '',
+    }));
     assert.match(style.bg, /^rgba\(234, 88, 12, 0\.\d+\)$/, 'active tokens are shaded');
     assert.match(style.title, /: \d/, 'the value shows on hover');
-    const peak = await page.locator('[data-testid=top-activations] li').first().locator('.tok.peak').evaluate(BACKGROUND);
+    const peak = await page
+      .locator('[data-testid=top-activations] li')
+      .first()
+      .locator('.tok.peak')
+      .evaluate(BACKGROUND);
     assert.equal(peak, 'rgba(234, 88, 12, 0.9)', 'the top context peaks at the feature maximum');
 
     assert.ok((await page.locator('[data-testid=quantile-band]').count()) > 0, 'quantile bands are shown');
@@ -231,7 +267,10 @@ describe('browser UI', () => {
     const tokens = page.locator('[data-testid=playground-tokens] button');
     await tokens.first().waitFor();
     assert.equal((await tokens.allInnerTexts()).join(''), 'The little dog played with a red ball.');
-    const shaded = await tokens.evaluateAll((ts) => ts.filter((t) => (globalThis as any).getComputedStyle(t).backgroundColor.startsWith('rgba(234, 88, 12')).length);
+    const shaded = await tokens.evaluateAll(
+      (ts) =>
+        ts.filter((t) => (globalThis as any).getComputedStyle(t).backgroundColor.startsWith('rgba(234, 88, 12')).length,
+    );
     assert.ok(shaded > 0, 'tokens are shaded by their strongest feature');
 
     await tokens.nth(2).click();
@@ -259,51 +298,60 @@ describe('browser UI', () => {
     await page.goto(`${base}/feature/sae-c/1`);
     await page.getByText(/No statistics yet: run atlas build sae-c/).waitFor();
     assert.equal(await page.locator('[data-testid=histogram]').count(), 0);
-    assert.ok((await page.getByText('Not computed yet.').count()) >= 2, 'histogram and examples say they are not computed');
+    assert.ok(
+      (await page.getByText('Not computed yet.').count()) >= 2,
+      'histogram and examples say they are not computed',
+    );
     await shot(page, 'feature-unbuilt');
   });
 
-  test('the map opens the feature under the pointer; comparing two dictionaries links features both ways', async (page) => {
-    await page.goto(`${base}/dictionary/sae-a`);
-    const map = page.locator('[data-testid=feature-map]');
-    await map.waitFor();
-    await page.getByText('128 features · colour: log density').waitFor();
-    // Sweep the pointer over the map until a point is under it, then open that feature.
-    const box = (await map.boundingBox())!;
-    const tip = page.locator('[data-testid=map-tip]');
-    let found = false;
-    for (let y = box.y + 10; y < box.y + box.height - 10 && !found; y += 12) {
-      for (let x = box.x + box.width / 2 - 200; x < box.x + box.width / 2 + 200 && !found; x += 6) {
-        await page.mouse.move(x, y);
-        found = (await tip.count()) > 0;
+  test(
+    'the map opens the feature under the pointer; comparing two dictionaries links features both ' + 'ways',
+    async (page) => {
+      await page.goto(`${base}/dictionary/sae-a`);
+      const map = page.locator('[data-testid=feature-map]');
+      await map.waitFor();
+      await page.getByText('128 features · colour: log density').waitFor();
+      // Sweep the pointer over the map until a point is under it, then open that feature.
+      const box = (await map.boundingBox())!;
+      const tip = page.locator('[data-testid=map-tip]');
+      let found = false;
+      for (let y = box.y + 10; y < box.y + box.height - 10 && !found; y += 12) {
+        for (let x = box.x + box.width / 2 - 200; x < box.x + box.width / 2 + 200 && !found; x += 6) {
+          await page.mouse.move(x, y);
+          found = (await tip.count()) > 0;
+        }
       }
-    }
-    assert.ok(found, 'a hover shows a feature');
-    const index = (await tip.locator('strong').innerText()).slice(1);
-    await page.mouse.down();
-    await page.mouse.up();
-    await page.waitForURL(`${base}/feature/sae-a/${index}`);
-    await shot(page, 'map');
+      assert.ok(found, 'a hover shows a feature');
+      const index = (await tip.locator('strong').innerText()).slice(1);
+      await page.mouse.down();
+      await page.mouse.up();
+      await page.waitForURL(`${base}/feature/sae-a/${index}`);
+      await shot(page, 'map');
 
-    await page.goto(`${base}/compare?a=sae-a&b=sae-b`);
-    await page.locator('[data-testid=compare-stats]').waitFor();
-    assert.equal(await page.locator('[data-testid=histogram]').count(), 1);
-    const best = page.locator('[data-testid=matches-best] tbody tr');
-    assert.equal(await best.count(), 15);
-    assert.equal(await page.locator('[data-testid=matches-worst] tbody tr').count(), 15);
-    await shot(page, 'compare');
-    const link = best.first().locator('td').nth(1).getByRole('link');
-    const target = (await link.innerText()).slice(1);
-    await link.click();
-    await page.waitForURL(`${base}/feature/sae-b/${target}`);
-    const related = page.locator('[data-testid=related] tbody tr');
-    await related.first().waitFor();
-    assert.equal(await related.first().locator('td').first().innerText(), 'sae-a');
-  });
+      await page.goto(`${base}/compare?a=sae-a&b=sae-b`);
+      await page.locator('[data-testid=compare-stats]').waitFor();
+      assert.equal(await page.locator('[data-testid=histogram]').count(), 1);
+      const best = page.locator('[data-testid=matches-best] tbody tr');
+      assert.equal(await best.count(), 15);
+      assert.equal(await page.locator('[data-testid=matches-worst] tbody tr').count(), 15);
+      await shot(page, 'compare');
+      const link = best.first().locator('td').nth(1).getByRole('link');
+      const target = (await link.innerText()).slice(1);
+      await link.click();
+      await page.waitForURL(`${base}/feature/sae-b/${target}`);
+      const related = page.locator('[data-testid=related] tbody tr');
+      await related.first().waitFor();
+      assert.equal(await related.first().locator('td').first().innerText(), 'sae-a');
+    },
+  );
 
   test('a search colours the dictionary map by score, with a legend', async (page, a) => {
     const query = 'the dog ran to the park';
-    const r = await a.gql(`query($q: String!) { searchFeatures(query: $q, dictionary: "sae-a", first: 100) { score } }`, { q: query });
+    const r = await a.gql(
+      `query($q: String!) { searchFeatures(query: $q, dictionary: "sae-a", first: 100) { score } }`,
+      { q: query },
+    );
     assert.equal(r.errors, undefined, JSON.stringify(r.errors));
     const scores = (r.data.searchFeatures as { score: number }[]).map((h) => h.score);
     assert.ok(scores.length > 0);
@@ -314,7 +362,8 @@ describe('browser UI', () => {
     await page.getByRole('button', { name: 'Colour' }).click();
     await page.getByText(`score (${scores.length} hits)`).waitFor();
     await page.getByText(`colour: score for “${query}”`).waitFor();
-    const near = (text: string, want: number) => Math.abs(parseFloat(text) - want) <= 5e-3 * Math.max(1, Math.abs(want));
+    const near = (text: string, want: number) =>
+      Math.abs(parseFloat(text) - want) <= 5e-3 * Math.max(1, Math.abs(want));
     assert.ok(near(await page.getByTestId('legend-lo').innerText(), Math.min(...scores)), 'legend low end');
     assert.ok(near(await page.getByTestId('legend-hi').innerText(), Math.max(...scores)), 'legend high end');
     await shot(page, 'map-search');
@@ -346,7 +395,10 @@ describe('browser UI', () => {
     // A second server over the same database, as `ATLAS_REQUIRE_KEY=1 atlas serve` would run.
     const config = { ...loadConfig({}), device: 'cpu' as const, dataDir: files.dir, requireKey: true };
     const services = await createServices(config);
-    const locked = await startServer({ database: a.database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined }, { port: 0, host: '127.0.0.1' });
+    const locked = await startServer(
+      { database: a.database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined },
+      { port: 0, host: '127.0.0.1' },
+    );
     try {
       const lockedBase = locked.url.replace(/\/graphql$/, '');
       await page.goto(`${lockedBase}/`);
@@ -377,4 +429,3 @@ describe('browser UI', () => {
     await shot(page, 'graphiql');
   });
 });
-

@@ -12,7 +12,11 @@ import { createWebUi } from '../src/web.js';
 import { tempDir } from './helpers/sae-fixtures.js';
 
 /** A raw GET (fetch would decompress and hide content-encoding). */
-function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function get(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -33,10 +37,12 @@ function serve(dir: string): Promise<{ server: Server; base: string }> {
       res.end('not ours');
     }
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    const addr = server.address();
-    resolve({ server, base: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address();
+      resolve({ server, base: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}` });
+    }),
+  );
 }
 
 describe('web UI static serving', () => {
@@ -98,7 +104,12 @@ describe('web UI static serving', () => {
   });
 
   it('never serves files outside the assets folder', async () => {
-    for (const path of ['/assets/../../secret.txt', '/assets/..%2F..%2Fsecret.txt', '/assets/%2e%2e/%2e%2e/secret.txt', '/assets/%E0%A4%A']) {
+    for (const path of [
+      '/assets/../../secret.txt',
+      '/assets/..%2F..%2Fsecret.txt',
+      '/assets/%2e%2e/%2e%2e/secret.txt',
+      '/assets/%E0%A4%A',
+    ]) {
       const r = await get(`${up.base}${path}`);
       assert.equal(r.body.toString(), 'not ours', path);
     }

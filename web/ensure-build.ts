@@ -35,9 +35,15 @@ export function ensureWebBuild(opts: { force?: boolean; log?: (line: string) => 
   if (!why) return;
   log(`Building the web UI (${why})…`);
   const vite = join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js');
-  const run = spawnSync(process.execPath, [vite, 'build', '--config', join(WEB, 'vite.config.ts'), '--logLevel', 'warn'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (run.status !== 0) throw new Error(`vite build failed (exit ${run.status ?? run.signal}); run \`npm run build:web\` to see why.`);
+  const run = spawnSync(
+    process.execPath,
+    [vite, 'build', '--config', join(WEB, 'vite.config.ts'), '--logLevel', 'warn'],
+    { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  if (run.status !== 0)
+    throw new Error(`vite build failed (exit ${run.status ?? run.signal}); run \`npm run build:web\` to see why.`);
   writeFileSync(STAMP, new Date().toISOString());
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) ensureWebBuild({ force: process.argv.includes('--force') });
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1])
+  ensureWebBuild({ force: process.argv.includes('--force') });

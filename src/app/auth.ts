@@ -21,12 +21,21 @@ export function requestAuth(database: Database, authorization: string | undefine
   const check = async (): Promise<Caller> => {
     const m = authorization?.match(/^\s*Bearer\s+(\S+)\s*$/i);
     if (!authorization || !authorization.trim()) {
-      throw new AtlasError('UNAUTHENTICATED', 'This operation needs an API key: send "Authorization: Bearer <key>" (create one with `atlas keys create --name NAME`).');
+      throw new AtlasError(
+        'UNAUTHENTICATED',
+        'This operation needs an API key: send "Authorization: Bearer <key>" (create one with `atlas keys create ' +
+          '--name NAME`).',
+      );
     }
     if (!m) throw new AtlasError('UNAUTHENTICATED', 'The Authorization header must read "Bearer <key>".');
     const result = await verifyApiKey(database, m[1]);
     if (!result.ok) {
-      throw new AtlasError('FORBIDDEN', result.reason === 'revoked' ? 'This API key has been revoked; ask for a new one.' : 'This API key is not known to this server.');
+      throw new AtlasError(
+        'FORBIDDEN',
+        result.reason === 'revoked'
+          ? 'This API key has been revoked; ask for a new one.'
+          : 'This API key is not known to this server.',
+      );
     }
     return { keyId: result.id, keyName: result.name };
   };

@@ -79,7 +79,10 @@ interface Family {
 
 /** Co-activation counters for every (narrower, wider) pair of dictionaries read at the same hook. */
 async function familiesOf(
-  database: Database, builds: DictionaryBuild[], session: SessionSettings, onCompare: () => void,
+  database: Database,
+  builds: DictionaryBuild[],
+  session: SessionSettings,
+  onCompare: () => void,
 ): Promise<Family[]> {
   const out: Family[] = [];
   for (const parent of builds) {
@@ -100,29 +103,46 @@ async function familiesOf(
   return out;
 }
 
-async function resolveTargets(database: Database, opts: BuildOptions): Promise<{ model: ModelRow; dicts: DictionaryRow[] }> {
+async function resolveTargets(
+  database: Database,
+  opts: BuildOptions,
+): Promise<{ model: ModelRow; dicts: DictionaryRow[] }> {
   if (opts.modelId !== undefined) {
     const model = await requireModel(database, opts.modelId);
     const dicts = await listDictionaries(database, model.id);
-    if (dicts.length === 0) throw new AtlasError('NOT_FOUND', `Model "${model.id}" has no dictionaries to build; import one with \`atlas import\`.`);
+    if (dicts.length === 0)
+      throw new AtlasError(
+        'NOT_FOUND',
+        `Model "${model.id}" has no dictionaries to build; import one with \`atlas import\`.`,
+      );
     return { model, dicts };
   }
   const ids = [...new Set(opts.dictionaryIds ?? [])];
-  if (ids.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name a dictionary to build, or a model with --model and --all.');
+  if (ids.length === 0)
+    throw new AtlasError('BAD_USER_INPUT', 'Name a dictionary to build, or a model with --model and --all.');
   const dicts = [];
   for (const id of ids) dicts.push(await requireDictionary(database, id));
   const models = [...new Set(dicts.map((d) => d.modelId))];
   if (models.length > 1) {
-    throw new AtlasError('BAD_USER_INPUT', `The dictionaries belong to different models (${models.join(', ')}); build the dictionaries of one model at a time.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `The dictionaries belong to different models (${models.join(', ')}); build the dictionaries of one model at a ` +
+        `time.`,
+    );
   }
   return { model: await requireModel(database, models[0]), dicts };
 }
 
 function positiveInt(name: string, v: number | undefined): void {
-  if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new AtlasError('BAD_USER_INPUT', `${name} must be a positive integer, got ${v}.`);
+  if (v !== undefined && (!Number.isInteger(v) || v < 1))
+    throw new AtlasError('BAD_USER_INPUT', `${name} must be a positive integer, got ${v}.`);
 }
 
-export async function buildDashboards(database: Database, registry: EngineRegistry, opts: BuildOptions): Promise<BuildResult> {
+export async function buildDashboards(
+  database: Database,
+  registry: EngineRegistry,
+  opts: BuildOptions,
+): Promise<BuildResult> {
   const started = performance.now();
   positiveInt('--tokens', opts.tokens);
   positiveInt('--context', opts.context);
@@ -131,7 +151,10 @@ export async function buildDashboards(database: Database, registry: EngineRegist
   const model = await registry.model(modelRow);
   const context = opts.context ?? Math.min(DEFAULT_CONTEXT, model.info.contextLength);
   if (context > model.info.contextLength) {
-    throw new AtlasError('BAD_USER_INPUT', `--context ${context} is longer than model "${modelRow.id}"'s context of ${model.info.contextLength} tokens.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `--context ${context} is longer than model "${modelRow.id}"'s context of ${model.info.contextLength} tokens.`,
+    );
   }
   const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
   const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
@@ -146,14 +169,35 @@ export async function buildDashboards(database: Database, registry: EngineRegist
     const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
     const groupFamilies = families.filter((f) => group.includes(f.parent) && group.includes(f.child));
     const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos, context, maxTokens: opts.tokens });
-    const hooks = [...new Set(group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])))];
+    const hooks = [
+      ...new Set(
+        group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])),
+      ),
+    ];
     const before = contexts;
-    contexts += await corpusPass(corpus, batch, (ids) => model.runHooks(ids, hooks), async (current, acts, done) => {
-      for (const b of group) await b.consume(current, acts.get(b.dict.hookPoint)!, b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined);
-      for (const f of groupFamilies) f.counts.add(f.parent.lastCodes!, f.child.lastCodes!);
-      opts.onProgress?.({ phase: 'corpus', tokens: corpus.tokens, contexts: before + done, fraction: (pass + corpus.fraction) / policies.length });
-    }, opts.signal);
-    if (corpus.tokens === 0) throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
+    contexts += await corpusPass(
+      corpus,
+      batch,
+      (ids) => model.runHooks(ids, hooks),
+      async (current, acts, done) => {
+        for (const b of group)
+          await b.consume(
+            current,
+            acts.get(b.dict.hookPoint)!,
+            b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined,
+          );
+        for (const f of groupFamilies) f.counts.add(f.parent.lastCodes!, f.child.lastCodes!);
+        opts.onProgress?.({
+          phase: 'corpus',
+          tokens: corpus.tokens,
+          contexts: before + done,
+          fraction: (pass + corpus.fraction) / policies.length,
+        });
+      },
+      opts.signal,
+    );
+    if (corpus.tokens === 0)
+      throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
     tokens = Math.max(tokens, corpus.tokens);
   }
   const progress = (phase: BuildProgress['phase']) => opts.onProgress?.({ phase, tokens, contexts, fraction: 1 });
@@ -192,7 +236,11 @@ async function corpusPass(
   batch: number,
   run: (ids: number[][]) => ReturnType<LoadedModel['runHooks']>,
   /** Called with each batch, its activations and the number of contexts consumed once it is. */
-  consume: (contexts: TokenContext[], acts: Awaited<ReturnType<LoadedModel['runHooks']>>, done: number) => Promise<void>,
+  consume: (
+    contexts: TokenContext[],
+    acts: Awaited<ReturnType<LoadedModel['runHooks']>>,
+    done: number,
+  ) => Promise<void>,
   signal?: AbortSignal,
 ): Promise<number> {
   const source = corpus.contexts()[Symbol.asyncIterator]();

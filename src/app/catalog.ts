@@ -8,7 +8,9 @@ import type { Services } from './services.js';
 export { listModels, requireDictionary, requireModel };
 
 export async function serverInfo(database: Database, services: Services) {
-  const [ext] = await database.query<{ v: string }>("SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'");
+  const [ext] = await database.query<{ v: string }>(
+    "SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'",
+  );
   return {
     version: services.version,
     database: `${database.kind}: ${database.description}`,

@@ -35,11 +35,19 @@ async function compute(database: Database, req: CompareRequest): Promise<Compari
   const started = Date.now();
   const [a, b] = await Promise.all([requireDictionary(database, req.a), requireDictionary(database, req.b)]);
   if (a.dIn !== b.dIn) {
-    throw new AtlasError('DIMENSION_MISMATCH', `"${a.id}" reads ${a.dIn}-dimensional activations and "${b.id}" ${b.dIn}-dimensional ones; only dictionaries of the same width can be compared.`);
+    throw new AtlasError(
+      'DIMENSION_MISMATCH',
+      `"${a.id}" reads ${a.dIn}-dimensional activations and "${b.id}" ${b.dIn}-dimensional ones; only dictionaries ` +
+        `of the same width can be compared.`,
+    );
   }
   const progress = req.onProgress ?? (() => undefined);
-  const rowsA = await readDecoderMatrix(database, a.id, a.dIn, a.dSae, (n) => progress('reading', n / (a.dSae + b.dSae)));
-  const rowsB = await readDecoderMatrix(database, b.id, b.dIn, b.dSae, (n) => progress('reading', (a.dSae + n) / (a.dSae + b.dSae)));
+  const rowsA = await readDecoderMatrix(database, a.id, a.dIn, a.dSae, (n) =>
+    progress('reading', n / (a.dSae + b.dSae)),
+  );
+  const rowsB = await readDecoderMatrix(database, b.id, b.dIn, b.dSae, (n) =>
+    progress('reading', (a.dSae + n) / (a.dSae + b.dSae)),
+  );
   const result = await compareDecoders(rowsA, rowsB, a.dIn, { session: req.session, onProgress: progress });
   progress('storing', 0);
   const one = result.oneToOne;
@@ -51,25 +59,36 @@ async function compute(database: Database, req: CompareRequest): Promise<Compari
       pairedB.cosines[one.pairs[i]] = one.cosines[i];
     }
   }
-  const row = await saveComparison(database, a.id, b.id, {
-    meanMaxAB: result.meanMaxAB,
-    meanMaxBA: result.meanMaxBA,
-    histogramAB: result.histogramAB,
-    histogramBA: result.histogramBA,
-    oneToOne: one ? { score: one.score, leftover: one.leftover } : null,
-    seconds: (Date.now() - started) / 1000,
-  }, {
-    matchIndices: result.aToB.indices, cosines: result.aToB.cosines,
-    paired: one ? { indices: one.pairs, cosines: one.cosines } : null,
-  }, {
-    matchIndices: result.bToA.indices, cosines: result.bToA.cosines, paired: pairedB,
-  });
+  const row = await saveComparison(
+    database,
+    a.id,
+    b.id,
+    {
+      meanMaxAB: result.meanMaxAB,
+      meanMaxBA: result.meanMaxBA,
+      histogramAB: result.histogramAB,
+      histogramBA: result.histogramBA,
+      oneToOne: one ? { score: one.score, leftover: one.leftover } : null,
+      seconds: (Date.now() - started) / 1000,
+    },
+    {
+      matchIndices: result.aToB.indices,
+      cosines: result.aToB.cosines,
+      paired: one ? { indices: one.pairs, cosines: one.cosines } : null,
+    },
+    {
+      matchIndices: result.bToA.indices,
+      cosines: result.bToA.cosines,
+      paired: pairedB,
+    },
+  );
   progress('storing', 1);
   return row;
 }
 
 export async function compareDictionaries(database: Database, req: CompareRequest): Promise<CompareResult> {
-  if (req.a === req.b) throw new AtlasError('BAD_USER_INPUT', `Both sides name "${req.a}"; compare two different dictionaries.`);
+  if (req.a === req.b)
+    throw new AtlasError('BAD_USER_INPUT', `Both sides name "${req.a}"; compare two different dictionaries.`);
   if (!req.recompute) {
     const found = await findComparison(database, req.a, req.b);
     // A stored comparison outlives nothing: replacing or deleting either dictionary cascades to it.
@@ -91,7 +110,12 @@ export interface MatchPage {
 }
 
 /** A page of one side's stored matches: `dictionaryId`'s features with their best match in the other. */
-export async function comparisonMatches(database: Database, comparisonId: number, dictionaryId: string, req: MatchPage) {
+export async function comparisonMatches(
+  database: Database,
+  comparisonId: number,
+  dictionaryId: string,
+  req: MatchPage,
+) {
   if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
     throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
   }

@@ -24,7 +24,10 @@ export interface DemoManifest {
   model: { path: string; name: string };
   saes: { path: string; hook_name: string; k: number; l0: number; explained_variance: number }[];
   heldout: string;
-  files: Record<string, { bytes: number; sha256: string; tensors?: Record<string, { dtype: string; shape: number[] }> }>;
+  files: Record<
+    string,
+    { bytes: number; sha256: string; tensors?: Record<string, { dtype: string; shape: number[] }> }
+  >;
 }
 
 export function readDemoManifest(dir = DEMO_DIR): DemoManifest | null {
@@ -44,7 +47,13 @@ export interface SeedOptions {
   buildTokens?: number;
 }
 
-export async function seedDemo(database: Database, registry: EngineRegistry, dataDir: string, log: (line: string) => void, opts: SeedOptions = {}): Promise<void> {
+export async function seedDemo(
+  database: Database,
+  registry: EngineRegistry,
+  dataDir: string,
+  log: (line: string) => void,
+  opts: SeedOptions = {},
+): Promise<void> {
   const dir = opts.dir ?? DEMO_DIR;
   const buildTokens = opts.buildTokens ?? DEMO_BUILD_TOKENS;
   const manifest = readDemoManifest(dir);
@@ -56,7 +65,12 @@ export async function seedDemo(database: Database, registry: EngineRegistry, dat
   if (!hasDemo) {
     log('First start: loading the demo atlas (ATLAS_DEMO=0 skips this).');
     // The demo model was trained with <|endoftext|> first in every context, as its SAEs expect.
-    await registerModel(database, { id: DEMO_MODEL_ID, path: join(dir, manifest.model.path), name: manifest.model.name, prependBos: true });
+    await registerModel(database, {
+      id: DEMO_MODEL_ID,
+      path: join(dir, manifest.model.path),
+      name: manifest.model.name,
+      prependBos: true,
+    });
   }
   const ids = manifest.saes.map((s) => demoDictionaryId(s.hook_name));
   const present = new Set((await getDictionaries(database, ids)).map((d) => d.id));
@@ -68,8 +82,17 @@ export async function seedDemo(database: Database, registry: EngineRegistry, dat
   const unbuilt = (await listDictionaries(database, DEMO_MODEL_ID)).filter((d) => ids.includes(d.id) && !d.stats);
   if (unbuilt.length === 0) return;
 
-  log(`Building dashboards of ${unbuilt.length} demo dictionaries on ${buildTokens.toLocaleString('en')} held-out tokens`);
-  const bar = new cliProgress.SingleBar({ format: 'demo build {bar} {percentage}% | {tokens} tokens | ETA {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+  log(
+    `Building dashboards of ${unbuilt.length} demo dictionaries on ${buildTokens.toLocaleString('en')} held-out tokens`,
+  );
+  const bar = new cliProgress.SingleBar(
+    {
+      format: 'demo build {bar} {percentage}% | {tokens} tokens | ETA {eta_formatted}',
+      stream: process.stderr,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   bar.start(100, 0, { tokens: 0 });
   try {
     await buildDashboards(database, registry, {

@@ -66,7 +66,17 @@ export class EncodingService {
 
   constructor(
     readonly registry: EngineRegistry,
-    private readonly config: Pick<Config, 'batchWaitMs' | 'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'>,
+    private readonly config: Pick<
+      Config,
+      | 'batchWaitMs'
+      | 'batchTokens'
+      | 'batchVectors'
+      | 'maxQueue'
+      | 'requestTimeoutMs'
+      | 'maxInputTokens'
+      | 'maxInputChars'
+      | 'batching'
+    >,
   ) {}
 
   /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
@@ -81,24 +91,40 @@ export class EncodingService {
   }
 
   private options(budget: number): BatcherOptions {
-    return { waitMs: this.config.batchWaitMs, budget, maxQueue: this.config.maxQueue, timeoutMs: this.config.requestTimeoutMs, merge: this.config.batching };
+    return {
+      waitMs: this.config.batchWaitMs,
+      budget,
+      maxQueue: this.config.maxQueue,
+      timeoutMs: this.config.requestTimeoutMs,
+      merge: this.config.batching,
+    };
   }
 
   private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<HookRequest, HookRows> {
     let b = this.modelBatchers.get(row.id);
     if (!b) {
-      b = new Batcher<HookRequest, HookRows>(async (reqs) => {
-        const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
-        const out = await model.runHooks(reqs.map((r) => r.tokens), hooks);
-        return reqs.map((r, b) => {
-          const rows: HookRows = new Map();
-          for (const h of r.hooks) {
-            const { dims: [, S, d], data } = out.get(h)!;
-            rows.set(h, { data: data.slice(b * S * d, (b * S + r.tokens.length) * d), d });
-          }
-          return rows;
-        });
-      }, (r) => r.tokens.length, this.options(this.config.batchTokens));
+      b = new Batcher<HookRequest, HookRows>(
+        async (reqs) => {
+          const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
+          const out = await model.runHooks(
+            reqs.map((r) => r.tokens),
+            hooks,
+          );
+          return reqs.map((r, b) => {
+            const rows: HookRows = new Map();
+            for (const h of r.hooks) {
+              const {
+                dims: [, S, d],
+                data,
+              } = out.get(h)!;
+              rows.set(h, { data: data.slice(b * S * d, (b * S + r.tokens.length) * d), d });
+            }
+            return rows;
+          });
+        },
+        (r) => r.tokens.length,
+        this.options(this.config.batchTokens),
+      );
       this.modelBatchers.set(row.id, b);
     }
     return b;
@@ -107,30 +133,36 @@ export class EncodingService {
   private encoderBatcher(dict: DictionaryRow): Batcher<VectorRequest, SaeEncoding> {
     let b = this.encoderBatchers.get(dict.id);
     if (!b) {
-      b = new Batcher<VectorRequest, SaeEncoding>(async (reqs) => {
-        const encoder = await this.registry.encoder(dict);
-        const n = reqs.reduce((s, r) => s + r.n, 0);
-        const topK = Math.max(...reqs.map((r) => r.topK));
-        const x = new Float32Array(n * dict.dIn);
-        let off = 0;
-        for (const r of reqs) {
-          x.set(r.x, off * dict.dIn);
-          off += r.n;
-        }
-        const enc = await encoder.encode(x, n, topK);
-        off = 0;
-        return reqs.map((r) => {
-          const slice = (a: Int32Array | Float32Array, width: number) => a.slice(off * width, (off + r.n) * width);
-          const part: SaeEncoding = {
-            indices: slice(enc.indices, topK) as Int32Array,
-            values: slice(enc.values, topK) as Float32Array,
-            l0: slice(enc.l0, 1) as Int32Array,
-            xHat: slice(enc.xHat, dict.dIn) as Float32Array,
-          };
-          off += r.n;
-          return part;
-        }).map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
-      }, (r) => r.n, this.options(this.config.batchVectors));
+      b = new Batcher<VectorRequest, SaeEncoding>(
+        async (reqs) => {
+          const encoder = await this.registry.encoder(dict);
+          const n = reqs.reduce((s, r) => s + r.n, 0);
+          const topK = Math.max(...reqs.map((r) => r.topK));
+          const x = new Float32Array(n * dict.dIn);
+          let off = 0;
+          for (const r of reqs) {
+            x.set(r.x, off * dict.dIn);
+            off += r.n;
+          }
+          const enc = await encoder.encode(x, n, topK);
+          off = 0;
+          return reqs
+            .map((r) => {
+              const slice = (a: Int32Array | Float32Array, width: number) => a.slice(off * width, (off + r.n) * width);
+              const part: SaeEncoding = {
+                indices: slice(enc.indices, topK) as Int32Array,
+                values: slice(enc.values, topK) as Float32Array,
+                l0: slice(enc.l0, 1) as Int32Array,
+                xHat: slice(enc.xHat, dict.dIn) as Float32Array,
+              };
+              off += r.n;
+              return part;
+            })
+            .map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
+        },
+        (r) => r.n,
+        this.options(this.config.batchVectors),
+      );
       this.encoderBatchers.set(dict.id, b);
     }
     return b;
@@ -142,14 +174,24 @@ export class EncodingService {
    */
   tokenize(model: LoadedModel, prependBos: boolean, text: string, truncate = false): Tokenized {
     if (text.length > this.config.maxInputChars) {
-      throw new AtlasError('INPUT_TOO_LONG', `The text has ${text.length} characters; the limit is ${this.config.maxInputChars} (ATLAS_MAX_INPUT_CHARS).`, { characters: text.length, limit: this.config.maxInputChars });
+      throw new AtlasError(
+        'INPUT_TOO_LONG',
+        `The text has ${text.length} characters; the limit is ${this.config.maxInputChars} (ATLAS_MAX_INPUT_CHARS).`,
+        { characters: text.length, limit: this.config.maxInputChars },
+      );
     }
     if (text.length === 0) throw new AtlasError('BAD_USER_INPUT', 'The text is empty; give at least one character.');
     let ids = model.tokenizer.encode(text, { bos: prependBos });
     const limit = Math.min(this.config.maxInputTokens, model.info.contextLength);
     if (ids.length > limit) {
       if (!truncate) {
-        throw new AtlasError('INPUT_TOO_LONG', `The text is ${ids.length} tokens; at most ${limit} fit (the model's context is ${model.info.contextLength}, ATLAS_MAX_INPUT_TOKENS is ${this.config.maxInputTokens}). Shorten it or pass truncate: true.`, { tokens: ids.length, limit });
+        throw new AtlasError(
+          'INPUT_TOO_LONG',
+          `The text is ${ids.length} tokens; at most ${limit} fit (the model's context is ` +
+            `${model.info.contextLength}, ATLAS_MAX_INPUT_TOKENS is ${this.config.maxInputTokens}). Shorten it or ` +
+            `pass truncate: true.`,
+          { tokens: ids.length, limit },
+        );
       }
       ids = ids.slice(0, limit);
     }
@@ -158,7 +200,13 @@ export class EncodingService {
     return { ids, texts: ids.map((id) => model.tokenizer.tokenText(id)), bosPositions };
   }
 
-  async hookActivations(row: ModelRow, text: string, hooks: string[], truncate = false, prependBos = row.prependBos): Promise<{ tokens: Tokenized; rows: HookRows }> {
+  async hookActivations(
+    row: ModelRow,
+    text: string,
+    hooks: string[],
+    truncate = false,
+    prependBos = row.prependBos,
+  ): Promise<{ tokens: Tokenized; rows: HookRows }> {
     const model = await this.registry.model(row);
     const wanted = validateHooks(hooks, model.info);
     const tokens = this.tokenize(model, prependBos, text, truncate);
@@ -169,11 +217,16 @@ export class EncodingService {
 
   async encodeVectors(dict: DictionaryRow, vectors: number[][], topK: number): Promise<FeatureActivation[][]> {
     checkTopK(topK, dict);
-    if (vectors.length > MAX_VECTORS) throw new AtlasError('INPUT_TOO_LONG', `At most ${MAX_VECTORS} vectors per request, got ${vectors.length}.`);
+    if (vectors.length > MAX_VECTORS)
+      throw new AtlasError('INPUT_TOO_LONG', `At most ${MAX_VECTORS} vectors per request, got ${vectors.length}.`);
     const x = new Float32Array(vectors.length * dict.dIn);
     vectors.forEach((v, i) => {
       if (v.length !== dict.dIn) {
-        throw new AtlasError('DIMENSION_MISMATCH', `Vector ${i} has ${v.length} values but dictionary "${dict.id}" reads vectors of width ${dict.dIn}.`, { vector: i, got: v.length, dIn: dict.dIn });
+        throw new AtlasError(
+          'DIMENSION_MISMATCH',
+          `Vector ${i} has ${v.length} values but dictionary "${dict.id}" reads vectors of width ${dict.dIn}.`,
+          { vector: i, got: v.length, dIn: dict.dIn },
+        );
       }
       x.set(v, i * dict.dIn);
     });
@@ -181,40 +234,77 @@ export class EncodingService {
     const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK });
     // Values past float32's range (about 3.4e38), or large enough to overflow the encoder, give ±Inf/NaN.
     if (!enc.values.every(Number.isFinite)) {
-      throw new AtlasError('BAD_USER_INPUT',
-        'The vectors overflow float32 in the encoder (values too large); send activations of ordinary size.');
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        'The vectors overflow float32 in the encoder (values too large); send activations of ordinary size.',
+      );
     }
     return vectors.map((_, i) => activeFeatures(dict.id, enc, i, topK));
   }
 
   /** Runs the model once per BOS policy among the dictionaries (which must share a model) and encodes each. */
-  async encodeText(model: ModelRow, dicts: DictionaryRow[], text: string, topK: number, truncate = false): Promise<TextEncoding[]> {
+  async encodeText(
+    model: ModelRow,
+    dicts: DictionaryRow[],
+    text: string,
+    topK: number,
+    truncate = false,
+  ): Promise<TextEncoding[]> {
     for (const d of dicts) {
       checkTopK(topK, d);
-      if (d.modelId !== model.id) throw new AtlasError('BAD_USER_INPUT', `Dictionary "${d.id}" belongs to model "${d.modelId}", not "${model.id}"; encode dictionaries of one model per request.`);
+      if (d.modelId !== model.id)
+        throw new AtlasError(
+          'BAD_USER_INPUT',
+          `Dictionary "${d.id}" belongs to model "${d.modelId}", not "${model.id}"; encode dictionaries of one ` +
+            `model per request.`,
+        );
     }
     const runs = new Map<boolean, ReturnType<EncodingService['hookActivations']>>();
     for (const bos of new Set(dicts.map((d) => d.prependBos))) {
-      const hooks = [...new Set(dicts.filter((d) => d.prependBos === bos).flatMap((d) => (d.hookPointOut ? [d.hookPoint, d.hookPointOut] : [d.hookPoint])))];
+      const hooks = [
+        ...new Set(
+          dicts
+            .filter((d) => d.prependBos === bos)
+            .flatMap((d) => (d.hookPointOut ? [d.hookPoint, d.hookPointOut] : [d.hookPoint])),
+        ),
+      ];
       runs.set(bos, this.hookActivations(model, text, hooks, truncate, bos));
     }
-    return Promise.all(dicts.map(async (dict) => {
-      const { tokens, rows } = await runs.get(dict.prependBos)!;
-      const n = tokens.ids.length;
-      const { data: x, d } = rows.get(dict.hookPoint)!;
-      if (d !== dict.dIn) {
-        throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${dict.id}" reads vectors of width ${dict.dIn} but ${dict.hookPoint} of model "${model.id}" gives ${d}; it was trained on another model.`, { dIn: dict.dIn, hookWidth: d });
-      }
-      const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
-      const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
-        position, tokenId, text: tokens.texts[position], isBos: tokens.bosPositions.has(position),
-        features: activeFeatures(dict.id, enc, position, topK),
-      }));
-      const kept = perToken.filter((t) => !t.isBos).map((t) => t.position);
-      // A transcoder's reconstruction is of its output hook.
-      const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
-      return { dictionary: dict, tokens: perToken, topFeatures: strongest(perToken.filter((t) => !t.isBos), topK), reconstruction: quality(target, enc, kept, dict.dIn) };
-    }));
+    return Promise.all(
+      dicts.map(async (dict) => {
+        const { tokens, rows } = await runs.get(dict.prependBos)!;
+        const n = tokens.ids.length;
+        const { data: x, d } = rows.get(dict.hookPoint)!;
+        if (d !== dict.dIn) {
+          throw new AtlasError(
+            'DIMENSION_MISMATCH',
+            `Dictionary "${dict.id}" reads vectors of width ${dict.dIn} but ${dict.hookPoint} of model ` +
+              `"${model.id}" gives ${d}; it was trained on another model.`,
+            { dIn: dict.dIn, hookWidth: d },
+          );
+        }
+        const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
+        const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
+          position,
+          tokenId,
+          text: tokens.texts[position],
+          isBos: tokens.bosPositions.has(position),
+          features: activeFeatures(dict.id, enc, position, topK),
+        }));
+        const kept = perToken.filter((t) => !t.isBos).map((t) => t.position);
+        // A transcoder's reconstruction is of its output hook.
+        const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
+        return {
+          dictionary: dict,
+          tokens: perToken,
+          topFeatures: strongest(
+            perToken.filter((t) => !t.isBos),
+            topK,
+          ),
+          reconstruction: quality(target, enc, kept, dict.dIn),
+        };
+      }),
+    );
   }
 }
 

@@ -24,7 +24,8 @@ export interface UserError {
 /** Why an explanation's text cannot be stored, or null when it can. Stored verbatim otherwise. */
 export function explanationTextProblem(text: unknown): string | null {
   if (typeof text !== 'string' || text.trim() === '') return 'The explanation text is empty.';
-  if (text.length > MAX_EXPLANATION_CHARS) return `The explanation has ${text.length} characters; at most ${MAX_EXPLANATION_CHARS} are kept.`;
+  if (text.length > MAX_EXPLANATION_CHARS)
+    return `The explanation has ${text.length} characters; at most ${MAX_EXPLANATION_CHARS} are kept.`;
   if (text.includes('\u0000')) return 'The explanation contains a NUL character, which the database cannot store.';
   return null;
 }
@@ -50,7 +51,6 @@ export async function featureProblems(
   });
 }
 
-
 /** addExplanation: problems come back as userErrors (nothing written), a stored row otherwise. */
 export async function addExplanation(
   database: Database,
@@ -61,7 +61,8 @@ export async function addExplanation(
   const textProblem = explanationTextProblem(args.text);
   if (textProblem) userErrors.push({ field: ['text'], message: textProblem, code: 'BAD_USER_INPUT' });
   const [featureProblem] = await featureProblems(database, [{ dictionaryId: args.dictionary, index: args.index }]);
-  if (featureProblem) userErrors.push({ field: [featureProblem.field], message: featureProblem.message, code: 'NOT_FOUND' });
+  if (featureProblem)
+    userErrors.push({ field: [featureProblem.field], message: featureProblem.message, code: 'NOT_FOUND' });
   if (userErrors.length) return { explanation: null, userErrors };
   const [explanation] = await insertExplanations(database, [
     { dictionaryId: args.dictionary, index: args.index, text: args.text, source: 'api', author: caller.keyName },

@@ -7,14 +7,25 @@ import { AtlasError } from '../errors.js';
 
 export async function exportDictionary(database: Database, id: string, dir: string): Promise<void> {
   const dict = await requireDictionary(database, id);
-  if (!dict.weightsPath) throw new AtlasError('UNSUPPORTED', `Dictionary "${id}" was stored without its encoder weights, so it cannot be exported.`);
+  if (!dict.weightsPath)
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `Dictionary "${id}" was stored without its encoder weights, so it cannot be exported.`,
+    );
   const source = openSae(dict.weightsPath);
   try {
     const { transcoder } = source.config;
-    writeSaelens(dir, {
-      ...source.config, hookName: dict.hookPoint, modelName: dict.modelId, prependBos: dict.prependBos,
-      ...(transcoder && { transcoder: { ...transcoder, hookNameOut: dict.hookPointOut } }),
-    }, source.loadParams());
+    writeSaelens(
+      dir,
+      {
+        ...source.config,
+        hookName: dict.hookPoint,
+        modelName: dict.modelId,
+        prependBos: dict.prependBos,
+        ...(transcoder && { transcoder: { ...transcoder, hookNameOut: dict.hookPointOut } }),
+      },
+      source.loadParams(),
+    );
   } finally {
     source.close();
   }

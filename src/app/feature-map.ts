@@ -34,16 +34,31 @@ export async function buildFeatureMap(database: Database, req: FeatureMapRequest
   const started = Date.now();
   const dict = await requireDictionary(database, req.dictionaryId);
   if (req.keepExisting && (await getFeatureMaps(database, [dict.id])).has(dict.id)) return null;
-  if (dict.dSae < MIN_FEATURES) throw new AtlasError('UNSUPPORTED', `Dictionary "${dict.id}" has ${dict.dSae} features; a map needs at least ${MIN_FEATURES}.`);
+  if (dict.dSae < MIN_FEATURES)
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `Dictionary "${dict.id}" has ${dict.dSae} features; a map needs at least ${MIN_FEATURES}.`,
+    );
   const progress = req.onProgress ?? (() => undefined);
-  const rows = await readDecoderMatrix(database, dict.id, dict.dIn, dict.dSae, (n) => progress('reading', n / dict.dSae));
+  const rows = await readDecoderMatrix(database, dict.id, dict.dIn, dict.dSae, (n) =>
+    progress('reading', n / dict.dSae),
+  );
   const seed = req.seed ?? 42;
   const layout = await layoutDecoders(rows, dict.dIn, {
-    session: req.session, seed, neighbours: req.neighbours, epochs: req.epochs, onProgress: progress,
+    session: req.session,
+    seed,
+    neighbours: req.neighbours,
+    epochs: req.epochs,
+    onProgress: progress,
   });
   progress('storing', 0);
   const seconds = (Date.now() - started) / 1000;
-  await saveFeatureMap(database, dict.id, layout.points, layout.bounds, { neighbours: layout.neighbours, epochs: layout.epochs, seed, seconds });
+  await saveFeatureMap(database, dict.id, layout.points, layout.bounds, {
+    neighbours: layout.neighbours,
+    epochs: layout.epochs,
+    seed,
+    seconds,
+  });
   progress('storing', 1);
   return { features: dict.dSae, seconds, neighbours: layout.neighbours, epochs: layout.epochs };
 }

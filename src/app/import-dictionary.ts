@@ -32,42 +32,75 @@ const DECODER_BATCH = 1024;
 
 /** Default id: the dictionary's name (engine/sae/open.ts), made safe. */
 function defaultId(path: string): string {
-  return dictionaryName(path).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'dictionary';
+  return (
+    dictionaryName(path)
+      .replace(/[^A-Za-z0-9._-]/g, '_')
+      .replace(/^[^A-Za-z0-9]+/, '') || 'dictionary'
+  );
 }
 
 function validate(source: SaeSource, req: ImportRequest, model: ModelRow): { hook: string; hookOut: string | null } {
   const { hookPoints, dModel, id: modelId } = model;
   const cfg = source.config;
   const hook = req.hook ?? cfg.hookName;
-  if (!hook) throw new AtlasError('BAD_USER_INPUT', `${req.path} does not name its hook point; pass --hook (one of: ${hookPoints.join(', ')}).`);
+  if (!hook)
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `${req.path} does not name its hook point; pass --hook (one of: ${hookPoints.join(', ')}).`,
+    );
   if (!hookPoints.includes(hook)) {
-    throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hook}"; it has: ${hookPoints.join(', ')}. Pass --hook to choose one.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `Model "${modelId}" has no hook point "${hook}"; it has: ${hookPoints.join(', ')}. Pass --hook to choose one.`,
+    );
   }
   const widthOf = (h: string) => model.hookWidths[h] ?? dModel;
   // Hooks are as wide as their vectors (attn.hook_z: heads·d_head, mlp.hook_post: d_mlp); rows registered
   // before widths were kept hold only d_model-wide hooks.
   const width = widthOf(hook);
   if (cfg.dIn !== width) {
-    throw new AtlasError('DIMENSION_MISMATCH', `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${width} wide at ${hook}; it was trained on another model or another hook.`, {
-      dictionaryDIn: cfg.dIn,
-      modelWidth: width,
-    });
+    throw new AtlasError(
+      'DIMENSION_MISMATCH',
+      `The dictionary reads vectors of width ${cfg.dIn} (d_in) but model "${modelId}" is ${width} wide at ${hook}; ` +
+        `it was trained on another model or another hook.`,
+      {
+        dictionaryDIn: cfg.dIn,
+        modelWidth: width,
+      },
+    );
   }
   let hookOut: string | null = null;
   if (cfg.transcoder) {
     hookOut = req.hookOut ?? cfg.transcoder.hookNameOut ?? mlpOutputHook(hook);
-    if (!hookOut) throw new AtlasError('BAD_USER_INPUT', `${req.path} is a transcoder that does not name the hook it reconstructs; pass --hook-out (one of: ${hookPoints.join(', ')}).`);
+    if (!hookOut)
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `${req.path} is a transcoder that does not name the hook it reconstructs; pass --hook-out (one of: ` +
+          `${hookPoints.join(', ')}).`,
+      );
     if (!hookPoints.includes(hookOut)) {
-      throw new AtlasError('BAD_USER_INPUT', `Model "${modelId}" has no hook point "${hookOut}" for the transcoder's output; it has: ${hookPoints.join(', ')}. Pass --hook-out to choose one.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Model "${modelId}" has no hook point "${hookOut}" for the transcoder's output; it has: ` +
+          `${hookPoints.join(', ')}. Pass --hook-out to choose one.`,
+      );
     }
     if (widthOf(hookOut) !== cfg.dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `The transcoder reconstructs vectors of width ${cfg.dIn} but model "${modelId}" is ${widthOf(hookOut)} wide at ${hookOut}.`, {
-        dictionaryDIn: cfg.dIn,
-        modelWidth: widthOf(hookOut),
-      });
+      throw new AtlasError(
+        'DIMENSION_MISMATCH',
+        `The transcoder reconstructs vectors of width ${cfg.dIn} but model "${modelId}" is ${widthOf(hookOut)} wide ` +
+          `at ${hookOut}.`,
+        {
+          dictionaryDIn: cfg.dIn,
+          modelWidth: widthOf(hookOut),
+        },
+      );
     }
   } else if (req.hookOut) {
-    throw new AtlasError('BAD_USER_INPUT', `${req.path} is an autoencoder, which reconstructs its own hook; --hook-out is for transcoders.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `${req.path} is an autoencoder, which reconstructs its own hook; --hook-out is for transcoders.`,
+    );
   }
   // Reads and checks every parameter (shapes, NaN/Inf) before anything is written.
   source.loadParams();
@@ -96,45 +129,50 @@ export async function importDictionary(database: Database, req: ImportRequest): 
     const rows = (function* () {
       for (const batch of source.decoderRows(DECODER_BATCH)) yield batch.rows;
     })();
-    const row = await writeDictionary(database, {
-      id,
-      modelId: model.id,
-      name: id,
-      hookPoint: hook,
-      hookPointOut: hookOut,
-      // A dictionary trained with BOS first sees other activations without it (and vice versa), so
-      // each one keeps its own policy; the model's is only the default for files that do not say.
-      prependBos: cfg.prependBos ?? model.prependBos,
-      dIn: cfg.dIn,
-      dSae: cfg.dSae,
-      architecture: cfg.architecture,
-      k: cfg.k,
-      params: {
-        normalization: cfg.normalization.kind,
-        normalizationScalingFactor: cfg.normalization.scalingFactor,
-        applyBDecToInput: cfg.applyBDecToInput,
-        ...(cfg.transcoder && { skipConnection: cfg.transcoder.skip }),
-        dtype: cfg.dtype,
-        sourceConfig: cfg.extra,
+    const row = await writeDictionary(
+      database,
+      {
+        id,
+        modelId: model.id,
+        name: id,
+        hookPoint: hook,
+        hookPointOut: hookOut,
+        // A dictionary trained with BOS first sees other activations without it (and vice versa), so
+        // each one keeps its own policy; the model's is only the default for files that do not say.
+        prependBos: cfg.prependBos ?? model.prependBos,
+        dIn: cfg.dIn,
+        dSae: cfg.dSae,
+        architecture: cfg.architecture,
+        k: cfg.k,
+        params: {
+          normalization: cfg.normalization.kind,
+          normalizationScalingFactor: cfg.normalization.scalingFactor,
+          applyBDecToInput: cfg.applyBDecToInput,
+          ...(cfg.transcoder && { skipConnection: cfg.transcoder.skip }),
+          dtype: cfg.dtype,
+          sourceConfig: cfg.extra,
+        },
+        sourceFormat: cfg.sourceFormat,
+        sourcePath: req.path,
+        weightsPath: finalDir,
       },
-      sourceFormat: cfg.sourceFormat,
-      sourcePath: req.path,
-      weightsPath: finalDir,
-    }, rows, {
-      replace: false,
-      density,
-      onRows: (n) => {
-        req.progress?.rows(n);
-        faultPoint('import:rows');
+      rows,
+      {
+        replace: false,
+        density,
+        onRows: (n) => {
+          req.progress?.rows(n);
+          faultPoint('import:rows');
+        },
+        onIndexing: () => {
+          // The weights move into place before the row turns ready, so a ready row always has them.
+          rmSync(finalDir, { recursive: true, force: true });
+          renameSync(stagingDir, finalDir);
+          req.progress?.indexing();
+          faultPoint('import:indexing');
+        },
       },
-      onIndexing: () => {
-        // The weights move into place before the row turns ready, so a ready row always has them.
-        rmSync(finalDir, { recursive: true, force: true });
-        renameSync(stagingDir, finalDir);
-        req.progress?.indexing();
-        faultPoint('import:indexing');
-      },
-    }).catch((e) => {
+    ).catch((e) => {
       rmSync(stagingDir, { recursive: true, force: true });
       if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
       throw e;

@@ -63,7 +63,10 @@ function readRecords(file: string): { where: string; value: unknown; problem?: s
     try {
       all = JSON.parse(text);
     } catch (e) {
-      throw new AtlasError('BAD_FILE', `${file} starts with "[" but is not a valid JSON array: ${(e as Error).message}`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${file} starts with "[" but is not a valid JSON array: ${(e as Error).message}`,
+      );
     }
     if (!Array.isArray(all)) throw new AtlasError('BAD_FILE', `${file} is not a JSON array.`);
     return all.map((value, i) => ({ where: `entry ${i + 1}`, value }));
@@ -84,7 +87,11 @@ function resolver(dictionaries: DictionaryRow[]): (modelId: string, layer: strin
   return (modelId, layer) => dictionaries.filter((d) => d.modelId === modelId && (d.id === layer || d.name === layer));
 }
 
-export async function importExplanations(database: Database, file: string, opts: ImportExplanationsOptions = {}): Promise<ImportExplanationsResult> {
+export async function importExplanations(
+  database: Database,
+  file: string,
+  opts: ImportExplanationsOptions = {},
+): Promise<ImportExplanationsResult> {
   const records = readRecords(file);
   if (records.length === 0) throw new AtlasError('BAD_FILE', `${file} holds no explanations.`);
   const dictionaries = await listDictionaries(database);
@@ -107,9 +114,17 @@ export async function importExplanations(database: Database, file: string, opts:
     }
     const rec = value as Record<string, unknown>;
     const rawIndex = first(rec, ['index', 'featureIndex', 'feature_index', 'feature']);
-    const index = typeof rawIndex === 'number' ? rawIndex : typeof rawIndex === 'string' && /^\d+$/.test(rawIndex.trim()) ? Number(rawIndex) : NaN;
+    const index =
+      typeof rawIndex === 'number'
+        ? rawIndex
+        : typeof rawIndex === 'string' && /^\d+$/.test(rawIndex.trim())
+          ? Number(rawIndex)
+          : NaN;
     if (!Number.isInteger(index) || index < 0) {
-      fail(`needs a feature index (index, featureIndex or feature) that is a non-negative integer, got ${JSON.stringify(rawIndex ?? null)}`);
+      fail(
+        `needs a feature index (index, featureIndex or feature) that is a non-negative integer, got ` +
+          `${JSON.stringify(rawIndex ?? null)}`,
+      );
       continue;
     }
     const text = first(rec, ['text', 'description', 'explanation']);
@@ -137,9 +152,11 @@ export async function importExplanations(database: Database, file: string, opts:
       }
       const found = byModelLayer(modelId, layer);
       if (found.length !== 1) {
-        fail(found.length === 0
-          ? `no dictionary of model "${modelId}" has id or name "${layer}"; pass --dictionary`
-          : `"${layer}" names ${found.length} dictionaries of model "${modelId}"; pass --dictionary`);
+        fail(
+          found.length === 0
+            ? `no dictionary of model "${modelId}" has id or name "${layer}"; pass --dictionary`
+            : `"${layer}" names ${found.length} dictionaries of model "${modelId}"; pass --dictionary`,
+        );
         continue;
       }
       dictionaryId = found[0].id;
@@ -155,14 +172,26 @@ export async function importExplanations(database: Database, file: string, opts:
     });
   }
 
-  (await featureProblems(database, rows)).forEach((p, i) => { if (p) problems.push({ at: rows[i].at, message: `${rows[i].where}: ${p.message}` }); });
+  (await featureProblems(database, rows)).forEach((p, i) => {
+    if (p) problems.push({ at: rows[i].at, message: `${rows[i].where}: ${p.message}` });
+  });
   if (problems.length) {
     problems.sort((a, b) => a.at - b.at);
-    const listed = problems.slice(0, MAX_LISTED).map((p) => `  ${p.message}`).join('\n');
+    const listed = problems
+      .slice(0, MAX_LISTED)
+      .map((p) => `  ${p.message}`)
+      .join('\n');
     const more = problems.length > MAX_LISTED ? `\n  … and ${problems.length - MAX_LISTED} more` : '';
-    throw new AtlasError('BAD_FILE', `${file}: ${problems.length} of ${records.length} explanations are not valid; nothing was imported. Fix these and import again:\n${listed}${more}`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${file}: ${problems.length} of ${records.length} explanations are not valid; nothing was imported. Fix these ` +
+        `and import again:\n${listed}${more}`,
+    );
   }
-  await insertExplanations(database, rows.map(({ at: _at, where: _where, ...r }) => r));
+  await insertExplanations(
+    database,
+    rows.map(({ at: _at, where: _where, ...r }) => r),
+  );
   const perDictionary = new Map<string, number>();
   for (const r of rows) perDictionary.set(r.dictionaryId, (perDictionary.get(r.dictionaryId) ?? 0) + 1);
   return { inserted: rows.length, perDictionary };

@@ -24,7 +24,12 @@ export interface NeuronpediaImportResult {
   explanations: number;
 }
 
-export async function importNeuronpedia(database: Database, registry: EngineRegistry, dir: string, dictionaryId: string): Promise<NeuronpediaImportResult> {
+export async function importNeuronpedia(
+  database: Database,
+  registry: EngineRegistry,
+  dir: string,
+  dictionaryId: string,
+): Promise<NeuronpediaImportResult> {
   const dict = await requireDictionary(database, dictionaryId);
   const { tokenizer } = await registry.model(await requireModel(database, dict.modelId));
   // Neuronpedia stores token texts; the model's vocabulary gives their ids.
@@ -36,16 +41,39 @@ export async function importNeuronpedia(database: Database, registry: EngineRegi
     if (problem) data.problems.push(`explanation of feature ${e.index}: ${problem}`);
   }
   if (data.problems.length) {
-    const listed = data.problems.slice(0, MAX_LISTED).map((p) => `  ${p}`).join('\n');
+    const listed = data.problems
+      .slice(0, MAX_LISTED)
+      .map((p) => `  ${p}`)
+      .join('\n');
     const more = data.problems.length > MAX_LISTED ? `\n  … and ${data.problems.length - MAX_LISTED} more` : '';
-    throw new AtlasError('BAD_FILE', `${dir}: ${data.problems.length} line(s) are not valid; nothing was imported. Fix these and import again:\n${listed}${more}`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${dir}: ${data.problems.length} line(s) are not valid; nothing was imported. Fix these and import ` +
+        `again:\n${listed}${more}`,
+    );
   }
   if (data.features.length + data.examples.length + data.explanations.length === 0) {
     throw new AtlasError('BAD_FILE', `${dir} holds no features, activations or explanations.`);
   }
-  await publishDashboards(database, [{ dictionaryId: dict.id, stats: null, features: data.features, examples: data.examples, logits: data.logits }]);
+  await publishDashboards(database, [
+    { dictionaryId: dict.id, stats: null, features: data.features, examples: data.examples, logits: data.logits },
+  ]);
   if (data.explanations.length) {
-    await insertExplanations(database, data.explanations.map((e) => ({ dictionaryId: dict.id, index: e.index, text: e.text, source: e.source, author: e.author })));
+    await insertExplanations(
+      database,
+      data.explanations.map((e) => ({
+        dictionaryId: dict.id,
+        index: e.index,
+        text: e.text,
+        source: e.source,
+        author: e.author,
+      })),
+    );
   }
-  return { features: data.features.length, examples: data.examples.length, logits: data.logits.length, explanations: data.explanations.length };
+  return {
+    features: data.features.length,
+    examples: data.examples.length,
+    logits: data.logits.length,
+    explanations: data.explanations.length,
+  };
 }

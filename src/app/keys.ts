@@ -32,7 +32,10 @@ export function hashKey(key: string): string {
 export async function createApiKey(database: Database, name: string): Promise<{ key: string; row: ApiKeyRow }> {
   const trimmed = name.trim();
   if (!trimmed || trimmed.length > 200) {
-    throw new AtlasError('BAD_USER_INPUT', 'A key needs a name of 1–200 characters (--name), saying who or what uses it.');
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      'A key needs a name of 1–200 characters (--name), saying who or what uses it.',
+    );
   }
   const key = KEY_PREFIX + randomBytes(32).toString('base64url');
   const row = await insertApiKey(database, { name: trimmed, keyHash: hashKey(key), prefix: key.slice(0, SHOWN) });

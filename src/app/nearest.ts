@@ -26,7 +26,10 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   const hasIndex = args.index !== undefined && args.index !== null;
   const hasVector = args.vector !== undefined && args.vector !== null;
   if (hasIndex === hasVector) {
-    throw new AtlasError('BAD_USER_INPUT', 'Give exactly one of "index" (a feature of the dictionary) or "vector" (a raw direction).');
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      'Give exactly one of "index" (a feature of the dictionary) or "vector" (a raw direction).',
+    );
   }
   if (!Number.isInteger(args.k) || args.k < 1 || args.k > MAX_NEIGHBORS) {
     throw new AtlasError('BAD_USER_INPUT', `"k" must be between 1 and ${MAX_NEIGHBORS}, got ${args.k}.`);
@@ -40,17 +43,28 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   }
   const source = await requireDictionary(database, args.dictionary);
   if (args.scope === 'MODEL' && args.in && args.in.length) {
-    throw new AtlasError('BAD_USER_INPUT', 'Give either "in" (a list of dictionaries) or scope: MODEL (all of the model\'s dictionaries of this width), not both.');
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      'Give either "in" (a list of dictionaries) or scope: MODEL (all of the model\'s dictionaries of this width), ' +
+        'not both.',
+    );
   }
-  const targetIds = args.scope === 'MODEL'
-    ? (await getDictionariesOfModels(database, [source.modelId])).filter((d) => d.dIn === source.dIn).map((d) => d.id)
-    : args.in && args.in.length ? [...new Set(args.in)] : [source.id];
+  const targetIds =
+    args.scope === 'MODEL'
+      ? (await getDictionariesOfModels(database, [source.modelId])).filter((d) => d.dIn === source.dIn).map((d) => d.id)
+      : args.in && args.in.length
+        ? [...new Set(args.in)]
+        : [source.id];
   const targets = await getDictionaries(database, targetIds);
   for (const id of targetIds) {
     const t = targets.find((d) => d.id === id);
     if (!t) throw new AtlasError('NOT_FOUND', `No dictionary "${id}" to search in.`);
     if (t.dIn !== source.dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${id}" has d_in ${t.dIn} but "${source.id}" has d_in ${source.dIn}; only dictionaries of the same width can be searched together.`);
+      throw new AtlasError(
+        'DIMENSION_MISMATCH',
+        `Dictionary "${id}" has d_in ${t.dIn} but "${source.id}" has d_in ${source.dIn}; only dictionaries of the ` +
+          `same width can be searched together.`,
+      );
     }
   }
   let vector: number[];
@@ -58,16 +72,30 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
   if (hasVector) {
     vector = unit!;
     if (vector.length !== source.dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `The vector has ${vector.length} values but dictionary "${source.id}" has d_in ${source.dIn}.`);
+      throw new AtlasError(
+        'DIMENSION_MISMATCH',
+        `The vector has ${vector.length} values but dictionary "${source.id}" has d_in ${source.dIn}.`,
+      );
     }
   } else {
     const index = args.index!;
     if (!Number.isInteger(index) || index < 0 || index >= source.dSae) {
-      throw new AtlasError('NOT_FOUND', `Dictionary "${source.id}" has features 0..${source.dSae - 1}; there is no feature ${index}.`);
+      throw new AtlasError(
+        'NOT_FOUND',
+        `Dictionary "${source.id}" has features 0..${source.dSae - 1}; there is no feature ${index}.`,
+      );
     }
     const decoders = await getDecoders(database, [{ dictionaryId: source.id, index }]);
     vector = decoders.get(`${source.id}:${index}`)!;
     exclude = { dictionaryId: source.id, index };
   }
-  return nearestFeatures(database, { dictionaryIds: targetIds, dIn: source.dIn, vector, k: args.k, exclude, exact: args.exact ?? false, efSearch });
+  return nearestFeatures(database, {
+    dictionaryIds: targetIds,
+    dIn: source.dIn,
+    vector,
+    k: args.k,
+    exclude,
+    exact: args.exact ?? false,
+    efSearch,
+  });
 }

@@ -9,7 +9,9 @@ export interface RegisterModel {
   path: string;
   tokenizerPath?: string;
   name: string;
-  /** Overrides the checkpoint's default (llama: BOS first; gpt2: none, though TransformerLens-trained SAEs expect one). */
+  /**
+   * Overrides the checkpoint's default (llama: BOS first; gpt2: none, though TransformerLens-trained SAEs expect one).
+   */
   prependBos?: boolean;
 }
 

@@ -44,12 +44,18 @@ export class EngineRegistry {
 
   private async openEncoder(dict: DictionaryRow): Promise<SaeEncoder> {
     if (!dict.weightsPath) {
-      throw new AtlasError('UNSUPPORTED', `Dictionary "${dict.id}" has no encoder weights on this server (it was stored without them); re-import it with \`atlas import\`.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `Dictionary "${dict.id}" has no encoder weights on this server (it was stored without them); re-import it ` +
+          `with \`atlas import\`.`,
+      );
     }
     const source = openSae(dict.weightsPath);
     try {
       const params = source.loadParams();
-      return await SaeEncoder.create(source.config, params, { session: { device: this.config.device, threads: this.config.threads } });
+      return await SaeEncoder.create(source.config, params, {
+        session: { device: this.config.device, threads: this.config.threads },
+      });
     } finally {
       source.close();
     }

@@ -78,7 +78,10 @@ export async function resolveScope(database: Database, scope: SearchScope): Prom
   if (scope.dictionary) {
     const d = await requireDictionary(database, scope.dictionary);
     if (scope.model && d.modelId !== scope.model) {
-      throw new AtlasError('BAD_USER_INPUT', `Dictionary "${d.id}" belongs to model "${d.modelId}", not "${scope.model}"; give one of model or dictionary.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Dictionary "${d.id}" belongs to model "${d.modelId}", not "${scope.model}"; give one of model or dictionary.`,
+      );
     }
     return [d];
   }
@@ -87,7 +90,8 @@ export async function resolveScope(database: Database, scope: SearchScope): Prom
 }
 
 function checkArgs(query: string, first: number): void {
-  if (query.trim() === '') throw new AtlasError('BAD_USER_INPUT', 'The search query is empty; type a word or a phrase.');
+  if (query.trim() === '')
+    throw new AtlasError('BAD_USER_INPUT', 'The search query is empty; type a word or a phrase.');
   if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_RESULTS) {
     throw new AtlasError('BAD_USER_INPUT', `"first" must be between 1 and ${MAX_SEARCH_RESULTS}, got ${first}.`);
   }
@@ -117,41 +121,58 @@ interface QueryRun {
  * has encoder weights (one stored without them still takes part through its labels and explanations).
  */
 async function runQuery(
-  database: Database, encoding: EncodingService, dicts: DictionaryRow[], query: string, skipped: SkippedDictionary[],
+  database: Database,
+  encoding: EncodingService,
+  dicts: DictionaryRow[],
+  query: string,
+  skipped: SkippedDictionary[],
 ): Promise<QueryRun> {
   const firings = new Map<string, Map<number, Firing>>();
   const means = new Map<string, Float32Array>();
   const withWeights = dicts.filter((d) => d.weightsPath);
-  const models = new Map((await getModels(database, [...new Set(withWeights.map((d) => d.modelId))])).map((m) => [m.id, m]));
+  const models = new Map(
+    (await getModels(database, [...new Set(withWeights.map((d) => d.modelId))])).map((m) => [m.id, m]),
+  );
   const runs = groupBy(withWeights, (d) => `${d.modelId}\0${d.prependBos}`);
-  await Promise.all([...runs.values()].map((group) => orSkip(group, skipped, async () => {
-    const { modelId, prependBos } = group[0];
-    const hooks = [...new Set(group.map((d) => d.hookPoint))];
-    const { tokens, rows } = await encoding.hookActivations(models.get(modelId)!, query, hooks, true, prependBos);
-    const kept = tokens.ids.map((_, p) => p).filter((p) => !tokens.bosPositions.has(p));
-    if (kept.length === 0) return;
-    await Promise.all(group.map((dict) => orSkip([dict], skipped, async () => {
-      const { data, d } = rows.get(dict.hookPoint)!;
-      const vectors = kept.map((p) => Array.from(data.subarray(p * d, (p + 1) * d)));
-      const mean = new Float32Array(d);
-      for (const v of vectors) for (let j = 0; j < d; j++) mean[j] += v[j] / vectors.length;
-      means.set(dict.id, mean);
-      const perToken = await encoding.encodeVectors(dict, vectors, Math.min(PER_TOKEN_TOP_K, dict.dSae));
-      const best = new Map<number, Firing>();
-      perToken.forEach((features, i) => {
-        for (const f of features) {
-          const cur = best.get(f.index);
-          if (!cur || f.activation > cur.activation) best.set(f.index, { activation: f.activation, token: tokens.texts[kept[i]], position: kept[i] });
-        }
-      });
-      firings.set(dict.id, best);
-    })));
-  })));
+  await Promise.all(
+    [...runs.values()].map((group) =>
+      orSkip(group, skipped, async () => {
+        const { modelId, prependBos } = group[0];
+        const hooks = [...new Set(group.map((d) => d.hookPoint))];
+        const { tokens, rows } = await encoding.hookActivations(models.get(modelId)!, query, hooks, true, prependBos);
+        const kept = tokens.ids.map((_, p) => p).filter((p) => !tokens.bosPositions.has(p));
+        if (kept.length === 0) return;
+        await Promise.all(
+          group.map((dict) =>
+            orSkip([dict], skipped, async () => {
+              const { data, d } = rows.get(dict.hookPoint)!;
+              const vectors = kept.map((p) => Array.from(data.subarray(p * d, (p + 1) * d)));
+              const mean = new Float32Array(d);
+              for (const v of vectors) for (let j = 0; j < d; j++) mean[j] += v[j] / vectors.length;
+              means.set(dict.id, mean);
+              const perToken = await encoding.encodeVectors(dict, vectors, Math.min(PER_TOKEN_TOP_K, dict.dSae));
+              const best = new Map<number, Firing>();
+              perToken.forEach((features, i) => {
+                for (const f of features) {
+                  const cur = best.get(f.index);
+                  if (!cur || f.activation > cur.activation)
+                    best.set(f.index, { activation: f.activation, token: tokens.texts[kept[i]], position: kept[i] });
+                }
+              });
+              firings.set(dict.id, best);
+            }),
+          ),
+        );
+      }),
+    ),
+  );
   return { firings, means };
 }
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let i = 0; i < a.length; i++) {
     dot += a[i] * b[i];
     na += a[i] * a[i];
@@ -164,7 +185,10 @@ const fmt = (v: number) => Number(v.toPrecision(4)).toString();
 
 /** Dictionaries whose files cannot be loaded are searched by text only and listed in `skipped`. */
 export async function searchFeatures(
-  database: Database, encoding: EncodingService, args: SearchScope & { query: string; first: number }, efSearch?: number,
+  database: Database,
+  encoding: EncodingService,
+  args: SearchScope & { query: string; first: number },
+  efSearch?: number,
   skipped: SkippedDictionary[] = [],
 ): Promise<FeatureHit[]> {
   checkArgs(args.query, args.first);
@@ -178,12 +202,25 @@ export async function searchFeatures(
   ]);
 
   // Cosine candidates: one index scan per dictionary, grouped by hook so each group shares a mean.
-  const byHook = groupBy(dicts.filter((d) => run.means.has(d.id)), (d) => `${d.modelId}\u0000${d.hookPoint}`);
-  const neighbors = (await Promise.all([...byHook.values()].map((group) => {
-    const mean = run.means.get(group[0].id)!;
-    if (!mean.some((v) => v !== 0)) return [];
-    return nearestFeatures(database, { dictionaryIds: group.map((d) => d.id), dIn: group[0].dIn, vector: Array.from(mean), k: pool, efSearch });
-  }))).flat();
+  const byHook = groupBy(
+    dicts.filter((d) => run.means.has(d.id)),
+    (d) => `${d.modelId}\u0000${d.hookPoint}`,
+  );
+  const neighbors = (
+    await Promise.all(
+      [...byHook.values()].map((group) => {
+        const mean = run.means.get(group[0].id)!;
+        if (!mean.some((v) => v !== 0)) return [];
+        return nearestFeatures(database, {
+          dictionaryIds: group.map((d) => d.id),
+          dIn: group[0].dIn,
+          vector: Array.from(mean),
+          k: pool,
+          efSearch,
+        });
+      }),
+    )
+  ).flat();
 
   const candidates = new Map<string, FeatureKey>();
   const add = (k: FeatureKey) => candidates.set(featureKey(k), { dictionaryId: k.dictionaryId, index: k.index });
@@ -194,7 +231,9 @@ export async function searchFeatures(
   const rows = await getFeatures(database, keys);
 
   const textByKey = new Map<string, TextMatch>(text.map((t) => [featureKey(t), t]));
-  const topOnQuery = new Map([...run.firings].map(([id, best]) => [id, Math.max(0, ...[...best.values()].map((f) => f.activation))]));
+  const topOnQuery = new Map(
+    [...run.firings].map(([id, best]) => [id, Math.max(0, ...[...best.values()].map((f) => f.activation))]),
+  );
   const dictById = new Map(dicts.map((d) => [d.id, d]));
 
   // Pass 1: activation and text, for every candidate.
@@ -213,15 +252,24 @@ export async function searchFeatures(
       reasons.push({
         signal: 'ACTIVATION',
         value: firing.activation,
-        detail: `fires ${fmt(firing.activation)} on ${JSON.stringify(firing.token)} (position ${firing.position}), `
-          + (max ? `${fmt(100 * strength)}% of its corpus maximum ${fmt(max)}` : `${fmt(100 * strength)}% of the strongest feature of ${key.dictionaryId} on the query`)
-          + (feature.density === null ? '; density not built yet' : `; density ${fmt(feature.density)} (weight ${fmt(spec)})`),
+        detail:
+          `fires ${fmt(firing.activation)} on ${JSON.stringify(firing.token)} (position ${firing.position}), ` +
+          (max
+            ? `${fmt(100 * strength)}% of its corpus maximum ${fmt(max)}`
+            : `${fmt(100 * strength)}% of the strongest feature of ${key.dictionaryId} on the query`) +
+          (feature.density === null
+            ? '; density not built yet'
+            : `; density ${fmt(feature.density)} (weight ${fmt(spec)})`),
       });
     }
     const t = textByKey.get(featureKey(key));
     if (t) {
       score += W_TEXT * t.rank;
-      reasons.push({ signal: 'TEXT', value: t.rank, detail: `${t.field} matches: ${JSON.stringify(t.text.length > 160 ? `${t.text.slice(0, 157)}...` : t.text)}` });
+      reasons.push({
+        signal: 'TEXT',
+        value: t.rank,
+        detail: `${t.field} matches: ${JSON.stringify(t.text.length > 160 ? `${t.text.slice(0, 157)}...` : t.text)}`,
+      });
     }
     hits.push({ feature, score, reasons });
   }
@@ -231,7 +279,13 @@ export async function searchFeatures(
   // decoders); a long query can make thousands of features fire, and fetching every decoder would
   // cost more than the rest of the search while cosine (weight 0.3) rarely lifts one from far below.
   const known = new Map(neighbors.map((n) => [featureKey(n), n.cosine]));
-  const decoders = await getDecoders(database, hits.slice(0, pool).filter((h) => !known.has(featureKey(h.feature))).map((h) => h.feature));
+  const decoders = await getDecoders(
+    database,
+    hits
+      .slice(0, pool)
+      .filter((h) => !known.has(featureKey(h.feature)))
+      .map((h) => h.feature),
+  );
   for (const h of hits) {
     const key = featureKey(h.feature);
     const mean = run.means.get(h.feature.dictionaryId);
@@ -240,15 +294,26 @@ export async function searchFeatures(
     if (c > 0) {
       h.score += W_COSINE * c;
       h.reasons.splice(h.reasons[0]?.signal === 'ACTIVATION' ? 1 : 0, 0, {
-        signal: 'DECODER_COSINE', value: c, detail: `decoder cosine ${fmt(c)} to the query's mean ${dictById.get(h.feature.dictionaryId)!.hookPoint} activation`,
+        signal: 'DECODER_COSINE',
+        value: c,
+        detail:
+          `decoder cosine ${fmt(c)} to the query's mean ${dictById.get(h.feature.dictionaryId)!.hookPoint} ` +
+          `activation`,
       });
     }
   }
-  return hits.filter((h) => h.reasons.length > 0).sort(byScore).slice(0, args.first);
+  return hits
+    .filter((h) => h.reasons.length > 0)
+    .sort(byScore)
+    .slice(0, args.first);
 }
 
 function byScore(a: FeatureHit, b: FeatureHit): number {
-  return b.score - a.score || a.feature.dictionaryId.localeCompare(b.feature.dictionaryId) || a.feature.index - b.feature.index;
+  return (
+    b.score - a.score ||
+    a.feature.dictionaryId.localeCompare(b.feature.dictionaryId) ||
+    a.feature.index - b.feature.index
+  );
 }
 
 export interface ExplanationHit {
@@ -258,7 +323,8 @@ export interface ExplanationHit {
 
 /** Explanations matching the query, by full-text rank. */
 export async function searchExplanations(
-  database: Database, args: SearchScope & { query: string; first: number },
+  database: Database,
+  args: SearchScope & { query: string; first: number },
 ): Promise<ExplanationHit[]> {
   checkArgs(args.query, args.first);
   const dictIds = (await resolveScope(database, args)).map((d) => d.id);

@@ -3,25 +3,38 @@ import cliProgress from 'cli-progress';
 import { withDatabase } from '../app/database.js';
 import { compareDictionaries, type CompareProgressPhase } from '../app/compare.js';
 
-const PHASES: Record<CompareProgressPhase, string> = { reading: 'reading decoders', similarity: 'cosines', matching: 'one-to-one matching', storing: 'storing' };
+const PHASES: Record<CompareProgressPhase, string> = {
+  reading: 'reading decoders',
+  similarity: 'cosines',
+  matching: 'one-to-one matching',
+  storing: 'storing',
+};
 
 export function register(program: Command): void {
   program
     .command('compare <a> <b>')
-    .description('Compare two dictionaries by decoder cosine (best matches, mean max cosine, one-to-one PW-MCC) and store the result')
+    .description(
+      'Compare two dictionaries by decoder cosine (best matches, mean max cosine, one-to-one PW-MCC) and store the ' +
+        'result',
+    )
     .option('--recompute', 'compute again even if the comparison is stored')
     .action(async (a: string, b: string, opts: { recompute?: boolean }) => {
       await withDatabase(async (database, config) => {
-        const bar = new cliProgress.SingleBar({
-          format: 'compare {bar} {percentage}% | {phase} | {duration_formatted}',
-          stream: process.stderr,
-          hideCursor: true,
-        }, cliProgress.Presets.shades_classic);
+        const bar = new cliProgress.SingleBar(
+          {
+            format: 'compare {bar} {percentage}% | {phase} | {duration_formatted}',
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        );
         bar.start(100, 0, { phase: PHASES.reading });
         let result;
         try {
           result = await compareDictionaries(database, {
-            a, b, recompute: opts.recompute,
+            a,
+            b,
+            recompute: opts.recompute,
             session: { device: config.device, threads: config.threads },
             onProgress: (phase, f) => bar.update(Math.round(100 * f), { phase: PHASES[phase] }),
           });
@@ -34,7 +47,11 @@ export function register(program: Command): void {
         console.log(`${a} → ${b}: mean max cosine ${(swapped ? s.meanMaxBA : s.meanMaxAB).toFixed(4)}`);
         console.log(`${b} → ${a}: mean max cosine ${(swapped ? s.meanMaxAB : s.meanMaxBA).toFixed(4)}`);
         if (s.oneToOne) console.log(`one-to-one matching (PW-MCC): ${s.oneToOne.score.toFixed(4)}`);
-        console.log(stored ? `(stored ${new Date(c.createdAt).toISOString()}; --recompute to compute again)` : `computed in ${s.seconds.toFixed(1)} s and stored.`);
+        console.log(
+          stored
+            ? `(stored ${new Date(c.createdAt).toISOString()}; --recompute to compute again)`
+            : `computed in ${s.seconds.toFixed(1)} s and stored.`,
+        );
       });
     });
 }

@@ -7,8 +7,14 @@ export function register(program: Command): void {
   const explanations = program.command('explanations').description('Explanations of features');
   explanations
     .command('import <file>')
-    .description('Import JSON lines (or a JSON array, .gz too) of {index, text, source?, author?}; Neuronpedia export fields work. All or nothing.')
-    .option('--dictionary <id>', 'put every explanation in this dictionary (otherwise each line names it, or its modelId and layer)')
+    .description(
+      'Import JSON lines (or a JSON array, .gz too) of {index, text, source?, author?}; Neuronpedia export fields ' +
+        'work. All or nothing.',
+    )
+    .option(
+      '--dictionary <id>',
+      'put every explanation in this dictionary (otherwise each line names it, or its modelId and layer)',
+    )
     .option('--source <source>', 'source for lines that name none', 'import')
     .action(async (file: string, opts: { dictionary?: string; source: string }) => {
       await withDatabase(async (database) => {

@@ -7,43 +7,61 @@ import { importDictionary } from '../app/import-dictionary.js';
 export function register(program: Command): void {
   program
     .command('import <path>')
-    .description('Import an SAE dictionary (SAELens, sparsify, Llama Scope or dictionary_learning folder, Gemma Scope params.npz, OpenAI or Goodfire .pt/.pth) for a registered model')
+    .description(
+      'Import an SAE dictionary (SAELens, sparsify, Llama Scope or dictionary_learning folder, Gemma Scope ' +
+        'params.npz, OpenAI or Goodfire .pt/.pth) for a registered model',
+    )
     .requiredOption('--model <id>', 'the model the dictionary was trained on (see `atlas model add`)')
     .option('--id <id>', 'dictionary id (default: the folder name)')
     .option('--hook <name>', 'hook point, e.g. blocks.3.hook_resid_post (default: from cfg.json)')
-    .option('--hook-out <name>', "transcoders: the hook reconstructed (default: the file's, else the MLP output of an MLP-input hook)")
+    .option(
+      '--hook-out <name>',
+      "transcoders: the hook reconstructed (default: the file's, else the MLP output of an MLP-input hook)",
+    )
     .option('--replace', 'overwrite a dictionary with the same id')
-    .action(async (path: string, opts: { model: string; id?: string; hook?: string; hookOut?: string; replace?: boolean }) => {
-      await withDatabase(async (database, config) => {
-        const bar = new cliProgress.SingleBar({
-          format: 'features {bar} {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted}',
-          stream: process.stderr,
-          hideCursor: true,
-        }, cliProgress.Presets.shades_classic);
-        const started = Date.now();
-        let done = 0;
-        const row = await importDictionary(database, {
-          path: resolve(path),
-          modelId: opts.model,
-          id: opts.id,
-          hook: opts.hook,
-          hookOut: opts.hookOut,
-          replace: opts.replace,
-          dataDir: config.dataDir,
-          progress: {
-            start: (total) => bar.start(total, 0, { rate: 0 }),
-            rows: (n) => {
-              done += n;
-              bar.update(done, { rate: Math.round(done / Math.max((Date.now() - started) / 1000, 1e-3)) });
+    .action(
+      async (
+        path: string,
+        opts: { model: string; id?: string; hook?: string; hookOut?: string; replace?: boolean },
+      ) => {
+        await withDatabase(async (database, config) => {
+          const bar = new cliProgress.SingleBar(
+            {
+              format: 'features {bar} {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted}',
+              stream: process.stderr,
+              hideCursor: true,
             },
-            indexing: () => {
-              bar.stop();
-              process.stderr.write('building the HNSW index…\n');
+            cliProgress.Presets.shades_classic,
+          );
+          const started = Date.now();
+          let done = 0;
+          const row = await importDictionary(database, {
+            path: resolve(path),
+            modelId: opts.model,
+            id: opts.id,
+            hook: opts.hook,
+            hookOut: opts.hookOut,
+            replace: opts.replace,
+            dataDir: config.dataDir,
+            progress: {
+              start: (total) => bar.start(total, 0, { rate: 0 }),
+              rows: (n) => {
+                done += n;
+                bar.update(done, { rate: Math.round(done / Math.max((Date.now() - started) / 1000, 1e-3)) });
+              },
+              indexing: () => {
+                bar.stop();
+                process.stderr.write('building the HNSW index…\n');
+              },
             },
-          },
-        }).finally(() => bar.stop());
-        const seconds = (Date.now() - started) / 1000;
-        console.log(`Imported ${row.id}: ${row.architecture}, ${row.dSae} features × ${row.dIn} at ${row.hookPoint}${row.hookPointOut ? ` → ${row.hookPointOut}` : ''} of ${row.modelId} in ${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`);
-      });
-    });
+          }).finally(() => bar.stop());
+          const seconds = (Date.now() - started) / 1000;
+          console.log(
+            `Imported ${row.id}: ${row.architecture}, ${row.dSae} features × ${row.dIn} at ` +
+              `${row.hookPoint}${row.hookPointOut ? ` → ${row.hookPointOut}` : ''} of ${row.modelId} in ` +
+              `${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`,
+          );
+        });
+      },
+    );
 }

@@ -11,7 +11,10 @@ export function register(program: Command): void {
     .action(async (opts: { name: string }) => {
       await withDatabase(async (database) => {
         const { key, row } = await createApiKey(database, opts.name);
-        console.log(`Created key ${row.id} (${row.prefix}…) for "${row.name}". It is shown only now; send it as "Authorization: Bearer <key>":`);
+        console.log(
+          `Created key ${row.id} (${row.prefix}…) for "${row.name}". It is shown only now; send it as ` +
+            `"Authorization: Bearer <key>":`,
+        );
         console.log(key);
       });
     });
@@ -24,7 +27,15 @@ export function register(program: Command): void {
         if (rows.length === 0) return console.log('No API keys. Make one with `atlas keys create --name NAME`.');
         console.log(['id', 'prefix', 'created', 'status', 'name'].join('\t'));
         for (const r of rows) {
-          console.log([r.id, r.prefix, r.createdAt.toISOString(), r.revokedAt ? `revoked ${r.revokedAt.toISOString()}` : 'active', r.name].join('\t'));
+          console.log(
+            [
+              r.id,
+              r.prefix,
+              r.createdAt.toISOString(),
+              r.revokedAt ? `revoked ${r.revokedAt.toISOString()}` : 'active',
+              r.name,
+            ].join('\t'),
+          );
         }
       });
     });

@@ -5,15 +5,28 @@ import { buildFeatureMap, type MapProgressPhase } from '../app/feature-map.js';
 import type { Database } from '../db/client.js';
 import { integerOption, type Config } from '../config.js';
 
-const PHASES: Record<MapProgressPhase, string> = { reading: 'reading decoders', neighbours: 'nearest neighbours', layout: 'UMAP layout', storing: 'storing' };
+const PHASES: Record<MapProgressPhase, string> = {
+  reading: 'reading decoders',
+  neighbours: 'nearest neighbours',
+  layout: 'UMAP layout',
+  storing: 'storing',
+};
 
 /** Lays out one dictionary with a progress bar on stderr; `atlas build` calls it too. */
-export async function mapWithProgress(database: Database, config: Config, id: string, opts: { seed?: number; neighbours?: number; epochs?: number; keepExisting?: boolean } = {}): Promise<void> {
-  const bar = new cliProgress.SingleBar({
-    format: `map ${id} {bar} {percentage}% | {phase} | {duration_formatted}`,
-    stream: process.stderr,
-    hideCursor: true,
-  }, cliProgress.Presets.shades_classic);
+export async function mapWithProgress(
+  database: Database,
+  config: Config,
+  id: string,
+  opts: { seed?: number; neighbours?: number; epochs?: number; keepExisting?: boolean } = {},
+): Promise<void> {
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `map ${id} {bar} {percentage}% | {phase} | {duration_formatted}`,
+      stream: process.stderr,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   bar.start(100, 0, { phase: PHASES.reading });
   try {
     const r = await buildFeatureMap(database, {
@@ -27,7 +40,10 @@ export async function mapWithProgress(database: Database, config: Config, id: st
       console.log(`${id}: already has a map (\`atlas map ${id}\` lays it out again).`);
       return;
     }
-    console.log(`${id}: mapped ${r.features} features (UMAP, cosine, ${r.neighbours} neighbours, ${r.epochs} epochs) in ${r.seconds.toFixed(1)} s.`);
+    console.log(
+      `${id}: mapped ${r.features} features (UMAP, cosine, ${r.neighbours} neighbours, ${r.epochs} epochs) in ` +
+        `${r.seconds.toFixed(1)} s.`,
+    );
   } catch (e) {
     bar.stop();
     throw e;

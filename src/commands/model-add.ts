@@ -4,14 +4,21 @@ import { withDatabase } from '../app/database.js';
 import { registerModel } from '../app/register-model.js';
 
 export function register(program: Command): void {
-  const model = program.commands.find((c) => c.name() === 'model') ?? program.command('model').description('Manage the models in the catalog');
+  const model =
+    program.commands.find((c) => c.name() === 'model') ??
+    program.command('model').description('Manage the models in the catalog');
   model
     .command('add <path>')
-    .description('Register a model: a llama2.c .bin, a Hugging Face folder (config.json + safetensors) or a ready .onnx file')
+    .description(
+      'Register a model: a llama2.c .bin, a Hugging Face folder (config.json + safetensors) or a ready .onnx file',
+    )
     .requiredOption('--id <id>', 'catalog id (letters, digits, . _ -)')
     .option('--tokenizer <path>', 'tokenizer file (default: found beside the model)')
     .option('--name <name>', 'display name (default: the file name)')
-    .option('--bos', 'default BOS policy: start sequences with BOS (default for llama); dictionaries whose files say follow their own')
+    .option(
+      '--bos',
+      'default BOS policy: start sequences with BOS (default for llama); dictionaries whose files say follow their own',
+    )
     .option('--no-bos', 'default BOS policy: no BOS (default for gpt2); dictionaries whose files say follow their own')
     .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string; bos?: boolean }) => {
       await withDatabase(async (database) => {
@@ -22,7 +29,10 @@ export function register(program: Command): void {
           name: opts.name ?? basename(path),
           prependBos: opts.bos,
         });
-        console.log(`Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ${row.vocabSize}, context ${row.contextLength}, ${row.prependBos ? 'BOS first' : 'no BOS'}.`);
+        console.log(
+          `Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ` +
+            `${row.vocabSize}, context ${row.contextLength}, ${row.prependBos ? 'BOS first' : 'no BOS'}.`,
+        );
       });
     });
 }

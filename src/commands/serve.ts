@@ -18,11 +18,21 @@ export function register(program: Command): void {
       const database = await openConfiguredDatabase(config, { statementTimeoutMs: config.requestTimeoutMs });
       const services = await createServices(config);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
-      const server = await startServer({
-        database, services, maxBodyBytes: config.maxBodyBytes, deadlineMs: config.requestTimeoutMs,
-        httpHeadersTimeoutMs: config.httpHeadersTimeoutMs, httpRequestTimeoutMs: config.httpRequestTimeoutMs,
-      }, { port: config.port, host: config.host });
-      console.log(`Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution provider: ${services.executionProvider()})`);
+      const server = await startServer(
+        {
+          database,
+          services,
+          maxBodyBytes: config.maxBodyBytes,
+          deadlineMs: config.requestTimeoutMs,
+          httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+          httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+        },
+        { port: config.port, host: config.host },
+      );
+      console.log(
+        `Feature Atlas ${services.version} listening on ${server.url} (database: ${database.description}; execution ` +
+          `provider: ${services.executionProvider()})`,
+      );
 
       let stopping = false;
       const shutdown = async (signal: string) => {

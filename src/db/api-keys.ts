@@ -39,7 +39,11 @@ export async function getApiKeyByHash(database: Database, keyHash: string): Prom
 /** Keys whose hash is keyHash or whose prefix starts with `prefix`, oldest first. */
 export async function findApiKeys(database: Database, keyHash: string, prefix: string | null): Promise<ApiKeyRow[]> {
   const byPrefix = prefix === null ? undefined : sql`starts_with(${apiKeys.prefix}, ${prefix})`;
-  return database.db.select(ROW).from(apiKeys).where(or(eq(apiKeys.keyHash, keyHash), byPrefix)).orderBy(asc(apiKeys.id));
+  return database.db
+    .select(ROW)
+    .from(apiKeys)
+    .where(or(eq(apiKeys.keyHash, keyHash), byPrefix))
+    .orderBy(asc(apiKeys.id));
 }
 
 /** Marks a key revoked; revoking twice keeps the first time. */

@@ -14,7 +14,10 @@ const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Ids appear in URLs, feature ids (`dict:index`) and index names, so they are kept to a safe alphabet. */
 export function assertValidId(kind: string, id: string): void {
   if (!ID_PATTERN.test(id)) {
-    throw new AtlasError('BAD_USER_INPUT', `${kind} id "${id}" is not valid: use 1–128 letters, digits, '.', '_' or '-', starting with a letter or digit.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `${kind} id "${id}" is not valid: use 1–128 letters, digits, '.', '_' or '-', starting with a letter or digit.`,
+    );
   }
 }
 
@@ -24,33 +27,48 @@ export async function listModels(database: Database): Promise<ModelRow[]> {
 
 export async function getModels(database: Database, ids: readonly string[]): Promise<ModelRow[]> {
   if (ids.length === 0) return [];
-  return database.db.select().from(models).where(inArray(models.id, [...ids]));
+  return database.db
+    .select()
+    .from(models)
+    .where(inArray(models.id, [...ids]));
 }
 
 export async function upsertModel(database: Database, model: NewModel): Promise<ModelRow> {
   assertValidId('Model', model.id);
   const { id: _id, ...rest } = model;
-  const [row] = await database.db.insert(models).values(model)
-    .onConflictDoUpdate({ target: models.id, set: rest }).returning();
+  const [row] = await database.db
+    .insert(models)
+    .values(model)
+    .onConflictDoUpdate({ target: models.id, set: rest })
+    .returning();
   return row;
 }
 
 export async function listDictionaries(database: Database, modelId?: string): Promise<DictionaryRow[]> {
   const ready = eq(dictionaries.state, 'ready');
-  return database.db.select().from(dictionaries)
+  return database.db
+    .select()
+    .from(dictionaries)
     .where(modelId === undefined ? ready : and(ready, eq(dictionaries.modelId, modelId)))
     .orderBy(asc(dictionaries.modelId), asc(dictionaries.id));
 }
 
 export async function getDictionaries(database: Database, ids: readonly string[]): Promise<DictionaryRow[]> {
   if (ids.length === 0) return [];
-  return database.db.select().from(dictionaries)
+  return database.db
+    .select()
+    .from(dictionaries)
     .where(and(inArray(dictionaries.id, [...ids]), eq(dictionaries.state, 'ready')));
 }
 
-export async function getDictionariesOfModels(database: Database, modelIds: readonly string[]): Promise<DictionaryRow[]> {
+export async function getDictionariesOfModels(
+  database: Database,
+  modelIds: readonly string[],
+): Promise<DictionaryRow[]> {
   if (modelIds.length === 0) return [];
-  return database.db.select().from(dictionaries)
+  return database.db
+    .select()
+    .from(dictionaries)
     .where(and(inArray(dictionaries.modelId, [...modelIds]), eq(dictionaries.state, 'ready')))
     .orderBy(asc(dictionaries.id));
 }
@@ -63,12 +81,17 @@ export async function findDictionaryAnyState(database: Database, id: string): Pr
 
 export async function requireDictionary(database: Database, id: string): Promise<DictionaryRow> {
   const [row] = await getDictionaries(database, [id]);
-  if (!row) throw new AtlasError('NOT_FOUND', `No dictionary "${id}". List them with the dictionaries query or \`atlas import\` one.`);
+  if (!row)
+    throw new AtlasError(
+      'NOT_FOUND',
+      `No dictionary "${id}". List them with the dictionaries query or \`atlas import\` one.`,
+    );
   return row;
 }
 
 export async function requireModel(database: Database, id: string): Promise<ModelRow> {
   const [row] = await getModels(database, [id]);
-  if (!row) throw new AtlasError('NOT_FOUND', `No model "${id}". Register it with \`atlas model add PATH --id ${id}\`.`);
+  if (!row)
+    throw new AtlasError('NOT_FOUND', `No model "${id}". Register it with \`atlas model add PATH --id ${id}\`.`);
   return row;
 }

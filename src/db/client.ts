@@ -82,7 +82,11 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
 }
 
 function countingLogger(counter: { n: number }): { logQuery(): void } {
-  return { logQuery: () => { counter.n++; } };
+  return {
+    logQuery: () => {
+      counter.n++;
+    },
+  };
 }
 
 function redact(url: string): string {
@@ -96,7 +100,8 @@ function redact(url: string): string {
 
 /** SQLSTATE classes and messages of a connection that is gone (terminated, restarted, unreachable). */
 const CONNECTION_LOST_CODES = new Set(['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
-const CONNECTION_LOST_MESSAGE = /Connection terminated|connection error|Client was closed|not queryable|Connection ended/i;
+const CONNECTION_LOST_MESSAGE =
+  /Connection terminated|connection error|Client was closed|not queryable|Connection ended/i;
 
 export function isConnectionLost(e: unknown): boolean {
   // drizzle wraps the driver's error in its own, with the original as cause.
@@ -117,12 +122,16 @@ export function databaseError(e: unknown): AtlasError | null {
     if (inner) return inner;
   }
   if (isConnectionLost(e)) {
-    return new AtlasError('DATABASE_UNAVAILABLE',
-      'The connection to the database was lost (it may be restarting); retry the request.');
+    return new AtlasError(
+      'DATABASE_UNAVAILABLE',
+      'The connection to the database was lost (it may be restarting); retry the request.',
+    );
   }
   if ((e as { code?: unknown })?.code === '57014') {
-    return new AtlasError('DEADLINE_EXCEEDED',
-      'A database statement ran past the per-request deadline (ATLAS_REQUEST_TIMEOUT_MS) and was cancelled.');
+    return new AtlasError(
+      'DEADLINE_EXCEEDED',
+      'A database statement ran past the per-request deadline (ATLAS_REQUEST_TIMEOUT_MS) and was cancelled.',
+    );
   }
   return null;
 }
@@ -155,12 +164,15 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
     await pool.query('SELECT 1');
   } catch (e) {
     await pool.end();
-    throw new AtlasError('BAD_USER_INPUT', `Cannot connect to ${redact(url)}: ${(e as Error).message}. Check DATABASE_URL.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `Cannot connect to ${redact(url)}: ${(e as Error).message}. Check DATABASE_URL.`,
+    );
   }
   // drizzle sends its statements through pool.query too: reads retried once, failures coded, for both.
   const poolQuery = pool.query.bind(pool) as (config: unknown, values?: unknown) => Promise<pg.QueryResult>;
   pool.query = ((config: unknown, values?: unknown) => {
-    const text = typeof config === 'string' ? config : (config as { text?: string }).text ?? '';
+    const text = typeof config === 'string' ? config : ((config as { text?: string }).text ?? '');
     return onceMore(READ_ONLY.test(text), () => poolQuery(config, values));
   }) as typeof pool.query;
   const counter = { n: 0 };
@@ -196,27 +208,31 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
     kind: 'postgres',
     description: redact(url),
     db,
-    get queryCount() { return counter.n; },
+    get queryCount() {
+      return counter.n;
+    },
     async query<T>(text: string, params: unknown[] = []) {
       counter.n++;
       const run = () => withClient(signal, async (client) => (await client.query(text, params)).rows as T[]);
       return onceMore(READ_ONLY.test(text), run);
     },
     transaction(fn, opts) {
-      return onceMore(opts?.readOnly ?? false, () => withClient(signal, async (client) => {
-        try {
-          await client.query(opts?.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-          const result = await fn(async (text, params = []) => {
-            signal?.throwIfAborted();
-            return (await client.query(text, params)).rows;
-          });
-          await client.query('COMMIT');
-          return result;
-        } catch (e) {
-          if (!isConnectionLost(e)) await client.query('ROLLBACK').catch(() => undefined);
-          throw e;
-        }
-      }));
+      return onceMore(opts?.readOnly ?? false, () =>
+        withClient(signal, async (client) => {
+          try {
+            await client.query(opts?.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+            const result = await fn(async (text, params = []) => {
+              signal?.throwIfAborted();
+              return (await client.query(text, params)).rows;
+            });
+            await client.query('COMMIT');
+            return result;
+          } catch (e) {
+            if (!isConnectionLost(e)) await client.query('ROLLBACK').catch(() => undefined);
+            throw e;
+          }
+        }),
+      );
     },
     copyIn(table, columns, lines) {
       return onceMore(false, async () => {
@@ -259,7 +275,11 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
 function migrationError(e: unknown): AtlasError {
   const msg = (e as Error).message ?? String(e);
   if (/extension "vector"/.test(msg) || /could not open extension control file/.test(msg)) {
-    return new AtlasError('UNSUPPORTED', `The database has no pgvector extension (${msg}). Install it (scripts/install-pgvector.sh on Debian) and start again.`);
+    return new AtlasError(
+      'UNSUPPORTED',
+      `The database has no pgvector extension (${msg}). Install it (scripts/install-pgvector.sh on Debian) and ` +
+        `start again.`,
+    );
   }
   return new AtlasError('INTERNAL_SERVER_ERROR', `Database migration failed: ${msg}`);
 }
@@ -279,15 +299,22 @@ function lockDataDir(dir: string): () => void {
       writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
       closeSync(fd);
       return () => {
-        try { unlinkSync(lock); } catch { /* already gone */ }
+        try {
+          unlinkSync(lock);
+        } catch {
+          /* already gone */
+        }
       };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const [owner, started] = readFileSync(lock, 'utf8').trim().split(/\s+/);
       const pid = Number(owner);
       if (pid && pid !== process.pid && holdsLock(pid, started)) {
-        throw new AtlasError('CONFLICT', `The embedded database in ${dir} is in use by process ${pid}. `
-          + 'Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.');
+        throw new AtlasError(
+          'CONFLICT',
+          `The embedded database in ${dir} is in use by process ${pid}. ` +
+            'Stop it, use another ATLAS_DATA_DIR, or set DATABASE_URL to share a PostgreSQL server.',
+        );
       }
       unlinkSync(lock);
     }
@@ -340,7 +367,9 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
     kind: 'pglite',
     description: `PGlite ${join(dataDir, 'pglite')}`,
     db,
-    get queryCount() { return counter.n; },
+    get queryCount() {
+      return counter.n;
+    },
     async query<T>(text: string, params: unknown[] = []) {
       counter.n++;
       signal?.throwIfAborted();
@@ -348,10 +377,12 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
     },
     async transaction(fn) {
       signal?.throwIfAborted();
-      return client.transaction((tx) => fn(async (text, params = []) => {
-        signal?.throwIfAborted();
-        return (await tx.query(text, params)).rows as never;
-      }));
+      return client.transaction((tx) =>
+        fn(async (text, params = []) => {
+          signal?.throwIfAborted();
+          return (await tx.query(text, params)).rows as never;
+        }),
+      );
     },
     async copyIn(table, columns, lines) {
       // PGlite copies from an in-memory blob, so flush every few MB to keep memory flat.

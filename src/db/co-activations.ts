@@ -33,9 +33,13 @@ export async function familyPairs(database: Database, parentId: string, childId:
   return { parents: Int32Array.from(rows, (r) => r.p), children: Int32Array.from(rows, (r) => r.c) };
 }
 
-/** Deletes every row touching the built dictionaries, then stores the new counts; run inside the publish transaction. */
+/**
+ * Deletes every row touching the built dictionaries, then stores the new counts; run inside the publish transaction.
+ */
 export async function replaceCoActivations(
-  q: Query, builtIds: readonly string[], sets: readonly CoActivationSet[],
+  q: Query,
+  builtIds: readonly string[],
+  sets: readonly CoActivationSet[],
 ): Promise<void> {
   await q(
     'DELETE FROM co_activations WHERE parent_dictionary_id = ANY($1::text[]) OR child_dictionary_id = ANY($1::text[])',
@@ -45,12 +49,16 @@ export async function replaceCoActivations(
     for (let from = 0; from < s.both.length; from += CHUNK) {
       const to = Math.min(s.both.length, from + CHUNK);
       await q(
-        `INSERT INTO co_activations (parent_dictionary_id, parent_idx, child_dictionary_id, child_idx, both_tokens, parent_tokens)
+        `INSERT INTO co_activations (parent_dictionary_id, parent_idx, child_dictionary_id, child_idx, both_tokens,
+          parent_tokens)
          SELECT $1, p, $2, c, b, t FROM unnest($3::int[], $4::int[], $5::float8[], $6::float8[]) AS s(p, c, b, t)`,
         [
-          s.parentDictionaryId, s.childDictionaryId,
-          Array.from(s.pairs.parents.subarray(from, to)), Array.from(s.pairs.children.subarray(from, to)),
-          Array.from(s.both.subarray(from, to)), Array.from(s.parent.subarray(from, to)),
+          s.parentDictionaryId,
+          s.childDictionaryId,
+          Array.from(s.pairs.parents.subarray(from, to)),
+          Array.from(s.pairs.children.subarray(from, to)),
+          Array.from(s.both.subarray(from, to)),
+          Array.from(s.parent.subarray(from, to)),
         ],
       );
     }

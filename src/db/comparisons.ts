@@ -32,7 +32,8 @@ export interface SideMatches {
   paired: { indices: Int32Array; cosines: Float32Array } | null;
 }
 
-const COMPARISON_COLUMNS = `id, dictionary_a AS "dictionaryA", dictionary_b AS "dictionaryB", summary, created_at AS "createdAt"`;
+const COMPARISON_COLUMNS =
+  `id, dictionary_a AS "dictionaryA", dictionary_b AS "dictionaryB", summary, created_at ` + `AS "createdAt"`;
 const MATCH_COLUMNS = `m.comparison_id AS "comparisonId", m.dictionary_id AS "dictionaryId", m.idx AS "index",
   m.other_dictionary_id AS "otherDictionaryId", m.match_idx AS "matchIndex", m.cosine,
   m.paired_idx AS "pairedIndex", m.paired_cosine AS "pairedCosine"`;
@@ -48,17 +49,30 @@ export async function findComparison(database: Database, a: string, b: string): 
 }
 
 export async function getComparisons(database: Database, ids: readonly number[]): Promise<Map<number, ComparisonRow>> {
-  const rows = await database.query<ComparisonRow>(`SELECT ${COMPARISON_COLUMNS} FROM comparisons WHERE id = ANY($1::int[])`, [[...ids]]);
+  const rows = await database.query<ComparisonRow>(
+    `SELECT ${COMPARISON_COLUMNS} FROM comparisons WHERE id = ANY($1::int[])`,
+    [[...ids]],
+  );
   return new Map(rows.map((r) => [r.id, r]));
 }
 
-async function insertSide(q: Query, comparisonId: number, dictionaryId: string, otherId: string, side: SideMatches): Promise<void> {
+async function insertSide(
+  q: Query,
+  comparisonId: number,
+  dictionaryId: string,
+  otherId: string,
+  side: SideMatches,
+): Promise<void> {
   const n = side.matchIndices.length;
   await q(
-    `INSERT INTO feature_matches (comparison_id, dictionary_id, idx, other_dictionary_id, match_idx, cosine, paired_idx, paired_cosine)
-     SELECT $1, $2, i, $3, m, c, p, pc FROM unnest($4::int[], $5::int[], $6::real[], $7::int[], $8::real[]) AS s(i, m, c, p, pc)`,
+    `INSERT INTO feature_matches (comparison_id, dictionary_id, idx, other_dictionary_id, match_idx, cosine,
+      paired_idx, paired_cosine)
+     SELECT $1, $2, i, $3, m, c, p, pc FROM unnest($4::int[], $5::int[], $6::real[], $7::int[], $8::real[]) AS s(i,
+     m, c, p, pc)`,
     [
-      comparisonId, dictionaryId, otherId,
+      comparisonId,
+      dictionaryId,
+      otherId,
       Array.from({ length: n }, (_, i) => i),
       Array.from(side.matchIndices),
       Array.from(side.cosines),
@@ -70,14 +84,24 @@ async function insertSide(q: Query, comparisonId: number, dictionaryId: string, 
 
 /** Replaces the stored comparison of the pair (in either order) in one transaction. */
 export async function saveComparison(
-  database: Database, a: string, b: string, summary: ComparisonSummary, sideA: SideMatches, sideB: SideMatches,
+  database: Database,
+  a: string,
+  b: string,
+  summary: ComparisonSummary,
+  sideA: SideMatches,
+  sideB: SideMatches,
 ): Promise<ComparisonRow> {
   return database.transaction(async (q) => {
-    await q('DELETE FROM comparisons WHERE (dictionary_a = $1 AND dictionary_b = $2) OR (dictionary_a = $2 AND dictionary_b = $1)', [a, b]);
-    const [row] = await q(
-      `INSERT INTO comparisons (dictionary_a, dictionary_b, summary) VALUES ($1, $2, $3) RETURNING ${COMPARISON_COLUMNS}`,
+    await q(
+      'DELETE FROM comparisons WHERE (dictionary_a = $1 AND dictionary_b = $2) OR (dictionary_a = $2 AND ' +
+        'dictionary_b = $1)',
+      [a, b],
+    );
+    const [row] = (await q(
+      `INSERT INTO comparisons (dictionary_a, dictionary_b, summary) VALUES ($1, $2, $3) RETURNING ` +
+        `${COMPARISON_COLUMNS}`,
       [a, b, JSON.stringify(summary)],
-    ) as unknown as ComparisonRow[];
+    )) as unknown as ComparisonRow[];
     await insertSide(q, row.id, a, b, sideA);
     await insertSide(q, row.id, b, a, sideB);
     return row;
@@ -95,7 +119,10 @@ export interface MatchPageRequest {
 }
 
 /** Keyset pages of one side's matches, by cosine (ties by index ascending) or by index. */
-export async function pageMatches(database: Database, req: MatchPageRequest): Promise<{ rows: MatchRow[]; hasNextPage: boolean }> {
+export async function pageMatches(
+  database: Database,
+  req: MatchPageRequest,
+): Promise<{ rows: MatchRow[]; hasNextPage: boolean }> {
   const params: unknown[] = [req.comparisonId, req.dictionaryId, req.first + 1];
   let where = 'm.comparison_id = $1 AND m.dictionary_id = $2';
   let order = 'm.idx ASC';
@@ -112,16 +139,23 @@ export async function pageMatches(database: Database, req: MatchPageRequest): Pr
       where += ` AND (m.cosine ${cmp} $4 OR (m.cosine = $4 AND m.idx > $5))`;
     }
   }
-  const rows = await database.query<MatchRow>(`SELECT ${MATCH_COLUMNS} FROM feature_matches m WHERE ${where} ORDER BY ${order} LIMIT $3`, params);
+  const rows = await database.query<MatchRow>(
+    `SELECT ${MATCH_COLUMNS} FROM feature_matches m WHERE ${where} ORDER BY ${order} LIMIT $3`,
+    params,
+  );
   return { rows: rows.slice(0, req.first), hasNextPage: rows.length > req.first };
 }
 
 /** Every stored match of each feature, across all comparisons it is part of (best first). */
-export async function getMatchesOfFeatures(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, MatchRow[]>> {
+export async function getMatchesOfFeatures(
+  database: Database,
+  keys: readonly FeatureKey[],
+): Promise<Map<string, MatchRow[]>> {
   const out = new Map<string, MatchRow[]>();
   if (keys.length === 0) return out;
   const rows = await database.query<MatchRow>(
-    `SELECT ${MATCH_COLUMNS} FROM feature_matches m ${featureKeyJoin('m', 'idx')} ORDER BY m.cosine DESC, m.other_dictionary_id`,
+    `SELECT ${MATCH_COLUMNS} FROM feature_matches m ${featureKeyJoin('m', 'idx')} ORDER BY m.cosine DESC, ` +
+      `m.other_dictionary_id`,
     featureKeyParams(keys),
   );
   for (const r of rows) {
@@ -140,7 +174,9 @@ export interface FamilyKey extends FeatureKey {
 
 export const familyKey = (k: FamilyKey): string => `${k.dictionaryId}:${k.index}>${k.otherDictionaryId}`;
 
-/** A family member with the co-activation counts of the last build of both dictionaries (null if not built together). */
+/**
+ * A family member with the co-activation counts of the last build of both dictionaries (null if not built together).
+ */
 export interface FamilyRow extends MatchRow {
   /** Tokens where both this feature (the child) and its parent fire. */
   bothTokens: number | null;

@@ -84,32 +84,81 @@ async function inChunks<T>(rows: Iterable<T>, write: (chunk: T[]) => Promise<unk
 }
 
 async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
-  await inChunks(d.features, (chunk) => q(
-    `UPDATE features f SET density = u.density, max_activation = u.max, mean_activation = u.mean, histogram = u.histogram,
+  await inChunks(d.features, (chunk) =>
+    q(
+      `UPDATE features f SET density = u.density, max_activation = u.max, mean_activation = u.mean, histogram =
+        u.histogram,
        label = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN u.label ELSE f.label END,
-       label_source = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN CASE WHEN u.label IS NULL THEN NULL ELSE 'auto' END ELSE f.label_source END
+       label_source = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN CASE WHEN u.label IS NULL THEN NULL
+       ELSE 'auto' END ELSE f.label_source END
      FROM jsonb_to_recordset($2::jsonb) AS u(idx int, density real, max real, mean real, histogram jsonb, label text)
      WHERE f.dictionary_id = $1 AND f.idx = u.idx`,
-    [d.dictionaryId, JSON.stringify(chunk.map((r) => ({ idx: r.idx, density: r.density, max: r.maxActivation, mean: r.meanActivation, histogram: r.histogram, label: r.label })))],
-  ));
+      [
+        d.dictionaryId,
+        JSON.stringify(
+          chunk.map((r) => ({
+            idx: r.idx,
+            density: r.density,
+            max: r.maxActivation,
+            mean: r.meanActivation,
+            histogram: r.histogram,
+            label: r.label,
+          })),
+        ),
+      ],
+    ),
+  );
   faultPoint('build:publish');
   await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [d.dictionaryId]);
-  await inChunks(d.examples, (chunk) => q(
-    `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids, "values", max_value, max_position)
+  await inChunks(d.examples, (chunk) =>
+    q(
+      `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids, "values",
+        max_value, max_position)
      SELECT $1, r.feature_idx, r.kind, r.band, r.rank, r.tokens, r.token_ids, r."values", r.max_value, r.max_position
-     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, kind text, band int, rank int, tokens jsonb, token_ids jsonb, "values" jsonb, max_value real, max_position int)`,
-    [d.dictionaryId, JSON.stringify(chunk.map((e) => ({
-      feature_idx: e.featureIdx, kind: e.kind, band: e.band, rank: e.rank, tokens: e.tokens, token_ids: e.tokenIds, values: e.values.map(shortestF32), max_value: e.maxValue, max_position: e.maxPosition,
-    })))],
-  ));
+     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, kind text, band int, rank int, tokens jsonb, token_ids
+     jsonb, "values" jsonb, max_value real, max_position int)`,
+      [
+        d.dictionaryId,
+        JSON.stringify(
+          chunk.map((e) => ({
+            feature_idx: e.featureIdx,
+            kind: e.kind,
+            band: e.band,
+            rank: e.rank,
+            tokens: e.tokens,
+            token_ids: e.tokenIds,
+            values: e.values.map(shortestF32),
+            max_value: e.maxValue,
+            max_position: e.maxPosition,
+          })),
+        ),
+      ],
+    ),
+  );
   await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [d.dictionaryId]);
-  await inChunks(d.logits, (chunk) => q(
-    `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
+  await inChunks(d.logits, (chunk) =>
+    q(
+      `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
      SELECT $1, r.feature_idx, r.sign, r.rank, r.token_id, r.token, r.weight
-     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, sign text, rank int, token_id int, token text, weight real)`,
-    [d.dictionaryId, JSON.stringify(chunk.map((l) => ({ feature_idx: l.featureIdx, sign: l.sign, rank: l.rank, token_id: l.tokenId, token: l.token, weight: l.weight })))],
-  ));
-  if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
+     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, sign text, rank int, token_id int, token text, weight
+     real)`,
+      [
+        d.dictionaryId,
+        JSON.stringify(
+          chunk.map((l) => ({
+            feature_idx: l.featureIdx,
+            sign: l.sign,
+            rank: l.rank,
+            token_id: l.tokenId,
+            token: l.token,
+            weight: l.weight,
+          })),
+        ),
+      ],
+    ),
+  );
+  if (d.stats)
+    await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
 }
 
 /**
@@ -117,11 +166,17 @@ async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
  * co-activation counts of the families built together (older ones touching these dictionaries go).
  */
 export async function publishDashboards(
-  database: Database, dashboards: DictionaryDashboard[], coActivations: CoActivationSet[] = [],
+  database: Database,
+  dashboards: DictionaryDashboard[],
+  coActivations: CoActivationSet[] = [],
 ): Promise<void> {
   await database.transaction(async (q) => {
     for (const d of dashboards) await publishOne(q, d);
-    await replaceCoActivations(q, dashboards.map((d) => d.dictionaryId), coActivations);
+    await replaceCoActivations(
+      q,
+      dashboards.map((d) => d.dictionaryId),
+      coActivations,
+    );
   });
 }
 
@@ -146,35 +201,63 @@ const KEYS = featureKeyJoin('t', 'feature_idx');
 
 type ExampleDbRow = ActivationExample & { d: string; i: number; band: number | null };
 
-async function examplesOf(database: Database, keys: readonly FeatureKey[], kind: 'top' | 'quantile'): Promise<Map<string, ExampleDbRow[]>> {
+async function examplesOf(
+  database: Database,
+  keys: readonly FeatureKey[],
+  kind: 'top' | 'quantile',
+): Promise<Map<string, ExampleDbRow[]>> {
   if (keys.length === 0) return new Map();
   const rows = await database.query<ExampleDbRow>(
-    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.band, t.tokens, t.token_ids AS "tokenIds", t."values", t.max_value AS "maxValue", t.max_position AS "maxPosition"
-     FROM activation_examples t ${KEYS} WHERE t.kind = $3 ORDER BY t.dictionary_id, t.feature_idx, t.band NULLS FIRST, t.rank`,
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.band, t.tokens, t.token_ids AS "tokenIds", t."values",
+      t.max_value AS "maxValue", t.max_position AS "maxPosition"
+     FROM activation_examples t ${KEYS} WHERE t.kind = $3 ORDER BY t.dictionary_id, t.feature_idx, t.band NULLS
+     FIRST, t.rank`,
     [...featureKeyParams(keys), kind],
   );
   return groupBy(rows, (r) => featureKey({ dictionaryId: r.d, index: r.i }));
 }
 
-const strip = ({ tokens, tokenIds, values, maxValue, maxPosition }: ExampleDbRow): ActivationExample => ({ tokens, tokenIds, values, maxValue, maxPosition });
+const strip = ({ tokens, tokenIds, values, maxValue, maxPosition }: ExampleDbRow): ActivationExample => ({
+  tokens,
+  tokenIds,
+  values,
+  maxValue,
+  maxPosition,
+});
 
 /** Top examples per feature, strongest first (empty before a build); one query for all keys. */
-export async function getTopActivations(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, ActivationExample[]>> {
+export async function getTopActivations(
+  database: Database,
+  keys: readonly FeatureKey[],
+): Promise<Map<string, ActivationExample[]>> {
   const rows = await examplesOf(database, keys, 'top');
   return new Map([...rows].map(([k, list]) => [k, list.map(strip)]));
 }
 
 /** Quantile-band examples per feature, by band (lowest first) and rank; one query for all keys. */
-export async function getQuantileExamples(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, BandExample[]>> {
+export async function getQuantileExamples(
+  database: Database,
+  keys: readonly FeatureKey[],
+): Promise<Map<string, BandExample[]>> {
   const rows = await examplesOf(database, keys, 'quantile');
   return new Map([...rows].map(([k, list]) => [k, list.map((r) => ({ ...strip(r), band: r.band ?? 0 }))]));
 }
 
 /** Promoted and suppressed tokens per feature; absent before a build or for models without an unembedding. */
-export async function getLogitTokens(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, FeatureLogitTokens>> {
+export async function getLogitTokens(
+  database: Database,
+  keys: readonly FeatureKey[],
+): Promise<Map<string, FeatureLogitTokens>> {
   const out = new Map<string, FeatureLogitTokens>();
   if (keys.length === 0) return out;
-  const rows = await database.query<{ d: string; i: number; sign: 'positive' | 'negative'; token: string; tokenId: number; weight: number }>(
+  const rows = await database.query<{
+    d: string;
+    i: number;
+    sign: 'positive' | 'negative';
+    token: string;
+    tokenId: number;
+    weight: number;
+  }>(
     `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.sign, t.token, t.token_id AS "tokenId", t.weight
      FROM logit_tokens t ${KEYS} ORDER BY t.dictionary_id, t.feature_idx, t.sign, t.rank`,
     featureKeyParams(keys),

@@ -4,7 +4,11 @@ import type { Database } from './client.js';
 const CHUNK = 4096;
 
 export async function readDecoderMatrix(
-  database: Database, dictionaryId: string, dIn: number, dSae: number, onRows?: (done: number) => void,
+  database: Database,
+  dictionaryId: string,
+  dIn: number,
+  dSae: number,
+  onRows?: (done: number) => void,
 ): Promise<Float32Array> {
   const out = new Float32Array(dSae * dIn);
   for (let start = 0; start < dSae; start += CHUNK) {

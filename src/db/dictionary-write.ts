@@ -7,7 +7,13 @@
 import { eq } from 'drizzle-orm';
 import type { Database } from './client.js';
 import { dictionaries } from './schema.js';
-import { assertValidId, findDictionaryAnyState, requireModel, type NewDictionary, type DictionaryRow } from './catalog.js';
+import {
+  assertValidId,
+  findDictionaryAnyState,
+  requireModel,
+  type NewDictionary,
+  type DictionaryRow,
+} from './catalog.js';
 import { copyDecoders } from './features.js';
 import { createHnswIndex, dropHnswIndex } from './vector-index.js';
 import { AtlasError } from '../errors.js';
@@ -38,7 +44,10 @@ export async function prepareDictionaryId(database: Database, id: string, replac
   const existing = await findDictionaryAnyState(database, id);
   if (!existing) return;
   if (existing.state === 'ready' && !replace) {
-    throw new AtlasError('CONFLICT', `Dictionary "${id}" already exists. Pass --replace to overwrite it, or choose another --id.`);
+    throw new AtlasError(
+      'CONFLICT',
+      `Dictionary "${id}" already exists. Pass --replace to overwrite it, or choose another --id.`,
+    );
   }
   await deleteDictionary(database, id);
   if (existing.state === 'ready') faultPoint('import:replaced');
@@ -56,12 +65,19 @@ export async function writeDictionary(
   try {
     const written = await copyDecoders(database, dict.id, dict.dIn, decoderRows, opts.onRows, opts.density ?? null);
     if (written !== dict.dSae) {
-      throw new AtlasError('BAD_FILE', `The decoder has ${written} rows but the dictionary declares d_sae ${dict.dSae}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `The decoder has ${written} rows but the dictionary declares d_sae ${dict.dSae}.`,
+      );
     }
     opts.onIndexing?.();
     await createHnswIndex(database, dict.id, dict.dIn);
     faultPoint('import:indexed');
-    const [row] = await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, dict.id)).returning();
+    const [row] = await database.db
+      .update(dictionaries)
+      .set({ state: 'ready' })
+      .where(eq(dictionaries.id, dict.id))
+      .returning();
     return row;
   } catch (e) {
     await deleteDictionary(database, dict.id).catch(() => undefined);

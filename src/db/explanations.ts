@@ -33,22 +33,35 @@ async function insertChunk(q: Query, rows: readonly NewExplanation[]): Promise<E
     `INSERT INTO explanations AS e (dictionary_id, feature_idx, text, source, author)
      SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[])
      RETURNING ${EXPLANATION_COLUMNS}`,
-    [rows.map((r) => r.dictionaryId), rows.map((r) => r.index), rows.map((r) => r.text), rows.map((r) => r.source), rows.map((r) => r.author)],
+    [
+      rows.map((r) => r.dictionaryId),
+      rows.map((r) => r.index),
+      rows.map((r) => r.text),
+      rows.map((r) => r.source),
+      rows.map((r) => r.author),
+    ],
   );
 }
 
 /** Inserts all rows in one transaction (callers validate first); returns them in input order. */
-export async function insertExplanations(database: Database, rows: readonly NewExplanation[]): Promise<ExplanationRow[]> {
+export async function insertExplanations(
+  database: Database,
+  rows: readonly NewExplanation[],
+): Promise<ExplanationRow[]> {
   if (rows.length === 0) return [];
   return database.transaction(async (q) => {
     const out: ExplanationRow[] = [];
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK) out.push(...(await insertChunk(q, rows.slice(i, i + INSERT_CHUNK))));
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK)
+      out.push(...(await insertChunk(q, rows.slice(i, i + INSERT_CHUNK))));
     return out;
   });
 }
 
 /** Explanations of many features, oldest first per feature (the DataLoader batch function). */
-export async function getExplanationsOfFeatures(database: Database, keys: readonly FeatureKey[]): Promise<Map<string, ExplanationRow[]>> {
+export async function getExplanationsOfFeatures(
+  database: Database,
+  keys: readonly FeatureKey[],
+): Promise<Map<string, ExplanationRow[]>> {
   if (keys.length === 0) return new Map();
   const rows = await database.query<ExplanationRow>(
     `SELECT ${EXPLANATION_COLUMNS} FROM explanations e ${featureKeyJoin('e', 'feature_idx')} ORDER BY e.id`,

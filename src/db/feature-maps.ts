@@ -23,7 +23,11 @@ export interface MapPoint {
 
 /** Replaces the dictionary's map in one transaction: readers see the old map or the new one. */
 export async function saveFeatureMap(
-  database: Database, dictionaryId: string, points: Float32Array, bounds: MapBounds, params: Record<string, number>,
+  database: Database,
+  dictionaryId: string,
+  points: Float32Array,
+  bounds: MapBounds,
+  params: Record<string, number>,
 ): Promise<void> {
   const n = points.length / 2;
   const idx = Array.from({ length: n }, (_, i) => i);
@@ -43,7 +47,10 @@ export async function saveFeatureMap(
   });
 }
 
-export async function getFeatureMaps(database: Database, dictionaryIds: readonly string[]): Promise<Map<string, FeatureMapRow>> {
+export async function getFeatureMaps(
+  database: Database,
+  dictionaryIds: readonly string[],
+): Promise<Map<string, FeatureMapRow>> {
   const rows = await database.query<FeatureMapRow>(
     `SELECT dictionary_id AS "dictionaryId", min_x AS "minX", max_x AS "maxX", min_y AS "minY", max_y AS "maxY",
        params, created_at AS "createdAt"
@@ -54,7 +61,12 @@ export async function getFeatureMaps(database: Database, dictionaryIds: readonly
 }
 
 /** Points in index order after `afterIndex`; one more than asked tells whether a next page exists. */
-export async function pageMapPoints(database: Database, dictionaryId: string, first: number, afterIndex: number): Promise<{ points: MapPoint[]; hasNextPage: boolean }> {
+export async function pageMapPoints(
+  database: Database,
+  dictionaryId: string,
+  first: number,
+  afterIndex: number,
+): Promise<{ points: MapPoint[]; hasNextPage: boolean }> {
   const rows = await database.query<MapPoint>(
     'SELECT idx AS "index", x, y FROM feature_map_points WHERE dictionary_id = $1 AND idx > $2 ORDER BY idx LIMIT $3',
     [dictionaryId, afterIndex, first + 1],

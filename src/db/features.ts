@@ -31,7 +31,10 @@ export const featureKey = (k: FeatureKey): string => `${k.dictionaryId}:${k.inde
  * $2 (indices), which `featureKeyParams` builds.
  */
 export function featureKeyJoin(alias: string, indexColumn: string): string {
-  return `JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON ${alias}.dictionary_id = k.d AND ${alias}.${indexColumn} = k.i`;
+  return (
+    `JOIN unnest($1::text[], $2::int[]) AS k(d, i) ON ${alias}.dictionary_id = k.d AND ${alias}.${indexColumn} ` +
+    `= k.i`
+  );
 }
 
 export function featureKeyParams(keys: readonly FeatureKey[]): [string[], number[]] {
@@ -114,9 +117,13 @@ export async function pageFeatures(database: Database, req: PageRequest): Promis
   return { rows: hasNextPage ? rows.slice(0, req.first) : rows, hasNextPage };
 }
 
-export async function countFeatures(database: Database, dictionaryIds: readonly string[]): Promise<Map<string, number>> {
+export async function countFeatures(
+  database: Database,
+  dictionaryIds: readonly string[],
+): Promise<Map<string, number>> {
   const rows = await database.query<{ d: string; n: number }>(
-    'SELECT dictionary_id AS d, count(*)::int AS n FROM features WHERE dictionary_id = ANY($1::text[]) GROUP BY dictionary_id',
+    'SELECT dictionary_id AS d, count(*)::int AS n FROM features WHERE dictionary_id = ANY($1::text[]) GROUP BY ' +
+      'dictionary_id',
     [[...dictionaryIds]],
   );
   return new Map(rows.map((r) => [r.d, r.n]));
@@ -144,7 +151,8 @@ export async function copyDecoders(
   let next = 0;
   async function* lines(): AsyncGenerator<string> {
     for await (const block of batches) {
-      if (block.length % dIn !== 0) throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
+      if (block.length % dIn !== 0)
+        throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
       const n = block.length / dIn;
       let chunk = '';
       for (let r = 0; r < n; r++) {

@@ -49,20 +49,23 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
   if (!unit) return [];
   const vec = `[${unit.join(',')}]`;
   const efSearch = Math.min(1000, Math.max(req.efSearch ?? DEFAULT_HNSW_EF_SEARCH, want * 4));
-  const hits = await database.transaction(async (q) => {
-    await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
-    if (req.exact) await q('SET LOCAL enable_indexscan = off');
-    const all: Neighbor[] = [];
-    for (const id of req.dictionaryIds) {
-      const rows = await q<{ index: number; distance: number }>(
-        `SELECT idx AS "index", (decoder::${type} <=> $1::${type})::float8 AS distance FROM features
+  const hits = await database.transaction(
+    async (q) => {
+      await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
+      if (req.exact) await q('SET LOCAL enable_indexscan = off');
+      const all: Neighbor[] = [];
+      for (const id of req.dictionaryIds) {
+        const rows = await q<{ index: number; distance: number }>(
+          `SELECT idx AS "index", (decoder::${type} <=> $1::${type})::float8 AS distance FROM features
          WHERE dictionary_id = ${literal(id)} ORDER BY decoder::${type} <=> $1::${type} LIMIT ${want}`,
-        [vec],
-      );
-      for (const r of rows) all.push({ dictionaryId: id, index: r.index, cosine: 1 - r.distance });
-    }
-    return all;
-  }, { readOnly: true });
+          [vec],
+        );
+        for (const r of rows) all.push({ dictionaryId: id, index: r.index, cosine: 1 - r.distance });
+      }
+      return all;
+    },
+    { readOnly: true },
+  );
   return hits
     .filter((h) => !(req.exclude && h.dictionaryId === req.exclude.dictionaryId && h.index === req.exclude.index))
     .sort((a, b) => b.cosine - a.cosine || a.dictionaryId.localeCompare(b.dictionaryId) || a.index - b.index)

@@ -5,7 +5,19 @@
  */
 import { sql } from 'drizzle-orm';
 import {
-  pgTable, text, integer, real, doublePrecision, boolean, jsonb, timestamp, primaryKey, index, serial, customType, uniqueIndex,
+  pgTable,
+  text,
+  integer,
+  real,
+  doublePrecision,
+  boolean,
+  jsonb,
+  timestamp,
+  primaryKey,
+  index,
+  serial,
+  customType,
+  uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
 /** pgvector `vector` without a fixed dimension; values travel as pgvector text ('[1,2,3]'). */
@@ -26,7 +38,10 @@ export const models = pgTable('models', {
   prependBos: boolean('prepend_bos').notNull(),
   hookPoints: jsonb('hook_points').$type<string[]>().notNull(),
   /** Width of each hook point's vectors; one absent here (rows older than this column) is d_model wide. */
-  hookWidths: jsonb('hook_widths').$type<Record<string, number>>().notNull().default(sql`'{}'::jsonb`),
+  hookWidths: jsonb('hook_widths')
+    .$type<Record<string, number>>()
+    .notNull()
+    .default(sql`'{}'::jsonb`),
   sourcePath: text('source_path').notNull(),
   sourceFormat: text('source_format').notNull(),
   tokenizerPath: text('tokenizer_path'),
@@ -44,103 +59,140 @@ export interface DictionaryStats {
   builtAt: string;
 }
 
-export const dictionaries = pgTable('dictionaries', {
-  id: text('id').primaryKey(),
-  modelId: text('model_id').notNull().references(() => models.id, { onDelete: 'cascade' }),
-  name: text('name').notNull(),
-  hookPoint: text('hook_point').notNull(),
-  /** Transcoders: the hook the decoder reconstructs; null for autoencoders (they reconstruct hookPoint). */
-  hookPointOut: text('hook_point_out'),
-  /** Whether sequences start with BOS for this dictionary: its file's policy, else its model's default at import. */
-  prependBos: boolean('prepend_bos').notNull(),
-  dIn: integer('d_in').notNull(),
-  dSae: integer('d_sae').notNull(),
-  architecture: text('architecture').notNull(),
-  k: integer('k'),
-  /** Architecture parameters beyond k: normalization kind and factor, apply_b_dec_to_input, … */
-  params: jsonb('params').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
-  sourceFormat: text('source_format').notNull(),
-  sourcePath: text('source_path'),
-  /** Folder holding the encoder weights the server loads (SAELens layout). */
-  weightsPath: text('weights_path'),
-  /** 'importing' until every feature row and the index exist; readers only see 'ready'. */
-  state: text('state').notNull().default('importing'),
-  stats: jsonb('stats').$type<DictionaryStats>(),
-  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-}, (t) => [index('dictionaries_model_idx').on(t.modelId)]);
+export const dictionaries = pgTable(
+  'dictionaries',
+  {
+    id: text('id').primaryKey(),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    hookPoint: text('hook_point').notNull(),
+    /** Transcoders: the hook the decoder reconstructs; null for autoencoders (they reconstruct hookPoint). */
+    hookPointOut: text('hook_point_out'),
+    /** Whether sequences start with BOS for this dictionary: its file's policy, else its model's default at import. */
+    prependBos: boolean('prepend_bos').notNull(),
+    dIn: integer('d_in').notNull(),
+    dSae: integer('d_sae').notNull(),
+    architecture: text('architecture').notNull(),
+    k: integer('k'),
+    /** Architecture parameters beyond k: normalization kind and factor, apply_b_dec_to_input, … */
+    params: jsonb('params')
+      .$type<Record<string, unknown>>()
+      .notNull()
+      .default(sql`'{}'::jsonb`),
+    sourceFormat: text('source_format').notNull(),
+    sourcePath: text('source_path'),
+    /** Folder holding the encoder weights the server loads (SAELens layout). */
+    weightsPath: text('weights_path'),
+    /** 'importing' until every feature row and the index exist; readers only see 'ready'. */
+    state: text('state').notNull().default('importing'),
+    stats: jsonb('stats').$type<DictionaryStats>(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('dictionaries_model_idx').on(t.modelId)],
+);
 
-export const features = pgTable('features', {
-  dictionaryId: text('dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  idx: integer('idx').notNull(),
-  decoder: anyVector('decoder').notNull(),
-  decoderNorm: real('decoder_norm').notNull(),
-  density: real('density'),
-  maxActivation: real('max_activation'),
-  meanActivation: real('mean_activation'),
-  histogram: jsonb('histogram').$type<{ edges: number[]; counts: number[] }>(),
-  label: text('label'),
-  labelSource: text('label_source'),
-}, (t) => [
-  primaryKey({ columns: [t.dictionaryId, t.idx] }),
-  index('features_density_idx').on(t.dictionaryId, t.density),
-  index('features_max_activation_idx').on(t.dictionaryId, t.maxActivation),
-  // Full-text search on labels (src/db/text-search.ts repeats this expression and predicate).
-  index('features_label_text_idx').using('gin', sql`to_tsvector('english', ${t.label})`).where(sql`${t.label} IS NOT NULL`),
-]);
+export const features = pgTable(
+  'features',
+  {
+    dictionaryId: text('dictionary_id')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    idx: integer('idx').notNull(),
+    decoder: anyVector('decoder').notNull(),
+    decoderNorm: real('decoder_norm').notNull(),
+    density: real('density'),
+    maxActivation: real('max_activation'),
+    meanActivation: real('mean_activation'),
+    histogram: jsonb('histogram').$type<{ edges: number[]; counts: number[] }>(),
+    label: text('label'),
+    labelSource: text('label_source'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.dictionaryId, t.idx] }),
+    index('features_density_idx').on(t.dictionaryId, t.density),
+    index('features_max_activation_idx').on(t.dictionaryId, t.maxActivation),
+    // Full-text search on labels (src/db/text-search.ts repeats this expression and predicate).
+    index('features_label_text_idx')
+      .using('gin', sql`to_tsvector('english', ${t.label})`)
+      .where(sql`${t.label} IS NOT NULL`),
+  ],
+);
 
-export const activationExamples = pgTable('activation_examples', {
-  id: serial('id').primaryKey(),
-  dictionaryId: text('dictionary_id').notNull(),
-  featureIdx: integer('feature_idx').notNull(),
-  /** 'top' or 'quantile' */
-  kind: text('kind').notNull(),
-  /** Quantile band (0 = lowest) for kind 'quantile'; null for 'top'. */
-  band: integer('band'),
-  rank: integer('rank').notNull(),
-  tokens: jsonb('tokens').$type<string[]>().notNull(),
-  tokenIds: jsonb('token_ids').$type<number[]>().notNull(),
-  values: jsonb('values').$type<number[]>().notNull(),
-  maxValue: real('max_value').notNull(),
-  maxPosition: integer('max_position').notNull(),
-}, (t) => [index('activation_examples_feature_idx').on(t.dictionaryId, t.featureIdx, t.kind)]);
+export const activationExamples = pgTable(
+  'activation_examples',
+  {
+    id: serial('id').primaryKey(),
+    dictionaryId: text('dictionary_id').notNull(),
+    featureIdx: integer('feature_idx').notNull(),
+    /** 'top' or 'quantile' */
+    kind: text('kind').notNull(),
+    /** Quantile band (0 = lowest) for kind 'quantile'; null for 'top'. */
+    band: integer('band'),
+    rank: integer('rank').notNull(),
+    tokens: jsonb('tokens').$type<string[]>().notNull(),
+    tokenIds: jsonb('token_ids').$type<number[]>().notNull(),
+    values: jsonb('values').$type<number[]>().notNull(),
+    maxValue: real('max_value').notNull(),
+    maxPosition: integer('max_position').notNull(),
+  },
+  (t) => [index('activation_examples_feature_idx').on(t.dictionaryId, t.featureIdx, t.kind)],
+);
 
-export const logitTokens = pgTable('logit_tokens', {
-  dictionaryId: text('dictionary_id').notNull(),
-  featureIdx: integer('feature_idx').notNull(),
-  /** 'positive' (promoted) or 'negative' (suppressed) */
-  sign: text('sign').notNull(),
-  rank: integer('rank').notNull(),
-  tokenId: integer('token_id').notNull(),
-  token: text('token').notNull(),
-  weight: real('weight').notNull(),
-}, (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.sign, t.rank] })]);
+export const logitTokens = pgTable(
+  'logit_tokens',
+  {
+    dictionaryId: text('dictionary_id').notNull(),
+    featureIdx: integer('feature_idx').notNull(),
+    /** 'positive' (promoted) or 'negative' (suppressed) */
+    sign: text('sign').notNull(),
+    rank: integer('rank').notNull(),
+    tokenId: integer('token_id').notNull(),
+    token: text('token').notNull(),
+    weight: real('weight').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.sign, t.rank] })],
+);
 
-export const explanations = pgTable('explanations', {
-  id: serial('id').primaryKey(),
-  dictionaryId: text('dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  featureIdx: integer('feature_idx').notNull(),
-  text: text('text').notNull(),
-  source: text('source').notNull(),
-  author: text('author'),
-  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-}, (t) => [
-  index('explanations_feature_idx').on(t.dictionaryId, t.featureIdx),
-  index('explanations_text_idx').using('gin', sql`to_tsvector('english', ${t.text})`),
-]);
+export const explanations = pgTable(
+  'explanations',
+  {
+    id: serial('id').primaryKey(),
+    dictionaryId: text('dictionary_id')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    featureIdx: integer('feature_idx').notNull(),
+    text: text('text').notNull(),
+    source: text('source').notNull(),
+    author: text('author'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('explanations_feature_idx').on(t.dictionaryId, t.featureIdx),
+    index('explanations_text_idx').using('gin', sql`to_tsvector('english', ${t.text})`),
+  ],
+);
 
-export const apiKeys = pgTable('api_keys', {
-  id: serial('id').primaryKey(),
-  name: text('name').notNull(),
-  /** sha256 of the key; the key itself is shown once and never stored. */
-  keyHash: text('key_hash').notNull(),
-  prefix: text('prefix').notNull(),
-  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-  revokedAt: timestamp('revoked_at', { withTimezone: true }),
-}, (t) => [uniqueIndex('api_keys_hash_idx').on(t.keyHash)]);
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: serial('id').primaryKey(),
+    name: text('name').notNull(),
+    /** sha256 of the key; the key itself is shown once and never stored. */
+    keyHash: text('key_hash').notNull(),
+    prefix: text('prefix').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_keys_hash_idx').on(t.keyHash)],
+);
 
 /** A dictionary's 2-D feature map (src/engine/map/layout.ts), replaced wholesale by each `atlas map`. */
 export const featureMaps = pgTable('feature_maps', {
-  dictionaryId: text('dictionary_id').primaryKey().references(() => dictionaries.id, { onDelete: 'cascade' }),
+  dictionaryId: text('dictionary_id')
+    .primaryKey()
+    .references(() => dictionaries.id, { onDelete: 'cascade' }),
   minX: real('min_x').notNull(),
   maxX: real('max_x').notNull(),
   minY: real('min_y').notNull(),
@@ -150,12 +202,18 @@ export const featureMaps = pgTable('feature_maps', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
-export const featureMapPoints = pgTable('feature_map_points', {
-  dictionaryId: text('dictionary_id').notNull().references(() => featureMaps.dictionaryId, { onDelete: 'cascade' }),
-  idx: integer('idx').notNull(),
-  x: real('x').notNull(),
-  y: real('y').notNull(),
-}, (t) => [primaryKey({ columns: [t.dictionaryId, t.idx] })]);
+export const featureMapPoints = pgTable(
+  'feature_map_points',
+  {
+    dictionaryId: text('dictionary_id')
+      .notNull()
+      .references(() => featureMaps.dictionaryId, { onDelete: 'cascade' }),
+    idx: integer('idx').notNull(),
+    x: real('x').notNull(),
+    y: real('y').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.idx] })],
+);
 
 /** What a comparison found beyond the per-feature matches (src/engine/compare/compare.ts). */
 export interface ComparisonSummary {
@@ -170,35 +228,49 @@ export interface ComparisonSummary {
 }
 
 /** One stored comparison of dictionaries A and B; asking for (B, A) reads the same row. */
-export const comparisons = pgTable('comparisons', {
-  id: serial('id').primaryKey(),
-  dictionaryA: text('dictionary_a').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  dictionaryB: text('dictionary_b').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  summary: jsonb('summary').$type<ComparisonSummary>().notNull(),
-  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-}, (t) => [uniqueIndex('comparisons_pair_idx').on(t.dictionaryA, t.dictionaryB)]);
+export const comparisons = pgTable(
+  'comparisons',
+  {
+    id: serial('id').primaryKey(),
+    dictionaryA: text('dictionary_a')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    dictionaryB: text('dictionary_b')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    summary: jsonb('summary').$type<ComparisonSummary>().notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('comparisons_pair_idx').on(t.dictionaryA, t.dictionaryB)],
+);
 
 /**
  * For every feature of both dictionaries of a comparison, its best match in the other one and, for
  * equally wide dictionaries, its one-to-one partner.
  */
-export const featureMatches = pgTable('feature_matches', {
-  comparisonId: integer('comparison_id').notNull().references(() => comparisons.id, { onDelete: 'cascade' }),
-  dictionaryId: text('dictionary_id').notNull(),
-  idx: integer('idx').notNull(),
-  otherDictionaryId: text('other_dictionary_id').notNull(),
-  matchIdx: integer('match_idx').notNull(),
-  cosine: real('cosine').notNull(),
-  pairedIdx: integer('paired_idx'),
-  pairedCosine: real('paired_cosine'),
-}, (t) => [
-  primaryKey({ columns: [t.comparisonId, t.dictionaryId, t.idx] }),
-  // "Related in other dictionaries" of one feature.
-  index('feature_matches_feature_idx').on(t.dictionaryId, t.idx),
-  // Families: the features of a wider dictionary whose best match is a given feature.
-  index('feature_matches_family_idx').on(t.dictionaryId, t.otherDictionaryId, t.matchIdx),
-  index('feature_matches_cosine_idx').on(t.comparisonId, t.dictionaryId, t.cosine),
-]);
+export const featureMatches = pgTable(
+  'feature_matches',
+  {
+    comparisonId: integer('comparison_id')
+      .notNull()
+      .references(() => comparisons.id, { onDelete: 'cascade' }),
+    dictionaryId: text('dictionary_id').notNull(),
+    idx: integer('idx').notNull(),
+    otherDictionaryId: text('other_dictionary_id').notNull(),
+    matchIdx: integer('match_idx').notNull(),
+    cosine: real('cosine').notNull(),
+    pairedIdx: integer('paired_idx'),
+    pairedCosine: real('paired_cosine'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.comparisonId, t.dictionaryId, t.idx] }),
+    // "Related in other dictionaries" of one feature.
+    index('feature_matches_feature_idx').on(t.dictionaryId, t.idx),
+    // Families: the features of a wider dictionary whose best match is a given feature.
+    index('feature_matches_family_idx').on(t.dictionaryId, t.otherDictionaryId, t.matchIdx),
+    index('feature_matches_cosine_idx').on(t.comparisonId, t.dictionaryId, t.cosine),
+  ],
+);
 
 /**
  * Co-activation of a feature family's pairs on the corpus of the build that built both dictionaries
@@ -206,15 +278,23 @@ export const featureMatches = pgTable('feature_matches', {
  * and hook) fire, and tokens where the parent fires. Replaced for every dictionary a build publishes,
  * so a row always describes the last build of both.
  */
-export const coActivations = pgTable('co_activations', {
-  parentDictionaryId: text('parent_dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  parentIdx: integer('parent_idx').notNull(),
-  childDictionaryId: text('child_dictionary_id').notNull().references(() => dictionaries.id, { onDelete: 'cascade' }),
-  childIdx: integer('child_idx').notNull(),
-  bothTokens: doublePrecision('both_tokens').notNull(),
-  parentTokens: doublePrecision('parent_tokens').notNull(),
-}, (t) => [
-  primaryKey({ columns: [t.childDictionaryId, t.childIdx, t.parentDictionaryId, t.parentIdx] }),
-  // Publishing and cascades find a dictionary's rows from the parent side too.
-  index('co_activations_parent_idx').on(t.parentDictionaryId),
-]);
+export const coActivations = pgTable(
+  'co_activations',
+  {
+    parentDictionaryId: text('parent_dictionary_id')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    parentIdx: integer('parent_idx').notNull(),
+    childDictionaryId: text('child_dictionary_id')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+    childIdx: integer('child_idx').notNull(),
+    bothTokens: doublePrecision('both_tokens').notNull(),
+    parentTokens: doublePrecision('parent_tokens').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.childDictionaryId, t.childIdx, t.parentDictionaryId, t.parentIdx] }),
+    // Publishing and cascades find a dictionary's rows from the parent side too.
+    index('co_activations_parent_idx').on(t.parentDictionaryId),
+  ],
+);

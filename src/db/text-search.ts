@@ -40,22 +40,29 @@ export interface TextMatch {
  * of the words, closer together), best match per feature, at most `limit` features.
  */
 export async function matchFeatureText(
-  database: Database, query: string, dictionaryIds: readonly string[], limit: number, maxTerms = MAX_SEARCH_TERMS,
+  database: Database,
+  query: string,
+  dictionaryIds: readonly string[],
+  limit: number,
+  maxTerms = MAX_SEARCH_TERMS,
 ): Promise<TextMatch[]> {
   if (dictionaryIds.length === 0) return [];
   const rows = await database.query<TextMatch>(
     `WITH q AS (SELECT ${boundedTsquery('$1', '|', maxTerms)} AS q),
      m AS (
-       SELECT f.dictionary_id AS "dictionaryId", f.idx AS "index", ts_rank_cd(to_tsvector('english', f.label), q.q, 32)::float8 AS rank,
+       SELECT f.dictionary_id AS "dictionaryId", f.idx AS "index", ts_rank_cd(to_tsvector('english', f.label), q.q,
+       32)::float8 AS rank,
               'label' AS field, f.label AS text
        FROM features f, q
        WHERE f.label IS NOT NULL AND to_tsvector('english', f.label) @@ q.q AND f.dictionary_id = ANY($2::text[])
        UNION ALL
-       SELECT e.dictionary_id, e.feature_idx, ts_rank_cd(to_tsvector('english', e.text), q.q, 32)::float8, 'explanation', e.text
+       SELECT e.dictionary_id, e.feature_idx, ts_rank_cd(to_tsvector('english', e.text), q.q, 32)::float8,
+       'explanation', e.text
        FROM explanations e, q
        WHERE to_tsvector('english', e.text) @@ q.q AND e.dictionary_id = ANY($2::text[])
      )
-     SELECT * FROM (SELECT DISTINCT ON ("dictionaryId", "index") * FROM m ORDER BY "dictionaryId", "index", rank DESC, field DESC) best
+     SELECT * FROM (SELECT DISTINCT ON ("dictionaryId", "index") * FROM m ORDER BY "dictionaryId", "index", rank
+     DESC, field DESC) best
      ORDER BY rank DESC, "dictionaryId", "index" LIMIT $3`,
     [query, [...dictionaryIds], limit],
   );
@@ -67,7 +74,11 @@ export async function matchFeatureText(
  * first. A query of more than `maxTerms` terms falls back to all of its first `maxTerms` distinct lexemes.
  */
 export async function searchExplanationText(
-  database: Database, query: string, dictionaryIds: readonly string[], limit: number, maxTerms = MAX_SEARCH_TERMS,
+  database: Database,
+  query: string,
+  dictionaryIds: readonly string[],
+  limit: number,
+  maxTerms = MAX_SEARCH_TERMS,
 ): Promise<{ explanation: ExplanationRow; rank: number }[]> {
   if (dictionaryIds.length === 0) return [];
   // numnode counts operands and operators: n terms joined by n - 1 operators, plus any NOTs.

@@ -12,7 +12,10 @@ const HNSW_HALFVEC_MAX = 4000;
 
 export function vectorType(dIn: number): string {
   if (dIn > HNSW_HALFVEC_MAX) {
-    throw new AtlasError('UNSUPPORTED', `Dictionaries wider than ${HNSW_HALFVEC_MAX} dims cannot be indexed by pgvector HNSW (d_in = ${dIn}).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `Dictionaries wider than ${HNSW_HALFVEC_MAX} dims cannot be indexed by pgvector HNSW (d_in = ${dIn}).`,
+    );
   }
   return dIn > HNSW_VECTOR_MAX ? `halfvec(${dIn})` : `vector(${dIn})`;
 }
@@ -27,7 +30,10 @@ export function literal(id: string): string {
 }
 
 export function indexName(dictionaryId: string): string {
-  return `features_hnsw_${dictionaryId.replace(/[^A-Za-z0-9_]/g, '_').toLowerCase().slice(0, 40)}_${hash(dictionaryId)}`;
+  return `features_hnsw_${dictionaryId
+    .replace(/[^A-Za-z0-9_]/g, '_')
+    .toLowerCase()
+    .slice(0, 40)}_${hash(dictionaryId)}`;
 }
 
 function hash(s: string): string {
@@ -49,7 +55,7 @@ export async function createHnswIndex(database: Database, dictionaryId: string, 
     await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
     await q(
       `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
-      `WHERE dictionary_id = ${literal(dictionaryId)}`,
+        `WHERE dictionary_id = ${literal(dictionaryId)}`,
     );
   });
 }

@@ -67,13 +67,31 @@ export class Batcher<I, O> {
       // The queue drains one batch per run: wait about (batches ahead) × (time per batch).
       const batchesAhead = Math.ceil(this.depth / Math.max(1, this.avgBatchRequests));
       const retryAfterMs = Math.max(MIN_RETRY_MS, Math.round(this.avgRunMs * batchesAhead));
-      return Promise.reject(new AtlasError('OVERLOADED', `The server is busy (${this.depth} requests queued); retry in about ${retryAfterMs} ms.`, { retryAfterMs }));
+      return Promise.reject(
+        new AtlasError(
+          'OVERLOADED',
+          `The server is busy (${this.depth} requests queued); retry in about ${retryAfterMs} ms.`,
+          { retryAfterMs },
+        ),
+      );
     }
     return new Promise<O>((resolve, reject) => {
       const p: Pending<I, O> = {
-        item, size: this.size(item), resolve, reject, settled: false,
+        item,
+        size: this.size(item),
+        resolve,
+        reject,
+        settled: false,
         timer: setTimeout(() => {
-          this.settle(p, () => reject(new AtlasError('DEADLINE_EXCEEDED', `The request did not finish within ${this.opts.timeoutMs} ms (ATLAS_REQUEST_TIMEOUT_MS); try a shorter input or retry later.`)));
+          this.settle(p, () =>
+            reject(
+              new AtlasError(
+                'DEADLINE_EXCEEDED',
+                `The request did not finish within ${this.opts.timeoutMs} ms (ATLAS_REQUEST_TIMEOUT_MS); try a ` +
+                  `shorter input or retry later.`,
+              ),
+            ),
+          );
           this.queue = this.queue.filter((q) => q !== p);
         }, this.opts.timeoutMs),
       };

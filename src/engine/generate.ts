@@ -124,27 +124,36 @@ function checkOptions(o: GenerateOptions): Required<GenerateOptions> {
   const temperature = o.temperature ?? 1;
   const topp = o.topp ?? 0.9;
   const seed = o.seed ?? Math.floor(Date.now() / 1000);
-  if (!Number.isInteger(steps) || steps < 0) throw new AtlasError('BAD_USER_INPUT', `steps must be a non-negative integer, got ${o.steps}.`);
-  if (!Number.isFinite(temperature) || temperature < 0) throw new AtlasError('BAD_USER_INPUT', `temperature must be a number >= 0, got ${o.temperature}.`);
+  if (!Number.isInteger(steps) || steps < 0)
+    throw new AtlasError('BAD_USER_INPUT', `steps must be a non-negative integer, got ${o.steps}.`);
+  if (!Number.isFinite(temperature) || temperature < 0)
+    throw new AtlasError('BAD_USER_INPUT', `temperature must be a number >= 0, got ${o.temperature}.`);
   if (!Number.isFinite(topp)) throw new AtlasError('BAD_USER_INPUT', `topp must be a number, got ${o.topp}.`);
-  if (!Number.isInteger(seed) || seed <= 0) throw new AtlasError('BAD_USER_INPUT', `seed must be a positive integer, got ${o.seed}.`);
+  if (!Number.isInteger(seed) || seed <= 0)
+    throw new AtlasError('BAD_USER_INPUT', `seed must be a positive integer, got ${o.seed}.`);
   return { prompt: o.prompt ?? '', steps, temperature, topp, seed };
 }
 
 export async function generate(model: LoadedModel, options: GenerateOptions = {}): Promise<Generation> {
   const o = checkOptions(options);
-  if (!model.decoder) throw new AtlasError('UNSUPPORTED', 'This model has no KV-cache graph, so it cannot generate text.');
+  if (!model.decoder)
+    throw new AtlasError('UNSUPPORTED', 'This model has no KV-cache graph, so it cannot generate text.');
   const tok = model.tokenizer;
   const steps = o.steps === 0 || o.steps > model.info.contextLength ? model.info.contextLength : o.steps;
   // The token that starts a sequence also ends generation (run.c: BOS; GPT-2: <|endoftext|>).
   const boundary = tok.bosId ?? tok.eosId;
   const tokens = tok.encode(o.prompt, { bos: model.info.prependBos });
   if (tokens.length === 0) {
-    if (boundary === null) throw new AtlasError('BAD_USER_INPUT', 'The prompt is empty and the tokenizer has no BOS or EOS token to start from; pass --prompt.');
+    if (boundary === null)
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        'The prompt is empty and the tokenizer has no BOS or EOS token to start from; pass --prompt.',
+      );
     tokens.push(boundary);
   }
   // A prompt longer than the steps is cut, as run.c prints only `steps` tokens after the first.
-  if (tokens.length > steps) return { tokens: tokens.slice(0, steps + 1), text: tok.decode(tokens.slice(0, steps + 1)) };
+  if (tokens.length > steps)
+    return { tokens: tokens.slice(0, steps + 1), text: tok.decode(tokens.slice(0, steps + 1)) };
 
   const sampler = new Sampler(o.temperature, o.topp, o.seed);
   const decoder = model.decoder();

@@ -20,7 +20,8 @@ export const catalogResolvers = {
       if (!m) throw new AtlasError('NOT_FOUND', `No model "${args.id}".`);
       return m;
     },
-    dictionaries: (_: unknown, args: { model?: string | null }, ctx: Context) => dictionariesOf(ctx.database, args.model),
+    dictionaries: (_: unknown, args: { model?: string | null }, ctx: Context) =>
+      dictionariesOf(ctx.database, args.model),
     dictionary: (_: unknown, args: { id: string }, ctx: Context) => dictionaryOrThrow(ctx, args.id),
     feature: async (_: unknown, args: { dictionary: string; index: number }, ctx: Context) => {
       const d = await dictionaryOrThrow(ctx, args.dictionary);

@@ -37,7 +37,11 @@ export const compareResolvers = {
   Query: {
     compareDictionaries: async (_: unknown, args: { a: string; b: string }, ctx: Context): Promise<ComparisonView> => {
       await Promise.all([dictionaryOrThrow(ctx, args.a), dictionaryOrThrow(ctx, args.b)]);
-      const { comparison } = await compareDictionaries(ctx.database, { a: args.a, b: args.b, session: ctx.services.session });
+      const { comparison } = await compareDictionaries(ctx.database, {
+        a: args.a,
+        b: args.b,
+        session: ctx.services.session,
+      });
       return { row: comparison, a: args.a, b: args.b };
     },
   },
@@ -50,10 +54,21 @@ export const compareResolvers = {
     oneToOne: (v: ComparisonView) => v.row.summary.oneToOne,
     seconds: (v: ComparisonView) => v.row.summary.seconds,
     computedAt: (v: ComparisonView) => new Date(v.row.createdAt).toISOString(),
-    matches: async (v: ComparisonView, args: { first: number; after?: string | null; order: MatchOrder }, ctx: Context) => {
+    matches: async (
+      v: ComparisonView,
+      args: { first: number; after?: string | null; order: MatchOrder },
+      ctx: Context,
+    ) => {
       const after = args.after ? decodeCursor(args.after) : null;
-      const page = await comparisonMatches(ctx.database, v.row.id, v.a, { order: args.order, first: args.first, after });
-      const edges = page.rows.map((r) => ({ cursor: encodeCursor({ value: args.order === 'INDEX' ? null : r.cosine, index: r.index }), node: r }));
+      const page = await comparisonMatches(ctx.database, v.row.id, v.a, {
+        order: args.order,
+        first: args.first,
+        after,
+      });
+      const edges = page.rows.map((r) => ({
+        cursor: encodeCursor({ value: args.order === 'INDEX' ? null : r.cosine, index: r.index }),
+        node: r,
+      }));
       return {
         edges,
         pageInfo: {
@@ -68,16 +83,22 @@ export const compareResolvers = {
   FeatureMatch: {
     feature: (m: MatchRow, _: unknown, ctx: Context) => featureOf(ctx, m.dictionaryId, m.index),
     match: (m: MatchRow, _: unknown, ctx: Context) => featureOf(ctx, m.otherDictionaryId, m.matchIndex),
-    paired: (m: MatchRow, _: unknown, ctx: Context) => (m.pairedIndex === null ? null : featureOf(ctx, m.otherDictionaryId, m.pairedIndex)),
+    paired: (m: MatchRow, _: unknown, ctx: Context) =>
+      m.pairedIndex === null ? null : featureOf(ctx, m.otherDictionaryId, m.pairedIndex),
     // Family entries only: the child's share of its parent's firing tokens in the build of both.
-    coActivation: (m: MatchRow | FamilyRow) => ('parentTokens' in m && m.parentTokens ? m.bothTokens! / m.parentTokens : null),
+    coActivation: (m: MatchRow | FamilyRow) =>
+      'parentTokens' in m && m.parentTokens ? m.bothTokens! / m.parentTokens : null,
     coFiringTokens: (m: MatchRow | FamilyRow) => ('bothTokens' in m ? m.bothTokens : null),
   },
   Feature: {
     related: (f: FeatureRow, _: unknown, ctx: Context) => ctx.loaders.related.load(f),
     family: async (f: FeatureRow, args: { dictionary: string; minCosine: number }, ctx: Context) => {
       await dictionaryOrThrow(ctx, args.dictionary);
-      const rows = await ctx.loaders.family.load({ dictionaryId: f.dictionaryId, index: f.index, otherDictionaryId: args.dictionary });
+      const rows = await ctx.loaders.family.load({
+        dictionaryId: f.dictionaryId,
+        index: f.index,
+        otherDictionaryId: args.dictionary,
+      });
       return rows.filter((r) => r.cosine >= args.minCosine);
     },
     mapPoint: async (f: FeatureRow, _: unknown, ctx: Context) => {
@@ -115,6 +136,7 @@ export const compareResolvers = {
     },
   },
   MapPoint: {
-    feature: (p: MapPoint & { dictionaryId: string }, _: unknown, ctx: Context) => featureOf(ctx, p.dictionaryId, p.index),
+    feature: (p: MapPoint & { dictionaryId: string }, _: unknown, ctx: Context) =>
+      featureOf(ctx, p.dictionaryId, p.index),
   },
 };

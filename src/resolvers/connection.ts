@@ -27,5 +27,8 @@ export function decodeCursor(s: string): Cursor {
   } catch {
     // fall through to the error below
   }
-  throw new AtlasError('BAD_USER_INPUT', `"after" is not a cursor this API issued: pass an endCursor or edge cursor from a previous page.`);
+  throw new AtlasError(
+    'BAD_USER_INPUT',
+    `"after" is not a cursor this API issued: pass an endCursor or edge cursor from a previous page.`,
+  );
 }

@@ -5,8 +5,11 @@ type TextArgs = { text: string; topK: number; truncate: boolean };
 
 export const encodeResolvers = {
   Query: {
-    hookActivations: (_: unknown, args: { model: string; text: string; hooks: string[]; truncate: boolean }, ctx: Context) =>
-      hookActivationsOf(ctx.database, ctx.services.encoding, args),
+    hookActivations: (
+      _: unknown,
+      args: { model: string; text: string; hooks: string[]; truncate: boolean },
+      ctx: Context,
+    ) => hookActivationsOf(ctx.database, ctx.services.encoding, args),
     encodeVectors: (_: unknown, args: { dictionary: string; vectors: number[][]; topK: number }, ctx: Context) =>
       encodeVectorsOf(ctx.database, ctx.services.encoding, args),
     encode: async (_: unknown, args: TextArgs & { dictionary: string }, ctx: Context) =>

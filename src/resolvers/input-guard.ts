@@ -15,16 +15,20 @@ type Resolver = (parent: unknown, args: Record<string, unknown>, ctx: Context, i
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function checkString(name: string, value: string, isId: boolean, maxChars: number): void {
-  if (value.includes('\u0000')) throw new AtlasError('BAD_USER_INPUT', `"${name}" contains a NUL character; remove it.`);
+  if (value.includes('\u0000'))
+    throw new AtlasError('BAD_USER_INPUT', `"${name}" contains a NUL character; remove it.`);
   if (LONE_SURROGATE.test(value)) {
-    throw new AtlasError('BAD_USER_INPUT',
-      `"${name}" contains a lone UTF-16 surrogate (not valid Unicode text); send well-formed UTF-8.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `"${name}" contains a lone UTF-16 surrogate (not valid Unicode text); send well-formed UTF-8.`,
+    );
   }
   const limit = isId ? MAX_ID_CHARS : maxChars;
   if (value.length > limit) {
     const which = isId ? ' for an id' : ' (ATLAS_MAX_INPUT_CHARS)';
     throw new AtlasError('INPUT_TOO_LONG', `"${name}" has ${value.length} characters; the limit is ${limit}${which}.`, {
-      characters: value.length, limit,
+      characters: value.length,
+      limit,
     });
   }
 }
@@ -34,7 +38,12 @@ function checkValue(name: string, value: unknown, isId: boolean, maxChars: numbe
   else if (Array.isArray(value)) for (const v of value) checkValue(name, v, isId, maxChars);
 }
 
-export function checkArguments(defs: readonly GraphQLArgument[], args: Record<string, unknown>, maxChars: number, idsOnly: boolean): void {
+export function checkArguments(
+  defs: readonly GraphQLArgument[],
+  args: Record<string, unknown>,
+  maxChars: number,
+  idsOnly: boolean,
+): void {
   for (const def of defs) {
     const isId = getNamedType(def.type).name === 'ID';
     if (idsOnly && !isId) continue;
@@ -48,10 +57,20 @@ export function guardInputs<M extends Record<string, Record<string, unknown>>>(m
   for (const type of ['Query', 'Mutation']) {
     const fields = map[type];
     if (!fields) continue;
-    out[type] = Object.fromEntries(Object.entries(fields).map(([name, resolve]) => [name, ((parent, args, ctx, info) => {
-      checkArguments(info.parentType.getFields()[info.fieldName].args, args, ctx.services.maxInputChars, type === 'Mutation');
-      return (resolve as Resolver)(parent, args, ctx, info);
-    }) satisfies Resolver]));
+    out[type] = Object.fromEntries(
+      Object.entries(fields).map(([name, resolve]) => [
+        name,
+        ((parent, args, ctx, info) => {
+          checkArguments(
+            info.parentType.getFields()[info.fieldName].args,
+            args,
+            ctx.services.maxInputChars,
+            type === 'Mutation',
+          );
+          return (resolve as Resolver)(parent, args, ctx, info);
+        }) satisfies Resolver,
+      ]),
+    );
   }
   return out as M;
 }

@@ -32,16 +32,30 @@ export interface TestAtlas {
 }
 
 /** Opens a database on the backend, or returns why it cannot (PostgreSQL not reachable). */
-export async function openTestDatabase(backend: Backend): Promise<{ database: Database; cleanup(): Promise<void> } | { skip: string }> {
+export async function openTestDatabase(
+  backend: Backend,
+): Promise<{ database: Database; cleanup(): Promise<void> } | { skip: string }> {
   if (backend === 'pglite') {
     const dir = mkdtempSync(join(tmpdir(), 'atlas-pglite-'));
     const database = await openDatabase({ dataDir: dir });
-    return { database, cleanup: async () => { await database.close(); rmSync(dir, { recursive: true, force: true }); } };
+    return {
+      database,
+      cleanup: async () => {
+        await database.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   }
   const pg = await createTestDatabase();
   if ('skip' in pg) return { skip: pg.skip };
   const database = await openDatabase({ databaseUrl: pg.url, dataDir: tmpdir() });
-  return { database, cleanup: async () => { await database.close(); await pg.drop(); } };
+  return {
+    database,
+    cleanup: async () => {
+      await database.close();
+      await pg.drop();
+    },
+  };
 }
 
 export async function startTestAtlas(
@@ -60,11 +74,18 @@ export async function startTestAtlas(
   if (seed) await seed(database, dataDir);
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
   const services = await createServices(config);
-  const server = await startServer({
-    database, services, maxBodyBytes: config.maxBodyBytes, deadlineMs: config.requestTimeoutMs,
-    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs, httpRequestTimeoutMs: config.httpRequestTimeoutMs,
-    log: () => undefined,
-  }, { port: 0, host: '127.0.0.1' });
+  const server = await startServer(
+    {
+      database,
+      services,
+      maxBodyBytes: config.maxBodyBytes,
+      deadlineMs: config.requestTimeoutMs,
+      httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+      httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+      log: () => undefined,
+    },
+    { port: 0, host: '127.0.0.1' },
+  );
   return {
     backend,
     database,
@@ -72,7 +93,11 @@ export async function startTestAtlas(
     services,
     url: server.url,
     async gql(query, variables) {
-      const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+      const res = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables }),
+      });
       const body = (await res.json()) as GqlResult;
       return { ...body, status: res.status };
     },
@@ -125,7 +150,11 @@ export function useFixture<T>(
 }
 
 /** useFixture for a started server; `cleanup` runs after it closes. */
-export function useTestAtlas(title: string, start: () => Promise<TestAtlas | { skip: string }>, cleanup?: () => void): AtlasTest {
+export function useTestAtlas(
+  title: string,
+  start: () => Promise<TestAtlas | { skip: string }>,
+  cleanup?: () => void,
+): AtlasTest {
   const test = useFixture(title, start, (atlas) => atlas.close());
   if (cleanup) after(cleanup);
   return test;

@@ -17,7 +17,16 @@ export function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
@@ -30,7 +39,11 @@ export function watchPage(page: Page): { problems: string[] } {
   page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
   page.on('request', (r) => {
     const url = new URL(r.url());
-    const local = url.protocol === 'data:' || url.protocol === 'blob:' || url.hostname === '127.0.0.1' || url.hostname === 'localhost';
+    const local =
+      url.protocol === 'data:' ||
+      url.protocol === 'blob:' ||
+      url.hostname === '127.0.0.1' ||
+      url.hostname === 'localhost';
     if (!local) problems.push(`request off this machine: ${r.url()}`);
   });
   return { problems };

@@ -25,9 +25,18 @@ export interface SeededCatalog {
 
 export async function seedCatalog(database: Database): Promise<SeededCatalog> {
   await upsertModel(database, {
-    id: FIXTURE.model, name: 'Tiny test model', architecture: 'llama', dModel: FIXTURE.dIn, nLayers: 2, vocabSize: 64,
-    contextLength: 128, prependBos: true, hookPoints: ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post'],
-    sourcePath: '/nonexistent/tiny.bin', sourceFormat: 'llama2c', tokenizerPath: null,
+    id: FIXTURE.model,
+    name: 'Tiny test model',
+    architecture: 'llama',
+    dModel: FIXTURE.dIn,
+    nLayers: 2,
+    vocabSize: 64,
+    contextLength: 128,
+    prependBos: true,
+    hookPoints: ['blocks.0.hook_resid_post', 'blocks.1.hook_resid_post'],
+    sourcePath: '/nonexistent/tiny.bin',
+    sourceFormat: 'llama2c',
+    tokenizerPath: null,
   });
   const decoders = new Map<string, Float32Array>();
   const specs = [
@@ -39,10 +48,23 @@ export async function seedCatalog(database: Database): Promise<SeededCatalog> {
     const rows = clusteredRows(s.seed, FIXTURE.dSae, s.dIn);
     decoders.set(s.id, rows);
     const blocks = [rows.subarray(0, 128 * s.dIn), rows.subarray(128 * s.dIn)];
-    await writeDictionary(database, {
-      id: s.id, modelId: FIXTURE.model, name: s.id, hookPoint: 'blocks.1.hook_resid_post', prependBos: true, dIn: s.dIn, dSae: FIXTURE.dSae,
-      architecture: 'topk', k: 8, params: { normalization: 'none' }, sourceFormat: 'saelens',
-    }, blocks);
+    await writeDictionary(
+      database,
+      {
+        id: s.id,
+        modelId: FIXTURE.model,
+        name: s.id,
+        hookPoint: 'blocks.1.hook_resid_post',
+        prependBos: true,
+        dIn: s.dIn,
+        dSae: FIXTURE.dSae,
+        architecture: 'topk',
+        k: 8,
+        params: { normalization: 'none' },
+        sourceFormat: 'saelens',
+      },
+      blocks,
+    );
   }
   // Statistics for two thirds of the features, with ties, so ordering and NULLS LAST are exercised.
   const rand = rng(7);
@@ -62,7 +84,9 @@ export async function seedCatalog(database: Database): Promise<SeededCatalog> {
 }
 
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let i = 0; i < a.length; i++) {
     dot += a[i] * b[i];
     na += a[i] * a[i];

@@ -133,10 +133,15 @@ export function writeTinyGemma(dir: string, opts: GemmaFixtureOptions = {}): Gem
 
   const prefix = opts.prefix === false ? '' : family === 'gemma3' ? 'language_model.model.' : 'model.';
   const files: Record<string, TensorToWrite> = {};
-  for (const [name, data] of tensors) files[name === 'lm_head.weight' ? name : prefix + name] = { dtype, shape: shapes.get(name)!, data };
+  for (const [name, data] of tensors)
+    files[name === 'lm_head.weight' ? name : prefix + name] = { dtype, shape: shapes.get(name)!, data };
   let config: Record<string, unknown>;
   if (family === 'gemma3') {
-    files['vision_tower.vision_model.embeddings.patch_embedding.weight'] = { dtype, shape: [4, 3], data: uniform(12, 1) };
+    files['vision_tower.vision_model.embeddings.patch_embedding.weight'] = {
+      dtype,
+      shape: [4, 3],
+      data: uniform(12, 1),
+    };
     config = {
       architectures: ['Gemma3ForConditionalGeneration'],
       model_type: 'gemma3',

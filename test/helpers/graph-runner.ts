@@ -26,7 +26,11 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export async function createSession(modelBytes: Uint8Array): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(modelBytes, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  return ort.InferenceSession.create(modelBytes, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
 }
 
 /** Feeds for a right-padded batch with an empty KV cache; kv dims come from the graph's inputs. */
@@ -35,10 +39,12 @@ export function batchFeeds(spec: GraphSpec, batch: number[][]): Record<string, o
   const S = Math.max(...batch.map((s) => s.length));
   const ids = new BigInt64Array(B * S);
   const mask = new BigInt64Array(B * S);
-  batch.forEach((seq, b) => seq.forEach((t, i) => {
-    ids[b * S + i] = BigInt(t);
-    mask[b * S + i] = 1n;
-  }));
+  batch.forEach((seq, b) =>
+    seq.forEach((t, i) => {
+      ids[b * S + i] = BigInt(t);
+      mask[b * S + i] = 1n;
+    }),
+  );
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor('int64', ids, [B, S]),
     attention_mask: new ort.Tensor('int64', mask, [B, S]),
@@ -46,7 +52,12 @@ export function batchFeeds(spec: GraphSpec, batch: number[][]): Record<string, o
   for (const input of spec.inputs) {
     if (!input.name!.startsWith('past_key_values.')) continue;
     const dims = input.type!.tensorType!.shape!.dim!;
-    feeds[input.name!] = new ort.Tensor('float32', new Float32Array(0), [B, Number(dims[1].dimValue), 0, Number(dims[3].dimValue)]);
+    feeds[input.name!] = new ort.Tensor('float32', new Float32Array(0), [
+      B,
+      Number(dims[1].dimValue),
+      0,
+      Number(dims[3].dimValue),
+    ]);
   }
   return feeds;
 }
@@ -57,7 +68,11 @@ export function rowsOf(t: ort.Tensor, b: number, len: number): Float32Array {
   return (t.data as Float32Array).slice(b * S * width, (b * S + len) * width);
 }
 
-export async function runGraph(spec: GraphSpec, batch: number[][], session?: ort.InferenceSession): Promise<SequenceOutput[]> {
+export async function runGraph(
+  spec: GraphSpec,
+  batch: number[][],
+  session?: ort.InferenceSession,
+): Promise<SequenceOutput[]> {
   const s = session ?? (await createSession(serializeModel(spec)));
   try {
     const hookNames = s.outputNames.filter((n) => n !== 'logits' && !n.startsWith('present.'));

@@ -31,7 +31,10 @@ function draw(shapes: Map<string, number[]>, seed: number): Map<string, Float32A
     const isNorm = /(^|\.)(ln1|ln2|ln_final|q_norm|k_norm)\.w$/.test(name);
     const spread = shape.length === 1 ? (isNorm ? 0.5 : 0.3) : Math.sqrt(3 / shape[0]);
     const centre = shape.length === 1 && isNorm ? 1 : 0;
-    out.set(name, Float32Array.from({ length: n }, () => centre + (2 * rand() - 1) * spread));
+    out.set(
+      name,
+      Float32Array.from({ length: n }, () => centre + (2 * rand() - 1) * spread),
+    );
   }
   return out;
 }
@@ -54,11 +57,17 @@ const DTYPE_NAME = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const
 export function writeTinyLlamaFamily(dir: string, modelType: LlamaFamily, opts: FamilyFixtureOptions): HfFixture {
   const c = opts.expected;
   const { dModel: d, dMlp, vocabSize, nHeads, nKvHeads, dHead } = c;
-  const shapes = new Map<string, number[]>([['embed.W_E', [vocabSize, d]], ['ln_final.w', [d]]]);
+  const shapes = new Map<string, number[]>([
+    ['embed.W_E', [vocabSize, d]],
+    ['ln_final.w', [d]],
+  ]);
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     shapes.set(`${b}.ln1.w`, [d]).set(`${b}.ln2.w`, [d]);
-    shapes.set(`${b}.attn.W_Q`, [d, nHeads * dHead]).set(`${b}.attn.W_K`, [d, nKvHeads * dHead]).set(`${b}.attn.W_V`, [d, nKvHeads * dHead]);
+    shapes
+      .set(`${b}.attn.W_Q`, [d, nHeads * dHead])
+      .set(`${b}.attn.W_K`, [d, nKvHeads * dHead])
+      .set(`${b}.attn.W_V`, [d, nKvHeads * dHead]);
     shapes.set(`${b}.attn.W_O`, [nHeads * dHead, d]);
     shapes.set(`${b}.mlp.W_gate`, [d, dMlp]).set(`${b}.mlp.W_in`, [d, dMlp]).set(`${b}.mlp.W_out`, [dMlp, d]);
   }
@@ -70,8 +79,10 @@ export function writeTinyLlamaFamily(dir: string, modelType: LlamaFamily, opts: 
   const dtype = opts.dtype ?? 'F32';
   const tensors: Record<string, TensorToWrite> = {};
   const put = (name: string, shape: number[], data: Float32Array) => (tensors[name] = { dtype, shape, data });
-  const linear = (name: string, canonical: string, inp: number, out: number) => put(name, [out, inp], transpose(t.get(canonical)!, inp, out));
-  const vector = (name: string, canonical: string) => t.has(canonical) && put(name, [t.get(canonical)!.length], t.get(canonical)!);
+  const linear = (name: string, canonical: string, inp: number, out: number) =>
+    put(name, [out, inp], transpose(t.get(canonical)!, inp, out));
+  const vector = (name: string, canonical: string) =>
+    t.has(canonical) && put(name, [t.get(canonical)!.length], t.get(canonical)!);
   put('model.embed_tokens.weight', [vocabSize, d], t.get('embed.W_E')!);
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
@@ -81,14 +92,25 @@ export function writeTinyLlamaFamily(dir: string, modelType: LlamaFamily, opts: 
     linear(`${h}.self_attn.k_proj.weight`, `${b}.attn.W_K`, d, nKvHeads * dHead);
     linear(`${h}.self_attn.v_proj.weight`, `${b}.attn.W_V`, d, nKvHeads * dHead);
     linear(`${h}.self_attn.o_proj.weight`, `${b}.attn.W_O`, nHeads * dHead, d);
-    for (const [x, proj] of [['Q', 'q_proj'], ['K', 'k_proj'], ['V', 'v_proj'], ['O', 'o_proj']]) vector(`${h}.self_attn.${proj}.bias`, `${b}.attn.b_${x}`);
+    for (const [x, proj] of [
+      ['Q', 'q_proj'],
+      ['K', 'k_proj'],
+      ['V', 'v_proj'],
+      ['O', 'o_proj'],
+    ])
+      vector(`${h}.self_attn.${proj}.bias`, `${b}.attn.b_${x}`);
     vector(`${h}.self_attn.q_norm.weight`, `${b}.attn.q_norm.w`);
     vector(`${h}.self_attn.k_norm.weight`, `${b}.attn.k_norm.w`);
     vector(`${h}.post_attention_layernorm.weight`, `${b}.ln2.w`);
     linear(`${h}.mlp.gate_proj.weight`, `${b}.mlp.W_gate`, d, dMlp);
     linear(`${h}.mlp.up_proj.weight`, `${b}.mlp.W_in`, d, dMlp);
     linear(`${h}.mlp.down_proj.weight`, `${b}.mlp.W_out`, dMlp, d);
-    for (const [x, proj] of [['gate', 'gate_proj'], ['in', 'up_proj'], ['out', 'down_proj']]) vector(`${h}.mlp.${proj}.bias`, `${b}.mlp.b_${x}`);
+    for (const [x, proj] of [
+      ['gate', 'gate_proj'],
+      ['in', 'up_proj'],
+      ['out', 'down_proj'],
+    ])
+      vector(`${h}.mlp.${proj}.bias`, `${b}.mlp.b_${x}`);
   }
   put('model.norm.weight', [d], t.get('ln_final.w')!);
   if (!c.tiedEmbeddings) linear('lm_head.weight', 'unembed.W_U', d, vocabSize);
@@ -125,7 +147,11 @@ export function writeTinyNeox(dir: string, opts: FamilyFixtureOptions & { attent
   const c = opts.expected;
   const { dModel: d, dMlp, vocabSize, nHeads, dHead } = c;
   const bias = opts.attentionBias ?? true;
-  const shapes = new Map<string, number[]>([['embed.W_E', [vocabSize, d]], ['ln_final.w', [d]], ['ln_final.b', [d]]]);
+  const shapes = new Map<string, number[]>([
+    ['embed.W_E', [vocabSize, d]],
+    ['ln_final.w', [d]],
+    ['ln_final.b', [d]],
+  ]);
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     for (const ln of ['ln1', 'ln2']) shapes.set(`${b}.${ln}.w`, [d]).set(`${b}.${ln}.b`, [d]);
@@ -135,7 +161,11 @@ export function writeTinyNeox(dir: string, opts: FamilyFixtureOptions & { attent
     }
     shapes.set(`${b}.attn.W_O`, [d, d]);
     if (bias) shapes.set(`${b}.attn.b_O`, [d]);
-    shapes.set(`${b}.mlp.W_in`, [d, dMlp]).set(`${b}.mlp.b_in`, [dMlp]).set(`${b}.mlp.W_out`, [dMlp, d]).set(`${b}.mlp.b_out`, [d]);
+    shapes
+      .set(`${b}.mlp.W_in`, [d, dMlp])
+      .set(`${b}.mlp.b_in`, [dMlp])
+      .set(`${b}.mlp.W_out`, [dMlp, d])
+      .set(`${b}.mlp.b_out`, [d]);
   }
   if (!c.tiedEmbeddings) shapes.set('unembed.W_U', [d, vocabSize]);
   const t = draw(shapes, opts.seed ?? 1);
@@ -171,7 +201,11 @@ export function writeTinyNeox(dir: string, opts: FamilyFixtureOptions & { attent
     put(`${h}.attention.dense.weight`, [d, d], transpose(t.get(`${b}.attn.W_O`)!, d, d));
     if (bias) put(`${h}.attention.dense.bias`, [d], t.get(`${b}.attn.b_O`)!);
     // Buffers old checkpoints carry; the reader must ignore them.
-    put(`${h}.attention.rotary_emb.inv_freq`, [(c.rotaryDim ?? dHead) / 2], new Float32Array((c.rotaryDim ?? dHead) / 2));
+    put(
+      `${h}.attention.rotary_emb.inv_freq`,
+      [(c.rotaryDim ?? dHead) / 2],
+      new Float32Array((c.rotaryDim ?? dHead) / 2),
+    );
     put(`${h}.mlp.dense_h_to_4h.weight`, [dMlp, d], transpose(t.get(`${b}.mlp.W_in`)!, d, dMlp));
     put(`${h}.mlp.dense_h_to_4h.bias`, [dMlp], t.get(`${b}.mlp.b_in`)!);
     put(`${h}.mlp.dense_4h_to_h.weight`, [d, dMlp], transpose(t.get(`${b}.mlp.W_out`)!, dMlp, d));

@@ -78,9 +78,16 @@ export function randomGpt2Weights(c: TransformerConfig, seed = 1): TransformerWe
   const t = new Map<string, Float32Array>();
   const matrix = (name: string, rows: number, cols: number) => {
     const s = Math.sqrt(3 / rows);
-    t.set(name, Float32Array.from({ length: rows * cols }, () => (2 * rand() - 1) * s));
+    t.set(
+      name,
+      Float32Array.from({ length: rows * cols }, () => (2 * rand() - 1) * s),
+    );
   };
-  const vector = (name: string, n: number, centre: number, spread: number) => t.set(name, Float32Array.from({ length: n }, () => centre + (2 * rand() - 1) * spread));
+  const vector = (name: string, n: number, centre: number, spread: number) =>
+    t.set(
+      name,
+      Float32Array.from({ length: n }, () => centre + (2 * rand() - 1) * spread),
+    );
   matrix('embed.W_E', vocabSize, d);
   matrix('pos_embed.W_pos', c.contextLength, d);
   for (let l = 0; l < c.nLayers; l++) {
@@ -107,7 +114,12 @@ export function randomGpt2Weights(c: TransformerConfig, seed = 1): TransformerWe
   return inMemory(c, t);
 }
 
-export function writeCheckpoint(dir: string, config: Record<string, unknown>, tensors: Record<string, TensorToWrite>, opts: HfFixtureOptions): void {
+export function writeCheckpoint(
+  dir: string,
+  config: Record<string, unknown>,
+  tensors: Record<string, TensorToWrite>,
+  opts: HfFixtureOptions,
+): void {
   opts.editTensors?.(tensors);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...opts.config }, null, 2));
   const shards = opts.shards ?? 1;
@@ -128,7 +140,10 @@ export function writeCheckpoint(dir: string, config: Record<string, unknown>, te
     });
     writeSafetensors(join(dir, file), part, { format: 'pt' });
   }
-  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+  writeFileSync(
+    join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2),
+  );
 }
 
 /** A tiny GPT-2 checkpoint (Conv1D weights [in, out], fused c_attn). */
@@ -149,10 +164,16 @@ export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixtu
     put(`${h}.ln_1.bias`, [d], w.tensor(`${b}.ln1.b`));
     const cAttn = new Float32Array(d * 3 * d);
     for (let r = 0; r < d; r++) {
-      ['Q', 'K', 'V'].forEach((x, i) => cAttn.set(w.tensor(`${b}.attn.W_${x}`).subarray(r * d, (r + 1) * d), r * 3 * d + i * d));
+      ['Q', 'K', 'V'].forEach((x, i) =>
+        cAttn.set(w.tensor(`${b}.attn.W_${x}`).subarray(r * d, (r + 1) * d), r * 3 * d + i * d),
+      );
     }
     put(`${h}.attn.c_attn.weight`, [d, 3 * d], cAttn);
-    put(`${h}.attn.c_attn.bias`, [3 * d], Float32Array.from([...w.tensor(`${b}.attn.b_Q`), ...w.tensor(`${b}.attn.b_K`), ...w.tensor(`${b}.attn.b_V`)]));
+    put(
+      `${h}.attn.c_attn.bias`,
+      [3 * d],
+      Float32Array.from([...w.tensor(`${b}.attn.b_Q`), ...w.tensor(`${b}.attn.b_K`), ...w.tensor(`${b}.attn.b_V`)]),
+    );
     put(`${h}.attn.c_proj.weight`, [d, d], w.tensor(`${b}.attn.W_O`));
     put(`${h}.attn.c_proj.bias`, [d], w.tensor(`${b}.attn.b_O`));
     put(`${h}.ln_2.weight`, [d], w.tensor(`${b}.ln2.w`));
@@ -197,7 +218,8 @@ export function writeTinyLlama(dir: string, opts: HfFixtureOptions = {}): HfFixt
   const tensors: Record<string, TensorToWrite> = {};
   const put = (name: string, shape: number[], data: Float32Array) => (tensors[name] = { dtype, shape, data });
   // nn.Linear(in, out).weight is [out, in]: the transpose of the TransformerLens matrix.
-  const linear = (name: string, canonical: string, inp: number, out: number) => put(name, [out, inp], transpose(w.tensor(canonical), inp, out));
+  const linear = (name: string, canonical: string, inp: number, out: number) =>
+    put(name, [out, inp], transpose(w.tensor(canonical), inp, out));
   put(`${p}embed_tokens.weight`, [vocabSize, d], w.tensor('embed.W_E'));
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;

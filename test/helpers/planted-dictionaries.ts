@@ -11,7 +11,12 @@ export function randomRows(seed: number, n: number, d: number): Float32Array {
 }
 
 /** Row i of the copy is row perm[i] of `rows` plus Gaussian noise of `noise` times its norm per √d. */
-export function permutedCopy(rows: Float32Array, d: number, seed: number, noise: number): { rows: Float32Array; perm: number[] } {
+export function permutedCopy(
+  rows: Float32Array,
+  d: number,
+  seed: number,
+  noise: number,
+): { rows: Float32Array; perm: number[] } {
   const n = rows.length / d;
   const rand = rng(seed);
   const perm = Array.from({ length: n }, (_, i) => i);
@@ -34,7 +39,14 @@ export function permutedCopy(rows: Float32Array, d: number, seed: number, noise:
  * which is replaced by `children` features cos(θ)·f̂ + sin(θ)·û with û a random unit direction
  * orthogonal to f̂. Returns the rows and the parent of each wide feature.
  */
-export function splitDictionary(narrow: Float32Array, d: number, seed: number, split: Set<number>, children: number, cosTheta: number): { rows: Float32Array; parent: number[] } {
+export function splitDictionary(
+  narrow: Float32Array,
+  d: number,
+  seed: number,
+  split: Set<number>,
+  children: number,
+  cosTheta: number,
+): { rows: Float32Array; parent: number[] } {
   const n = narrow.length / d;
   const rand = rng(seed);
   const rows: number[] = [];
@@ -62,7 +74,13 @@ export function splitDictionary(narrow: Float32Array, d: number, seed: number, s
 }
 
 /** `clusters` groups of n/clusters rows each, spread around random centres; returns rows and labels. */
-export function plantedClusters(seed: number, n: number, d: number, clusters: number, spread: number): { rows: Float32Array; label: number[] } {
+export function plantedClusters(
+  seed: number,
+  n: number,
+  d: number,
+  clusters: number,
+  spread: number,
+): { rows: Float32Array; label: number[] } {
   const rand = rng(seed);
   const centres = Array.from({ length: clusters }, () => Array.from({ length: d }, () => normal(rand)));
   const rows = new Float32Array(n * d);
@@ -77,7 +95,9 @@ export function plantedClusters(seed: number, n: number, d: number, clusters: nu
 
 /** cos(a_i, b_j) in float64, the oracle for every test here. */
 export function cosine64(a: Float32Array, i: number, b: Float32Array, j: number, d: number): number {
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let t = 0; t < d; t++) {
     dot += a[i * d + t] * b[j * d + t];
     na += a[i * d + t] ** 2;

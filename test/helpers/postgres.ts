@@ -30,10 +30,13 @@ async function connect(url: URL): Promise<pg.Client | string> {
   }
 }
 
-/** Creates a fresh database (random name) on the server in ATLAS_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
- *  ensures pgvector is available in it (CREATE EXTENSION vector), returns its URL and a drop() that removes it;
- *  returns the reason instead when PostgreSQL is unreachable or lacks pgvector, so a test can skip with a visible notice.
- *  Other failures (e.g. the user may not create databases) throw, so a misconfigured server is not silently skipped. */
+/**
+ * Creates a fresh database (random name) on the server in ATLAS_TEST_PG_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres), ensures pgvector is available in it (CREATE EXTENSION vector),
+ * returns its URL and a drop() that removes it; returns the reason instead when PostgreSQL is unreachable or
+ * lacks pgvector, so a test can skip with a visible notice. Other failures (e.g. the user may not create
+ * databases) throw, so a misconfigured server is not silently skipped.
+ */
 export async function createTestDatabase(): Promise<TestDatabase | { skip: string }> {
   const adminUrl = new URL(process.env.ATLAS_TEST_PG_URL || DEFAULT_TEST_PG_URL);
   const admin = await connect(adminUrl);
@@ -43,7 +46,9 @@ export async function createTestDatabase(): Promise<TestDatabase | { skip: strin
   try {
     const available = await admin.query(`SELECT 1 FROM pg_available_extensions WHERE name = 'vector'`);
     if (available.rowCount === 0) {
-      return { skip: `pgvector is not installed on PostgreSQL at ${redact(adminUrl)}; run scripts/install-pgvector.sh as root` };
+      return {
+        skip: `pgvector is not installed on PostgreSQL at ${redact(adminUrl)}; run scripts/install-pgvector.sh as root`,
+      };
     }
     await admin.query(`CREATE DATABASE ${name}`);
   } finally {

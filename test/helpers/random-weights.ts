@@ -33,7 +33,10 @@ export function llamaConfig(overrides: Partial<TransformerConfig> = {}): Transfo
 export function randomLlamaWeights(config: TransformerConfig, seed = 1): TransformerWeights {
   const rand = seededRandom(seed);
   const { dModel: d, nHeads, nKvHeads, dHead, dMlp, vocabSize } = config;
-  const shapes = new Map<string, number[]>([['embed.W_E', [vocabSize, d]], ['ln_final.w', [d]]]);
+  const shapes = new Map<string, number[]>([
+    ['embed.W_E', [vocabSize, d]],
+    ['ln_final.w', [d]],
+  ]);
   for (let l = 0; l < config.nLayers; l++) {
     const b = `blocks.${l}`;
     shapes.set(`${b}.ln1.w`, [d]);

@@ -111,7 +111,10 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
-interface RawTensor { shape: number[]; data: Float32Array }
+interface RawTensor {
+  shape: number[];
+  data: Float32Array;
+}
 
 function applyCorruption(tensors: Record<string, RawTensor>, c: SaeCorruption | undefined): void {
   if (!c) return;
@@ -134,33 +137,54 @@ function truncateFile(path: string, c: SaeCorruption | undefined): void {
 
 export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixture {
   const fmt = opts.format;
-  const architecture: SaeArchitecture = fmt === 'sparsify' ? 'topk' : fmt === 'gemmascope' ? 'jumprelu' : opts.architecture ?? 'standard';
+  const architecture: SaeArchitecture =
+    fmt === 'sparsify' ? 'topk' : fmt === 'gemmascope' ? 'jumprelu' : (opts.architecture ?? 'standard');
   const dIn = opts.dIn ?? 32;
   const dSae = opts.dSae ?? 128;
   const dtype = opts.dtype ?? 'float32';
-  const k = architecture === 'topk' ? opts.k ?? 8 : null;
+  const k = architecture === 'topk' ? (opts.k ?? 8) : null;
   const seed = opts.seed ?? 1;
-  const normalization = fmt === 'sparsify' || fmt === 'gemmascope' ? 'none' : opts.normalization ?? 'none';
-  const scalingFactor = normalization === 'expected_average_only_in' ? opts.scalingFactor ?? 0.5 : null;
+  const normalization = fmt === 'sparsify' || fmt === 'gemmascope' ? 'none' : (opts.normalization ?? 'none');
+  const scalingFactor = normalization === 'expected_average_only_in' ? (opts.scalingFactor ?? 0.5) : null;
   const tc = opts.transcoder;
-  const applyBDecToInput = fmt === 'gemmascope' || tc ? false : fmt === 'sparsify' ? true : opts.applyBDecToInput ?? true;
-  const hookName = opts.hookName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'blocks.2.hook_resid_pre' : null) : opts.hookName;
-  const prependBos = fmt === 'saelens' || fmt === 'saelens-old' ? (opts.prependBos === undefined ? true : opts.prependBos) : null;
-  const modelName = opts.modelName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'stories260K' : null) : opts.modelName;
+  const applyBDecToInput =
+    fmt === 'gemmascope' || tc ? false : fmt === 'sparsify' ? true : (opts.applyBDecToInput ?? true);
+  const hookName =
+    opts.hookName === undefined
+      ? fmt === 'saelens' || fmt === 'saelens-old'
+        ? 'blocks.2.hook_resid_pre'
+        : null
+      : opts.hookName;
+  const prependBos =
+    fmt === 'saelens' || fmt === 'saelens-old' ? (opts.prependBos === undefined ? true : opts.prependBos) : null;
+  const modelName =
+    opts.modelName === undefined ? (fmt === 'saelens' || fmt === 'saelens-old' ? 'stories260K' : null) : opts.modelName;
 
   const exact = randomSaeParams(architecture, dIn, dSae, seed);
   if (tc?.skip) exact.W_skip = randn(rng(seed + 99), dIn * dIn, 0.3 / Math.sqrt(dIn));
   const params: SaeParams = {} as SaeParams;
-  for (const [name, v] of Object.entries(exact)) (params as unknown as Record<string, Float32Array>)[name] = roundTo(v, dtype);
-  const logSparsity = fmt === 'saelens' && opts.sparsity
-    ? Float32Array.from({ length: dSae }, (_, j) => (j === 0 ? -Infinity : -1 - 4 * rng(seed + j)()))
-    : null;
+  for (const [name, v] of Object.entries(exact))
+    (params as unknown as Record<string, Float32Array>)[name] = roundTo(v, dtype);
+  const logSparsity =
+    fmt === 'saelens' && opts.sparsity
+      ? Float32Array.from({ length: dSae }, (_, j) => (j === 0 ? -Infinity : -1 - 4 * rng(seed + j)()))
+      : null;
 
   mkdirSync(dir, { recursive: true });
   let cfgJson: Record<string, unknown> | null = null;
   let tensors: Record<string, RawTensor>;
   let weightsPath: string;
-  const baseShapes: Record<string, number[]> = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn], b_enc: [dSae], threshold: [dSae], b_gate: [dSae], b_mag: [dSae], r_mag: [dSae], W_skip: [dIn, dIn] };
+  const baseShapes: Record<string, number[]> = {
+    W_enc: [dIn, dSae],
+    W_dec: [dSae, dIn],
+    b_dec: [dIn],
+    b_enc: [dSae],
+    threshold: [dSae],
+    b_gate: [dSae],
+    b_mag: [dSae],
+    r_mag: [dSae],
+    W_skip: [dIn, dIn],
+  };
   const named = (): Record<string, RawTensor> =>
     Object.fromEntries(Object.entries(params).map(([n, data]) => [n, { shape: baseShapes[n], data }]));
 
@@ -170,8 +194,14 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
     const archName = opts.corrupt?.kind === 'unknown-architecture' ? opts.corrupt.name : architecture;
     if (fmt === 'saelens') {
       cfgJson = {
-        architecture: archName, d_in: dIn, d_sae: dSae, dtype, device: 'cpu', apply_b_dec_to_input: applyBDecToInput,
-        normalize_activations: normalization, reshape_activations: 'none',
+        architecture: archName,
+        d_in: dIn,
+        d_sae: dSae,
+        dtype,
+        device: 'cpu',
+        apply_b_dec_to_input: applyBDecToInput,
+        normalize_activations: normalization,
+        reshape_activations: 'none',
         metadata: { model_name: modelName, hook_name: hookName, context_size: 128, sae_lens_version: '6.0.0' },
       };
       if (prependBos !== null) (cfgJson.metadata as Record<string, unknown>).prepend_bos = prependBos;
@@ -183,14 +213,24 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
     } else {
       // Pre-v6 layout: hook_point and model_name at top level, activation named separately, boolean normalization.
       cfgJson = {
-        model_name: modelName, hook_point: hookName, hook_point_layer: 2, d_in: dIn, d_sae: dSae, dtype, device: 'cpu',
-        apply_b_dec_to_input: applyBDecToInput, context_size: 128, sae_lens_training_version: '3.12.0',
+        model_name: modelName,
+        hook_point: hookName,
+        hook_point_layer: 2,
+        d_in: dIn,
+        d_sae: dSae,
+        dtype,
+        device: 'cpu',
+        apply_b_dec_to_input: applyBDecToInput,
+        context_size: 128,
+        sae_lens_training_version: '3.12.0',
         ...(prependBos === null ? {} : { prepend_bos: prependBos }),
         activation_fn_str: architecture === 'topk' ? 'topk' : 'relu',
-        normalize_activations: normalization === 'none' ? false : normalization === 'expected_average_only_in' ? true : normalization,
+        normalize_activations:
+          normalization === 'none' ? false : normalization === 'expected_average_only_in' ? true : normalization,
       };
       if (k !== null) cfgJson.activation_fn_kwargs = { k };
-      if (architecture === 'jumprelu' || architecture === 'gated' || archName !== architecture) cfgJson.architecture = archName;
+      if (architecture === 'jumprelu' || architecture === 'gated' || archName !== architecture)
+        cfgJson.architecture = archName;
     }
     if (scalingFactor !== null) cfgJson.norm_scaling_factor = scalingFactor;
   } else if (fmt === 'sparsify') {
@@ -204,8 +244,14 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
     weightsPath = join(dir, 'sae.safetensors');
     cfgJson = {
       activation: opts.corrupt?.kind === 'unknown-architecture' ? opts.corrupt.name : 'topk',
-      expansion_factor: dSae / dIn, normalize_decoder: true, num_latents: 0, k, multi_topk: false,
-      skip_connection: tc?.skip ?? false, transcode: tc !== undefined, d_in: dIn,
+      expansion_factor: dSae / dIn,
+      normalize_decoder: true,
+      num_latents: 0,
+      k,
+      multi_topk: false,
+      skip_connection: tc?.skip ?? false,
+      transcode: tc !== undefined,
+      d_in: dIn,
     };
   } else {
     tensors = named();
@@ -214,16 +260,35 @@ export function writeSaeFixture(dir: string, opts: SaeFixtureOptions): SaeFixtur
 
   applyCorruption(tensors, opts.corrupt);
   if (fmt === 'gemmascope') {
-    writeNpz(weightsPath, Object.fromEntries(Object.entries(tensors).map(([n, t]) => [n, { ...t, descr: dtype === 'float16' ? '<f2' : '<f4' }])), { compressed: opts.compressed });
+    writeNpz(
+      weightsPath,
+      Object.fromEntries(
+        Object.entries(tensors).map(([n, t]) => [n, { ...t, descr: dtype === 'float16' ? '<f2' : '<f4' }]),
+      ),
+      { compressed: opts.compressed },
+    );
   } else {
-    writeSafetensors(weightsPath, Object.fromEntries(Object.entries(tensors).map(([n, t]): [string, TensorToWrite] => [n, { dtype: ST_DTYPE[dtype], ...t }])));
+    writeSafetensors(
+      weightsPath,
+      Object.fromEntries(
+        Object.entries(tensors).map(([n, t]): [string, TensorToWrite] => [n, { dtype: ST_DTYPE[dtype], ...t }]),
+      ),
+    );
     writeFileSync(join(dir, 'cfg.json'), JSON.stringify(cfgJson, null, 2));
   }
-  if (logSparsity) writeSafetensors(join(dir, 'sparsity.safetensors'), { sparsity: { shape: [dSae], data: logSparsity } });
+  if (logSparsity)
+    writeSafetensors(join(dir, 'sparsity.safetensors'), { sparsity: { shape: [dSae], data: logSparsity } });
   truncateFile(weightsPath, opts.corrupt);
 
   const config: SaeConfig = {
-    architecture, dIn, dSae, k, hookName, modelName, prependBos, applyBDecToInput,
+    architecture,
+    dIn,
+    dSae,
+    k,
+    hookName,
+    modelName,
+    prependBos,
+    applyBDecToInput,
     ...(tc && { transcoder: { hookNameOut: fmt === 'sparsify' ? null : tc.hookNameOut, skip: tc.skip } }),
     normalization: { kind: normalization, scalingFactor },
     sourceFormat: fmt === 'saelens-old' ? 'saelens' : fmt,
@@ -252,9 +317,12 @@ export function npyBytes(a: NpyArray): Buffer {
   pre[6] = 1;
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
-  const body = descr === '<f2' ? Buffer.from(fromFloat32(a.data, 'F16'))
-    : descr === '<f8' ? Buffer.from(Float64Array.from(a.data).buffer)
-    : Buffer.from(fromFloat32(a.data, 'F32'));
+  const body =
+    descr === '<f2'
+      ? Buffer.from(fromFloat32(a.data, 'F16'))
+      : descr === '<f8'
+        ? Buffer.from(Float64Array.from(a.data).buffer)
+        : Buffer.from(fromFloat32(a.data, 'F32'));
   return Buffer.concat([pre, Buffer.from(header, 'latin1'), body]);
 }
 
@@ -278,7 +346,11 @@ function crc32(b: Buffer): number {
  * A zip of `<name>.npy` members, stored (numpy.savez) or deflated (numpy.savez_compressed).
  * `zip64` writes sizes, offsets and counts in zip64 records, as archives over 4 GiB must.
  */
-export function writeNpz(path: string, arrays: Record<string, NpyArray>, opts: { compressed?: boolean; zip64?: boolean } = {}): void {
+export function writeNpz(
+  path: string,
+  arrays: Record<string, NpyArray>,
+  opts: { compressed?: boolean; zip64?: boolean } = {},
+): void {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -354,13 +426,18 @@ export function writeLlamaScopeFixture(dir: string, hp: LlamaScopeHyper & Record
   const d = hp.d_model;
   const m = hp.d_sae;
   const t = {
-    encW: randn(rand, m * d, 0.35), encB: randn(rand, m, 0.2, -0.1), decW: randn(rand, d * m, 0.3), decB: randn(rand, d, 0.5),
+    encW: randn(rand, m * d, 0.35),
+    encB: randn(rand, m, 0.2, -0.1),
+    decW: randn(rand, d * m, 0.3),
+    decB: randn(rand, d, 0.5),
   };
   mkdirSync(join(dir, 'checkpoints'), { recursive: true });
   writeFileSync(join(dir, 'hyperparams.json'), JSON.stringify(hp));
   writeSafetensors(join(dir, 'checkpoints', 'final.safetensors'), {
-    'encoder.weight': { shape: [m, d], data: t.encW }, 'encoder.bias': { shape: [m], data: t.encB },
-    'decoder.weight': { shape: [d, m], data: t.decW }, 'decoder.bias': { shape: [d], data: t.decB },
+    'encoder.weight': { shape: [m, d], data: t.encW },
+    'encoder.bias': { shape: [m], data: t.encB },
+    'decoder.weight': { shape: [d, m], data: t.decW },
+    'decoder.bias': { shape: [d], data: t.decB },
   });
   return t;
 }

@@ -31,7 +31,28 @@ function corpusWords(): string[] {
     s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
     return s % n;
   };
-  const onsets = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z', 'st', 'tr', 'pl', 'sh', 'ch', 'br'];
+  const onsets = [
+    'b',
+    'd',
+    'f',
+    'g',
+    'k',
+    'l',
+    'm',
+    'n',
+    'p',
+    'r',
+    's',
+    't',
+    'v',
+    'z',
+    'st',
+    'tr',
+    'pl',
+    'sh',
+    'ch',
+    'br',
+  ];
   const nuclei = ['a', 'e', 'i', 'o', 'u', 'ai', 'ou', 'ee'];
   for (let i = 0; i < 1500; i++) {
     let w = '';
@@ -64,7 +85,8 @@ function learnMerges(words: string[][], vocab: Map<string, number>, target: numb
         bestCount = c;
       }
     }
-    if (best === null) throw new Error(`${kind} fixture corpus cannot fill a vocabulary of ${target}; use a smaller vocabSize.`);
+    if (best === null)
+      throw new Error(`${kind} fixture corpus cannot fill a vocabulary of ${target}; use a smaller vocabSize.`);
     const [a, b] = best.split(SEP) as [string, string];
     merges.push([a, b]);
     if (!vocab.has(a + b)) vocab.set(a + b, vocab.size);
@@ -90,7 +112,8 @@ export function writeGpt2TokenizerJson(dir: string, vocabSize: number): string {
 }
 
 function buildGpt2(vocabSize: number): Built {
-  if (!Number.isInteger(vocabSize) || vocabSize < 258) throw new Error(`gpt2 fixture needs vocabSize >= 258, got ${vocabSize}.`);
+  if (!Number.isInteger(vocabSize) || vocabSize < 258)
+    throw new Error(`gpt2 fixture needs vocabSize >= 258, got ${vocabSize}.`);
   const chars = byteLevelChars();
   const vocab = new Map([...chars].sort((x, y) => x.charCodeAt(0) - y.charCodeAt(0)).map((c, i) => [c, i]));
   const pretokenize = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -104,7 +127,17 @@ function buildGpt2(vocabSize: number): Built {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [{ id: vocabSize - 1, content: eot, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    added_tokens: [
+      {
+        id: vocabSize - 1,
+        content: eot,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: true,
+      },
+    ],
     normalizer: null,
     pre_tokenizer: byteLevel,
     post_processor: { ...byteLevel, trim_offsets: false },
@@ -121,12 +154,22 @@ function buildGpt2(vocabSize: number): Built {
       merges: merges.map(([a, b]) => `${a} ${b}`),
     },
   };
-  const config = { bos_token: eot, eos_token: eot, unk_token: eot, add_prefix_space: false, model_max_length: 1024, tokenizer_class: 'GPT2Tokenizer' };
+  const config = {
+    bos_token: eot,
+    eos_token: eot,
+    unk_token: eot,
+    add_prefix_space: false,
+    model_max_length: 1024,
+    tokenizer_class: 'GPT2Tokenizer',
+  };
   return { json, config };
 }
 
 export interface LlamaFixtureOptions {
-  /** Where the BOS rule lives: the post-processor template, tokenizer_config.json's add_bos_token, or both (default, as Llama 2 ships). */
+  /**
+   * Where the BOS rule lives: the post-processor template, tokenizer_config.json's add_bos_token, or both (default, as
+   * Llama 2 ships).
+   */
   bosVia?: 'post_processor' | 'config' | 'both';
 }
 
@@ -149,14 +192,23 @@ function buildLlama(vocabSize: number, bosVia: NonNullable<LlamaFixtureOptions['
   const words = corpusWords().map((w) => Array.from('▁' + w));
   const alphabet = [...new Set(words.flat())].sort();
   const minimum = vocab.size + alphabet.length + 1;
-  if (!Number.isInteger(vocabSize) || vocabSize < minimum) throw new Error(`llama fixture needs vocabSize >= ${minimum}, got ${vocabSize}.`);
+  if (!Number.isInteger(vocabSize) || vocabSize < minimum)
+    throw new Error(`llama fixture needs vocabSize >= ${minimum}, got ${vocabSize}.`);
   for (const c of alphabet) vocab.set(c, vocab.size);
   const merges = learnMerges(words, vocab, vocabSize, 'llama');
   const json = {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: specials.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: specials.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: {
       type: 'Sequence',
       normalizers: [

@@ -106,7 +106,11 @@ export function gemmaReference(input: GemmaReferenceInput, tokens: number[]): Ge
   const scaling = n('query_pre_attn_scalar') ** -0.5;
   const layerTypes = c.layer_types as string[] | undefined;
   const isSliding = (l: number): boolean =>
-    layerTypes ? layerTypes[l] === 'sliding_attention' : family === 'gemma2' ? l % 2 === 0 : (l + 1) % n('sliding_window_pattern') !== 0;
+    layerTypes
+      ? layerTypes[l] === 'sliding_attention'
+      : family === 'gemma2'
+        ? l % 2 === 0
+        : (l + 1) % n('sliding_window_pattern') !== 0;
   const scalingCfg = c.rope_scaling as { rope_type: string; factor: number } | null | undefined;
   const ropeOf = (l: number) => {
     if (family === 'gemma3' && isSliding(l)) return { theta: n('rope_local_base_freq'), factor: 1 };
@@ -124,7 +128,9 @@ export function gemmaReference(input: GemmaReferenceInput, tokens: number[]): Ge
   };
 
   const E = T('embed_tokens.weight');
-  let h: Float64Array[] = tokens.map((tok) => Float64Array.from(E.subarray(tok * d, (tok + 1) * d), (v) => v * normalizer));
+  let h: Float64Array[] = tokens.map((tok) =>
+    Float64Array.from(E.subarray(tok * d, (tok + 1) * d), (v) => v * normalizer),
+  );
 
   const rotate = (x: Float64Array, pos: number, theta: number, factor: number) => {
     const half = hd / 2;
@@ -142,7 +148,8 @@ export function gemmaReference(input: GemmaReferenceInput, tokens: number[]): Ge
   };
   const headNorm = (x: Float64Array, w: Float32Array) => {
     const g = gain(w);
-    for (let head = 0; head < x.length / hd; head++) x.set(mulGain(rms(x.subarray(head * hd, (head + 1) * hd), eps), g), head * hd);
+    for (let head = 0; head < x.length / hd; head++)
+      x.set(mulGain(rms(x.subarray(head * hd, (head + 1) * hd), eps), g), head * hd);
   };
 
   for (let l = 0; l < L; l++) {
@@ -194,7 +201,10 @@ export function gemmaReference(input: GemmaReferenceInput, tokens: number[]): Ge
         });
       }
       record(hook('attn.hook_z'), t, z);
-      const attnOut = mulGain(rms(linear(T(`${p}.self_attn.o_proj.weight`), z, d), eps), gain(T(`${p}.post_attention_layernorm.weight`)));
+      const attnOut = mulGain(
+        rms(linear(T(`${p}.self_attn.o_proj.weight`), z, d), eps),
+        gain(T(`${p}.post_attention_layernorm.weight`)),
+      );
       record(hook('hook_attn_out'), t, attnOut);
       const mid = h[t].map((v, i) => v + attnOut[i]);
       record(hook('hook_resid_mid'), t, mid);
@@ -206,7 +216,10 @@ export function gemmaReference(input: GemmaReferenceInput, tokens: number[]): Ge
       record(hook('mlp.hook_pre'), t, gate);
       const post = gate.map((g, i) => geluTanh(g) * up[i]);
       record(hook('mlp.hook_post'), t, post);
-      const mlpOut = mulGain(rms(linear(T(`${p}.mlp.down_proj.weight`), post, d), eps), gain(T(`${p}.post_feedforward_layernorm.weight`)));
+      const mlpOut = mulGain(
+        rms(linear(T(`${p}.mlp.down_proj.weight`), post, d), eps),
+        gain(T(`${p}.post_feedforward_layernorm.weight`)),
+      );
       record(hook('hook_mlp_out'), t, mlpOut);
       const out = mid.map((v, i) => v + mlpOut[i]);
       record(hook('hook_resid_post'), t, out);

@@ -94,7 +94,9 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
     // Fetch each tensor once per block: tensor() may read from disk.
     const t = (name: string) => w.tensor(`${p}.${name}`);
     const [ln1w, ln1b, ln2w, ln2b] = [t('ln1.w'), t('ln1.b'), t('ln2.w'), t('ln2.b')];
-    const [WQ, WK, WV, WO, bQ, bK, bV, bO] = ['W_Q', 'W_K', 'W_V', 'W_O', 'b_Q', 'b_K', 'b_V', 'b_O'].map((n) => t(`attn.${n}`));
+    const [WQ, WK, WV, WO, bQ, bK, bV, bO] = ['W_Q', 'W_K', 'W_V', 'W_O', 'b_Q', 'b_K', 'b_V', 'b_O'].map((n) =>
+      t(`attn.${n}`),
+    );
     const [Win, Wout, bin, bout] = ['W_in', 'W_out', 'b_in', 'b_out'].map((n) => t(`mlp.${n}`));
     hooks.set(hookName(L, 'hook_resid_pre'), toF32(x));
     const ln1 = x.map((r) => layerNorm(r, ln1w, ln1b, c.normEps));

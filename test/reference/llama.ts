@@ -78,14 +78,16 @@ export function referenceInvFreq(c: TransformerConfig, seqLen: number): { invFre
     const out = inv.map((v) => {
       const wavelen = (2 * Math.PI) / v;
       const scaled = wavelen > s.originalMaxPositions / s.lowFreqFactor ? v / s.factor : v;
-      const medium = !(wavelen < s.originalMaxPositions / s.highFreqFactor) && !(wavelen > s.originalMaxPositions / s.lowFreqFactor);
+      const medium =
+        !(wavelen < s.originalMaxPositions / s.highFreqFactor) && !(wavelen > s.originalMaxPositions / s.lowFreqFactor);
       if (!medium) return scaled;
       const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
       return (1 - smooth) * (scaled / s.factor) + smooth * scaled;
     });
     return { invFreq: out, factor: 1 };
   }
-  const dimFor = (rot: number) => (r * Math.log(s.originalMaxPositions / (rot * 2 * Math.PI))) / (2 * Math.log(c.ropeTheta));
+  const dimFor = (rot: number) =>
+    (r * Math.log(s.originalMaxPositions / (rot * 2 * Math.PI))) / (2 * Math.log(c.ropeTheta));
   let lo = dimFor(s.betaFast);
   let hi = dimFor(s.betaSlow);
   if (s.truncate) [lo, hi] = [Math.floor(lo), Math.ceil(hi)];
@@ -110,7 +112,10 @@ export function rope(x: Vec, pos: number, c: TransformerConfig, seqLen: number):
       const angle = pos * invFreq[i];
       const cos = Math.cos(angle) * factor;
       const sin = Math.sin(angle) * factor;
-      const [a, b] = c.ropeStyle === 'interleaved' ? [h * dHead + 2 * i, h * dHead + 2 * i + 1] : [h * dHead + i, h * dHead + i + half];
+      const [a, b] =
+        c.ropeStyle === 'interleaved'
+          ? [h * dHead + 2 * i, h * dHead + 2 * i + 1]
+          : [h * dHead + i, h * dHead + i + half];
       const x0 = x[a];
       const x1 = x[b];
       x[a] = x0 * cos - x1 * sin;
@@ -172,9 +177,13 @@ export class ReferenceLlama {
       hook('attn.hook_k', k.slice());
       hook('attn.hook_v', v);
       // qwen3: RMSNorm of each head's q and k (weight [dHead]) before the rotation.
-      for (const [vec, norm] of [[q, opt(`${b}.attn.q_norm.w`)], [k, opt(`${b}.attn.k_norm.w`)]] as const) {
+      for (const [vec, norm] of [
+        [q, opt(`${b}.attn.q_norm.w`)],
+        [k, opt(`${b}.attn.k_norm.w`)],
+      ] as const) {
         if (!norm) continue;
-        for (let hd = 0; hd < vec.length / dHead; hd++) vec.set(scale(normalize(vec.subarray(hd * dHead, (hd + 1) * dHead), c.normEps), norm), hd * dHead);
+        for (let hd = 0; hd < vec.length / dHead; hd++)
+          vec.set(scale(normalize(vec.subarray(hd * dHead, (hd + 1) * dHead), c.normEps), norm), hd * dHead);
       }
       rope(q, pos, c, seqLen);
       rope(k, pos, c, seqLen);

@@ -15,7 +15,7 @@ export function readReferenceVocab(path: string): ReferenceVocab {
   const buf = readFileSync(path);
   const pieces: Buffer[] = [];
   const scores: number[] = [];
-  for (let off = 4; off < buf.length; ) {
+  for (let off = 4; off < buf.length;) {
     scores.push(buf.readFloatLE(off));
     const len = buf.readInt32LE(off + 4);
     pieces.push(buf.subarray(off + 8, off + 8 + len));

@@ -92,7 +92,10 @@ export function refForwardOne(cfg: RefConfig, p: RefParams, x: number[]): { code
 
 /** The `topK` largest codes, highest first, ties to the lower index. */
 export function refTopK(codes: number[], topK: number): { indices: number[]; values: number[] } {
-  const order = codes.map((v, j) => [v, j]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, topK);
+  const order = codes
+    .map((v, j) => [v, j])
+    .sort((a, b) => b[0] - a[0] || a[1] - b[1])
+    .slice(0, topK);
   return { indices: order.map((o) => o[1]), values: order.map((o) => o[0]) };
 }
 

@@ -30,7 +30,10 @@ export function useApiKey(): string | null {
 }
 
 export class ApiError extends Error {
-  constructor(message: string, readonly code?: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
   }
 }
@@ -77,7 +80,12 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loadable<T>
     setResult({ state: 'loading' });
     load().then(
       (data) => current && setResult({ state: 'done', data }),
-      (e: unknown) => current && setResult({ state: 'error', error: e instanceof ApiError ? e : new ApiError(String((e as Error)?.message ?? e)) }),
+      (e: unknown) =>
+        current &&
+        setResult({
+          state: 'error',
+          error: e instanceof ApiError ? e : new ApiError(String((e as Error)?.message ?? e)),
+        }),
     );
     return () => {
       current = false;

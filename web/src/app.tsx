@@ -39,7 +39,9 @@ export function App() {
       {/* A new key reloads the page's data: with ATLAS_REQUIRE_KEY=1 even reads need one. */}
       <main key={key ?? ''}>
         {route.page === 'catalog' ? <CatalogPage /> : null}
-        {route.page === 'dictionary' ? <DictionaryPage key={route.dictionary} id={route.dictionary} query={query} state={state} /> : null}
+        {route.page === 'dictionary' ? (
+          <DictionaryPage key={route.dictionary} id={route.dictionary} query={query} state={state} />
+        ) : null}
         {route.page === 'feature' ? <FeaturePage dictionary={route.dictionary} index={route.index} /> : null}
         {route.page === 'playground' ? <PlaygroundPage query={query} /> : null}
         {route.page === 'compare' ? <ComparePage query={query} /> : null}
@@ -72,7 +74,14 @@ function KeyControl() {
           setEditing(false);
         }}
       >
-        <input type="password" aria-label="API key" placeholder="API key from atlas keys create" value={value} onChange={(e) => setValue(e.target.value)} autoFocus />
+        <input
+          type="password"
+          aria-label="API key"
+          placeholder="API key from atlas keys create"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+          autoFocus
+        />
         <button type="submit">Save</button>
         <button type="button" onClick={() => setEditing(false)}>
           Cancel

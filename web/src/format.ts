@@ -20,11 +20,17 @@ export function int(v: number | null | undefined): string {
   return v === null || v === undefined ? DASH : v.toLocaleString('en-US');
 }
 
-/** Token text as it should read on screen: spaces kept, newlines and tabs marked, other control characters as their byte. */
+/**
+ * Token text as it should read on screen: spaces kept, newlines and tabs marked, other control characters as their
+ * byte.
+ */
 export function tokenDisplay(text: string): string {
   return text
     .replace(/\n/g, '↵')
     .replace(/\t/g, '⇥')
-    // eslint-disable-next-line no-control-regex -- control characters are exactly what this shows
-    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `<0x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}>`);
+    .replace(
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what this shows
+      /[\u0000-\u001f\u007f-\u009f]/g,
+      (c) => `<0x${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}>`,
+    );
 }

@@ -14,7 +14,8 @@ export type Route =
 
 export const paths = {
   catalog: () => '/',
-  dictionary: (id: string, params?: Record<string, string | undefined>) => withQuery(`/dictionary/${encodeURIComponent(id)}`, params),
+  dictionary: (id: string, params?: Record<string, string | undefined>) =>
+    withQuery(`/dictionary/${encodeURIComponent(id)}`, params),
   feature: (dictionary: string, index: number) => `/feature/${encodeURIComponent(dictionary)}/${index}`,
   playground: (params?: Record<string, string | undefined>) => withQuery('/playground', params),
   compare: (params?: Record<string, string | undefined>) => withQuery('/compare', params),
@@ -31,7 +32,8 @@ export function parseRoute(pathname: string): Route {
   const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: 'catalog' };
   if (parts[0] === 'dictionary' && parts.length === 2) return { page: 'dictionary', dictionary: parts[1] };
-  if (parts[0] === 'feature' && parts.length === 3 && /^\d+$/.test(parts[2])) return { page: 'feature', dictionary: parts[1], index: Number(parts[2]) };
+  if (parts[0] === 'feature' && parts.length === 3 && /^\d+$/.test(parts[2]))
+    return { page: 'feature', dictionary: parts[1], index: Number(parts[2]) };
   if (parts[0] === 'playground' && parts.length === 1) return { page: 'playground' };
   if (parts[0] === 'compare' && parts.length === 1) return { page: 'compare' };
   return { page: 'notFound', path: pathname };
@@ -70,7 +72,11 @@ export function useLocation(): Location {
 }
 
 /** An <a> that navigates in-app on a plain click and behaves as a normal link otherwise. */
-export function Link({ to, state, ...rest }: AnchorHTMLAttributes<HTMLAnchorElement> & { to: string; state?: unknown }) {
+export function Link({
+  to,
+  state,
+  ...rest
+}: AnchorHTMLAttributes<HTMLAnchorElement> & { to: string; state?: unknown }) {
   const onClick = (e: MouseEvent<HTMLAnchorElement>) => {
     rest.onClick?.(e);
     if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;

@@ -27,7 +27,8 @@ export interface Schema {
 }
 
 const INTROSPECT = `{ __schema { queryType { name } mutationType { name }
-  types { name kind fields { name type { name kind ofType { name kind ofType { name kind ofType { name kind } } } } } } } }`;
+  types { name kind fields { name type { name kind ofType { name kind ofType { name kind ofType { name kind } } } } }
+  } } }`;
 
 function named(t: TypeRef | null): string | null {
   while (t && !t.name) t = t.ofType;
@@ -37,9 +38,13 @@ function named(t: TypeRef | null): string | null {
 let cached: Promise<Schema> | null = null;
 
 export function loadSchema(): Promise<Schema> {
-  cached ??= gql<{ __schema: { queryType: { name: string }; mutationType: { name: string } | null; types: IntrospectedType[] } }>(INTROSPECT).then(
+  cached ??= gql<{
+    __schema: { queryType: { name: string }; mutationType: { name: string } | null; types: IntrospectedType[] };
+  }>(INTROSPECT).then(
     ({ __schema: s }) => {
-      const types = new Map(s.types.map((t) => [t.name, new Map((t.fields ?? []).map((f) => [f.name, named(f.type)]))]));
+      const types = new Map(
+        s.types.map((t) => [t.name, new Map((t.fields ?? []).map((f) => [f.name, named(f.type)]))]),
+      );
       // Query fields are looked up as type "Query" whatever the root is called.
       const query = types.get(s.queryType.name);
       if (query) types.set('Query', query);

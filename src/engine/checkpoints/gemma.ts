@@ -33,30 +33,75 @@ export function isGemmaModelType(t: unknown): boolean {
 
 /** Fields with no effect on an inference forward pass. */
 const INERT = new Set([
-  'architectures', 'attention_dropout', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'cache_implementation',
-  'initializer_range', 'torch_dtype', 'dtype', 'transformers_version', 'use_cache', 'model_type', '_name_or_path',
+  'architectures',
+  'attention_dropout',
+  'bos_token_id',
+  'eos_token_id',
+  'pad_token_id',
+  'cache_implementation',
+  'initializer_range',
+  'torch_dtype',
+  'dtype',
+  'transformers_version',
+  'use_cache',
+  'model_type',
+  '_name_or_path',
   // Older Gemma 2 configs repeat hidden_activation as hidden_act; the modelling code reads hidden_activation only.
-  'hidden_act', 'output_hidden_states', 'output_attentions', 'return_dict', 'attn_implementation', 'max_length',
+  'hidden_act',
+  'output_hidden_states',
+  'output_attentions',
+  'return_dict',
+  'attn_implementation',
+  'max_length',
 ]);
 
 /** What the text model reads, with transformers' defaults. */
 const GEMMA2_DEFAULTS: Record<string, unknown> = {
-  vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8,
-  num_key_value_heads: 4, head_dim: 256, hidden_activation: 'gelu_pytorch_tanh', max_position_embeddings: 8192,
-  rms_norm_eps: 1e-6, tie_word_embeddings: true, rope_theta: 10000, attention_bias: false, query_pre_attn_scalar: 256,
-  sliding_window: 4096, final_logit_softcapping: 30.0, attn_logit_softcapping: 50.0, layer_types: null,
-  rope_scaling: null, rope_parameters: null,
+  vocab_size: 256000,
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 26,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh',
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  rope_theta: 10000,
+  attention_bias: false,
+  query_pre_attn_scalar: 256,
+  sliding_window: 4096,
+  final_logit_softcapping: 30.0,
+  attn_logit_softcapping: 50.0,
+  layer_types: null,
+  rope_scaling: null,
+  rope_parameters: null,
 };
 const GEMMA3_DEFAULTS: Record<string, unknown> = {
   ...GEMMA2_DEFAULTS,
-  vocab_size: 262208, max_position_embeddings: 131072, rope_theta: 1_000_000, final_logit_softcapping: null,
-  attn_logit_softcapping: null, rope_local_base_freq: 10000, sliding_window_pattern: 6, _sliding_window_pattern: null,
+  vocab_size: 262208,
+  max_position_embeddings: 131072,
+  rope_theta: 1_000_000,
+  final_logit_softcapping: null,
+  attn_logit_softcapping: null,
+  rope_local_base_freq: 10000,
+  sliding_window_pattern: 6,
+  _sliding_window_pattern: null,
   use_bidirectional_attention: false,
 };
 /** Top-level fields of a multimodal gemma3 config besides text_config. */
 const GEMMA3_WRAPPER = new Set([
-  'text_config', 'vision_config', 'boi_token_index', 'eoi_token_index', 'image_token_index', 'mm_tokens_per_image',
-  'boi_token_id', 'eoi_token_id', 'image_token_id', 'tie_word_embeddings',
+  'text_config',
+  'vision_config',
+  'boi_token_index',
+  'eoi_token_index',
+  'image_token_index',
+  'mm_tokens_per_image',
+  'boi_token_id',
+  'eoi_token_id',
+  'image_token_id',
+  'tie_word_embeddings',
 ]);
 
 function roundTo(value: number, dtype: DType): number {
@@ -78,20 +123,29 @@ export function readGemmaConfig(top: Record<string, unknown>, path: string): Tra
   let where = '';
   if (top.model_type === 'gemma3') {
     for (const key of Object.keys(top)) {
-      if (!GEMMA3_WRAPPER.has(key) && !INERT.has(key)) throw new AtlasError('UNSUPPORTED', `${path}: field "${key}" of a gemma3 config is not supported.`);
+      if (!GEMMA3_WRAPPER.has(key) && !INERT.has(key))
+        throw new AtlasError('UNSUPPORTED', `${path}: field "${key}" of a gemma3 config is not supported.`);
     }
     const text = top.text_config;
-    if (!text || typeof text !== 'object' || Array.isArray(text)) throw new AtlasError('BAD_FILE', `${path}: a gemma3 config needs a "text_config" object.`);
+    if (!text || typeof text !== 'object' || Array.isArray(text))
+      throw new AtlasError('BAD_FILE', `${path}: a gemma3 config needs a "text_config" object.`);
     raw = text as Record<string, unknown>;
     where = 'text_config.';
     if (raw.model_type !== undefined && raw.model_type !== 'gemma3_text') {
-      throw new AtlasError('UNSUPPORTED', `${path}: text_config.model_type ${JSON.stringify(raw.model_type)} is not supported (expected gemma3_text).`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${path}: text_config.model_type ${JSON.stringify(raw.model_type)} is not supported (expected gemma3_text).`,
+      );
     }
   }
   const defaults = family === 'gemma2' ? GEMMA2_DEFAULTS : GEMMA3_DEFAULTS;
   for (const key of Object.keys(raw)) {
     if (!(key in defaults) && !INERT.has(key)) {
-      throw new AtlasError('UNSUPPORTED', `${path}: field "${where}${key}" of a ${family} config is not supported, so the model cannot be run as its authors meant.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${path}: field "${where}${key}" of a ${family} config is not supported, so the model cannot be run as its ` +
+          `authors meant.`,
+      );
     }
   }
   const field = (key: string): unknown => (raw[key] === undefined ? defaults[key] : raw[key]);
@@ -120,10 +174,17 @@ export function readGemmaConfig(top: Record<string, unknown>, path: string): Tra
   if (dHead % 2 !== 0) bad('head_dim', 'even (rotary embeddings rotate pairs)');
   const act = field('hidden_activation');
   // Every published Gemma 2/3 uses the tanh approximation; others are refused rather than left untested.
-  const activation = act === 'gelu_pytorch_tanh' || act === 'gelu_new' ? 'gelu_new' : refuse('hidden_activation', `${JSON.stringify(act)} (supported: gelu_pytorch_tanh)`);
+  const activation =
+    act === 'gelu_pytorch_tanh' || act === 'gelu_new'
+      ? 'gelu_new'
+      : refuse('hidden_activation', `${JSON.stringify(act)} (supported: gelu_pytorch_tanh)`);
   if (field('attention_bias') !== false) refuse('attention_bias', JSON.stringify(field('attention_bias')));
-  if (family === 'gemma3' && field('use_bidirectional_attention') !== false) refuse('use_bidirectional_attention', JSON.stringify(field('use_bidirectional_attention')));
-  const tied = (top.model_type === 'gemma3' && top.tie_word_embeddings !== undefined ? top.tie_word_embeddings : field('tie_word_embeddings'));
+  if (family === 'gemma3' && field('use_bidirectional_attention') !== false)
+    refuse('use_bidirectional_attention', JSON.stringify(field('use_bidirectional_attention')));
+  const tied =
+    top.model_type === 'gemma3' && top.tie_word_embeddings !== undefined
+      ? top.tie_word_embeddings
+      : field('tie_word_embeddings');
   if (typeof tied !== 'boolean') bad('tie_word_embeddings', 'true or false');
 
   // Which layers slide.
@@ -131,7 +192,13 @@ export function readGemmaConfig(top: Record<string, unknown>, path: string): Tra
   let sliding: boolean[];
   if (types !== null) {
     if (!Array.isArray(types) || types.length !== nLayers) bad('layer_types', `a list of ${nLayers} layer types`);
-    sliding = (types as unknown[]).map((t) => (t === 'sliding_attention' ? true : t === 'full_attention' ? false : refuse('layer_types', `entry ${JSON.stringify(t)}`)));
+    sliding = (types as unknown[]).map((t) =>
+      t === 'sliding_attention'
+        ? true
+        : t === 'full_attention'
+          ? false
+          : refuse('layer_types', `entry ${JSON.stringify(t)}`),
+    );
   } else if (family === 'gemma2') {
     sliding = Array.from({ length: nLayers }, (_, i) => i % 2 === 0);
   } else {
@@ -165,9 +232,13 @@ export function readGemmaConfig(top: Record<string, unknown>, path: string): Tra
     if (typeof params !== 'object' || Array.isArray(params)) bad('rope_parameters', 'an object');
     const p = params as Record<string, unknown>;
     if ('full_attention' in p || 'sliding_attention' in p) {
-      for (const k of Object.keys(p)) if (k !== 'full_attention' && k !== 'sliding_attention') refuse(`rope_parameters.${k}`, 'as a layer type');
+      for (const k of Object.keys(p))
+        if (k !== 'full_attention' && k !== 'sliding_attention') refuse(`rope_parameters.${k}`, 'as a layer type');
       globalRope = ropeOf(p.full_attention, 'rope_parameters.full_attention', null);
-      localRope = p.sliding_attention === undefined ? globalRope : ropeOf(p.sliding_attention, 'rope_parameters.sliding_attention', null);
+      localRope =
+        p.sliding_attention === undefined
+          ? globalRope
+          : ropeOf(p.sliding_attention, 'rope_parameters.sliding_attention', null);
     } else {
       globalRope = localRope = ropeOf(p, 'rope_parameters', null);
     }
@@ -221,7 +292,8 @@ export function gemmaSources(c: TransformerConfig, has: (name: string) => boolea
   const prefix = PREFIXES.find((p) => has(`${p}embed_tokens.weight`)) ?? 'model.';
   const s = new Map<string, GemmaSource>();
   const vector = (name: string, hf: string, n: number) => s.set(name, { hf, shape: [n], transform: 'none' });
-  const linear = (name: string, hf: string, out: number, inp: number) => s.set(name, { hf, shape: [out, inp], transform: 'transpose' });
+  const linear = (name: string, hf: string, out: number, inp: number) =>
+    s.set(name, { hf, shape: [out, inp], transform: 'transpose' });
   s.set('embed.W_E', { hf: `${prefix}embed_tokens.weight`, shape: [vocabSize, d], transform: 'none' });
   for (let L = 0; L < c.nLayers; L++) {
     const b = `blocks.${L}`;

@@ -34,7 +34,15 @@ import { addsBos, hookInfo } from '../model/hooks.js';
 import { checkGpt2Keys, llamaFamilyBiases, readLlamaFamilyConfig, readNeoxConfig } from './hf-families.js';
 import { GEMMA_MODEL_TYPES, gemmaEmbedScale, gemmaSources, isGemmaModelType, readGemmaConfig } from './gemma.js';
 
-export const SUPPORTED_HF_MODEL_TYPES = ['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'gpt_neox', ...GEMMA_MODEL_TYPES] as const;
+export const SUPPORTED_HF_MODEL_TYPES = [
+  'gpt2',
+  'llama',
+  'mistral',
+  'qwen2',
+  'qwen3',
+  'gpt_neox',
+  ...GEMMA_MODEL_TYPES,
+] as const;
 
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
@@ -67,13 +75,17 @@ export function readHfConfig(dir: string): TransformerConfig {
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-      throw new AtlasError('BAD_FILE', `${path}: "${key}" must be a positive integer, got ${JSON.stringify(raw[key])}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${path}: "${key}" must be a positive integer, got ${JSON.stringify(raw[key])}.`,
+      );
     }
     return v;
   };
   const num = (key: string, fallback: number): number => {
     const v = raw[key] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0)) throw new AtlasError('BAD_FILE', `${path}: "${key}" must be a positive number, got ${JSON.stringify(raw[key])}.`);
+    if (typeof v !== 'number' || !(v > 0))
+      throw new AtlasError('BAD_FILE', `${path}: "${key}" must be a positive number, got ${JSON.stringify(raw[key])}.`);
     return v;
   };
   const refuse = (what: string) => {
@@ -88,10 +100,16 @@ export function readHfConfig(dir: string): TransformerConfig {
     const nHeads = int('n_head');
     const act = raw.activation_function ?? 'gelu_new';
     // gelu_pytorch_tanh is the same tanh approximation as gelu_new.
-    const activation = act === 'gelu_new' || act === 'gelu_pytorch_tanh' ? 'gelu_new' : act === 'gelu' ? 'gelu' : refuse(`activation_function ${JSON.stringify(act)} (supported: gelu_new, gelu)`);
+    const activation =
+      act === 'gelu_new' || act === 'gelu_pytorch_tanh'
+        ? 'gelu_new'
+        : act === 'gelu'
+          ? 'gelu'
+          : refuse(`activation_function ${JSON.stringify(act)} (supported: gelu_new, gelu)`);
     if (raw.scale_attn_weights === false) refuse('scale_attn_weights: false');
     if (raw.scale_attn_by_inverse_layer_idx === true) refuse('scale_attn_by_inverse_layer_idx: true');
-    if (dModel % nHeads !== 0) throw new AtlasError('BAD_FILE', `${path}: n_embd ${dModel} is not divisible by n_head ${nHeads}.`);
+    if (dModel % nHeads !== 0)
+      throw new AtlasError('BAD_FILE', `${path}: n_embd ${dModel} is not divisible by n_head ${nHeads}.`);
     return {
       architecture: 'gpt2',
       dModel,
@@ -110,10 +128,15 @@ export function readHfConfig(dir: string): TransformerConfig {
     };
   }
 
-  if (modelType === 'llama' || modelType === 'mistral' || modelType === 'qwen2' || modelType === 'qwen3') return readLlamaFamilyConfig(raw, path, modelType);
+  if (modelType === 'llama' || modelType === 'mistral' || modelType === 'qwen2' || modelType === 'qwen3')
+    return readLlamaFamilyConfig(raw, path, modelType);
   if (modelType === 'gpt_neox') return readNeoxConfig(raw, path);
 
-  throw new AtlasError('UNSUPPORTED', `${path} has model_type ${JSON.stringify(modelType)}; supported model types: ${SUPPORTED_HF_MODEL_TYPES.join(', ')}.`);
+  throw new AtlasError(
+    'UNSUPPORTED',
+    `${path} has model_type ${JSON.stringify(modelType)}; supported model types: ` +
+      `${SUPPORTED_HF_MODEL_TYPES.join(', ')}.`,
+  );
 }
 
 /** Catalog facts from config.json alone (no tensors read). */
@@ -155,12 +178,17 @@ function indexTensors(dir: string): Map<string, Located> {
   if (existsSync(join(dir, INDEX_FILE))) {
     const index = readJson(join(dir, INDEX_FILE));
     const map = index.weight_map;
-    if (!map || typeof map !== 'object') throw new AtlasError('BAD_FILE', `${join(dir, INDEX_FILE)} has no "weight_map" object.`);
+    if (!map || typeof map !== 'object')
+      throw new AtlasError('BAD_FILE', `${join(dir, INDEX_FILE)} has no "weight_map" object.`);
     files = [...new Set(Object.values(map as Record<string, string>))];
   } else if (existsSync(join(dir, SINGLE_FILE))) {
     files = [SINGLE_FILE];
   } else if (existsSync(join(dir, 'pytorch_model.bin'))) {
-    throw new AtlasError('UNSUPPORTED', `${dir} holds only pytorch_model.bin; convert it to model.safetensors (for example with transformers' save_pretrained(safe_serialization=True)).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${dir} holds only pytorch_model.bin; convert it to model.safetensors (for example with transformers' ` +
+        `save_pretrained(safe_serialization=True)).`,
+    );
   } else {
     throw new AtlasError('BAD_FILE', `${dir} has config.json but neither ${SINGLE_FILE} nor ${INDEX_FILE}.`);
   }
@@ -217,7 +245,8 @@ function sliceColumns(m: Float32Array, rows: number, cols: number, from: number,
 function gpt2Sources(c: TransformerConfig, prefix: string, hasLmHead: boolean): Map<string, Source> {
   const { dModel: d, dMlp, vocabSize } = c;
   const s = new Map<string, Source>();
-  const plain = (name: string, hf: string, shape: number[]) => s.set(name, { hf: prefix + hf, shape, transform: 'none' });
+  const plain = (name: string, hf: string, shape: number[]) =>
+    s.set(name, { hf: prefix + hf, shape, transform: 'none' });
   plain('embed.W_E', 'wte.weight', [vocabSize, d]);
   plain('pos_embed.W_pos', 'wpe.weight', [c.contextLength, d]);
   for (let L = 0; L < c.nLayers; L++) {
@@ -226,8 +255,16 @@ function gpt2Sources(c: TransformerConfig, prefix: string, hasLmHead: boolean): 
     plain(`${p}.ln1.w`, `${h}.ln_1.weight`, [d]);
     plain(`${p}.ln1.b`, `${h}.ln_1.bias`, [d]);
     ['Q', 'K', 'V'].forEach((x, i) => {
-      s.set(`${p}.attn.W_${x}`, { hf: `${prefix}${h}.attn.c_attn.weight`, shape: [d, 3 * d], transform: { columns: [i * d, (i + 1) * d] } });
-      s.set(`${p}.attn.b_${x}`, { hf: `${prefix}${h}.attn.c_attn.bias`, shape: [3 * d], transform: { columns: [i * d, (i + 1) * d] } });
+      s.set(`${p}.attn.W_${x}`, {
+        hf: `${prefix}${h}.attn.c_attn.weight`,
+        shape: [d, 3 * d],
+        transform: { columns: [i * d, (i + 1) * d] },
+      });
+      s.set(`${p}.attn.b_${x}`, {
+        hf: `${prefix}${h}.attn.c_attn.bias`,
+        shape: [3 * d],
+        transform: { columns: [i * d, (i + 1) * d] },
+      });
     });
     plain(`${p}.attn.W_O`, `${h}.attn.c_proj.weight`, [d, d]);
     plain(`${p}.attn.b_O`, `${h}.attn.c_proj.bias`, [d]);
@@ -240,15 +277,25 @@ function gpt2Sources(c: TransformerConfig, prefix: string, hasLmHead: boolean): 
   }
   plain('ln_final.w', 'ln_f.weight', [d]);
   plain('ln_final.b', 'ln_f.bias', [d]);
-  s.set('unembed.W_U', { hf: hasLmHead ? 'lm_head.weight' : `${prefix}wte.weight`, shape: [vocabSize, d], transform: 'transpose' });
+  s.set('unembed.W_U', {
+    hf: hasLmHead ? 'lm_head.weight' : `${prefix}wte.weight`,
+    shape: [vocabSize, d],
+    transform: 'transpose',
+  });
   return s;
 }
 
-function llamaSources(c: TransformerConfig, prefix: string, lmHead: string, bias: { qkv: boolean; o: boolean; mlp: boolean }): Map<string, Source> {
+function llamaSources(
+  c: TransformerConfig,
+  prefix: string,
+  lmHead: string,
+  bias: { qkv: boolean; o: boolean; mlp: boolean },
+): Map<string, Source> {
   const { dModel: d, dMlp, vocabSize, nHeads, nKvHeads, dHead } = c;
   const s = new Map<string, Source>();
   // nn.Linear stores [out, in]; TransformerLens wants [in, out].
-  const linear = (name: string, hf: string, out: number, inp: number) => s.set(name, { hf, shape: [out, inp], transform: 'transpose' });
+  const linear = (name: string, hf: string, out: number, inp: number) =>
+    s.set(name, { hf, shape: [out, inp], transform: 'transpose' });
   s.set('embed.W_E', { hf: `${prefix}embed_tokens.weight`, shape: [vocabSize, d], transform: 'none' });
   for (let L = 0; L < c.nLayers; L++) {
     const p = `blocks.${L}`;
@@ -287,8 +334,10 @@ function llamaSources(c: TransformerConfig, prefix: string, lmHead: string, bias
 function neoxSources(c: TransformerConfig, prefix: string, bias: boolean): Map<string, Source> {
   const { dModel: d, dMlp, vocabSize, nHeads, dHead } = c;
   const s = new Map<string, Source>();
-  const plain = (name: string, hf: string, shape: number[]) => s.set(name, { hf: prefix + hf, shape, transform: 'none' });
-  const linear = (name: string, hf: string, out: number, inp: number) => s.set(name, { hf: prefix + hf, shape: [out, inp], transform: 'transpose' });
+  const plain = (name: string, hf: string, shape: number[]) =>
+    s.set(name, { hf: prefix + hf, shape, transform: 'none' });
+  const linear = (name: string, hf: string, out: number, inp: number) =>
+    s.set(name, { hf: prefix + hf, shape: [out, inp], transform: 'transpose' });
   plain('embed.W_E', 'embed_in.weight', [vocabSize, d]);
   for (let L = 0; L < c.nLayers; L++) {
     const p = `blocks.${L}`;
@@ -299,8 +348,17 @@ function neoxSources(c: TransformerConfig, prefix: string, bias: boolean): Map<s
     plain(`${p}.ln2.b`, `${h}.post_attention_layernorm.bias`, [d]);
     ['Q', 'K', 'V'].forEach((x, part) => {
       const fused = { part, heads: nHeads, headSize: dHead };
-      s.set(`${p}.attn.W_${x}`, { hf: `${prefix}${h}.attention.query_key_value.weight`, shape: [3 * d, d], transform: fused });
-      if (bias) s.set(`${p}.attn.b_${x}`, { hf: `${prefix}${h}.attention.query_key_value.bias`, shape: [3 * d], transform: fused });
+      s.set(`${p}.attn.W_${x}`, {
+        hf: `${prefix}${h}.attention.query_key_value.weight`,
+        shape: [3 * d, d],
+        transform: fused,
+      });
+      if (bias)
+        s.set(`${p}.attn.b_${x}`, {
+          hf: `${prefix}${h}.attention.query_key_value.bias`,
+          shape: [3 * d],
+          transform: fused,
+        });
     });
     linear(`${p}.attn.W_O`, `${h}.attention.dense.weight`, d, d);
     if (bias) plain(`${p}.attn.b_O`, `${h}.attention.dense.bias`, [d]);
@@ -312,7 +370,12 @@ function neoxSources(c: TransformerConfig, prefix: string, bias: boolean): Map<s
   plain('ln_final.w', 'final_layer_norm.weight', [d]);
   plain('ln_final.b', 'final_layer_norm.bias', [d]);
   // embed_out sits outside the gpt_neox. prefix.
-  s.set('unembed.W_U', c.tiedEmbeddings ? { hf: `${prefix}embed_in.weight`, shape: [vocabSize, d], transform: 'transpose' } : { hf: 'embed_out.weight', shape: [vocabSize, d], transform: 'transpose' });
+  s.set(
+    'unembed.W_U',
+    c.tiedEmbeddings
+      ? { hf: `${prefix}embed_in.weight`, shape: [vocabSize, d], transform: 'transpose' }
+      : { hf: 'embed_out.weight', shape: [vocabSize, d], transform: 'transpose' },
+  );
   return s;
 }
 
@@ -341,14 +404,28 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
   } else {
     const prefix = has('model.embed_tokens.weight') ? 'model.' : '';
     // An lm_head present in the file wins; without one the embedding must be tied.
-    const lmHead = has('lm_head.weight') ? 'lm_head.weight' : config.tiedEmbeddings ? `${prefix}embed_tokens.weight` : 'lm_head.weight';
+    const lmHead = has('lm_head.weight')
+      ? 'lm_head.weight'
+      : config.tiedEmbeddings
+        ? `${prefix}embed_tokens.weight`
+        : 'lm_head.weight';
     config.tiedEmbeddings = lmHead !== 'lm_head.weight';
-    sources = llamaSources(config, prefix, lmHead, llamaFamilyBiases(readJson(join(dir, 'config.json')), config.architecture));
+    sources = llamaSources(
+      config,
+      prefix,
+      lmHead,
+      llamaFamilyBiases(readJson(join(dir, 'config.json')), config.architecture),
+    );
   }
 
   for (const src of sources.values()) {
     const t = tensors.get(src.hf);
-    if (!t) throw new AtlasError('BAD_FILE', `${dir}: the checkpoint has no tensor "${src.hf}" (a ${config.architecture} model with ${config.nLayers} layers needs it).`);
+    if (!t)
+      throw new AtlasError(
+        'BAD_FILE',
+        `${dir}: the checkpoint has no tensor "${src.hf}" (a ${config.architecture} model with ${config.nLayers} ` +
+          `layers needs it).`,
+      );
     assertShape(t.file, src.hf, t.info.shape, src.shape);
   }
 
@@ -357,7 +434,8 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
     has: (name) => sources.has(name),
     rows(name, start, count) {
       const src = sources.get(name);
-      if (!src || src.transform !== 'none') throw new AtlasError('BAD_FILE', `${dir}: tensor "${name}" cannot be read by rows.`);
+      if (!src || src.transform !== 'none')
+        throw new AtlasError('BAD_FILE', `${dir}: tensor "${name}" cannot be read by rows.`);
       const st = SafetensorsFile.open(tensors.get(src.hf)!.file);
       try {
         return st.readRowsF32(src.hf, start, count);
@@ -367,7 +445,8 @@ export function loadHfCheckpoint(dir: string): TransformerWeights {
     },
     tensor(name) {
       const src = sources.get(name);
-      if (!src) throw new AtlasError('BAD_FILE', `${dir}: a ${config.architecture} checkpoint has no tensor "${name}".`);
+      if (!src)
+        throw new AtlasError('BAD_FILE', `${dir}: a ${config.architecture} checkpoint has no tensor "${name}".`);
       const loc = tensors.get(src.hf)!;
       const st = SafetensorsFile.open(loc.file);
       let data: Float32Array;

@@ -33,24 +33,46 @@ interface Region {
 
 function readHeader(path: string, fd: number, size: number): Llama2cHeader {
   if (size < HEADER_BYTES) {
-    throw new AtlasError('BAD_FILE', `${path} is truncated: ${size} bytes, too short for the ${HEADER_BYTES}-byte llama2.c header.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${path} is truncated: ${size} bytes, too short for the ${HEADER_BYTES}-byte llama2.c header.`,
+    );
   }
   const buf = Buffer.alloc(HEADER_BYTES);
   readSync(fd, buf, 0, HEADER_BYTES, 0);
   const f = Array.from({ length: 7 }, (_, i) => buf.readInt32LE(i * 4));
   if (f[0] === LLAMA2C_MAGIC) {
-    throw new AtlasError('UNSUPPORTED', `${path} is a llama2.c version 1/2 export ("ak42" magic); only the legacy version 0 format is supported. Re-export it with export.py --version 0.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${path} is a llama2.c version 1/2 export ("ak42" magic); only the legacy version 0 format is supported. ` +
+        `Re-export it with export.py --version 0.`,
+    );
   }
   const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabRaw, seqLen] = f;
-  const h: Llama2cHeader = { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(vocabRaw), seqLen, sharedClassifier: vocabRaw > 0 };
-  const fields = `dim=${dim} hidden_dim=${hiddenDim} n_layers=${nLayers} n_heads=${nHeads} n_kv_heads=${nKvHeads} vocab_size=${vocabRaw} seq_len=${seqLen}`;
+  const h: Llama2cHeader = {
+    dim,
+    hiddenDim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    vocabSize: Math.abs(vocabRaw),
+    seqLen,
+    sharedClassifier: vocabRaw > 0,
+  };
+  const fields =
+    `dim=${dim} hidden_dim=${hiddenDim} n_layers=${nLayers} n_heads=${nHeads} n_kv_heads=${nKvHeads} ` +
+    `vocab_size=${vocabRaw} seq_len=${seqLen}`;
   const sane =
     [dim, hiddenDim, nLayers, nHeads, nKvHeads, h.vocabSize, seqLen].every((v) => v > 0 && v <= 1 << 24) &&
     dim % nHeads === 0 &&
     nHeads % nKvHeads === 0 &&
     (dim / nHeads) % 2 === 0;
   if (!sane) {
-    throw new AtlasError('BAD_FILE', `${path} does not look like a llama2.c checkpoint: header ${fields} is inconsistent (need positive sizes, dim divisible by n_heads, n_heads by n_kv_heads, an even head size).`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${path} does not look like a llama2.c checkpoint: header ${fields} is inconsistent (need positive sizes, dim ` +
+        `divisible by n_heads, n_heads by n_kv_heads, an even head size).`,
+    );
   }
   return h;
 }
@@ -139,7 +161,11 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
     const expected = HEADER_BYTES + lay.totalFloats * 4;
     if (size !== expected) {
       const what = size < expected ? 'is truncated' : 'has trailing bytes';
-      throw new AtlasError('BAD_FILE', `${path} ${what}: the header (dim=${header.dim}, n_layers=${header.nLayers}, vocab=${header.vocabSize}, seq_len=${header.seqLen}) implies ${expected} bytes but the file has ${size}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${path} ${what}: the header (dim=${header.dim}, n_layers=${header.nLayers}, vocab=${header.vocabSize}, ` +
+          `seq_len=${header.seqLen}) implies ${expected} bytes but the file has ${size}.`,
+      );
     }
   } finally {
     closeSync(fd);
@@ -171,7 +197,11 @@ export function openLlama2c(path: string): Llama2cCheckpoint {
       let done = 0;
       while (done < bytes.length) {
         const n = readSync(f, bytes, done, bytes.length - done, HEADER_BYTES + r.offset * 4 + done);
-        if (n === 0) throw new AtlasError('BAD_FILE', `${path} changed while being read (short read at byte ${HEADER_BYTES + r.offset * 4 + done}).`);
+        if (n === 0)
+          throw new AtlasError(
+            'BAD_FILE',
+            `${path} changed while being read (short read at byte ${HEADER_BYTES + r.offset * 4 + done}).`,
+          );
         done += n;
       }
     } finally {

@@ -59,7 +59,12 @@ function mean(values: Float32Array): number {
 }
 
 /** Compares decoder rows A [nA, d] with B [nB, d] (row-major, any norms). */
-export async function compareDecoders(rowsA: Float32Array, rowsB: Float32Array, d: number, opts: CompareOptions): Promise<Comparison> {
+export async function compareDecoders(
+  rowsA: Float32Array,
+  rowsB: Float32Array,
+  d: number,
+  opts: CompareOptions,
+): Promise<Comparison> {
   const unitA = unitRows(rowsA, d);
   const unitB = unitRows(rowsB, d);
   const nA = unitA.length / d;

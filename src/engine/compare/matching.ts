@@ -135,11 +135,19 @@ export interface OneToOne {
  * k best candidates (bestMatches' topIndices/topCosines).
  */
 export function matchOneToOne(
-  unitA: Float32Array, unitB: Float32Array, d: number,
-  topIndices: Int32Array, topCosines: Float32Array, k: number,
+  unitA: Float32Array,
+  unitB: Float32Array,
+  d: number,
+  topIndices: Int32Array,
+  topCosines: Float32Array,
+  k: number,
 ): OneToOne {
   const n = unitA.length / d;
-  if (unitB.length / d !== n) throw new AtlasError('DIMENSION_MISMATCH', `One-to-one matching needs dictionaries of the same width, got ${n} and ${unitB.length / d} features.`);
+  if (unitB.length / d !== n)
+    throw new AtlasError(
+      'DIMENSION_MISMATCH',
+      `One-to-one matching needs dictionaries of the same width, got ${n} and ${unitB.length / d} features.`,
+    );
   const pairs = auction(topIndices, topCosines, k, n);
   const taken = new Uint8Array(n);
   const rows: number[] = [];
@@ -149,7 +157,11 @@ export function matchOneToOne(
   }
   if (rows.length > 0) {
     if (rows.length > MAX_LEFTOVER) {
-      throw new AtlasError('UNSUPPORTED', `One-to-one matching left ${rows.length} features without a candidate pair (at most ${MAX_LEFTOVER} are paired exactly); the dictionaries share too little structure for a matching score.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `One-to-one matching left ${rows.length} features without a candidate pair (at most ${MAX_LEFTOVER} are ` +
+          `paired exactly); the dictionaries share too little structure for a matching score.`,
+      );
     }
     const cols: number[] = [];
     for (let j = 0; j < n; j++) if (!taken[j]) cols.push(j);

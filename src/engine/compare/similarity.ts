@@ -70,7 +70,12 @@ function matchGraph(d: number, nB: number, k: number): Uint8Array {
  * Best matches of every unit row of A among the unit rows of B and back. `unitA`/`unitB` must
  * already be unit rows (see unitRows); ties go to the lower index.
  */
-export async function bestMatches(unitA: Float32Array, unitB: Float32Array, d: number, opts: BestMatchOptions): Promise<BestMatches> {
+export async function bestMatches(
+  unitA: Float32Array,
+  unitB: Float32Array,
+  d: number,
+  opts: BestMatchOptions,
+): Promise<BestMatches> {
   const nA = unitA.length / d;
   const nB = unitB.length / d;
   const k = Math.max(1, Math.min(opts.k, nB));

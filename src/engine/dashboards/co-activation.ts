@@ -34,7 +34,11 @@ export class CoActivation {
   private readonly bothCount: Float64Array;
   private token = 0;
 
-  constructor(readonly pairs: FeaturePairs, parentWidth: number, childWidth: number) {
+  constructor(
+    readonly pairs: FeaturePairs,
+    parentWidth: number,
+    childWidth: number,
+  ) {
     const m = pairs.parents.length;
     if (pairs.children.length !== m) throw new RangeError('parents and children differ in length');
     this.start = new Int32Array(parentWidth + 1);

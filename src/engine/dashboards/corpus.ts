@@ -43,19 +43,28 @@ export class Corpus {
   /** Non-BOS tokens handed out so far. */
   tokens = 0;
 
-  constructor(readonly path: string, private readonly opts: CorpusOptions) {
+  constructor(
+    readonly path: string,
+    private readonly opts: CorpusOptions,
+  ) {
     let st;
     try {
       st = statSync(path);
     } catch {
-      throw new AtlasError('BAD_FILE', `The corpus ${path} does not exist; pass a text file, a folder of text files or a .jsonl file.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `The corpus ${path} does not exist; pass a text file, a folder of text files or a .jsonl file.`,
+      );
     }
     this.files = st.isDirectory() ? listFiles(path) : [path];
     if (this.files.length === 0) throw new AtlasError('BAD_FILE', `The corpus folder ${path} holds no files.`);
     this.totalBytes = this.files.reduce((s, f) => s + statSync(f).size, 0);
     const bos = opts.prependBos ? 1 : 0;
     if (!Number.isInteger(opts.context) || opts.context < 1 + bos) {
-      throw new AtlasError('BAD_USER_INPUT', `--context must be an integer of at least ${1 + bos}, got ${opts.context}.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `--context must be an integer of at least ${1 + bos}, got ${opts.context}.`,
+      );
     }
     if (opts.prependBos && opts.tokenizer.bosId === null) {
       throw new AtlasError('UNSUPPORTED', 'The model expects a BOS token but its tokenizer defines none.');
@@ -76,7 +85,9 @@ export class Corpus {
     let done = 0;
     for (const file of this.files) {
       const before = this.bytesRead;
-      for await (const doc of documents(file, (n) => { this.bytesRead = before + n; })) {
+      for await (const doc of documents(file, (n) => {
+        this.bytesRead = before + n;
+      })) {
         let pending: number[] = [];
         for await (const piece of doc) {
           pending = pending.concat(tokenizer.encode(piece, { bos: false }));
@@ -104,7 +115,9 @@ export class Corpus {
     if (room <= 0) return null;
     this.tokens += room;
     const body = tokens.slice(0, room);
-    return this.opts.prependBos ? { ids: [this.opts.tokenizer.bosId!, ...body], bos: true, seq } : { ids: body, bos: false, seq };
+    return this.opts.prependBos
+      ? { ids: [this.opts.tokenizer.bosId!, ...body], bos: true, seq }
+      : { ids: body, bos: false, seq };
   }
 }
 
@@ -121,7 +134,10 @@ function listFiles(dir: string): string[] {
 }
 
 /** Each document of a file as the pieces of text to tokenize in order. */
-async function* documents(file: string, onBytes: (n: number) => void): AsyncGenerator<AsyncIterable<string> | Iterable<string>> {
+async function* documents(
+  file: string,
+  onBytes: (n: number) => void,
+): AsyncGenerator<AsyncIterable<string> | Iterable<string>> {
   const stream = createReadStream(file, { encoding: 'utf8' });
   const lines = createInterface({ input: stream, crlfDelay: Infinity })[Symbol.asyncIterator]();
   try {
@@ -135,9 +151,14 @@ async function* documents(file: string, onBytes: (n: number) => void): AsyncGene
         try {
           text = (JSON.parse(r.value) as { text?: unknown }).text;
         } catch (e) {
-          throw new AtlasError('BAD_FILE', `${basename(file)} line ${lineNo} is not valid JSON (${(e as Error).message}); every line must be an object with a "text" string.`);
+          throw new AtlasError(
+            'BAD_FILE',
+            `${basename(file)} line ${lineNo} is not valid JSON (${(e as Error).message}); every line must be an ` +
+              `object with a "text" string.`,
+          );
         }
-        if (typeof text !== 'string') throw new AtlasError('BAD_FILE', `${basename(file)} line ${lineNo} has no "text" string field.`);
+        if (typeof text !== 'string')
+          throw new AtlasError('BAD_FILE', `${basename(file)} line ${lineNo} has no "text" string field.`);
         if (text.length > 0) yield [text];
       }
       return;

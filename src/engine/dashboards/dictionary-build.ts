@@ -100,9 +100,15 @@ export class DictionaryBuild {
   /** The exact codes of the last batch consumed, for co-activation with other dictionaries at the same hook. */
   lastCodes: TokenCodes | null = null;
 
-  constructor(readonly dict: BuildTarget, private readonly encoder: SaeEncoder) {
+  constructor(
+    readonly dict: BuildTarget,
+    private readonly encoder: SaeEncoder,
+  ) {
     const { dSae } = dict;
-    this.topK = encoder.config.architecture === 'topk' && encoder.config.k ? Math.min(encoder.config.k, dSae) : Math.min(INITIAL_TOP_K, dSae);
+    this.topK =
+      encoder.config.architecture === 'topk' && encoder.config.k
+        ? Math.min(encoder.config.k, dSae)
+        : Math.min(INITIAL_TOP_K, dSae);
     this.stats = new FeatureStats(dSae);
     this.top = new TopExamples(dSae);
     this.quantiles = new QuantileExamples(dSae);
@@ -117,7 +123,10 @@ export class DictionaryBuild {
   private nonBosRows(contexts: TokenContext[], acts: HookBatch, hook: string, n: number): Float32Array {
     const [, S, d] = acts.dims;
     if (d !== this.dict.dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `Dictionary "${this.dict.id}" works on vectors of width ${this.dict.dIn} but ${hook} gives ${d}.`);
+      throw new AtlasError(
+        'DIMENSION_MISMATCH',
+        `Dictionary "${this.dict.id}" works on vectors of width ${this.dict.dIn} but ${hook} gives ${d}.`,
+      );
     }
     const x = new Float32Array(n * d);
     let row = 0;
@@ -213,7 +222,10 @@ export class DictionaryBuild {
     return { seq, tokens, maxValue: this.ctxMax[f], maxPosition: this.ctxPos[f], positions, values };
   }
 
-  async finish(model: LoadedModel, o: { corpus: string; builtAt: string; session: SessionSettings }): Promise<DictionaryDashboard> {
+  async finish(
+    model: LoadedModel,
+    o: { corpus: string; builtAt: string; session: SessionSettings },
+  ): Promise<DictionaryDashboard> {
     const { dSae } = this.dict;
     const tokens = this.totals.tokens;
     let dead = 0;
@@ -232,14 +244,33 @@ export class DictionaryBuild {
     function* features(): Generator<FeatureStatsRow> {
       for (let f = 0; f < dSae; f++) {
         const s = stats.summary(f, tokens);
-        yield { idx: f, density: s.density, maxActivation: s.maxActivation, meanActivation: s.meanActivation, histogram: s.histogram, label: autoLabel(top.sorted(f), text) };
+        yield {
+          idx: f,
+          density: s.density,
+          maxActivation: s.maxActivation,
+          meanActivation: s.meanActivation,
+          histogram: s.histogram,
+          label: autoLabel(top.sorted(f), text),
+        };
       }
     }
     const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
       const values = new Array<number>(e.tokens.length).fill(0);
-      e.positions.forEach((p, i) => { values[p] = e.values[i]; });
+      e.positions.forEach((p, i) => {
+        values[p] = e.values[i];
+      });
       const tokenIds = Array.from(e.tokens);
-      return { featureIdx: f, kind, band, rank, tokens: tokenIds.map(text), tokenIds, values, maxValue: e.maxValue, maxPosition: e.maxPosition };
+      return {
+        featureIdx: f,
+        kind,
+        band,
+        rank,
+        tokens: tokenIds.map(text),
+        tokenIds,
+        values,
+        maxValue: e.maxValue,
+        maxPosition: e.maxPosition,
+      };
     };
     function* examples(): Generator<ExampleRow> {
       for (let f = 0; f < dSae; f++) {
@@ -256,7 +287,8 @@ export class DictionaryBuild {
       for (let f = 0; f < dSae; f++) {
         for (const sign of ['positive', 'negative'] as const) {
           let rank = 0;
-          for (const t of logits[f][sign]) yield { featureIdx: f, sign, rank: rank++, tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight };
+          for (const t of logits[f][sign])
+            yield { featureIdx: f, sign, rank: rank++, tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight };
         }
       }
     }
@@ -275,12 +307,22 @@ export class DictionaryBuild {
    */
   private async logits(model: LoadedModel, session: SessionSettings): Promise<FeatureLogits[] | null> {
     const u = model.unembedding();
-    if (!u || !isResidualHook(this.dict.hookPointOut ?? this.dict.hookPoint) || this.dict.dIn !== model.info.dModel || !this.dict.weightsPath) return null;
+    if (
+      !u ||
+      !isResidualHook(this.dict.hookPointOut ?? this.dict.hookPoint) ||
+      this.dict.dIn !== model.info.dModel ||
+      !this.dict.weightsPath
+    )
+      return null;
     const source = openSae(this.dict.weightsPath);
     try {
       const out = await logitLens(u, this.dict.dIn, source.decoderRows(4096), session);
       if (out.length !== this.dict.dSae) {
-        throw new AtlasError('BAD_FILE', `Dictionary "${this.dict.id}" has ${out.length} decoder rows on disk but ${this.dict.dSae} features in the catalog; re-import it.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `Dictionary "${this.dict.id}" has ${out.length} decoder rows on disk but ${this.dict.dSae} features in ` +
+            `the catalog; re-import it.`,
+        );
       }
       return out;
     } finally {

@@ -60,9 +60,19 @@ export class DictionaryStatsAccumulator {
   summary(dSae: number, dead: number): DictionarySummary {
     const variance = this.m2.reduce((s, v) => s + v, 0);
     if (!(variance > 0)) {
-      throw new AtlasError('BAD_USER_INPUT', `The corpus gave ${this.tokens} token(s) whose activations do not vary, so reconstruction quality is undefined; use a longer corpus.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `The corpus gave ${this.tokens} token(s) whose activations do not vary, so reconstruction quality is ` +
+          `undefined; use a longer corpus.`,
+      );
     }
     const normalizedMse = this.resid / variance;
-    return { tokens: this.tokens, l0: this.active / this.tokens, deadFraction: dead / dSae, normalizedMse, explainedVariance: 1 - normalizedMse };
+    return {
+      tokens: this.tokens,
+      l0: this.active / this.tokens,
+      deadFraction: dead / dSae,
+      normalizedMse,
+      explainedVariance: 1 - normalizedMse,
+    };
   }
 }

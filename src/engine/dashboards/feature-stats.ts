@@ -13,7 +13,9 @@ const MAX_EXP = 20;
 const BINS = (MAX_EXP - MIN_EXP) * BINS_PER_OCTAVE;
 
 export interface Histogram {
-  /** counts.length + 1 increasing edges; bin i holds edges[i] <= a < edges[i+1] (the last bin also a = its upper edge). */
+  /**
+   * counts.length + 1 increasing edges; bin i holds edges[i] <= a < edges[i+1] (the last bin also a = its upper edge).
+   */
   edges: number[];
   counts: number[];
 }
@@ -66,7 +68,8 @@ export class FeatureStats {
 
   summary(f: number, tokens: number): FeatureSummary {
     const fired = this.count[f];
-    if (fired === 0) return { density: 0, maxActivation: 0, meanActivation: null, histogram: { edges: [], counts: [] }, fired };
+    if (fired === 0)
+      return { density: 0, maxActivation: 0, meanActivation: null, histogram: { edges: [], counts: [] }, fired };
     const row = this.bins.subarray(f * BINS, (f + 1) * BINS);
     const lo = gridBin(this.min[f]);
     const hi = gridBin(this.max[f]);
@@ -74,6 +77,12 @@ export class FeatureStats {
     const edges = Array.from({ length: counts.length + 1 }, (_, i) => edge(lo + i));
     edges[0] = Math.min(edges[0], this.min[f]);
     edges[edges.length - 1] = Math.max(edges[edges.length - 1], this.max[f]);
-    return { density: fired / tokens, maxActivation: this.max[f], meanActivation: this.sum[f] / fired, histogram: { edges, counts }, fired };
+    return {
+      density: fired / tokens,
+      maxActivation: this.max[f],
+      meanActivation: this.sum[f] / fired,
+      histogram: { edges, counts },
+      fired,
+    };
   }
 }

@@ -61,8 +61,10 @@ export async function logitLens(
     initializers: [floatTensor('W', [d, vocab], scaledUnembedding(u, d)), int64Tensor('k', [1], [k])],
     inputs: [valueInfo('dec', 'float', ['n', d])],
     outputs: [
-      valueInfo('pos_values', 'float', ['n', k]), valueInfo('pos_indices', 'int64', ['n', k]),
-      valueInfo('neg_values', 'float', ['n', k]), valueInfo('neg_indices', 'int64', ['n', k]),
+      valueInfo('pos_values', 'float', ['n', k]),
+      valueInfo('pos_indices', 'int64', ['n', k]),
+      valueInfo('neg_values', 'float', ['n', k]),
+      valueInfo('neg_indices', 'int64', ['n', k]),
     ],
   });
   const { session } = await createSession(graph, settings);
@@ -76,11 +78,13 @@ export async function logitLens(
         const is = r[indices].data as BigInt64Array;
         return Array.from({ length: k }, (_, j) => ({ tokenId: Number(is[row * k + j]), weight: vs[row * k + j] }));
       };
-      for (let i = 0; i < m; i++) out.push({ positive: pick('pos_values', 'pos_indices', i), negative: pick('neg_values', 'neg_indices', i) });
+      for (let i = 0; i < m; i++)
+        out.push({ positive: pick('pos_values', 'pos_indices', i), negative: pick('neg_values', 'neg_indices', i) });
       onRows?.(m);
     };
     for (const batch of rows) {
-      for (let s = 0; s < batch.rows.length; s += ROWS_PER_RUN * d) await runRows(batch.rows.subarray(s, s + ROWS_PER_RUN * d));
+      for (let s = 0; s < batch.rows.length; s += ROWS_PER_RUN * d)
+        await runRows(batch.rows.subarray(s, s + ROWS_PER_RUN * d));
     }
     return out;
   } finally {

@@ -46,7 +46,9 @@ type Row = Record<string, unknown>;
 function readBatches(dir: string): { where: string; row: Row | null; problem?: string }[] {
   if (!existsSync(dir)) return [];
   const batchNo = (f: string) => Number(/batch-(\d+)/.exec(f)?.[1] ?? 0);
-  const files = readdirSync(dir).filter((f) => /\.jsonl(\.gz)?$/.test(f)).sort((a, b) => batchNo(a) - batchNo(b));
+  const files = readdirSync(dir)
+    .filter((f) => /\.jsonl(\.gz)?$/.test(f))
+    .sort((a, b) => batchNo(a) - batchNo(b));
   const out: { where: string; row: Row | null; problem?: string }[] = [];
   for (const f of files) {
     const path = join(dir, f);
@@ -55,14 +57,18 @@ function readBatches(dir: string): { where: string; row: Row | null; problem?: s
       const raw = readFileSync(path);
       text = (f.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8');
     } catch (e) {
-      throw new AtlasError('BAD_FILE', `${path} cannot be read as ${f.endsWith('.gz') ? 'gzipped ' : ''}JSON lines: ${(e as Error).message}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${path} cannot be read as ${f.endsWith('.gz') ? 'gzipped ' : ''}JSON lines: ${(e as Error).message}.`,
+      );
     }
     text.split('\n').forEach((line, i) => {
       if (line.trim() === '') return;
       const where = `${path} line ${i + 1}`;
       try {
         const v: unknown = JSON.parse(line);
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) out.push({ where, row: null, problem: 'expected a JSON object' });
+        if (typeof v !== 'object' || v === null || Array.isArray(v))
+          out.push({ where, row: null, problem: 'expected a JSON object' });
         else out.push({ where, row: v as Row });
       } catch {
         out.push({ where, row: null, problem: 'not valid JSON' });
@@ -74,7 +80,8 @@ function readBatches(dir: string): { where: string; row: Row | null; problem?: s
 
 const numbers = (v: unknown): number[] | null =>
   Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? (v as number[]) : null;
-const strings = (v: unknown): string[] | null => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null);
+const strings = (v: unknown): string[] | null =>
+  Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : null;
 const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 /** Histogram edges for evenly spaced bar centres: halfway between neighbours, half a step outside the ends. */
@@ -86,14 +93,19 @@ function edgesFromCentres(c: number[]): number[] {
 
 export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text: string) => number): NeuronpediaExport {
   if (!['features', 'activations', 'explanations'].some((f) => existsSync(join(dir, f)))) {
-    throw new AtlasError('BAD_FILE', `${dir} holds none of Neuronpedia's export folders (features/, activations/, explanations/).`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${dir} holds none of Neuronpedia's export folders (features/, activations/, explanations/).`,
+    );
   }
   const out: NeuronpediaExport = { features: [], examples: [], logits: [], explanations: [], problems: [] };
   const index = (where: string, row: Row): number | null => {
     const raw = row.index;
     const i = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (Number.isInteger(i) && i >= 0 && i < dSae) return i;
-    out.problems.push(`${where}: index ${JSON.stringify(raw ?? null)} is not a feature of this dictionary (0..${dSae - 1})`);
+    out.problems.push(
+      `${where}: index ${JSON.stringify(raw ?? null)} is not a feature of this dictionary (0..${dSae - 1})`,
+    );
     return null;
   };
   const each = (sub: string, f: (where: string, row: Row, i: number) => void) => {
@@ -120,13 +132,26 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
       return;
     }
     out.features.push({
-      idx, density, maxActivation: max, meanActivation: null, label: null,
-      histogram: centres.length ? { edges: edgesFromCentres(centres), counts: heights.map(Math.round) } : { edges: [], counts: [] },
+      idx,
+      density,
+      maxActivation: max,
+      meanActivation: null,
+      label: null,
+      histogram: centres.length
+        ? { edges: edgesFromCentres(centres), counts: heights.map(Math.round) }
+        : { edges: [], counts: [] },
     });
-    for (const [sign, s, v] of [['positive', row.pos_str, row.pos_values], ['negative', row.neg_str, row.neg_values]] as const) {
+    for (const [sign, s, v] of [
+      ['positive', row.pos_str, row.pos_values],
+      ['negative', row.neg_str, row.neg_values],
+    ] as const) {
       const texts = strings(s) ?? [];
       const weights = numbers(v) ?? [];
-      texts.slice(0, weights.length).forEach((token, rank) => out.logits.push({ featureIdx: idx, sign, rank, token, tokenId: tokenId(token), weight: weights[rank] }));
+      texts
+        .slice(0, weights.length)
+        .forEach((token, rank) =>
+          out.logits.push({ featureIdx: idx, sign, rank, token, tokenId: tokenId(token), weight: weights[rank] }),
+        );
     }
   });
 
@@ -141,19 +166,35 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
     }
     const maxValue = finite(row.maxValue) ?? Math.max(...values);
     const at = finite(row.maxValueTokenIndex);
-    const maxPosition = at !== null && Number.isInteger(at) && at >= 0 && at < values.length ? at : values.indexOf(Math.max(...values));
+    const maxPosition =
+      at !== null && Number.isInteger(at) && at >= 0 && at < values.length ? at : values.indexOf(Math.max(...values));
     const fromBin = typeof row.binMin === 'number' && row.binMin >= 0;
     const lists = fromBin ? binned : top;
     const list = lists.get(featureIdx) ?? [];
-    list.push({ featureIdx, kind: fromBin ? 'quantile' : 'top', band: null, rank: 0, tokens, tokenIds: tokens.map(tokenId), values, maxValue, maxPosition });
+    list.push({
+      featureIdx,
+      kind: fromBin ? 'quantile' : 'top',
+      band: null,
+      rank: 0,
+      tokens,
+      tokenIds: tokens.map(tokenId),
+      values,
+      maxValue,
+      maxPosition,
+    });
     lists.set(featureIdx, list);
   });
   const strongestFirst = (a: ExampleRow, b: ExampleRow) => b.maxValue - a.maxValue;
-  for (const list of top.values()) list.sort(strongestFirst).slice(0, TOP_EXAMPLES).forEach((e, rank) => out.examples.push({ ...e, rank }));
+  for (const list of top.values())
+    list
+      .sort(strongestFirst)
+      .slice(0, TOP_EXAMPLES)
+      .forEach((e, rank) => out.examples.push({ ...e, rank }));
   const maxOf = new Map(out.features.map((f) => [f.idx, f.maxActivation]));
   for (const [idx, list] of binned) {
     // The bands are read back against the feature's stored maximum, so they are cut from the same one.
-    const max = maxOf.get(idx) ?? Math.max(...(top.get(idx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
+    const max =
+      maxOf.get(idx) ?? Math.max(...(top.get(idx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
     if (!(max > 0)) continue;
     const perBand = new Map<number, number>();
     for (const e of list.sort(strongestFirst)) {
@@ -173,7 +214,12 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
       return;
     }
     const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : null);
-    out.explanations.push({ index: idx, text, source: str(row.typeName) ?? 'neuronpedia', author: str(row.explanationModelName) });
+    out.explanations.push({
+      index: idx,
+      text,
+      source: str(row.typeName) ?? 'neuronpedia',
+      author: str(row.explanationModelName),
+    });
   });
   return out;
 }

@@ -50,7 +50,10 @@ export class QuantileExamples {
   private readonly kept: Uint8Array;
   private rand: () => number;
 
-  constructor(readonly dSae: number, seed = 0x9e3779b9) {
+  constructor(
+    readonly dSae: number,
+    seed = 0x9e3779b9,
+  ) {
     this.top = new Float64Array(dSae).fill(NaN);
     this.samples = new Array(dSae);
     this.worst = new Float64Array(dSae * BANDS);
@@ -109,7 +112,9 @@ export class QuantileExamples {
     const list = this.samples[f] ?? [];
     return bandRanges(max).map((r) => ({
       ...r,
-      examples: list.filter((s) => this.bandOf(f, s.octave) === r.band).map((s) => s.example)
+      examples: list
+        .filter((s) => this.bandOf(f, s.octave) === r.band)
+        .map((s) => s.example)
         .sort((a, b) => b.maxValue - a.maxValue || a.seq - b.seq),
     }));
   }
@@ -119,9 +124,11 @@ export class QuantileExamples {
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 4294967296;
   };
 }

@@ -19,12 +19,16 @@ export interface Example {
 }
 
 /** Whether a ranks below b: lower activation, or equal activation from a later context. */
-const below = (a: Example, b: Example): boolean => a.maxValue < b.maxValue || (a.maxValue === b.maxValue && a.seq > b.seq);
+const below = (a: Example, b: Example): boolean =>
+  a.maxValue < b.maxValue || (a.maxValue === b.maxValue && a.seq > b.seq);
 
 export class TopExamples {
   private readonly heaps: (Example[] | undefined)[];
 
-  constructor(readonly dSae: number, readonly size = TOP_EXAMPLES) {
+  constructor(
+    readonly dSae: number,
+    readonly size = TOP_EXAMPLES,
+  ) {
     this.heaps = new Array(dSae);
   }
 

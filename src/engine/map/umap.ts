@@ -74,7 +74,12 @@ export function smoothKnn(distances: Float32Array, n: number, k: number): { rho:
 }
 
 /** The symmetrised fuzzy graph (step 2) as edge lists. */
-export function fuzzyGraph(indices: Int32Array, distances: Float32Array, n: number, k: number): { head: Int32Array; tail: Int32Array; weight: Float64Array } {
+export function fuzzyGraph(
+  indices: Int32Array,
+  distances: Float32Array,
+  n: number,
+  k: number,
+): { head: Int32Array; tail: Int32Array; weight: Float64Array } {
   const { rho, sigma } = smoothKnn(distances, n, k);
   const directed = new Map<number, number>();
   for (let i = 0; i < n; i++) {
@@ -107,7 +112,13 @@ export function fuzzyGraph(indices: Int32Array, distances: Float32Array, n: numb
 }
 
 /** 2-D UMAP embedding [n, 2] of a kNN graph (indices and distances [n, k], rows ascending). */
-export async function umap(indices: Int32Array, distances: Float32Array, n: number, k: number, opts: UmapOptions): Promise<Float32Array> {
+export async function umap(
+  indices: Int32Array,
+  distances: Float32Array,
+  n: number,
+  k: number,
+  opts: UmapOptions,
+): Promise<Float32Array> {
   const graph = fuzzyGraph(indices, distances, n, k);
   let maxW = 0;
   for (const w of graph.weight) maxW = Math.max(maxW, w);

@@ -10,11 +10,29 @@
  * (gpt_neox use_parallel_residual). Attention scores and patterns ([batch, heads, q, k]) and norm
  * scales are not hook points here: every hook is a [batch, seq, width] activation.
  */
-import { EMBED_HOOK, FINAL_NORM_HOOK, HOOK_KINDS, POS_EMBED_HOOK, hookName, type HookKind, type TransformerConfig } from './types.js';
+import {
+  EMBED_HOOK,
+  FINAL_NORM_HOOK,
+  HOOK_KINDS,
+  POS_EMBED_HOOK,
+  hookName,
+  type HookKind,
+  type TransformerConfig,
+} from './types.js';
 
 export const GEMMA_HOOK_KINDS = [
-  'hook_resid_pre', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_z', 'hook_attn_out', 'hook_resid_mid',
-  'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+  'hook_resid_pre',
+  'attn.hook_q',
+  'attn.hook_k',
+  'attn.hook_v',
+  'attn.hook_z',
+  'hook_attn_out',
+  'hook_resid_mid',
+  'ln2.hook_normalized',
+  'mlp.hook_pre',
+  'mlp.hook_post',
+  'hook_mlp_out',
+  'hook_resid_post',
 ] as const;
 export type GemmaHookKind = (typeof GEMMA_HOOK_KINDS)[number];
 
@@ -74,7 +92,10 @@ export function addsBos(c: TransformerConfig): boolean {
 /** ModelInfo's hookPoints and hookWidths for a config. */
 export function hookInfo(c: TransformerConfig): { hookPoints: string[]; hookWidths: Record<string, number> } {
   const layout = hookLayout(c);
-  return { hookPoints: layout.map((h) => h.name), hookWidths: Object.fromEntries(layout.map((h) => [h.name, h.width])) };
+  return {
+    hookPoints: layout.map((h) => h.name),
+    hookWidths: Object.fromEntries(layout.map((h) => [h.name, h.width])),
+  };
 }
 
 /** Hooks whose vectors live in the residual basis (the unembedding's input space), for the logit lens. */

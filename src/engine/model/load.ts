@@ -24,7 +24,15 @@ import { KvDecoder } from '../runtime/decoder.js';
 import { HookRunner } from '../runtime/forward.js';
 import { cacheKey, cachedEntry, MODEL_FILE } from '../runtime/onnx-cache.js';
 import { loadTokenizer } from '../tokenizers/load.js';
-import type { Architecture, CheckpointFormat, LoadedModel, ModelInfo, TransformerConfig, TransformerWeights, Unembedding } from './types.js';
+import type {
+  Architecture,
+  CheckpointFormat,
+  LoadedModel,
+  ModelInfo,
+  TransformerConfig,
+  TransformerWeights,
+  Unembedding,
+} from './types.js';
 
 export interface LoadModelOptions {
   tokenizerPath?: string;
@@ -49,12 +57,21 @@ const PROGRESS_BYTES = 256 * 1024 ** 2;
  */
 const HOOKS_ONLY_BYTES = 1024 ** 3;
 
-type WriteGraph = (w: TransformerWeights, path: string, opts: LoadModelOptions, progress: (message: string) => void) => void;
-const inMemory = (build: (w: TransformerWeights) => GraphSpec): WriteGraph => (w, path, opts) => {
-  writeOnnxModel(build(w), path, { externalDataThresholdBytes: opts.externalDataThresholdBytes });
-};
+type WriteGraph = (
+  w: TransformerWeights,
+  path: string,
+  opts: LoadModelOptions,
+  progress: (message: string) => void,
+) => void;
+const inMemory =
+  (build: (w: TransformerWeights) => GraphSpec): WriteGraph =>
+  (w, path, opts) => {
+    writeOnnxModel(build(w), path, { externalDataThresholdBytes: opts.externalDataThresholdBytes });
+  };
 const streamed: WriteGraph = (w, path, _opts, progress) =>
-  writeGemmaModel(w, path, (done, total, bytes) => progress(`converted layer ${done}/${total} (${(bytes / 1024 ** 3).toFixed(2)} GiB written)`));
+  writeGemmaModel(w, path, (done, total, bytes) =>
+    progress(`converted layer ${done}/${total} (${(bytes / 1024 ** 3).toFixed(2)} GiB written)`),
+  );
 
 /** Graph builders per architecture; the version is part of the cache key. */
 const LLAMA = { write: inMemory(buildLlamaGraph), version: `llama-graph-${LLAMA_GRAPH_VERSION}` };
@@ -107,10 +124,19 @@ function openCheckpoint(path: string): Checkpoint {
   if (!existsSync(path)) throw new AtlasError('NOT_FOUND', `Model path ${path} does not exist.`);
   if (statSync(path).isDirectory()) {
     if (!isHfCheckpointDir(path)) {
-      throw new AtlasError('UNSUPPORTED', `Folder ${path} has no config.json; a model folder must be a Hugging Face checkpoint (config.json + model.safetensors).`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `Folder ${path} has no config.json; a model folder must be a Hugging Face checkpoint (config.json + ` +
+          `model.safetensors).`,
+      );
     }
     const info = readHfModelInfo(path);
-    const files = ['config.json', ...readdirSync(path).filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json').sort()];
+    const files = [
+      'config.json',
+      ...readdirSync(path)
+        .filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json')
+        .sort(),
+    ];
     return {
       format: 'huggingface',
       info,
@@ -129,7 +155,11 @@ function openCheckpoint(path: string): Checkpoint {
       defaultTokenizer: llama2cTokenizerBeside(path),
     };
   }
-  throw new AtlasError('UNSUPPORTED', `Cannot tell the format of ${basename(path)}: pass a llama2.c .bin checkpoint, a Hugging Face folder with config.json, or a ready .onnx file.`);
+  throw new AtlasError(
+    'UNSUPPORTED',
+    `Cannot tell the format of ${basename(path)}: pass a llama2.c .bin checkpoint, a Hugging Face folder with ` +
+      `config.json, or a ready .onnx file.`,
+  );
 }
 
 /** Catalog facts without building a graph or a session (reads headers and config only). */
@@ -147,11 +177,16 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
     if (c.tiedEmbeddings) {
       const W_E = w.tensor('embed.W_E');
       W_U = new Float32Array(W_E.length);
-      for (let t = 0; t < c.vocabSize; t++) for (let i = 0; i < c.dModel; i++) W_U[i * c.vocabSize + t] = W_E[t * c.dModel + i];
+      for (let t = 0; t < c.vocabSize; t++)
+        for (let i = 0; i < c.dModel; i++) W_U[i * c.vocabSize + t] = W_E[t * c.dModel + i];
     } else {
       W_U = w.tensor('unembed.W_U');
     }
-    return { finalNorm: { kind: 'rms', weight: w.tensor('ln_final.w').map((v) => v + 1), bias: null, eps: c.normEps }, W_U, b_U: null };
+    return {
+      finalNorm: { kind: 'rms', weight: w.tensor('ln_final.w').map((v) => v + 1), bias: null, eps: c.normEps },
+      W_U,
+      b_U: null,
+    };
   }
   return {
     finalNorm: {
@@ -167,22 +202,37 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
 
 export async function loadModel(path: string, opts: LoadModelOptions): Promise<LoadedModel> {
   // A ready ONNX file is run as exported: no weights to convert, its outputs name the hooks.
-  if (path.endsWith('.onnx')) return loadOnnxFile(path, { device: opts.device ?? 'auto', threads: opts.threads ?? 0 }, { tokenizer: opts.tokenizerPath });
+  if (path.endsWith('.onnx'))
+    return loadOnnxFile(
+      path,
+      { device: opts.device ?? 'auto', threads: opts.threads ?? 0 },
+      { tokenizer: opts.tokenizerPath },
+    );
   const ckpt = openCheckpoint(path);
   const tokenizerPath = opts.tokenizerPath ?? ckpt.defaultTokenizer;
   if (!tokenizerPath) {
-    throw new AtlasError('BAD_USER_INPUT', `No tokenizer found beside ${path} (looked for tokenizer.bin, a single tok*.bin, or tokenizer.json); pass one with --tokenizer.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `No tokenizer found beside ${path} (looked for tokenizer.bin, a single tok*.bin, or tokenizer.json); pass one ` +
+        `with --tokenizer.`,
+    );
   }
   const tokenizer = loadTokenizer(tokenizerPath);
   if (tokenizer.vocabSize > ckpt.info.vocabSize) {
-    throw new AtlasError('BAD_FILE', `Tokenizer ${tokenizerPath} has ${tokenizer.vocabSize} tokens but the model ${path} only ${ckpt.info.vocabSize}; they do not belong together.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `Tokenizer ${tokenizerPath} has ${tokenizer.vocabSize} tokens but the model ${path} only ` +
+        `${ckpt.info.vocabSize}; they do not belong together.`,
+    );
   }
 
   const weights = ckpt.weights();
   const builder = BUILDERS[weights.config.architecture];
   const key = await cacheKey(ckpt.files, builder.version);
   const big = ckpt.files.reduce((sum, f) => sum + statSync(f).size, 0) >= PROGRESS_BYTES;
-  const progress = opts.onProgress ?? (big ? (m: string) => process.stderr.write(`atlas: ${basename(path)}: ${m}\n`) : () => undefined);
+  const progress =
+    opts.onProgress ??
+    (big ? (m: string) => process.stderr.write(`atlas: ${basename(path)}: ${m}\n`) : () => undefined);
   const folder = await cachedEntry(opts.dataDir, key, (dir) => {
     const started = Date.now();
     progress('converting to ONNX once (cached for later loads)');
@@ -190,7 +240,8 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
   const dataFile = join(folder, `${MODEL_FILE}.data`);
-  const hooksOnly = (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
+  const hooksOnly =
+    (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
   const runner = await HookRunner.open({
     folder,
     info: ckpt.info,
@@ -204,7 +255,9 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     tokenizer,
     executionProvider: runner.provider,
     runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
-    ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
+    ...(hooksOnly
+      ? {}
+      : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     unembedding: () => (unembedding ??= unembeddingOf(weights)),
     close: () => runner.close(),
   };

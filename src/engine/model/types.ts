@@ -73,7 +73,15 @@ export type RopeScaling =
   | { type: 'linear'; factor: number }
   | { type: 'dynamic'; factor: number; maxPositions: number }
   | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
-  | { type: 'yarn'; factor: number; originalMaxPositions: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean };
+  | {
+      type: 'yarn';
+      factor: number;
+      originalMaxPositions: number;
+      attentionFactor: number;
+      betaFast: number;
+      betaSlow: number;
+      truncate: boolean;
+    };
 
 export interface TransformerWeights {
   config: TransformerConfig;
@@ -93,9 +101,22 @@ export interface TransformerWeights {
  * the up projection of a gated MLP, mlp.hook_post the hidden activation fed to W_out.
  */
 export const HOOK_KINDS = [
-  'hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v', 'attn.hook_rot_q', 'attn.hook_rot_k',
-  'attn.hook_z', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_normalized', 'mlp.hook_pre', 'mlp.hook_pre_linear',
-  'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+  'hook_resid_pre',
+  'ln1.hook_normalized',
+  'attn.hook_q',
+  'attn.hook_k',
+  'attn.hook_v',
+  'attn.hook_rot_q',
+  'attn.hook_rot_k',
+  'attn.hook_z',
+  'hook_attn_out',
+  'hook_resid_mid',
+  'ln2.hook_normalized',
+  'mlp.hook_pre',
+  'mlp.hook_pre_linear',
+  'mlp.hook_post',
+  'hook_mlp_out',
+  'hook_resid_post',
 ] as const;
 export type HookKind = (typeof HOOK_KINDS)[number];
 

@@ -36,7 +36,6 @@ import { ExternalDataWriter } from './write-model.js';
 /** Bump when the graph changes: it is part of the on-disk cache key. */
 export const GEMMA_GRAPH_VERSION = 1;
 
-
 /** Rows of the embedding written per chunk when streaming it. */
 const EMBED_CHUNK_ROWS = 8192;
 
@@ -44,7 +43,11 @@ const EMBED_CHUNK_ROWS = 8192;
  * Builds the graph. With `g.external` set, every large initializer is already in the data file
  * when this returns; `onProgress` hears once per layer.
  */
-export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), onProgress?: (done: number, total: number) => void): GraphSpec {
+export function buildGemmaGraph(
+  w: TransformerWeights,
+  g = new GraphBuilder(),
+  onProgress?: (done: number, total: number) => void,
+): GraphSpec {
   const c = w.config;
   const gm = c.gemma;
   if (!gm || (c.architecture !== 'gemma2' && c.architecture !== 'gemma3')) {
@@ -52,7 +55,8 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
   }
   const { dModel: d, nHeads, nKvHeads, dHead, dMlp, vocabSize } = c;
   const scalar = (hint: string, v: number) => g.float(g.t(hint), [], new Float32Array([v]));
-  const matrix = (name: string, rows: number, cols: number) => g.float(name, [rows, cols], checkedTensor(w, name, [rows, cols]));
+  const matrix = (name: string, rows: number, cols: number) =>
+    g.float(name, [rows, cols], checkedTensor(w, name, [rows, cols]));
   const masks = positionsAndMask(g);
   const { positions } = masks;
   const eps = g.float('const.eps', [], new Float32Array([c.normEps]));
@@ -64,13 +68,20 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
   };
   /** Gemma's gain is 1 + w, added in float32 as HF does. */
   const gain = (weightName: string, n: number): string =>
-    g.float(`${weightName}+1`, [n], checkedTensor(w, weightName, [n]).map((v) => v + 1));
+    g.float(
+      `${weightName}+1`,
+      [n],
+      checkedTensor(w, weightName, [n]).map((v) => v + 1),
+    );
   const rmsNorm = (x: string, weightName: string, n: number, output?: string): string =>
     g.op('Mul', [normalize(x), gain(weightName, n)], {}, output);
 
   // cos/sin of position · inverse frequency [seq, dHead/2], once per distinct (θ, factor).
   const ropeTables = new Map<string, { cos: string; sin: string }>();
-  const positionsF = g.op('Unsqueeze', [g.op('Cast', [positions], { to: 1 /* FLOAT */ }), g.ints('const.rope_axis', [1])]);
+  const positionsF = g.op('Unsqueeze', [
+    g.op('Cast', [positions], { to: 1 /* FLOAT */ }),
+    g.ints('const.rope_axis', [1]),
+  ]);
   const ropeFor = (theta: number, factor: number) => {
     const key = `${theta}/${factor}`;
     let t = ropeTables.get(key);
@@ -94,23 +105,44 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
   if (g.external && w.rows) {
     const rows = w.rows.bind(w);
     const chunks = function* () {
-      for (let r = 0; r < vocabSize; r += EMBED_CHUNK_ROWS) yield rows('embed.W_E', r, Math.min(EMBED_CHUNK_ROWS, vocabSize - r));
+      for (let r = 0; r < vocabSize; r += EMBED_CHUNK_ROWS)
+        yield rows('embed.W_E', r, Math.min(EMBED_CHUNK_ROWS, vocabSize - r));
     };
     g.initializers.push(g.external.fromChunks('embed.W_E', [vocabSize, d], chunks()));
   } else {
     matrix('embed.W_E', vocabSize, d);
   }
   const hook = (l: number, kind: GemmaHookKind) => `blocks.${l}.${kind}`;
-  let resid = g.op('Mul', [g.op('Gather', ['embed.W_E', 'input_ids']), scalar('const.embed_scale', gm.embedScale)], {}, hook(0, 'hook_resid_pre'));
+  let resid = g.op(
+    'Mul',
+    [g.op('Gather', ['embed.W_E', 'input_ids']), scalar('const.embed_scale', gm.embedScale)],
+    {},
+    hook(0, 'hook_resid_pre'),
+  );
 
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     if (l > 0) resid = g.op('Identity', [resid], {}, hook(l, 'hook_resid_pre'));
 
     const x = rmsNorm(resid, `${b}.ln1.w`, d);
-    let q = splitHeads(g, g.op('MatMul', [x, matrix(`${b}.attn.W_Q`, d, nHeads * dHead)], {}, hook(l, 'attn.hook_q')), nHeads, dHead);
-    let k = splitHeads(g, g.op('MatMul', [x, matrix(`${b}.attn.W_K`, d, nKvHeads * dHead)], {}, hook(l, 'attn.hook_k')), nKvHeads, dHead);
-    const v = splitHeads(g, g.op('MatMul', [x, matrix(`${b}.attn.W_V`, d, nKvHeads * dHead)], {}, hook(l, 'attn.hook_v')), nKvHeads, dHead);
+    let q = splitHeads(
+      g,
+      g.op('MatMul', [x, matrix(`${b}.attn.W_Q`, d, nHeads * dHead)], {}, hook(l, 'attn.hook_q')),
+      nHeads,
+      dHead,
+    );
+    let k = splitHeads(
+      g,
+      g.op('MatMul', [x, matrix(`${b}.attn.W_K`, d, nKvHeads * dHead)], {}, hook(l, 'attn.hook_k')),
+      nKvHeads,
+      dHead,
+    );
+    const v = splitHeads(
+      g,
+      g.op('MatMul', [x, matrix(`${b}.attn.W_V`, d, nKvHeads * dHead)], {}, hook(l, 'attn.hook_v')),
+      nKvHeads,
+      dHead,
+    );
     if (gm.qkNorm) {
       q = rmsNorm(q, `${b}.attn.q_norm.w`, dHead);
       k = rmsNorm(k, `${b}.attn.k_norm.w`, dHead);
@@ -130,14 +162,24 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
       softcap: gm.attnSoftcap,
       output: hook(l, 'attn.hook_z'),
     });
-    const attnOut = rmsNorm(g.op('MatMul', [z, matrix(`${b}.attn.W_O`, nHeads * dHead, d)]), `${b}.ln1_post.w`, d, hook(l, 'hook_attn_out'));
+    const attnOut = rmsNorm(
+      g.op('MatMul', [z, matrix(`${b}.attn.W_O`, nHeads * dHead, d)]),
+      `${b}.ln1_post.w`,
+      d,
+      hook(l, 'hook_attn_out'),
+    );
     const mid = g.op('Add', [resid, attnOut], {}, hook(l, 'hook_resid_mid'));
 
     const x2 = g.op('Mul', [normalize(mid, hook(l, 'ln2.hook_normalized')), gain(`${b}.ln2.w`, d)]);
     const pre = g.op('MatMul', [x2, matrix(`${b}.mlp.W_gate`, d, dMlp)], {}, hook(l, 'mlp.hook_pre'));
     const up = g.op('MatMul', [x2, matrix(`${b}.mlp.W_in`, d, dMlp)]);
     const post = g.op('Mul', [gelu(g, pre, 'gelu_new'), up], {}, hook(l, 'mlp.hook_post'));
-    const mlpOut = rmsNorm(g.op('MatMul', [post, matrix(`${b}.mlp.W_out`, dMlp, d)]), `${b}.ln2_post.w`, d, hook(l, 'hook_mlp_out'));
+    const mlpOut = rmsNorm(
+      g.op('MatMul', [post, matrix(`${b}.mlp.W_out`, dMlp, d)]),
+      `${b}.ln2_post.w`,
+      d,
+      hook(l, 'hook_mlp_out'),
+    );
     resid = g.op('Add', [mid, mlpOut], {}, hook(l, 'hook_resid_post'));
     onProgress?.(l + 1, c.nLayers);
   }
@@ -150,25 +192,46 @@ export function buildGemmaGraph(w: TransformerWeights, g = new GraphBuilder(), o
     // Gemm with transB multiplies by W_Eᵀ without materialising a transposed copy of the embedding.
     const flat = g.op('Reshape', [final, g.ints('const.shape_rows', [-1, d])]);
     const product = g.op('Gemm', [flat, 'embed.W_E'], { transB: 1 });
-    const shape = g.op('Concat', [g.op('Shape', [final], { start: 0, end: 2 }), g.ints('const.vocab', [vocabSize])], { axis: 0 });
+    const shape = g.op('Concat', [g.op('Shape', [final], { start: 0, end: 2 }), g.ints('const.vocab', [vocabSize])], {
+      axis: 0,
+    });
     logits = g.op('Reshape', [product, shape], {}, logitsName);
   } else {
     logits = g.op('MatMul', [final, matrix('unembed.W_U', d, vocabSize)], {}, logitsName);
   }
-  if (cap) g.op('Mul', [g.op('Tanh', [g.op('Mul', [logits, scalar('const.final_softcap_inv', 1 / cap)])]), scalar('const.final_softcap', cap)], {}, 'logits');
+  if (cap)
+    g.op(
+      'Mul',
+      [
+        g.op('Tanh', [g.op('Mul', [logits, scalar('const.final_softcap_inv', 1 / cap)])]),
+        scalar('const.final_softcap', cap),
+      ],
+      {},
+      'logits',
+    );
 
   const io = transformerIO(c);
   const hooks = [];
   for (const h of hookLayout(c)) hooks.push(valueInfo(h.name, 'float', ['batch', 'seq', h.width]));
   const rest = io.outputs.filter((o) => !o.name!.startsWith('blocks.'));
-  return { name: c.architecture, nodes: g.nodes, initializers: g.initializers, inputs: io.inputs, outputs: [...hooks, ...rest] };
+  return {
+    name: c.architecture,
+    nodes: g.nodes,
+    initializers: g.initializers,
+    inputs: io.inputs,
+    outputs: [...hooks, ...rest],
+  };
 }
 
 /**
  * Builds the graph straight into `path` + `path.data`: each weight is converted to float32 and written
  * as it is read, so memory holds one tensor (or a block of embedding rows) at a time.
  */
-export function writeGemmaModel(w: TransformerWeights, path: string, onProgress?: (done: number, total: number, bytes: number) => void): void {
+export function writeGemmaModel(
+  w: TransformerWeights,
+  path: string,
+  onProgress?: (done: number, total: number, bytes: number) => void,
+): void {
   const writer = new ExternalDataWriter(path);
   try {
     const spec = buildGemmaGraph(w, new GraphBuilder(writer), (done, total) => onProgress?.(done, total, writer.bytes));

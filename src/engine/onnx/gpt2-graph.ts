@@ -11,7 +11,14 @@
  * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
  */
 import { AtlasError } from '../../errors.js';
-import { EMBED_HOOK, FINAL_NORM_HOOK, POS_EMBED_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
+import {
+  EMBED_HOOK,
+  FINAL_NORM_HOOK,
+  POS_EMBED_HOOK,
+  hookName,
+  type HookKind,
+  type TransformerWeights,
+} from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
 import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
 
@@ -35,21 +42,37 @@ function concatColumns(parts: Float32Array[], rows: number): Float32Array {
 
 export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   const c = w.config;
-  if (c.architecture !== 'gpt2') throw new AtlasError('UNSUPPORTED', `The gpt2 graph builder cannot build architecture "${c.architecture}".`);
-  if (c.nKvHeads !== c.nHeads) throw new AtlasError('UNSUPPORTED', `GPT-2 has as many key/value heads as query heads; got ${c.nKvHeads} and ${c.nHeads}.`);
-  if (c.activation === 'silu') throw new AtlasError('UNSUPPORTED', 'A GPT-2 model with a silu activation is not supported; use gelu_new or gelu.');
+  if (c.architecture !== 'gpt2')
+    throw new AtlasError('UNSUPPORTED', `The gpt2 graph builder cannot build architecture "${c.architecture}".`);
+  if (c.nKvHeads !== c.nHeads)
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `GPT-2 has as many key/value heads as query heads; got ${c.nKvHeads} and ${c.nHeads}.`,
+    );
+  if (c.activation === 'silu')
+    throw new AtlasError('UNSUPPORTED', 'A GPT-2 model with a silu activation is not supported; use gelu_new or gelu.');
   const { dModel: d, nHeads, dHead, dMlp, vocabSize } = c;
   const width = nHeads * dHead;
   const g = new GraphBuilder();
   const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
 
   const layerNorm = (x: string, prefix: string, output: string): string =>
-    g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) }, output);
+    g.op(
+      'LayerNormalization',
+      [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])],
+      { axis: -1, epsilon: floatAttr(c.normEps) },
+      output,
+    );
 
   const { positions, maskBias } = positionsAndMask(g);
   const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
   // [seq, d] broadcast to [batch, seq, d], the shape of every hook.
-  const pos = g.op('Expand', [g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]), g.op('Shape', [tokens])], {}, POS_EMBED_HOOK);
+  const pos = g.op(
+    'Expand',
+    [g.op('Gather', [f('pos_embed.W_pos', [c.contextLength, d]), positions]), g.op('Shape', [tokens])],
+    {},
+    POS_EMBED_HOOK,
+  );
   let resid = g.op('Add', [tokens, pos], {}, hookName(0, 'hook_resid_pre'));
 
   for (let l = 0; l < c.nLayers; l++) {
@@ -57,12 +80,23 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     const hook = (kind: HookKind) => hookName(l, kind);
     if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
 
-    const Wqkv = concatColumns(['W_Q', 'W_K', 'W_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [d, width])), d);
-    const bqkv = concatColumns(['b_Q', 'b_K', 'b_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [width])), 1);
+    const Wqkv = concatColumns(
+      ['W_Q', 'W_K', 'W_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [d, width])),
+      d,
+    );
+    const bqkv = concatColumns(
+      ['b_Q', 'b_K', 'b_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [width])),
+      1,
+    );
     const normed = layerNorm(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
-    const qkv = g.op('Add', [g.op('MatMul', [normed, g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]), g.float(`${b}.attn.b_QKV`, [3 * width], bqkv)]);
+    const qkv = g.op('Add', [
+      g.op('MatMul', [normed, g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]),
+      g.float(`${b}.attn.b_QKV`, [3 * width], bqkv),
+    ]);
     const split = g.ints(g.t('const.qkv_split'), [width, width, width]);
-    const [q, k, v] = g.ops('Split', [qkv, split], [hook('attn.hook_q'), hook('attn.hook_k'), hook('attn.hook_v')], { axis: -1 });
+    const [q, k, v] = g.ops('Split', [qkv, split], [hook('attn.hook_q'), hook('attn.hook_k'), hook('attn.hook_v')], {
+      axis: -1,
+    });
     const z = attention(g, {
       layer: l,
       q: splitHeads(g, q, nHeads, dHead),
@@ -74,19 +108,36 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
       maskBias,
       output: hook('attn.hook_z'),
     });
-    const attnOut = g.op('Add', [g.op('MatMul', [z, f(`${b}.attn.W_O`, [width, d])]), f(`${b}.attn.b_O`, [d])], {}, hook('hook_attn_out'));
+    const attnOut = g.op(
+      'Add',
+      [g.op('MatMul', [z, f(`${b}.attn.W_O`, [width, d])]), f(`${b}.attn.b_O`, [d])],
+      {},
+      hook('hook_attn_out'),
+    );
     const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
 
     const normed2 = layerNorm(mid, `${b}.ln2`, hook('ln2.hook_normalized'));
-    const pre = g.op('Add', [g.op('MatMul', [normed2, f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])], {}, hook('mlp.hook_pre'));
+    const pre = g.op(
+      'Add',
+      [g.op('MatMul', [normed2, f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])],
+      {},
+      hook('mlp.hook_pre'),
+    );
     const post = gelu(g, pre, c.activation, hook('mlp.hook_post'));
-    const mlpOut = g.op('Add', [g.op('MatMul', [post, f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])], {}, hook('hook_mlp_out'));
+    const mlpOut = g.op(
+      'Add',
+      [g.op('MatMul', [post, f(`${b}.mlp.W_out`, [dMlp, d])]), f(`${b}.mlp.b_out`, [d])],
+      {},
+      hook('hook_mlp_out'),
+    );
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 
   const final = layerNorm(resid, 'ln_final', FINAL_NORM_HOOK);
   // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
-  const W_U = c.tiedEmbeddings ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U') : f('unembed.W_U', [d, vocabSize]);
+  const W_U = c.tiedEmbeddings
+    ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')
+    : f('unembed.W_U', [d, vocabSize]);
   const hasBias = w.has('unembed.b_U');
   const projected = g.op('MatMul', [final, W_U], {}, hasBias ? undefined : 'logits');
   if (hasBias) g.op('Add', [projected, f('unembed.b_U', [vocabSize])], {}, 'logits');

@@ -90,7 +90,10 @@ export function positionsAndMask(g: GraphBuilder): Masks {
   const keyPos = g.op('Range', [zero, totalLen, one]);
   const queryPos = g.op('Unsqueeze', [positions, g.ints('const.mask_axes_1', [1])]); // [seq, 1]
   const causal = g.op('LessOrEqual', [keyPos, queryPos]);
-  const isToken = g.op('Unsqueeze', [g.op('Cast', ['attention_mask'], { to: 9 /* BOOL */ }), g.ints('const.mask_axes_123', [1, 2, 3])]);
+  const isToken = g.op('Unsqueeze', [
+    g.op('Cast', ['attention_mask'], { to: 9 /* BOOL */ }),
+    g.ints('const.mask_axes_123', [1, 2, 3]),
+  ]);
   const fZero = g.float('const.mask_zero', [], new Float32Array([0]));
   const fMasked = g.float('const.mask_masked', [], new Float32Array([MASKED]));
   const visible = g.op('And', [causal, isToken]);
@@ -103,7 +106,12 @@ export function positionsAndMask(g: GraphBuilder): Masks {
       if (!m) {
         // t > position(s) − window
         const lowest = g.op('Sub', [queryPos, g.ints(g.t('const.window'), [window], true)]);
-        m = g.op('Where', [g.op('And', [visible, g.op('Greater', [keyPos, lowest])]), fZero, fMasked], {}, `attn_mask_bias_window_${window}`);
+        m = g.op(
+          'Where',
+          [g.op('And', [visible, g.op('Greater', [keyPos, lowest])]), fZero, fMasked],
+          {},
+          `attn_mask_bias_window_${window}`,
+        );
         windows.set(window, m);
       }
       return m;
@@ -113,12 +121,19 @@ export function positionsAndMask(g: GraphBuilder): Masks {
 
 /** Splits [batch, seq, heads*dHead] into heads [batch, heads, seq, dHead]. */
 export function splitHeads(g: GraphBuilder, x: string, heads: number, dHead: number): string {
-  return g.op('Transpose', [g.op('Reshape', [x, g.ints(g.t('const.shape_heads'), [0, 0, heads, dHead])])], { perm: [0, 2, 1, 3] });
+  return g.op('Transpose', [g.op('Reshape', [x, g.ints(g.t('const.shape_heads'), [0, 0, heads, dHead])])], {
+    perm: [0, 2, 1, 3],
+  });
 }
 
 /** [batch, heads, seq, dHead] → [batch, seq, width = heads·dHead], named `output` (a hook of rotated q or k). */
 export function mergeHeads(g: GraphBuilder, x: string, width: number, output: string): string {
-  return g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 1, 3] }), g.ints(g.t('const.shape_flat'), [0, 0, width])], {}, output);
+  return g.op(
+    'Reshape',
+    [g.op('Transpose', [x], { perm: [0, 2, 1, 3] }), g.ints(g.t('const.shape_flat'), [0, 0, width])],
+    {},
+    output,
+  );
 }
 
 export interface AttentionInputs {
@@ -150,18 +165,26 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   const k = g.op('Concat', [pastKeyName(a.layer), a.k], { axis: 2 }, presentKeyName(a.layer));
   const v = g.op('Concat', [pastValueName(a.layer), a.v], { axis: 2 }, presentValueName(a.layer));
   const axes2 = g.ints(g.t('const.axes_2'), [2]);
-  const qGrouped = g.op('Reshape', [a.q, g.ints(g.t('const.shape_groups'), [0, a.nKvHeads, group, -1, a.dHead])]); // [B, nKv, group, S, dHead]
+  // [B, nKv, group, S, dHead]
+  const qGrouped = g.op('Reshape', [a.q, g.ints(g.t('const.shape_groups'), [0, a.nKvHeads, group, -1, a.dHead])]);
   const kT = g.op('Unsqueeze', [g.op('Transpose', [k], { perm: [0, 1, 3, 2] }), axes2]); // [B, nKv, 1, dHead, T]
   const scale = g.float(g.t('const.attn_scale'), [], new Float32Array([a.scale ?? 1 / Math.sqrt(a.dHead)]));
   let raw = g.op('Mul', [g.op('MatMul', [qGrouped, kT]), scale]);
   if (a.softcap) {
     const inv = g.float(g.t('const.softcap_inv'), [], new Float32Array([1 / a.softcap]));
-    raw = g.op('Mul', [g.op('Tanh', [g.op('Mul', [raw, inv])]), g.float(g.t('const.softcap'), [], new Float32Array([a.softcap]))]);
+    raw = g.op('Mul', [
+      g.op('Tanh', [g.op('Mul', [raw, inv])]),
+      g.float(g.t('const.softcap'), [], new Float32Array([a.softcap])),
+    ]);
   }
   const scores = g.op('Add', [raw, a.maskBias]);
   const probs = g.op('Softmax', [scores], { axis: -1 });
   const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [v, axes2])]); // [B, nKv, group, S, dHead]
-  const merged = g.op('Transpose', [g.op('Reshape', [ctx, g.ints(g.t('const.shape_merged'), [0, a.nHeads, -1, a.dHead])])], { perm: [0, 2, 1, 3] });
+  const merged = g.op(
+    'Transpose',
+    [g.op('Reshape', [ctx, g.ints(g.t('const.shape_merged'), [0, a.nHeads, -1, a.dHead])])],
+    { perm: [0, 2, 1, 3] },
+  );
   return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])], {}, a.output);
 }
 
@@ -170,11 +193,20 @@ export function transformerIO(c: TransformerConfig): {
   inputs: OnnxNs.IValueInfoProto[];
   outputs: OnnxNs.IValueInfoProto[];
 } {
-  const inputs = [valueInfo('input_ids', 'int64', ['batch', 'seq']), valueInfo('attention_mask', 'int64', ['batch', 'total_seq'])];
+  const inputs = [
+    valueInfo('input_ids', 'int64', ['batch', 'seq']),
+    valueInfo('attention_mask', 'int64', ['batch', 'total_seq']),
+  ];
   const presents = [];
   for (let l = 0; l < c.nLayers; l++) {
-    inputs.push(valueInfo(pastKeyName(l), 'float', ['batch', c.nKvHeads, 'past_seq', c.dHead]), valueInfo(pastValueName(l), 'float', ['batch', c.nKvHeads, 'past_seq', c.dHead]));
-    presents.push(valueInfo(presentKeyName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]), valueInfo(presentValueName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]));
+    inputs.push(
+      valueInfo(pastKeyName(l), 'float', ['batch', c.nKvHeads, 'past_seq', c.dHead]),
+      valueInfo(pastValueName(l), 'float', ['batch', c.nKvHeads, 'past_seq', c.dHead]),
+    );
+    presents.push(
+      valueInfo(presentKeyName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]),
+      valueInfo(presentValueName(l), 'float', ['batch', c.nKvHeads, 'total_seq', c.dHead]),
+    );
   }
   const outputs = [
     ...hookLayout(c).map((h) => valueInfo(h.name, 'float', ['batch', 'seq', h.width])),
@@ -189,7 +221,10 @@ export function checkedTensor(w: TransformerWeights, name: string, want: number[
   const data = w.tensor(name);
   const count = want.reduce((a, b) => a * b, 1);
   if (data.length !== count) {
-    throw new AtlasError('BAD_FILE', `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `Tensor "${name}" has ${data.length} values but the config needs shape [${want.join(', ')}] (${count} values).`,
+    );
   }
   return data;
 }
@@ -200,7 +235,9 @@ export function checkedTensor(w: TransformerWeights, name: string, want: number[
  */
 export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number, normalized?: string): string {
   const meanSq = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
-  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSq, g.float(g.t('const.eps'), [], new Float32Array([eps]))])])]);
+  const inv = g.op('Reciprocal', [
+    g.op('Sqrt', [g.op('Add', [meanSq, g.float(g.t('const.eps'), [], new Float32Array([eps]))])]),
+  ]);
   return g.op('Mul', [g.op('Mul', [x, inv], {}, normalized), weight]);
 }
 

@@ -16,9 +16,25 @@
  * logits = RMSNorm(resid_post) W_U (+ b_U)                             (ln_final.hook_normalized)
  */
 import { AtlasError } from '../../errors.js';
-import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type Architecture, type HookKind, type TransformerWeights } from '../model/types.js';
+import {
+  EMBED_HOOK,
+  FINAL_NORM_HOOK,
+  hookName,
+  type Architecture,
+  type HookKind,
+  type TransformerWeights,
+} from '../model/types.js';
 import type { GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, mergeHeads, positionsAndMask, rmsNorm, splitHeads, transformerIO } from './layers.js';
+import {
+  GraphBuilder,
+  checkedTensor,
+  attention,
+  mergeHeads,
+  positionsAndMask,
+  rmsNorm,
+  splitHeads,
+  transformerIO,
+} from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
@@ -28,7 +44,8 @@ export const LLAMA_FAMILY: readonly Architecture[] = ['llama', 'mistral', 'qwen2
 
 export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
   const c = w.config;
-  if (!LLAMA_FAMILY.includes(c.architecture)) throw new AtlasError('UNSUPPORTED', `The llama graph builder cannot build architecture "${c.architecture}".`);
+  if (!LLAMA_FAMILY.includes(c.architecture))
+    throw new AtlasError('UNSUPPORTED', `The llama graph builder cannot build architecture "${c.architecture}".`);
   if (c.nHeads % c.nKvHeads !== 0) {
     throw new AtlasError('BAD_FILE', `n_heads (${c.nHeads}) must be a multiple of n_kv_heads (${c.nKvHeads}).`);
   }
@@ -85,14 +102,21 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     const x2 = rmsNorm(g, mid, f(`${b}.ln2.w`, [d]), c.normEps, hook('ln2.hook_normalized'));
     const gate = linear(x2, `${b}.mlp.W_gate`, `${b}.mlp.b_gate`, d, dMlp, hook('mlp.hook_pre'));
     const silu = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
-    const post = g.op('Mul', [silu, linear(x2, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp, hook('mlp.hook_pre_linear'))], {}, hook('mlp.hook_post'));
+    const post = g.op(
+      'Mul',
+      [silu, linear(x2, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp, hook('mlp.hook_pre_linear'))],
+      {},
+      hook('mlp.hook_post'),
+    );
     const mlpOut = linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out'));
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 
   const final = rmsNorm(g, resid, f('ln_final.w', [d]), c.normEps, FINAL_NORM_HOOK);
   // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
-  const W_U = c.tiedEmbeddings ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U') : f('unembed.W_U', [d, vocabSize]);
+  const W_U = c.tiedEmbeddings
+    ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')
+    : f('unembed.W_U', [d, vocabSize]);
   const hasBias = w.has('unembed.b_U');
   const projected = g.op('MatMul', [final, W_U], {}, hasBias ? undefined : 'logits');
   if (hasBias) g.op('Add', [projected, f('unembed.b_U', [vocabSize])], {}, 'logits');

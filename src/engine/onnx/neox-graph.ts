@@ -13,7 +13,16 @@
 import { AtlasError } from '../../errors.js';
 import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
 import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, gelu, mergeHeads, positionsAndMask, splitHeads, transformerIO } from './layers.js';
+import {
+  GraphBuilder,
+  checkedTensor,
+  attention,
+  gelu,
+  mergeHeads,
+  positionsAndMask,
+  splitHeads,
+  transformerIO,
+} from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
@@ -21,17 +30,29 @@ export const NEOX_GRAPH_VERSION = 1;
 
 export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
   const c = w.config;
-  if (c.architecture !== 'gpt_neox') throw new AtlasError('UNSUPPORTED', `The gpt_neox graph builder cannot build architecture "${c.architecture}".`);
-  if (c.activation === 'silu') throw new AtlasError('UNSUPPORTED', 'A gpt_neox model with a silu activation is not supported; use gelu or gelu_new.');
+  if (c.architecture !== 'gpt_neox')
+    throw new AtlasError('UNSUPPORTED', `The gpt_neox graph builder cannot build architecture "${c.architecture}".`);
+  if (c.activation === 'silu')
+    throw new AtlasError(
+      'UNSUPPORTED',
+      'A gpt_neox model with a silu activation is not supported; use gelu or gelu_new.',
+    );
   const activation = c.activation;
   const { dModel: d, nHeads, dHead, dMlp, vocabSize } = c;
   const width = nHeads * dHead;
   const g = new GraphBuilder();
   const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
   const linear = (x: string, W: string, b: string, rows: number, cols: number, output?: string): string =>
-    w.has(b) ? g.op('Add', [g.op('MatMul', [x, f(W, [rows, cols])]), f(b, [cols])], {}, output) : g.op('MatMul', [x, f(W, [rows, cols])], {}, output);
+    w.has(b)
+      ? g.op('Add', [g.op('MatMul', [x, f(W, [rows, cols])]), f(b, [cols])], {}, output)
+      : g.op('MatMul', [x, f(W, [rows, cols])], {}, output);
   const layerNorm = (x: string, prefix: string, output: string): string =>
-    g.op('LayerNormalization', [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])], { axis: -1, epsilon: floatAttr(c.normEps) }, output);
+    g.op(
+      'LayerNormalization',
+      [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])],
+      { axis: -1, epsilon: floatAttr(c.normEps) },
+      output,
+    );
 
   const { positions, maskBias } = positionsAndMask(g);
   const rope = ropeAngles(g, c, positions);
@@ -73,7 +94,9 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
   }
 
   const final = layerNorm(resid, 'ln_final', FINAL_NORM_HOOK);
-  const W_U = c.tiedEmbeddings ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U') : f('unembed.W_U', [d, vocabSize]);
+  const W_U = c.tiedEmbeddings
+    ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')
+    : f('unembed.W_U', [d, vocabSize]);
   g.op('MatMul', [final, W_U], {}, 'logits');
   return { name: 'gpt_neox', nodes: g.nodes, initializers: g.initializers, ...transformerIO(c) };
 }

@@ -18,7 +18,8 @@ const ELEM: Record<ElemType, number> = {
 /** A float32 initializer stored as raw little-endian bytes. */
 export function floatTensor(name: string, dims: number[], data: Float32Array): onnxProto.onnx.ITensorProto {
   const count = dims.reduce((a, b) => a * b, 1);
-  if (count !== data.length) throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
+  if (count !== data.length)
+    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
   return {
     name,
     dims,

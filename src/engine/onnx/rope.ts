@@ -39,7 +39,8 @@ export function ropeFrequencies(c: TransformerConfig): { invFreq: Float64Array; 
     return { invFreq, attentionFactor: 1 };
   }
   // yarn
-  const correctionDim = (rotations: number) => (r * Math.log(s.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(c.ropeTheta));
+  const correctionDim = (rotations: number) =>
+    (r * Math.log(s.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(c.ropeTheta));
   let low = correctionDim(s.betaFast);
   let high = correctionDim(s.betaSlow);
   if (s.truncate) {
@@ -72,14 +73,29 @@ export function ropeAngles(g: GraphBuilder, c: TransformerConfig, positions: str
   const s = c.ropeScaling;
   if (s?.type === 'dynamic') {
     // Per row: T = tokens of the row (attention_mask sum), ln θ' = ln θ + r/(r−2)·ln(max(factor·T/M − factor + 1, 1)).
-    const T = g.op('ReduceSum', [g.op('Cast', ['attention_mask'], { to: 1 }), g.ints(g.t('const.axes_1'), [1])], { keepdims: 1 }); // [B, 1]
+    const T = g.op('ReduceSum', [g.op('Cast', ['attention_mask'], { to: 1 }), g.ints(g.t('const.axes_1'), [1])], {
+      keepdims: 1,
+    }); // [B, 1]
     const scalar = (v: number) => g.float(g.t('const.rope_dyn'), [], new Float32Array([v]));
-    const ratio = g.op('Max', [g.op('Sub', [g.op('Mul', [T, scalar(s.factor / s.maxPositions)]), scalar(s.factor - 1)]), scalar(1)]);
-    const lnBase = g.op('Add', [g.op('Mul', [g.op('Log', [ratio]), scalar(r / (r - 2))]), scalar(Math.log(c.ropeTheta))]); // [B, 1]
-    const exponents = g.float(g.t('const.rope_exponents'), [half], Float32Array.from({ length: half }, (_, i) => (-2 * i) / r));
+    const ratio = g.op('Max', [
+      g.op('Sub', [g.op('Mul', [T, scalar(s.factor / s.maxPositions)]), scalar(s.factor - 1)]),
+      scalar(1),
+    ]);
+    const lnBase = g.op('Add', [
+      g.op('Mul', [g.op('Log', [ratio]), scalar(r / (r - 2))]),
+      scalar(Math.log(c.ropeTheta)),
+    ]); // [B, 1]
+    const exponents = g.float(
+      g.t('const.rope_exponents'),
+      [half],
+      Float32Array.from({ length: half }, (_, i) => (-2 * i) / r),
+    );
     const rowFreq = g.op('Exp', [g.op('Mul', [lnBase, exponents])]); // [B, half]
     const pos3 = g.op('Unsqueeze', [posF, g.ints(g.t('const.axes_0_2'), [0, 2])]); // [1, S, 1]
-    angles = g.op('Unsqueeze', [g.op('Mul', [pos3, g.op('Unsqueeze', [rowFreq, g.ints(g.t('const.axes_1'), [1])])]), g.ints(g.t('const.axes_1'), [1])]); // [B, 1, S, half]
+    angles = g.op('Unsqueeze', [
+      g.op('Mul', [pos3, g.op('Unsqueeze', [rowFreq, g.ints(g.t('const.axes_1'), [1])])]),
+      g.ints(g.t('const.axes_1'), [1]),
+    ]); // [B, 1, S, half]
   } else {
     const freq = g.float(g.t('rope.inv_freq'), [half], Float32Array.from(invFreq));
     angles = g.op('Mul', [g.op('Unsqueeze', [posF, g.ints(g.t('const.axes_1'), [1])]), freq]); // [S, half]
@@ -104,7 +120,13 @@ export function applyRope(g: GraphBuilder, c: TransformerConfig, x: string, rope
   const r = c.rotaryDim ?? c.dHead;
   let rot = x;
   let pass: string | null = null;
-  if (r < c.dHead) [rot, pass] = g.ops('Split', [x, g.ints(g.t('const.rope_split'), [r, c.dHead - r])], [g.t('rope_rot'), g.t('rope_pass')], { axis: 3 });
+  if (r < c.dHead)
+    [rot, pass] = g.ops(
+      'Split',
+      [x, g.ints(g.t('const.rope_split'), [r, c.dHead - r])],
+      [g.t('rope_rot'), g.t('rope_pass')],
+      { axis: 3 },
+    );
   const interleaved = c.ropeStyle === 'interleaved';
   const src = interleaved ? g.op('Reshape', [rot, g.ints(g.t('const.shape_pairs'), [0, 0, 0, -1, 2])]) : rot;
   const axis = interleaved ? 4 : 3;

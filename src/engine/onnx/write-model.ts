@@ -56,7 +56,8 @@ export class ExternalDataWriter {
       for (const c of chunks) yield new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
     })();
     const ref = this.append(bytes);
-    if (Number(ref.externalData[2].value) !== want) throw new Error(`initializer ${name}: dims [${dims}] need ${want} bytes, got ${ref.externalData[2].value}`);
+    if (Number(ref.externalData[2].value) !== want)
+      throw new Error(`initializer ${name}: dims [${dims}] need ${want} bytes, got ${ref.externalData[2].value}`);
     return { name, dims, dataType: onnx.TensorProto.DataType.FLOAT, ...ref };
   }
 
@@ -65,7 +66,7 @@ export class ExternalDataWriter {
     const start = Math.ceil(this.offset / ALIGN) * ALIGN;
     let at = start;
     for (const raw of parts) {
-      for (let done = 0; done < raw.length; ) done += writeSync(this.fd, raw, done, raw.length - done, at + done);
+      for (let done = 0; done < raw.length;) done += writeSync(this.fd, raw, done, raw.length - done, at + done);
       at += raw.length;
     }
     this.offset = at;

@@ -19,7 +19,10 @@ export class KvDecoder implements Decoder {
     private readonly vocabSize: number,
   ) {
     if (!session.inputNames.some((n) => n.startsWith(PAST_PREFIX))) {
-      throw new AtlasError('UNSUPPORTED', 'This model graph has no KV-cache inputs (past_key_values.*), so it cannot decode incrementally.');
+      throw new AtlasError(
+        'UNSUPPORTED',
+        'This model graph has no KV-cache inputs (past_key_values.*), so it cannot decode incrementally.',
+      );
     }
   }
 
@@ -30,16 +33,24 @@ export class KvDecoder implements Decoder {
   async feed(tokens: number[]): Promise<Float32Array> {
     if (tokens.length === 0) throw new AtlasError('BAD_USER_INPUT', 'feed() needs at least one token.');
     if (this.fed + tokens.length > this.contextLength) {
-      throw new AtlasError('INPUT_TOO_LONG', `Decoding would reach ${this.fed + tokens.length} tokens but the model's context holds ${this.contextLength}.`);
+      throw new AtlasError(
+        'INPUT_TOO_LONG',
+        `Decoding would reach ${this.fed + tokens.length} tokens but the model's context holds ${this.contextLength}.`,
+      );
     }
     for (const id of tokens) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new AtlasError('BAD_USER_INPUT', `Token id ${id} is outside the vocabulary of ${this.vocabSize}.`);
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
+        throw new AtlasError('BAD_USER_INPUT', `Token id ${id} is outside the vocabulary of ${this.vocabSize}.`);
     }
     const feeds = { ...batchFeeds(planInputs(this.session, 'the decoder graph'), [tokens]), ...this.past };
     const total = this.fed + tokens.length;
     feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
     if (feeds.position_ids) {
-      feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(tokens, (_, i) => BigInt(this.fed + i)), [1, tokens.length]);
+      feeds.position_ids = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(tokens, (_, i) => BigInt(this.fed + i)),
+        [1, tokens.length],
+      );
     }
     const pastNames = this.session.inputNames.filter((n) => n.startsWith(PAST_PREFIX));
     const presentName = (past: string) => `present.${past.slice(PAST_PREFIX.length)}`;

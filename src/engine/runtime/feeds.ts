@@ -44,10 +44,16 @@ export function planInputs(session: ort.InferenceSession, source: string): Input
     else if (m.name.startsWith('past_key_values') || m.name.startsWith('past_')) {
       const shape = metaShape(m);
       if (type !== 'float32' || shape.length !== 4) {
-        throw new AtlasError('UNSUPPORTED', `${source}: cache input "${m.name}" must be float32 [batch, heads, past_seq, head_dim].`);
+        throw new AtlasError(
+          'UNSUPPORTED',
+          `${source}: cache input "${m.name}" must be float32 [batch, heads, past_seq, head_dim].`,
+        );
       }
       // The batch axis is first; every other symbolic axis is the (empty) past length.
-      plan.pasts.set(m.name, shape.map((d, i) => (i === 0 ? -1 : typeof d === 'number' ? d : 0)));
+      plan.pasts.set(
+        m.name,
+        shape.map((d, i) => (i === 0 ? -1 : typeof d === 'number' ? d : 0)),
+      );
     } else {
       throw new AtlasError(
         'UNSUPPORTED',
@@ -57,7 +63,10 @@ export function planInputs(session: ort.InferenceSession, source: string): Input
     }
   }
   if (!hasIds) {
-    throw new AtlasError('UNSUPPORTED', `${source} has no "input_ids" input (it has: ${session.inputNames.join(', ')}).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${source} has no "input_ids" input (it has: ${session.inputNames.join(', ')}).`,
+    );
   }
   return plan;
 }
@@ -65,7 +74,11 @@ export function planInputs(session: ort.InferenceSession, source: string): Input
 function intTensor(type: IntType, values: ArrayLike<number>, dims: number[]): ort.Tensor {
   return type === 'int32'
     ? new ort.Tensor('int32', Int32Array.from(values), dims)
-    : new ort.Tensor('int64', BigInt64Array.from(values as ArrayLike<number>, (v) => BigInt(v)), dims);
+    : new ort.Tensor(
+        'int64',
+        BigInt64Array.from(values as ArrayLike<number>, (v) => BigInt(v)),
+        dims,
+      );
 }
 
 /** The feeds of one right-padded batch. */
@@ -87,7 +100,11 @@ export function batchFeeds(plan: InputPlan, seqs: number[][]): Record<string, or
   if (plan.positions) feeds.position_ids = intTensor(plan.positions, positions, [B, S]);
   if (plan.tokenTypes) feeds.token_type_ids = intTensor(plan.tokenTypes, new Int32Array(B * S), [B, S]);
   for (const [name, dims] of plan.pasts) {
-    feeds[name] = new ort.Tensor('float32', new Float32Array(0), dims.map((d) => (d === -1 ? B : d)));
+    feeds[name] = new ort.Tensor(
+      'float32',
+      new Float32Array(0),
+      dims.map((d) => (d === -1 ? B : d)),
+    );
   }
   return feeds;
 }

@@ -51,7 +51,8 @@ export function sliceBatch(lengths: number[], maxTokens: number): [number, numbe
   while (start < lengths.length) {
     let end = start + 1;
     let longest = lengths[start];
-    while (end < lengths.length && (end + 1 - start) * Math.max(longest, lengths[end]) <= maxTokens) longest = Math.max(longest, lengths[end++]);
+    while (end < lengths.length && (end + 1 - start) * Math.max(longest, lengths[end]) <= maxTokens)
+      longest = Math.max(longest, lengths[end++]);
     out.push([start, end]);
     start = end;
   }
@@ -62,29 +63,44 @@ const HOOKS_ONLY_FILE = 'hooks-only.onnx';
 
 /** Checks ids and lengths; returns the sequences to run (truncated when asked). */
 export function validateBatch(batch: number[][], info: ModelInfo, opts: RunHooksOptions = {}): number[][] {
-  if (!Array.isArray(batch) || batch.length === 0) throw new AtlasError('BAD_USER_INPUT', 'The batch is empty: pass at least one token sequence.');
+  if (!Array.isArray(batch) || batch.length === 0)
+    throw new AtlasError('BAD_USER_INPUT', 'The batch is empty: pass at least one token sequence.');
   return batch.map((seq, b) => {
-    if (!Array.isArray(seq) || seq.length === 0) throw new AtlasError('BAD_USER_INPUT', `Sequence ${b} of the batch has no tokens.`);
+    if (!Array.isArray(seq) || seq.length === 0)
+      throw new AtlasError('BAD_USER_INPUT', `Sequence ${b} of the batch has no tokens.`);
     for (const id of seq) {
       if (!Number.isInteger(id) || id < 0 || id >= info.vocabSize) {
-        throw new AtlasError('BAD_USER_INPUT', `Sequence ${b} holds token id ${id}, outside the model's vocabulary of ${info.vocabSize}.`);
+        throw new AtlasError(
+          'BAD_USER_INPUT',
+          `Sequence ${b} holds token id ${id}, outside the model's vocabulary of ${info.vocabSize}.`,
+        );
       }
     }
     if (seq.length <= info.contextLength) return seq;
     if (opts.truncate) return seq.slice(0, info.contextLength);
-    throw new AtlasError('INPUT_TOO_LONG', `Sequence ${b} has ${seq.length} tokens but the model's context holds ${info.contextLength}; shorten the text or ask for truncation.`, {
-      tokens: seq.length,
-      contextLength: info.contextLength,
-    });
+    throw new AtlasError(
+      'INPUT_TOO_LONG',
+      `Sequence ${b} has ${seq.length} tokens but the model's context holds ${info.contextLength}; shorten the text ` +
+        `or ask for truncation.`,
+      {
+        tokens: seq.length,
+        contextLength: info.contextLength,
+      },
+    );
   });
 }
 
 export function validateHooks(hooks: string[], info: ModelInfo): string[] {
-  if (!Array.isArray(hooks) || hooks.length === 0) throw new AtlasError('BAD_USER_INPUT', `Name at least one hook; this model has: ${info.hookPoints.join(', ')}.`);
+  if (!Array.isArray(hooks) || hooks.length === 0)
+    throw new AtlasError('BAD_USER_INPUT', `Name at least one hook; this model has: ${info.hookPoints.join(', ')}.`);
   const valid = new Set(info.hookPoints);
   const unknown = hooks.filter((h) => !valid.has(h));
   if (unknown.length > 0) {
-    throw new AtlasError('BAD_USER_INPUT', `Unknown hook point${unknown.length > 1 ? 's' : ''} ${unknown.map((h) => `"${h}"`).join(', ')}; this model has: ${info.hookPoints.join(', ')}.`);
+    throw new AtlasError(
+      'BAD_USER_INPUT',
+      `Unknown hook point${unknown.length > 1 ? 's' : ''} ${unknown.map((h) => `"${h}"`).join(', ')}; this model ` +
+        `has: ${info.hookPoints.join(', ')}.`,
+    );
   }
   return [...new Set(hooks)];
 }
@@ -112,7 +128,9 @@ export class HookRunner {
 
   static async open(opts: HookRunnerOptions): Promise<HookRunner> {
     const file = opts.hooksOnly
-      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => pruneModel(decodeModel(readFileSync(join(opts.folder, MODEL_FILE))), opts.info.hookPoints))
+      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () =>
+          pruneModel(decodeModel(readFileSync(join(opts.folder, MODEL_FILE))), opts.info.hookPoints),
+        )
       : join(opts.folder, MODEL_FILE);
     return new HookRunner(opts, await createSession(file, opts.settings));
   }
@@ -152,10 +170,16 @@ export class HookRunner {
       const width = m.isTensor ? m.shape[m.shape.length - 1] : 0;
       return sum + 4 * (typeof width === 'number' ? width : 0);
     }, 0);
-    const maxTokens = Math.max(1, Math.floor((this.opts.hooksOnlyRunBytes ?? 1024 ** 3) / Math.max(1, outputBytesPerToken)));
+    const maxTokens = Math.max(
+      1,
+      Math.floor((this.opts.hooksOnlyRunBytes ?? 1024 ** 3) / Math.max(1, outputBytesPerToken)),
+    );
     const S = Math.max(...seqs.map((q) => q.length));
     const result = new Map<string, HookBatch>();
-    for (const [from, to] of sliceBatch(seqs.map((q) => q.length), maxTokens)) {
+    for (const [from, to] of sliceBatch(
+      seqs.map((q) => q.length),
+      maxTokens,
+    )) {
       const part = seqs.slice(from, to);
       const out = await session.run(batchFeeds(planInputs(session, 'the model graph'), part), wanted);
       for (const h of wanted) {
@@ -183,7 +207,13 @@ export class HookRunner {
       this.variants.delete(name); // re-inserted below, as the most recently used
     } else {
       const make = () => pruneModel(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))), outputs);
-      variant = { session: Promise.resolve().then(() => createSession(cachedFile(this.opts.folder, name, make), this.opts.settings)), busy: 0, evicted: false };
+      variant = {
+        session: Promise.resolve().then(() =>
+          createSession(cachedFile(this.opts.folder, name, make), this.opts.settings),
+        ),
+        busy: 0,
+        evicted: false,
+      };
       // A failed build is not cached: the next request retries.
       variant.session.catch(() => this.variants.delete(name));
     }

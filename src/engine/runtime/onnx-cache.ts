@@ -30,7 +30,11 @@ function tempName(path: string): string {
  * The cache entry folder for `key`, building it first with `build(folder)` (which must write
  * MODEL_FILE there) when absent. Returns the folder.
  */
-export async function cachedEntry(dataDir: string, key: string, build: (folder: string) => Promise<void> | void): Promise<string> {
+export async function cachedEntry(
+  dataDir: string,
+  key: string,
+  build: (folder: string) => Promise<void> | void,
+): Promise<string> {
   const root = join(dataDir, 'onnx');
   const final = join(root, key);
   if (existsSync(join(final, MODEL_FILE))) return final;

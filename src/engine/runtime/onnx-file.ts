@@ -11,7 +11,8 @@
  *     last entry has the final norm applied (GPT-2's ln_f, LLaMA's norm), so it is
  *     `ln_final.hook_normalized`, and the last block's resid_post is not available.
  *
- * Its inputs are fed by feeds.ts, like every graph the atlas runs; sequences are right-padded. A config.json beside the file (as optimum writes it), when present,
+ * Its inputs are fed by feeds.ts, like every graph the atlas runs; sequences are right-padded. A config.json beside the
+ * file (as optimum writes it), when present,
  * supplies the context length and the BOS policy; options override both.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -82,10 +83,12 @@ export function hookLayout(outputs: OutputMeta[], file = 'the ONNX file'): OnnxH
   for (const o of outputs) {
     const m = HOOK_OUTPUT.exec(o.name);
     if (m || o.name === FINAL_NORM_HOOK || EMBED_HOOKS.has(o.name)) {
-      if (o.shape.length !== 0 && o.shape.length !== 3) continue; // per-head hooks ([b, s, h, d]) are not residual-width
+      // per-head hooks ([b, s, h, d]) are not residual-width
+      if (o.shape.length !== 0 && o.shape.length !== 3) continue;
       sources.set(o.name, { output: o.name });
       if (m) nLayers = Math.max(nLayers, Number(m[1]) + 1);
-      if (o.name.endsWith('hook_resid_pre') || o.name.endsWith('hook_resid_post') || o.name.endsWith('hook_resid_mid')) noteWidth(o.shape);
+      if (o.name.endsWith('hook_resid_pre') || o.name.endsWith('hook_resid_post') || o.name.endsWith('hook_resid_mid'))
+        noteWidth(o.shape);
     }
   }
 
@@ -98,13 +101,25 @@ export function hookLayout(outputs: OutputMeta[], file = 'the ONNX file'): OnnxH
   let entries: { source: HookSource; index: number }[] = [];
   if (stacked) {
     if (stacked.shape.length !== 4 || typeof stacked.shape[0] !== 'number') {
-      throw new AtlasError('UNSUPPORTED', `${file}: output "hidden_states" has shape [${stacked.shape.join(', ')}]; a stacked [n_layers + 1, batch, seq, d] with a fixed first dimension is needed.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${file}: output "hidden_states" has shape [${stacked.shape.join(', ')}]; a stacked [n_layers + 1, batch, ` +
+          `seq, d] with a fixed first dimension is needed.`,
+      );
     }
     noteWidth(stacked.shape);
-    entries = Array.from({ length: stacked.shape[0] }, (_, i) => ({ source: { output: 'hidden_states', index: i }, index: i }));
+    entries = Array.from({ length: stacked.shape[0] }, (_, i) => ({
+      source: { output: 'hidden_states', index: i },
+      index: i,
+    }));
   } else if (perLayer.length > 0) {
     perLayer.forEach((p, i) => {
-      if (p.index !== i) throw new AtlasError('BAD_FILE', `${file}: per-layer hidden state outputs must be numbered 0..N without gaps; found ${perLayer.map((x) => x.output.name).join(', ')}.`);
+      if (p.index !== i)
+        throw new AtlasError(
+          'BAD_FILE',
+          `${file}: per-layer hidden state outputs must be numbered 0..N without gaps; found ` +
+            `${perLayer.map((x) => x.output.name).join(', ')}.`,
+        );
       noteWidth(p.output.shape);
     });
     entries = perLayer.map((p) => ({ source: { output: p.output.name }, index: p.index }));
@@ -124,7 +139,13 @@ export function hookLayout(outputs: OutputMeta[], file = 'the ONNX file'): OnnxH
 
   const logits = outputs.find((o) => o.name === 'logits');
   const vocab = logits?.shape[logits.shape.length - 1];
-  return { sources, nLayers, dModel, vocabSize: typeof vocab === 'number' ? vocab : null, hasLogits: logits !== undefined };
+  return {
+    sources,
+    nLayers,
+    dModel,
+    vocabSize: typeof vocab === 'number' ? vocab : null,
+    hasLogits: logits !== undefined,
+  };
 }
 
 function readConfig(modelPath: string): Record<string, unknown> {
@@ -141,27 +162,54 @@ function readConfig(modelPath: string): Record<string, unknown> {
 function tokenizerFor(path: string, opts: OnnxFileOptions): Tokenizer {
   const tokenizerPath = opts.tokenizer ?? join(dirname(path), 'tokenizer.json');
   if (!existsSync(tokenizerPath)) {
-    throw new AtlasError('BAD_FILE', `No tokenizer for ${path}: ${tokenizerPath} does not exist; pass the model's tokenizer.json (--tokenizer).`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `No tokenizer for ${path}: ${tokenizerPath} does not exist; pass the model's tokenizer.json (--tokenizer).`,
+    );
   }
   return loadTokenizer(tokenizerPath);
 }
 
 /** Catalog facts from the output names and shapes, config.json beside the file, and the tokenizer. */
-function describe(path: string, outputs: OutputMeta[], tokenizer: Tokenizer, opts: OnnxFileOptions): { info: ModelInfo; layout: OnnxHookLayout } {
+function describe(
+  path: string,
+  outputs: OutputMeta[],
+  tokenizer: Tokenizer,
+  opts: OnnxFileOptions,
+): { info: ModelInfo; layout: OnnxHookLayout } {
   const layout = hookLayout(outputs, path);
   if (layout.sources.size === 0) {
-    throw new AtlasError('UNSUPPORTED', `${path} has no output named by a hook point (blocks.{L}.hook_*) or hidden_states; its outputs are: ${outputs.map((o) => o.name).join(', ')}.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${path} has no output named by a hook point (blocks.{L}.hook_*) or hidden_states; its outputs are: ` +
+        `${outputs.map((o) => o.name).join(', ')}.`,
+    );
   }
   const config = readConfig(path);
-  const num = (...keys: string[]) => keys.map((k) => config[k]).find((v): v is number => typeof v === 'number' && v > 0);
+  const num = (...keys: string[]) =>
+    keys.map((k) => config[k]).find((v): v is number => typeof v === 'number' && v > 0);
   const contextLength = opts.contextLength ?? num('max_position_embeddings', 'n_positions', 'n_ctx');
   if (!contextLength) {
-    throw new AtlasError('BAD_FILE', `The context length of ${path} is unknown: put the model's config.json beside it or pass the context length.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `The context length of ${path} is unknown: put the model's config.json beside it or pass the context length.`,
+    );
   }
   const dModel = layout.dModel ?? num('hidden_size', 'n_embd', 'd_model');
-  if (!dModel) throw new AtlasError('BAD_FILE', `The residual width of ${path} is unknown: its hook outputs have no fixed last dimension and no config.json says hidden_size.`);
+  if (!dModel)
+    throw new AtlasError(
+      'BAD_FILE',
+      `The residual width of ${path} is unknown: its hook outputs have no fixed last dimension and no config.json ` +
+        `says hidden_size.`,
+    );
   const modelType = config.model_type;
-  const prependBos = opts.prependBos ?? (modelType === 'llama' ? true : modelType === 'gpt2' ? false : tokenizer.bosId !== null && tokenizer.encode('a')[0] === tokenizer.bosId);
+  const prependBos =
+    opts.prependBos ??
+    (modelType === 'llama'
+      ? true
+      : modelType === 'gpt2'
+        ? false
+        : tokenizer.bosId !== null && tokenizer.encode('a')[0] === tokenizer.bosId);
   const hookPoints = [...layout.sources.keys()].sort((a, b) => layerOf(a) - layerOf(b) || a.localeCompare(b));
   const declaredWidth = new Map<string, number>();
   for (const o of outputs) {
@@ -194,21 +242,36 @@ export function inspectOnnxFile(path: string, opts: OnnxFileOptions = {}): Model
   }
   const outputs = (model.graph?.output ?? []).map((o) => ({
     name: o.name ?? '',
-    shape: (o.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue != null ? Number(d.dimValue) : '?')),
+    shape: (o.type?.tensorType?.shape?.dim ?? []).map((d) =>
+      d.dimParam ? d.dimParam : d.dimValue != null ? Number(d.dimValue) : '?',
+    ),
   }));
   return describe(path, outputs, tokenizerFor(path, opts), opts).info;
 }
 
 /** Opens a ready ONNX model and its tokenizer as a LoadedModel. */
-export async function loadOnnxFile(path: string, settings: SessionSettings, opts: OnnxFileOptions = {}): Promise<LoadedModel> {
+export async function loadOnnxFile(
+  path: string,
+  settings: SessionSettings,
+  opts: OnnxFileOptions = {},
+): Promise<LoadedModel> {
   if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
   const tokenizer = tokenizerFor(path, opts);
   const { session, provider } = await createSession(path, settings);
   try {
     const plan = planInputs(session, path);
-    const { info, layout } = describe(path, session.outputMetadata.map((m) => ({ name: m.name, shape: metaShape(m) })), tokenizer, opts);
+    const { info, layout } = describe(
+      path,
+      session.outputMetadata.map((m) => ({ name: m.name, shape: metaShape(m) })),
+      tokenizer,
+      opts,
+    );
 
-    const runHooks = async (batch: number[][], hooks: string[], runOpts: RunHooksOptions = {}): Promise<Map<string, HookBatch>> => {
+    const runHooks = async (
+      batch: number[][],
+      hooks: string[],
+      runOpts: RunHooksOptions = {},
+    ): Promise<Map<string, HookBatch>> => {
       const wanted = validateHooks(hooks, info);
       const seqs = validateBatch(batch, info, runOpts);
       const B = seqs.length;
@@ -223,7 +286,11 @@ export async function loadOnnxFile(path: string, settings: SessionSettings, opts
         const data = t.data as Float32Array;
         const dims = t.dims as readonly number[];
         if (src.index === undefined) {
-          if (dims.length !== 3 || dims[0] !== B || dims[1] !== S) throw new AtlasError('BAD_FILE', `${path}: output "${src.output}" has shape [${dims.join(', ')}], not [${B}, ${S}, d].`);
+          if (dims.length !== 3 || dims[0] !== B || dims[1] !== S)
+            throw new AtlasError(
+              'BAD_FILE',
+              `${path}: output "${src.output}" has shape [${dims.join(', ')}], not [${B}, ${S}, d].`,
+            );
           out.set(h, { dims: [B, S, dims[2]], data });
         } else {
           const size = B * S * dims[3];

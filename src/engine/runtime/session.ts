@@ -24,7 +24,8 @@ export interface AtlasSession {
 }
 
 export const CUDA_INSTALL_HINT =
-  "install onnxruntime-node's CUDA build with `npm_config_onnxruntime_node_install=cuda12 npm rebuild onnxruntime-node` " +
+  "install onnxruntime-node's CUDA build with `npm_config_onnxruntime_node_install=cuda12 npm rebuild " +
+  'onnxruntime-node` ' +
   '(it downloads the CUDA provider from NuGet; CUDA 12 and cuDNN 9 must be installed), or set ATLAS_DEVICE=cpu';
 
 /** Why CUDA cannot be used in this process, once known (null: it works; undefined: not tried yet). */
@@ -49,7 +50,9 @@ function options(settings: SessionSettings, provider: ExecutionProvider): ort.In
 }
 
 function open(model: string | Uint8Array, opts: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-  return typeof model === 'string' ? ort.InferenceSession.create(model, opts) : ort.InferenceSession.create(model, opts);
+  return typeof model === 'string'
+    ? ort.InferenceSession.create(model, opts)
+    : ort.InferenceSession.create(model, opts);
 }
 
 /**
@@ -80,11 +83,13 @@ export async function createSession(model: string | Uint8Array, settings: Sessio
     } catch (e) {
       const message = (e as Error).message;
       // Only provider failures mean "no CUDA"; anything else is a problem with the model itself.
-      if (!/cuda|provider|shared librar|\.so/i.test(message)) throw new AtlasError('BAD_FILE', `onnxruntime cannot load ${what}: ${message}`);
+      if (!/cuda|provider|shared librar|\.so/i.test(message))
+        throw new AtlasError('BAD_FILE', `onnxruntime cannot load ${what}: ${message}`);
       cudaProblem = `onnxruntime could not start the CUDA execution provider: ${message}`;
     }
   }
-  if (settings.device === 'cuda') throw new AtlasError('DEVICE_UNAVAILABLE', `ATLAS_DEVICE=cuda but ${cudaProblem}. To fix: ${CUDA_INSTALL_HINT}.`);
+  if (settings.device === 'cuda')
+    throw new AtlasError('DEVICE_UNAVAILABLE', `ATLAS_DEVICE=cuda but ${cudaProblem}. To fix: ${CUDA_INSTALL_HINT}.`);
   if (!loggedFallback) {
     loggedFallback = true;
     process.stderr.write(`atlas: ATLAS_DEVICE=auto: ${cudaProblem}; using CPU.\n`);

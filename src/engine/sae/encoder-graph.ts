@@ -25,7 +25,11 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
   const { dIn, dSae } = cfg;
   const weightBytes = 4 * (2 * dIn * dSae + 4 * dSae + dIn + (cfg.transcoder?.skip ? dIn * dIn : 0));
   if (weightBytes > MAX_MODEL_BYTES) {
-    throw new AtlasError('UNSUPPORTED', `A ${dSae} x ${dIn} dictionary needs ${(weightBytes / 2 ** 30).toFixed(1)} GiB of weights, over the 2 GiB an in-memory ONNX model can hold.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `A ${dSae} x ${dIn} dictionary needs ${(weightBytes / 2 ** 30).toFixed(1)} GiB of weights, over the 2 GiB an ` +
+        `in-memory ONNX model can hold.`,
+    );
   }
   const arch = ARCHITECTURES[cfg.architecture];
   const g: GraphParts = {
@@ -46,7 +50,10 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
     inits.push(floatTensor('norm_factor', [], new Float32Array([scalingFactor])));
     nodes.push(node('Mul', ['x', 'norm_factor'], ['x_norm']));
     xn = 'x_norm';
-    undo = (y) => { nodes.push(node('Div', [y, 'norm_factor'], ['x_hat'])); return 'x_hat'; };
+    undo = (y) => {
+      nodes.push(node('Div', [y, 'norm_factor'], ['x_hat']));
+      return 'x_hat';
+    };
   } else if (kind === 'constant_norm_rescale') {
     inits.push(floatTensor('sqrt_d_in', [], new Float32Array([Math.sqrt(dIn)])));
     nodes.push(
@@ -57,7 +64,10 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
       node('Mul', ['x', 'x_coeff'], ['x_norm']),
     );
     xn = 'x_norm';
-    undo = (y) => { nodes.push(node('Div', [y, 'x_coeff'], ['x_hat'])); return 'x_hat'; };
+    undo = (y) => {
+      nodes.push(node('Div', [y, 'x_coeff'], ['x_hat']));
+      return 'x_hat';
+    };
   } else if (kind === 'layer_norm') {
     inits.push(
       floatTensor('d_in_minus_1', [], new Float32Array([dIn - 1])),

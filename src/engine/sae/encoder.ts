@@ -22,7 +22,11 @@ export interface SaeEncoding {
 }
 
 export class SaeEncoder {
-  private constructor(readonly config: SaeConfig, private session: ort.InferenceSession | null, readonly provider: ExecutionProvider) {}
+  private constructor(
+    readonly config: SaeConfig,
+    private session: ort.InferenceSession | null,
+    readonly provider: ExecutionProvider,
+  ) {}
 
   static async create(cfg: SaeConfig, params: SaeParams, opts: SaeEncoderOptions = {}): Promise<SaeEncoder> {
     const model = buildEncoderGraph(cfg, params);
@@ -32,15 +36,28 @@ export class SaeEncoder {
 
   async encode(x: Float32Array, n: number, topK: number): Promise<SaeEncoding> {
     const { dIn, dSae } = this.config;
-    if (!Number.isInteger(n) || n < 0) throw new AtlasError('BAD_USER_INPUT', `The number of vectors must be a non-negative integer, got ${n}.`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new AtlasError('BAD_USER_INPUT', `The number of vectors must be a non-negative integer, got ${n}.`);
     if (x.length !== n * dIn) {
-      throw new AtlasError('DIMENSION_MISMATCH', `Expected ${n} vectors of width ${dIn} (${n * dIn} values) for this dictionary, got ${x.length} values.`);
+      throw new AtlasError(
+        'DIMENSION_MISMATCH',
+        `Expected ${n} vectors of width ${dIn} (${n * dIn} values) for this dictionary, got ${x.length} values.`,
+      );
     }
     if (!Number.isInteger(topK) || topK < 1 || topK > dSae) {
-      throw new AtlasError('BAD_USER_INPUT', `topK must be an integer from 1 to ${dSae} (the dictionary's width), got ${topK}.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `topK must be an integer from 1 to ${dSae} (the dictionary's width), got ${topK}.`,
+      );
     }
     this.checkInput(x, n);
-    if (n === 0) return { indices: new Int32Array(0), values: new Float32Array(0), l0: new Int32Array(0), xHat: new Float32Array(0) };
+    if (n === 0)
+      return {
+        indices: new Int32Array(0),
+        values: new Float32Array(0),
+        l0: new Int32Array(0),
+        xHat: new Float32Array(0),
+      };
     if (!this.session) throw new Error('SaeEncoder is closed');
     const out = await this.session.run({
       x: new ort.Tensor('float32', x, [n, dIn]),
@@ -59,14 +76,20 @@ export class SaeEncoder {
     const d = this.config.dIn;
     for (let i = 0; i < x.length; i++) {
       if (!Number.isFinite(x[i])) {
-        throw new AtlasError('BAD_USER_INPUT', `Vector ${Math.floor(i / d)} has ${x[i]} at component ${i % d}; values must be finite.`);
+        throw new AtlasError(
+          'BAD_USER_INPUT',
+          `Vector ${Math.floor(i / d)} has ${x[i]} at component ${i % d}; values must be finite.`,
+        );
       }
     }
     // layer_norm keeps constant vectors finite through its eps; constant_norm_rescale divides by the norm.
     if (this.config.normalization.kind !== 'constant_norm_rescale') return;
     for (let r = 0; r < n; r++) {
       if (x.subarray(r * d, (r + 1) * d).every((v) => v === 0)) {
-        throw new AtlasError('BAD_USER_INPUT', `Vector ${r} is all zeros; this dictionary rescales each input to a fixed norm and cannot encode it.`);
+        throw new AtlasError(
+          'BAD_USER_INPUT',
+          `Vector ${r} is all zeros; this dictionary rescales each input to a fixed norm and cannot encode it.`,
+        );
       }
     }
   }

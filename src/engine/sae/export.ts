@@ -7,7 +7,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { writeSafetensors, TensorToWrite } from '../tensors/safetensors.js';
-import { SAELENS_CFG, SAELENS_SPARSITY, SAELENS_WEIGHTS, saelensArchitectureName, saelensTensorShapes } from './readers/saelens.js';
+import {
+  SAELENS_CFG,
+  SAELENS_SPARSITY,
+  SAELENS_WEIGHTS,
+  saelensArchitectureName,
+  saelensTensorShapes,
+} from './readers/saelens.js';
 import { SaeConfig, SaeParams } from './types.js';
 
 export interface WriteSaelensOptions {
@@ -26,7 +32,11 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
     const data = params[name as keyof SaeParams];
     const want = shape.reduce((a, b) => a * b, 1);
     if (!data || data.length !== want) {
-      throw new AtlasError('BAD_USER_INPUT', `Cannot export: parameter "${name}" should hold [${shape.join(', ')}] = ${want} values but has ${data?.length ?? 'none'}.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Cannot export: parameter "${name}" should hold [${shape.join(', ')}] = ${want} values but has ` +
+          `${data?.length ?? 'none'}.`,
+      );
     }
     tensors[name] = { dtype: ST_DTYPE[dtype], shape, data };
   }
@@ -40,8 +50,11 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
     normalize_activations: cfg.normalization.kind,
     reshape_activations: 'none',
     metadata: {
-      model_name: cfg.modelName, hook_name: cfg.hookName, ...(cfg.prependBos === null ? {} : { prepend_bos: cfg.prependBos }),
-      exported_by: 'feature-atlas', source_format: cfg.sourceFormat,
+      model_name: cfg.modelName,
+      hook_name: cfg.hookName,
+      ...(cfg.prependBos === null ? {} : { prepend_bos: cfg.prependBos }),
+      exported_by: 'feature-atlas',
+      source_format: cfg.sourceFormat,
     },
   };
   if (cfg.transcoder) Object.assign(out, { d_out: cfg.dIn, hook_name_out: cfg.transcoder.hookNameOut });
@@ -52,6 +65,7 @@ export function writeSaelens(dir: string, cfg: SaeConfig, params: SaeParams, opt
   if (cfg.normalization.scalingFactor !== null) out.norm_scaling_factor = cfg.normalization.scalingFactor;
   mkdirSync(dir, { recursive: true });
   writeSafetensors(join(dir, SAELENS_WEIGHTS), tensors);
-  if (opts.logSparsity) writeSafetensors(join(dir, SAELENS_SPARSITY), { sparsity: { shape: [cfg.dSae], data: opts.logSparsity } });
+  if (opts.logSparsity)
+    writeSafetensors(join(dir, SAELENS_SPARSITY), { sparsity: { shape: [cfg.dSae], data: opts.logSparsity } });
   writeFileSync(join(dir, SAELENS_CFG), JSON.stringify(out, null, 2) + '\n');
 }

@@ -17,7 +17,12 @@ export { ARCHITECTURES } from './architectures/index.js';
  * Dense codes [n, dSae] and reconstruction [n, dIn] in x's scale (for a transcoder: of its output
  * hook, plus W_skip · x for skip transcoders), computed in TypeScript.
  */
-export function forward(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): { codes: Float32Array; xHat: Float32Array } {
+export function forward(
+  params: SaeParams,
+  cfg: SaeConfig,
+  x: Float32Array,
+  n: number,
+): { codes: Float32Array; xHat: Float32Array } {
   const arch = ARCHITECTURES[cfg.architecture];
   const { x: xn, state } = normalizeInput(cfg, x, n);
   const codes = arch.encode(params, cfg, xn, n);

@@ -5,9 +5,15 @@ import type { SaeArchitecture } from './architectures/index.js';
 export { SAE_ARCHITECTURES, type SaeArchitecture } from './architectures/index.js';
 
 export type NormalizationKind = 'none' | 'expected_average_only_in' | 'constant_norm_rescale' | 'layer_norm';
-export const NORMALIZATION_KINDS: readonly NormalizationKind[] = ['none', 'expected_average_only_in', 'constant_norm_rescale', 'layer_norm'];
+export const NORMALIZATION_KINDS: readonly NormalizationKind[] = [
+  'none',
+  'expected_average_only_in',
+  'constant_norm_rescale',
+  'layer_norm',
+];
 
-export type SaeSourceFormat = 'saelens' | 'sparsify' | 'gemmascope' | 'openai' | 'dictionary_learning' | 'goodfire' | 'llamascope';
+export type SaeSourceFormat =
+  'saelens' | 'sparsify' | 'gemmascope' | 'openai' | 'dictionary_learning' | 'goodfire' | 'llamascope';
 
 /**
  * A transcoder reads one hook and reconstructs another (SAELens transcoder / skip_transcoder /
@@ -35,7 +41,10 @@ export interface SaeConfig {
   applyBDecToInput: boolean;
   normalization: {
     kind: NormalizationKind;
-    /** expected_average_only_in: inputs are multiplied by this (SAELens `norm_scaling_factor`); null = identity, as SAELens does without one. */
+    /**
+     * expected_average_only_in: inputs are multiplied by this (SAELens `norm_scaling_factor`); null = identity, as
+     * SAELens does without one.
+     */
     scalingFactor: number | null;
   };
   sourceFormat: SaeSourceFormat;
@@ -80,7 +89,9 @@ export interface SaeSource {
   decoderRows(batchRows: number): Iterable<DecoderBatch>;
   /** Every parameter as float32, shapes and values checked. */
   loadParams(): SaeParams;
-  /** log10 firing frequency per feature ([dSae]) when the source ships it; -Infinity marks a feature never seen firing. */
+  /**
+   * log10 firing frequency per feature ([dSae]) when the source ships it; -Infinity marks a feature never seen firing.
+   */
   logSparsity(): Float32Array | null;
   /**
    * Fraction of tokens each feature fires on ([dSae], in [0, 1]) as the publisher measured it, when

@@ -2,7 +2,16 @@
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 export const DTYPE_BYTES: Record<DType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 
 export function isDType(s: string): s is DType {
@@ -63,7 +72,8 @@ export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
 
 /** Encodes float32 values as `dtype` bytes (float types only; used by writers and tests). */
 export function fromFloat32(values: Float32Array, dtype: 'F32' | 'F16' | 'BF16'): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+  if (dtype === 'F32')
+    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint16Array(values.length);
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   if (dtype === 'BF16') {
@@ -87,6 +97,9 @@ function floatToHalf(f: number): number {
   if (a < 2 ** -14) return sign | Math.round(a / 2 ** -24);
   let exp = Math.floor(Math.log2(a));
   let frac = Math.round((a / 2 ** exp - 1) * 1024);
-  if (frac === 1024) { frac = 0; exp += 1; }
+  if (frac === 1024) {
+    frac = 0;
+    exp += 1;
+  }
   return sign | ((exp + 15) << 10) | frac;
 }

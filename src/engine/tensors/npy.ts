@@ -29,7 +29,8 @@ export function parseNpyHeader(head: Uint8Array, label: string): NpyHeader {
   }
   const major = b[6];
   const lenBytes = major === 1 ? 2 : 4;
-  if (major < 1 || major > 3) throw new AtlasError('UNSUPPORTED', `${label} uses npy format version ${major}; versions 1-3 are supported.`);
+  if (major < 1 || major > 3)
+    throw new AtlasError('UNSUPPORTED', `${label} uses npy format version ${major}; versions 1-3 are supported.`);
   if (b.length < 8 + lenBytes) throw new AtlasError('BAD_FILE', `${label} is truncated inside its npy header.`);
   const headerLen = lenBytes === 2 ? b.readUInt16LE(8) : b.readUInt32LE(8);
   const dataOffset = 8 + lenBytes + headerLen;
@@ -43,13 +44,24 @@ export function parseNpyHeader(head: Uint8Array, label: string): NpyHeader {
   }
   const dtype = NPY_DTYPES[descr];
   if (!dtype) {
-    throw new AtlasError('UNSUPPORTED', `${label} has dtype '${descr}'; supported are ${Object.keys(NPY_DTYPES).join(', ')} (little-endian floats).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${label} has dtype '${descr}'; supported are ${Object.keys(NPY_DTYPES).join(', ')} (little-endian floats).`,
+    );
   }
   if (fortran === 'True') {
-    throw new AtlasError('UNSUPPORTED', `${label} is stored in Fortran (column-major) order; re-save it with numpy.ascontiguousarray.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${label} is stored in Fortran (column-major) order; re-save it with numpy.ascontiguousarray.`,
+    );
   }
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
-  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new AtlasError('BAD_FILE', `${label} has an invalid npy shape (${shapeText}).`);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map(Number);
+  if (shape.some((d) => !Number.isInteger(d) || d < 0))
+    throw new AtlasError('BAD_FILE', `${label} has an invalid npy shape (${shapeText}).`);
   return { dtype, shape, dataOffset };
 }
 
@@ -73,7 +85,11 @@ export class NpzFile {
   /** The one inflated deflate member kept so that consecutive row reads do not re-inflate it. */
   private inflated: { name: string; data: Buffer } | null = null;
 
-  private constructor(readonly path: string, fd: number, arrays: Map<string, ArrayEntry>) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    arrays: Map<string, ArrayEntry>,
+  ) {
     this.fd = fd;
     this.arrays = arrays;
   }
@@ -93,16 +109,24 @@ export class NpzFile {
         if (!m.name.endsWith('.npy')) continue;
         const label = `${path}: array "${m.name.slice(0, -4)}"`;
         if (m.method !== 0 && m.method !== 8) {
-          throw new AtlasError('UNSUPPORTED', `${label} uses zip compression method ${m.method}; only stored (0) and deflate (8) are supported.`);
+          throw new AtlasError(
+            'UNSUPPORTED',
+            `${label} uses zip compression method ${m.method}; only stored (0) and deflate (8) are supported.`,
+          );
         }
         const memberStart = memberDataStart(fd, m, size, path);
-        const head = m.method === 0
-          ? pread(fd, memberStart, Math.min(m.uncompressedSize, 65536), path)
-          : inflateHead(pread(fd, memberStart, Math.min(m.compressedSize, 65536), path));
+        const head =
+          m.method === 0
+            ? pread(fd, memberStart, Math.min(m.uncompressedSize, 65536), path)
+            : inflateHead(pread(fd, memberStart, Math.min(m.compressedSize, 65536), path));
         const h = parseNpyHeader(head, label);
         const byteLength = h.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[h.dtype];
         if (h.dataOffset + byteLength > m.uncompressedSize) {
-          throw new AtlasError('BAD_FILE', `${label} is truncated: shape [${h.shape}] needs ${byteLength} bytes but the member holds ${m.uncompressedSize - h.dataOffset}.`);
+          throw new AtlasError(
+            'BAD_FILE',
+            `${label} is truncated: shape [${h.shape}] needs ${byteLength} bytes but the member holds ` +
+              `${m.uncompressedSize - h.dataOffset}.`,
+          );
         }
         const name = m.name.slice(0, -4);
         arrays.set(name, { name, dtype: h.dtype, shape: h.shape, member: m, memberStart, dataOffset: h.dataOffset });
@@ -124,7 +148,8 @@ export class NpzFile {
 
   info(name: string): NpzArrayInfo {
     const a = this.arrays.get(name);
-    if (!a) throw new AtlasError('BAD_FILE', `${this.path} has no array "${name}" (it has: ${this.names().join(', ')}).`);
+    if (!a)
+      throw new AtlasError('BAD_FILE', `${this.path} has no array "${name}" (it has: ${this.names().join(', ')}).`);
     return { name: a.name, dtype: a.dtype, shape: a.shape };
   }
 
@@ -139,12 +164,16 @@ export class NpzFile {
     const a = this.entry(name);
     const rows = a.shape.length === 0 ? 1 : a.shape[0];
     if (start < 0 || start + count > rows) {
-      throw new AtlasError('BAD_USER_INPUT', `Rows ${start}..${start + count} are outside array "${name}" of shape [${a.shape}].`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Rows ${start}..${start + count} are outside array "${name}" of shape [${a.shape}].`,
+      );
     }
     const rowBytes = a.shape.slice(1).reduce((x, y) => x * y, 1) * DTYPE_BYTES[a.dtype];
     const offset = a.dataOffset + start * rowBytes;
     const length = count * rowBytes;
-    if (a.member.method === 0) return toFloat32(pread(this.openFd(), a.memberStart + offset, length, this.path), a.dtype);
+    if (a.member.method === 0)
+      return toFloat32(pread(this.openFd(), a.memberStart + offset, length, this.path), a.dtype);
     const data = this.inflate(a);
     return toFloat32(new Uint8Array(data.buffer, data.byteOffset + offset, length), a.dtype);
   }

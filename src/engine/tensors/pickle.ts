@@ -14,7 +14,7 @@
 import { AtlasError } from '../../errors.js';
 
 export type PickleValue =
-  | null | boolean | number | bigint | string | Uint8Array | PickleValue[] | Map<PickleValue, PickleValue> | object;
+  null | boolean | number | bigint | string | Uint8Array | PickleValue[] | Map<PickleValue, PickleValue> | object;
 
 /** An allowed global: `call` makes REDUCE/NEWOBJ build a value; `build` accepts a BUILD state. */
 export interface PickleGlobal {
@@ -41,17 +41,74 @@ const MAX_DEPTH = 256;
 const madeBy = new WeakMap<object, PickleGlobal>();
 
 const OPCODE_NAMES: Record<number, string> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT', 0x4a: 'BININT',
-  0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID', 0x51: 'BINPERSID', 0x52: 'REDUCE',
-  0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING', 0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND',
-  0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT', 0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET',
-  0x69: 'INST', 0x6a: 'LONG_BINGET', 0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT',
-  0x72: 'LONG_BINPUT', 0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
-  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x42: 'BINBYTES',
-  0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET',
-  0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX', 0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME',
-  0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
 };
 
 export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
@@ -61,7 +118,11 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
     throw new AtlasError('BAD_FILE', `${label}: corrupt pickle at byte ${pos} (${what}).`);
   };
   const unsafe = (what: string): never => {
-    throw new AtlasError('UNSAFE_CHECKPOINT', `${label} ${what}; the atlas runs no code from checkpoints and refuses the file. Re-save the weights as a plain state dict or as safetensors.`);
+    throw new AtlasError(
+      'UNSAFE_CHECKPOINT',
+      `${label} ${what}; the atlas runs no code from checkpoints and refuses the file. Re-save the weights as a ` +
+        `plain state dict or as safetensors.`,
+    );
   };
   let pos = 0;
   const stack: unknown[] = [];
@@ -122,49 +183,119 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
     const at = pos;
     const op = u8();
     switch (op) {
-      case 0x80: u8(); break; // PROTO
-      case 0x95: u64(); break; // FRAME: a length hint only
-      case 0x2e: { // STOP
+      case 0x80:
+        u8();
+        break; // PROTO
+      case 0x95:
+        u64();
+        break; // FRAME: a length hint only
+      case 0x2e: {
+        // STOP
         if (stack.length !== 1 || marks.length > 0) bad('STOP with a stack of more than one value');
         const result = stack[0] as PickleValue;
         assertAcyclic(result, label);
         return result;
       }
-      case 0x28: marks.push(stack.length); break;
-      case 0x30: if (marks.length > 0 && marks[marks.length - 1] === stack.length) marks.pop(); else pop(); break;
-      case 0x31: popMark(); break;
-      case 0x32: push(top()); break;
-      case 0x4e: push(null); break;
-      case 0x88: push(true); break;
-      case 0x89: push(false); break;
-      case 0x4a: push(view.getInt32(need(4), true)); break;
-      case 0x4b: push(u8()); break;
-      case 0x4d: push(u16()); break;
-      case 0x8a: push(longFromBytes(bytes(u8()))); break;
+      case 0x28:
+        marks.push(stack.length);
+        break;
+      case 0x30:
+        if (marks.length > 0 && marks[marks.length - 1] === stack.length) marks.pop();
+        else pop();
+        break;
+      case 0x31:
+        popMark();
+        break;
+      case 0x32:
+        push(top());
+        break;
+      case 0x4e:
+        push(null);
+        break;
+      case 0x88:
+        push(true);
+        break;
+      case 0x89:
+        push(false);
+        break;
+      case 0x4a:
+        push(view.getInt32(need(4), true));
+        break;
+      case 0x4b:
+        push(u8());
+        break;
+      case 0x4d:
+        push(u16());
+        break;
+      case 0x8a:
+        push(longFromBytes(bytes(u8())));
+        break;
       case 0x8b: {
         const n = u32();
         if (n > 64) unsafe(`holds a ${n}-byte integer`);
         push(longFromBytes(bytes(n)));
         break;
       }
-      case 0x47: push(view.getFloat64(need(8), false)); break;
-      case 0x58: push(utf8(u32())); break;
-      case 0x8c: push(utf8(u8())); break;
-      case 0x8d: push(utf8(u64())); break;
-      case 0x55: push(Buffer.from(bytes(u8())).toString('latin1')); break;
-      case 0x54: push(Buffer.from(bytes(u32())).toString('latin1')); break;
-      case 0x43: push(bytes(u8()).slice()); break;
-      case 0x42: push(bytes(u32()).slice()); break;
-      case 0x8e: push(bytes(u64()).slice()); break;
-      case 0x5d: push([]); break;
-      case 0x29: push([]); break;
-      case 0x7d: push(new Map()); break;
-      case 0x6c: push(popMark()); break; // LIST
-      case 0x74: push(popMark()); break; // TUPLE
-      case 0x85: push([pop()]); break;
-      case 0x86: { const b = pop(); const a = pop(); push([a, b]); break; }
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); push([a, b, c]); break; }
-      case 0x64: { // DICT
+      case 0x47:
+        push(view.getFloat64(need(8), false));
+        break;
+      case 0x58:
+        push(utf8(u32()));
+        break;
+      case 0x8c:
+        push(utf8(u8()));
+        break;
+      case 0x8d:
+        push(utf8(u64()));
+        break;
+      case 0x55:
+        push(Buffer.from(bytes(u8())).toString('latin1'));
+        break;
+      case 0x54:
+        push(Buffer.from(bytes(u32())).toString('latin1'));
+        break;
+      case 0x43:
+        push(bytes(u8()).slice());
+        break;
+      case 0x42:
+        push(bytes(u32()).slice());
+        break;
+      case 0x8e:
+        push(bytes(u64()).slice());
+        break;
+      case 0x5d:
+        push([]);
+        break;
+      case 0x29:
+        push([]);
+        break;
+      case 0x7d:
+        push(new Map());
+        break;
+      case 0x6c:
+        push(popMark());
+        break; // LIST
+      case 0x74:
+        push(popMark());
+        break; // TUPLE
+      case 0x85:
+        push([pop()]);
+        break;
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        push([a, b]);
+        break;
+      }
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        push([a, b, c]);
+        break;
+      }
+      case 0x64: {
+        // DICT
         const items = popMark();
         if (items.length % 2) bad('DICT with an odd number of items');
         const d = new Map<PickleValue, PickleValue>();
@@ -172,9 +303,22 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
         push(d);
         break;
       }
-      case 0x61: { const v = pop(); asList(top()).push(v as PickleValue); break; }
-      case 0x65: { const items = popMark(); asList(top()).push(...(items as PickleValue[])); break; }
-      case 0x73: { const v = pop(); const k = pop(); asDict(top()).set(k as PickleValue, v as PickleValue); break; }
+      case 0x61: {
+        const v = pop();
+        asList(top()).push(v as PickleValue);
+        break;
+      }
+      case 0x65: {
+        const items = popMark();
+        asList(top()).push(...(items as PickleValue[]));
+        break;
+      }
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        asDict(top()).set(k as PickleValue, v as PickleValue);
+        break;
+      }
       case 0x75: {
         const items = popMark();
         if (items.length % 2) bad('SETITEMS with an odd number of items');
@@ -182,39 +326,64 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
         for (let i = 0; i < items.length; i += 2) d.set(items[i] as PickleValue, items[i + 1] as PickleValue);
         break;
       }
-      case 0x71: memo.set(u8(), top()); break;
-      case 0x72: memo.set(u32(), top()); break;
-      case 0x94: memo.set(memo.size, top()); break;
-      case 0x68: case 0x6a: {
+      case 0x71:
+        memo.set(u8(), top());
+        break;
+      case 0x72:
+        memo.set(u32(), top());
+        break;
+      case 0x94:
+        memo.set(memo.size, top());
+        break;
+      case 0x68:
+      case 0x6a: {
         const i = op === 0x68 ? u8() : u32();
         if (!memo.has(i)) bad(`memo slot ${i} is empty`);
         push(memo.get(i));
         break;
       }
-      case 0x63: { // GLOBAL "module\nname\n"
+      case 0x63: {
+        // GLOBAL "module\nname\n"
         const module = readLine();
         const name = readLine();
         push(lookup(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') bad('STACK_GLOBAL needs two strings');
         push(lookup(module as string, name as string));
         break;
       }
-      case 0x52: { const args = pop(); const fn = pop(); push(call(fn, args)); break; }
-      case 0x81: { const args = pop(); const cls = pop(); push(call(cls, args)); break; }
-      case 0x62: { // BUILD
+      case 0x52: {
+        const args = pop();
+        const fn = pop();
+        push(call(fn, args));
+        break;
+      }
+      case 0x81: {
+        const args = pop();
+        const cls = pop();
+        push(call(cls, args));
+        break;
+      }
+      case 0x62: {
+        // BUILD
         const state = pop();
         const target = top();
         const g = target instanceof Object ? madeBy.get(target) : undefined;
-        if (!g?.build) unsafe(`sets the state of ${g ? `a ${g.module}.${g.name}` : 'a plain value'} (BUILD), which the allow-list does not permit`);
+        if (!g?.build)
+          unsafe(
+            `sets the state of ${g ? `a ${g.module}.${g.name}` : 'a plain value'} (BUILD), which the allow-list ` +
+              `does not permit`,
+          );
         g!.build!(target as PickleValue, state as PickleValue);
         break;
       }
-      case 0x51: { // BINPERSID
+      case 0x51: {
+        // BINPERSID
         const pid = pop();
         if (!opts.persistentLoad) unsafe('uses persistent ids, which this format does not allow');
         push(opts.persistentLoad!(pid as PickleValue));
@@ -222,7 +391,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PickleValue {
       }
       default: {
         pos = at;
-        unsafe(`uses pickle opcode ${OPCODE_NAMES[op] ?? `0x${op.toString(16)}`} at byte ${at}, which is not on the allow-list`);
+        unsafe(
+          `uses pickle opcode ${OPCODE_NAMES[op] ?? `0x${op.toString(16)}`} at byte ${at}, which is not on the ` +
+            `allow-list`,
+        );
       }
     }
   }
@@ -251,11 +423,16 @@ function assertAcyclic(root: PickleValue, label: string): void {
   const done = new Set<object>();
   const visit = (v: unknown, depth: number): void => {
     if (!(v instanceof Object) || v instanceof Uint8Array || done.has(v)) return;
-    if (depth > MAX_DEPTH) throw new AtlasError('BAD_FILE', `${label}: the pickle nests deeper than ${MAX_DEPTH} levels.`);
+    if (depth > MAX_DEPTH)
+      throw new AtlasError('BAD_FILE', `${label}: the pickle nests deeper than ${MAX_DEPTH} levels.`);
     if (onPath.has(v)) throw new AtlasError('BAD_FILE', `${label}: the pickle holds a container that contains itself.`);
     onPath.add(v);
     if (Array.isArray(v)) for (const x of v) visit(x, depth + 1);
-    else if (v instanceof Map) for (const [k, x] of v) { visit(k, depth + 1); visit(x, depth + 1); }
+    else if (v instanceof Map)
+      for (const [k, x] of v) {
+        visit(k, depth + 1);
+        visit(x, depth + 1);
+      }
     onPath.delete(v);
     done.add(v);
   };

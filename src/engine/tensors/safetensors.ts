@@ -25,7 +25,12 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private fd: number | null;
 
-  private constructor(readonly path: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
     this.fd = fd;
     this.tensors = tensors;
     this.metadata = metadata;
@@ -40,12 +45,17 @@ export class SafetensorsFile {
     }
     try {
       const size = fstatSync(fd).size;
-      if (size < 8) throw new AtlasError('BAD_FILE', `${path} is truncated: ${size} bytes, too short for a safetensors header.`);
+      if (size < 8)
+        throw new AtlasError('BAD_FILE', `${path} is truncated: ${size} bytes, too short for a safetensors header.`);
       const lenBuf = Buffer.alloc(8);
       readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
-        throw new AtlasError('BAD_FILE', `${path} is not a valid safetensors file (header length ${headerLen}, file size ${size}); it may be truncated.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `${path} is not a valid safetensors file (header length ${headerLen}, file size ${size}); it may be ` +
+            `truncated.`,
+        );
       }
       const headerBuf = Buffer.alloc(headerLen);
       readSync(fd, headerBuf, 0, headerLen, 8);
@@ -67,14 +77,22 @@ export class SafetensorsFile {
         if (!t || typeof t.dtype !== 'string' || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets)) {
           throw new AtlasError('BAD_FILE', `${path}: tensor "${name}" has a malformed header entry.`);
         }
-        if (!isDType(t.dtype)) throw new AtlasError('UNSUPPORTED', `${path}: tensor "${name}" has unsupported dtype ${t.dtype}.`);
+        if (!isDType(t.dtype))
+          throw new AtlasError('UNSUPPORTED', `${path}: tensor "${name}" has unsupported dtype ${t.dtype}.`);
         const [begin, end] = t.data_offsets;
         const count = t.shape.reduce((a, b) => a * b, 1);
         if (end - begin !== count * DTYPE_BYTES[t.dtype]) {
-          throw new AtlasError('BAD_FILE', `${path}: tensor "${name}" of shape [${t.shape}] ${t.dtype} should take ${count * DTYPE_BYTES[t.dtype]} bytes but its offsets span ${end - begin}.`);
+          throw new AtlasError(
+            'BAD_FILE',
+            `${path}: tensor "${name}" of shape [${t.shape}] ${t.dtype} should take ${count * DTYPE_BYTES[t.dtype]} ` +
+              `bytes but its offsets span ${end - begin}.`,
+          );
         }
         if (dataStart + end > size) {
-          throw new AtlasError('BAD_FILE', `${path} is truncated: tensor "${name}" ends at byte ${dataStart + end} but the file has ${size} bytes.`);
+          throw new AtlasError(
+            'BAD_FILE',
+            `${path} is truncated: tensor "${name}" ends at byte ${dataStart + end} but the file has ${size} bytes.`,
+          );
         }
         tensors.set(name, { name, dtype: t.dtype, shape: t.shape, offset: dataStart + begin, byteLength: end - begin });
       }
@@ -111,7 +129,10 @@ export class SafetensorsFile {
     const rowElems = t.shape.slice(1).reduce((a, b) => a * b, 1);
     const rowBytes = rowElems * DTYPE_BYTES[t.dtype];
     if (start < 0 || start + count > (t.shape[0] ?? 1)) {
-      throw new AtlasError('BAD_USER_INPUT', `Rows ${start}..${start + count} are outside tensor "${name}" of shape [${t.shape}].`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Rows ${start}..${start + count} are outside tensor "${name}" of shape [${t.shape}].`,
+      );
     }
     return toFloat32(this.readBytes(t.offset + start * rowBytes, count * rowBytes), t.dtype);
   }
@@ -136,7 +157,10 @@ export class SafetensorsFile {
 
 export function assertShape(file: string, name: string, got: number[], want: number[]): void {
   if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-    throw new AtlasError('BAD_FILE', `${file}: tensor "${name}" has shape [${got.join(', ')}] but [${want.join(', ')}] was expected.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${file}: tensor "${name}" has shape [${got.join(', ')}] but [${want.join(', ')}] was expected.`,
+    );
   }
 }
 
@@ -147,14 +171,19 @@ export interface TensorToWrite {
 }
 
 /** Writes float tensors to a safetensors file (used by export and by tests that make fixtures). */
-export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
+    if (count !== t.data.length)
+      throw new Error(`tensor ${name}: shape [${t.shape}] does not match ${t.data.length} values`);
     const dtype = t.dtype ?? 'F32';
     const bytes = fromFloat32(t.data, dtype);
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };

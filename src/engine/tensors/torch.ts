@@ -18,13 +18,36 @@ import { PickleGlobal, PickleValue, unpickle } from './pickle.js';
 import { ZipMember, inflateMember, memberDataStart, pread, preadInto, readZipDirectory } from './zip.js';
 
 const STORAGE_DTYPES: Record<string, DType> = {
-  FloatStorage: 'F32', HalfStorage: 'F16', BFloat16Storage: 'BF16', DoubleStorage: 'F64', LongStorage: 'I64',
-  IntStorage: 'I32', ShortStorage: 'I16', CharStorage: 'I8', ByteStorage: 'U8', BoolStorage: 'BOOL', UntypedStorage: 'U8',
+  FloatStorage: 'F32',
+  HalfStorage: 'F16',
+  BFloat16Storage: 'BF16',
+  DoubleStorage: 'F64',
+  LongStorage: 'I64',
+  IntStorage: 'I32',
+  ShortStorage: 'I16',
+  CharStorage: 'I8',
+  ByteStorage: 'U8',
+  BoolStorage: 'BOOL',
+  UntypedStorage: 'U8',
 };
 
 const TORCH_DTYPES: Record<string, DType> = {
-  float32: 'F32', float: 'F32', float16: 'F16', half: 'F16', bfloat16: 'BF16', float64: 'F64', double: 'F64',
-  int64: 'I64', long: 'I64', int32: 'I32', int: 'I32', int16: 'I16', short: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+  float32: 'F32',
+  float: 'F32',
+  float16: 'F16',
+  half: 'F16',
+  bfloat16: 'BF16',
+  float64: 'F64',
+  double: 'F64',
+  int64: 'I64',
+  long: 'I64',
+  int32: 'I32',
+  int: 'I32',
+  int16: 'I16',
+  short: 'I16',
+  int8: 'I8',
+  uint8: 'U8',
+  bool: 'BOOL',
 };
 
 /** data.pkl is metadata only; anything near this size is not a checkpoint the atlas should parse. */
@@ -32,7 +55,10 @@ const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
 /** A torch dtype or storage class named in the pickle: a marker, never called. */
 export class TorchDTypeRef {
-  constructor(readonly dtype: DType, readonly torchName: string) {}
+  constructor(
+    readonly dtype: DType,
+    readonly torchName: string,
+  ) {}
 }
 
 export interface TorchStorage {
@@ -74,10 +100,18 @@ export class TorchTensor {
   rows(start: number, count: number): TorchTensor {
     const n = this.shape.length === 0 ? 1 : this.shape[0];
     if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > n) {
-      throw new AtlasError('BAD_USER_INPUT', `Rows ${start}..${start + count} are outside a tensor of shape [${this.shape.join(', ')}].`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Rows ${start}..${start + count} are outside a tensor of shape [${this.shape.join(', ')}].`,
+      );
     }
     if (this.shape.length === 0) return this;
-    return new TorchTensor(this.storage, this.offset + start * this.stride[0], [count, ...this.shape.slice(1)], this.stride);
+    return new TorchTensor(
+      this.storage,
+      this.offset + start * this.stride[0],
+      [count, ...this.shape.slice(1)],
+      this.stride,
+    );
   }
 }
 
@@ -88,7 +122,11 @@ export function isTorchTensor(v: unknown): v is TorchTensor {
 export class TorchCheckpoint {
   private fd: number | null;
 
-  private constructor(readonly path: string, fd: number, readonly root: PickleValue) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    readonly root: PickleValue,
+  ) {
     this.fd = fd;
   }
 
@@ -103,37 +141,69 @@ export class TorchCheckpoint {
       const size = fstatSync(fd).size;
       const magic = size >= 4 ? pread(fd, 0, 4, path) : Buffer.alloc(0);
       if (magic.length === 4 && magic[0] === 0x80 && magic[1] === 0x02) {
-        throw new AtlasError('UNSUPPORTED', `${path} uses the legacy torch.save format (before PyTorch 1.6); load it and save it again with a recent PyTorch (torch.save writes zip archives since 1.6).`);
+        throw new AtlasError(
+          'UNSUPPORTED',
+          `${path} uses the legacy torch.save format (before PyTorch 1.6); load it and save it again with a recent ` +
+            `PyTorch (torch.save writes zip archives since 1.6).`,
+        );
       }
       if (magic.length < 4 || magic.readUInt32LE(0) !== 0x04034b50) {
-        throw new AtlasError('BAD_FILE', `${path} is not a PyTorch checkpoint (a torch.save zip archive); it may be truncated.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `${path} is not a PyTorch checkpoint (a torch.save zip archive); it may be truncated.`,
+        );
       }
       const members = readZipDirectory(fd, size, path);
       const pkls = [...members.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
       if (pkls.length !== 1) {
-        throw new AtlasError('BAD_FILE', `${path} is a zip archive but not a torch.save checkpoint: it has ${pkls.length} <folder>/data.pkl members, expected one.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `${path} is a zip archive but not a torch.save checkpoint: it has ${pkls.length} <folder>/data.pkl ` +
+            `members, expected one.`,
+        );
       }
       const prefix = pkls[0].slice(0, -'data.pkl'.length);
       const byteorder = members.get(`${prefix}byteorder`);
       if (byteorder && readMember(fd, byteorder, size, path, 16).toString('latin1').trim() !== 'little') {
-        throw new AtlasError('UNSUPPORTED', `${path} stores big-endian tensors; re-save it on a little-endian machine.`);
+        throw new AtlasError(
+          'UNSUPPORTED',
+          `${path} stores big-endian tensors; re-save it on a little-endian machine.`,
+        );
       }
       const pkl = members.get(pkls[0])!;
       if (pkl.uncompressedSize > MAX_PICKLE_BYTES) {
-        throw new AtlasError('BAD_FILE', `${path}: data.pkl declares ${pkl.uncompressedSize} bytes, over the ${MAX_PICKLE_BYTES} a checkpoint's metadata may take.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `${path}: data.pkl declares ${pkl.uncompressedSize} bytes, over the ${MAX_PICKLE_BYTES} a checkpoint's ` +
+            `metadata may take.`,
+        );
       }
       const storages = new Map<string, TorchStorage>();
       const root = unpickle(readMember(fd, pkl, size, path, MAX_PICKLE_BYTES), {
         label: `${path} (data.pkl)`,
         findGlobal: torchGlobal,
-        persistentLoad: (pid) => loadStorage(pid, storages, (key) => {
-          const m = members.get(`${prefix}data/${key}`);
-          if (!m) throw new AtlasError('BAD_FILE', `${path} is missing storage "${prefix}data/${key}"; the archive may be truncated.`);
-          if (m.method !== 0) {
-            throw new AtlasError('BAD_FILE', `${path}: storage "${m.name}" is compressed (zip method ${m.method}); torch.save stores storages uncompressed.`);
-          }
-          return { member: m, start: memberDataStart(fd, m, size, path) };
-        }, path),
+        persistentLoad: (pid) =>
+          loadStorage(
+            pid,
+            storages,
+            (key) => {
+              const m = members.get(`${prefix}data/${key}`);
+              if (!m)
+                throw new AtlasError(
+                  'BAD_FILE',
+                  `${path} is missing storage "${prefix}data/${key}"; the archive may be truncated.`,
+                );
+              if (m.method !== 0) {
+                throw new AtlasError(
+                  'BAD_FILE',
+                  `${path}: storage "${m.name}" is compressed (zip method ${m.method}); torch.save stores storages ` +
+                    `uncompressed.`,
+                );
+              }
+              return { member: m, start: memberDataStart(fd, m, size, path) };
+            },
+            path,
+          ),
       });
       return new TorchCheckpoint(path, fd, root);
     } catch (e) {
@@ -189,11 +259,18 @@ export class TorchCheckpoint {
 }
 
 function readMember(fd: number, m: ZipMember, size: number, path: string, max: number): Buffer {
-  if (m.uncompressedSize > max) throw new AtlasError('BAD_FILE', `${path}: zip member "${m.name}" declares ${m.uncompressedSize} bytes, more than expected.`);
+  if (m.uncompressedSize > max)
+    throw new AtlasError(
+      'BAD_FILE',
+      `${path}: zip member "${m.name}" declares ${m.uncompressedSize} bytes, more than expected.`,
+    );
   const start = memberDataStart(fd, m, size, path);
   if (m.method === 0) return pread(fd, start, m.uncompressedSize, path);
   if (m.method === 8) return inflateMember(fd, m, start, path);
-  throw new AtlasError('UNSUPPORTED', `${path}: zip member "${m.name}" uses compression method ${m.method}; only stored and deflate are supported.`);
+  throw new AtlasError(
+    'UNSUPPORTED',
+    `${path}: zip member "${m.name}" uses compression method ${m.method}; only stored and deflate are supported.`,
+  );
 }
 
 const nonNegInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -206,21 +283,34 @@ function loadStorage(
   path: string,
 ): TorchStorage {
   if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length !== 5) {
-    throw new AtlasError('UNSAFE_CHECKPOINT', `${path} uses a persistent id other than a torch storage (${describe(pid)}); the atlas refuses it.`);
+    throw new AtlasError(
+      'UNSAFE_CHECKPOINT',
+      `${path} uses a persistent id other than a torch storage (${describe(pid)}); the atlas refuses it.`,
+    );
   }
   const [, type, key, , numel] = pid;
-  if (!(type instanceof TorchDTypeRef) || typeof key !== 'string' || !/^[A-Za-z0-9_]+$/.test(key) || !nonNegInt(numel)) {
+  if (
+    !(type instanceof TorchDTypeRef) ||
+    typeof key !== 'string' ||
+    !/^[A-Za-z0-9_]+$/.test(key) ||
+    !nonNegInt(numel)
+  ) {
     throw new AtlasError('BAD_FILE', `${path}: malformed storage reference (${describe(pid)}).`);
   }
   const known = storages.get(key);
   if (known) {
-    if (known.dtype !== type.dtype || known.numel !== numel) throw new AtlasError('BAD_FILE', `${path}: storage "${key}" is declared twice with different types or sizes.`);
+    if (known.dtype !== type.dtype || known.numel !== numel)
+      throw new AtlasError('BAD_FILE', `${path}: storage "${key}" is declared twice with different types or sizes.`);
     return known;
   }
   const { member, start } = locate(key);
   const bytes = numel * DTYPE_BYTES[type.dtype];
   if (bytes > member.uncompressedSize) {
-    throw new AtlasError('BAD_FILE', `${path}: storage "${key}" declares ${numel} ${type.torchName} elements (${bytes} bytes) but the archive holds ${member.uncompressedSize} bytes for it.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${path}: storage "${key}" declares ${numel} ${type.torchName} elements (${bytes} bytes) but the archive ` +
+        `holds ${member.uncompressedSize} bytes for it.`,
+    );
   }
   const s: TorchStorage = { key, dtype: type.dtype, numel, fileOffset: start };
   storages.set(key, s);
@@ -228,34 +318,48 @@ function loadStorage(
 }
 
 function describe(v: PickleValue): string {
-  const s = Array.isArray(v) ? `(${v.map((x) => (typeof x === 'string' ? JSON.stringify(x) : String(x))).join(', ')})` : String(v);
+  const s = Array.isArray(v)
+    ? `(${v.map((x) => (typeof x === 'string' ? JSON.stringify(x) : String(x))).join(', ')})`
+    : String(v);
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }
 
 function intList(v: PickleValue, what: string): number[] {
-  if (!Array.isArray(v) || !v.every(nonNegInt) || v.length > 32) throw new AtlasError('BAD_FILE', `A tensor's ${what} is not a list of non-negative integers (${describe(v)}).`);
+  if (!Array.isArray(v) || !v.every(nonNegInt) || v.length > 32)
+    throw new AtlasError('BAD_FILE', `A tensor's ${what} is not a list of non-negative integers (${describe(v)}).`);
   return v as number[];
 }
 
-/** torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]). */
+/**
+ * torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]).
+ */
 function rebuildTensor(args: PickleValue[]): TorchTensor {
   const [storage, offset, size, stride] = args;
   if (!(storage instanceof Object) || !('fileOffset' in storage) || !nonNegInt(offset)) {
-    throw new AtlasError('BAD_FILE', `A tensor in the checkpoint does not rebuild from a storage and an offset (${describe(args)}).`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `A tensor in the checkpoint does not rebuild from a storage and an offset (${describe(args)}).`,
+    );
   }
   const st = storage as TorchStorage;
   const shape = intList(size, 'size');
   const strides = intList(stride, 'stride');
-  if (shape.length !== strides.length) throw new AtlasError('BAD_FILE', `A tensor has ${shape.length} sizes but ${strides.length} strides.`);
+  if (shape.length !== strides.length)
+    throw new AtlasError('BAD_FILE', `A tensor has ${shape.length} sizes but ${strides.length} strides.`);
   let numel = 1;
   for (const d of shape) {
     numel *= d;
-    if (numel > Number.MAX_SAFE_INTEGER / 8) throw new AtlasError('BAD_FILE', `A tensor of shape [${shape.join(', ')}] is larger than any file.`);
+    if (numel > Number.MAX_SAFE_INTEGER / 8)
+      throw new AtlasError('BAD_FILE', `A tensor of shape [${shape.join(', ')}] is larger than any file.`);
   }
   if (numel > 0) {
     const last = offset + shape.reduce((s, d, i) => s + (d - 1) * strides[i], 0);
     if (last >= st.numel) {
-      throw new AtlasError('BAD_FILE', `A tensor of shape [${shape.join(', ')}] (strides [${strides.join(', ')}], offset ${offset}) reaches element ${last} of storage "${st.key}", which holds ${st.numel}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `A tensor of shape [${shape.join(', ')}] (strides [${strides.join(', ')}], offset ${offset}) reaches ` +
+          `element ${last} of storage "${st.key}", which holds ${st.numel}.`,
+      );
     }
   }
   return new TorchTensor(st, offset, shape, strides);
@@ -276,10 +380,13 @@ const ORDERED_DICT = global('collections', 'OrderedDict', {
   build: () => undefined,
 });
 
-const firstArgTensor = (name: string) => (args: PickleValue[]): PickleValue => {
-  if (!isTorchTensor(args[0])) throw new AtlasError('BAD_FILE', `torch._utils.${name} was given something other than a tensor.`);
-  return args[0];
-};
+const firstArgTensor =
+  (name: string) =>
+  (args: PickleValue[]): PickleValue => {
+    if (!isTorchTensor(args[0]))
+      throw new AtlasError('BAD_FILE', `torch._utils.${name} was given something other than a tensor.`);
+    return args[0];
+  };
 
 const TENSOR_CLASSES = new Set(['torch.Tensor', 'torch.nn.parameter.Parameter', 'torch._tensor.Tensor']);
 
@@ -287,7 +394,9 @@ const FIXED: Record<string, PickleGlobal> = {
   'collections.OrderedDict': ORDERED_DICT,
   'torch._utils._rebuild_tensor_v2': global('torch._utils', '_rebuild_tensor_v2', { call: rebuildTensor }),
   'torch._utils._rebuild_tensor': global('torch._utils', '_rebuild_tensor', { call: rebuildTensor }),
-  'torch._utils._rebuild_parameter': global('torch._utils', '_rebuild_parameter', { call: firstArgTensor('_rebuild_parameter') }),
+  'torch._utils._rebuild_parameter': global('torch._utils', '_rebuild_parameter', {
+    call: firstArgTensor('_rebuild_parameter'),
+  }),
   'torch._utils._rebuild_parameter_with_state': global('torch._utils', '_rebuild_parameter_with_state', {
     call: firstArgTensor('_rebuild_parameter_with_state'),
   }),
@@ -295,9 +404,16 @@ const FIXED: Record<string, PickleGlobal> = {
   'torch._tensor._rebuild_from_type_v2': global('torch._tensor', '_rebuild_from_type_v2', {
     call: (args) => {
       const [fn, type, inner] = args;
-      const typeName = type instanceof Object && 'module' in type ? `${(type as PickleGlobal).module}.${(type as PickleGlobal).name}` : '';
+      const typeName =
+        type instanceof Object && 'module' in type
+          ? `${(type as PickleGlobal).module}.${(type as PickleGlobal).name}`
+          : '';
       if (!TENSOR_CLASSES.has(typeName) || !(fn instanceof Object) || !('call' in fn) || !Array.isArray(inner)) {
-        throw new AtlasError('UNSAFE_CHECKPOINT', `A tensor in the checkpoint is rebuilt as ${typeName || 'an unknown type'}; only torch.Tensor and torch.nn.Parameter are allowed.`);
+        throw new AtlasError(
+          'UNSAFE_CHECKPOINT',
+          `A tensor in the checkpoint is rebuilt as ${typeName || 'an unknown type'}; only torch.Tensor and ` +
+            `torch.nn.Parameter are allowed.`,
+        );
       }
       return (fn as PickleGlobal).call!(inner);
     },
@@ -306,15 +422,20 @@ const FIXED: Record<string, PickleGlobal> = {
   'torch._tensor.Tensor': global('torch._tensor', 'Tensor'),
   'torch.nn.parameter.Parameter': global('torch.nn.parameter', 'Parameter'),
   'torch.Size': global('torch', 'Size', { call: (args) => (Array.isArray(args[0]) ? args[0] : []) }),
-  'torch.storage.UntypedStorage': Object.assign(new TorchDTypeRef('U8', 'UntypedStorage'), global('torch.storage', 'UntypedStorage')),
+  'torch.storage.UntypedStorage': Object.assign(
+    new TorchDTypeRef('U8', 'UntypedStorage'),
+    global('torch.storage', 'UntypedStorage'),
+  ),
 };
 
 /** The allow-list: fixed entries, the torch.<Type>Storage classes and the torch dtypes (markers only). */
 function torchGlobal(module: string, name: string): PickleGlobal | undefined {
   const fixed = FIXED[`${module}.${name}`];
   if (fixed) return fixed;
-  if (module === 'torch' && STORAGE_DTYPES[name]) return Object.assign(new TorchDTypeRef(STORAGE_DTYPES[name], name), { module, name });
-  if (module === 'torch' && TORCH_DTYPES[name]) return Object.assign(new TorchDTypeRef(TORCH_DTYPES[name], `torch.${name}`), { module, name });
+  if (module === 'torch' && STORAGE_DTYPES[name])
+    return Object.assign(new TorchDTypeRef(STORAGE_DTYPES[name], name), { module, name });
+  if (module === 'torch' && TORCH_DTYPES[name])
+    return Object.assign(new TorchDTypeRef(TORCH_DTYPES[name], `torch.${name}`), { module, name });
   return undefined;
 }
 
@@ -340,7 +461,10 @@ export class TorchStateDict {
       }
     };
     if (!(checkpoint.root instanceof Map)) {
-      throw new AtlasError('BAD_FILE', `${checkpoint.path} does not hold a state dict (a dict of tensors) but ${describe(checkpoint.root)}.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${checkpoint.path} does not hold a state dict (a dict of tensors) but ${describe(checkpoint.root)}.`,
+      );
     }
     walk(checkpoint.root, '');
   }

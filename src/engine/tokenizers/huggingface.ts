@@ -89,16 +89,30 @@ export class HuggingFaceTokenizer implements Tokenizer {
   /** `source` names the tokenizer in error messages. */
   constructor(json: Json, config: Json, source: string) {
     const model = json.model;
-    if (!isObject(model)) throw new AtlasError('BAD_FILE', `Tokenizer file ${source} has no "model" object.`, { path: source });
+    if (!isObject(model))
+      throw new AtlasError('BAD_FILE', `Tokenizer file ${source} has no "model" object.`, { path: source });
     if (model.type === 'WordPiece') {
-      throw new AtlasError('UNSUPPORTED', `Tokenizer ${source} is a WordPiece (encoder-model) tokenizer; only BPE and Unigram language-model tokenizers are supported.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `Tokenizer ${source} is a WordPiece (encoder-model) tokenizer; only BPE and Unigram language-model ` +
+          `tokenizers are supported.`,
+      );
     }
     try {
       // The library requires these keys even when null; older files omit some.
-      const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...json };
+      const full = {
+        normalizer: null,
+        pre_tokenizer: null,
+        post_processor: null,
+        decoder: null,
+        added_tokens: [],
+        ...json,
+      };
       this.hf = new HfTokenizer(full, config);
     } catch (e) {
-      throw new AtlasError('BAD_FILE', `Tokenizer file ${source} cannot be loaded: ${(e as Error).message}`, { path: source });
+      throw new AtlasError('BAD_FILE', `Tokenizer file ${source} cannot be loaded: ${(e as Error).message}`, {
+        path: source,
+      });
     }
     this.byteLevel = hasByteLevel(json.pre_tokenizer) || hasByteLevel(json.decoder);
     this.byteFallback = model.byte_fallback === true;
@@ -117,9 +131,16 @@ export class HuggingFaceTokenizer implements Tokenizer {
 
     this.bosId = idOf(tokenContent(config.bos_token)) ?? prepended ?? firstKnown(BOS_NAMES) ?? null;
     this.eosId = idOf(tokenContent(config.eos_token)) ?? firstKnown(EOS_NAMES) ?? null;
-    this.addsBos = typeof config.add_bos_token === 'boolean' ? config.add_bos_token : prepended !== undefined && prepended === this.bosId;
+    this.addsBos =
+      typeof config.add_bos_token === 'boolean'
+        ? config.add_bos_token
+        : prepended !== undefined && prepended === this.bosId;
     if (this.addsBos && this.bosId === null) {
-      throw new AtlasError('BAD_FILE', `Tokenizer ${source} asks for a BOS token but names none that is in its vocabulary.`, { path: source });
+      throw new AtlasError(
+        'BAD_FILE',
+        `Tokenizer ${source} asks for a BOS token but names none that is in its vocabulary.`,
+        { path: source },
+      );
     }
   }
 
@@ -161,7 +182,10 @@ export class HuggingFaceTokenizer implements Tokenizer {
 
   private check(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new AtlasError('BAD_USER_INPUT', `Token id ${id} is outside this tokenizer's vocabulary 0..${this.vocabSize - 1}.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Token id ${id} is outside this tokenizer's vocabulary 0..${this.vocabSize - 1}.`,
+      );
     }
   }
 }

@@ -77,10 +77,14 @@ export class Llama2cTokenizer implements Tokenizer {
       scores.push(score);
       off += 8 + len;
     }
-    if (keys.length < MIN_VOCAB) throw bad(`it holds ${keys.length} tokens, fewer than the ${MIN_VOCAB} of <unk>, <s>, </s> and 256 byte tokens`);
+    if (keys.length < MIN_VOCAB)
+      throw bad(`it holds ${keys.length} tokens, fewer than the ${MIN_VOCAB} of <unk>, <s>, </s> and 256 byte tokens`);
     for (let b = 0; b < 256; b++) {
       if (keys[BYTE_OFFSET + b] !== byteEscape(b)) {
-        throw bad(`token ${BYTE_OFFSET + b} is ${JSON.stringify(keys[BYTE_OFFSET + b])}, expected the byte token ${byteEscape(b)}`);
+        throw bad(
+          `token ${BYTE_OFFSET + b} is ${JSON.stringify(keys[BYTE_OFFSET + b])}, expected the byte token ` +
+            `${byteEscape(b)}`,
+        );
       }
     }
     return new Llama2cTokenizer(keys, Float32Array.from(scores));
@@ -184,7 +188,10 @@ export class Llama2cTokenizer implements Tokenizer {
 
   private check(id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new AtlasError('BAD_USER_INPUT', `Token id ${id} is outside this tokenizer's vocabulary 0..${this.vocabSize - 1}.`);
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `Token id ${id} is outside this tokenizer's vocabulary 0..${this.vocabSize - 1}.`,
+      );
     }
   }
 }

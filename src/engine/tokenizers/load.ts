@@ -30,14 +30,19 @@ export function loadTokenizer(path: string): Tokenizer {
   if (statSync(path).isDirectory()) {
     const json = join(path, 'tokenizer.json');
     if (!existsSync(json)) {
-      throw new AtlasError('BAD_FILE', `Folder ${path} has no tokenizer.json; pass the tokenizer file itself (tokenizer.json or a llama2.c .bin).`, { path });
+      throw new AtlasError(
+        'BAD_FILE',
+        `Folder ${path} has no tokenizer.json; pass the tokenizer file itself (tokenizer.json or a llama2.c .bin).`,
+        { path },
+      );
     }
     return HuggingFaceTokenizer.open(json);
   }
   if (basename(path) === 'tokenizer.model') {
     throw new AtlasError(
       'UNSUPPORTED',
-      `${path} is a SentencePiece model; use the tokenizer.json published with the model, or export it to llama2.c's format with llama2.c's tokenizer.py.`,
+      `${path} is a SentencePiece model; use the tokenizer.json published with the model, or export it to ` +
+        `llama2.c's format with llama2.c's tokenizer.py.`,
       { path },
     );
   }

@@ -17,7 +17,16 @@ const HOVER_PX = 8;
 /** Hits a map search colours: searchFeatures' largest page. */
 const SEARCH_HITS = 100;
 const GREY = '#b8bfc6';
-const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+const RAMP = [
+  [68, 1, 84],
+  [59, 82, 139],
+  [33, 145, 140],
+  [94, 201, 98],
+  [253, 231, 37],
+];
+
+/** A legend's colour sample. */
+const SWATCH = { display: 'inline-block', width: 10, height: 10, verticalAlign: 'middle' } as const;
 
 export interface MapData {
   bounds: { minX: number; maxX: number; minY: number; maxY: number };
@@ -45,14 +54,18 @@ interface PointPage {
 }
 
 /** All points of the map, page by page; null when the dictionary has no map. */
-export async function loadMap(dictionary: string, onProgress?: (done: number, total: number) => void): Promise<MapData | null> {
+export async function loadMap(
+  dictionary: string,
+  onProgress?: (done: number, total: number) => void,
+): Promise<MapData | null> {
   let after: string | null = null;
   const nodes: PointNode[] = [];
   let bounds: MapData['bounds'] | undefined;
   for (;;) {
     const page: PointPage = await gql<PointPage>(
       `query($id: ID!, $first: Int, $after: String) { dictionary(id: $id) { map { bounds { minX maxX minY maxY }
-        points(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { index x y feature { density label } } } } } }`,
+        points(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { index x y
+        feature { density label } } } } } }`,
       { id: dictionary, first: PAGE, after },
     );
     const map = page.dictionary?.map;
@@ -95,9 +108,10 @@ function Legend({ lo, hi, what, grey }: { lo: string; hi: string; what: string; 
   return (
     <div className="mapLegend" data-testid="map-legend">
       <span>{what}</span> <span data-testid="legend-lo">{lo}</span>{' '}
-      <span style={{ display: 'inline-block', width: 120, height: 10, background: gradient, verticalAlign: 'middle' }} />{' '}
-      <span data-testid="legend-hi">{hi}</span>{' '}
-      <span style={{ display: 'inline-block', width: 10, height: 10, background: GREY, verticalAlign: 'middle' }} /> {grey}
+      <span
+        style={{ display: 'inline-block', width: 120, height: 10, background: gradient, verticalAlign: 'middle' }}
+      />{' '}
+      <span data-testid="legend-hi">{hi}</span> <span style={{ ...SWATCH, background: GREY }} /> {grey}
     </div>
   );
 }
@@ -108,7 +122,12 @@ interface View {
   ty: number;
 }
 
-export function FeatureMapCanvas(props: { dictionary: string; data: MapData; highlight?: number | null; scores?: MapScores | null }) {
+export function FeatureMapCanvas(props: {
+  dictionary: string;
+  data: MapData;
+  highlight?: number | null;
+  scores?: MapScores | null;
+}) {
   const { dictionary, data, highlight, scores } = props;
   const canvas = useRef<HTMLCanvasElement>(null);
   const [width, setWidth] = useState(800);
@@ -187,7 +206,10 @@ export function FeatureMapCanvas(props: { dictionary: string; data: MapData; hig
       ctx.fillRect(px - r / 2, py - r / 2, r, r);
     }
     ctx.globalAlpha = 1;
-    for (const i of [hover?.i, highlight === undefined || highlight === null ? undefined : data.index.indexOf(highlight)]) {
+    for (const i of [
+      hover?.i,
+      highlight === undefined || highlight === null ? undefined : data.index.indexOf(highlight),
+    ]) {
       if (i === undefined || i < 0) continue;
       const [px, py] = toPx(i);
       ctx.strokeStyle = '#d1242f';
@@ -268,7 +290,11 @@ export function FeatureMapCanvas(props: { dictionary: string; data: MapData; hig
       <canvas
         ref={canvas}
         data-testid="feature-map"
-        style={{ width: `${width}px`, height: `${H}px`, cursor: hover ? 'pointer' : drag.current ? 'grabbing' : 'grab' }}
+        style={{
+          width: `${width}px`,
+          height: `${H}px`,
+          cursor: hover ? 'pointer' : drag.current ? 'grabbing' : 'grab',
+        }}
         aria-label={`Map of ${int(n)} features: scroll to zoom, drag to pan, click a point to open its feature`}
         role="img"
         onMouseDown={(e) => {
@@ -283,22 +309,33 @@ export function FeatureMapCanvas(props: { dictionary: string; data: MapData; hig
         }}
       />
       {hover ? (
-        <div className="mapTip" data-testid="map-tip" style={{ left: Math.min(hover.px + 12, width - 220), top: hover.py + 12 }}>
+        <div
+          className="mapTip"
+          data-testid="map-tip"
+          style={{ left: Math.min(hover.px + 12, width - 220), top: hover.py + 12 }}
+        >
           <strong>#{data.index[hover.i]}</strong> {data.label[hover.i] ?? <span className="muted">no label</span>}
           <br />
-          <span className="muted">density {percent(Number.isFinite(data.density[hover.i]) ? data.density[hover.i] : null)}</span>
+          <span className="muted">
+            density {percent(Number.isFinite(data.density[hover.i]) ? data.density[hover.i] : null)}
+          </span>
           {scores ? <span className="muted"> · score {num(scores.score.get(data.index[hover.i]) ?? null)}</span> : null}
         </div>
       ) : null}
       <div className="mapFoot muted">
-        {int(n)} features · colour: {scores ? `score for “${scores.query}”` : 'log density'} (grey: {scores ? 'not a hit' : 'not built'}) · scroll to
-        zoom, drag to pan, click to open{' '}
+        {int(n)} features · colour: {scores ? `score for “${scores.query}”` : 'log density'} (grey:{' '}
+        {scores ? 'not a hit' : 'not built'}) · scroll to zoom, drag to pan, click to open{' '}
         <button className="linkish" onClick={() => setView({ scale: 1, tx: 0, ty: 0 })}>
           reset view
         </button>
       </div>
       {scores ? (
-        <Legend what={`score (${int(colouring.coloured)} hits)`} lo={num(colouring.lo)} hi={num(colouring.hi)} grey="not a hit" />
+        <Legend
+          what={`score (${int(colouring.coloured)} hits)`}
+          lo={num(colouring.lo)}
+          hi={num(colouring.hi)}
+          grey="not a hit"
+        />
       ) : (
         <Legend what="density" lo={percent(10 ** colouring.lo)} hi={percent(10 ** colouring.hi)} grey="not built" />
       )}
@@ -311,7 +348,10 @@ const loaded = new Map<string, Promise<MapData | null>>();
 
 /** Loads and draws a dictionary's map, or says how to make one. */
 export function FeatureMapSection({ dictionary, highlight }: { dictionary: string; highlight?: number | null }) {
-  const [state, setState] = useState<{ data?: MapData | null; error?: string; done: number; total: number }>({ done: 0, total: 0 });
+  const [state, setState] = useState<{ data?: MapData | null; error?: string; done: number; total: number }>({
+    done: 0,
+    total: 0,
+  });
   const [scores, setScores] = useState<MapScores | null>(null);
   useEffect(() => {
     let current = true;
@@ -330,7 +370,12 @@ export function FeatureMapSection({ dictionary, highlight }: { dictionary: strin
     };
   }, [dictionary]);
   if (state.error) return <p className="error">Could not load the map: {state.error}</p>;
-  if (state.data === undefined) return <p className="loading">Loading the map… {state.total ? `${int(state.done)} of ${int(state.total)} points` : ''}</p>;
+  if (state.data === undefined)
+    return (
+      <p className="loading">
+        Loading the map… {state.total ? `${int(state.done)} of ${int(state.total)} points` : ''}
+      </p>
+    );
   if (state.data === null) {
     return (
       <p className="note">
@@ -364,7 +409,8 @@ function MapSearch({ dictionary, onScores }: { dictionary: string; onScores: (s:
     setState({ busy: true });
     try {
       const r = await gql<SearchHits>(
-        `query($q: String!, $d: ID!, $first: Int) { searchFeatures(query: $q, dictionary: $d, first: $first) { score feature { index } } }`,
+        `query($q: String!, $d: ID!, $first: Int) { searchFeatures(query: $q, dictionary: $d, first: $first) { ` +
+          `score feature { index } } }`,
         { q: query, d: dictionary, first: SEARCH_HITS },
       );
       onScores({ query, score: new Map(r.searchFeatures.map((h) => [h.feature.index, h.score])) });

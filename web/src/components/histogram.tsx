@@ -9,7 +9,13 @@ const W = 640;
 const H = 200;
 const PAD = { left: 48, right: 12, top: 10, bottom: 34 };
 
-export function Histogram({ edges, counts, xLabel = 'activation (log-spaced bins)', describe = (total: string) => `Activation histogram over ${total} firings`, empty = 'The histogram is empty: the feature never fired on the corpus.' }: {
+export function Histogram({
+  edges,
+  counts,
+  xLabel = 'activation (log-spaced bins)',
+  describe = (total: string) => `Activation histogram over ${total} firings`,
+  empty = 'The histogram is empty: the feature never fired on the corpus.',
+}: {
   edges: number[];
   counts: number[];
   xLabel?: string;
@@ -27,7 +33,13 @@ export function Histogram({ edges, counts, xLabel = 'activation (log-spaced bins
   const labelEvery = Math.max(1, Math.ceil(counts.length / 6));
   const yTicks = [1, 10, 100, 1000, 10000, 100000, 1000000].filter((t) => t <= max);
   return (
-    <svg className="histogram" data-testid="histogram" viewBox={`0 0 ${W} ${H}`} role="img" aria-label={describe(int(total))}>
+    <svg
+      className="histogram"
+      data-testid="histogram"
+      viewBox={`0 0 ${W} ${H}`}
+      role="img"
+      aria-label={describe(int(total))}
+    >
       {yTicks.map((t) => (
         <g key={t}>
           <line x1={PAD.left} x2={W - PAD.right} y1={y(t)} y2={y(t)} className="grid" />
@@ -37,7 +49,14 @@ export function Histogram({ edges, counts, xLabel = 'activation (log-spaced bins
         </g>
       ))}
       {counts.map((c, i) => (
-        <rect key={i} className="bar" x={PAD.left + i * bw + 0.5} width={Math.max(1, bw - 1)} y={y(c)} height={PAD.top + plotH - y(c)}>
+        <rect
+          key={i}
+          className="bar"
+          x={PAD.left + i * bw + 0.5}
+          width={Math.max(1, bw - 1)}
+          y={y(c)}
+          height={PAD.top + plotH - y(c)}
+        >
           <title>{`${num(edges[i])} – ${num(edges[i + 1])}: ${int(c)}`}</title>
         </rect>
       ))}

@@ -24,7 +24,15 @@ export function Note({ children }: { children: ReactNode }) {
 }
 
 /** Renders `children(data)` once loaded, and the loading or error state before that. */
-export function Loaded<T>({ value, what, children }: { value: Loadable<T>; what: string; children: (data: T) => ReactNode }) {
+export function Loaded<T>({
+  value,
+  what,
+  children,
+}: {
+  value: Loadable<T>;
+  what: string;
+  children: (data: T) => ReactNode;
+}) {
   if (value.state === 'loading') return <Loading what={what} />;
   if (value.state === 'error') return <ErrorBox error={value.error} what={what} />;
   return <>{children(value.data)}</>;

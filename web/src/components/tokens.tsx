@@ -9,7 +9,17 @@ export function shade(value: number, scale: number): string {
   return a > 0 ? `rgba(234, 88, 12, ${(0.12 + 0.78 * a).toFixed(3)})` : 'transparent';
 }
 
-export function TokenContext({ tokens, values, scale, highlight }: { tokens: string[]; values: number[]; scale: number; highlight?: number }) {
+export function TokenContext({
+  tokens,
+  values,
+  scale,
+  highlight,
+}: {
+  tokens: string[];
+  values: number[];
+  scale: number;
+  highlight?: number;
+}) {
   return (
     <div className="context" data-testid="context">
       {tokens.map((t, i) => (

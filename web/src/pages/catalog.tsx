@@ -34,8 +34,13 @@ interface CatalogModel {
 async function loadCatalog() {
   const schema = await loadSchema();
   const hasStats = schema.has('Dictionary', 'stats');
-  const stats = hasStats ? `stats { ${['l0', 'deadFraction', 'explainedVariance', 'tokens'].filter((f) => schema.has(schema.typeOf('Dictionary', 'stats')!, f)).join(' ')} }` : '';
-  const data = await gql<{ models: CatalogModel[]; serverInfo: { version: string; database: string; executionProvider: string } }>(
+  const statsType = hasStats ? schema.typeOf('Dictionary', 'stats')! : '';
+  const statFields = ['l0', 'deadFraction', 'explainedVariance', 'tokens'].filter((f) => schema.has(statsType, f));
+  const stats = hasStats ? `stats { ${statFields.join(' ')} }` : '';
+  const data = await gql<{
+    models: CatalogModel[];
+    serverInfo: { version: string; database: string; executionProvider: string };
+  }>(
     `{ serverInfo { version database executionProvider }
        models { id name architecture dModel layers dictionaries { id name hookPoint dSae architecture k ${stats} } } }`,
   );
@@ -50,11 +55,19 @@ export function CatalogPage() {
         <>
           <h1>Catalog</h1>
           <p className="lede">
-            {models.length} model{models.length === 1 ? '' : 's'}, {models.reduce((n, m) => n + m.dictionaries.length, 0)} dictionaries · server {serverInfo.version} on{' '}
+            {models.length} model{models.length === 1 ? '' : 's'},{' '}
+            {models.reduce((n, m) => n + m.dictionaries.length, 0)} dictionaries · server {serverInfo.version} on{' '}
             {serverInfo.database}, models run on {serverInfo.executionProvider}
           </p>
-          {models.length === 0 ? <Note>No models yet. Add one with <code>atlas model add</code> and import a dictionary with <code>atlas import</code>.</Note> : null}
-          {!hasStats ? <Note>This server does not report dictionary statistics (L0, dead fraction, explained variance) yet.</Note> : null}
+          {models.length === 0 ? (
+            <Note>
+              No models yet. Add one with <code>atlas model add</code> and import a dictionary with{' '}
+              <code>atlas import</code>.
+            </Note>
+          ) : null}
+          {!hasStats ? (
+            <Note>This server does not report dictionary statistics (L0, dead fraction, explained variance) yet.</Note>
+          ) : null}
           {models.map((m) => (
             <section key={m.id} className="card" data-testid="model">
               <h2>

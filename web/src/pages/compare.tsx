@@ -45,7 +45,8 @@ const MATCH = 'edges { node { cosine feature { index label } match { index label
 async function loadComparison(a: string, b: string): Promise<Comparison> {
   const data = await gql<{ compareDictionaries: Comparison }>(
     `query($a: ID!, $b: ID!, $n: Int) { compareDictionaries(a: $a, b: $b) {
-      a { id dSae } b { id dSae } meanMaxCosineAB meanMaxCosineBA histogram { edges counts } oneToOne { score leftover } seconds computedAt
+      a { id dSae } b { id dSae } meanMaxCosineAB meanMaxCosineBA histogram { edges counts } oneToOne { score
+      leftover } seconds computedAt
       best: matches(first: $n, order: BEST) { ${MATCH} } worst: matches(first: $n, order: WORST) { ${MATCH} } } }`,
     { a, b, n: SHOWN },
   );
@@ -58,14 +59,15 @@ export function ComparePage({ query }: { query: URLSearchParams }) {
   const dictionaries = useLoad(async () => {
     const schema = await loadSchema();
     if (!schema.has('Query', 'compareDictionaries')) return null;
-    return (await gql<{ dictionaries: DictionaryOption[] }>('{ dictionaries { id dIn dSae hookPoint model { id } } }')).dictionaries;
+    return (await gql<{ dictionaries: DictionaryOption[] }>('{ dictionaries { id dIn dSae hookPoint model { id } } }'))
+      .dictionaries;
   }, []);
   return (
     <>
       <h1>Compare dictionaries</h1>
       <p className="lede">
-        Every feature of A against every feature of B by decoder cosine: how many of A's directions B also learned, what they split into, and for
-        equally wide dictionaries how well they pair one to one.
+        Every feature of A against every feature of B by decoder cosine: how many of A's directions B also learned, what
+        they split into, and for equally wide dictionaries how well they pair one to one.
       </p>
       <Loaded value={dictionaries} what="the dictionaries">
         {(list) =>
@@ -150,7 +152,9 @@ function Result({ a, b }: { a: string; b: string }) {
           </dl>
           {c.oneToOne ? null : <Note>The one-to-one score needs dictionaries of the same width.</Note>}
           <section className="card">
-            <h2>Best-match cosines of {c.a.id}'s features in {c.b.id}</h2>
+            <h2>
+              Best-match cosines of {c.a.id}'s features in {c.b.id}
+            </h2>
             <Histogram
               edges={c.histogram.edges}
               counts={c.histogram.counts}
@@ -164,7 +168,10 @@ function Result({ a, b }: { a: string; b: string }) {
             <MatchTable title="Worst matched" a={c.a.id} b={c.b.id} rows={c.worst.edges.map((e) => e.node)} />
           </div>
           <p className="muted">
-            Computed {new Date(c.computedAt).toLocaleString()} in {num(c.seconds)} s and stored; <code>atlas compare {c.a.id} {c.b.id} --recompute</code>{' '}
+            Computed {new Date(c.computedAt).toLocaleString()} in {num(c.seconds)} s and stored;{' '}
+            <code>
+              atlas compare {c.a.id} {c.b.id} --recompute
+            </code>{' '}
             computes it again.
           </p>
         </>
@@ -189,10 +196,12 @@ function MatchTable({ title, a, b, rows }: { title: string; a: string; b: string
           {rows.map((m) => (
             <tr key={m.feature.index}>
               <td>
-                <Link to={paths.feature(a, m.feature.index)}>#{m.feature.index}</Link> <span className="muted">{m.feature.label ?? ''}</span>
+                <Link to={paths.feature(a, m.feature.index)}>#{m.feature.index}</Link>{' '}
+                <span className="muted">{m.feature.label ?? ''}</span>
               </td>
               <td>
-                <Link to={paths.feature(b, m.match.index)}>#{m.match.index}</Link> <span className="muted">{m.match.label ?? ''}</span>
+                <Link to={paths.feature(b, m.match.index)}>#{m.match.index}</Link>{' '}
+                <span className="muted">{m.match.label ?? ''}</span>
               </td>
               <td className="num">{num(m.cosine)}</td>
             </tr>

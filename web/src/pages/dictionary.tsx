@@ -32,7 +32,11 @@ interface DictionaryInfo {
   architecture: string;
   k: number | null;
   model: { id: string; name: string };
-  features: { totalCount: number; pageInfo: { hasNextPage: boolean; endCursor: string | null }; edges: { node: Row }[] };
+  features: {
+    totalCount: number;
+    pageInfo: { hasNextPage: boolean; endCursor: string | null };
+    edges: { node: Row }[];
+  };
 }
 
 interface Hit {
@@ -55,19 +59,23 @@ async function loadPage(id: string, order: OrderKey, dir: 'asc' | 'desc', after:
           totalCount pageInfo { hasNextPage endCursor } edges { node { ${ROW} } } } } }`,
     { id, first: PAGE, after, order: ORDERS[order], dir: dir.toUpperCase() },
   );
-  if (!data.dictionary) throw new Error(`There is no dictionary "${id}" on this server. The catalog lists the ones it has.`);
+  if (!data.dictionary)
+    throw new Error(`There is no dictionary "${id}" on this server. The catalog lists the ones it has.`);
   return data.dictionary;
 }
 
 function reasonSelection(schema: Schema): string {
   const reasonType = schema.typeOf(schema.typeOf('Query', 'searchFeatures') ?? '', 'reasons');
-  return reasonType ? `reasons { ${['signal', 'value', 'detail'].filter((f) => schema.has(reasonType, f)).join(' ')} }` : '';
+  return reasonType
+    ? `reasons { ${['signal', 'value', 'detail'].filter((f) => schema.has(reasonType, f)).join(' ')} }`
+    : '';
 }
 
 async function search(id: string, q: string): Promise<Hit[]> {
   const schema = await loadSchema();
   const data = await gql<{ searchFeatures: Hit[] }>(
-    `query($q: String!, $id: ID!) { searchFeatures(query: $q, dictionary: $id, first: 20) { score ${reasonSelection(schema)} feature { ${ROW} } } }`,
+    `query($q: String!, $id: ID!) { searchFeatures(query: $q, dictionary: $id, first: 20) { score ` +
+      `${reasonSelection(schema)} feature { ${ROW} } } }`,
     { q, id },
   );
   return data.searchFeatures;
@@ -75,7 +83,10 @@ async function search(id: string, q: string): Promise<Hit[]> {
 
 export function DictionaryPage({ id, query, state }: { id: string; query: URLSearchParams; state: unknown }) {
   const order: OrderKey = (query.get('order') as OrderKey) in ORDERS ? (query.get('order') as OrderKey) : 'index';
-  const dir = query.get('dir') === 'asc' || query.get('dir') === 'desc' ? (query.get('dir') as 'asc' | 'desc') : defaultDir(order);
+  const dir =
+    query.get('dir') === 'asc' || query.get('dir') === 'desc'
+      ? (query.get('dir') as 'asc' | 'desc')
+      : defaultDir(order);
   const after = query.get('after');
   const q = query.get('q') ?? '';
   const stack = ((state as { cursors?: (string | null)[] } | null)?.cursors ?? []) as (string | null)[];
@@ -84,10 +95,20 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
   const page = useLoad(() => loadPage(id, order, dir, after), [id, order, dir, after]);
   const canSearch = schema.state === 'done' && schema.data.has('Query', 'searchFeatures');
 
-  const params = (over: Record<string, string | undefined>) => ({ order: order === 'index' ? undefined : order, dir: dir === defaultDir(order) ? undefined : dir, q: q || undefined, ...over });
+  const params = (over: Record<string, string | undefined>) => ({
+    order: order === 'index' ? undefined : order,
+    dir: dir === defaultDir(order) ? undefined : dir,
+    q: q || undefined,
+    ...over,
+  });
   const sortBy = (o: OrderKey) => {
     const nextDir = o === order ? (dir === 'asc' ? 'desc' : 'asc') : defaultDir(o);
-    navigate(paths.dictionary(id, { order: o === 'index' ? undefined : o, dir: nextDir === defaultDir(o) ? undefined : nextDir }));
+    navigate(
+      paths.dictionary(id, {
+        order: o === 'index' ? undefined : o,
+        dir: nextDir === defaultDir(o) ? undefined : nextDir,
+      }),
+    );
   };
 
   return (
@@ -100,20 +121,33 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
           <h1>{d.id}</h1>
           <p className="lede">
             {d.name !== d.id ? `${d.name} · ` : ''}
-            <code>{d.hookPoint}</code> of {d.model.name} · {int(d.dSae)} features over {d.dIn} dimensions · {d.architecture}
-            {d.k ? ` (k=${d.k})` : ''} · <Link to={paths.playground({ dictionary: d.id })}>try it in the playground</Link>
+            <code>{d.hookPoint}</code> of {d.model.name} · {int(d.dSae)} features over {d.dIn} dimensions ·{' '}
+            {d.architecture}
+            {d.k ? ` (k=${d.k})` : ''} ·{' '}
+            <Link to={paths.playground({ dictionary: d.id })}>try it in the playground</Link>
           </p>
           {schema.state === 'done' && schema.data.has('Dictionary', 'map') ? (
             <section className="card">
               <h2>Map</h2>
-              <FeatureMapSection key={d.id} dictionary={d.id} highlight={query.get('at') === null ? null : Number(query.get('at'))} />
+              <FeatureMapSection
+                key={d.id}
+                dictionary={d.id}
+                highlight={query.get('at') === null ? null : Number(query.get('at'))}
+              />
             </section>
           ) : null}
           <div className="toolbar">
-            <SearchBox key={q} initial={q} enabled={canSearch} onSearch={(text) => navigate(paths.dictionary(id, params({ q: text || undefined, after: undefined })))} />
+            <SearchBox
+              key={q}
+              initial={q}
+              enabled={canSearch}
+              onSearch={(text) => navigate(paths.dictionary(id, params({ q: text || undefined, after: undefined })))}
+            />
             <JumpTo dSae={d.dSae} dictionary={d.id} />
           </div>
-          {schema.state === 'done' && !canSearch ? <Note>This server has no feature search (searchFeatures) yet; sort the table instead.</Note> : null}
+          {schema.state === 'done' && !canSearch ? (
+            <Note>This server has no feature search (searchFeatures) yet; sort the table instead.</Note>
+          ) : null}
           {q ? (
             <SearchResults id={id} q={q} onClear={() => navigate(paths.dictionary(id, params({ q: undefined })))} />
           ) : (
@@ -137,7 +171,8 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
               <div className="pager">
                 <span className="muted">
                   {stack.length || !after
-                    ? `Features ${int(stack.length * PAGE + 1)}–${int(stack.length * PAGE + d.features.edges.length)} of ${int(d.features.totalCount)}`
+                    ? `Features ${int(stack.length * PAGE + 1)}–` +
+                      `${int(stack.length * PAGE + d.features.edges.length)} of ${int(d.features.totalCount)}`
                     : `${d.features.edges.length} of ${int(d.features.totalCount)} features`}
                 </span>
                 <button disabled={!after} onClick={() => navigate(paths.dictionary(id, params({ after: undefined })))}>
@@ -145,19 +180,30 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
                 </button>
                 <button
                   disabled={stack.length === 0}
-                  onClick={() => navigate(paths.dictionary(id, params({ after: stack[stack.length - 1] ?? undefined })), { state: { cursors: stack.slice(0, -1) } })}
+                  onClick={() =>
+                    navigate(paths.dictionary(id, params({ after: stack[stack.length - 1] ?? undefined })), {
+                      state: { cursors: stack.slice(0, -1) },
+                    })
+                  }
                 >
                   Previous
                 </button>
                 <button
                   disabled={!d.features.pageInfo.hasNextPage}
-                  onClick={() => navigate(paths.dictionary(id, params({ after: d.features.pageInfo.endCursor ?? undefined })), { state: { cursors: [...stack, after] } })}
+                  onClick={() =>
+                    navigate(paths.dictionary(id, params({ after: d.features.pageInfo.endCursor ?? undefined })), {
+                      state: { cursors: [...stack, after] },
+                    })
+                  }
                 >
                   Next
                 </button>
               </div>
               {d.features.edges.some(({ node }) => node.density === null) ? (
-                <Note>Features without statistics show {'—'}: run <code>atlas build</code> over a corpus to compute density, activations and labels.</Note>
+                <Note>
+                  Features without statistics show {'—'}: run <code>atlas build</code> over a corpus to compute density,
+                  activations and labels.
+                </Note>
               ) : null}
             </>
           )}
@@ -167,12 +213,22 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
   );
 }
 
-function SortHeader(props: { label: string; k: OrderKey; order: OrderKey; dir: 'asc' | 'desc'; onSort: (k: OrderKey) => void; num?: boolean }) {
+function SortHeader(props: {
+  label: string;
+  k: OrderKey;
+  order: OrderKey;
+  dir: 'asc' | 'desc';
+  onSort: (k: OrderKey) => void;
+  num?: boolean;
+}) {
   const active = props.order === props.k;
   return (
-    <th className={props.num ? 'num' : undefined} aria-sort={active ? (props.dir === 'asc' ? 'ascending' : 'descending') : 'none'}>
+    <th
+      className={props.num ? 'num' : undefined}
+      aria-sort={active ? (props.dir === 'asc' ? 'ascending' : 'descending') : 'none'}
+    >
       <button className="sort" onClick={() => props.onSort(props.k)}>
-        {props.label} {active ? (props.dir === 'asc' ? '▲' : '▼') : <span className="muted">↕</span>}
+        {props.label} {active ? props.dir === 'asc' ? '▲' : '▼' : <span className="muted">↕</span>}
       </button>
     </th>
   );
@@ -193,7 +249,15 @@ function FeatureRow({ dictionary, f, extra }: { dictionary: string; f: Row; extr
   );
 }
 
-function SearchBox({ initial, enabled, onSearch }: { initial: string; enabled: boolean; onSearch: (q: string) => void }) {
+function SearchBox({
+  initial,
+  enabled,
+  onSearch,
+}: {
+  initial: string;
+  enabled: boolean;
+  onSearch: (q: string) => void;
+}) {
   const [text, setText] = useState(initial);
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -204,7 +268,11 @@ function SearchBox({ initial, enabled, onSearch }: { initial: string; enabled: b
       <input
         type="search"
         aria-label="Search features"
-        placeholder={enabled ? 'Search: text the feature fires on, or words of its label' : 'Search is not available on this server'}
+        placeholder={
+          enabled
+            ? 'Search: text the feature fires on, or words of its label'
+            : 'Search is not available on this server'
+        }
         value={text}
         disabled={!enabled}
         onChange={(e) => setText(e.target.value)}
@@ -228,7 +296,15 @@ function JumpTo({ dSae, dictionary }: { dSae: number; dictionary: string }) {
         if (valid) navigate(paths.feature(dictionary, index));
       }}
     >
-      <input type="number" min={0} max={dSae - 1} aria-label="Feature index" placeholder={`Feature 0–${dSae - 1}`} value={value} onChange={(e) => setValue(e.target.value)} />
+      <input
+        type="number"
+        min={0}
+        max={dSae - 1}
+        aria-label="Feature index"
+        placeholder={`Feature 0–${dSae - 1}`}
+        value={value}
+        onChange={(e) => setValue(e.target.value)}
+      />
       <button type="submit" disabled={!valid}>
         Open
       </button>
@@ -244,7 +320,10 @@ function SearchResults({ id, q, onClear }: { id: string; q: string; onClear: () 
   return (
     <section data-testid="search-results">
       <p>
-        Features of {id} matching <strong>“{q}”</strong> · <button className="linkish" onClick={onClear}>back to the list</button>
+        Features of {id} matching <strong>“{q}”</strong> ·{' '}
+        <button className="linkish" onClick={onClear}>
+          back to the list
+        </button>
       </p>
       <Loaded value={hits} what="search results">
         {(list) =>

@@ -42,7 +42,14 @@ interface FeatureData {
   maxActivation: number | null;
   meanActivation: number | null;
   decoderNorm: number;
-  dictionary: { id: string; name: string; dIn: number; dSae: number; hookPoint: string; model: { id: string; name: string; dictionaries: { id: string; dIn: number }[] } };
+  dictionary: {
+    id: string;
+    name: string;
+    dIn: number;
+    dSae: number;
+    hookPoint: string;
+    model: { id: string; name: string; dictionaries: { id: string; dIn: number }[] };
+  };
   histogram?: { edges: number[]; counts: number[] } | null;
   topActivations?: Example[] | null;
   quantileExamples?: Band[] | null;
@@ -67,9 +74,18 @@ function featureQuery(schema: Schema): string {
     dictionary { id name dIn dSae hookPoint model { id name dictionaries { id dIn } } }
     ${has('histogram') ? 'histogram { edges counts }' : ''}
     ${has('topActivations') ? `topActivations(first: 20) { ${EXAMPLE} }` : ''}
-    ${has('quantileExamples') ? `quantileExamples { band ${pick(schema, 'QuantileBand', ['minActivation', 'maxActivation'])} examples { ${EXAMPLE} } }` : ''}
+    ${
+      has('quantileExamples')
+        ? `quantileExamples { band ` +
+          `${pick(schema, 'QuantileBand', ['minActivation', 'maxActivation'])} examples { ${EXAMPLE} } }`
+        : ''
+    }
     ${has('logits') ? 'logits { positive { token weight } negative { token weight } }' : ''}
-    ${explanationType ? `explanations { ${EXPLANATION_FIELDS.filter((f) => schema.has(explanationType, f)).join(' ')} }` : ''}
+    ${
+      explanationType
+        ? `explanations { ` + `${EXPLANATION_FIELDS.filter((f) => schema.has(explanationType, f)).join(' ')} }`
+        : ''
+    }
   } }`;
 }
 
@@ -79,6 +95,8 @@ async function loadFeature(dictionary: string, index: number) {
   if (!data.feature) throw new ApiError(`Dictionary ${dictionary} has no feature ${index}.`, 'NOT_FOUND');
   return { feature: data.feature, schema };
 }
+
+const COFIRE_TITLE = "share of this feature's firing tokens on which the child fires too, in the last build";
 
 export function FeaturePage({ dictionary, index }: { dictionary: string; index: number }) {
   const [version, setVersion] = useState(0);
@@ -93,17 +111,29 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
         return (
           <>
             <p className="crumbs">
-              <Link to={paths.catalog()}>Catalog</Link> / {f.dictionary.model.name} / <Link to={paths.dictionary(f.dictionary.id)}>{f.dictionary.id}</Link> /
+              <Link to={paths.catalog()}>Catalog</Link> / {f.dictionary.model.name} /{' '}
+              <Link to={paths.dictionary(f.dictionary.id)}>{f.dictionary.id}</Link> /
             </p>
             <div className="featureHead">
               <h1>
                 Feature #{f.index}
-                {f.label ? <span className="label" data-testid="feature-label"> {f.label}</span> : null}
-                {f.labelSource ? <span className="badge">{f.labelSource === 'auto' ? 'automatic label' : `label by ${f.labelSource}`}</span> : null}
+                {f.label ? (
+                  <span className="label" data-testid="feature-label">
+                    {' '}
+                    {f.label}
+                  </span>
+                ) : null}
+                {f.labelSource ? (
+                  <span className="badge">
+                    {f.labelSource === 'auto' ? 'automatic label' : `label by ${f.labelSource}`}
+                  </span>
+                ) : null}
               </h1>
               <nav className="step">
                 {f.index > 0 ? <Link to={paths.feature(f.dictionary.id, f.index - 1)}>← #{f.index - 1}</Link> : null}
-                {f.index + 1 < f.dictionary.dSae ? <Link to={paths.feature(f.dictionary.id, f.index + 1)}>#{f.index + 1} →</Link> : null}
+                {f.index + 1 < f.dictionary.dSae ? (
+                  <Link to={paths.feature(f.dictionary.id, f.index + 1)}>#{f.index + 1} →</Link>
+                ) : null}
               </nav>
             </div>
             <dl className="stats">
@@ -124,7 +154,12 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                 <dd>{num(f.decoderNorm)}</dd>
               </div>
             </dl>
-            {f.density === null ? <Note>No statistics yet: run <code>atlas build {f.dictionary.id} --corpus …</code> to compute this feature's dashboard.</Note> : null}
+            {f.density === null ? (
+              <Note>
+                No statistics yet: run <code>atlas build {f.dictionary.id} --corpus …</code> to compute this feature's
+                dashboard.
+              </Note>
+            ) : null}
             <div className="columns">
               <div className="main">
                 <section className="card">
@@ -157,9 +192,16 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                           <div key={b.band} className="band" data-testid="quantile-band">
                             <h3>
                               Band {b.band}
-                              {b.maxActivation !== undefined ? ` · peak activation ${b.band === 0 ? 'up to' : `${num(b.minActivation)} –`} ${num(b.maxActivation)}` : ''}
+                              {b.maxActivation !== undefined
+                                ? ` · peak activation ${b.band === 0 ? 'up to' : `${num(b.minActivation)} –`} ` +
+                                  `${num(b.maxActivation)}`
+                                : ''}
                             </h3>
-                            {b.examples.length ? <Examples examples={b.examples} scale={scale} /> : <Note>No examples in this band.</Note>}
+                            {b.examples.length ? (
+                              <Examples examples={b.examples} scale={scale} />
+                            ) : (
+                              <Note>No examples in this band.</Note>
+                            )}
                           </div>
                         ))
                     ) : (
@@ -245,12 +287,22 @@ function Explanations({ feature, schema, onAdded }: { feature: FeatureData; sche
           {list.map((e, i) => (
             <li key={String(e.id ?? i)}>
               <div>{e.text}</div>
-              <div className="muted small">{[e.source, e.author, e.createdAt ? new Date(String(e.createdAt)).toLocaleString() : null].filter(Boolean).join(' · ')}</div>
+              <div className="muted small">
+                {[e.source, e.author, e.createdAt ? new Date(String(e.createdAt)).toLocaleString() : null]
+                  .filter(Boolean)
+                  .join(' · ')}
+              </div>
             </li>
           ))}
         </ul>
       )}
-      {canAdd ? key ? <AddExplanation feature={feature} schema={schema} onAdded={onAdded} /> : <Note>Set an API key (top right) to add an explanation.</Note> : null}
+      {canAdd ? (
+        key ? (
+          <AddExplanation feature={feature} schema={schema} onAdded={onAdded} />
+        ) : (
+          <Note>Set an API key (top right) to add an explanation.</Note>
+        )
+      ) : null}
     </>
   );
 }
@@ -262,7 +314,10 @@ function userErrorsSelection(schema: Schema): { field: string; selection: string
   const field = ['userErrors', 'errors'].find((f) => schema.has(payload, f));
   if (!field) return null;
   const type = schema.typeOf(payload, field)!;
-  return { field, selection: `${field} { ${['message', 'field', 'code'].filter((f) => schema.has(type, f)).join(' ')} }` };
+  return {
+    field,
+    selection: `${field} { ${['message', 'field', 'code'].filter((f) => schema.has(type, f)).join(' ')} }`,
+  };
 }
 
 function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; schema: Schema; onAdded: () => void }) {
@@ -276,7 +331,8 @@ function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; sc
     try {
       const errors = userErrorsSelection(schema);
       const data = await gql<{ addExplanation: Record<string, { message: string }[] | unknown> | null }>(
-        `mutation($d: ID!, $i: Int!, $t: String!) { addExplanation(dictionary: $d, index: $i, text: $t) { __typename ${errors?.selection ?? ''} } }`,
+        `mutation($d: ID!, $i: Int!, $t: String!) { addExplanation(dictionary: $d, index: $i, text: $t) { ` +
+          `__typename ${errors?.selection ?? ''} } }`,
         { d: feature.dictionary.id, i: feature.index, t: text.trim() },
       );
       const problems = errors ? ((data.addExplanation?.[errors.field] as { message: string }[] | undefined) ?? []) : [];
@@ -291,7 +347,13 @@ function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; sc
   };
   return (
     <form className="addExplanation" onSubmit={submit}>
-      <textarea aria-label="New explanation" placeholder="What does this feature respond to?" value={text} onChange={(e) => setText(e.target.value)} rows={3} />
+      <textarea
+        aria-label="New explanation"
+        placeholder="What does this feature respond to?"
+        value={text}
+        onChange={(e) => setText(e.target.value)}
+        rows={3}
+      />
       <button type="submit" disabled={busy || !text.trim()}>
         {busy ? 'Adding…' : 'Add explanation'}
       </button>
@@ -301,13 +363,24 @@ function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; sc
 }
 
 async function loadNearest(f: FeatureData) {
-  const others = f.dictionary.model.dictionaries.filter((d) => d.id !== f.dictionary.id && d.dIn === f.dictionary.dIn).map((d) => d.id);
-  const q = `query($d: ID!, $i: Int!, $in: [ID!]) { nearestFeatures(dictionary: $d, index: $i, k: 10, in: $in) { cosine feature { index label dictionary { id } } } }`;
+  const others = f.dictionary.model.dictionaries
+    .filter((d) => d.id !== f.dictionary.id && d.dIn === f.dictionary.dIn)
+    .map((d) => d.id);
+  const q =
+    `query($d: ID!, $i: Int!, $in: [ID!]) { nearestFeatures(dictionary: $d, index: $i, k: 10, in: $in) { ` +
+    `cosine feature { index label dictionary { id } } } }`;
   const [same, other] = await Promise.all([
     gql<{ nearestFeatures: Neighbor[] }>(q, { d: f.dictionary.id, i: f.index, in: null }),
-    others.length ? gql<{ nearestFeatures: Neighbor[] }>(q, { d: f.dictionary.id, i: f.index, in: others }) : Promise.resolve(null),
+    others.length
+      ? gql<{ nearestFeatures: Neighbor[] }>(q, { d: f.dictionary.id, i: f.index, in: others })
+      : Promise.resolve(null),
   ]);
-  return { same: same.nearestFeatures.filter((n) => !(n.feature.dictionary.id === f.dictionary.id && n.feature.index === f.index)), other: other?.nearestFeatures ?? null };
+  return {
+    same: same.nearestFeatures.filter(
+      (n) => !(n.feature.dictionary.id === f.dictionary.id && n.feature.index === f.index),
+    ),
+    other: other?.nearestFeatures ?? null,
+  };
 }
 
 function Nearest({ feature }: { feature: FeatureData }) {
@@ -322,7 +395,11 @@ function Nearest({ feature }: { feature: FeatureData }) {
             <h3>In {feature.dictionary.id}</h3>
             <NeighborList list={same} />
             <h3>In other dictionaries of {feature.dictionary.model.name}</h3>
-            {other ? <NeighborList list={other} showDictionary /> : <Note>No other dictionary of this model reads {feature.dictionary.dIn}-wide activations.</Note>}
+            {other ? (
+              <NeighborList list={other} showDictionary />
+            ) : (
+              <Note>No other dictionary of this model reads {feature.dictionary.dIn}-wide activations.</Note>
+            )}
           </>
         )}
       </Loaded>
@@ -339,13 +416,13 @@ function NeighborList({ list, showDictionary }: { list: Neighbor[]; showDictiona
           <Link to={paths.feature(n.feature.dictionary.id, n.feature.index)}>
             {showDictionary ? `${n.feature.dictionary.id} ` : ''}#{n.feature.index}
           </Link>{' '}
-          <span className="muted">{num(n.cosine)}</span> {n.feature.label ? <span className="small">{n.feature.label}</span> : null}
+          <span className="muted">{num(n.cosine)}</span>{' '}
+          {n.feature.label ? <span className="small">{n.feature.label}</span> : null}
         </li>
       ))}
     </ul>
   );
 }
-
 
 interface RelatedMatch {
   cosine: number;
@@ -356,7 +433,10 @@ interface RelatedMatch {
 
 interface FamilyMember {
   cosine: number;
-  /** Share of this feature's firing tokens on which the child fires too (last build of both); null if not built together. */
+  /**
+   * Share of this feature's firing tokens on which the child fires too (last build of both); null if not built
+   * together.
+   */
   coActivation: number | null;
   feature: { index: number; label: string | null };
 }
@@ -372,11 +452,20 @@ async function loadRelated(feature: FeatureData) {
     vars,
   );
   // Wider dictionaries: what this feature splits into there.
-  const wider = data.feature.related.filter((r) => r.match.dictionary.dSae > feature.dictionary.dSae).map((r) => r.match.dictionary.id);
+  const wider = data.feature.related
+    .filter((r) => r.match.dictionary.dSae > feature.dictionary.dSae)
+    .map((r) => r.match.dictionary.id);
   let families: Record<string, FamilyMember[]> = {};
   if (wider.length) {
-    const fields = wider.map((id, k) => `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine coActivation feature { index label } }`);
-    const fam = await gql<{ feature: Record<string, FamilyMember[]> }>(`query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { ${fields.join(' ')} } }`, vars);
+    const fields = wider.map(
+      (id, k) =>
+        `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine coActivation ` +
+        `feature { index label } }`,
+    );
+    const fam = await gql<{ feature: Record<string, FamilyMember[]> }>(
+      `query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { ${fields.join(' ')} } }`,
+      vars,
+    );
     families = Object.fromEntries(wider.map((id, k) => [id, fam.feature[`f${k}`]]));
   }
   return { ...data.feature, families };
@@ -393,13 +482,16 @@ function Related({ feature }: { feature: FeatureData }) {
           <>
             {r.mapPoint ? (
               <p>
-                <Link to={paths.dictionary(feature.dictionary.id, { at: String(feature.index) })}>Where it sits on the map</Link>
+                <Link to={paths.dictionary(feature.dictionary.id, { at: String(feature.index) })}>
+                  Where it sits on the map
+                </Link>
               </p>
             ) : null}
             {r.related.length === 0 ? (
               <Note>
-                Not compared with another dictionary yet: <Link to={paths.compare({ a: feature.dictionary.id })}>compare</Link> this dictionary with
-                another (or run <code>atlas compare</code>).
+                Not compared with another dictionary yet:{' '}
+                <Link to={paths.compare({ a: feature.dictionary.id })}>compare</Link> this dictionary with another (or
+                run <code>atlas compare</code>).
               </Note>
             ) : (
               <table className="table related" data-testid="related">
@@ -408,20 +500,27 @@ function Related({ feature }: { feature: FeatureData }) {
                     <th>Dictionary</th>
                     <th>Best match</th>
                     <th className="num">Cosine</th>
-                    <th title="children by decoder cosine (and co-firing share when both were built together)">Splits into</th>
+                    <th title="children by decoder cosine (and co-firing share when both were built together)">
+                      Splits into
+                    </th>
                   </tr>
                 </thead>
                 <tbody>
                   {r.related.map((m) => (
                     <tr key={m.match.dictionary.id}>
                       <td>
-                        <Link to={paths.compare({ a: feature.dictionary.id, b: m.match.dictionary.id })}>{m.match.dictionary.id}</Link>
+                        <Link to={paths.compare({ a: feature.dictionary.id, b: m.match.dictionary.id })}>
+                          {m.match.dictionary.id}
+                        </Link>
                       </td>
                       <td>
-                        <Link to={paths.feature(m.match.dictionary.id, m.match.index)}>#{m.match.index}</Link> <span className="muted">{m.match.label ?? ''}</span>
+                        <Link to={paths.feature(m.match.dictionary.id, m.match.index)}>#{m.match.index}</Link>{' '}
+                        <span className="muted">{m.match.label ?? ''}</span>
                         {m.paired && m.paired.index !== m.match.index ? (
                           <div className="muted small">
-                            one-to-one: <Link to={paths.feature(m.match.dictionary.id, m.paired.index)}>#{m.paired.index}</Link> ({num(m.pairedCosine)})
+                            one-to-one:{' '}
+                            <Link to={paths.feature(m.match.dictionary.id, m.paired.index)}>#{m.paired.index}</Link> (
+                            {num(m.pairedCosine)})
                           </div>
                         ) : null}
                       </td>
@@ -430,15 +529,16 @@ function Related({ feature }: { feature: FeatureData }) {
                         {(r.families[m.match.dictionary.id] ?? []).map((c, k) => (
                           <span key={c.feature.index}>
                             {k ? ', ' : ''}
-                            <Link to={paths.feature(m.match.dictionary.id, c.feature.index)} title={c.feature.label ?? undefined}>
+                            <Link
+                              to={paths.feature(m.match.dictionary.id, c.feature.index)}
+                              title={c.feature.label ?? undefined}
+                            >
                               #{c.feature.index}
                             </Link>{' '}
                             <span className="muted">
                               ({num(c.cosine, 2)}
                               {c.coActivation === null ? null : (
-                                <span title="share of this feature's firing tokens on which the child fires too, in the last build">
-                                  , co-fires {percent(c.coActivation, 2)}
-                                </span>
+                                <span title={COFIRE_TITLE}>, co-fires {percent(c.coActivation, 2)}</span>
                               )}
                               )
                             </span>

@@ -44,7 +44,13 @@ function encode(dictionary: string, text: string): Promise<Encoding> {
 }
 
 export function PlaygroundPage({ query }: { query: URLSearchParams }) {
-  const dictionaries = useLoad(() => gql<{ dictionaries: Choice[] }>(`{ dictionaries { id hookPoint model { id name } } }`).then((d) => d.dictionaries), []);
+  const dictionaries = useLoad(
+    () =>
+      gql<{ dictionaries: Choice[] }>(`{ dictionaries { id hookPoint model { id name } } }`).then(
+        (d) => d.dictionaries,
+      ),
+    [],
+  );
   const urlDictionary = query.get('dictionary') ?? '';
   const urlText = query.get('text') ?? '';
   const [dictionary, setDictionary] = useState(urlDictionary);
@@ -58,7 +64,8 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
   }, []);
   // Default to the first dictionary once the list is known.
   useEffect(() => {
-    if (!dictionary && dictionaries.state === 'done' && dictionaries.data.length) setDictionary(dictionaries.data[0].id);
+    if (!dictionary && dictionaries.state === 'done' && dictionaries.data.length)
+      setDictionary(dictionaries.data[0].id);
   }, [dictionaries, dictionary]);
   // Run whatever the URL asks for (a shared link, or the form just submitted).
   useEffect(() => {
@@ -70,7 +77,8 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
     setSelected(null);
     encode(urlDictionary, urlText).then(
       (data) => current && setResult({ state: 'done', data }),
-      (e: unknown) => current && setResult({ state: 'error', error: e instanceof ApiError ? e : new ApiError(String(e)) }),
+      (e: unknown) =>
+        current && setResult({ state: 'error', error: e instanceof ApiError ? e : new ApiError(String(e)) }),
     );
     return () => {
       current = false;
@@ -91,7 +99,9 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
       <Loaded value={dictionaries} what="the dictionaries">
         {(list) =>
           list.length === 0 ? (
-            <Note>This server has no dictionaries yet. Import one with <code>atlas import</code>.</Note>
+            <Note>
+              This server has no dictionaries yet. Import one with <code>atlas import</code>.
+            </Note>
           ) : (
             <form className="playgroundForm" onSubmit={submit}>
               <textarea aria-label="Text to encode" value={text} onChange={(e) => setText(e.target.value)} rows={4} />
@@ -122,16 +132,26 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
       </Loaded>
       {result?.state === 'loading' ? <Loading what="the encoding" /> : null}
       {result?.state === 'error' ? <ErrorBox error={result.error} what="the encoding" /> : null}
-      {result?.state === 'done' ? <EncodingView encoding={result.data} selected={selected} onSelect={setSelected} /> : null}
+      {result?.state === 'done' ? (
+        <EncodingView encoding={result.data} selected={selected} onSelect={setSelected} />
+      ) : null}
     </>
   );
 }
 
-function EncodingView({ encoding, selected, onSelect }: { encoding: Encoding; selected: number | null; onSelect: (p: number) => void }) {
+function EncodingView({
+  encoding,
+  selected,
+  onSelect,
+}: {
+  encoding: Encoding;
+  selected: number | null;
+  onSelect: (p: number) => void;
+}) {
   const d = encoding.dictionary.id;
   const strongest = (t: Encoding['tokens'][number]) => t.features[0]?.activation ?? 0;
   const scale = Math.max(0, ...encoding.tokens.filter((t) => !t.isBos).map(strongest));
-  const token = selected === null ? null : encoding.tokens.find((t) => t.position === selected) ?? null;
+  const token = selected === null ? null : (encoding.tokens.find((t) => t.position === selected) ?? null);
   return (
     <div className="columns">
       <div className="main">
@@ -146,7 +166,9 @@ function EncodingView({ encoding, selected, onSelect }: { encoding: Encoding; se
                   key={t.position}
                   className={`tok${t.position === selected ? ' selected' : ''}`}
                   style={{ background: shade(strongest(t), scale) }}
-                  title={t.features[0] ? `#${t.features[0].index}: ${num(t.features[0].activation, 4)}` : 'no active feature'}
+                  title={
+                    t.features[0] ? `#${t.features[0].index}: ${num(t.features[0].activation, 4)}` : 'no active feature'
+                  }
                   onClick={() => onSelect(t.position)}
                 >
                   {tokenDisplay(t.text)}
@@ -155,7 +177,9 @@ function EncodingView({ encoding, selected, onSelect }: { encoding: Encoding; se
           </div>
           <p className="muted small">
             L0 {num(encoding.reconstruction.l0)} · cosine {num(encoding.reconstruction.cosine)}
-            {encoding.reconstruction.explainedVariance !== null ? ` · explained variance ${num(encoding.reconstruction.explainedVariance)}` : ''}
+            {encoding.reconstruction.explainedVariance !== null
+              ? ` · explained variance ${num(encoding.reconstruction.explainedVariance)}`
+              : ''}
           </p>
         </section>
         {token ? (

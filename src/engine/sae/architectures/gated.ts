@@ -9,7 +9,14 @@ import type { Architecture } from './architecture.js';
 import { affine, encoderProductGraph, linearDecode, linearDecodeGraph, need, saeInput } from './linear.js';
 
 export const gated: Architecture = {
-  paramShapes: (dIn, dSae) => ({ W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_dec: [dIn], b_gate: [dSae], b_mag: [dSae], r_mag: [dSae] }),
+  paramShapes: (dIn, dSae) => ({
+    W_enc: [dIn, dSae],
+    W_dec: [dSae, dIn],
+    b_dec: [dIn],
+    b_gate: [dSae],
+    b_mag: [dSae],
+    r_mag: [dSae],
+  }),
   encode(params, cfg, x, n) {
     const h = affine(saeInput(params, cfg, x, n), n, params.W_enc, cfg.dIn, cfg.dSae);
     const bGate = need(params, 'b_gate', 'gated');

@@ -5,7 +5,14 @@ import type { SaeConfig, SaeParams } from '../types.js';
 import type { GraphParts } from './architecture.js';
 
 /** out[n, cols] = x[n, rows] @ W[rows, cols] + bias[cols] (bias optional). */
-export function affine(x: Float32Array, n: number, W: Float32Array, rows: number, cols: number, bias?: Float32Array): Float32Array {
+export function affine(
+  x: Float32Array,
+  n: number,
+  W: Float32Array,
+  rows: number,
+  cols: number,
+  bias?: Float32Array,
+): Float32Array {
   const out = new Float32Array(n * cols);
   const acc = new Float64Array(cols);
   for (let r = 0; r < n; r++) {
@@ -26,13 +33,21 @@ export function affine(x: Float32Array, n: number, W: Float32Array, rows: number
 export function saeInput(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array {
   if (!cfg.applyBDecToInput) return x;
   const out = new Float32Array(n * cfg.dIn);
-  for (let r = 0; r < n; r++) for (let i = 0; i < cfg.dIn; i++) out[r * cfg.dIn + i] = x[r * cfg.dIn + i] - params.b_dec[i];
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < cfg.dIn; i++) out[r * cfg.dIn + i] = x[r * cfg.dIn + i] - params.b_dec[i];
   return out;
 }
 
 /** pre = (x - b_dec) W_enc + b_enc, the encoder every architecture but gated starts from. */
 export function preActivation(params: SaeParams, cfg: SaeConfig, x: Float32Array, n: number): Float32Array {
-  return affine(saeInput(params, cfg, x, n), n, params.W_enc, cfg.dIn, cfg.dSae, need(params, 'b_enc', cfg.architecture));
+  return affine(
+    saeInput(params, cfg, x, n),
+    n,
+    params.W_enc,
+    cfg.dIn,
+    cfg.dSae,
+    need(params, 'b_enc', cfg.architecture),
+  );
 }
 
 /** Every architecture decodes the same way: codes @ W_dec + b_dec (in the normalized space). */
@@ -64,9 +79,17 @@ export function baseShapes(dIn: number, dSae: number): Record<string, number[]> 
   return { W_enc: [dIn, dSae], b_enc: [dSae], W_dec: [dSae, dIn], b_dec: [dIn] };
 }
 
-export function need(params: SaeParams, name: 'b_enc' | 'threshold' | 'r_mag' | 'b_mag' | 'b_gate', arch: string): Float32Array {
+export function need(
+  params: SaeParams,
+  name: 'b_enc' | 'threshold' | 'r_mag' | 'b_mag' | 'b_gate',
+  arch: string,
+): Float32Array {
   const v = params[name];
-  if (!v) throw new AtlasError('BAD_FILE', `The ${arch} architecture needs parameter "${name}", which this dictionary lacks.`);
+  if (!v)
+    throw new AtlasError(
+      'BAD_FILE',
+      `The ${arch} architecture needs parameter "${name}", which this dictionary lacks.`,
+    );
   return v;
 }
 

@@ -52,7 +52,8 @@ export function torchReader(sd: TorchStateDict): TensorReader {
 
 /** Checks at open time, from headers only, that a tensor exists with the expected shape. */
 export function requireTensor(r: TensorReader, name: string, shape: number[]): void {
-  if (!r.has(name)) throw new AtlasError('BAD_FILE', `${r.path} is missing tensor "${name}" (expected shape [${shape.join(', ')}]).`);
+  if (!r.has(name))
+    throw new AtlasError('BAD_FILE', `${r.path} is missing tensor "${name}" (expected shape [${shape.join(', ')}]).`);
   assertShape(r.path, name, r.shape(name), shape);
 }
 
@@ -60,7 +61,10 @@ export function requireTensor(r: TensorReader, name: string, shape: number[]): v
 export function assertFinite(values: Float32Array, file: string, name: string, baseIndex = 0): void {
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) {
-      throw new AtlasError('BAD_FILE', `${file}: tensor "${name}" holds ${values[i]} at flat index ${baseIndex + i}; every weight must be finite.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${file}: tensor "${name}" holds ${values[i]} at flat index ${baseIndex + i}; every weight must be finite.`,
+      );
     }
   }
 }
@@ -73,8 +77,15 @@ export function readChecked(r: TensorReader, name: string, shape: number[]): Flo
 }
 
 /** Streams rows of a [dSae, dIn] tensor in batches, each read from disk and checked. */
-export function* streamRows(r: TensorReader, name: string, dSae: number, dIn: number, batchRows: number): Iterable<DecoderBatch> {
-  if (!Number.isInteger(batchRows) || batchRows < 1) throw new AtlasError('BAD_USER_INPUT', `batchRows must be a positive integer, got ${batchRows}.`);
+export function* streamRows(
+  r: TensorReader,
+  name: string,
+  dSae: number,
+  dIn: number,
+  batchRows: number,
+): Iterable<DecoderBatch> {
+  if (!Number.isInteger(batchRows) || batchRows < 1)
+    throw new AtlasError('BAD_USER_INPUT', `batchRows must be a positive integer, got ${batchRows}.`);
   for (let start = 0; start < dSae; start += batchRows) {
     const count = Math.min(batchRows, dSae - start);
     const rows = r.readRowsF32(name, start, count);
@@ -83,7 +94,12 @@ export function* streamRows(r: TensorReader, name: string, dSae: number, dIn: nu
   }
 }
 
-export const DTYPE_NAMES: Partial<Record<DType, string>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
+export const DTYPE_NAMES: Partial<Record<DType, string>> = {
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  F64: 'float64',
+};
 
 export function readJson(path: string): Record<string, unknown> {
   let text: string;
@@ -98,7 +114,8 @@ export function readJson(path: string): Record<string, unknown> {
   } catch (e) {
     throw new AtlasError('BAD_FILE', `${path} is not valid JSON (${(e as Error).message}); it may be truncated.`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new AtlasError('BAD_FILE', `${path} must hold a JSON object.`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new AtlasError('BAD_FILE', `${path} must hold a JSON object.`);
   return v as Record<string, unknown>;
 }
 

@@ -42,9 +42,16 @@ const linear = (bias: string): ParamMap => ({
 
 const CLASSES: Record<string, ClassLayout> = {
   AutoEncoder: { architecture: 'standard', applyBDecToInput: true, encoder: 'encoder.weight', map: linear('bias') },
-  AutoEncoderNew: { architecture: 'standard', applyBDecToInput: false, encoder: 'encoder.weight', map: linear('decoder.bias') },
+  AutoEncoderNew: {
+    architecture: 'standard',
+    applyBDecToInput: false,
+    encoder: 'encoder.weight',
+    map: linear('decoder.bias'),
+  },
   GatedAutoEncoder: {
-    architecture: 'gated', applyBDecToInput: true, encoder: 'encoder.weight',
+    architecture: 'gated',
+    applyBDecToInput: true,
+    encoder: 'encoder.weight',
     map: {
       W_enc: { tensor: 'encoder.weight', layout: 'T' },
       b_gate: { tensor: 'gate_bias', layout: 'same' },
@@ -56,11 +63,16 @@ const CLASSES: Record<string, ClassLayout> = {
   },
   AutoEncoderTopK: { architecture: 'topk', applyBDecToInput: true, encoder: 'encoder.weight', map: linear('b_dec') },
   BatchTopKSAE: {
-    architecture: 'jumprelu', applyBDecToInput: true, encoder: 'encoder.weight',
+    architecture: 'jumprelu',
+    applyBDecToInput: true,
+    encoder: 'encoder.weight',
     map: { ...linear('b_dec'), threshold: { tensor: 'threshold', layout: 'fill' } },
   },
   MatryoshkaBatchTopKSAE: {
-    architecture: 'jumprelu', applyBDecToInput: true, encoder: 'W_enc', encoderIsWEnc: true,
+    architecture: 'jumprelu',
+    applyBDecToInput: true,
+    encoder: 'W_enc',
+    encoderIsWEnc: true,
     map: {
       W_enc: { tensor: 'W_enc', layout: 'same' },
       b_enc: { tensor: 'b_enc', layout: 'same' },
@@ -70,7 +82,10 @@ const CLASSES: Record<string, ClassLayout> = {
     },
   },
   JumpReluAutoEncoder: {
-    architecture: 'jumprelu', applyBDecToInput: false, encoder: 'W_enc', encoderIsWEnc: true,
+    architecture: 'jumprelu',
+    applyBDecToInput: false,
+    encoder: 'W_enc',
+    encoderIsWEnc: true,
     map: {
       W_enc: { tensor: 'W_enc', layout: 'same' },
       b_enc: { tensor: 'b_enc', layout: 'same' },
@@ -99,27 +114,47 @@ function hookOf(trainer: Record<string, unknown>): string | null {
 export function openDictionaryLearning(sd: TorchStateDict): SaeSource {
   const cfgPath = join(dirname(sd.path), DICTIONARY_LEARNING_CONFIG);
   const raw = readJson(cfgPath);
-  const trainer = (typeof raw.trainer === 'object' && raw.trainer !== null ? raw.trainer : {}) as Record<string, unknown>;
+  const trainer = (typeof raw.trainer === 'object' && raw.trainer !== null ? raw.trainer : {}) as Record<
+    string,
+    unknown
+  >;
   const dictClass = trainer.dict_class ?? 'AutoEncoder';
   const layout = typeof dictClass === 'string' ? CLASSES[dictClass] : undefined;
   if (!layout) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: dict_class ${JSON.stringify(dictClass)} is not supported; supported are ${Object.keys(CLASSES).join(', ')}.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: dict_class ${JSON.stringify(dictClass)} is not supported; supported are ` +
+        `${Object.keys(CLASSES).join(', ')}.`,
+    );
   }
   const r = torchReader(sd);
-  if (!r.has(layout.encoder)) throw new AtlasError('BAD_FILE', `${sd.path} is missing tensor "${layout.encoder}", which a ${dictClass} has.`);
+  if (!r.has(layout.encoder))
+    throw new AtlasError('BAD_FILE', `${sd.path} is missing tensor "${layout.encoder}", which a ${dictClass} has.`);
   const encShape = r.shape(layout.encoder);
-  if (encShape.length !== 2) throw new AtlasError('BAD_FILE', `${sd.path}: tensor "${layout.encoder}" has shape [${encShape.join(', ')}] but a 2-D weight was expected.`);
+  if (encShape.length !== 2)
+    throw new AtlasError(
+      'BAD_FILE',
+      `${sd.path}: tensor "${layout.encoder}" has shape [${encShape.join(', ')}] but a 2-D weight was expected.`,
+    );
   const [dIn, dSae] = layout.encoderIsWEnc ? encShape : [encShape[1], encShape[0]];
-  for (const [key, have] of [['activation_dim', dIn], ['dict_size', dSae]] as const) {
+  for (const [key, have] of [
+    ['activation_dim', dIn],
+    ['dict_size', dSae],
+  ] as const) {
     if (trainer[key] !== undefined && trainer[key] !== have) {
-      throw new AtlasError('BAD_FILE', `${cfgPath} declares ${key} ${JSON.stringify(trainer[key])} but "${layout.encoder}" has shape [${encShape.join(', ')}].`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${cfgPath} declares ${key} ${JSON.stringify(trainer[key])} but "${layout.encoder}" has shape ` +
+          `[${encShape.join(', ')}].`,
+      );
     }
   }
   let k: number | null = null;
   if (layout.architecture === 'topk') {
     const fromFile = sd.has('k') ? r.readF32('k')[0] : undefined;
     k = positiveInt(trainer.k ?? fromFile, 'trainer.k', cfgPath);
-    if (fromFile !== undefined && fromFile !== k) throw new AtlasError('BAD_FILE', `${cfgPath} says k = ${k} but ${sd.path} holds k = ${fromFile}.`);
+    if (fromFile !== undefined && fromFile !== k)
+      throw new AtlasError('BAD_FILE', `${cfgPath} says k = ${k} but ${sd.path} holds k = ${fromFile}.`);
     if (k > dSae) throw new AtlasError('BAD_FILE', `${cfgPath}: k = ${k} exceeds dict_size ${dSae}.`);
   }
   const config: SaeConfig = {

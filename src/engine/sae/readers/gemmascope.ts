@@ -26,13 +26,23 @@ function hookFromPath(path: string): string | null {
 export function openGemmaScope(npzPath: string): SaeSource {
   const r = npzReader(npzPath);
   try {
-    if (!r.has('W_enc')) throw new AtlasError('BAD_FILE', `${npzPath} is missing array "W_enc" (expected shape [d_model, d_sae]).`);
+    if (!r.has('W_enc'))
+      throw new AtlasError('BAD_FILE', `${npzPath} is missing array "W_enc" (expected shape [d_model, d_sae]).`);
     const encShape = r.shape('W_enc');
     if (encShape.length !== 2) {
-      throw new AtlasError('BAD_FILE', `${npzPath}: array "W_enc" has shape [${encShape.join(', ')}] but a 2-D [d_model, d_sae] array was expected.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${npzPath}: array "W_enc" has shape [${encShape.join(', ')}] but a 2-D [d_model, d_sae] array was expected.`,
+      );
     }
     const [dIn, dSae] = encShape;
-    const shapes: Record<string, number[]> = { W_enc: [dIn, dSae], W_dec: [dSae, dIn], b_enc: [dSae], b_dec: [dIn], threshold: [dSae] };
+    const shapes: Record<string, number[]> = {
+      W_enc: [dIn, dSae],
+      W_dec: [dSae, dIn],
+      b_enc: [dSae],
+      b_dec: [dIn],
+      threshold: [dSae],
+    };
     for (const [name, shape] of Object.entries(shapes)) requireTensor(r, name, shape);
     const config: SaeConfig = {
       architecture: 'jumprelu',
@@ -43,7 +53,9 @@ export function openGemmaScope(npzPath: string): SaeSource {
       modelName: null,
       prependBos: null,
       applyBDecToInput: false,
-      ...(transcoderLayer(npzPath) !== null && { transcoder: { hookNameOut: `blocks.${transcoderLayer(npzPath)}.hook_mlp_out`, skip: false } }),
+      ...(transcoderLayer(npzPath) !== null && {
+        transcoder: { hookNameOut: `blocks.${transcoderLayer(npzPath)}.hook_mlp_out`, skip: false },
+      }),
       normalization: { kind: 'none', scalingFactor: null },
       sourceFormat: 'gemmascope',
       dtype: DTYPE_NAMES[r.dtype('W_dec')] ?? r.dtype('W_dec'),

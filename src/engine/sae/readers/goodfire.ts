@@ -19,7 +19,11 @@ export function isGoodfireStateDict(sd: TorchStateDict): boolean {
 export function openGoodfire(sd: TorchStateDict): SaeSource {
   const r = torchReader(sd);
   const enc = r.shape('encoder_linear.weight');
-  if (enc.length !== 2) throw new AtlasError('BAD_FILE', `${sd.path}: tensor "encoder_linear.weight" has shape [${enc.join(', ')}] but [d_hidden, d_in] was expected.`);
+  if (enc.length !== 2)
+    throw new AtlasError(
+      'BAD_FILE',
+      `${sd.path}: tensor "encoder_linear.weight" has shape [${enc.join(', ')}] but [d_hidden, d_in] was expected.`,
+    );
   const [dSae, dIn] = enc;
   const layer = /-l(\d+)\.pth?$/.exec(basename(sd.path))?.[1];
   const config: SaeConfig = {

@@ -28,7 +28,8 @@ export function llamaScopeWeights(dir: string): string {
 }
 
 function positiveNumber(v: unknown, what: string, file: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new AtlasError('BAD_FILE', `${file}: ${what} must be a positive number, got ${JSON.stringify(v)}.`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
+    throw new AtlasError('BAD_FILE', `${file}: ${what} must be a positive number, got ${JSON.stringify(v)}.`);
   return v;
 }
 
@@ -38,33 +39,56 @@ export function openLlamaScope(dir: string): SaeSource {
   const hookIn = optString(hp.hook_point_in);
   const hookOut = optString(hp.hook_point_out) ?? hookIn;
   if (hookIn !== hookOut) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: hook_point_in ${hookIn} differs from hook_point_out ${hookOut}; this is a transcoder, and only autoencoders are read here.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: hook_point_in ${hookIn} differs from hook_point_out ${hookOut}; this is a transcoder, and only ` +
+        `autoencoders are read here.`,
+    );
   }
   const dIn = positiveInt(hp.d_model, 'd_model', cfgPath);
   const dSae = positiveInt(hp.d_sae, 'd_sae', cfgPath);
   const act = hp.act_fn ?? 'jumprelu';
   if (act !== 'jumprelu') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: act_fn ${JSON.stringify(act)} is not supported; Llama Scope dictionaries are read as jumprelu.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: act_fn ${JSON.stringify(act)} is not supported; Llama Scope dictionaries are read as jumprelu.`,
+    );
   }
   const decoderNorm = hp.sparsity_include_decoder_norm === true;
   const threshold = hp.jump_relu_threshold;
   if (typeof threshold !== 'number' || !Number.isFinite(threshold)) {
-    throw new AtlasError('BAD_FILE', `${cfgPath}: act_fn is jumprelu but jump_relu_threshold is ${JSON.stringify(threshold)}.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${cfgPath}: act_fn is jumprelu but jump_relu_threshold is ${JSON.stringify(threshold)}.`,
+    );
   }
   const normKind = hp.norm_activation ?? 'dataset-wise';
   if (normKind !== 'dataset-wise') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: norm_activation ${JSON.stringify(normKind)} is not supported; Llama Scope dictionaries use dataset-wise.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: norm_activation ${JSON.stringify(normKind)} is not supported; Llama Scope dictionaries use ` +
+        `dataset-wise.`,
+    );
   }
-  const norms = (typeof hp.dataset_average_activation_norm === 'object' && hp.dataset_average_activation_norm !== null
-    ? hp.dataset_average_activation_norm : {}) as Record<string, unknown>;
+  const norms = (
+    typeof hp.dataset_average_activation_norm === 'object' && hp.dataset_average_activation_norm !== null
+      ? hp.dataset_average_activation_norm
+      : {}
+  ) as Record<string, unknown>;
   const normIn = positiveNumber(norms.in, 'dataset_average_activation_norm.in', cfgPath);
-  const normOut = norms.out === undefined ? normIn : positiveNumber(norms.out, 'dataset_average_activation_norm.out', cfgPath);
+  const normOut =
+    norms.out === undefined ? normIn : positiveNumber(norms.out, 'dataset_average_activation_norm.out', cfgPath);
   if (Math.abs(normOut - normIn) > 1e-6 * normIn) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: dataset_average_activation_norm.in (${normIn}) and .out (${normOut}) differ; one norm per dictionary is supported.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: dataset_average_activation_norm.in (${normIn}) and .out (${normOut}) differ; one norm per ` +
+        `dictionary is supported.`,
+    );
   }
   const scalingFactor = Math.sqrt(dIn) / normIn;
   const applyBDec = hp.apply_decoder_bias_to_pre_encoder ?? false;
-  if (typeof applyBDec !== 'boolean') throw new AtlasError('BAD_FILE', `${cfgPath}: apply_decoder_bias_to_pre_encoder must be true or false.`);
+  if (typeof applyBDec !== 'boolean')
+    throw new AtlasError('BAD_FILE', `${cfgPath}: apply_decoder_bias_to_pre_encoder must be true or false.`);
 
   const r = safetensorsReader(llamaScopeWeights(dir));
   try {
@@ -79,7 +103,9 @@ export function openLlamaScope(dir: string): SaeSource {
       applyBDecToInput: applyBDec,
       normalization: { kind: 'expected_average_only_in', scalingFactor },
       sourceFormat: 'llamascope',
-      dtype: r.has('decoder.weight') ? DTYPE_NAMES[r.dtype('decoder.weight')] ?? r.dtype('decoder.weight') : 'float32',
+      dtype: r.has('decoder.weight')
+        ? (DTYPE_NAMES[r.dtype('decoder.weight')] ?? r.dtype('decoder.weight'))
+        : 'float32',
       extra: hp,
     };
     const source = mappedSource(r, config, {

@@ -45,15 +45,24 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
 }
 
 /** Checks every mapped tensor's shape now and returns a source that reads them on demand. */
-export function mappedSource(r: TensorReader, config: SaeConfig, map: ParamMap, extra: Partial<Pick<SaeSource, 'density' | 'logSparsity'>> = {}): SaeSource {
+export function mappedSource(
+  r: TensorReader,
+  config: SaeConfig,
+  map: ParamMap,
+  extra: Partial<Pick<SaeSource, 'density' | 'logSparsity'>> = {},
+): SaeSource {
   const { dIn, dSae } = config;
   for (const [name, p] of Object.entries(map) as [keyof SaeParams, MappedParam][]) {
     const want = storedShape(p, atlasShape(name, dIn, dSae));
     if (p.layout === 'fill') {
-      if (!r.has(p.tensor)) throw new AtlasError('BAD_FILE', `${r.path} is missing tensor "${p.tensor}" (one value for every feature).`);
+      if (!r.has(p.tensor))
+        throw new AtlasError('BAD_FILE', `${r.path} is missing tensor "${p.tensor}" (one value for every feature).`);
       const got = r.shape(p.tensor);
       if (got.reduce((a, b) => a * b, 1) !== 1) {
-        throw new AtlasError('BAD_FILE', `${r.path}: tensor "${p.tensor}" has shape [${got.join(', ')}] but a single value was expected.`);
+        throw new AtlasError(
+          'BAD_FILE',
+          `${r.path}: tensor "${p.tensor}" has shape [${got.join(', ')}] but a single value was expected.`,
+        );
       }
     } else requireTensor(r, p.tensor, want);
   }
@@ -76,7 +85,8 @@ export function mappedSource(r: TensorReader, config: SaeConfig, map: ParamMap, 
         yield* streamRows(r, wDec.tensor, dSae, dIn, batchRows);
         return;
       }
-      if (!Number.isInteger(batchRows) || batchRows < 1) throw new AtlasError('BAD_USER_INPUT', `batchRows must be a positive integer, got ${batchRows}.`);
+      if (!Number.isInteger(batchRows) || batchRows < 1)
+        throw new AtlasError('BAD_USER_INPUT', `batchRows must be a positive integer, got ${batchRows}.`);
       // Rows of W_dec are columns of the stored [dIn, dSae] weight: one read, then slices.
       const all = read('W_dec');
       for (let start = 0; start < dSae; start += batchRows) {

@@ -25,11 +25,17 @@ export function isOpenAiStateDict(sd: TorchStateDict): boolean {
 
 /** Release paths look like .../resid_post_mlp_v5_32k/autoencoders/8.pt. */
 function hookFromPath(path: string): string | null {
-  const m = /(mlp_post_act|resid_delta_attn|resid_delta_mlp|resid_post_attn|resid_post_mlp)[^/]*\/autoencoders\/(\d+)\.pt$/.exec(path.replace(/\\/g, '/'));
+  const m =
+    /(mlp_post_act|resid_delta_attn|resid_delta_mlp|resid_post_attn|resid_post_mlp)[^/]*\/autoencoders\/(\d+)\.pt$/.exec(
+      path.replace(/\\/g, '/'),
+    );
   if (!m) return null;
   const hook = {
-    mlp_post_act: 'mlp.hook_post', resid_delta_attn: 'hook_attn_out', resid_delta_mlp: 'hook_mlp_out',
-    resid_post_attn: 'hook_resid_mid', resid_post_mlp: 'hook_resid_post',
+    mlp_post_act: 'mlp.hook_post',
+    resid_delta_attn: 'hook_attn_out',
+    resid_delta_mlp: 'hook_mlp_out',
+    resid_post_attn: 'hook_resid_mid',
+    resid_post_mlp: 'hook_resid_post',
   }[m[1]]!;
   return `blocks.${m[2]}.${hook}`;
 }
@@ -38,7 +44,11 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
   const path = sd.path;
   const r = torchReader(sd);
   const enc = sd.info('encoder.weight');
-  if (enc.shape.length !== 2) throw new AtlasError('BAD_FILE', `${path}: tensor "encoder.weight" has shape [${enc.shape.join(', ')}] but [n_latents, d_model] was expected.`);
+  if (enc.shape.length !== 2)
+    throw new AtlasError(
+      'BAD_FILE',
+      `${path}: tensor "encoder.weight" has shape [${enc.shape.join(', ')}] but [n_latents, d_model] was expected.`,
+    );
   const [dSae, dIn] = enc.shape;
   // A tied autoencoder (TiedTranspose) keeps only the encoder: its decoder weight is encoder.weightᵀ.
   const tied = !sd.has('decoder.weight') && sd.has('decoder.linear.weight');
@@ -47,12 +57,19 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
   if (activation === 'TopK') {
     const postact = sd.values.get('activation_state_dict.postact_fn') ?? 'ReLU';
     if (postact !== 'ReLU') {
-      throw new AtlasError('UNSUPPORTED', `${path}: TopK with postact_fn ${JSON.stringify(postact)} is not supported (only ReLU, whose codes are never negative).`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${path}: TopK with postact_fn ${JSON.stringify(postact)} is not supported (only ReLU, whose codes are ` +
+          `never negative).`,
+      );
     }
     k = positiveInt(sd.values.get('activation_state_dict.k'), 'activation_state_dict.k', path);
     if (k > dSae) throw new AtlasError('BAD_FILE', `${path}: k = ${k} exceeds the ${dSae} latents.`);
   } else if (activation !== 'ReLU') {
-    throw new AtlasError('UNSUPPORTED', `${path}: activation ${JSON.stringify(activation)} is not supported; OpenAI dictionaries use TopK or ReLU.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${path}: activation ${JSON.stringify(activation)} is not supported; OpenAI dictionaries use TopK or ReLU.`,
+    );
   }
 
   const config: SaeConfig = {
@@ -69,24 +86,32 @@ export function openOpenAi(sd: TorchStateDict): SaeSource {
     dtype: DTYPE_NAMES[enc.dtype] ?? enc.dtype,
     extra: { activation, k, tied, postact_fn: k === null ? null : 'ReLU' },
   };
-  return mappedSource(r, config, {
-    W_enc: { tensor: 'encoder.weight', layout: 'T' },
-    b_enc: { tensor: 'latent_bias', layout: 'same' },
-    // A tied decoder's weight is encoder.weightᵀ, so W_dec is encoder.weight as stored.
-    W_dec: tied ? { tensor: 'encoder.weight', layout: 'same' } : { tensor: 'decoder.weight', layout: 'T' },
-    b_dec: { tensor: 'pre_bias', layout: 'same' },
-  }, {
-    density: () => {
-      if (!sd.has('latents_activation_frequency')) return null;
-      const f = r.readF32('latents_activation_frequency', [dSae]);
-      // The buffer starts as all ones and stays so in a file whose training never updated it.
-      if (f.every((v) => v === 1)) return null;
-      for (let i = 0; i < f.length; i++) {
-        if (!(f[i] >= 0 && f[i] <= 1)) {
-          throw new AtlasError('BAD_FILE', `${path}: latents_activation_frequency[${i}] is ${f[i]}; a firing frequency lies in [0, 1].`);
-        }
-      }
-      return f;
+  return mappedSource(
+    r,
+    config,
+    {
+      W_enc: { tensor: 'encoder.weight', layout: 'T' },
+      b_enc: { tensor: 'latent_bias', layout: 'same' },
+      // A tied decoder's weight is encoder.weightᵀ, so W_dec is encoder.weight as stored.
+      W_dec: tied ? { tensor: 'encoder.weight', layout: 'same' } : { tensor: 'decoder.weight', layout: 'T' },
+      b_dec: { tensor: 'pre_bias', layout: 'same' },
     },
-  });
+    {
+      density: () => {
+        if (!sd.has('latents_activation_frequency')) return null;
+        const f = r.readF32('latents_activation_frequency', [dSae]);
+        // The buffer starts as all ones and stays so in a file whose training never updated it.
+        if (f.every((v) => v === 1)) return null;
+        for (let i = 0; i < f.length; i++) {
+          if (!(f[i] >= 0 && f[i] <= 1)) {
+            throw new AtlasError(
+              'BAD_FILE',
+              `${path}: latents_activation_frequency[${i}] is ${f[i]}; a firing frequency lies in [0, 1].`,
+            );
+          }
+        }
+        return f;
+      },
+    },
+  );
 }

@@ -12,10 +12,22 @@ import { join } from 'node:path';
 import { AtlasError } from '../../../errors.js';
 import { ARCHITECTURES } from '../architectures/index.js';
 import {
-  NORMALIZATION_KINDS, NormalizationKind, SAE_ARCHITECTURES, SaeArchitecture, SaeConfig, SaeParams, SaeSource,
+  NORMALIZATION_KINDS,
+  NormalizationKind,
+  SAE_ARCHITECTURES,
+  SaeArchitecture,
+  SaeConfig,
+  SaeParams,
+  SaeSource,
 } from '../types.js';
 import {
-  DTYPE_NAMES, TensorReader, assertFinite, optString, positiveInt, readJson, safetensorsReader,
+  DTYPE_NAMES,
+  TensorReader,
+  assertFinite,
+  optString,
+  positiveInt,
+  readJson,
+  safetensorsReader,
 } from './common.js';
 import { ParamMap, mappedSource } from './mapped.js';
 
@@ -52,22 +64,42 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   if (transcoder) architecture = transcoder.architecture;
   else if (archRaw === 'standard' && activation === 'topk') architecture = 'topk';
   else if (typeof archRaw === 'string' && JUMPRELU_AT_INFERENCE.includes(archRaw)) architecture = 'jumprelu';
-  else if (typeof archRaw === 'string' && (SAE_ARCHITECTURES as readonly string[]).includes(archRaw)) architecture = archRaw as SaeArchitecture;
+  else if (typeof archRaw === 'string' && (SAE_ARCHITECTURES as readonly string[]).includes(archRaw))
+    architecture = archRaw as SaeArchitecture;
   else {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ${SAE_ARCHITECTURES.join(', ')} and the transcoders ${Object.keys(TRANSCODERS).join(', ')}.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: architecture ${JSON.stringify(archRaw)} is not supported; supported architectures are ` +
+        `${SAE_ARCHITECTURES.join(', ')} and the transcoders ${Object.keys(TRANSCODERS).join(', ')}.`,
+    );
   }
   if (architecture === 'standard' && activation !== null && activation !== 'relu') {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: activation function ${JSON.stringify(activation)} is not supported for the standard architecture (only relu and topk).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: activation function ${JSON.stringify(activation)} is not supported for the standard architecture ` +
+        `(only relu and topk).`,
+    );
   }
   if (raw.finetuning_scaling_factor === true) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: finetuning_scaling_factor is set; such dictionaries are not supported.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: finetuning_scaling_factor is set; such dictionaries are not supported.`,
+    );
   }
   if (raw.rescale_acts_by_decoder_norm === true) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: rescale_acts_by_decoder_norm is true; fold the decoder norms into the encoder first (SAELens fold_W_dec_norm).`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: rescale_acts_by_decoder_norm is true; fold the decoder norms into the encoder first (SAELens ` +
+        `fold_W_dec_norm).`,
+    );
   }
 
-  const dIn = raw.d_in !== undefined ? positiveInt(raw.d_in, 'd_in', cfgPath) : shapeDim(weights, 'W_dec', 1, cfgPath, 'd_in');
-  const dSae = raw.d_sae !== undefined ? positiveInt(raw.d_sae, 'd_sae', cfgPath) : shapeDim(weights, 'W_dec', 0, cfgPath, 'd_sae');
+  const dIn =
+    raw.d_in !== undefined ? positiveInt(raw.d_in, 'd_in', cfgPath) : shapeDim(weights, 'W_dec', 1, cfgPath, 'd_in');
+  const dSae =
+    raw.d_sae !== undefined
+      ? positiveInt(raw.d_sae, 'd_sae', cfgPath)
+      : shapeDim(weights, 'W_dec', 0, cfgPath, 'd_sae');
 
   let k: number | null = null;
   if (architecture === 'topk') {
@@ -79,23 +111,42 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
   // Old configs used a boolean; SAELens maps true to expected_average_only_in.
   if (typeof kind === 'boolean') kind = kind ? 'expected_average_only_in' : 'none';
   if (typeof kind !== 'string' || !(NORMALIZATION_KINDS as readonly string[]).includes(kind)) {
-    throw new AtlasError('UNSUPPORTED', `${cfgPath}: normalize_activations ${JSON.stringify(kind)} is not supported; supported are ${NORMALIZATION_KINDS.join(', ')}.`);
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `${cfgPath}: normalize_activations ${JSON.stringify(kind)} is not supported; supported are ` +
+        `${NORMALIZATION_KINDS.join(', ')}.`,
+    );
   }
   const sf = raw.norm_scaling_factor;
   if (sf !== undefined && sf !== null && (typeof sf !== 'number' || !Number.isFinite(sf) || sf <= 0)) {
-    throw new AtlasError('BAD_FILE', `${cfgPath}: norm_scaling_factor must be a positive number, got ${JSON.stringify(sf)}.`);
+    throw new AtlasError(
+      'BAD_FILE',
+      `${cfgPath}: norm_scaling_factor must be a positive number, got ${JSON.stringify(sf)}.`,
+    );
   }
 
   const applyRaw = raw.apply_b_dec_to_input ?? true;
-  if (typeof applyRaw !== 'boolean') throw new AtlasError('BAD_FILE', `${cfgPath}: apply_b_dec_to_input must be true or false, got ${JSON.stringify(applyRaw)}.`);
+  if (typeof applyRaw !== 'boolean')
+    throw new AtlasError(
+      'BAD_FILE',
+      `${cfgPath}: apply_b_dec_to_input must be true or false, got ${JSON.stringify(applyRaw)}.`,
+    );
 
   if (transcoder) {
     const dOut = raw.d_out ?? dIn;
     if (dOut !== dIn) {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: this transcoder reconstructs vectors of width ${JSON.stringify(dOut)} from width ${dIn}; only transcoders whose output is as wide as their input are supported.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${cfgPath}: this transcoder reconstructs vectors of width ${JSON.stringify(dOut)} from width ${dIn}; only ` +
+          `transcoders whose output is as wide as their input are supported.`,
+      );
     }
     if (kind !== 'none') {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: normalize_activations ${JSON.stringify(kind)} on a transcoder is not supported (SAELens normalizes only its input).`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${cfgPath}: normalize_activations ${JSON.stringify(kind)} on a transcoder is not supported (SAELens ` +
+          `normalizes only its input).`,
+      );
     }
   }
 
@@ -110,7 +161,9 @@ export function parseSaelensConfig(raw: Json, cfgPath: string, weights: TensorRe
     prependBos: optBool(meta.prepend_bos) ?? optBool(raw.prepend_bos),
     // A transcoder's b_dec lives in the output space, so SAELens never subtracts it from the input.
     applyBDecToInput: transcoder ? false : applyRaw,
-    ...(transcoder && { transcoder: { hookNameOut: optString(meta.hook_name_out) ?? optString(raw.hook_name_out), skip: transcoder.skip } }),
+    ...(transcoder && {
+      transcoder: { hookNameOut: optString(meta.hook_name_out) ?? optString(raw.hook_name_out), skip: transcoder.skip },
+    }),
     normalization: {
       kind: kind as NormalizationKind,
       scalingFactor: kind === 'expected_average_only_in' && typeof sf === 'number' ? sf : null,
@@ -126,9 +179,14 @@ function optBool(v: unknown): boolean | null {
 }
 
 function shapeDim(r: TensorReader, name: string, axis: number, cfgPath: string, what: string): number {
-  if (!r.has(name)) throw new AtlasError('BAD_FILE', `${cfgPath} has no ${what} and ${r.path} is missing tensor "${name}".`);
+  if (!r.has(name))
+    throw new AtlasError('BAD_FILE', `${cfgPath} has no ${what} and ${r.path} is missing tensor "${name}".`);
   const s = r.shape(name);
-  if (s.length !== 2) throw new AtlasError('BAD_FILE', `${r.path}: tensor "${name}" has shape [${s.join(', ')}] but a 2-D [d_sae, d_in] tensor was expected.`);
+  if (s.length !== 2)
+    throw new AtlasError(
+      'BAD_FILE',
+      `${r.path}: tensor "${name}" has shape [${s.join(', ')}] but a 2-D [d_sae, d_in] tensor was expected.`,
+    );
   return s[axis];
 }
 
@@ -141,8 +199,15 @@ export function saelensTensorShapes(cfg: SaeConfig): Record<string, number[]> {
 /** The SAELens architecture name of a config (transcoders have their own). */
 export function saelensArchitectureName(cfg: SaeConfig): string {
   if (!cfg.transcoder) return cfg.architecture;
-  const name = Object.entries(TRANSCODERS).find(([, t]) => t.architecture === cfg.architecture && t.skip === cfg.transcoder!.skip)?.[0];
-  if (!name) throw new AtlasError('UNSUPPORTED', `A ${cfg.architecture} transcoder${cfg.transcoder.skip ? ' with a skip connection' : ''} has no SAELens architecture name to export as.`);
+  const name = Object.entries(TRANSCODERS).find(
+    ([, t]) => t.architecture === cfg.architecture && t.skip === cfg.transcoder!.skip,
+  )?.[0];
+  if (!name)
+    throw new AtlasError(
+      'UNSUPPORTED',
+      `A ${cfg.architecture} transcoder${cfg.transcoder.skip ? ' with a skip connection' : ''} has no SAELens ` +
+        `architecture name to export as.`,
+    );
   return name;
 }
 
@@ -153,13 +218,18 @@ export function openSaelens(dir: string): SaeSource {
   try {
     const config = parseSaelensConfig(raw, cfgPath, weights);
     const map: ParamMap = {};
-    for (const name of Object.keys(saelensTensorShapes(config)) as (keyof SaeParams)[]) map[name] = { tensor: name, layout: 'same' };
+    for (const name of Object.keys(saelensTensorShapes(config)) as (keyof SaeParams)[])
+      map[name] = { tensor: name, layout: 'same' };
     if (config.architecture === 'jumprelu' && !weights.has('threshold') && weights.has('topk_threshold')) {
       map.threshold = { tensor: 'topk_threshold', layout: 'fill' };
     }
     const sparsityPath = join(dir, SAELENS_SPARSITY);
-    const logSparsity = (): Float32Array | null => (existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null);
-    return mappedSource(weights, config, map, { logSparsity, density: () => logSparsity()?.map((v) => 10 ** v) ?? null });
+    const logSparsity = (): Float32Array | null =>
+      existsSync(sparsityPath) ? readSparsity(sparsityPath, config.dSae) : null;
+    return mappedSource(weights, config, map, {
+      logSparsity,
+      density: () => logSparsity()?.map((v) => 10 ** v) ?? null,
+    });
   } catch (e) {
     weights.close();
     throw e;

@@ -19,25 +19,45 @@ export function openSparsify(dir: string): SaeSource {
   try {
     const activation = raw.activation ?? 'topk';
     if (activation !== 'topk') {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: activation ${JSON.stringify(activation)} is not supported; sparsify dictionaries must use topk.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${cfgPath}: activation ${JSON.stringify(activation)} is not supported; sparsify dictionaries must use topk.`,
+      );
     }
     const transcode = raw.transcode === true;
     const skip = raw.skip_connection === true;
     if (skip && !transcode) {
-      throw new AtlasError('UNSUPPORTED', `${cfgPath}: skip connections (W_skip) are supported on transcoders (transcode = true) only.`);
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `${cfgPath}: skip connections (W_skip) are supported on transcoders (transcode = true) only.`,
+      );
     }
-    if (!weights.has('encoder.weight')) throw new AtlasError('BAD_FILE', `${weights.path} is missing tensor "encoder.weight" (expected shape [d_sae, d_in]).`);
+    if (!weights.has('encoder.weight'))
+      throw new AtlasError(
+        'BAD_FILE',
+        `${weights.path} is missing tensor "encoder.weight" (expected shape [d_sae, d_in]).`,
+      );
     const encShape = weights.shape('encoder.weight');
     if (encShape.length !== 2) {
-      throw new AtlasError('BAD_FILE', `${weights.path}: tensor "encoder.weight" has shape [${encShape.join(', ')}] but a 2-D [d_sae, d_in] tensor was expected.`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${weights.path}: tensor "encoder.weight" has shape [${encShape.join(', ')}] but a 2-D [d_sae, d_in] tensor ` +
+          `was expected.`,
+      );
     }
     const dIn = raw.d_in !== undefined ? positiveInt(raw.d_in, 'd_in', cfgPath) : encShape[1];
     const dSae = encShape[0];
-    const declared = typeof raw.num_latents === 'number' && raw.num_latents > 0
-      ? raw.num_latents
-      : typeof raw.expansion_factor === 'number' && raw.expansion_factor > 0 ? raw.expansion_factor * dIn : dSae;
+    const declared =
+      typeof raw.num_latents === 'number' && raw.num_latents > 0
+        ? raw.num_latents
+        : typeof raw.expansion_factor === 'number' && raw.expansion_factor > 0
+          ? raw.expansion_factor * dIn
+          : dSae;
     if (declared !== dSae) {
-      throw new AtlasError('BAD_FILE', `${cfgPath} declares ${declared} latents but "encoder.weight" has shape [${encShape.join(', ')}].`);
+      throw new AtlasError(
+        'BAD_FILE',
+        `${cfgPath} declares ${declared} latents but "encoder.weight" has shape [${encShape.join(', ')}].`,
+      );
     }
     const k = positiveInt(raw.k, 'k', cfgPath);
     if (k > dSae) throw new AtlasError('BAD_FILE', `${cfgPath}: k = ${k} exceeds the ${dSae} latents.`);
@@ -46,7 +66,8 @@ export function openSparsify(dir: string): SaeSource {
       dIn,
       dSae,
       k,
-      // sparsify names hook points by Hugging Face module path (kept in extra.module), not by TransformerLens hook name.
+      // sparsify names hook points by Hugging Face module path (kept in extra.module), not by TransformerLens hook
+      // name.
       hookName: null,
       modelName: null,
       prependBos: null,
