@@ -21,7 +21,7 @@ import { EncodingService } from '../src/app/encode.js';
 import { buildDashboards } from '../src/app/build-dashboards.js';
 import { getLogitTokens } from '../src/db/dashboards.js';
 import { getFeatures } from '../src/db/features.js';
-import { requireDictionary, requireModel } from '../src/db/catalog.js';
+import { listDictionaries, requireDictionary, requireModel } from '../src/db/catalog.js';
 import type { Database } from '../src/db/client.js';
 import { AtlasError } from '../src/errors.js';
 
@@ -200,46 +200,32 @@ describe('a gemma2 model through import, encode and build', () => {
     );
   });
 
-  it(
-    'a per-head dictionary of the wrong width is accepted at import and refused when it runs, naming the ' + 'hook',
-    async () => {
-      const fx = writeSaeFixture(join(files.dir, 'narrow'), {
-        format: 'gemmascope',
-        architecture: 'standard',
-        dIn: 24,
-        dSae: 8,
-        hookName: null,
-      });
-      await importDictionary(database, {
+  it('a per-head dictionary of the wrong width is refused at import, naming the hook and both widths', async () => {
+    const fx = writeSaeFixture(join(files.dir, 'narrow'), {
+      format: 'gemmascope',
+      architecture: 'standard',
+      dIn: 24,
+      dSae: 8,
+      hookName: null,
+    });
+    await assert.rejects(
+      importDictionary(database, {
         path: fx.path,
         modelId: 'gemma-tiny',
         id: 'narrow',
         hook: 'blocks.0.attn.hook_z',
         dataDir,
-      });
-      const encoding = new EncodingService(registry, {
-        batchWaitMs: 0,
-        batchTokens: 4096,
-        batchVectors: 4096,
-        maxQueue: 8,
-        requestTimeoutMs: 60000,
-        maxInputTokens: 64,
-        maxInputChars: 1000,
-        batching: true,
-      });
-      await assert.rejects(
-        encoding.encodeText(
-          await requireModel(database, 'gemma-tiny'),
-          [await requireDictionary(database, 'narrow')],
-          'the cat',
-          2,
-        ),
-        (e: unknown) =>
-          e instanceof AtlasError &&
-          e.code === 'DIMENSION_MISMATCH' &&
-          e.message.includes('blocks.0.attn.hook_z') &&
-          e.message.includes('gives 40'),
-      );
-    },
-  );
+      }),
+      (e: unknown) =>
+        e instanceof AtlasError &&
+        e.code === 'DIMENSION_MISMATCH' &&
+        e.message.includes('blocks.0.attn.hook_z') &&
+        e.message.includes('width 24') &&
+        e.message.includes('40 wide'),
+    );
+    assert.equal(
+      (await listDictionaries(database)).some((d) => d.id === 'narrow'),
+      false,
+    );
+  });
 });
