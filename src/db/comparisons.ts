@@ -5,6 +5,7 @@
 import type { Database, Query } from './client.js';
 import type { ComparisonSummary } from './schema.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
+import { groupBy } from '../group-by.js';
 
 export interface ComparisonRow {
   id: number;
@@ -151,20 +152,13 @@ export async function getMatchesOfFeatures(
   database: Database,
   keys: readonly FeatureKey[],
 ): Promise<Map<string, MatchRow[]>> {
-  const out = new Map<string, MatchRow[]>();
-  if (keys.length === 0) return out;
+  if (keys.length === 0) return new Map();
   const rows = await database.query<MatchRow>(
     `SELECT ${MATCH_COLUMNS} FROM feature_matches m ${featureKeyJoin('m', 'idx')} ORDER BY m.cosine DESC, ` +
       `m.other_dictionary_id`,
     featureKeyParams(keys),
   );
-  for (const r of rows) {
-    const k = featureKey(r);
-    const list = out.get(k);
-    if (list) list.push(r);
-    else out.set(k, [r]);
-  }
-  return out;
+  return groupBy(rows, featureKey);
 }
 
 export interface FamilyKey extends FeatureKey {

@@ -3,7 +3,7 @@ import type { ModelRow, DictionaryRow } from '../db/catalog.js';
 import type { FeatureRow, FeatureOrder, Direction } from '../db/features.js';
 import { dictionariesOf, featurePage, listModels, serverInfo } from '../app/catalog.js';
 import { AtlasError } from '../errors.js';
-import { decodeCursor, encodeCursor } from './connection.js';
+import { decodeCursor, encodeCursor, pageInfo } from './connection.js';
 
 async function dictionaryOrThrow(ctx: Context, id: string): Promise<DictionaryRow> {
   const d = await ctx.loaders.dictionary.load(id);
@@ -59,12 +59,11 @@ export const catalogResolvers = {
       });
       return {
         edges,
-        pageInfo: {
-          hasNextPage: page.hasNextPage,
-          hasPreviousPage: after !== null,
-          startCursor: edges[0]?.cursor ?? null,
-          endCursor: edges.at(-1)?.cursor ?? null,
-        },
+        pageInfo: pageInfo(
+          edges.map((e) => e.cursor),
+          page.hasNextPage,
+          after,
+        ),
         totalCount: () => ctx.loaders.featureCount.load(d.id),
       };
     },

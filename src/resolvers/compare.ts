@@ -7,7 +7,7 @@ import type { FeatureMapRow, MapPoint } from '../db/feature-maps.js';
 import { compareDictionaries, comparisonMatches } from '../app/compare.js';
 import { mapPoints } from '../app/feature-map.js';
 import { AtlasError } from '../errors.js';
-import { decodeCursor, encodeCursor } from './connection.js';
+import { decodeCursor, encodeCursor, pageInfo } from './connection.js';
 
 /** A stored comparison seen from the order the caller asked for (it may be stored as (b, a)). */
 interface ComparisonView {
@@ -71,12 +71,11 @@ export const compareResolvers = {
       }));
       return {
         edges,
-        pageInfo: {
-          hasNextPage: page.hasNextPage,
-          hasPreviousPage: after !== null,
-          startCursor: edges[0]?.cursor ?? null,
-          endCursor: edges.at(-1)?.cursor ?? null,
-        },
+        pageInfo: pageInfo(
+          edges.map((e) => e.cursor),
+          page.hasNextPage,
+          after,
+        ),
       };
     },
   },
@@ -122,15 +121,10 @@ export const compareResolvers = {
       const after = args.after ? decodeCursor(args.after) : null;
       const page = await mapPoints(ctx.database, m.row.dictionaryId, args.first, after?.index ?? -1);
       const nodes = page.points.map((p) => ({ ...p, dictionaryId: m.row.dictionaryId }));
-      const cursor = (p: MapPoint) => encodeCursor({ value: null, index: p.index });
+      const cursors = nodes.map((p) => encodeCursor({ value: null, index: p.index }));
       return {
         nodes,
-        pageInfo: {
-          hasNextPage: page.hasNextPage,
-          hasPreviousPage: after !== null,
-          startCursor: nodes[0] ? cursor(nodes[0]) : null,
-          endCursor: nodes.length ? cursor(nodes[nodes.length - 1]) : null,
-        },
+        pageInfo: pageInfo(cursors, page.hasNextPage, after),
         totalCount: m.dSae,
       };
     },

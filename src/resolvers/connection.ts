@@ -14,6 +14,16 @@ export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.value, c.index])).toString('base64url');
 }
 
+/** A forward page's pageInfo from the cursors it issued; `after` is the cursor it started from. */
+export function pageInfo(cursors: string[], hasNextPage: boolean, after: Cursor | null) {
+  return {
+    hasNextPage,
+    hasPreviousPage: after !== null,
+    startCursor: cursors[0] ?? null,
+    endCursor: cursors.at(-1) ?? null,
+  };
+}
+
 const MAX_INT4 = 2 ** 31 - 1;
 
 export function decodeCursor(s: string): Cursor {
