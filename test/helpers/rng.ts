@@ -1,14 +1,8 @@
 /** Seeded PRNG (mulberry32) and normal samples, so fixtures are the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/engine/random.js';
+
+/** The engine's generator (src/engine/random.ts), under the name the tests use. */
+export const rng = mulberry32;
 
 export function normal(rand: () => number): number {
   const u = Math.max(rand(), 1e-12);

@@ -10,6 +10,7 @@
 import { bestMatches, unitRows } from '../compare/similarity.js';
 import { umap } from './umap.js';
 import type { SessionSettings } from '../runtime/session.js';
+import { mulberry32 } from '../random.js';
 
 export interface MapLayout {
   /** x, y of each row, interleaved: [n, 2]. */
@@ -30,18 +31,6 @@ export interface LayoutOptions {
   epochs?: number;
   minDist?: number;
   onProgress?: (phase: MapPhase, fraction: number) => void;
-}
-
-/** mulberry32: a small seeded generator with a full 2³² period. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Lays out decoder rows [n, d] (row-major, any norms) in two dimensions. */
@@ -70,7 +59,7 @@ export async function layoutDecoders(rows: Float32Array, d: number, opts: Layout
   const embedding = await umap(indices, distances, n, k, {
     epochs,
     minDist: opts.minDist ?? 0.1,
-    random: seeded(opts.seed ?? 42),
+    random: mulberry32(opts.seed ?? 42),
     onEpoch: async (done) => {
       if (done % 10 !== 0 && done !== epochs) return;
       opts.onProgress?.('layout', done / epochs);

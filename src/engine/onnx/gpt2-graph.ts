@@ -19,8 +19,17 @@ import {
   type HookKind,
   type TransformerWeights,
 } from '../model/types.js';
-import { floatAttr, type GraphSpec } from './proto.js';
-import { GraphBuilder, checkedTensor, attention, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
+import type { GraphSpec } from './proto.js';
+import {
+  GraphBuilder,
+  checkedTensor,
+  attention,
+  gelu,
+  layerNorm,
+  positionsAndMask,
+  splitHeads,
+  transformerIO,
+} from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
 export const GPT2_GRAPH_VERSION = 2;
@@ -56,13 +65,8 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   const g = new GraphBuilder();
   const f = (name: string, dims: number[]) => g.float(name, dims, checkedTensor(w, name, dims));
 
-  const layerNorm = (x: string, prefix: string, output: string): string =>
-    g.op(
-      'LayerNormalization',
-      [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])],
-      { axis: -1, epsilon: floatAttr(c.normEps) },
-      output,
-    );
+  const ln = (x: string, prefix: string, output: string): string =>
+    layerNorm(g, x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d]), c.normEps, output);
 
   const { positions, maskBias } = positionsAndMask(g);
   const tokens = g.op('Gather', [f('embed.W_E', [vocabSize, d]), 'input_ids'], {}, EMBED_HOOK);
@@ -88,7 +92,7 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
       ['b_Q', 'b_K', 'b_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [width])),
       1,
     );
-    const normed = layerNorm(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
+    const normed = ln(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
     const qkv = g.op('Add', [
       g.op('MatMul', [normed, g.float(`${b}.attn.W_QKV`, [d, 3 * width], Wqkv)]),
       g.float(`${b}.attn.b_QKV`, [3 * width], bqkv),
@@ -116,7 +120,7 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     );
     const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
 
-    const normed2 = layerNorm(mid, `${b}.ln2`, hook('ln2.hook_normalized'));
+    const normed2 = ln(mid, `${b}.ln2`, hook('ln2.hook_normalized'));
     const pre = g.op(
       'Add',
       [g.op('MatMul', [normed2, f(`${b}.mlp.W_in`, [d, dMlp])]), f(`${b}.mlp.b_in`, [dMlp])],
@@ -133,7 +137,7 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
     resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
   }
 
-  const final = layerNorm(resid, 'ln_final', FINAL_NORM_HOOK);
+  const final = ln(resid, 'ln_final', FINAL_NORM_HOOK);
   // Tied embeddings reuse W_E (transposed once when the session loads) instead of storing it twice.
   const W_U = c.tiedEmbeddings
     ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')

@@ -15,7 +15,7 @@ import type { onnx as OnnxNs } from 'onnx-proto';
 import type { TransformerConfig, TransformerWeights } from '../model/types.js';
 import { hookLayout } from '../model/hooks.js';
 import { AtlasError } from '../../errors.js';
-import { floatTensor, int64Tensor, node, valueInfo } from './proto.js';
+import { floatAttr, floatTensor, int64Tensor, node, valueInfo } from './proto.js';
 import type { ExternalDataWriter } from './write-model.js';
 
 /** Additive mask value: large enough to zero a softmax weight, finite so a fully masked row is not NaN. */
@@ -117,6 +117,18 @@ export function positionsAndMask(g: GraphBuilder): Masks {
       return m;
     },
   };
+}
+
+/** LayerNorm with weight and bias over the last axis (gpt2, gpt_neox). */
+export function layerNorm(
+  g: GraphBuilder,
+  x: string,
+  weight: string,
+  bias: string,
+  eps: number,
+  output?: string,
+): string {
+  return g.op('LayerNormalization', [x, weight, bias], { axis: -1, epsilon: floatAttr(eps) }, output);
 }
 
 /** Splits [batch, seq, heads*dHead] into heads [batch, heads, seq, dHead]. */

@@ -12,12 +12,13 @@
  */
 import { AtlasError } from '../../errors.js';
 import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
-import { floatAttr, type GraphSpec } from './proto.js';
+import type { GraphSpec } from './proto.js';
 import {
   GraphBuilder,
   checkedTensor,
   attention,
   gelu,
+  layerNorm,
   mergeHeads,
   positionsAndMask,
   splitHeads,
@@ -46,13 +47,8 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
     w.has(b)
       ? g.op('Add', [g.op('MatMul', [x, f(W, [rows, cols])]), f(b, [cols])], {}, output)
       : g.op('MatMul', [x, f(W, [rows, cols])], {}, output);
-  const layerNorm = (x: string, prefix: string, output: string): string =>
-    g.op(
-      'LayerNormalization',
-      [x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d])],
-      { axis: -1, epsilon: floatAttr(c.normEps) },
-      output,
-    );
+  const ln = (x: string, prefix: string, output: string): string =>
+    layerNorm(g, x, f(`${prefix}.w`, [d]), f(`${prefix}.b`, [d]), c.normEps, output);
 
   const { positions, maskBias } = positionsAndMask(g);
   const rope = ropeAngles(g, c, positions);
@@ -63,7 +59,7 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
     const hook = (kind: HookKind) => hookName(l, kind);
     resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
 
-    const a = layerNorm(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
+    const a = ln(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
     const q = linear(a, `${b}.attn.W_Q`, `${b}.attn.b_Q`, d, width, hook('attn.hook_q'));
     const k = linear(a, `${b}.attn.W_K`, `${b}.attn.b_K`, d, width, hook('attn.hook_k'));
     const v = linear(a, `${b}.attn.W_V`, `${b}.attn.b_V`, d, width, hook('attn.hook_v'));
@@ -84,7 +80,7 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
     });
     const attnOut = linear(z, `${b}.attn.W_O`, `${b}.attn.b_O`, width, d, hook('hook_attn_out'));
     const mlpIn = c.parallelResidual ? resid : g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
-    const h = layerNorm(mlpIn, `${b}.ln2`, hook('ln2.hook_normalized'));
+    const h = ln(mlpIn, `${b}.ln2`, hook('ln2.hook_normalized'));
     const pre = linear(h, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp, hook('mlp.hook_pre'));
     const post = gelu(g, pre, activation, hook('mlp.hook_post'));
     const mlpOut = linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out'));
@@ -93,7 +89,7 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
       : g.op('Add', [mlpIn, mlpOut], {}, hook('hook_resid_post'));
   }
 
-  const final = layerNorm(resid, 'ln_final', FINAL_NORM_HOOK);
+  const final = ln(resid, 'ln_final', FINAL_NORM_HOOK);
   const W_U = c.tiedEmbeddings
     ? g.op('Transpose', ['embed.W_E'], { perm: [1, 0] }, 'unembed.W_U')
     : f('unembed.W_U', [d, vocabSize]);
