@@ -1,11 +1,11 @@
 /** Reading the catalog: server facts, models, dictionaries and pages of a dictionary's features. */
 import type { Database } from '../db/client.js';
-import { listDictionaries, listModels, requireDictionary, requireModel, type DictionaryRow } from '../db/catalog.js';
+import { listDictionaries, listModels, requireModel, type DictionaryRow } from '../db/catalog.js';
 import { pageFeatures, type Direction, type FeatureOrder, type Page } from '../db/features.js';
 import { AtlasError } from '../errors.js';
 import type { Services } from './services.js';
 
-export { listModels, requireDictionary, requireModel };
+export { listModels };
 
 export async function serverInfo(database: Database, services: Services) {
   const [ext] = await database.query<{ v: string }>(
