@@ -61,7 +61,6 @@ export interface Config {
   /** Floor of pgvector's hnsw.ef_search (candidates per index scan); raised to 4·k for large k. */
   hnswEfSearch: number;
   batching: boolean;
-  batchWaitMs: number;
   batchTokens: number;
   /** Vector budget of one batched SAE encoder run (encodeVectors, encode). */
   batchVectors: number;
@@ -95,7 +94,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxQueue: int('ATLAS_MAX_QUEUE', 64),
     hnswEfSearch: int('ATLAS_HNSW_EF_SEARCH', DEFAULT_HNSW_EF_SEARCH),
     batching: env.ATLAS_BATCHING !== '0',
-    batchWaitMs: int('ATLAS_BATCH_WAIT_MS', 4),
     batchTokens: int('ATLAS_BATCH_TOKENS', 4096, 1),
     batchVectors: int('ATLAS_BATCH_VECTORS', 4096, 1),
     requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),

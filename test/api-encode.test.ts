@@ -409,7 +409,7 @@ describe('encoding service under load', () => {
   }
 
   it('a burst beyond the queue bound is refused at once with OVERLOADED and a retry hint', async () => {
-    const a = await start({ maxQueue: 2, batchWaitMs: 20 });
+    const a = await start({ maxQueue: 2 });
     try {
       const results = await Promise.all(
         Array.from({ length: 30 }, () =>
@@ -428,7 +428,7 @@ describe('encoding service under load', () => {
   });
 
   it('a request past its deadline fails with DEADLINE_EXCEEDED', async () => {
-    const a = await start({ requestTimeoutMs: 1, batchWaitMs: 50 });
+    const a = await start({ requestTimeoutMs: 1 });
     try {
       const r = await a.gql('{ encode(dictionary: "sae", text: "the cat sat") { topFeatures { index } } }');
       assert.equal(r.errors?.[0]?.extensions?.code, 'DEADLINE_EXCEEDED');

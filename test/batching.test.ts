@@ -1,14 +1,14 @@
 /**
- * The dynamic batcher (src/engine/batching.ts) on a mocked clock: what arrives within the wait window
- * shares a run, the budget splits batches, one run at a time, the queue bound (OVERLOADED with a retry
- * hint) and the per-request deadline (DEADLINE_EXCEEDED).
+ * The dynamic batcher (src/engine/batching.ts) on a mocked clock: a request finding it idle runs at
+ * once with no time passing, what arrives during a run shares the next one, the budget splits batches,
+ * the queue bound (OVERLOADED with a retry hint) and the per-request deadline (DEADLINE_EXCEEDED).
  */
 import { describe, it, beforeEach, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { Batcher, type BatcherOptions } from '../src/engine/batching.js';
 import { isAtlasError } from '../src/errors.js';
 
-const OPTS: BatcherOptions = { waitMs: 10, budget: 10, maxQueue: 100, timeoutMs: 1000, merge: true };
+const OPTS: BatcherOptions = { budget: 10, maxQueue: 100, timeoutMs: 1000, merge: true };
 
 /** A batcher whose runs are recorded and finish when the test says so. */
 function recorder(opts: Partial<BatcherOptions> = {}) {
@@ -39,31 +39,36 @@ describe('Batcher', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'] }));
   afterEach(() => mock.timers.reset());
 
-  it('waits out the window, then runs what arrived in one batch', async () => {
+  it('runs a lone request at once, with no time passing, and batches what arrives during a run', async () => {
     const { batcher, runs, finishRun } = recorder();
-    const out = [batcher.submit(1), batcher.submit(2), batcher.submit(3)];
+    const lone = batcher.submit(1);
+    assert.deepEqual(runs, [[1]], 'the run starts within submit(), before any timer or microtask');
+    const during = [batcher.submit(2), batcher.submit(3), batcher.submit(4)];
     await flushMicrotasks();
-    assert.deepEqual(runs, [], 'nothing runs before the window closes');
-    mock.timers.tick(9);
-    assert.deepEqual(runs, []);
-    mock.timers.tick(1);
-    assert.deepEqual(runs, [[1, 2, 3]]);
+    assert.deepEqual(runs, [[1]], 'one run at a time: the others queue');
     await finishRun();
-    assert.deepEqual(await Promise.all(out), [2, 4, 6]);
-    assert.deepEqual(batcher.counts, { runs: 1, requests: 3, largest: 3 });
+    assert.deepEqual(runs, [[1], [2, 3, 4]], 'what queued during the run goes in the next one, at once');
+    await finishRun();
+    assert.deepEqual(await Promise.all([lone, ...during]), [2, 4, 6, 8]);
+    assert.deepEqual(batcher.counts, { runs: 2, requests: 4, largest: 3 });
+    const again = batcher.submit(5);
+    assert.deepEqual(runs.at(-1), [5], 'idle again: the next request runs at once too');
+    await finishRun();
+    assert.equal(await again, 10);
   });
 
-  it('runs at once when the budget is reached, and splits by budget', async () => {
+  it('splits what queued during a run by the budget', async () => {
     const { batcher, runs, finishRun } = recorder();
+    const first = batcher.submit(1);
     const out = [4, 5, 3, 20].map((i) => batcher.submit(i));
-    await flushMicrotasks();
-    assert.deepEqual(runs, [[4, 5]], 'the budget of 10 is reached without waiting; 4 + 5 + 3 would pass it');
     await finishRun();
-    assert.deepEqual(runs, [[4, 5], [3]], 'what queued during a run goes next, one run at a time');
+    assert.deepEqual(runs, [[1], [4, 5]], 'the budget of 10: 4 + 5 + 3 would pass it');
+    await finishRun();
+    assert.deepEqual(runs.at(-1), [3], 'the rest goes next, one run at a time');
     await finishRun();
     assert.deepEqual(runs.at(-1), [20], 'a request over the budget runs alone');
     await finishRun();
-    assert.deepEqual(await Promise.all(out), [8, 10, 6, 40]);
+    assert.deepEqual(await Promise.all([first, ...out]), [2, 8, 10, 6, 40]);
   });
 
   it('with merging off every request runs alone', async () => {
@@ -78,7 +83,7 @@ describe('Batcher', () => {
   });
 
   it('refuses past the queue bound with OVERLOADED and a retry hint from the measured run time', async () => {
-    const { batcher, finishRun } = recorder({ maxQueue: 2, waitMs: 0 });
+    const { batcher, finishRun } = recorder({ maxQueue: 2 });
     const first = batcher.submit(1);
     await flushMicrotasks();
     mock.timers.tick(200);
@@ -98,7 +103,7 @@ describe('Batcher', () => {
   });
 
   it('a request not finished by its deadline fails with DEADLINE_EXCEEDED; the others are unaffected', async () => {
-    const { batcher, runs, finishRun } = recorder({ waitMs: 0, timeoutMs: 100 });
+    const { batcher, runs, finishRun } = recorder({ timeoutMs: 100 });
     const slow = batcher.submit(1);
     await flushMicrotasks();
     const queued = batcher.submit(2);

@@ -101,7 +101,6 @@ describe('a gemma2 model through import, encode and build', () => {
 
   it('encode: codes on hook_z, mlp.hook_post and resid_post equal the references', async () => {
     const encoding = new EncodingService(registry, {
-      batchWaitMs: 0,
       batchTokens: 4096,
       batchVectors: 4096,
       maxQueue: 8,

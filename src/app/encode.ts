@@ -68,14 +68,7 @@ export class EncodingService {
     readonly registry: EngineRegistry,
     private readonly config: Pick<
       Config,
-      | 'batchWaitMs'
-      | 'batchTokens'
-      | 'batchVectors'
-      | 'maxQueue'
-      | 'requestTimeoutMs'
-      | 'maxInputTokens'
-      | 'maxInputChars'
-      | 'batching'
+      'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'
     >,
   ) {}
 
@@ -92,7 +85,6 @@ export class EncodingService {
 
   private options(budget: number): BatcherOptions {
     return {
-      waitMs: this.config.batchWaitMs,
       budget,
       maxQueue: this.config.maxQueue,
       timeoutMs: this.config.requestTimeoutMs,

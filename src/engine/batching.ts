@@ -1,8 +1,10 @@
 /**
- * Dynamic batching: requests that arrive within a short window are merged into one run, up to a
+ * Dynamic batching without a waiting window: a request that finds the batcher idle runs at once,
+ * alone; requests that arrive while a run is busy queue and go together in the next run, up to a
  * budget (tokens for models, vectors for encoders). One batch runs at a time per batcher, since a
- * session already uses every core; what queues during a run goes in the next one. The queue is
- * bounded (OVERLOADED with a retry hint) and every request has a deadline (DEADLINE_EXCEEDED).
+ * session already uses every core. So a lone request pays no wait, and under load batches grow to
+ * what arrives during one run. The queue is bounded (OVERLOADED with a retry hint) and every request
+ * has a deadline (DEADLINE_EXCEEDED).
  */
 import { AtlasError } from '../errors.js';
 
@@ -14,8 +16,6 @@ const MIN_RETRY_MS = 10;
 const EMA = 0.2;
 
 export interface BatcherOptions {
-  /** How long the first request of a batch waits for company. */
-  waitMs: number;
   /** Budget of one batch, in the units of `size` (a single larger request still runs, alone). */
   budget: number;
   /** Requests waiting or running before new ones are refused. */
@@ -46,7 +46,6 @@ export class Batcher<I, O> {
   readonly counts: BatchCounts = { runs: 0, requests: 0, largest: 0 };
   private queue: Pending<I, O>[] = [];
   private running = 0;
-  private timer: NodeJS.Timeout | null = null;
   private busy = false;
   /** Moving averages of a batch's run time and its number of requests, for the retry hint. */
   private avgRunMs = INITIAL_RUN_MS;
@@ -107,16 +106,6 @@ export class Batcher<I, O> {
     fn();
   }
 
-  private schedule(): void {
-    if (this.busy || this.queue.length === 0) return;
-    const queued = this.queue.reduce((s, p) => s + p.size, 0);
-    if (!this.opts.merge || queued >= this.opts.budget || this.opts.waitMs === 0) {
-      this.flush();
-    } else if (!this.timer) {
-      this.timer = setTimeout(() => this.flush(), this.opts.waitMs);
-    }
-  }
-
   private take(): Pending<I, O>[] {
     if (!this.opts.merge) return this.queue.splice(0, 1);
     const batch: Pending<I, O>[] = [];
@@ -129,11 +118,8 @@ export class Batcher<I, O> {
     return batch;
   }
 
-  private flush(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
+  /** Starts a run of what is queued unless one is busy (it calls this again when it ends). */
+  private schedule(): void {
     if (this.busy || this.queue.length === 0) return;
     const batch = this.take();
     this.busy = true;
