@@ -6,13 +6,24 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { openLlama2c } from '../src/engine/checkpoints/llama2c.js';
 import { generate } from '../src/engine/generate.js';
 import { inspectModel, loadModel } from '../src/engine/model/load.js';
 import type { LoadedModel } from '../src/engine/model/types.js';
+import { decodeModel } from '../src/engine/onnx/prune.js';
 import { relError } from './helpers/graph-runner.js';
 import { sharedFile, STORIES_CHECKPOINT } from './helpers/shared.js';
 import { ReferenceLlama } from './reference/llama.js';
@@ -107,6 +118,25 @@ test('a run of early hooks (a pruned graph) gives the same values as the full gr
     files.some((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f)),
     `a pruned variant is cached beside model.onnx: ${files}`,
   );
+});
+
+test('a hook on the last layer runs a graph cut there (no logits or KV outputs), equal to the reference', async () => {
+  const tokens = model.tokenizer.encode('The dog ran to the big tree.');
+  const last = 'blocks.4.hook_resid_post';
+  const got = await model.runHooks([tokens], [last]);
+  const err = relError(got.get(last)!.data, reference.run(tokens).hooks.get(last)!);
+  assert.ok(err < 1e-4, `relative error ${err}`);
+  const folder = readdirSync(join(root, 'data', 'onnx')).map((d) => join(root, 'data', 'onnx', d))[0];
+  const outputsOf = (file: string) =>
+    (decodeModel(readFileSync(join(folder, file))).graph?.output ?? []).map((o) => o.name ?? '');
+  const cut = readdirSync(folder)
+    .filter((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f))
+    .map(outputsOf)
+    .find((outputs) => outputs.includes(last));
+  assert.ok(cut, 'a pruned variant ending at the last layer is cached beside model.onnx');
+  const upToLast = model.info.hookPoints.slice(0, model.info.hookPoints.indexOf(last) + 1);
+  assert.deepEqual(cut, upToLast, 'its outputs are the hooks up to the cut, in order');
+  assert.ok(outputsOf('model.onnx').includes('logits'), 'the full graph (for decoding) keeps the logits');
 });
 
 test('greedy generation on the ONNX path equals the reference token for token for 256 steps', async () => {
