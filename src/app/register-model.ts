@@ -1,7 +1,11 @@
-/** Adding a model to the catalog: reads its facts from the checkpoint (no graph is built) and upserts them. */
+/**
+ * Adding a model to the catalog: reads its facts from the checkpoint and upserts them; given a data
+ * dir, it also converts the checkpoint to its cached ONNX graph first, so that the server's first
+ * request for the model does not pay for the conversion.
+ */
 import type { Database } from '../db/client.js';
 import { upsertModel, type ModelRow } from '../db/catalog.js';
-import { inspectModel } from '../engine/model/load.js';
+import { convertModel, inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
 
 export interface RegisterModel {
@@ -13,12 +17,15 @@ export interface RegisterModel {
    * Overrides the checkpoint's default (llama: BOS first; gpt2: none, though TransformerLens-trained SAEs expect one).
    */
   prependBos?: boolean;
+  /** Convert the graph now into this data dir's cache (ATLAS_DATA_DIR), reporting to onProgress. */
+  convert?: { dataDir: string; onProgress: (message: string) => void };
 }
 
 export async function registerModel(database: Database, req: RegisterModel): Promise<ModelRow> {
   const info = inspectModel(req.path, req.tokenizerPath);
   // Fail now, not at the first request, when the given tokenizer cannot be read.
   if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
+  if (req.convert) await convertModel(req.path, req.convert);
   return upsertModel(database, {
     id: req.id,
     name: req.name,

@@ -21,13 +21,14 @@ export function register(program: Command): void {
     )
     .option('--no-bos', 'default BOS policy: no BOS (default for gpt2); dictionaries whose files say follow their own')
     .action(async (path: string, opts: { id: string; tokenizer?: string; name?: string; bos?: boolean }) => {
-      await withDatabase(async (database) => {
+      await withDatabase(async (database, config) => {
         const row = await registerModel(database, {
           id: opts.id,
           path: resolve(path),
           tokenizerPath: opts.tokenizer ? resolve(opts.tokenizer) : undefined,
           name: opts.name ?? basename(path),
           prependBos: opts.bos,
+          convert: { dataDir: config.dataDir, onProgress: (m) => process.stderr.write(`atlas: ${opts.id}: ${m}\n`) },
         });
         console.log(
           `Registered model ${row.id}: ${row.architecture}, d_model ${row.dModel}, ${row.nLayers} layers, vocab ` +

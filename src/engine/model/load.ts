@@ -1,6 +1,7 @@
 /**
  * Loads a model for running: recognises the checkpoint format, converts the weights to an ONNX graph
- * once (cached on disk under the data dir), opens the session and returns a LoadedModel.
+ * once (cached on disk under the data dir; `atlas model add` does it through convertModel, so the
+ * first request does not), opens the session and returns a LoadedModel.
  *
  * Formats: a llama2.c `.bin` checkpoint (tokenizer: --tokenizer, else `tokenizer.bin`, else the only
  * `tok*.bin` beside the checkpoint); a Hugging Face folder with config.json (tokenizer: the folder's
@@ -200,6 +201,33 @@ function unembeddingOf(w: TransformerWeights): Unembedding {
   };
 }
 
+/** The cache folder of the checkpoint's converted graph, converting it first when absent. */
+async function convertedFolder(path: string, ckpt: Checkpoint, opts: LoadModelOptions): Promise<string> {
+  const builder = BUILDERS[ckpt.info.architecture as Architecture];
+  const key = await cacheKey(ckpt.files, builder.version);
+  const big = ckpt.files.reduce((sum, f) => sum + statSync(f).size, 0) >= PROGRESS_BYTES;
+  const progress =
+    opts.onProgress ??
+    (big ? (m: string) => process.stderr.write(`atlas: ${basename(path)}: ${m}\n`) : () => undefined);
+  return cachedEntry(opts.dataDir, key, (dir) => {
+    const started = Date.now();
+    progress('converting to ONNX once (cached for later loads)');
+    builder.write(ckpt.weights(), join(dir, MODEL_FILE), opts, progress);
+    progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
+}
+
+/**
+ * Converts a checkpoint to its ONNX graph in the cache now (nothing for a ready .onnx file, or when
+ * the cache has it), so that loading it later only opens the session.
+ */
+export async function convertModel(
+  path: string,
+  opts: Pick<LoadModelOptions, 'dataDir' | 'externalDataThresholdBytes' | 'onProgress'>,
+): Promise<void> {
+  if (!path.endsWith('.onnx')) await convertedFolder(path, openCheckpoint(path), opts);
+}
+
 export async function loadModel(path: string, opts: LoadModelOptions): Promise<LoadedModel> {
   // A ready ONNX file is run as exported: no weights to convert, its outputs name the hooks.
   if (path.endsWith('.onnx'))
@@ -226,19 +254,7 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     );
   }
 
-  const weights = ckpt.weights();
-  const builder = BUILDERS[weights.config.architecture];
-  const key = await cacheKey(ckpt.files, builder.version);
-  const big = ckpt.files.reduce((sum, f) => sum + statSync(f).size, 0) >= PROGRESS_BYTES;
-  const progress =
-    opts.onProgress ??
-    (big ? (m: string) => process.stderr.write(`atlas: ${basename(path)}: ${m}\n`) : () => undefined);
-  const folder = await cachedEntry(opts.dataDir, key, (dir) => {
-    const started = Date.now();
-    progress('converting to ONNX once (cached for later loads)');
-    builder.write(weights, join(dir, MODEL_FILE), opts, progress);
-    progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  });
+  const folder = await convertedFolder(path, ckpt, opts);
   const dataFile = join(folder, `${MODEL_FILE}.data`);
   const hooksOnly =
     (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
@@ -258,7 +274,8 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     ...(hooksOnly
       ? {}
       : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
-    unembedding: () => (unembedding ??= unembeddingOf(weights)),
+    // Read from the checkpoint when first asked (the logit lens), not at every load.
+    unembedding: () => (unembedding ??= unembeddingOf(ckpt.weights())),
     close: () => runner.close(),
   };
 }
