@@ -41,8 +41,6 @@ export interface LoadModelOptions {
   device?: DeviceSetting;
   /** Intra-op threads; 0 or absent lets onnxruntime decide. */
   threads?: number;
-  /** Initializer bytes above which the converted graph stores its weights as external data. */
-  externalDataThresholdBytes?: number;
   /** External weight bytes above which the model runs hooks only (default HOOKS_ONLY_BYTES). */
   hooksOnlyAboveBytes?: number;
   /** Hears conversion progress; by default it goes to stderr for checkpoints over PROGRESS_BYTES. */
@@ -58,18 +56,19 @@ const PROGRESS_BYTES = 256 * 1024 ** 2;
  */
 const HOOKS_ONLY_BYTES = 1024 ** 3;
 
-type WriteGraph = (
-  w: TransformerWeights,
-  path: string,
-  opts: LoadModelOptions,
-  progress: (message: string) => void,
-) => void;
+type WriteGraph = (w: TransformerWeights, path: string, progress: (message: string) => void) => void;
+/**
+ * Converted graphs keep their weights in external data (`model.onnx.data`), whatever their size: the
+ * graphs cut at a hook (runtime/forward.ts) then reference the same data file, so cutting one reads
+ * and writes only the small graph file (milliseconds, where re-encoding GPT-2 small's inline weights
+ * took seconds) and takes no disk for weights.
+ */
 const inMemory =
   (build: (w: TransformerWeights) => GraphSpec): WriteGraph =>
-  (w, path, opts) => {
-    writeOnnxModel(build(w), path, { externalDataThresholdBytes: opts.externalDataThresholdBytes });
+  (w, path) => {
+    writeOnnxModel(build(w), path, { externalDataThresholdBytes: 0 });
   };
-const streamed: WriteGraph = (w, path, _opts, progress) =>
+const streamed: WriteGraph = (w, path, progress) =>
   writeGemmaModel(w, path, (done, total, bytes) =>
     progress(`converted layer ${done}/${total} (${(bytes / 1024 ** 3).toFixed(2)} GiB written)`),
   );
@@ -212,7 +211,7 @@ async function convertedFolder(path: string, ckpt: Checkpoint, opts: LoadModelOp
   return cachedEntry(opts.dataDir, key, (dir) => {
     const started = Date.now();
     progress('converting to ONNX once (cached for later loads)');
-    builder.write(ckpt.weights(), join(dir, MODEL_FILE), opts, progress);
+    builder.write(ckpt.weights(), join(dir, MODEL_FILE), progress);
     progress(`converted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
 }
@@ -223,7 +222,7 @@ async function convertedFolder(path: string, ckpt: Checkpoint, opts: LoadModelOp
  */
 export async function convertModel(
   path: string,
-  opts: Pick<LoadModelOptions, 'dataDir' | 'externalDataThresholdBytes' | 'onProgress'>,
+  opts: Pick<LoadModelOptions, 'dataDir' | 'onProgress'>,
 ): Promise<void> {
   if (!path.endsWith('.onnx')) await convertedFolder(path, openCheckpoint(path), opts);
 }
