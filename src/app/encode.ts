@@ -6,9 +6,10 @@
  */
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
-import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
+import type { DictionaryRow, ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
 import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
+import { CatalogCache } from './catalog-cache.js';
 import type { EngineRegistry } from './registry.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
@@ -63,6 +64,8 @@ export const MAX_VECTORS = 4096;
 export class EncodingService {
   private modelBatchers = new Map<string, Batcher<HookRequest, HookRows>>();
   private encoderBatchers = new Map<string, Batcher<VectorRequest, SaeEncoding>>();
+  /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
+  readonly catalog = new CatalogCache();
 
   constructor(
     readonly registry: EngineRegistry,
@@ -362,7 +365,7 @@ export async function hookActivationsOf(
   encoding: EncodingService,
   args: { model: string; text: string; hooks: string[]; truncate: boolean },
 ) {
-  const model = await requireModel(database, args.model);
+  const model = await encoding.catalog.model(database, args.model);
   const { tokens, rows } = await encoding.hookActivations(model, args.text, args.hooks, args.truncate);
   return {
     tokens: tokens.ids.map((id, i) => ({ id, text: tokens.texts[i] })),
@@ -378,7 +381,7 @@ export async function encodeVectorsOf(
   encoding: EncodingService,
   args: { dictionary: string; vectors: number[][]; topK: number },
 ): Promise<FeatureActivation[][]> {
-  return encoding.encodeVectors(await requireDictionary(database, args.dictionary), args.vectors, args.topK);
+  return encoding.encodeVectors(await encoding.catalog.dictionary(database, args.dictionary), args.vectors, args.topK);
 }
 
 /** encode / encodeMany: one model run per BOS policy for dictionaries that must share a model. */
@@ -388,7 +391,9 @@ export async function encodeTextWith(
   args: { dictionaries: string[]; text: string; topK: number; truncate: boolean },
 ): Promise<TextEncoding[]> {
   if (args.dictionaries.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name at least one dictionary.');
-  const dicts = await Promise.all([...new Set(args.dictionaries)].map((id) => requireDictionary(database, id)));
-  const model = await requireModel(database, dicts[0].modelId);
+  const dicts = await Promise.all(
+    [...new Set(args.dictionaries)].map((id) => encoding.catalog.dictionary(database, id)),
+  );
+  const model = await encoding.catalog.model(database, dicts[0].modelId);
   return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate);
 }

@@ -1,0 +1,68 @@
+/**
+ * Catalog rows (models, ready dictionaries) for the encode paths, kept CATALOG_TTL_MS after they were
+ * read, so that a request does not pay its catalog lookups every time. Invalidation is by age: rows
+ * are written by other processes (`atlas import`, `atlas model add`), so a change is seen within the
+ * TTL. Missing ids and failed reads are not kept (a fresh import is visible at once). Rows are kept
+ * per database, so one service used with two databases never mixes them.
+ */
+import type { Database } from '../db/client.js';
+import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
+
+export const CATALOG_TTL_MS = 1000;
+
+interface Entry<T> {
+  row: Promise<T>;
+  readAt: number;
+}
+
+export interface CatalogReads {
+  model(database: Database, id: string): Promise<ModelRow>;
+  dictionary(database: Database, id: string): Promise<DictionaryRow>;
+}
+
+/** Rows of one kind, per database. */
+class RowCache<T> {
+  private readonly rows = new WeakMap<Database, Map<string, Entry<T>>>();
+
+  constructor(
+    private readonly read: (database: Database, id: string) => Promise<T>,
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  get(database: Database, id: string): Promise<T> {
+    let byId = this.rows.get(database);
+    if (!byId) this.rows.set(database, (byId = new Map()));
+    const cached = byId.get(id);
+    const now = this.now();
+    if (cached && now - cached.readAt < this.ttlMs) return cached.row;
+    const entry: Entry<T> = { row: this.read(database, id), readAt: now };
+    byId.set(id, entry);
+    entry.row.catch(() => {
+      if (byId.get(id) === entry) byId.delete(id);
+    });
+    return entry.row;
+  }
+}
+
+export class CatalogCache implements CatalogReads {
+  private readonly models: RowCache<ModelRow>;
+  private readonly dictionaries: RowCache<DictionaryRow>;
+
+  constructor(
+    reads: CatalogReads = { model: requireModel, dictionary: requireDictionary },
+    ttlMs = CATALOG_TTL_MS,
+    now: () => number = Date.now,
+  ) {
+    this.models = new RowCache(reads.model, ttlMs, now);
+    this.dictionaries = new RowCache(reads.dictionary, ttlMs, now);
+  }
+
+  model(database: Database, id: string): Promise<ModelRow> {
+    return this.models.get(database, id);
+  }
+
+  dictionary(database: Database, id: string): Promise<DictionaryRow> {
+    return this.dictionaries.get(database, id);
+  }
+}
