@@ -39,13 +39,22 @@ function cudaLibraryPath(): string | null {
   return join(dirname(entry), '..', 'bin', 'napi-v6', 'linux', process.arch, 'libonnxruntime_providers_cuda.so');
 }
 
-function options(settings: SessionSettings, provider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+/**
+ * The options of every session. Thread spinning is off: a spinning pool keeps its cores busy for a
+ * while after each run, cores that the event loop, the HTTP layer and the SAE encoder's session need
+ * between runs. Chosen by bench/encode-path.ts (figures in its header).
+ */
+export function sessionOptions(
+  settings: SessionSettings,
+  provider: ExecutionProvider,
+): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: provider === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
     graphOptimizationLevel: 'all',
     // Warnings (unused initializers, CPU fallback of single nodes) are not actionable for users.
     logSeverityLevel: 3,
     ...(settings.threads > 0 ? { intraOpNumThreads: settings.threads } : {}),
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   };
 }
 
@@ -64,7 +73,7 @@ export async function createSession(model: string | Uint8Array, settings: Sessio
   const what = typeof model === 'string' ? model : 'the ONNX model';
   const cpu = async (): Promise<AtlasSession> => {
     try {
-      return { session: await open(model, options(settings, 'cpu')), provider: 'cpu' };
+      return { session: await open(model, sessionOptions(settings, 'cpu')), provider: 'cpu' };
     } catch (e) {
       throw new AtlasError('BAD_FILE', `onnxruntime cannot load ${what}: ${(e as Error).message}`);
     }
@@ -77,7 +86,7 @@ export async function createSession(model: string | Uint8Array, settings: Sessio
   }
   if (cudaProblem === undefined || cudaProblem === null) {
     try {
-      const session = await open(model, options(settings, 'cuda'));
+      const session = await open(model, sessionOptions(settings, 'cuda'));
       cudaProblem = null;
       return { session, provider: 'cuda' };
     } catch (e) {
