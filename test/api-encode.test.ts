@@ -357,8 +357,22 @@ for (const backend of BACKENDS) {
         `reconstruction { mse } } }`;
       const sequential: any[] = [];
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
+      // A request finding the model idle runs at once, and this model runs in well under a millisecond:
+      // the first concurrent run is held 300 ms so that the others arrive while it is busy.
+      const model = await a.services.registry.model(await a.services.encoding.catalog.model(a.database, 'gpt2-tiny'));
+      const runHooks = model.runHooks;
+      let held = false;
+      model.runHooks = async (...args) => {
+        if (!held) {
+          held = true;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        return runHooks(...args);
+      };
       const before = a.services.encoding.modelBatchCounts();
-      const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))]));
+      const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))])).finally(
+        () => (model.runHooks = runHooks),
+      );
       const after = a.services.encoding.modelBatchCounts();
       assert.equal(after.requests - before.requests, 2 * texts.length);
       assert.ok(after.runs - before.runs < 2 * texts.length, 'concurrent requests must share model runs');

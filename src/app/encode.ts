@@ -112,7 +112,8 @@ export class EncodingService {
                 dims: [, S, d],
                 data,
               } = out.get(h)!;
-              rows.set(h, { data: data.slice(b * S * d, (b * S + r.tokens.length) * d), d });
+              // A view of the batch's output, not a copy: the batch lives as long as its requests.
+              rows.set(h, { data: data.subarray(b * S * d, (b * S + r.tokens.length) * d), d });
             }
             return rows;
           });
@@ -286,17 +287,15 @@ export class EncodingService {
           isBos: tokens.bosPositions.has(position),
           features: activeFeatures(dict.id, enc, position, topK),
         }));
-        const kept = perToken.filter((t) => !t.isBos).map((t) => t.position);
+        const scored = perToken.filter((t) => !t.isBos);
         // A transcoder's reconstruction is of its output hook.
         const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
         return {
           dictionary: dict,
           tokens: perToken,
-          topFeatures: strongest(
-            perToken.filter((t) => !t.isBos),
-            topK,
-          ),
-          reconstruction: quality(target, enc, kept, dict.dIn),
+          topFeatures: strongest(scored, topK),
+          // BOS can only be the first token, so the scored tokens are the last ones.
+          reconstruction: quality(target, enc, n - scored.length, n, dict.dIn),
         };
       }),
     );
@@ -346,17 +345,14 @@ function strongest(tokens: TokenFeatures[], k: number): FeatureActivation[] {
   return [...best.values()].sort((a, b) => b.activation - a.activation || a.index - b.index).slice(0, k);
 }
 
-function quality(x: Float32Array, e: SaeEncoding, positions: number[], d: number): TextEncoding['reconstruction'] {
-  const xs = new Float32Array(positions.length * d);
-  const hs = new Float32Array(positions.length * d);
+/** Reconstruction quality over the rows [from, to), read in place. */
+function quality(x: Float32Array, e: SaeEncoding, from: number, to: number, d: number): TextEncoding['reconstruction'] {
+  const rows = to - from;
+  if (rows === 0) return { mse: 0, normalizedMse: null, explainedVariance: null, cosine: 1, l0: 0 };
   let l0 = 0;
-  positions.forEach((p, i) => {
-    xs.set(x.subarray(p * d, (p + 1) * d), i * d);
-    hs.set(e.xHat.subarray(p * d, (p + 1) * d), i * d);
-    l0 += e.l0[p];
-  });
-  if (positions.length === 0) return { mse: 0, normalizedMse: null, explainedVariance: null, cosine: 1, l0: 0 };
-  return { ...reconstructionMetrics(xs, hs, positions.length), l0: l0 / positions.length };
+  for (let p = from; p < to; p++) l0 += e.l0[p];
+  const span = (a: Float32Array) => a.subarray(from * d, to * d);
+  return { ...reconstructionMetrics(span(x), span(e.xHat), rows), l0: l0 / rows };
 }
 
 /** hookActivations: a model's activations at the named hooks for one text. */
