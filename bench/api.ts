@@ -208,6 +208,7 @@ async function encodeBench(): Promise<void> {
     });
     console.log('| request | batching | concurrency | requests/s | p50 ms | p99 ms | failed |');
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    const rps = new Map<string, number>();
     for (const c of [1, 8, 32]) {
       for (const [name, s] of [
         ['on', on],
@@ -215,12 +216,18 @@ async function encodeBench(): Promise<void> {
       ] as const) {
         await load(s.server.url, body, c, 1);
         const r = await load(s.server.url, body, c);
+        rps.set(`${name} ${c}`, r.rps);
         console.log(
           `| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ` +
             `${r.failed}/${r.total} |`,
         );
       }
     }
+    console.log(
+      `\nencode throughput at concurrency 32 ÷ sequential (concurrency 1, batching off): ` +
+        `${(rps.get('on 32')! / rps.get('off 1')!).toFixed(2)}× with batching, ` +
+        `${(rps.get('off 32')! / rps.get('off 1')!).toFixed(2)}× without\n`,
+    );
     const search = JSON.stringify({
       query: 'query($t: String!) { searchFeatures(query: $t, first: 10) { feature { id } score } }',
       variables: { t: 'the little dog' },
