@@ -255,9 +255,7 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     tokenizer,
     executionProvider: runner.provider,
     runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
-    ...(hooksOnly
-      ? {}
-      : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
+    ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     unembedding: () => (unembedding ??= unembeddingOf(weights)),
     close: () => runner.close(),
   };
