@@ -1,0 +1,146 @@
+/**
+ * `generate` over HTTP on PGlite with the demo GPT-2 and its layer-1 dictionary: strength 0 equals the
+ * default run, a strong ADD of a feature makes its logit-lens tokens (computed here in float64 from the
+ * weights) more likely in the returned logprobs, CLAMP with the dictionary's own encoder runs, and bad
+ * input is refused with coded errors.
+ */
+import { describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
+import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
+import { sharedFile, STORIES_CHECKPOINT } from './helpers/shared.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
+import { DEMO_DIR } from '../src/app/demo.js';
+import { openSae } from '../src/engine/sae/open.js';
+import { loadHfCheckpoint } from '../src/engine/checkpoints/huggingface.js';
+
+const DICT = 'demo-L1';
+const FEATURE = 1143;
+const MAX_TOKENS = 64;
+
+/** The feature's logit-lens tokens: the top of d · diag(w_ln_final) · W_U. */
+function lensTokens(k: number): Set<number> {
+  const src = openSae(join(DEMO_DIR, 'saes', 'layer1'));
+  const { W_dec } = src.loadParams();
+  src.close();
+  const w = loadHfCheckpoint(join(DEMO_DIR, 'model'));
+  const { dModel: d, vocabSize } = w.config;
+  const row = W_dec.subarray(FEATURE * d, (FEATURE + 1) * d);
+  const gain = w.tensor('ln_final.w');
+  const WU = w.tensor('unembed.W_U');
+  const scores = Array.from({ length: vocabSize }, (_, t) => {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += row[i] * gain[i] * WU[i * vocabSize + t];
+    return { t, s };
+  });
+  return new Set(
+    scores
+      .sort((a, b) => b.s - a.s)
+      .slice(0, k)
+      .map((x) => x.t),
+  );
+}
+
+const GEN = `query($steering: [SteeringInput!], $max: Int = 16, $default: Boolean = true) {
+  generate(model: "demo", prompt: "The people of the", maxTokens: $max, steering: $steering, withDefault: $default) {
+    text tokens { tokenId text logprob topAlternatives { tokenId logprob } }
+    default { text tokens { tokenId logprob topAlternatives { tokenId logprob } } default { text } }
+  }
+}`;
+
+interface Gen {
+  text: string;
+  tokens: { tokenId: number; logprob: number; topAlternatives: { tokenId: number; logprob: number }[] }[];
+  default: Gen | null;
+}
+
+describe('generate API on pglite', () => {
+  const files = tempDir('atlas-generate-');
+  const test = useTestAtlas(
+    'generate API on pglite',
+    () =>
+      startTestAtlas(
+        'pglite',
+        async (db, dataDir) => {
+          await registerModel(db, { id: 'demo', path: join(DEMO_DIR, 'model'), name: 'demo', prependBos: true });
+          await importDictionary(db, { path: join(DEMO_DIR, 'saes', 'layer1'), modelId: 'demo', id: DICT, dataDir });
+          await registerModel(db, { id: 'stories', path: sharedFile(STORIES_CHECKPOINT), name: 'stories' });
+          const fx = writeSaeFixture(join(files.dir, 's'), {
+            format: 'saelens',
+            dIn: 64,
+            hookName: 'blocks.2.hook_resid_post',
+          });
+          await importDictionary(db, { path: fx.path, modelId: 'stories', id: 'stories-sae', dataDir });
+        },
+        { maxGenerateTokens: MAX_TOKENS },
+      ),
+    () => files.cleanup(),
+  );
+
+  const generate = async (a: Parameters<Parameters<typeof test>[1]>[0], vars: Record<string, unknown>) => {
+    const r = await a.gql<{ generate: Gen }>(GEN, vars);
+    assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+    return r.data!.generate;
+  };
+
+  test('strength 0 equals the default run token for token; default is the unsteered sampling', async (a) => {
+    const g = await generate(a, { steering: [{ dictionary: DICT, index: FEATURE, strength: 0 }] });
+    assert.equal(g.tokens.length, 16);
+    assert.deepEqual(
+      g.tokens.map((t) => t.tokenId),
+      g.default!.tokens.map((t) => t.tokenId),
+    );
+    assert.equal(g.text, g.default!.text);
+    assert.equal(g.default!.default, null);
+    for (const t of g.tokens) {
+      // Greedy: the chosen token is the most likely alternative, and logprobs are log-probabilities.
+      assert.equal(t.topAlternatives[0].tokenId, t.tokenId);
+      assert.ok(t.logprob <= 0 && t.topAlternatives.every((x, i, all) => i === 0 || x.logprob <= all[i - 1].logprob));
+    }
+  });
+
+  test('a strong ADD makes the feature’s logit-lens tokens more likely', async (a) => {
+    const lens = lensTokens(10);
+    const g = await generate(a, { steering: [{ dictionary: DICT, index: FEATURE, strength: 12 }] });
+    const mass = (run: Gen) =>
+      run.tokens.reduce(
+        (sum, t) =>
+          sum + t.topAlternatives.filter((x) => lens.has(x.tokenId)).reduce((s, x) => s + Math.exp(x.logprob), 0),
+        0,
+      );
+    assert.ok(mass(g) > 2 * mass(g.default!), `lens mass steered ${mass(g)} vs default ${mass(g.default!)}`);
+    assert.notEqual(g.text, g.default!.text);
+  });
+
+  test('CLAMP with the dictionary’s encoder and several interventions run together', async (a) => {
+    const g = await generate(a, {
+      max: 8,
+      default: false,
+      steering: [
+        { dictionary: DICT, index: FEATURE, strength: 8, method: 'CLAMP' },
+        { dictionary: DICT, index: 7, strength: 0.5, method: 'PROJECTION_CAP' },
+      ],
+    });
+    assert.equal(g.tokens.length, 8);
+    assert.equal(g.default, null);
+  });
+
+  test('bad input is refused with coded errors', async (a) => {
+    const code = async (query: string, vars: Record<string, unknown> = {}) =>
+      (await a.gql(query, vars)).errors?.[0]?.extensions?.code;
+    const steer = (s: string) => `{ generate(model: "demo", prompt: "The", steering: [${s}]) { text } }`;
+    assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 99999, strength: 1 }`)), 'NOT_FOUND');
+    assert.equal(await code(steer(`{ dictionary: "nope", index: 1, strength: 1 }`)), 'NOT_FOUND');
+    assert.equal(await code(steer(`{ dictionary: "stories-sae", index: 1, strength: 1 }`)), 'BAD_USER_INPUT');
+    assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 1, strength: 1e999 }`)), 'BAD_USER_INPUT');
+    assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 1, strength: -1e999 }`)), 'BAD_USER_INPUT');
+    assert.equal(
+      await code(`{ generate(model: "demo", prompt: "The", maxTokens: ${MAX_TOKENS + 1}) { text } }`),
+      'INPUT_TOO_LONG',
+    );
+    assert.equal(await code(`{ generate(model: "nope", prompt: "The") { text } }`), 'NOT_FOUND');
+    assert.equal(await code(`{ generate(model: "demo", prompt: "The", seed: 0) { text } }`), 'BAD_USER_INPUT');
+  });
+});
