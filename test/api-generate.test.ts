@@ -1,12 +1,16 @@
 /**
  * `generate` over HTTP on PGlite with the demo GPT-2 and its layer-1 dictionary: strength 0 equals the
  * default run, a strong ADD of a feature makes its logit-lens tokens (computed here in float64 from the
- * weights) more likely in the returned logprobs, CLAMP with the dictionary's own encoder runs, and bad
- * input is refused with coded errors.
+ * weights) more likely in the returned logprobs, CLAMP with the dictionary's own encoder runs, bad
+ * input is refused with coded errors, encode requests pass a long generation, and generateStream
+ * streams over graphql-ws's own client and stops the model when the subscription is cancelled.
  */
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
 import { startTestAtlas, useTestAtlas } from './helpers/atlas-server.js';
 import { writeSaeFixture, tempDir } from './helpers/sae-fixtures.js';
 import { sharedFile, STORIES_CHECKPOINT } from './helpers/shared.js';
@@ -142,5 +146,79 @@ describe('generate API on pglite', () => {
     );
     assert.equal(await code(`{ generate(model: "nope", prompt: "The") { text } }`), 'NOT_FOUND');
     assert.equal(await code(`{ generate(model: "demo", prompt: "The", seed: 0) { text } }`), 'BAD_USER_INPUT');
+  });
+
+  test('an encode request is answered while a long generation runs', async (a) => {
+    const order: string[] = [];
+    const long = a
+      .gql(`{ generate(model: "demo", prompt: "The people", maxTokens: ${MAX_TOKENS}) { text } }`)
+      .then(() => order.push('generate'));
+    await sleep(50);
+    const r = await a.gql(`{ encode(dictionary: "${DICT}", text: "the United States") { topFeatures { index } } }`);
+    order.push('encode');
+    assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+    await long;
+    assert.deepEqual(order, ['encode', 'generate']);
+  });
+
+  const STREAM = `subscription($max: Int!) {
+    generateStream(model: "demo", prompt: "The people of the", maxTokens: $max,
+                   steering: [{ dictionary: "${DICT}", index: ${FEATURE}, strength: 12 }]) {
+      run index token { tokenId } done { text tokens { tokenId } default { tokens { tokenId } } }
+    }
+  }`;
+  const wsClient = (a: { url: string }): Client =>
+    createClient({ url: a.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
+
+  test('generateStream streams steered and default tokens over graphql-ws, then the whole generation', async (a) => {
+    const client = wsClient(a);
+    try {
+      const events: any[] = [];
+      for await (const e of client.iterate({ query: STREAM, variables: { max: 10 } })) {
+        assert.equal(e.errors, undefined, JSON.stringify(e.errors));
+        events.push((e.data as any).generateStream);
+      }
+      const done = events.at(-1).done;
+      assert.ok(done, 'the last event carries the generation');
+      const streamed = (run: string) => events.filter((e) => e.run === run && e.token).map((e) => e.token.tokenId);
+      assert.deepEqual(
+        streamed('STEERED'),
+        done.tokens.map((t: any) => t.tokenId),
+      );
+      assert.deepEqual(
+        streamed('DEFAULT'),
+        done.default.tokens.map((t: any) => t.tokenId),
+      );
+      assert.equal(streamed('STEERED').length, 10);
+      // Errors come back coded before any token.
+      const bad = client.iterate({ query: STREAM, variables: { max: MAX_TOKENS + 1 } });
+      const first = (await bad.next()).value as any;
+      assert.equal(first.errors?.[0]?.extensions?.code, 'INPUT_TOO_LONG');
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  test('cancelling the subscription stops the model run', async (a) => {
+    const client = wsClient(a);
+    try {
+      const counts = () => a.services.encoding.modelBatchCounts().requests;
+      const before = counts();
+      let tokens = 0;
+      const cancel = client.subscribe(
+        { query: STREAM, variables: { max: MAX_TOKENS } },
+        { next: () => void tokens++, error: () => undefined, complete: () => undefined },
+      );
+      while (tokens < 3) await sleep(5);
+      cancel();
+      await sleep(300);
+      const stopped = counts();
+      await sleep(500);
+      assert.equal(counts(), stopped, 'no model call after the cancellation settled');
+      // Two runs of MAX_TOKENS steps would make about 2 × 64 calls.
+      assert.ok(stopped - before < 40, `${stopped - before} model calls`);
+    } finally {
+      await client.dispose();
+    }
   });
 });

@@ -82,7 +82,7 @@ export interface GenerationResult {
 /** Which run a streamed token belongs to. */
 export type GenerationRun = 'STEERED' | 'DEFAULT';
 
-export interface GenerateHooks {
+interface GenerateHooks {
   /** Stops the runs before their next model call. */
   signal?: AbortSignal;
   /** Hears each token as it is sampled. */
@@ -159,13 +159,16 @@ async function interventionsOf(
   });
 }
 
-/** generate: the steered sampling and, when asked, the same sampling without steering (same seed). */
-export async function generateWith(
+/** A checked request, ready to run: the model loaded, the interventions resolved, the prompt tokenized. */
+export interface PreparedGeneration {
+  run(hooks?: GenerateHooks): Promise<GenerationResult>;
+}
+
+export async function prepareGeneration(
   database: Database,
   encoding: EncodingService,
   req: GenerateRequest,
-  hooks: GenerateHooks = {},
-): Promise<GenerationResult> {
+): Promise<PreparedGeneration> {
   const seed = checkRequest(req, encoding.maxGenerateTokens);
   const row = await requireModel(database, req.model);
   const model = await encoding.registry.model(row);
@@ -179,7 +182,12 @@ export async function generateWith(
     );
   const tok = model.tokenizer;
   const promptText = tok.decode(prompt);
-  const run = async (which: GenerationRun, steer: Intervention[]): Promise<GenerationResult> => {
+  const choice = (tokenId: number, logprob: number): TokenChoice => ({
+    tokenId,
+    text: tok.tokenText(tokenId),
+    logprob,
+  });
+  const one = async (which: GenerationRun, steer: Intervention[], hooks: GenerateHooks): Promise<GenerationResult> => {
     const tokens: GeneratedToken[] = [];
     const sampled = sampleTokens(model, prompt, {
       maxTokens: Math.min(req.maxTokens, room),
@@ -192,11 +200,6 @@ export async function generateWith(
     });
     for await (const { id, logits } of sampled) {
       const { logprob, top } = tokenLogprobs(logits, id, TOP_ALTERNATIVES);
-      const choice = (tokenId: number, lp: number): TokenChoice => ({
-        tokenId,
-        text: tok.tokenText(tokenId),
-        logprob: lp,
-      });
       const token = { ...choice(id, logprob), topAlternatives: top.map((t) => choice(t.id, t.logprob)) };
       hooks.onToken?.(which, token, tokens.length);
       tokens.push(token);
@@ -208,9 +211,84 @@ export async function generateWith(
       : tok.decode(tokens.map((t) => t.tokenId));
     return { text, tokens, default: null };
   };
-  const [steered, plain] = await Promise.all([
-    run('STEERED', interventions),
-    req.withDefault ? run('DEFAULT', []) : Promise.resolve(null),
-  ]);
-  return { ...steered, default: plain };
+  return {
+    async run(hooks = {}) {
+      const [steered, plain] = await Promise.all([
+        one('STEERED', interventions, hooks),
+        req.withDefault ? one('DEFAULT', [], hooks) : Promise.resolve(null),
+      ]);
+      return { ...steered, default: plain };
+    },
+  };
+}
+
+/** generate: the steered sampling and, when asked, the same sampling without steering (same seed). */
+export async function generateWith(
+  database: Database,
+  encoding: EncodingService,
+  req: GenerateRequest,
+): Promise<GenerationResult> {
+  return (await prepareGeneration(database, encoding, req)).run();
+}
+
+/** One event of generateStream: a token of one run as it is sampled, or (last) the whole generation. */
+export interface GenerationEvent {
+  run: GenerationRun;
+  index: number;
+  token: GeneratedToken | null;
+  done: GenerationResult | null;
+}
+
+/**
+ * generateStream: checks the request first (errors before any event), then yields tokens as the runs
+ * sample them and finally the finished generation. Leaving the iteration early (a client that
+ * unsubscribes) aborts the runs before their next model call.
+ */
+export async function streamGeneration(
+  database: Database,
+  encoding: EncodingService,
+  req: GenerateRequest,
+): Promise<AsyncGenerator<GenerationEvent, void, undefined>> {
+  const prepared = await prepareGeneration(database, encoding, req);
+  return (async function* () {
+    const stop = new AbortController();
+    const events: GenerationEvent[] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: unknown = null;
+    const push = (e: GenerationEvent) => {
+      events.push(e);
+      wake?.();
+    };
+    const work = prepared
+      .run({ signal: stop.signal, onToken: (run, token, index) => push({ run, index, token, done: null }) })
+      .then(
+        (g) => push({ run: 'STEERED', index: g.tokens.length, token: null, done: g }),
+        (e: unknown) => {
+          failure = e;
+        },
+      )
+      .finally(() => {
+        finished = true;
+        wake?.();
+      });
+    try {
+      for (;;) {
+        const next = events.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (finished) {
+          if (failure) throw failure;
+          return;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+      }
+    } finally {
+      stop.abort();
+      await work;
+    }
+  })();
 }
