@@ -276,10 +276,10 @@ describe('browser UI', () => {
     await panel.getByLabel('Prompt').fill('the sun');
     await panel.getByRole('button', { name: 'Add a feature' }).click();
     const rows = panel.getByTestId('steer-row');
-    await rows.nth(0).getByLabel('Steering dictionary').selectOption('sae-a');
+    await rows.nth(0).getByLabel('Steering SAE').selectOption('sae-a');
     await rows.nth(0).getByLabel('Feature index').fill('3');
     await rows.nth(0).getByLabel('Strength').fill('6');
-    await rows.nth(1).getByLabel('Steering dictionary').selectOption('sae-b');
+    await rows.nth(1).getByLabel('Steering SAE').selectOption('sae-b');
     await rows.nth(1).getByLabel('Feature index').fill('9');
     await rows.nth(1).getByLabel('Strength').fill('2');
     await rows.nth(1).getByLabel('Method').selectOption('CLAMP');

@@ -185,7 +185,7 @@ export function SteerEditor({ choices }: { choices: { id: string; model: { id: s
         {rows.map((r, i) => (
           <li key={i} data-testid="steer-row">
             <select
-              aria-label="Steering dictionary"
+              aria-label="Steering SAE"
               value={r.dictionary}
               onChange={(e) => update(i, { dictionary: e.target.value })}
             >
