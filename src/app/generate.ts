@@ -116,6 +116,7 @@ async function interventionsOf(
   steering: SteeringRequest[],
 ): Promise<Intervention[]> {
   const dicts = new Map<string, DictionaryRow>();
+  const steerable = model.decoder?.().steerableHooks ?? [];
   for (const s of steering) {
     if (!Number.isFinite(s.strength))
       throw new AtlasError('BAD_USER_INPUT', `Steering strength must be a finite number, got ${s.strength}.`);
@@ -133,7 +134,6 @@ async function interventionsOf(
         'NOT_FOUND',
         `Dictionary "${dict.id}" has no feature ${s.index}; indices run 0..${dict.dSae - 1}.`,
       );
-    const steerable = model.decoder?.().steerableHooks ?? [];
     if (!steerable.includes(dict.hookPoint))
       throw new AtlasError(
         'UNSUPPORTED',

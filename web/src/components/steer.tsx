@@ -112,20 +112,18 @@ export function SteerRun({
       {error ? <ErrorBox error={error} what="the generation" /> : null}
       {state !== 'idle' ? (
         <div className="steerColumns">
-          <div>
-            <h3>Steered</h3>
-            <p className="completion" data-testid="steered-text">
-              {prompt}
-              <strong>{steered}</strong>
-            </p>
-          </div>
-          <div>
-            <h3>Default</h3>
-            <p className="completion" data-testid="default-text">
-              {prompt}
-              <strong>{plain}</strong>
-            </p>
-          </div>
+          {[
+            ['Steered', steered, 'steered-text'],
+            ['Default', plain, 'default-text'],
+          ].map(([title, text, testId]) => (
+            <div key={testId}>
+              <h3>{title}</h3>
+              <p className="completion" data-testid={testId}>
+                {prompt}
+                <strong>{text}</strong>
+              </p>
+            </div>
+          ))}
         </div>
       ) : null}
       {state === 'done' && !error ? <span data-testid="steer-done" hidden /> : null}
