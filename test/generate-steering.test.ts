@@ -161,6 +161,11 @@ function suite(
         interventions: [{ hook, method: 'PROJECTION_CAP', strength: 1e6, direction: d }],
       });
       assert.deepEqual(capped.ids, (await sample(model, ids, {})).ids);
+      // The same at the first hook, read on a graph pruned there (it has no cache or mask inputs on llama).
+      const early = await sample(model, ids, {
+        interventions: [{ hook: 'blocks.0.hook_resid_pre', method: 'PROJECTION_CAP', strength: 1e6, direction: d }],
+      });
+      assert.deepEqual(early.ids, capped.ids);
       // After an ADD, a cap on the same direction takes back what exceeds it (in that order).
       const unit = d.map((v) => v / Math.hypot(...d));
       const cap: ResidPostSteer = (h, x) => {

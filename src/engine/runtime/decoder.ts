@@ -57,7 +57,8 @@ export class KvDecoder implements Decoder {
     const feeds = batchFeeds(plan, [tokens]);
     for (const p of plan.pasts.keys()) feeds[p] = this.past[p] ?? feeds[p];
     const total = this.fed + tokens.length;
-    feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
+    // A graph pruned at an early hook may not read the mask.
+    if (plan.mask) feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]);
     if (feeds.position_ids) {
       feeds.position_ids = new ort.Tensor(
         'int64',
