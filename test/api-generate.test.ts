@@ -140,6 +140,8 @@ describe('generate API on pglite', () => {
     assert.equal(await code(steer(`{ dictionary: "stories-sae", index: 1, strength: 1 }`)), 'BAD_USER_INPUT');
     assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 1, strength: 1e999 }`)), 'BAD_USER_INPUT');
     assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 1, strength: -1e999 }`)), 'BAD_USER_INPUT');
+    // Finite but large enough to overflow float32 inside the model.
+    assert.equal(await code(steer(`{ dictionary: "${DICT}", index: 1, strength: 1e300 }`)), 'BAD_USER_INPUT');
     assert.equal(
       await code(`{ generate(model: "demo", prompt: "The", maxTokens: ${MAX_TOKENS + 1}) { text } }`),
       'INPUT_TOO_LONG',
@@ -194,6 +196,15 @@ describe('generate API on pglite', () => {
       const bad = client.iterate({ query: STREAM, variables: { max: MAX_TOKENS + 1 } });
       const first = (await bad.next()).value as any;
       assert.equal(first.errors?.[0]?.extensions?.code, 'INPUT_TOO_LONG');
+      // A failure once the runs have started arrives coded too, as the stream's last result.
+      const overflow = client.iterate({
+        query:
+          `subscription { generateStream(model: "demo", prompt: "The", withDefault: false, ` +
+          `steering: [{ dictionary: "${DICT}", index: 1, strength: 1e300 }]) { run } }`,
+      });
+      const failed = (await overflow.next()).value as any;
+      assert.equal(failed.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+      assert.equal((await overflow.next()).done, true);
     } finally {
       await client.dispose();
     }

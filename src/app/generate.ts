@@ -237,11 +237,13 @@ export interface GenerationEvent {
   index: number;
   token: GeneratedToken | null;
   done: GenerationResult | null;
+  /** Set on a last event when the runs failed after the stream began (the resolver raises it as the event's error). */
+  error?: unknown;
 }
 
 /**
  * generateStream: checks the request first (errors before any event), then yields tokens as the runs
- * sample them and finally the finished generation. Leaving the iteration early (a client that
+ * sample them and finally the finished generation (or the error that stopped them). Leaving the iteration early (a client that
  * unsubscribes) aborts the runs before their next model call.
  */
 export async function streamGeneration(
@@ -280,7 +282,7 @@ export async function streamGeneration(
           continue;
         }
         if (finished) {
-          if (failure) throw failure;
+          if (failure) yield { run: 'STEERED', index: 0, token: null, done: null, error: failure };
           return;
         }
         await new Promise<void>((resolve) => (wake = resolve));

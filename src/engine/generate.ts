@@ -248,7 +248,13 @@ export async function* sampleTokens(
   const feed = async (tokens: number[]): Promise<Float32Array> => {
     o.signal?.throwIfAborted();
     const steering = await steeringFeed(decoder, tokens, hooks, schedule);
-    return schedule(tokens.length, () => decoder.feed(tokens, steering));
+    const logits = await schedule(tokens.length, () => decoder.feed(tokens, steering));
+    if (!logits.every(Number.isFinite))
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        'The steering overflows the model (its logits are not finite); use a smaller strength.',
+      );
+    return logits;
   };
   let logits = await feed(prompt);
   for (let count = 0; count < o.maxTokens;) {

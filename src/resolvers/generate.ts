@@ -16,7 +16,11 @@ export const generateResolvers = {
         checkArguments(defs, args as unknown as Record<string, unknown>, ctx.services.maxInputChars, false);
         return streamGeneration(ctx.database, ctx.services.encoding, args);
       },
-      resolve: (event: GenerationEvent) => event,
+      // A failure after the stream began arrives as an event: raised here, it is a coded error of that result.
+      resolve: (event: GenerationEvent) => {
+        if (event.error) throw event.error;
+        return event;
+      },
     },
   },
 };
