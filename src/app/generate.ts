@@ -243,8 +243,8 @@ export interface GenerationEvent {
 
 /**
  * generateStream: checks the request first (errors before any event), then yields tokens as the runs
- * sample them and finally the finished generation (or the error that stopped them). Leaving the iteration early (a client that
- * unsubscribes) aborts the runs before their next model call.
+ * sample them and finally the finished generation (or the error that stopped them). Leaving the
+ * iteration early (a client that unsubscribes) aborts the runs before their next model call.
  */
 export async function streamGeneration(
   database: Database,
