@@ -67,6 +67,8 @@ export interface Config {
   requestTimeoutMs: number;
   maxInputTokens: number;
   maxInputChars: number;
+  /** Most tokens one `generate` may sample (ATLAS_MAX_GENERATE_TOKENS). */
+  maxGenerateTokens: number;
   /** Time a client has to send its headers, and its whole request (node:http headersTimeout, requestTimeout). */
   httpHeadersTimeoutMs: number;
   httpRequestTimeoutMs: number;
@@ -99,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestTimeoutMs: int('ATLAS_REQUEST_TIMEOUT_MS', 30000),
     maxInputTokens: int('ATLAS_MAX_INPUT_TOKENS', 1024),
     maxInputChars: int('ATLAS_MAX_INPUT_CHARS', 20000),
+    maxGenerateTokens: int('ATLAS_MAX_GENERATE_TOKENS', 256, 1),
     httpHeadersTimeoutMs: int('ATLAS_HTTP_HEADERS_TIMEOUT_MS', 10000),
     httpRequestTimeoutMs: int('ATLAS_HTTP_REQUEST_TIMEOUT_MS', 30000),
   };

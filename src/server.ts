@@ -1,6 +1,7 @@
 /**
  * The HTTP server: GraphQL at /graphql (Apollo Server on a plain node:http server, so the body size
- * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz.
+ * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz;
+ * subscriptions over WebSocket on the same path (src/subscriptions.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { basename } from 'node:path';
@@ -20,6 +21,7 @@ import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { createWebUi } from './web.js';
 import { requestAuth } from './app/auth.js';
+import { attachSubscriptions } from './subscriptions.js';
 
 export interface ServerOptions {
   database: Database;
@@ -81,7 +83,7 @@ function withoutPaths(
     : { message: text, details: clean };
 }
 
-function formatError(log: (l: string) => void) {
+export function formatError(log: (l: string) => void) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const unwrapped = unwrapResolverError(error);
     // Statements sent through drizzle reach here as the driver's errors.
@@ -218,6 +220,12 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     ],
   });
   await apollo.start();
+  const closeSubscriptions = attachSubscriptions(httpServer, {
+    database: opts.database,
+    services: opts.services,
+    validationRules: protection.validationRules,
+    formatError: formatError(log),
+  });
 
   const graphql = async (req: IncomingMessage, res: ServerResponse) => {
     let body: unknown;
@@ -342,6 +350,9 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
   return {
     httpServer,
     url: `http://${host}:${port}/graphql`,
-    stop: () => apollo.stop(),
+    stop: async () => {
+      await closeSubscriptions();
+      await apollo.stop();
+    },
   };
 }

@@ -108,6 +108,7 @@ describe('a gemma2 model through import, encode and build', () => {
       maxInputTokens: 64,
       maxInputChars: 1000,
       batching: true,
+      maxGenerateTokens: 64,
     });
     const row = await requireModel(database, 'gemma-tiny');
     const dicts = await Promise.all(DICTS.map((d) => requireDictionary(database, d.id)));

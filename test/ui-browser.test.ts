@@ -243,6 +243,57 @@ describe('browser UI', () => {
     assert.match(await page.locator('.crumbs').innerText(), /sae-b/);
   });
 
+  /** The server's own greedy completion for these interventions, to compare the panel with. */
+  const completion = async (a: TestAtlas, prompt: string, steering: unknown[]) => {
+    const r = await a.gql(
+      `query($p: String!, $s: [SteeringInput!]) { generate(model: "gpt2-tiny", prompt: $p, maxTokens: 32, ` +
+        `steering: $s) { text default { text } } }`,
+      { p: prompt, s: steering },
+    );
+    assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+    return r.data.generate;
+  };
+
+  test('the feature page steers generation: steered and default completions side by side', async (page, a) => {
+    const index = await strongestFeature(a);
+    await page.goto(`${base}/feature/sae-a/${index}`);
+    await page.getByRole('heading', { name: 'Steer' }).waitFor();
+    const panel = page.locator('[data-testid=steer]');
+    await panel.getByLabel('Prompt').fill('the dog ran');
+    await panel.getByRole('slider', { name: 'Strength' }).fill('8');
+    await panel.getByLabel('Method').selectOption('ADD');
+    await panel.getByRole('button', { name: 'Generate' }).click();
+    await panel.locator('[data-testid=steer-done]').waitFor({ state: 'attached' });
+    const want = await completion(a, 'the dog ran', [{ dictionary: 'sae-a', index, strength: 8, method: 'ADD' }]);
+    assert.equal(await panel.getByTestId('steered-text').innerText(), `the dog ran${want.text}`);
+    assert.equal(await panel.getByTestId('default-text').innerText(), `the dog ran${want.default.text}`);
+    await shot(page, 'feature-steer');
+  });
+
+  test('the playground steers with several features at once', async (page, a) => {
+    await page.goto(`${base}/playground`);
+    const panel = page.locator('[data-testid=steer]');
+    await panel.getByLabel('Prompt').fill('the sun');
+    await panel.getByRole('button', { name: 'Add a feature' }).click();
+    const rows = panel.getByTestId('steer-row');
+    await rows.nth(0).getByLabel('Steering SAE').selectOption('sae-a');
+    await rows.nth(0).getByLabel('Feature index').fill('3');
+    await rows.nth(0).getByLabel('Strength').fill('6');
+    await rows.nth(1).getByLabel('Steering SAE').selectOption('sae-b');
+    await rows.nth(1).getByLabel('Feature index').fill('9');
+    await rows.nth(1).getByLabel('Strength').fill('2');
+    await rows.nth(1).getByLabel('Method').selectOption('CLAMP');
+    await panel.getByRole('button', { name: 'Generate' }).click();
+    await panel.locator('[data-testid=steer-done]').waitFor({ state: 'attached' });
+    const want = await completion(a, 'the sun', [
+      { dictionary: 'sae-a', index: 3, strength: 6, method: 'ADD' },
+      { dictionary: 'sae-b', index: 9, strength: 2, method: 'CLAMP' },
+    ]);
+    assert.equal(await panel.getByTestId('steered-text').innerText(), `the sun${want.text}`);
+    assert.equal(await panel.getByTestId('default-text').innerText(), `the sun${want.default.text}`);
+    await shot(page, 'playground-steer');
+  });
+
   test('with an API key set, an explanation can be added from the feature page', async (page, a) => {
     await page.goto(`${base}/feature/sae-a/5`);
     await page.getByText('Set an API key (top right) to add an explanation.').waitFor();

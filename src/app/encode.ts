@@ -3,6 +3,8 @@
  * requests of the same model) → SAE codes per token (batched per dictionary) → sorted feature lists
  * and reconstruction quality. One model run serves every dictionary a request names that shares a BOS
  * policy; dictionaries trained with and without BOS get one run each, since BOS changes every activation.
+ * Generation's model calls (modelStep) join the same per-model queue one step at a time, so they share
+ * its bound and deadline and a long generation leaves room for encode requests between its steps.
  */
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
@@ -49,6 +51,14 @@ interface HookRequest {
   hooks: string[];
 }
 
+/** One decoding step of a generation: runs alone, in its turn in the model's queue. */
+interface StepRequest {
+  tokens: number;
+  run: () => Promise<void>;
+}
+
+type ModelRequest = HookRequest | StepRequest;
+
 /** [seq, d] rows of each hook for one sequence. */
 type HookRows = Map<string, { data: Float32Array; d: number }>;
 
@@ -62,7 +72,7 @@ export const MAX_TOP_K = 256;
 export const MAX_VECTORS = 4096;
 
 export class EncodingService {
-  private modelBatchers = new Map<string, Batcher<HookRequest, HookRows>>();
+  private modelBatchers = new Map<string, Batcher<ModelRequest, HookRows | null>>();
   private encoderBatchers = new Map<string, Batcher<VectorRequest, SaeEncoding>>();
   /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
   readonly catalog = new CatalogCache();
@@ -71,9 +81,21 @@ export class EncodingService {
     readonly registry: EngineRegistry,
     private readonly config: Pick<
       Config,
-      'batchTokens' | 'batchVectors' | 'maxQueue' | 'requestTimeoutMs' | 'maxInputTokens' | 'maxInputChars' | 'batching'
+      | 'batchTokens'
+      | 'batchVectors'
+      | 'maxQueue'
+      | 'requestTimeoutMs'
+      | 'maxInputTokens'
+      | 'maxInputChars'
+      | 'batching'
+      | 'maxGenerateTokens'
     >,
   ) {}
+
+  /** ATLAS_MAX_GENERATE_TOKENS: the most tokens one generation may ask for. */
+  get maxGenerateTokens(): number {
+    return this.config.maxGenerateTokens;
+  }
 
   /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
   modelBatchCounts(): BatchCounts {
@@ -95,17 +117,21 @@ export class EncodingService {
     };
   }
 
-  private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<HookRequest, HookRows> {
+  private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<ModelRequest, HookRows | null> {
     let b = this.modelBatchers.get(row.id);
     if (!b) {
-      b = new Batcher<HookRequest, HookRows>(
-        async (reqs) => {
+      b = new Batcher<ModelRequest, HookRows | null>(
+        async (all) => {
+          for (const r of all) if ('run' in r) await r.run();
+          const reqs = all.filter((r): r is HookRequest => !('run' in r));
+          if (reqs.length === 0) return all.map(() => null);
           const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
           const out = await model.runHooks(
             reqs.map((r) => r.tokens),
             hooks,
           );
-          return reqs.map((r, b) => {
+          const results = new Map<ModelRequest, HookRows>();
+          reqs.forEach((r, b) => {
             const rows: HookRows = new Map();
             for (const h of r.hooks) {
               const {
@@ -115,10 +141,11 @@ export class EncodingService {
               // A view of the batch's output, not a copy: the batch lives as long as its requests.
               rows.set(h, { data: data.subarray(b * S * d, (b * S + r.tokens.length) * d), d });
             }
-            return rows;
+            results.set(r, rows);
           });
+          return all.map((r) => results.get(r) ?? null);
         },
-        (r) => r.tokens.length,
+        (r) => ('run' in r ? r.tokens : r.tokens.length),
         this.options(this.config.batchTokens),
       );
       this.modelBatchers.set(row.id, b);
@@ -207,8 +234,30 @@ export class EncodingService {
     const wanted = validateHooks(hooks, model.info);
     const tokens = this.tokenize(model, prependBos, text, truncate);
     validateBatch([tokens.ids], model.info);
-    const rows = await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted });
+    const rows = (await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted }))!;
     return { tokens, rows };
+  }
+
+  /** Runs one model call of a generation (`tokens` long) in its turn in the model's queue. */
+  async modelStep<T>(row: ModelRow, model: LoadedModel, tokens: number, run: () => Promise<T>): Promise<T> {
+    let result: T | undefined;
+    await this.modelBatcher(row, model).submit({
+      tokens,
+      run: async () => {
+        result = await run();
+      },
+    });
+    return result as T;
+  }
+
+  /** One feature's activation f(h) for each of n rows of h [n, dIn], in the dictionary's batched encoder. */
+  async featureActivation(dict: DictionaryRow, index: number, h: Float32Array, n: number): Promise<Float32Array> {
+    const enc = await this.encoderBatcher(dict).submit({ x: h, n, topK: dict.dSae });
+    const out = new Float32Array(n);
+    for (let r = 0; r < n; r++)
+      for (let j = 0; j < dict.dSae; j++)
+        if (enc.indices[r * dict.dSae + j] === index) out[r] = enc.values[r * dict.dSae + j];
+    return out;
   }
 
   async encodeVectors(dict: DictionaryRow, vectors: number[][], topK: number): Promise<FeatureActivation[][]> {

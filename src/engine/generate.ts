@@ -2,10 +2,19 @@
  * Text generation with llama2.c run.c's semantics: the prompt starts with BOS, `steps` counts
  * positions run through the model (prompt included), generation stops when BOS comes out,
  * temperature 0 is greedy, otherwise top-p (nucleus) sampling with run.c's xorshift RNG, so a seed
- * gives the same choices as run.c wherever float rounding agrees.
+ * gives the same choices as run.c wherever float rounding agrees. Every model samples this way.
+ *
+ * Steering (sampleTokens) intervenes at residual-stream hooks, at every position (prompt and generated),
+ * with d a feature's decoder row and s its strength:
+ *   ADD             h ← h + s·d
+ *   CLAMP           h ← h + (s − f(h))·d, f the dictionary's own encoder (the SAE error term is kept)
+ *   PROJECTION_CAP  h ← h − max(0, h·u − s)·u, u = d/|d| (the component along u capped at s)
+ * Interventions on one hook apply in the order given; hooks in forward order. ADD-only hooks cost
+ * nothing beyond the steered run itself (the graph's steer.* inputs); a hook with CLAMP or
+ * PROJECTION_CAP first reads h for the new positions on a graph pruned at that hook.
  */
 import { AtlasError } from '../errors.js';
-import type { LoadedModel } from './model/types.js';
+import type { Decoder, LoadedModel, SteeringFeed } from './model/types.js';
 
 export interface GenerateOptions {
   prompt?: string;
@@ -134,10 +143,152 @@ function checkOptions(o: GenerateOptions): Required<GenerateOptions> {
   return { prompt: o.prompt ?? '', steps, temperature, topp, seed };
 }
 
-export async function generate(model: LoadedModel, options: GenerateOptions = {}): Promise<Generation> {
-  const o = checkOptions(options);
+export type SteeringMethod = 'ADD' | 'CLAMP' | 'PROJECTION_CAP';
+
+export interface Intervention {
+  hook: string;
+  method: SteeringMethod;
+  strength: number;
+  /** The feature's decoder row, [d_model]. */
+  direction: Float32Array;
+  /** CLAMP: the feature's activation f(h) for each of n rows of h [n, d_model]. */
+  measure?: (h: Float32Array, n: number) => Promise<Float32Array>;
+}
+
+export interface SampleOptions {
+  /** Most tokens to sample (the boundary token ends sooner and is not returned). */
+  maxTokens: number;
+  temperature: number;
+  topp: number;
+  seed: number;
+  interventions?: Intervention[];
+  /** Runs each model call, `tokens` long (a shared queue); default: at once. */
+  schedule?: <T>(tokens: number, run: () => Promise<T>) => Promise<T>;
+  /** Stops sampling (with an AbortError) before the next model call. */
+  signal?: AbortSignal;
+}
+
+export interface SampledToken {
+  id: number;
+  /** The model's logits [vocab] the token was sampled from. */
+  logits: Float32Array;
+}
+
+const runNow = <T>(_tokens: number, run: () => Promise<T>): Promise<T> => run();
+
+/** Applies the interventions on one hook to h [n, d] in place. */
+async function intervene(h: Float32Array, n: number, list: Intervention[]): Promise<void> {
+  for (const iv of list) {
+    const d = iv.direction;
+    const width = d.length;
+    let norm = 0;
+    for (const v of d) norm += v * v;
+    norm = Math.sqrt(norm);
+    const f = iv.method === 'CLAMP' ? await iv.measure!(h, n) : null;
+    for (let r = 0; r < n; r++) {
+      const row = h.subarray(r * width, (r + 1) * width);
+      let coef = iv.strength;
+      if (f) coef = iv.strength - f[r];
+      else if (iv.method === 'PROJECTION_CAP') {
+        let along = 0;
+        for (let i = 0; i < width; i++) along += row[i] * d[i];
+        along /= norm;
+        coef = norm === 0 ? 0 : -Math.max(0, along - iv.strength) / norm;
+      }
+      for (let i = 0; i < width; i++) row[i] += coef * d[i];
+    }
+  }
+}
+
+/** What to add at each steered hook for `tokens` about to be fed, hooks in forward order. */
+async function steeringFeed(
+  decoder: Decoder,
+  tokens: number[],
+  byHook: [string, Intervention[]][],
+  schedule: NonNullable<SampleOptions['schedule']>,
+): Promise<SteeringFeed> {
+  const feed: SteeringFeed = new Map();
+  for (const [hook, list] of byHook) {
+    const n = tokens.length;
+    const width = list[0].direction.length;
+    const readsH = list.some((iv) => iv.method !== 'ADD');
+    // Only ADD: the delta does not depend on h, so h = 0 gives it without reading the hook.
+    const before = readsH ? await schedule(n, () => decoder.peek(tokens, hook, feed)) : new Float32Array(n * width);
+    const after = before.slice();
+    await intervene(after, n, list);
+    for (let i = 0; i < after.length; i++) after[i] -= before[i];
+    feed.set(hook, after);
+  }
+  return feed;
+}
+
+/**
+ * Samples up to maxTokens tokens after `prompt` (token ids, at least one), steered by the
+ * interventions, yielding each with the logits it came from; stops at the boundary token (BOS, else EOS).
+ */
+export async function* sampleTokens(
+  model: LoadedModel,
+  prompt: number[],
+  o: SampleOptions,
+): AsyncGenerator<SampledToken, void, undefined> {
   if (!model.decoder)
     throw new AtlasError('UNSUPPORTED', 'This model has no KV-cache graph, so it cannot generate text.');
+  const decoder = model.decoder();
+  const schedule = o.schedule ?? runNow;
+  const order = decoder.steerableHooks;
+  const byHook = new Map<string, Intervention[]>();
+  for (const iv of o.interventions ?? []) {
+    if (!order.includes(iv.hook))
+      throw new AtlasError('UNSUPPORTED', `Hook ${iv.hook} cannot be steered; steerable hooks: ${order.join(', ')}.`);
+    byHook.set(iv.hook, [...(byHook.get(iv.hook) ?? []), iv]);
+  }
+  const hooks = [...byHook].sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+  const boundary = model.tokenizer.bosId ?? model.tokenizer.eosId;
+  const sampler = new Sampler(o.temperature, o.topp, o.seed);
+  const feed = async (tokens: number[]): Promise<Float32Array> => {
+    o.signal?.throwIfAborted();
+    const steering = await steeringFeed(decoder, tokens, hooks, schedule);
+    const logits = await schedule(tokens.length, () => decoder.feed(tokens, steering));
+    if (!logits.every(Number.isFinite))
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        'The steering overflows the model (its logits are not finite); use a smaller strength.',
+      );
+    return logits;
+  };
+  let logits = await feed(prompt);
+  for (let count = 0; count < o.maxTokens;) {
+    const id = sampler.sample(logits);
+    if (id === boundary) return;
+    yield { id, logits };
+    if (++count < o.maxTokens) logits = await feed([id]);
+  }
+}
+
+/** log softmax of the logits at `id`, and the k most likely tokens with theirs, most likely first. */
+export function tokenLogprobs(
+  logits: Float32Array,
+  id: number,
+  k: number,
+): { logprob: number; top: { id: number; logprob: number }[] } {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  const top: { id: number; logprob: number }[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    if (top.length < k || logits[i] > top[top.length - 1].logprob + logZ) {
+      top.push({ id: i, logprob: logits[i] - logZ });
+      top.sort((a, b) => b.logprob - a.logprob);
+      if (top.length > k) top.pop();
+    }
+  }
+  return { logprob: logits[id] - logZ, top };
+}
+
+export async function generate(model: LoadedModel, options: GenerateOptions = {}): Promise<Generation> {
+  const o = checkOptions(options);
   const tok = model.tokenizer;
   const steps = o.steps === 0 || o.steps > model.info.contextLength ? model.info.contextLength : o.steps;
   // The token that starts a sequence also ends generation (run.c: BOS; GPT-2: <|endoftext|>).
@@ -154,17 +305,14 @@ export async function generate(model: LoadedModel, options: GenerateOptions = {}
   // A prompt longer than the steps is cut, as run.c prints only `steps` tokens after the first.
   if (tokens.length > steps)
     return { tokens: tokens.slice(0, steps + 1), text: tok.decode(tokens.slice(0, steps + 1)) };
-
-  const sampler = new Sampler(o.temperature, o.topp, o.seed);
-  const decoder = model.decoder();
-  let logits = await decoder.feed(tokens);
-  for (;;) {
-    const next = sampler.sample(logits);
-    if (next === boundary) break;
-    tokens.push(next);
-    // tokens.length - 1 positions have been run; the newest token would be position `steps`.
-    if (tokens.length > steps) break;
-    logits = await decoder.feed([next]);
-  }
+  // run.c stops once the newest token would be position `steps`: steps − prompt + 1 new tokens at most.
+  const maxTokens = steps - tokens.length + 1;
+  for await (const t of sampleTokens(model, [...tokens], {
+    maxTokens,
+    temperature: o.temperature,
+    topp: o.topp,
+    seed: o.seed,
+  }))
+    tokens.push(t.id);
   return { tokens, text: tok.decode(tokens) };
 }

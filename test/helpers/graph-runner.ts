@@ -33,7 +33,7 @@ export async function createSession(modelBytes: Uint8Array): Promise<ort.Inferen
   });
 }
 
-/** Feeds for a right-padded batch with an empty KV cache; kv dims come from the graph's inputs. */
+/** Feeds for a right-padded batch with an empty KV cache and no steering; dims come from the graph's inputs. */
 export function batchFeeds(spec: GraphSpec, batch: number[][]): Record<string, ort.Tensor> {
   const B = batch.length;
   const S = Math.max(...batch.map((s) => s.length));
@@ -50,8 +50,13 @@ export function batchFeeds(spec: GraphSpec, batch: number[][]): Record<string, o
     attention_mask: new ort.Tensor('int64', mask, [B, S]),
   };
   for (const input of spec.inputs) {
-    if (!input.name!.startsWith('past_key_values.')) continue;
     const dims = input.type!.tensorType!.shape!.dim!;
+    // Steering inputs: zeros, broadcast over batch and positions (no steering).
+    if (input.name!.startsWith('steer.')) {
+      const width = Number(dims[2].dimValue);
+      feeds[input.name!] = new ort.Tensor('float32', new Float32Array(width), [1, 1, width]);
+    }
+    if (!input.name!.startsWith('past_key_values.')) continue;
     feeds[input.name!] = new ort.Tensor('float32', new Float32Array(0), [
       B,
       Number(dims[1].dimValue),

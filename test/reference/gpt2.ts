@@ -12,6 +12,7 @@
  */
 import type { TransformerWeights } from '../../src/engine/model/types.js';
 import { hookName } from '../../src/engine/model/types.js';
+import type { ResidPostSteer } from './llama.js';
 
 export interface ReferenceOutput {
   /** Hook name → [seq, width] row-major. */
@@ -77,7 +78,8 @@ export function toF32(rows: Vec[]): Float32Array {
   return out;
 }
 
-export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceOutput {
+/** `steer` changes each position's residual after a block (hook_resid_post keeps the value before it). */
+export function gpt2Forward(w: TransformerWeights, tokens: number[], steer?: ResidPostSteer): ReferenceOutput {
   const c = w.config;
   const { dModel: d, nHeads, dHead, dMlp, vocabSize } = c;
   const hooks = new Map<string, Float32Array>();
@@ -142,6 +144,7 @@ export function gpt2Forward(w: TransformerWeights, tokens: number[]): ReferenceO
     hooks.set(hookName(L, 'hook_mlp_out'), toF32(mlpOut));
     x = mid.map((r, i) => r.map((val, j) => val + mlpOut[i][j]));
     hooks.set(hookName(L, 'hook_resid_post'), toF32(x));
+    if (steer) x = x.map((r) => steer(hookName(L, 'hook_resid_post'), r));
   }
 
   const WU = w.tensor('unembed.W_U');

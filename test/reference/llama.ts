@@ -29,6 +29,12 @@ export interface ReferenceOutput {
 
 type Vec = Float64Array;
 
+/**
+ * An intervention on the residual stream after a block: returns the value the next block reads
+ * (the hook keeps the value before it), as a TransformerLens hook function on hook_resid_post.
+ */
+export type ResidPostSteer = (hook: string, h: Float64Array) => Float64Array;
+
 /** y = x · W for W stored [x.length, cols] row-major. */
 function matvec(x: Vec, W: Float32Array, cols: number): Vec {
   const y = new Float64Array(cols);
@@ -155,7 +161,12 @@ export class ReferenceLlama {
    * Processes `token` at position `pos` (= number of tokens already seen). `seqLen` is the length of
    * the call's sequence, which only dynamic RoPE scaling reads (transformers: max position + 1).
    */
-  forward(token: number, pos: number, seqLen = pos + 1): { logits: Vec; hooks: Map<string, Vec> } {
+  forward(
+    token: number,
+    pos: number,
+    seqLen = pos + 1,
+    steer?: ResidPostSteer,
+  ): { logits: Vec; hooks: Map<string, Vec> } {
     const c = this.weights.config;
     const { dModel: d, nHeads, nKvHeads, dHead, dMlp } = c;
     const hooks = new Map<string, Vec>();
@@ -230,6 +241,7 @@ export class ReferenceLlama {
       x = mid.map((mi, i) => mi + mlpOut[i]);
       hook('hook_mlp_out', mlpOut);
       hook('hook_resid_post', x);
+      if (steer) x = steer(`${b}.hook_resid_post`, x);
     }
     const nf = normalize(x, c.normEps);
     hooks.set('ln_final.hook_normalized', nf);
@@ -242,13 +254,13 @@ export class ReferenceLlama {
   }
 
   /** Runs a whole sequence from a fresh cache; every hook and the logits as [seq, width]. */
-  run(tokens: number[]): ReferenceOutput {
+  run(tokens: number[], steer?: ResidPostSteer): ReferenceOutput {
     this.reset();
     const c = this.weights.config;
     const hooks = new Map<string, Float32Array>();
     const logits = new Float32Array(tokens.length * c.vocabSize);
     tokens.forEach((token, pos) => {
-      const out = this.forward(token, pos, tokens.length);
+      const out = this.forward(token, pos, tokens.length, steer);
       logits.set(out.logits, pos * c.vocabSize);
       for (const [name, vec] of out.hooks) {
         if (!hooks.has(name)) hooks.set(name, new Float32Array(tokens.length * vec.length));

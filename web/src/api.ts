@@ -1,5 +1,6 @@
 /** The one way the pages talk to the server: POST /graphql, errors turned into sentences. */
 import { useEffect, useState } from 'react';
+import { createClient, type Client } from 'graphql-ws';
 
 const KEY_STORAGE = 'atlas.apiKey';
 
@@ -93,4 +94,37 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loadable<T>
     // The caller lists what `load` depends on, as with useEffect.
   }, deps);
   return result;
+}
+
+let wsClient: Client | null = null;
+
+/**
+ * Runs a GraphQL subscription over the graphql-ws protocol on this page's server (/graphql), the
+ * API key in the connection's payload; returns a function that cancels it (the server stops its work).
+ */
+export function subscribe<T>(
+  query: string,
+  variables: Record<string, unknown>,
+  on: { next: (data: T) => void; error: (e: ApiError) => void; complete: () => void },
+): () => void {
+  wsClient ??= createClient({
+    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
+    connectionParams: () => {
+      const key = apiKey();
+      return key ? { authorization: `Bearer ${key}` } : {};
+    },
+  });
+  return wsClient.subscribe<T>(
+    { query, variables },
+    {
+      next: (r) => {
+        const first = r.errors?.[0];
+        if (first) on.error(new ApiError(first.message, first.extensions?.code as string | undefined));
+        else if (r.data) on.next(r.data);
+      },
+      error: (e) =>
+        on.error(new ApiError(e instanceof Error ? e.message : 'The streaming connection to the server closed.')),
+      complete: on.complete,
+    },
+  );
 }

@@ -104,6 +104,23 @@ export function isResidualHook(name: string): boolean {
 }
 
 /**
+ * Hooks generation can steer: the residual-stream ones. Each is a graph input `steer.<hook>` [batch or 1,
+ * seq or 1, d_model] added to the hook's value before the rest of the network reads it (zeros: no effect).
+ */
+export function steerableHooks(c: TransformerConfig): string[] {
+  return hookLayout(c)
+    .map((h) => h.name)
+    .filter(isResidualHook);
+}
+
+export const STEER_PREFIX = 'steer.';
+
+/** The graph input that adds to `hook`. */
+export function steeringInputName(hook: string): string {
+  return `${STEER_PREFIX}${hook}`;
+}
+
+/**
  * The hook a transcoder reading `hook` reconstructs when its files do not say: the MLP's output, for
  * the MLP's input (ln2.hook_normalized, or hook_resid_mid before the norm).
  */

@@ -270,9 +270,7 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     tokenizer,
     executionProvider: runner.provider,
     runHooks: (batch, hooks, runOpts) => runner.run(batch, hooks, runOpts),
-    ...(hooksOnly
-      ? {}
-      : { decoder: () => new KvDecoder(runner.full.session, ckpt.info.contextLength, ckpt.info.vocabSize) }),
+    ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     // Read from the checkpoint when first asked (the logit lens), not at every load.
     unembedding: () => (unembedding ??= unembeddingOf(ckpt.weights())),
     close: () => runner.close(),

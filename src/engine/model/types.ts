@@ -165,10 +165,17 @@ export interface RunHooksOptions {
   truncate?: boolean;
 }
 
+/** Per steered hook, [tokens, d_model] values added at that hook for the tokens being fed. */
+export type SteeringFeed = Map<string, Float32Array>;
+
 /** Incremental decoding of one sequence with a KV cache. */
 export interface Decoder {
-  /** Appends tokens (at least one) and returns the logits [vocab] after the last of them. */
-  feed(tokens: number[]): Promise<Float32Array>;
+  /** Appends tokens (at least one), steered where asked, and returns the logits [vocab] after the last of them. */
+  feed(tokens: number[], steering?: SteeringFeed): Promise<Float32Array>;
+  /** The hook's values [tokens, width] for these tokens (steering at earlier hooks applied), appending nothing. */
+  peek(tokens: number[], hook: string, steering?: SteeringFeed): Promise<Float32Array>;
+  /** Hooks `steering` may name. */
+  readonly steerableHooks: readonly string[];
   /** Tokens fed so far. */
   readonly length: number;
 }

@@ -21,6 +21,7 @@
  * As in TransformerLens: hook_q/k/v are the projections before q/k norm and rotation (hook_k, hook_v
  * have the key/value heads' width under GQA), ln2.hook_normalized excludes the norm's gain (which
  * TransformerLens folds into W_gate/W_in), and hook_attn_out / hook_mlp_out follow the post-norms.
+ * Each residual-stream hook adds its steering input (layers.ts) before the layers after it read it.
  * Large weights stream into external data when the builder has an ExternalDataWriter, as float32
  * whatever the checkpoint's dtype: onnxruntime's CPU MatMul on float16 weights measured 25% slower
  * than on float32 here (2304×9216, 128 rows) and would round activations to float16.
@@ -30,11 +31,20 @@ import { AtlasError } from '../../errors.js';
 import type { TransformerWeights } from '../model/types.js';
 import { hookLayout, type GemmaHookKind } from '../model/hooks.js';
 import { serializeModel, valueInfo, type GraphSpec } from './proto.js';
-import { GraphBuilder, attention, checkedTensor, gelu, positionsAndMask, splitHeads, transformerIO } from './layers.js';
+import {
+  GraphBuilder,
+  attention,
+  checkedTensor,
+  gelu,
+  positionsAndMask,
+  splitHeads,
+  steered,
+  transformerIO,
+} from './layers.js';
 import { ExternalDataWriter } from './write-model.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const GEMMA_GRAPH_VERSION = 1;
+export const GEMMA_GRAPH_VERSION = 2;
 
 /** Rows of the embedding written per chunk when streaming it. */
 const EMBED_CHUNK_ROWS = 8192;
@@ -122,7 +132,8 @@ export function buildGemmaGraph(
 
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
-    if (l > 0) resid = g.op('Identity', [resid], {}, hook(l, 'hook_resid_pre'));
+    if (l > 0) g.op('Identity', [resid], {}, hook(l, 'hook_resid_pre'));
+    resid = steered(g, hook(l, 'hook_resid_pre'));
 
     const x = rmsNorm(resid, `${b}.ln1.w`, d);
     let q = splitHeads(
@@ -168,7 +179,8 @@ export function buildGemmaGraph(
       d,
       hook(l, 'hook_attn_out'),
     );
-    const mid = g.op('Add', [resid, attnOut], {}, hook(l, 'hook_resid_mid'));
+    g.op('Add', [resid, steered(g, attnOut)], {}, hook(l, 'hook_resid_mid'));
+    const mid = steered(g, hook(l, 'hook_resid_mid'));
 
     const x2 = g.op('Mul', [normalize(mid, hook(l, 'ln2.hook_normalized')), gain(`${b}.ln2.w`, d)]);
     const pre = g.op('MatMul', [x2, matrix(`${b}.mlp.W_gate`, d, dMlp)], {}, hook(l, 'mlp.hook_pre'));
@@ -180,7 +192,8 @@ export function buildGemmaGraph(
       d,
       hook(l, 'hook_mlp_out'),
     );
-    resid = g.op('Add', [mid, mlpOut], {}, hook(l, 'hook_resid_post'));
+    g.op('Add', [mid, steered(g, mlpOut)], {}, hook(l, 'hook_resid_post'));
+    resid = steered(g, hook(l, 'hook_resid_post'));
     onProgress?.(l + 1, c.nLayers);
   }
 

@@ -6,7 +6,8 @@
  *             resid_post = resid_mid + W_out·act(W_in·LN2(resid_mid) + b_in) + b_out  (mlp_out)
  * Hooks as model/hooks.ts lists them: ln*.hook_normalized are the LayerNorm outputs (weight and bias
  * applied), attn.hook_q/k/v the biased projections, attn.hook_z the merged heads before W_O,
- * mlp.hook_pre = W_in·x + b_in and mlp.hook_post = act(hook_pre).
+ * mlp.hook_pre = W_in·x + b_in and mlp.hook_post = act(hook_pre). Each residual-stream hook adds its
+ * steering input (layers.ts) before the layers after it read it.
  * with learned positional embeddings added to the token embeddings, one fused QKV matmul with
  * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
  */
@@ -28,11 +29,12 @@ import {
   layerNorm,
   positionsAndMask,
   splitHeads,
+  steered,
   transformerIO,
 } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const GPT2_GRAPH_VERSION = 2;
+export const GPT2_GRAPH_VERSION = 3;
 
 /** Concatenates row-major [rows, cols_i] matrices side by side. */
 function concatColumns(parts: Float32Array[], rows: number): Float32Array {
@@ -82,7 +84,8 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     const hook = (kind: HookKind) => hookName(l, kind);
-    if (l > 0) resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    if (l > 0) g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    resid = steered(g, hook('hook_resid_pre'));
 
     const Wqkv = concatColumns(
       ['W_Q', 'W_K', 'W_V'].map((n) => checkedTensor(w, `${b}.attn.${n}`, [d, width])),
@@ -118,7 +121,8 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
       {},
       hook('hook_attn_out'),
     );
-    const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
+    g.op('Add', [resid, steered(g, attnOut)], {}, hook('hook_resid_mid'));
+    const mid = steered(g, hook('hook_resid_mid'));
 
     const normed2 = ln(mid, `${b}.ln2`, hook('ln2.hook_normalized'));
     const pre = g.op(
@@ -134,7 +138,8 @@ export function buildGpt2Graph(w: TransformerWeights): GraphSpec {
       {},
       hook('hook_mlp_out'),
     );
-    resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
+    g.op('Add', [mid, steered(g, mlpOut)], {}, hook('hook_resid_post'));
+    resid = steered(g, hook('hook_resid_post'));
   }
 
   const final = ln(resid, 'ln_final', FINAL_NORM_HOOK);

@@ -13,7 +13,7 @@
  */
 import type { onnx as OnnxNs } from 'onnx-proto';
 import type { TransformerConfig, TransformerWeights } from '../model/types.js';
-import { hookLayout } from '../model/hooks.js';
+import { hookLayout, steerableHooks, steeringInputName } from '../model/hooks.js';
 import { AtlasError } from '../../errors.js';
 import { floatAttr, floatTensor, int64Tensor, node, valueInfo } from './proto.js';
 import type { ExternalDataWriter } from './write-model.js';
@@ -200,6 +200,11 @@ export function attention(g: GraphBuilder, a: AttentionInputs): string {
   return g.op('Reshape', [merged, g.ints(g.t('const.shape_flat'), [0, 0, a.nHeads * a.dHead])], {}, a.output);
 }
 
+/** The value of hook `hook` (an output of the graph) plus its steering input, for the layers after it. */
+export function steered(g: GraphBuilder, hook: string): string {
+  return g.op('Add', [hook, steeringInputName(hook)]);
+}
+
 /** Graph inputs and outputs of the interface above. */
 export function transformerIO(c: TransformerConfig): {
   inputs: OnnxNs.IValueInfoProto[];
@@ -209,6 +214,8 @@ export function transformerIO(c: TransformerConfig): {
     valueInfo('input_ids', 'int64', ['batch', 'seq']),
     valueInfo('attention_mask', 'int64', ['batch', 'total_seq']),
   ];
+  for (const hook of steerableHooks(c))
+    inputs.push(valueInfo(steeringInputName(hook), 'float', ['steer_batch', 'steer_seq', c.dModel]));
   const presents = [];
   for (let l = 0; l < c.nLayers; l++) {
     inputs.push(

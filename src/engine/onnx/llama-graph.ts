@@ -14,6 +14,7 @@
  *                                                                     (mlp.hook_pre, hook_pre_linear, hook_post)
  *   mlp_out = post W_out + b_out;  resid_post = mid + mlp_out            (hook_mlp_out, hook_resid_post)
  * logits = RMSNorm(resid_post) W_U (+ b_U)                             (ln_final.hook_normalized)
+ * Each residual-stream hook adds its steering input (layers.ts) before the layers after it read it.
  */
 import { AtlasError } from '../../errors.js';
 import {
@@ -33,12 +34,13 @@ import {
   positionsAndMask,
   rmsNorm,
   splitHeads,
+  steered,
   transformerIO,
 } from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const LLAMA_GRAPH_VERSION = 2;
+export const LLAMA_GRAPH_VERSION = 3;
 
 export const LLAMA_FAMILY: readonly Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
 
@@ -73,7 +75,8 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
     const b = `blocks.${l}`;
     const hook = (kind: HookKind): string => hookName(l, kind);
     // Block l's input is the embedding or block l-1's output; a graph output needs its own value name.
-    resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    resid = steered(g, hook('hook_resid_pre'));
 
     const x = rmsNorm(g, resid, f(`${b}.ln1.w`, [d]), c.normEps, hook('ln1.hook_normalized'));
     const q = linear(x, `${b}.attn.W_Q`, `${b}.attn.b_Q`, d, nHeads * dHead, hook('attn.hook_q'));
@@ -96,7 +99,8 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
       output: hook('attn.hook_z'),
     });
     const attnOut = linear(z, `${b}.attn.W_O`, `${b}.attn.b_O`, nHeads * dHead, d, hook('hook_attn_out'));
-    const mid = g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
+    g.op('Add', [resid, steered(g, attnOut)], {}, hook('hook_resid_mid'));
+    const mid = steered(g, hook('hook_resid_mid'));
 
     // SwiGLU MLP.
     const x2 = rmsNorm(g, mid, f(`${b}.ln2.w`, [d]), c.normEps, hook('ln2.hook_normalized'));
@@ -109,7 +113,8 @@ export function buildLlamaGraph(w: TransformerWeights): GraphSpec {
       hook('mlp.hook_post'),
     );
     const mlpOut = linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out'));
-    resid = g.op('Add', [mid, mlpOut], {}, hook('hook_resid_post'));
+    g.op('Add', [mid, steered(g, mlpOut)], {}, hook('hook_resid_post'));
+    resid = steered(g, hook('hook_resid_post'));
   }
 
   const final = rmsNorm(g, resid, f('ln_final.w', [d]), c.normEps, FINAL_NORM_HOOK);

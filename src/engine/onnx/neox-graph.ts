@@ -9,6 +9,7 @@
  *   sequential: mid = x + attn_out; resid_post = mid + mlp(LN2(mid))
  *   mlp(h) = act(h W_in + b_in) W_out + b_out, act gelu (erf) or its tanh form  (mlp.hook_pre/post)
  * logits = LN_final(resid_post) W_U (embed_out, untied unless tie_word_embeddings).
+ * Each residual-stream hook adds its steering input (layers.ts) before the layers after it read it.
  */
 import { AtlasError } from '../../errors.js';
 import { EMBED_HOOK, FINAL_NORM_HOOK, hookName, type HookKind, type TransformerWeights } from '../model/types.js';
@@ -22,12 +23,13 @@ import {
   mergeHeads,
   positionsAndMask,
   splitHeads,
+  steered,
   transformerIO,
 } from './layers.js';
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const NEOX_GRAPH_VERSION = 1;
+export const NEOX_GRAPH_VERSION = 2;
 
 export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
   const c = w.config;
@@ -57,7 +59,8 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
   for (let l = 0; l < c.nLayers; l++) {
     const b = `blocks.${l}`;
     const hook = (kind: HookKind) => hookName(l, kind);
-    resid = g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    g.op('Identity', [resid], {}, hook('hook_resid_pre'));
+    resid = steered(g, hook('hook_resid_pre'));
 
     const a = ln(resid, `${b}.ln1`, hook('ln1.hook_normalized'));
     const q = linear(a, `${b}.attn.W_Q`, `${b}.attn.b_Q`, d, width, hook('attn.hook_q'));
@@ -78,15 +81,16 @@ export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
       maskBias,
       output: hook('attn.hook_z'),
     });
-    const attnOut = linear(z, `${b}.attn.W_O`, `${b}.attn.b_O`, width, d, hook('hook_attn_out'));
-    const mlpIn = c.parallelResidual ? resid : g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
+    const attnOut = steered(g, linear(z, `${b}.attn.W_O`, `${b}.attn.b_O`, width, d, hook('hook_attn_out')));
+    if (!c.parallelResidual) g.op('Add', [resid, attnOut], {}, hook('hook_resid_mid'));
+    const mlpIn = c.parallelResidual ? resid : steered(g, hook('hook_resid_mid'));
     const h = ln(mlpIn, `${b}.ln2`, hook('ln2.hook_normalized'));
     const pre = linear(h, `${b}.mlp.W_in`, `${b}.mlp.b_in`, d, dMlp, hook('mlp.hook_pre'));
     const post = gelu(g, pre, activation, hook('mlp.hook_post'));
-    const mlpOut = linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out'));
-    resid = c.parallelResidual
-      ? g.op('Add', [g.op('Add', [resid, attnOut]), mlpOut], {}, hook('hook_resid_post'))
-      : g.op('Add', [mlpIn, mlpOut], {}, hook('hook_resid_post'));
+    const mlpOut = steered(g, linear(post, `${b}.mlp.W_out`, `${b}.mlp.b_out`, dMlp, d, hook('hook_mlp_out')));
+    if (c.parallelResidual) g.op('Add', [g.op('Add', [resid, attnOut]), mlpOut], {}, hook('hook_resid_post'));
+    else g.op('Add', [mlpIn, mlpOut], {}, hook('hook_resid_post'));
+    resid = steered(g, hook('hook_resid_post'));
   }
 
   const final = ln(resid, 'ln_final', FINAL_NORM_HOOK);

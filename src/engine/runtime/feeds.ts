@@ -3,10 +3,12 @@
  * (onnx/layers.ts) and ready `.onnx` files exported elsewhere. Known inputs: input_ids,
  * attention_mask (1 on tokens, 0 on padding), position_ids (0…len−1, 0 on padding), token_type_ids
  * (zeros), each int64 or int32 as the graph declares, and float32 KV caches past_key_values.* /
- * past_* [batch, heads, past_seq, head_dim] fed empty (past_seq 0). Any other input is refused.
+ * past_* [batch, heads, past_seq, head_dim] fed empty (past_seq 0), and the atlas graphs' steering inputs
+ * steer.* [1, 1, d_model] fed zeros (no steering; they broadcast). Any other input is refused.
  */
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
+import { STEER_PREFIX } from '../model/hooks.js';
 
 type IntType = 'int64' | 'int32';
 
@@ -17,6 +19,8 @@ export interface InputPlan {
   tokenTypes: IntType | null;
   /** Empty caches: name → dims with -1 for the batch axis and 0 for the past length. */
   pasts: Map<string, number[]>;
+  /** Steering inputs: name → width. */
+  steering: Map<string, number>;
 }
 
 export function metaShape(m: ort.InferenceSession.ValueMetadata): readonly (number | string)[] {
@@ -25,7 +29,14 @@ export function metaShape(m: ort.InferenceSession.ValueMetadata): readonly (numb
 
 /** Reads the graph's inputs once; `source` names the graph in messages. */
 export function planInputs(session: ort.InferenceSession, source: string): InputPlan {
-  const plan: InputPlan = { ids: 'int64', mask: null, positions: null, tokenTypes: null, pasts: new Map() };
+  const plan: InputPlan = {
+    ids: 'int64',
+    mask: null,
+    positions: null,
+    tokenTypes: null,
+    pasts: new Map(),
+    steering: new Map(),
+  };
   let hasIds = false;
   for (const m of session.inputMetadata) {
     const type = m.isTensor ? m.type : 'non-tensor';
@@ -41,7 +52,15 @@ export function planInputs(session: ort.InferenceSession, source: string): Input
     } else if (m.name === 'attention_mask') plan.mask = int();
     else if (m.name === 'position_ids') plan.positions = int();
     else if (m.name === 'token_type_ids') plan.tokenTypes = int();
-    else if (m.name.startsWith('past_key_values') || m.name.startsWith('past_')) {
+    else if (m.name.startsWith(STEER_PREFIX)) {
+      const width = metaShape(m)[2];
+      if (type !== 'float32' || typeof width !== 'number')
+        throw new AtlasError(
+          'UNSUPPORTED',
+          `${source}: steering input "${m.name}" must be float32 [batch, seq, width].`,
+        );
+      plan.steering.set(m.name, width);
+    } else if (m.name.startsWith('past_key_values') || m.name.startsWith('past_')) {
       const shape = metaShape(m);
       if (type !== 'float32' || shape.length !== 4) {
         throw new AtlasError(
@@ -58,7 +77,7 @@ export function planInputs(session: ort.InferenceSession, source: string): Input
       throw new AtlasError(
         'UNSUPPORTED',
         `${source} has an input "${m.name}" the atlas cannot feed; supported inputs: input_ids, attention_mask, ` +
-          'position_ids, token_type_ids, past_key_values.*.',
+          'position_ids, token_type_ids, past_key_values.*, steer.*.',
       );
     }
   }
@@ -106,5 +125,7 @@ export function batchFeeds(plan: InputPlan, seqs: number[][]): Record<string, or
       dims.map((d) => (d === -1 ? B : d)),
     );
   }
+  for (const [name, width] of plan.steering)
+    feeds[name] = new ort.Tensor('float32', new Float32Array(width), [1, 1, width]);
   return feeds;
 }

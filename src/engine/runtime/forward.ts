@@ -145,22 +145,27 @@ export class HookRunner {
     const wanted = validateHooks(hooks, this.opts.info);
     const seqs = validateBatch(batch, this.opts.info, opts);
     if (this.opts.hooksOnly) return this.runSliced(seqs, wanted);
-    const variant = this.variantFor(wanted);
-    variant.busy++;
-    let out: ort.InferenceSession.OnnxValueMapType;
-    try {
-      const { session } = await variant.session;
-      out = await session.run(batchFeeds(planInputs(session, 'the model graph'), seqs), wanted);
-    } finally {
-      variant.busy--;
-      releaseIfIdle(variant);
-    }
+    const out = await this.withSession(wanted, (session) =>
+      session.run(batchFeeds(planInputs(session, 'the model graph'), seqs), wanted),
+    );
     const result = new Map<string, HookBatch>();
     for (const h of wanted) {
       const t = out[h];
       result.set(h, { dims: t.dims as [number, number, number], data: t.data as Float32Array });
     }
     return result;
+  }
+
+  /** Runs `fn` on the graph cut at the deepest of `hooks`. */
+  async withSession<T>(hooks: string[], fn: (session: ort.InferenceSession) => Promise<T>): Promise<T> {
+    const variant = this.variantFor(hooks);
+    variant.busy++;
+    try {
+      return await fn((await variant.session).session);
+    } finally {
+      variant.busy--;
+      releaseIfIdle(variant);
+    }
   }
 
   /** hooksOnly runs: slices of the batch run one after another, their rows copied into one padded batch. */

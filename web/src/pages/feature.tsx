@@ -10,6 +10,7 @@ import { Link, paths } from '../router.js';
 import { Loaded, Note, ErrorBox } from '../components/status.js';
 import { Histogram } from '../components/histogram.js';
 import { TokenContext } from '../components/tokens.js';
+import { SteerPanel } from '../components/steer.js';
 import { num, percent, tokenDisplay } from '../format.js';
 
 interface Example {
@@ -182,6 +183,20 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                     <Note>{f.density === null ? 'Not computed yet.' : 'The feature never fired on the corpus.'}</Note>
                   )}
                 </section>
+                {schema.has('Subscription', 'generateStream') ? (
+                  <section className="card">
+                    <h2>Steer</h2>
+                    <p className="muted small">
+                      Generate with this feature turned up (or down), beside the same sampling without it.
+                    </p>
+                    <SteerPanel
+                      model={f.dictionary.model.id}
+                      dictionary={f.dictionary.id}
+                      index={f.index}
+                      scale={f.maxActivation ?? 1}
+                    />
+                  </section>
+                ) : null}
                 {schema.has('Feature', 'quantileExamples') ? (
                   <section className="card">
                     <h2>Examples by activation band</h2>

@@ -9,6 +9,8 @@ import { Link, navigate, paths } from '../router.js';
 import { Loaded, Loading, ErrorBox, Note } from '../components/status.js';
 import { shade } from '../components/tokens.js';
 import { num, tokenDisplay } from '../format.js';
+import { SteerEditor } from '../components/steer.js';
+import { loadSchema } from '../schema.js';
 
 interface Activation {
   index: number;
@@ -51,6 +53,7 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
       ),
     [],
   );
+  const streams = useLoad(() => loadSchema().then((s) => s.has('Subscription', 'generateStream')), []);
   const urlDictionary = query.get('dictionary') ?? '';
   const urlText = query.get('text') ?? '';
   const [dictionary, setDictionary] = useState(urlDictionary);
@@ -134,6 +137,16 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
       {result?.state === 'error' ? <ErrorBox error={result.error} what="the encoding" /> : null}
       {result?.state === 'done' ? (
         <EncodingView encoding={result.data} selected={selected} onSelect={setSelected} />
+      ) : null}
+      {streams.state === 'done' && streams.data && dictionaries.state === 'done' && dictionaries.data.length ? (
+        <section className="card">
+          <h2>Steer</h2>
+          <p className="muted small">
+            Generate with several features turned up or down together (dictionaries of one model), beside the same
+            sampling without them.
+          </p>
+          <SteerEditor choices={dictionaries.data} />
+        </section>
       ) : null}
     </>
   );
