@@ -5,6 +5,8 @@ import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
 import { compareResolvers } from './compare.js';
+import { nodeResolvers } from './node.js';
+import { DateTime } from './scalars.js';
 import { guardInputs } from './input-guard.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
@@ -20,6 +22,8 @@ function merge(...maps: ResolverMap[]): ResolverMap {
 
 export const resolvers = guardInputs(
   merge(
+    { DateTime } as unknown as ResolverMap,
+    nodeResolvers,
     catalogResolvers,
     searchResolvers,
     encodeResolvers,
