@@ -26,7 +26,7 @@ const BELOW_EDGE = layer(
 const restrict = (...patterns) => ({ '@typescript-eslint/no-restricted-imports': ['error', { patterns }] });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'web/dist/**', 'assets/**', 'migrations/**'] },
+  { ignores: ['src/resolvers/generated.ts', 'web/src/generated.ts', 'dist/**', 'node_modules/**', 'data/**', 'web/dist/**', 'assets/**', 'migrations/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
