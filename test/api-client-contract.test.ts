@@ -125,7 +125,8 @@ describe('client contract', () => {
   test('fixed sets are enums and instants DateTime', async (a) => {
     const r = await a.gql(
       `{ model(id: "gpt2-tiny") { architecture sourceFormat } dictionary(id: "${FIXTURE.dict}") { architecture ` +
-        `normalization sourceFormat createdAt stats { builtAt } features(first: 1) { edges { node { labelSource } } } } }`,
+        `normalization sourceFormat createdAt stats { builtAt } ` +
+        `features(first: 1) { edges { node { labelSource } } } } }`,
     );
     assert.equal(r.errors, undefined);
     assert.deepEqual(r.data.model, { architecture: 'GPT2', sourceFormat: 'HUGGINGFACE' });
@@ -140,7 +141,8 @@ describe('client contract', () => {
   test('first: null means the default; after: "" is refused; a cursor of another ordering is refused', async (a) => {
     const page = (args: string) =>
       a.gql(
-        `{ dictionary(id: "${FIXTURE.dict}") { features(${args}) { edges { node { index } } pageInfo { endCursor } } } }`,
+        `{ dictionary(id: "${FIXTURE.dict}") { features(${args}) { edges { node { index } } ` +
+          `pageInfo { endCursor } } } }`,
       );
     const nullFirst = await page('first: null');
     assert.equal(nullFirst.errors, undefined);
@@ -173,7 +175,8 @@ describe('client contract', () => {
       ])
         await client.query({ query: feature(fields), variables: { d: FIXTURE.dict, i: 1 } });
       const hooks = gql(
-        `query H($m: ID!, $t: String!) { hookActivations(model: $m, text: $t, hooks: ["hook_embed"]) { tokens { tokenId text } } }`,
+        `query H($m: ID!, $t: String!) { hookActivations(model: $m, text: $t, hooks: ["hook_embed"]) ` +
+          `{ tokens { tokenId text } } }`,
       );
       // Token 373 reads "um" in the tiny GPT-2's vocabulary and "ash" in the tiny Llama's.
       const gpt2 = await client.query({ query: hooks, variables: { m: 'gpt2-tiny', t: 'um' } });
