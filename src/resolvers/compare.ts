@@ -131,6 +131,7 @@ export const compareResolvers = {
       const nodes = page.points.map((p) => ({ ...p, dictionaryId: m.row.dictionaryId }));
       const cursors = nodes.map((p) => encodeCursor('INDEX', { value: null, index: p.index }));
       return {
+        edges: nodes.map((node, i) => ({ cursor: cursors[i], node })),
         nodes,
         pageInfo: pageInfo(cursors, page.hasNextPage, after),
         totalCount: m.dSae,

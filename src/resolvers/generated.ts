@@ -35,6 +35,7 @@ export type ActivationExample = {
   values: Array<Scalars['Float']['output']>;
 };
 
+/** The explanation added, or why not. */
 export type AddExplanationPayload = {
   __typename?: 'AddExplanationPayload';
   /** Null when userErrors is not empty. */
@@ -100,6 +101,7 @@ export type DictionaryFeaturesArgs = {
   orderBy?: InputMaybe<FeatureOrder>;
 };
 
+/** How the decoder directions of two dictionaries match, from A's side. */
 export type DictionaryComparison = {
   __typename?: 'DictionaryComparison';
   a: Dictionary;
@@ -125,6 +127,7 @@ export type DictionaryComparison = {
   seconds: Scalars['Float']['output'];
 };
 
+/** How the decoder directions of two dictionaries match, from A's side. */
 export type DictionaryComparisonMatchesArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
@@ -150,6 +153,7 @@ export type DictionaryStats = {
   tokens: Scalars['Int']['output'];
 };
 
+/** A text encoded by a dictionary: features per token, the strongest overall, and reconstruction quality. */
 export type Encoding = {
   __typename?: 'Encoding';
   dictionary: Dictionary;
@@ -174,6 +178,7 @@ export type Explanation = Node & {
   text: Scalars['String']['output'];
 };
 
+/** An explanation found for a search text. */
 export type ExplanationHit = {
   __typename?: 'ExplanationHit';
   explanation: Explanation;
@@ -199,7 +204,10 @@ export type Feature = Node & {
    * been compared (compareDictionaries or `atlas compare`).
    */
   family: Maybe<Array<FeatureMatch>>;
-  /** Activations where the feature is active: log-spaced bins from `atlas build`, or Neuronpedia's linear bins after `atlas neuronpedia import`; null before either. */
+  /**
+   * Activations where the feature is active: log-spaced bins from `atlas build`, or Neuronpedia's
+   * linear bins after `atlas neuronpedia import`; null before either.
+   */
   histogram: Maybe<Histogram>;
   /** `<dictionary>:<index>` */
   id: Scalars['ID']['output'];
@@ -207,7 +215,10 @@ export type Feature = Node & {
   label: Maybe<Scalars['String']['output']>;
   /** Where the label came from; null without a label. */
   labelSource: Maybe<LabelSource>;
-  /** Tokens the decoder direction promotes and suppresses through the final norm's scale and the unembedding; null when not built or the model has no unembedding. */
+  /**
+   * Tokens the decoder direction promotes and suppresses through the final norm's scale and the
+   * unembedding; null when not built or the model has no unembedding.
+   */
   logits: Maybe<LogitLens>;
   /** Where the feature sits on its dictionary's map; null without a map. */
   mapPoint: Maybe<MapPoint>;
@@ -238,6 +249,7 @@ export type FeatureTopActivationsArgs = {
   first?: InputMaybe<Scalars['Int']['input']>;
 };
 
+/** A feature and how strongly it fires. */
 export type FeatureActivation = {
   __typename?: 'FeatureActivation';
   activation: Scalars['Float']['output'];
@@ -245,6 +257,7 @@ export type FeatureActivation = {
   index: Scalars['Int']['output'];
 };
 
+/** A page of a dictionary's features (Relay connection). */
 export type FeatureConnection = {
   __typename?: 'FeatureConnection';
   edges: Array<FeatureEdge>;
@@ -252,12 +265,14 @@ export type FeatureConnection = {
   totalCount: Scalars['Int']['output'];
 };
 
+/** A feature and the cursor after which the next page starts. */
 export type FeatureEdge = {
   __typename?: 'FeatureEdge';
   cursor: Scalars['String']['output'];
   node: Feature;
 };
 
+/** A feature found for a search text, with its score and why it matched. */
 export type FeatureHit = {
   __typename?: 'FeatureHit';
   feature: Feature;
@@ -266,6 +281,7 @@ export type FeatureHit = {
   score: Scalars['Float']['output'];
 };
 
+/** A 2-D layout of a dictionary's decoder directions, near points pointing alike. */
 export type FeatureMap = {
   __typename?: 'FeatureMap';
   bounds: MapBounds;
@@ -277,6 +293,7 @@ export type FeatureMap = {
   seed: Scalars['Int']['output'];
 };
 
+/** A 2-D layout of a dictionary's decoder directions, near points pointing alike. */
 export type FeatureMapPointsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
@@ -302,18 +319,21 @@ export type FeatureMatch = {
   pairedCosine: Maybe<Scalars['Float']['output']>;
 };
 
+/** A page of a comparison's matches (Relay connection). */
 export type FeatureMatchConnection = {
   __typename?: 'FeatureMatchConnection';
   edges: Array<FeatureMatchEdge>;
   pageInfo: PageInfo;
 };
 
+/** A match and the cursor after which the next page starts. */
 export type FeatureMatchEdge = {
   __typename?: 'FeatureMatchEdge';
   cursor: Scalars['String']['output'];
   node: FeatureMatch;
 };
 
+/** A feature whose decoder direction is near the one searched for. */
 export type FeatureNeighbor = {
   __typename?: 'FeatureNeighbor';
   /** Cosine similarity of the decoder directions, in [-1, 1]. */
@@ -321,9 +341,13 @@ export type FeatureNeighbor = {
   feature: Feature;
 };
 
+/** What a dictionary's features are ordered by (ties by index). */
 export type FeatureOrder = 'DENSITY' | 'INDEX' | 'MAX_ACTIVATION';
 
-/** counts[i] tokens have edges[i] <= activation < edges[i+1] (the last bin includes its upper edge). 4 bins per octave from `atlas build`. */
+/**
+ * counts[i] tokens have edges[i] <= activation < edges[i+1] (the last bin includes its upper edge).
+ * 4 bins per octave from `atlas build`.
+ */
 export type Histogram = {
   __typename?: 'Histogram';
   counts: Array<Scalars['Int']['output']>;
@@ -332,6 +356,7 @@ export type Histogram = {
   id: Scalars['ID']['output'];
 };
 
+/** A text's tokens and the model's activations at the hook points asked for. */
 export type HookActivations = {
   __typename?: 'HookActivations';
   hooks: Array<HookTensor>;
@@ -339,6 +364,7 @@ export type HookActivations = {
   tokens: Array<Token>;
 };
 
+/** Activations at one hook point, one vector per token. */
 export type HookTensor = {
   __typename?: 'HookTensor';
   hook: Scalars['String']['output'];
@@ -346,12 +372,14 @@ export type HookTensor = {
   values: Array<Array<Scalars['Float']['output']>>;
 };
 
+/** Who wrote a feature's label. */
 export type LabelSource =
   /** Written by `atlas build` from the tokens the feature fires on most; rebuilt by every build. */
   | 'AUTO'
   /** Set by a person or a tool; `atlas build` never overwrites it. */
   | 'CURATED';
 
+/** The logit lens of a feature's decoder direction: the tokens it promotes and suppresses. */
 export type LogitLens = {
   __typename?: 'LogitLens';
   /** `<feature id>/logits` */
@@ -362,6 +390,7 @@ export type LogitLens = {
   positive: Array<LogitToken>;
 };
 
+/** A vocabulary token and the weight the decoder direction gives its logit. */
 export type LogitToken = {
   __typename?: 'LogitToken';
   token: Scalars['String']['output'];
@@ -369,6 +398,7 @@ export type LogitToken = {
   weight: Scalars['Float']['output'];
 };
 
+/** The rectangle that holds every point of a map. */
 export type MapBounds = {
   __typename?: 'MapBounds';
   maxX: Scalars['Float']['output'];
@@ -377,6 +407,7 @@ export type MapBounds = {
   minY: Scalars['Float']['output'];
 };
 
+/** Where one feature sits on its dictionary's map. */
 export type MapPoint = {
   __typename?: 'MapPoint';
   /** The feature, for its label and density. */
@@ -386,15 +417,27 @@ export type MapPoint = {
   y: Scalars['Float']['output'];
 };
 
+/** A page of a map's points, in index order. */
 export type MapPointConnection = {
   __typename?: 'MapPointConnection';
+  /** The points with their cursors (Relay); the same points as nodes. */
+  edges: Array<MapPointEdge>;
   nodes: Array<MapPoint>;
   pageInfo: PageInfo;
   totalCount: Scalars['Int']['output'];
 };
 
+/** A map point and the cursor after which the next page starts. */
+export type MapPointEdge = {
+  __typename?: 'MapPointEdge';
+  cursor: Scalars['String']['output'];
+  node: MapPoint;
+};
+
+/** The order of a comparison's matches: by cosine (BEST, WORST) or by A's feature index. */
 export type MatchOrder = 'BEST' | 'INDEX' | 'WORST';
 
+/** One signal that made a feature match the search text. */
 export type MatchReason = {
   __typename?: 'MatchReason';
   /** A sentence saying what matched: the token it fired on, the hook, the label or explanation. */
@@ -404,6 +447,7 @@ export type MatchReason = {
   value: Scalars['Float']['output'];
 };
 
+/** The signals searchFeatures blends. */
 export type MatchSignal =
   /** The feature fires on a token of the query. */
   | 'ACTIVATION'
@@ -477,6 +521,7 @@ export type MutationAddExplanationArgs = {
   text: Scalars['String']['input'];
 };
 
+/** Which dictionaries nearestFeatures searches. */
 export type NeighborScope =
   /** Only the dictionary named (or those listed in `in`). */
   | 'DICTIONARY'
@@ -514,7 +559,10 @@ export type OneToOneMatching = {
 /** Defaults: ascending for INDEX, descending for statistics. Features without the statistic come last. */
 export type OrderDirection = 'ASC' | 'DESC';
 
-/** Forward paging only (Relay's forward pagination arguments); hasPreviousPage is true when the page started after a cursor. */
+/**
+ * Forward paging only (Relay's forward pagination arguments); hasPreviousPage is true when the page
+ * started after a cursor.
+ */
 export type PageInfo = {
   __typename?: 'PageInfo';
   endCursor: Maybe<Scalars['String']['output']>;
@@ -523,6 +571,7 @@ export type PageInfo = {
   startCursor: Maybe<Scalars['String']['output']>;
 };
 
+/** Sampled contexts whose largest activation lies in one octave of the feature's range. */
 export type QuantileBand = {
   __typename?: 'QuantileBand';
   /** 0 = lowest. */
@@ -852,6 +901,7 @@ export type SaeArchitecture =
 export type SaeFormat =
   'DICTIONARY_LEARNING' | 'GEMMASCOPE' | 'GOODFIRE' | 'LLAMASCOPE' | 'OPENAI' | 'SAELENS' | 'SPARSIFY';
 
+/** What this server runs: its version, database and execution provider. */
 export type ServerInfo = {
   __typename?: 'ServerInfo';
   /** `pglite` or `postgres`, with where the data lives. */
@@ -871,6 +921,7 @@ export type Token = {
   tokenId: Scalars['Int']['output'];
 };
 
+/** One token of an encoded text and its active features. */
 export type TokenFeatures = {
   __typename?: 'TokenFeatures';
   /** Active features at this token, highest first, at most topK, zeros omitted. */
@@ -881,6 +932,7 @@ export type TokenFeatures = {
   tokenId: Scalars['Int']['output'];
 };
 
+/** A problem with a mutation's input; nothing was written. */
 export type UserError = {
   __typename?: 'UserError';
   code: UserErrorCode;
@@ -889,6 +941,7 @@ export type UserError = {
   message: Scalars['String']['output'];
 };
 
+/** What kind of problem a UserError reports (as the codes of docs/errors.md). */
 export type UserErrorCode =
   /** An argument is malformed or out of range. */
   | 'BAD_USER_INPUT'
@@ -1031,8 +1084,12 @@ export type ResolversTypes = {
   MapBounds: ResolverTypeWrapper<MapBounds>;
   MapPoint: ResolverTypeWrapper<MapPointParent>;
   MapPointConnection: ResolverTypeWrapper<
-    Omit<MapPointConnection, 'nodes'> & { nodes: Array<ResolversTypes['MapPoint']> }
+    Omit<MapPointConnection, 'edges' | 'nodes'> & {
+      edges: Array<ResolversTypes['MapPointEdge']>;
+      nodes: Array<ResolversTypes['MapPoint']>;
+    }
   >;
+  MapPointEdge: ResolverTypeWrapper<Omit<MapPointEdge, 'node'> & { node: ResolversTypes['MapPoint'] }>;
   MatchOrder: MatchOrder;
   MatchReason: ResolverTypeWrapper<MatchReason>;
   MatchSignal: MatchSignal;
@@ -1101,7 +1158,11 @@ export type ResolversParentTypes = {
   LogitToken: LogitToken;
   MapBounds: MapBounds;
   MapPoint: MapPointParent;
-  MapPointConnection: Omit<MapPointConnection, 'nodes'> & { nodes: Array<ResolversParentTypes['MapPoint']> };
+  MapPointConnection: Omit<MapPointConnection, 'edges' | 'nodes'> & {
+    edges: Array<ResolversParentTypes['MapPointEdge']>;
+    nodes: Array<ResolversParentTypes['MapPoint']>;
+  };
+  MapPointEdge: Omit<MapPointEdge, 'node'> & { node: ResolversParentTypes['MapPoint'] };
   MatchReason: MatchReason;
   Model: ModelRow;
   Mutation: Record<PropertyKey, never>;
@@ -1427,9 +1488,18 @@ export type MapPointConnectionResolvers<
   ContextType = Context,
   ParentType extends ResolversParentTypes['MapPointConnection'] = ResolversParentTypes['MapPointConnection'],
 > = {
+  edges?: Resolver<Array<ResolversTypes['MapPointEdge']>, ParentType, ContextType>;
   nodes?: Resolver<Array<ResolversTypes['MapPoint']>, ParentType, ContextType>;
   pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
   totalCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
+export type MapPointEdgeResolvers<
+  ContextType = Context,
+  ParentType extends ResolversParentTypes['MapPointEdge'] = ResolversParentTypes['MapPointEdge'],
+> = {
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['MapPoint'], ParentType, ContextType>;
 };
 
 export type MatchReasonResolvers<
@@ -1660,6 +1730,7 @@ export type Resolvers<ContextType = Context> = {
   MapBounds?: MapBoundsResolvers<ContextType>;
   MapPoint?: MapPointResolvers<ContextType>;
   MapPointConnection?: MapPointConnectionResolvers<ContextType>;
+  MapPointEdge?: MapPointEdgeResolvers<ContextType>;
   MatchReason?: MatchReasonResolvers<ContextType>;
   Model?: ModelResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
