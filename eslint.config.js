@@ -70,10 +70,7 @@ export default tseslint.config(
       '@graphql-eslint/description-style': 'off',
       // Lists of values (tokens, matches, hits) are not connections.
       // Edges of matches hold values (FeatureMatch), not nodes; paging is forward only (documented).
-      '@graphql-eslint/relay-edge-types': [
-        'error',
-        { listTypeCanWrapOnlyEdgeType: false, shouldImplementNode: false },
-      ],
+      '@graphql-eslint/relay-edge-types': ['error', { listTypeCanWrapOnlyEdgeType: false, shouldImplementNode: false }],
       '@graphql-eslint/relay-arguments': ['error', { includeBoth: false }],
       // Token.tokenId is named as TokenFeatures.tokenId and LogitToken.tokenId are.
       '@graphql-eslint/no-typename-prefix': 'off',
