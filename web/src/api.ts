@@ -1,5 +1,9 @@
-/** The one way the pages talk to the server: POST /graphql, errors turned into sentences. */
+/**
+ * The one way the pages talk to the server: POST /graphql with one of the static documents of
+ * web/src/operations (typed by `npm run codegen`), errors turned into sentences.
+ */
 import { useEffect, useState } from 'react';
+import type { TypedDocumentString } from './generated.js';
 
 const KEY_STORAGE = 'atlas.apiKey';
 
@@ -43,14 +47,14 @@ interface GraphQLResponse<T> {
   errors?: { message: string; extensions?: { code?: string; retryAfterMs?: number } }[];
 }
 
-export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gql<T, V>(document: TypedDocumentString<T, V>, variables?: V): Promise<T> {
   const key = apiKey();
   let res: Response;
   try {
     res = await fetch('/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify({ query, variables }),
+      body: JSON.stringify({ query: document.toString(), variables: variables ?? {} }),
     });
   } catch (e) {
     throw new ApiError(`Could not reach the server (${(e as Error).message}). Is \`atlas serve\` still running?`);
