@@ -99,4 +99,16 @@ export default tseslint.config(
       ],
     },
   },
+  // The UI's operations, checked against the schema (unknown fields, unused variables, …).
+  {
+    files: ['web/src/operations/*.graphql'],
+    languageOptions: {
+      parser: graphql.parser,
+      parserOptions: {
+        graphQLConfig: { schema: 'src/schema/*.graphql', documents: 'web/src/operations/*.graphql' },
+      },
+    },
+    plugins: { '@graphql-eslint': graphql },
+    rules: graphql.configs['flat/operations-recommended'].rules,
+  },
 );
