@@ -44,10 +44,10 @@ for (const backend of BACKENDS) {
         id: FIXTURE.dict,
         dIn: 32,
         dSae: 300,
-        architecture: 'topk',
+        architecture: 'TOPK',
         k: 8,
         hookPoint: 'blocks.1.hook_resid_post',
-        normalization: 'none',
+        normalization: 'NONE',
         model: { id: FIXTURE.model },
       });
       assert.equal(r.data.all.length, 3);

@@ -96,14 +96,14 @@ for (const backend of BACKENDS) {
     test('hookActivations returns the tokens and activations of the reference forward pass', async (a) => {
       const r = await a.gql(
         `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["blocks.0.hook_resid_pre", "${HOOK}"]) { ` +
-          `tokens { id text } hooks { hook values } } }`,
+          `tokens { tokenId text } hooks { hook values } } }`,
       );
       assert.equal(r.errors, undefined);
       const tokenizer = loadTokenizer(model.dir);
       const ids = tokenizer.encode(TEXT, { bos: true });
       assert.equal(ids[0], tokenizer.bosId);
       assert.deepEqual(
-        r.data.hookActivations.tokens.map((t: any) => t.id),
+        r.data.hookActivations.tokens.map((t: any) => t.tokenId),
         ids,
       );
       assert.equal(
@@ -202,7 +202,8 @@ for (const backend of BACKENDS) {
         ['{ encodeVectors(dictionary: "sae-topk", vectors: [], topK: 0) { index } }', 'BAD_USER_INPUT'],
         [`{ encode(dictionary: "sae-topk", text: "${long}") { topFeatures { index } } }`, 'INPUT_TOO_LONG'],
         [
-          `{ hookActivations(model: "gpt2-tiny", text: "hi", hooks: ["blocks.7.hook_resid_post"]) { tokens { id } } }`,
+          '{ hookActivations(model: "gpt2-tiny", text: "hi", hooks: ["blocks.7.hook_resid_post"]) ' +
+            '{ tokens { tokenId } } }',
           'BAD_USER_INPUT',
         ],
         ['{ encode(dictionary: "sae-topk", text: "") { topFeatures { index } } }', 'BAD_USER_INPUT'],

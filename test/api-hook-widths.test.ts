@@ -103,14 +103,14 @@ describe('hooks of their own width (qwen3, pglite)', () => {
   test('hookActivations returns each hook at its own width, as the reference computes it', async (a) => {
     const r = await a.gql(
       `{ model(id: "qwen3-tiny") { hookPoints hookWidths } hookActivations(model: "qwen3-tiny", text: "${TEXT}", ` +
-        `hooks: ["${Z}", "${POST}", "blocks.0.attn.hook_k", "ln_final.hook_normalized"]) { tokens { id } hooks { ` +
-        `hook values } } }`,
+        `hooks: ["${Z}", "${POST}", "blocks.0.attn.hook_k", "ln_final.hook_normalized"]) ` +
+        `{ tokens { tokenId } hooks { hook values } } }`,
     );
     assert.equal(r.errors, undefined, JSON.stringify(r.errors));
     assert.ok(r.data.model.hookPoints.includes('blocks.0.ln2.hook_normalized'));
     assert.equal(r.data.model.hookWidths[r.data.model.hookPoints.indexOf(Z)], 64);
     assert.equal(r.data.model.hookWidths[r.data.model.hookPoints.indexOf('blocks.1.hook_resid_post')], 32);
-    const ids = r.data.hookActivations.tokens.map((t: { id: number }) => t.id);
+    const ids = r.data.hookActivations.tokens.map((t: { tokenId: number }) => t.tokenId);
     assert.deepEqual(ids, loadTokenizer(model.dir).encode(TEXT, { bos: true }));
     const ref = new ReferenceLlama(model.weights).run(ids);
     const widths: Record<string, number> = {

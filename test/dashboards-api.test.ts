@@ -90,7 +90,7 @@ for (const backend of BACKENDS) {
       const live = nodes.filter((n: any) => n.density > 0);
       assert.ok(live.length > 0);
       for (const n of live) {
-        assert.equal(n.labelSource, 'auto');
+        assert.equal(n.labelSource, 'AUTO');
         assert.ok(n.label.length > 0);
         assert.equal(
           n.histogram.counts.reduce((a: number, b: number) => a + b, 0),

@@ -198,7 +198,7 @@ const ops = fc.oneof(
   op(
     'hookActivations',
     `query($m: ID!, $t: String!, $h: [String!]!, $tr: Boolean) {
-    hookActivations(model: $m, text: $t, hooks: $h, truncate: $tr) { tokens { id text } hooks { hook } } }`,
+    hookActivations(model: $m, text: $t, hooks: $h, truncate: $tr) { tokens { tokenId text } hooks { hook } } }`,
     { m: id, t: text, h: fc.oneof(fc.constant([HOOK]), list(fc.oneof(fc.constant(HOOK), text))), tr: maybe(bool) },
   ),
   op(

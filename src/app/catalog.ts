@@ -35,10 +35,15 @@ export interface FeaturePageRequest {
   direction?: Direction | null;
 }
 
+/** The direction a feature page is read in: the one asked for, else ascending by index, descending by statistics. */
+export function featureDirection(orderBy: FeatureOrder, direction: Direction | null | undefined): Direction {
+  return direction ?? (orderBy === 'INDEX' ? 'ASC' : 'DESC');
+}
+
 export async function featurePage(database: Database, dictionaryId: string, req: FeaturePageRequest): Promise<Page> {
   if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
     throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
   }
-  const direction = req.direction ?? (req.orderBy === 'INDEX' ? 'ASC' : 'DESC');
+  const direction = featureDirection(req.orderBy, req.direction);
   return pageFeatures(database, { dictionaryId, orderBy: req.orderBy, direction, first: req.first, after: req.after });
 }

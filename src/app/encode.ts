@@ -413,7 +413,7 @@ export async function hookActivationsOf(
   const model = await encoding.catalog.model(database, args.model);
   const { tokens, rows } = await encoding.hookActivations(model, args.text, args.hooks, args.truncate);
   return {
-    tokens: tokens.ids.map((id, i) => ({ id, text: tokens.texts[i] })),
+    tokens: tokens.ids.map((tokenId, i) => ({ tokenId, text: tokens.texts[i] })),
     hooks: [...rows].map(([hook, { data, d }]) => ({
       hook,
       values: Array.from({ length: data.length / d }, (_, p) => Array.from(data.subarray(p * d, (p + 1) * d))),

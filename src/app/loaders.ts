@@ -26,7 +26,7 @@ import {
   type BandExample,
   type FeatureLogitTokens,
 } from '../db/dashboards.js';
-import { getExplanationsOfFeatures, type ExplanationRow } from '../db/explanations.js';
+import { getExplanations, getExplanationsOfFeatures, type ExplanationRow } from '../db/explanations.js';
 import { getFeatureMaps, getMapPoints, type FeatureMapRow, type MapPoint } from '../db/feature-maps.js';
 import {
   getMatchesOfFeatures,
@@ -48,6 +48,7 @@ export interface Loaders {
   quantileExamples: DataLoader<FeatureKey, BandExample[], string>;
   logits: DataLoader<FeatureKey, FeatureLogitTokens | null, string>;
   explanations: DataLoader<FeatureKey, ExplanationRow[], string>;
+  explanation: DataLoader<number, ExplanationRow | null>;
   featureMap: DataLoader<string, FeatureMapRow | null>;
   mapPoint: DataLoader<FeatureKey, MapPoint | null, string>;
   related: DataLoader<FeatureKey, MatchRow[], string>;
@@ -114,6 +115,10 @@ export function createLoaders(database: Database): Loaders {
       },
       { cacheKeyFn: featureKey },
     ),
+    explanation: new DataLoader(async (ids) => {
+      const rows = await getExplanations(database, ids);
+      return ids.map((id) => rows.get(id) ?? null);
+    }),
     featureMap: new DataLoader(async (ids) => {
       const rows = await getFeatureMaps(database, ids);
       return ids.map((id) => rows.get(id) ?? null);

@@ -21,6 +21,22 @@ export function assertValidId(kind: string, id: string): void {
   }
 }
 
+/**
+ * Models and dictionaries share one id namespace (the API's ids are globally unique across types),
+ * so a new model may not take a dictionary's id nor a dictionary a model's.
+ */
+export async function assertIdFree(database: Database, kind: 'Model' | 'Dictionary', id: string): Promise<void> {
+  const other = kind === 'Model' ? dictionaries : models;
+  const [taken] = await database.db.select({ id: other.id }).from(other).where(eq(other.id, id));
+  if (taken) {
+    const owner = kind === 'Model' ? 'a dictionary' : 'a model';
+    throw new AtlasError(
+      'CONFLICT',
+      `${kind} id "${id}" is ${owner}'s id already; ids are unique across both, pick another.`,
+    );
+  }
+}
+
 export async function listModels(database: Database): Promise<ModelRow[]> {
   return database.db.select().from(models).orderBy(asc(models.id));
 }
@@ -35,6 +51,7 @@ export async function getModels(database: Database, ids: readonly string[]): Pro
 
 export async function upsertModel(database: Database, model: NewModel): Promise<ModelRow> {
   assertValidId('Model', model.id);
+  await assertIdFree(database, 'Model', model.id);
   const { id: _id, ...rest } = model;
   const [row] = await database.db
     .insert(models)

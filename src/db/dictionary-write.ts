@@ -8,6 +8,7 @@ import { eq } from 'drizzle-orm';
 import type { Database } from './client.js';
 import { dictionaries } from './schema.js';
 import {
+  assertIdFree,
   assertValidId,
   findDictionaryAnyState,
   requireModel,
@@ -41,6 +42,7 @@ export async function deleteDictionary(database: Database, id: string): Promise<
 /** Checks the id is free (or frees it per `replace`, or removes a leftover of a killed import). */
 export async function prepareDictionaryId(database: Database, id: string, replace: boolean): Promise<void> {
   assertValidId('Dictionary', id);
+  await assertIdFree(database, 'Dictionary', id);
   const existing = await findDictionaryAnyState(database, id);
   if (!existing) return;
   if (existing.state === 'ready' && !replace) {

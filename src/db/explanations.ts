@@ -69,3 +69,16 @@ export async function getExplanationsOfFeatures(
   );
   return groupBy(rows, featureKey);
 }
+
+/** Explanations by id (the DataLoader batch function behind `node(id:)`). */
+export async function getExplanations(
+  database: Database,
+  ids: readonly number[],
+): Promise<Map<number, ExplanationRow>> {
+  if (ids.length === 0) return new Map();
+  const rows = await database.query<ExplanationRow>(
+    `SELECT ${EXPLANATION_COLUMNS} FROM explanations e WHERE e.id = ANY($1::int[])`,
+    [ids],
+  );
+  return new Map(rows.map((r) => [r.id, r]));
+}

@@ -1,23 +1,15 @@
-import type { Context } from './context.js';
-import { encodeTextWith, encodeVectorsOf, hookActivationsOf, type FeatureActivation } from '../app/encode.js';
-
-type TextArgs = { text: string; topK: number; truncate: boolean };
+import { encodeTextWith, encodeVectorsOf, hookActivationsOf } from '../app/encode.js';
+import type { FeatureActivationResolvers, QueryResolvers } from './generated.js';
 
 export const encodeResolvers = {
   Query: {
-    hookActivations: (
-      _: unknown,
-      args: { model: string; text: string; hooks: string[]; truncate: boolean },
-      ctx: Context,
-    ) => hookActivationsOf(ctx.database, ctx.services.encoding, args),
-    encodeVectors: (_: unknown, args: { dictionary: string; vectors: number[][]; topK: number }, ctx: Context) =>
-      encodeVectorsOf(ctx.database, ctx.services.encoding, args),
-    encode: async (_: unknown, args: TextArgs & { dictionary: string }, ctx: Context) =>
+    hookActivations: (_, args, ctx) => hookActivationsOf(ctx.database, ctx.services.encoding, args),
+    encodeVectors: (_, args, ctx) => encodeVectorsOf(ctx.database, ctx.services.encoding, args),
+    encode: async (_, args, ctx) =>
       (await encodeTextWith(ctx.database, ctx.services.encoding, { ...args, dictionaries: [args.dictionary] }))[0],
-    encodeMany: (_: unknown, args: TextArgs & { dictionaries: string[] }, ctx: Context) =>
-      encodeTextWith(ctx.database, ctx.services.encoding, args),
-  },
+    encodeMany: (_, args, ctx) => encodeTextWith(ctx.database, ctx.services.encoding, args),
+  } satisfies QueryResolvers,
   FeatureActivation: {
-    feature: async (f: FeatureActivation, _: unknown, ctx: Context) => (await ctx.loaders.feature.load(f))!,
-  },
+    feature: async (f, _, ctx) => (await ctx.loaders.feature.load(f))!,
+  } satisfies FeatureActivationResolvers,
 };

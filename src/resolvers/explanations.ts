@@ -1,19 +1,16 @@
-import type { Context } from './context.js';
-import type { FeatureRow } from '../db/features.js';
-import type { ExplanationRow } from '../db/explanations.js';
 import { addExplanation } from '../app/explanations.js';
+import { explanationId } from './node.js';
+import type { ExplanationResolvers, FeatureResolvers, MutationResolvers } from './generated.js';
 
 export const explanationResolvers = {
   Mutation: {
-    addExplanation: async (_: unknown, args: { dictionary: string; index: number; text: string }, ctx: Context) =>
-      addExplanation(ctx.database, await ctx.auth.require(), args),
-  },
+    addExplanation: async (_, args, ctx) => addExplanation(ctx.database, await ctx.auth.require(), args),
+  } satisfies MutationResolvers,
   Feature: {
-    explanations: (f: FeatureRow, _: unknown, ctx: Context) => ctx.loaders.explanations.load(f),
-  },
+    explanations: (f, _, ctx) => ctx.loaders.explanations.load(f),
+  } satisfies FeatureResolvers,
   Explanation: {
-    id: (e: ExplanationRow) => String(e.id),
-    feature: async (e: ExplanationRow, _: unknown, ctx: Context) => (await ctx.loaders.feature.load(e))!,
-    createdAt: (e: ExplanationRow) => e.createdAt.toISOString(),
-  },
+    id: explanationId,
+    feature: async (e, _, ctx) => (await ctx.loaders.feature.load(e))!,
+  } satisfies ExplanationResolvers,
 };

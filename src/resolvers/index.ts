@@ -6,6 +6,8 @@ import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
 import { compareResolvers } from './compare.js';
 import { generateResolvers } from './generate.js';
+import { nodeResolvers } from './node.js';
+import { DateTime } from './scalars.js';
 import { guardInputs } from './input-guard.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
@@ -21,6 +23,8 @@ function merge(...maps: ResolverMap[]): ResolverMap {
 
 export const resolvers = guardInputs(
   merge(
+    { DateTime } as unknown as ResolverMap,
+    nodeResolvers,
     catalogResolvers,
     searchResolvers,
     encodeResolvers,

@@ -1,14 +1,16 @@
-import type { Context } from './context.js';
-import { findNearest, type NearestArgs } from '../app/nearest.js';
+import { findNearest } from '../app/nearest.js';
+import type { QueryResolvers } from './generated.js';
 
 export const searchResolvers = {
   Query: {
-    nearestFeatures: async (_: unknown, args: NearestArgs, ctx: Context) => {
+    nearestFeatures: async (_, args, ctx) => {
       const hits = await findNearest(ctx.database, args, ctx.services.hnswEfSearch);
-      const features = await ctx.loaders.feature.loadMany(
-        hits.map((h) => ({ dictionaryId: h.dictionaryId, index: h.index })),
+      return Promise.all(
+        hits.map(async (h) => ({
+          feature: (await ctx.loaders.feature.load({ dictionaryId: h.dictionaryId, index: h.index }))!,
+          cosine: h.cosine,
+        })),
       );
-      return hits.map((h, i) => ({ feature: features[i], cosine: h.cosine }));
     },
-  },
+  } satisfies QueryResolvers,
 };

@@ -1,11 +1,9 @@
-import type { Context } from './context.js';
-import { searchFeatures, searchExplanations, type SearchScope } from '../app/search.js';
-
-type SearchArgs = SearchScope & { query: string; first: number };
+import { searchFeatures, searchExplanations } from '../app/search.js';
+import type { QueryResolvers } from './generated.js';
 
 export const searchFeatureResolvers = {
   Query: {
-    searchFeatures: async (_: unknown, args: SearchArgs, ctx: Context) => {
+    searchFeatures: async (_, args, ctx) => {
       const hits = await searchFeatures(
         ctx.database,
         ctx.services.encoding,
@@ -16,6 +14,6 @@ export const searchFeatureResolvers = {
       for (const h of hits) ctx.loaders.feature.prime(h.feature, h.feature);
       return hits;
     },
-    searchExplanations: (_: unknown, args: SearchArgs, ctx: Context) => searchExplanations(ctx.database, args),
-  },
+    searchExplanations: (_, args, ctx) => searchExplanations(ctx.database, args),
+  } satisfies QueryResolvers,
 };

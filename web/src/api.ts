@@ -1,6 +1,10 @@
-/** The one way the pages talk to the server: POST /graphql, errors turned into sentences. */
+/**
+ * The one way the pages talk to the server: POST /graphql with one of the static documents of
+ * web/src/operations (typed by `npm run codegen`), errors turned into sentences.
+ */
 import { useEffect, useState } from 'react';
 import { createClient, type Client } from 'graphql-ws';
+import type { TypedDocumentString } from './generated.js';
 
 const KEY_STORAGE = 'atlas.apiKey';
 
@@ -44,14 +48,14 @@ interface GraphQLResponse<T> {
   errors?: { message: string; extensions?: { code?: string; retryAfterMs?: number } }[];
 }
 
-export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+export async function gql<T, V>(document: TypedDocumentString<T, V>, variables?: V): Promise<T> {
   const key = apiKey();
   let res: Response;
   try {
     res = await fetch('/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify({ query, variables }),
+      body: JSON.stringify({ query: document.toString(), variables: variables ?? {} }),
     });
   } catch (e) {
     throw new ApiError(`Could not reach the server (${(e as Error).message}). Is \`atlas serve\` still running?`);
@@ -102,9 +106,9 @@ let wsClient: Client | null = null;
  * Runs a GraphQL subscription over the graphql-ws protocol on this page's server (/graphql), the
  * API key in the connection's payload; returns a function that cancels it (the server stops its work).
  */
-export function subscribe<T>(
-  query: string,
-  variables: Record<string, unknown>,
+export function subscribe<T, V extends Record<string, unknown>>(
+  document: TypedDocumentString<T, V>,
+  variables: V,
   on: { next: (data: T) => void; error: (e: ApiError) => void; complete: () => void },
 ): () => void {
   wsClient ??= createClient({
@@ -115,7 +119,7 @@ export function subscribe<T>(
     },
   });
   return wsClient.subscribe<T>(
-    { query, variables },
+    { query: document.toString(), variables },
     {
       next: (r) => {
         const first = r.errors?.[0];

@@ -16,6 +16,11 @@ export function percent(v: number | null | undefined, digits = 3): string {
   return Math.abs(p) < 1e-3 ? `${p.toExponential(1)}%` : `${Number(p.toPrecision(digits))}%`;
 }
 
+/** An enum value as the files and the CLI spell it: `GPT_NEOX` → `gpt_neox`. */
+export function enumLabel(v: string): string {
+  return v.toLowerCase();
+}
+
 export function int(v: number | null | undefined): string {
   return v === null || v === undefined ? DASH : v.toLocaleString('en-US');
 }

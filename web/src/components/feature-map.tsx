@@ -8,6 +8,7 @@
  */
 import { useEffect, useMemo, useRef, useState, type FormEvent, type MouseEvent } from 'react';
 import { gql } from '../api.js';
+import { MapPointsDocument, MapSearchDocument, type MapPointsQuery } from '../generated.js';
 import { navigate, paths } from '../router.js';
 import { int, num, percent } from '../format.js';
 
@@ -37,21 +38,8 @@ export interface MapData {
   label: (string | null)[];
 }
 
-interface PointNode {
-  index: number;
-  x: number;
-  y: number;
-  feature: { density: number | null; label: string | null };
-}
-
-interface PointPage {
-  dictionary: {
-    map: {
-      bounds: MapData['bounds'];
-      points: { totalCount: number; pageInfo: { hasNextPage: boolean; endCursor: string | null }; nodes: PointNode[] };
-    } | null;
-  } | null;
-}
+type PointPage = MapPointsQuery;
+type PointNode = NonNullable<NonNullable<NonNullable<PointPage['dictionary']>['map']>['points']>['nodes'][number];
 
 /** All points of the map, page by page; null when the dictionary has no map. */
 export async function loadMap(
@@ -62,14 +50,9 @@ export async function loadMap(
   const nodes: PointNode[] = [];
   let bounds: MapData['bounds'] | undefined;
   for (;;) {
-    const page: PointPage = await gql<PointPage>(
-      `query($id: ID!, $first: Int, $after: String) { dictionary(id: $id) { map { bounds { minX maxX minY maxY }
-        points(first: $first, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { index x y
-        feature { density label } } } } } }`,
-      { id: dictionary, first: PAGE, after },
-    );
+    const page: PointPage = await gql(MapPointsDocument, { id: dictionary, first: PAGE, after });
     const map = page.dictionary?.map;
-    if (!map) return null;
+    if (!map?.points) return null;
     bounds = map.bounds;
     nodes.push(...map.points.nodes);
     onProgress?.(nodes.length, map.points.totalCount);
@@ -391,10 +374,6 @@ export function FeatureMapSection({ dictionary, highlight }: { dictionary: strin
   );
 }
 
-interface SearchHits {
-  searchFeatures: { score: number; feature: { index: number } }[];
-}
-
 /** A search box whose hits (searchFeatures within the dictionary) colour the map; empty restores density. */
 function MapSearch({ dictionary, onScores }: { dictionary: string; onScores: (s: MapScores | null) => void }) {
   const [text, setText] = useState('');
@@ -408,12 +387,8 @@ function MapSearch({ dictionary, onScores }: { dictionary: string; onScores: (s:
     }
     setState({ busy: true });
     try {
-      const r = await gql<SearchHits>(
-        `query($q: String!, $d: ID!, $first: Int) { searchFeatures(query: $q, dictionary: $d, first: $first) { ` +
-          `score feature { index } } }`,
-        { q: query, d: dictionary, first: SEARCH_HITS },
-      );
-      onScores({ query, score: new Map(r.searchFeatures.map((h) => [h.feature.index, h.score])) });
+      const r = await gql(MapSearchDocument, { q: query, d: dictionary, first: SEARCH_HITS });
+      onScores({ query, score: new Map((r.searchFeatures ?? []).map((h) => [h.feature.index, h.score])) });
       setState({ busy: false });
     } catch (err) {
       setState({ busy: false, error: (err as Error).message });

@@ -6,8 +6,7 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { subscribe, type ApiError } from '../api.js';
 import { ErrorBox } from './status.js';
-
-export type SteeringMethod = 'ADD' | 'CLAMP' | 'PROJECTION_CAP';
+import { SteerStreamDocument, type SteeringMethod } from '../generated.js';
 
 export interface SteerRow {
   dictionary: string;
@@ -15,18 +14,6 @@ export interface SteerRow {
   strength: number;
   method: SteeringMethod;
 }
-
-interface StreamEvent {
-  run: 'STEERED' | 'DEFAULT';
-  token: { text: string } | null;
-  done: { text: string; default: { text: string } | null } | null;
-}
-
-const STREAM = `subscription($m: ID!, $p: String!, $n: Int, $s: [SteeringInput!]) {
-  generateStream(model: $m, prompt: $p, maxTokens: $n, steering: $s) {
-    run token { text } done { text default { text } }
-  }
-}`;
 
 const METHODS: { value: SteeringMethod; label: string }[] = [
   { value: 'ADD', label: 'add' },
@@ -73,8 +60,8 @@ export function SteerRun({
     setPlain('');
     setError(null);
     setState('running');
-    cancel.current = subscribe<{ generateStream: StreamEvent }>(
-      STREAM,
+    cancel.current = subscribe(
+      SteerStreamDocument,
       { m: model, p: prompt, n: maxTokens, s: rows },
       {
         next: ({ generateStream: ev }) => {

@@ -1,63 +1,29 @@
 /** `/`: every model and its dictionaries, with the statistics `atlas build` computed for them. */
 import { gql, useLoad } from '../api.js';
-import { loadSchema } from '../schema.js';
+import { CatalogDocument } from '../generated.js';
 import { Link, paths } from '../router.js';
 import { Loaded, Note } from '../components/status.js';
-import { num, percent, int } from '../format.js';
-
-interface Stats {
-  l0: number | null;
-  deadFraction: number | null;
-  explainedVariance: number | null;
-  tokens: number | null;
-}
-
-interface CatalogDictionary {
-  id: string;
-  name: string;
-  hookPoint: string;
-  dSae: number;
-  architecture: string;
-  k: number | null;
-  stats?: Stats | null;
-}
-
-interface CatalogModel {
-  id: string;
-  name: string;
-  architecture: string;
-  dModel: number;
-  layers: number;
-  dictionaries: CatalogDictionary[];
-}
+import { enumLabel, num, percent, int } from '../format.js';
 
 async function loadCatalog() {
-  const schema = await loadSchema();
-  const hasStats = schema.has('Dictionary', 'stats');
-  const statsType = hasStats ? schema.typeOf('Dictionary', 'stats')! : '';
-  const statFields = ['l0', 'deadFraction', 'explainedVariance', 'tokens'].filter((f) => schema.has(statsType, f));
-  const stats = hasStats ? `stats { ${statFields.join(' ')} }` : '';
-  const data = await gql<{
-    models: CatalogModel[];
-    serverInfo: { version: string; database: string; executionProvider: string };
-  }>(
-    `{ serverInfo { version database executionProvider }
-       models { id name architecture dModel layers dictionaries { id name hookPoint dSae architecture k ${stats} } } }`,
-  );
-  return { ...data, hasStats };
+  const data = await gql(CatalogDocument);
+  return { serverInfo: data.serverInfo, models: data.models ?? [] };
 }
 
 export function CatalogPage() {
   const catalog = useLoad(loadCatalog, []);
   return (
     <Loaded value={catalog} what="the catalog">
-      {({ models, serverInfo, hasStats }) => (
+      {({ models, serverInfo }) => (
         <>
           <h1>Catalog</h1>
           <p className="lede">
             {models.length} model{models.length === 1 ? '' : 's'},{' '}
-            {models.reduce((n, m) => n + m.dictionaries.length, 0)} dictionaries · server {serverInfo.version} on{' '}
-            {serverInfo.database}, models run on {serverInfo.executionProvider}
+            {models.reduce((n, m) => n + m.dictionaries.length, 0)} dictionaries
+            {serverInfo
+              ? ` · server ${serverInfo.version} on ${serverInfo.database}, ` +
+                `models run on ${serverInfo.executionProvider}`
+              : ''}
           </p>
           {models.length === 0 ? (
             <Note>
@@ -65,16 +31,13 @@ export function CatalogPage() {
               <code>atlas import</code>.
             </Note>
           ) : null}
-          {!hasStats ? (
-            <Note>This server does not report dictionary statistics (L0, dead fraction, explained variance) yet.</Note>
-          ) : null}
           {models.map((m) => (
             <section key={m.id} className="card" data-testid="model">
               <h2>
                 {m.name} <span className="muted">({m.id})</span>
               </h2>
               <p className="muted">
-                {m.architecture}, {m.layers} layers, d_model {m.dModel}
+                {enumLabel(m.architecture)}, {m.layers} layers, d_model {m.dModel}
               </p>
               {m.dictionaries.length === 0 ? (
                 <Note>No dictionaries for this model yet.</Note>
@@ -103,7 +66,7 @@ export function CatalogPage() {
                           <code>{d.hookPoint}</code>
                         </td>
                         <td className="num">{int(d.dSae)}</td>
-                        <td>{d.architecture === 'topk' && d.k ? `topk (k=${d.k})` : d.architecture}</td>
+                        <td>{d.architecture === 'TOPK' && d.k ? `topk (k=${d.k})` : enumLabel(d.architecture)}</td>
                         <td className="num">{num(d.stats?.l0)}</td>
                         <td className="num">{percent(d.stats?.deadFraction)}</td>
                         <td className="num">{percent(d.stats?.explainedVariance)}</td>
@@ -113,7 +76,7 @@ export function CatalogPage() {
                   </tbody>
                 </table>
               )}
-              {hasStats && m.dictionaries.some((d) => !d.stats) ? (
+              {m.dictionaries.some((d) => !d.stats) ? (
                 <Note>
                   Dictionaries shown with {'—'} have no statistics yet: run <code>atlas build</code> over a corpus.
                 </Note>

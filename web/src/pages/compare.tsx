@@ -5,7 +5,12 @@
  */
 import { useState } from 'react';
 import { gql, useLoad } from '../api.js';
-import { loadSchema } from '../schema.js';
+import {
+  CompareChoicesDocument,
+  ComparisonDocument,
+  type CompareChoicesQuery,
+  type MatchEdgesFragment,
+} from '../generated.js';
 import { Link, navigate, paths } from '../router.js';
 import { Loaded, Note } from '../components/status.js';
 import { Histogram } from '../components/histogram.js';
@@ -13,55 +18,19 @@ import { int, num } from '../format.js';
 
 const SHOWN = 15;
 
-interface DictionaryOption {
-  id: string;
-  dIn: number;
-  dSae: number;
-  hookPoint: string;
-  model: { id: string };
-}
+type DictionaryOption = NonNullable<CompareChoicesQuery['dictionaries']>[number];
+type MatchNode = MatchEdgesFragment['edges'][number]['node'];
 
-interface MatchNode {
-  feature: { index: number; label: string | null };
-  match: { index: number; label: string | null };
-  cosine: number;
-}
-
-interface Comparison {
-  a: { id: string; dSae: number };
-  b: { id: string; dSae: number };
-  meanMaxCosineAB: number;
-  meanMaxCosineBA: number;
-  histogram: { edges: number[]; counts: number[] };
-  oneToOne: { score: number; leftover: number } | null;
-  seconds: number;
-  computedAt: string;
-  best: { edges: { node: MatchNode }[] };
-  worst: { edges: { node: MatchNode }[] };
-}
-
-const MATCH = 'edges { node { cosine feature { index label } match { index label } } }';
-
-async function loadComparison(a: string, b: string): Promise<Comparison> {
-  const data = await gql<{ compareDictionaries: Comparison }>(
-    `query($a: ID!, $b: ID!, $n: Int) { compareDictionaries(a: $a, b: $b) {
-      a { id dSae } b { id dSae } meanMaxCosineAB meanMaxCosineBA histogram { edges counts } oneToOne { score
-      leftover } seconds computedAt
-      best: matches(first: $n, order: BEST) { ${MATCH} } worst: matches(first: $n, order: WORST) { ${MATCH} } } }`,
-    { a, b, n: SHOWN },
-  );
-  return data.compareDictionaries;
+async function loadComparison(a: string, b: string) {
+  const c = (await gql(ComparisonDocument, { a, b, n: SHOWN })).compareDictionaries;
+  if (!c?.best || !c.worst) throw new Error(`Dictionaries ${a} and ${b} could not be compared.`);
+  return { ...c, best: c.best, worst: c.worst };
 }
 
 export function ComparePage({ query }: { query: URLSearchParams }) {
   const a = query.get('a') ?? '';
   const b = query.get('b') ?? '';
-  const dictionaries = useLoad(async () => {
-    const schema = await loadSchema();
-    if (!schema.has('Query', 'compareDictionaries')) return null;
-    return (await gql<{ dictionaries: DictionaryOption[] }>('{ dictionaries { id dIn dSae hookPoint model { id } } }'))
-      .dictionaries;
-  }, []);
+  const dictionaries = useLoad(async () => (await gql(CompareChoicesDocument)).dictionaries ?? [], []);
   return (
     <>
       <h1>Compare dictionaries</h1>
@@ -70,16 +39,12 @@ export function ComparePage({ query }: { query: URLSearchParams }) {
         they split into, and for equally wide dictionaries how well they pair one to one.
       </p>
       <Loaded value={dictionaries} what="the dictionaries">
-        {(list) =>
-          list === null ? (
-            <Note>This server cannot compare dictionaries (no compareDictionaries).</Note>
-          ) : (
-            <>
-              <Picker list={list} a={a} b={b} />
-              {a && b ? <Result key={`${a}|${b}`} a={a} b={b} /> : null}
-            </>
-          )
-        }
+        {(list) => (
+          <>
+            <Picker list={list} a={a} b={b} />
+            {a && b ? <Result key={`${a}|${b}`} a={a} b={b} /> : null}
+          </>
+        )}
       </Loaded>
     </>
   );

@@ -5,80 +5,38 @@
  */
 import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
 import { gql, useLoad } from '../api.js';
-import { loadSchema, type Schema } from '../schema.js';
+import { DictionaryPageDocument, DictionarySearchDocument, type FeatureRowFragment } from '../generated.js';
 import { Link, navigate, paths } from '../router.js';
 import { Loaded, Note } from '../components/status.js';
 import { FeatureMapSection } from '../components/feature-map.js';
-import { num, percent, int } from '../format.js';
+import { enumLabel, num, percent, int } from '../format.js';
 
 const PAGE = 50;
 const ORDERS = { index: 'INDEX', density: 'DENSITY', max: 'MAX_ACTIVATION' } as const;
 type OrderKey = keyof typeof ORDERS;
 
-interface Row {
-  index: number;
-  density: number | null;
-  maxActivation: number | null;
-  meanActivation: number | null;
-  label: string | null;
-}
-
-interface DictionaryInfo {
-  id: string;
-  name: string;
-  hookPoint: string;
-  dIn: number;
-  dSae: number;
-  architecture: string;
-  k: number | null;
-  model: { id: string; name: string };
-  features: {
-    totalCount: number;
-    pageInfo: { hasNextPage: boolean; endCursor: string | null };
-    edges: { node: Row }[];
-  };
-}
-
-interface Hit {
-  score: number;
-  reasons: { signal: string; value: number | null; detail: string | null }[];
-  feature: Row;
-}
-
-const ROW = 'index density maxActivation meanActivation label';
+type Row = FeatureRowFragment;
 
 function defaultDir(order: OrderKey): 'asc' | 'desc' {
   return order === 'index' ? 'asc' : 'desc';
 }
 
 async function loadPage(id: string, order: OrderKey, dir: 'asc' | 'desc', after: string | null) {
-  const data = await gql<{ dictionary: DictionaryInfo | null }>(
-    `query($id: ID!, $first: Int, $after: String, $order: FeatureOrder, $dir: OrderDirection) {
-      dictionary(id: $id) { id name hookPoint dIn dSae architecture k model { id name }
-        features(first: $first, after: $after, orderBy: $order, direction: $dir) {
-          totalCount pageInfo { hasNextPage endCursor } edges { node { ${ROW} } } } } }`,
-    { id, first: PAGE, after, order: ORDERS[order], dir: dir.toUpperCase() },
-  );
-  if (!data.dictionary)
+  const data = await gql(DictionaryPageDocument, {
+    id,
+    first: PAGE,
+    after,
+    order: ORDERS[order],
+    dir: dir === 'asc' ? 'ASC' : 'DESC',
+  });
+  const d = data.dictionary;
+  if (!d?.features)
     throw new Error(`There is no dictionary "${id}" on this server. The catalog lists the ones it has.`);
-  return data.dictionary;
+  return { ...d, features: d.features };
 }
 
-function reasonSelection(schema: Schema): string {
-  const reasonType = schema.typeOf(schema.typeOf('Query', 'searchFeatures') ?? '', 'reasons');
-  return reasonType
-    ? `reasons { ${['signal', 'value', 'detail'].filter((f) => schema.has(reasonType, f)).join(' ')} }`
-    : '';
-}
-
-async function search(id: string, q: string): Promise<Hit[]> {
-  const schema = await loadSchema();
-  const data = await gql<{ searchFeatures: Hit[] }>(
-    `query($q: String!, $id: ID!) { searchFeatures(query: $q, dictionary: $id, first: 20) { score ` +
-      `${reasonSelection(schema)} feature { ${ROW} } } }`,
-    { q, id },
-  );
-  return data.searchFeatures;
+async function search(id: string, q: string) {
+  return (await gql(DictionarySearchDocument, { q, id })).searchFeatures ?? [];
 }
 
 export function DictionaryPage({ id, query, state }: { id: string; query: URLSearchParams; state: unknown }) {
@@ -91,9 +49,7 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
   const q = query.get('q') ?? '';
   const stack = ((state as { cursors?: (string | null)[] } | null)?.cursors ?? []) as (string | null)[];
 
-  const schema = useLoad(loadSchema, []);
   const page = useLoad(() => loadPage(id, order, dir, after), [id, order, dir, after]);
-  const canSearch = schema.state === 'done' && schema.data.has('Query', 'searchFeatures');
 
   const params = (over: Record<string, string | undefined>) => ({
     order: order === 'index' ? undefined : order,
@@ -122,32 +78,26 @@ export function DictionaryPage({ id, query, state }: { id: string; query: URLSea
           <p className="lede">
             {d.name !== d.id ? `${d.name} · ` : ''}
             <code>{d.hookPoint}</code> of {d.model.name} · {int(d.dSae)} features over {d.dIn} dimensions ·{' '}
-            {d.architecture}
+            {enumLabel(d.architecture)}
             {d.k ? ` (k=${d.k})` : ''} ·{' '}
             <Link to={paths.playground({ dictionary: d.id })}>try it in the playground</Link>
           </p>
-          {schema.state === 'done' && schema.data.has('Dictionary', 'map') ? (
-            <section className="card">
-              <h2>Map</h2>
-              <FeatureMapSection
-                key={d.id}
-                dictionary={d.id}
-                highlight={query.get('at') === null ? null : Number(query.get('at'))}
-              />
-            </section>
-          ) : null}
+          <section className="card">
+            <h2>Map</h2>
+            <FeatureMapSection
+              key={d.id}
+              dictionary={d.id}
+              highlight={query.get('at') === null ? null : Number(query.get('at'))}
+            />
+          </section>
           <div className="toolbar">
             <SearchBox
               key={q}
               initial={q}
-              enabled={canSearch}
               onSearch={(text) => navigate(paths.dictionary(id, params({ q: text || undefined, after: undefined })))}
             />
             <JumpTo dSae={d.dSae} dictionary={d.id} />
           </div>
-          {schema.state === 'done' && !canSearch ? (
-            <Note>This server has no feature search (searchFeatures) yet; sort the table instead.</Note>
-          ) : null}
           {q ? (
             <SearchResults id={id} q={q} onClear={() => navigate(paths.dictionary(id, params({ q: undefined })))} />
           ) : (
@@ -249,15 +199,7 @@ function FeatureRow({ dictionary, f, extra }: { dictionary: string; f: Row; extr
   );
 }
 
-function SearchBox({
-  initial,
-  enabled,
-  onSearch,
-}: {
-  initial: string;
-  enabled: boolean;
-  onSearch: (q: string) => void;
-}) {
+function SearchBox({ initial, onSearch }: { initial: string; onSearch: (q: string) => void }) {
   const [text, setText] = useState(initial);
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -268,16 +210,11 @@ function SearchBox({
       <input
         type="search"
         aria-label="Search features"
-        placeholder={
-          enabled
-            ? 'Search: text the feature fires on, or words of its label'
-            : 'Search is not available on this server'
-        }
+        placeholder="Search: text the feature fires on, or words of its label"
         value={text}
-        disabled={!enabled}
         onChange={(e) => setText(e.target.value)}
       />
-      <button type="submit" disabled={!enabled || !text.trim()}>
+      <button type="submit" disabled={!text.trim()}>
         Search
       </button>
     </form>

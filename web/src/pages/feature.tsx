@@ -1,11 +1,20 @@
 /**
- * `/feature/:dictionary/:index`: one feature's dashboard. Sections whose fields this server does
- * not have yet say so instead of showing nothing; sections whose data `atlas build` has not
- * computed say that.
+ * `/feature/:dictionary/:index`: one feature's dashboard. Sections whose data `atlas build` has not
+ * computed say so instead of showing nothing.
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import { gql, useApiKey, useLoad, ApiError } from '../api.js';
-import { loadSchema, pick, type Schema } from '../schema.js';
+import {
+  AddExplanationDocument,
+  FeatureFamilyDocument,
+  FeaturePageDocument,
+  FeatureRelatedDocument,
+  NearestFeaturesDocument,
+  type ExampleFragment,
+  type FeatureFamilyQuery,
+  type FeaturePageQuery,
+  type NearestFeaturesQuery,
+} from '../generated.js';
 import { Link, paths } from '../router.js';
 import { Loaded, Note, ErrorBox } from '../components/status.js';
 import { Histogram } from '../components/histogram.js';
@@ -13,88 +22,15 @@ import { TokenContext } from '../components/tokens.js';
 import { SteerPanel } from '../components/steer.js';
 import { num, percent, tokenDisplay } from '../format.js';
 
-interface Example {
-  tokens: string[];
-  values: number[];
-  maxValue: number;
-  maxPosition: number;
-}
-
-interface Band {
-  band: number;
-  minActivation?: number;
-  maxActivation?: number;
-  examples: Example[];
-}
-
-interface LogitToken {
-  token: string;
-  weight: number;
-}
-
-type Explanation = Record<string, string | number | null>;
-
-interface FeatureData {
-  id: string;
-  index: number;
-  label: string | null;
-  labelSource: string | null;
-  density: number | null;
-  maxActivation: number | null;
-  meanActivation: number | null;
-  decoderNorm: number;
-  dictionary: {
-    id: string;
-    name: string;
-    dIn: number;
-    dSae: number;
-    hookPoint: string;
-    model: { id: string; name: string; dictionaries: { id: string; dIn: number }[] };
-  };
-  histogram?: { edges: number[]; counts: number[] } | null;
-  topActivations?: Example[] | null;
-  quantileExamples?: Band[] | null;
-  logits?: { positive: LogitToken[]; negative: LogitToken[] } | null;
-  explanations?: Explanation[] | null;
-}
-
-interface Neighbor {
-  cosine: number;
-  feature: { index: number; label: string | null; dictionary: { id: string } };
-}
-
-const EXAMPLE = 'tokens values maxValue maxPosition';
-/** Explanation fields shown when the server has them, in display order. */
-const EXPLANATION_FIELDS = ['id', 'text', 'source', 'author', 'createdAt'];
-
-function featureQuery(schema: Schema): string {
-  const has = (f: string) => schema.has('Feature', f);
-  const explanationType = schema.typeOf('Feature', 'explanations');
-  return `query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) {
-    id index label labelSource density maxActivation meanActivation decoderNorm
-    dictionary { id name dIn dSae hookPoint model { id name dictionaries { id dIn } } }
-    ${has('histogram') ? 'histogram { edges counts }' : ''}
-    ${has('topActivations') ? `topActivations(first: 20) { ${EXAMPLE} }` : ''}
-    ${
-      has('quantileExamples')
-        ? `quantileExamples { band ` +
-          `${pick(schema, 'QuantileBand', ['minActivation', 'maxActivation'])} examples { ${EXAMPLE} } }`
-        : ''
-    }
-    ${has('logits') ? 'logits { positive { token weight } negative { token weight } }' : ''}
-    ${
-      explanationType
-        ? `explanations { ` + `${EXPLANATION_FIELDS.filter((f) => schema.has(explanationType, f)).join(' ')} }`
-        : ''
-    }
-  } }`;
-}
+type Example = ExampleFragment;
+type FeatureData = NonNullable<FeaturePageQuery['feature']>;
+type LogitToken = NonNullable<FeatureData['logits']>['positive'][number];
+type Neighbor = NonNullable<NearestFeaturesQuery['nearestFeatures']>[number];
 
 async function loadFeature(dictionary: string, index: number) {
-  const schema = await loadSchema();
-  const data = await gql<{ feature: FeatureData | null }>(featureQuery(schema), { d: dictionary, i: index });
+  const data = await gql(FeaturePageDocument, { d: dictionary, i: index });
   if (!data.feature) throw new ApiError(`Dictionary ${dictionary} has no feature ${index}.`, 'NOT_FOUND');
-  return { feature: data.feature, schema };
+  return data.feature;
 }
 
 const COFIRE_TITLE = "share of this feature's firing tokens on which the child fires too, in the last build";
@@ -107,7 +43,7 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
   }, [dictionary, index]);
   return (
     <Loaded value={loaded} what={`feature ${index} of ${dictionary}`}>
-      {({ feature: f, schema }) => {
+      {(f) => {
         const scale = f.maxActivation ?? Math.max(0, ...(f.topActivations ?? []).map((e) => e.maxValue));
         return (
           <>
@@ -125,9 +61,7 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                   </span>
                 ) : null}
                 {f.labelSource ? (
-                  <span className="badge">
-                    {f.labelSource === 'auto' ? 'automatic label' : `label by ${f.labelSource}`}
-                  </span>
+                  <span className="badge">{f.labelSource === 'AUTO' ? 'automatic label' : 'curated label'}</span>
                 ) : null}
               </h1>
               <nav className="step">
@@ -165,9 +99,7 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
               <div className="main">
                 <section className="card">
                   <h2>Activation histogram</h2>
-                  {!schema.has('Feature', 'histogram') ? (
-                    <Note>This server does not serve histograms yet.</Note>
-                  ) : f.histogram ? (
+                  {f.histogram ? (
                     <Histogram edges={f.histogram.edges} counts={f.histogram.counts} />
                   ) : (
                     <Note>Not computed yet.</Note>
@@ -175,70 +107,56 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                 </section>
                 <section className="card">
                   <h2>Top activating contexts</h2>
-                  {!schema.has('Feature', 'topActivations') ? (
-                    <Note>This server does not serve activation examples yet.</Note>
-                  ) : f.topActivations?.length ? (
+                  {f.topActivations?.length ? (
                     <Examples examples={f.topActivations} scale={scale} testId="top-activations" />
                   ) : (
                     <Note>{f.density === null ? 'Not computed yet.' : 'The feature never fired on the corpus.'}</Note>
                   )}
                 </section>
-                {schema.has('Subscription', 'generateStream') ? (
-                  <section className="card">
-                    <h2>Steer</h2>
-                    <p className="muted small">
-                      Generate with this feature turned up (or down), beside the same sampling without it.
-                    </p>
-                    <SteerPanel
-                      model={f.dictionary.model.id}
-                      dictionary={f.dictionary.id}
-                      index={f.index}
-                      scale={f.maxActivation ?? 1}
-                    />
-                  </section>
-                ) : null}
-                {schema.has('Feature', 'quantileExamples') ? (
-                  <section className="card">
-                    <h2>Examples by activation band</h2>
-                    {f.quantileExamples?.length ? (
-                      [...f.quantileExamples]
-                        .sort((x, y) => y.band - x.band)
-                        .map((b) => (
-                          <div key={b.band} className="band" data-testid="quantile-band">
-                            <h3>
-                              Band {b.band}
-                              {b.maxActivation !== undefined
-                                ? ` · peak activation ${b.band === 0 ? 'up to' : `${num(b.minActivation)} –`} ` +
-                                  `${num(b.maxActivation)}`
-                                : ''}
-                            </h3>
-                            {b.examples.length ? (
-                              <Examples examples={b.examples} scale={scale} />
-                            ) : (
-                              <Note>No examples in this band.</Note>
-                            )}
-                          </div>
-                        ))
-                    ) : (
-                      <Note>{f.density === null ? 'Not computed yet.' : 'The feature never fired on the corpus.'}</Note>
-                    )}
-                  </section>
-                ) : null}
+                <section className="card">
+                  <h2>Examples by activation band</h2>
+                  {f.quantileExamples?.length ? (
+                    [...f.quantileExamples]
+                      .sort((x, y) => y.band - x.band)
+                      .map((b) => (
+                        <div key={b.band} className="band" data-testid="quantile-band">
+                          <h3>
+                            Band {b.band}
+                            {` · peak activation ${b.band === 0 ? 'up to' : `${num(b.minActivation)} –`} ` +
+                              `${num(b.maxActivation)}`}
+                          </h3>
+                          {b.examples.length ? (
+                            <Examples examples={b.examples} scale={scale} />
+                          ) : (
+                            <Note>No examples in this band.</Note>
+                          )}
+                        </div>
+                      ))
+                  ) : (
+                    <Note>{f.density === null ? 'Not computed yet.' : 'The feature never fired on the corpus.'}</Note>
+                  )}
+                </section>
+                <section className="card">
+                  <h2>Steer</h2>
+                  <p className="muted small">
+                    Generate with this feature turned up (or down), beside the same sampling without it.
+                  </p>
+                  <SteerPanel
+                    model={f.dictionary.model.id}
+                    dictionary={f.dictionary.id}
+                    index={f.index}
+                    scale={f.maxActivation ?? 1}
+                  />
+                </section>
               </div>
               <div className="side">
                 <section className="card">
                   <h2>Explanations</h2>
-                  {schema.has('Feature', 'explanations') ? (
-                    <Explanations feature={f} schema={schema} onAdded={() => setVersion((v) => v + 1)} />
-                  ) : (
-                    <Note>This server does not store explanations yet.</Note>
-                  )}
+                  <Explanations feature={f} onAdded={() => setVersion((v) => v + 1)} />
                 </section>
                 <section className="card">
                   <h2>Logit lens</h2>
-                  {!schema.has('Feature', 'logits') ? (
-                    <Note>This server does not serve logit-lens tokens yet.</Note>
-                  ) : f.logits ? (
+                  {f.logits ? (
                     <div className="logits">
                       <LogitList title="Promoted" tokens={f.logits.positive} className="pos" />
                       <LogitList title="Suppressed" tokens={f.logits.negative} className="neg" />
@@ -248,7 +166,7 @@ export function FeaturePage({ dictionary, index }: { dictionary: string; index: 
                   )}
                 </section>
                 <Nearest feature={f} />
-                {schema.has('Feature', 'related') ? <Related feature={f} /> : null}
+                <Related feature={f} />
               </div>
             </div>
           </>
@@ -289,53 +207,35 @@ function LogitList({ title, tokens, className }: { title: string; tokens: LogitT
   );
 }
 
-function Explanations({ feature, schema, onAdded }: { feature: FeatureData; schema: Schema; onAdded: () => void }) {
+function Explanations({ feature, onAdded }: { feature: FeatureData; onAdded: () => void }) {
   const key = useApiKey();
-  const list = feature.explanations ?? [];
-  const canAdd = schema.mutation !== null && schema.has(schema.mutation, 'addExplanation');
+  const list = feature.explanations;
   return (
     <>
       {list.length === 0 ? (
         <Note>No explanations yet.</Note>
       ) : (
         <ul className="explanations" data-testid="explanations">
-          {list.map((e, i) => (
-            <li key={String(e.id ?? i)}>
+          {list.map((e) => (
+            <li key={e.id}>
               <div>{e.text}</div>
               <div className="muted small">
-                {[e.source, e.author, e.createdAt ? new Date(String(e.createdAt)).toLocaleString() : null]
-                  .filter(Boolean)
-                  .join(' · ')}
+                {[e.source, e.author, new Date(e.createdAt).toLocaleString()].filter(Boolean).join(' · ')}
               </div>
             </li>
           ))}
         </ul>
       )}
-      {canAdd ? (
-        key ? (
-          <AddExplanation feature={feature} schema={schema} onAdded={onAdded} />
-        ) : (
-          <Note>Set an API key (top right) to add an explanation.</Note>
-        )
-      ) : null}
+      {key ? (
+        <AddExplanation feature={feature} onAdded={onAdded} />
+      ) : (
+        <Note>Set an API key (top right) to add an explanation.</Note>
+      )}
     </>
   );
 }
 
-/** The payload's user-error list, whatever the server calls it. */
-function userErrorsSelection(schema: Schema): { field: string; selection: string } | null {
-  const payload = schema.typeOf(schema.mutation ?? '', 'addExplanation');
-  if (!payload) return null;
-  const field = ['userErrors', 'errors'].find((f) => schema.has(payload, f));
-  if (!field) return null;
-  const type = schema.typeOf(payload, field)!;
-  return {
-    field,
-    selection: `${field} { ${['message', 'field', 'code'].filter((f) => schema.has(type, f)).join(' ')} }`,
-  };
-}
-
-function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; schema: Schema; onAdded: () => void }) {
+function AddExplanation({ feature, onAdded }: { feature: FeatureData; onAdded: () => void }) {
   const [text, setText] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
@@ -344,13 +244,8 @@ function AddExplanation({ feature, schema, onAdded }: { feature: FeatureData; sc
     setBusy(true);
     setError(null);
     try {
-      const errors = userErrorsSelection(schema);
-      const data = await gql<{ addExplanation: Record<string, { message: string }[] | unknown> | null }>(
-        `mutation($d: ID!, $i: Int!, $t: String!) { addExplanation(dictionary: $d, index: $i, text: $t) { ` +
-          `__typename ${errors?.selection ?? ''} } }`,
-        { d: feature.dictionary.id, i: feature.index, t: text.trim() },
-      );
-      const problems = errors ? ((data.addExplanation?.[errors.field] as { message: string }[] | undefined) ?? []) : [];
+      const data = await gql(AddExplanationDocument, { d: feature.dictionary.id, i: feature.index, t: text.trim() });
+      const problems = data.addExplanation?.userErrors ?? [];
       if (problems.length) throw new ApiError(problems.map((p) => p.message).join(' '));
       setText('');
       onAdded();
@@ -381,17 +276,12 @@ async function loadNearest(f: FeatureData) {
   const others = f.dictionary.model.dictionaries
     .filter((d) => d.id !== f.dictionary.id && d.dIn === f.dictionary.dIn)
     .map((d) => d.id);
-  const q =
-    `query($d: ID!, $i: Int!, $in: [ID!]) { nearestFeatures(dictionary: $d, index: $i, k: 10, in: $in) { ` +
-    `cosine feature { index label dictionary { id } } } }`;
   const [same, other] = await Promise.all([
-    gql<{ nearestFeatures: Neighbor[] }>(q, { d: f.dictionary.id, i: f.index, in: null }),
-    others.length
-      ? gql<{ nearestFeatures: Neighbor[] }>(q, { d: f.dictionary.id, i: f.index, in: others })
-      : Promise.resolve(null),
+    gql(NearestFeaturesDocument, { d: f.dictionary.id, i: f.index, in: null }),
+    others.length ? gql(NearestFeaturesDocument, { d: f.dictionary.id, i: f.index, in: others }) : null,
   ]);
   return {
-    same: same.nearestFeatures.filter(
+    same: (same.nearestFeatures ?? []).filter(
       (n) => !(n.feature.dictionary.id === f.dictionary.id && n.feature.index === f.index),
     ),
     other: other?.nearestFeatures ?? null,
@@ -439,50 +329,25 @@ function NeighborList({ list, showDictionary }: { list: Neighbor[]; showDictiona
   );
 }
 
-interface RelatedMatch {
-  cosine: number;
-  pairedCosine: number | null;
-  match: { index: number; label: string | null; dictionary: { id: string; dSae: number } };
-  paired: { index: number } | null;
-}
-
-interface FamilyMember {
-  cosine: number;
-  /**
-   * Share of this feature's firing tokens on which the child fires too (last build of both); null if not built
-   * together.
-   */
-  coActivation: number | null;
-  feature: { index: number; label: string | null };
-}
+type FamilyMember = NonNullable<NonNullable<FeatureFamilyQuery['feature']>['family']>[number];
 
 /** Minimum cosine for a wider dictionary's feature to count as a child of this one. */
 const FAMILY_MIN_COSINE = 0.3;
 
 async function loadRelated(feature: FeatureData) {
   const vars = { d: feature.dictionary.id, i: feature.index };
-  const data = await gql<{ feature: { mapPoint: { x: number; y: number } | null; related: RelatedMatch[] } }>(
-    `query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { mapPoint { x y }
-      related { cosine pairedCosine match { index label dictionary { id dSae } } paired { index } } } }`,
-    vars,
-  );
+  const data = await gql(FeatureRelatedDocument, vars);
+  if (!data.feature) throw new ApiError(`Feature ${feature.id} is gone.`, 'NOT_FOUND');
   // Wider dictionaries: what this feature splits into there.
   const wider = data.feature.related
     .filter((r) => r.match.dictionary.dSae > feature.dictionary.dSae)
     .map((r) => r.match.dictionary.id);
-  let families: Record<string, FamilyMember[]> = {};
-  if (wider.length) {
-    const fields = wider.map(
-      (id, k) =>
-        `f${k}: family(dictionary: ${JSON.stringify(id)}, minCosine: ${FAMILY_MIN_COSINE}) { cosine coActivation ` +
-        `feature { index label } }`,
-    );
-    const fam = await gql<{ feature: Record<string, FamilyMember[]> }>(
-      `query($d: ID!, $i: Int!) { feature(dictionary: $d, index: $i) { ${fields.join(' ')} } }`,
-      vars,
-    );
-    families = Object.fromEntries(wider.map((id, k) => [id, fam.feature[`f${k}`]]));
-  }
+  const fams = await Promise.all(
+    wider.map((other) => gql(FeatureFamilyDocument, { ...vars, other, minCosine: FAMILY_MIN_COSINE })),
+  );
+  const families: Record<string, FamilyMember[]> = Object.fromEntries(
+    wider.map((id, k) => [id, fams[k].feature?.family ?? []]),
+  );
   return { ...data.feature, families };
 }
 

@@ -5,55 +5,32 @@
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import { gql, useLoad, ApiError, type Loadable } from '../api.js';
+import {
+  EncodeDocument,
+  PlaygroundChoicesDocument,
+  type ActivationItemFragment,
+  type EncodeQuery,
+} from '../generated.js';
 import { Link, navigate, paths } from '../router.js';
 import { Loaded, Loading, ErrorBox, Note } from '../components/status.js';
 import { shade } from '../components/tokens.js';
 import { num, tokenDisplay } from '../format.js';
 import { SteerEditor } from '../components/steer.js';
-import { loadSchema } from '../schema.js';
 
-interface Activation {
-  index: number;
-  activation: number;
-  feature: { label: string | null };
-}
-
-interface Encoding {
-  dictionary: { id: string };
-  tokens: { position: number; text: string; isBos: boolean; features: Activation[] }[];
-  topFeatures: Activation[];
-  reconstruction: { l0: number; explainedVariance: number | null; cosine: number };
-}
-
-interface Choice {
-  id: string;
-  hookPoint: string;
-  model: { id: string; name: string };
-}
+type Activation = ActivationItemFragment;
+type Encoding = NonNullable<EncodeQuery['encode']>;
 
 const EXAMPLE_TEXT = 'Once upon a time, there was a little girl who loved to play with her ball in the park.';
 const TOP_K = 10;
 
-function encode(dictionary: string, text: string): Promise<Encoding> {
-  return gql<{ encode: Encoding }>(
-    `query($d: ID!, $t: String!, $k: Int) { encode(dictionary: $d, text: $t, topK: $k, truncate: true) {
-      dictionary { id }
-      tokens { position text isBos features { index activation feature { label } } }
-      topFeatures { index activation feature { label } }
-      reconstruction { l0 explainedVariance cosine } } }`,
-    { d: dictionary, t: text, k: TOP_K },
-  ).then((d) => d.encode);
+async function encode(dictionary: string, text: string): Promise<Encoding> {
+  const data = await gql(EncodeDocument, { d: dictionary, t: text, k: TOP_K });
+  if (!data.encode) throw new ApiError(`Dictionary ${dictionary} could not encode the text.`);
+  return data.encode;
 }
 
 export function PlaygroundPage({ query }: { query: URLSearchParams }) {
-  const dictionaries = useLoad(
-    () =>
-      gql<{ dictionaries: Choice[] }>(`{ dictionaries { id hookPoint model { id name } } }`).then(
-        (d) => d.dictionaries,
-      ),
-    [],
-  );
-  const streams = useLoad(() => loadSchema().then((s) => s.has('Subscription', 'generateStream')), []);
+  const dictionaries = useLoad(async () => (await gql(PlaygroundChoicesDocument)).dictionaries ?? [], []);
   const urlDictionary = query.get('dictionary') ?? '';
   const urlText = query.get('text') ?? '';
   const [dictionary, setDictionary] = useState(urlDictionary);
@@ -138,7 +115,7 @@ export function PlaygroundPage({ query }: { query: URLSearchParams }) {
       {result?.state === 'done' ? (
         <EncodingView encoding={result.data} selected={selected} onSelect={setSelected} />
       ) : null}
-      {streams.state === 'done' && streams.data && dictionaries.state === 'done' && dictionaries.data.length ? (
+      {dictionaries.state === 'done' && dictionaries.data.length ? (
         <section className="card">
           <h2>Steer</h2>
           <p className="muted small">
