@@ -5,6 +5,7 @@ import { dashboardResolvers } from './dashboards.js';
 import { explanationResolvers } from './explanations.js';
 import { searchFeatureResolvers } from './search-features.js';
 import { compareResolvers } from './compare.js';
+import { clientPathResolvers } from './client-paths.js';
 import { guardInputs } from './input-guard.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
@@ -27,5 +28,6 @@ export const resolvers = guardInputs(
     searchFeatureResolvers,
     dashboardResolvers,
     compareResolvers,
+    clientPathResolvers,
   ),
 );
