@@ -16,6 +16,9 @@ import { upsertModel } from '../src/db/catalog.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { createApiKey } from '../src/app/keys.js';
 import { chooseEncoding } from '../src/http/transport.js';
+import { ARGUMENT_BOUNDS } from '../src/resolvers/bounds.js';
+import { typeDefs } from '../src/schema/index.js';
+import { buildSchema, getNamedType, isObjectType, type GraphQLArgument } from 'graphql';
 
 /**
  * Audits that warn by the spec's leave: for `application/json` responses the spec says a server SHOULD
@@ -238,5 +241,58 @@ describe('GraphQL over HTTP', () => {
     const keyed = await post(a, { query }, { authorization: `Bearer ${key}` });
     assert.equal(keyed.body.data.dictionary.stats.corpus, SAMPLE_CORPUS);
     assert.match(keyed.body.data.serverInfo.database, /^pglite: PGlite \/.+\/pglite$/);
+  });
+
+  test('integer ranges are refused with the argument and range in extensions, the limits accepted', async (a) => {
+    // The documented ranges (docs/errors.md, README): pages 0..100, search results and neighbours 1..100,
+    // topK 1..256 and at most the dictionary's dSae (4 here).
+    const cases: [string, string, number, number][] = [
+      ['searchFeatures(query: "x", first: $v) { score }', 'first', 1, 100],
+      ['searchExplanations(query: "x", first: $v) { __typename }', 'first', 1, 100],
+      [`nearestFeatures(dictionary: "${DICT}", index: 0, k: $v) { cosine }`, 'k', 1, 100],
+      [`encode(dictionary: "${DICT}", text: "x", topK: $v) { __typename }`, 'topK', 1, 256],
+      [`encodeMany(dictionaries: ["${DICT}"], text: "x", topK: $v) { __typename }`, 'topK', 1, 256],
+      [`encodeVectors(dictionary: "${DICT}", vectors: [[1, 0, 0, 0]], topK: $v) { index }`, 'topK', 1, 256],
+      [`dictionary(id: "${DICT}") { features(first: $v) { totalCount } }`, 'first', 0, 100],
+      [`feature(dictionary: "${DICT}", index: 0) { topActivations(first: $v) { maxValue } }`, 'first', 0, 100],
+    ];
+    for (const [field, argument, min, max] of cases) {
+      for (const v of [min - 1, max + 1]) {
+        const r = await a.gql(`query ($v: Int) { ${field} }`, { v });
+        assert.deepEqual(r.errors?.[0]?.extensions, { code: 'BAD_USER_INPUT', argument, min, max }, `${field} ${v}`);
+        assert.match(
+          r.errors![0].message,
+          new RegExp(`"${argument}" must be an integer from ${min} to ${max}, got ${v}`),
+        );
+      }
+    }
+    const nullFirst = await a.gql(`{ dictionary(id: "${DICT}") { features(first: null) { totalCount } } }`);
+    assert.deepEqual(nullFirst.errors?.[0]?.extensions, {
+      code: 'BAD_USER_INPUT',
+      argument: 'first',
+      min: 0,
+      max: 100,
+    });
+    const page = await a.gql(`{ dictionary(id: "${DICT}") { features(first: 100) { edges { node { index } } } } }`);
+    assert.deepEqual(
+      page.data.dictionary.features.edges.map((e: any) => e.node.index),
+      [0, 1, 2, 3],
+    );
+    const wide = await a.gql(`{ encodeVectors(dictionary: "${DICT}", vectors: [[1, 0, 0, 0]], topK: 5) { index } }`);
+    assert.deepEqual(wide.errors?.[0]?.extensions, { code: 'BAD_USER_INPUT', argument: 'topK', min: 1, max: 4 });
+  });
+
+  it('every range in ARGUMENT_BOUNDS names an Int argument of the schema', () => {
+    const schema = buildSchema(typeDefs);
+    for (const [type, fields] of Object.entries(ARGUMENT_BOUNDS)) {
+      const t = schema.getType(type);
+      assert.ok(isObjectType(t), type);
+      for (const [field, args] of Object.entries(fields)) {
+        for (const argument of Object.keys(args)) {
+          const def: GraphQLArgument | undefined = t.getFields()[field]?.args.find((x) => x.name === argument);
+          assert.equal(def && getNamedType(def.type)?.name, 'Int', `${type}.${field}(${argument})`);
+        }
+      }
+    }
   });
 });

@@ -7,6 +7,7 @@ import { searchFeatureResolvers } from './search-features.js';
 import { compareResolvers } from './compare.js';
 import { clientPathResolvers } from './client-paths.js';
 import { guardInputs } from './input-guard.js';
+import { guardBounds } from './bounds.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -20,14 +21,16 @@ function merge(...maps: ResolverMap[]): ResolverMap {
 }
 
 export const resolvers = guardInputs(
-  merge(
-    catalogResolvers,
-    searchResolvers,
-    encodeResolvers,
-    explanationResolvers,
-    searchFeatureResolvers,
-    dashboardResolvers,
-    compareResolvers,
-    clientPathResolvers,
+  guardBounds(
+    merge(
+      catalogResolvers,
+      searchResolvers,
+      encodeResolvers,
+      explanationResolvers,
+      searchFeatureResolvers,
+      dashboardResolvers,
+      compareResolvers,
+      clientPathResolvers,
+    ),
   ),
 );
