@@ -31,20 +31,31 @@ export const MAX_TOKENS = 2000;
 /** Passed to Apollo as parseOptions: the token limit is checked by the parser itself. */
 export const PARSE_OPTIONS: ParseOptions = { maxTokens: MAX_TOKENS };
 
+/** graphql-armor's rejections, recorded by its onReject hook (its errors carry no code of their own). */
+const limitRejections = new WeakSet<object>();
+const record = { onReject: [(_: unknown, error: Error) => void limitRejections.add(error)] };
+
 /** Limits on the document (as validation rules): depth, aliases, cost, directives; no field suggestions. */
 export function armor() {
   return new ApolloArmor({
-    maxDepth: { n: 10 },
-    maxAliases: { n: 15 },
-    costLimit: { maxCost: 50000 },
+    maxDepth: { n: 10, ...record },
+    maxAliases: { n: 15, ...record },
+    costLimit: { maxCost: 50000, ...record },
     maxTokens: { enabled: false },
-    maxDirectives: { n: 20 },
+    maxDirectives: { n: 20, ...record },
     blockFieldSuggestion: { enabled: true },
   }).protect();
 }
 
-/** graphql-armor's rejections (validation errors) and graphql-js's token limit (a syntax error). */
-const LIMIT_REJECTION = /limit of \d+ exceeded|^Syntax Error: Document contains more th(?:an|at) \d+ tokens/i;
+/**
+ * A document over a limit: refused by graphql-armor, or by graphql-js's token count while parsing,
+ * which says so only in its message (a fixed sentence of graphql-js).
+ */
+function isLimitRejection(error: unknown, message: string): boolean {
+  const underlying = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+  if (typeof underlying === 'object' && underlying !== null && limitRejections.has(underlying)) return true;
+  return /^Syntax Error: Document contains more th(?:an|at) \d+ tokens/.test(message);
+}
 
 /** `details` as a client may see them: no `path` entry, paths in strings cut to `…/name`. */
 function clientDetails(details: Record<string, unknown>): Record<string, unknown> {
@@ -80,7 +91,7 @@ export function formatError(log: (l: string) => void) {
         extensions: { code: original.code, ...details },
       };
     }
-    if (LIMIT_REJECTION.test(formatted.message)) {
+    if (isLimitRejection(error, formatted.message)) {
       return {
         message: formatted.message.replace(/^Syntax Error: /, ''),
         locations: formatted.locations,
