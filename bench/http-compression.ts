@@ -54,6 +54,7 @@ const dictionary = dictionaries.data.dictionaries.find((d) => d.stats)?.id;
 if (!dictionary) throw new Error(`No built dictionary at ${url}; start the server on the demo atlas.`);
 const body = JSON.stringify({ query: FEATURE_PAGE, variables: { d: dictionary, i: index } });
 
+await post(body, null); // warm the caches and loaders' statements
 console.log(`feature page of ${dictionary} #${index}, ${runs} requests each`);
 for (const accept of [null, 'gzip', 'br']) {
   const times: number[] = [];
