@@ -235,6 +235,10 @@ describe('GraphQL over HTTP', () => {
     assert.equal(anonymous.body.data.dictionary.stats.corpus, '…/wiki-sample.txt');
     assert.match(anonymous.body.data.serverInfo.database, /^pglite: PGlite …\/pglite$/);
     assert.doesNotMatch(JSON.stringify(anonymous.body), /\/srv\/|\/tmp\//);
+    // The model's file is missing: the error names it as `…/http.bin`, not by its path.
+    const missing = await post(a, { query: `{ encode(dictionary: "${DICT}", text: "hi", topK: 2) { __typename } }` });
+    assert.match(missing.body.errors[0].message, /…\/http\.bin/);
+    assert.doesNotMatch(JSON.stringify(missing.body), /\/nonexistent\//);
     const badKey = await post(a, { query }, { authorization: 'Bearer not-a-key' });
     assert.equal(badKey.body.data.dictionary.stats.corpus, '…/wiki-sample.txt');
     const { key } = await createApiKey(a.database, 'paths');
