@@ -7,7 +7,7 @@
  * malformed or oversized document is a 400 GRAPHQL_PARSE_FAILED / QUERY_TOO_COMPLEX with `locations`;
  * graphql-armor checks depth, aliases, cost and directives as validation rules.
  */
-import { GraphQLError, type GraphQLFormattedError, type ParseOptions } from 'graphql';
+import { GraphQLError, type GraphQLFormattedError, type ParseOptions, type ValidationContext } from 'graphql';
 import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
@@ -31,18 +31,32 @@ export const MAX_TOKENS = 2000;
 /** Passed to Apollo as parseOptions: the token limit is checked by the parser itself. */
 export const PARSE_OPTIONS: ParseOptions = { maxTokens: MAX_TOKENS };
 
-/** graphql-armor's rejections, recorded by its onReject hook (its errors carry no code of their own). */
+/** The validation errors of graphql-armor's rejections (they carry no code of their own). */
 const limitRejections = new WeakSet<object>();
-const record = { onReject: [(_: unknown, error: Error) => void limitRejections.add(error)] };
+
+/**
+ * graphql-armor's onReject: report the rejection as a validation error recorded in limitRejections
+ * (armor's own reporter would mark it BAD_USER_INPUT, which Apollo replaces with GRAPHQL_VALIDATION_FAILED).
+ */
+const reportLimit = () => ({
+  propagateOnRejection: false,
+  onReject: [
+    (ctx: ValidationContext | null, error: GraphQLError) => {
+      const rejection = new GraphQLError(error.message.replace(/^Syntax Error: /, ''));
+      limitRejections.add(rejection);
+      ctx?.reportError(rejection);
+    },
+  ],
+});
 
 /** Limits on the document (as validation rules): depth, aliases, cost, directives; no field suggestions. */
 export function armor() {
   return new ApolloArmor({
-    maxDepth: { n: 10, ...record },
-    maxAliases: { n: 15, ...record },
-    costLimit: { maxCost: 50000, ...record },
+    maxDepth: { n: 10, ...reportLimit() },
+    maxAliases: { n: 15, ...reportLimit() },
+    costLimit: { maxCost: 50000, ...reportLimit() },
     maxTokens: { enabled: false },
-    maxDirectives: { n: 20, ...record },
+    maxDirectives: { n: 20, ...reportLimit() },
     blockFieldSuggestion: { enabled: true },
   }).protect();
 }
