@@ -1,21 +1,21 @@
 // ESLint: typescript-eslint's recommended rules, and the direction of imports between layers
 // (src/engine → nothing above it; src/db → nothing above it; src/app → engine and db; the edges —
-// resolvers, commands, server — call app and may name db/engine types only).
+// resolvers, commands, http, server — call app and may name db/engine types only).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import graphql from '@graphql-eslint/eslint-plugin';
 
 const layer = (regex, message, allowTypeImports = false) => ({ regex, message, allowTypeImports });
 const ABOVE_ENGINE = layer(
-  '(^|/)(db|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$',
+  '(^|/)(db|app|resolvers|commands|schema|http)/|/(server|web|cli)\\.js$',
   'src/engine is pure computation: it imports no db, app, resolvers or commands.',
 );
 const ABOVE_DB = layer(
-  '(^|/)(engine|app|resolvers|commands|schema)/|/(server|web|cli)\\.js$',
+  '(^|/)(engine|app|resolvers|commands|schema|http)/|/(server|web|cli)\\.js$',
   'src/db stores and reads: it imports no engine, app, resolvers or commands.',
 );
 const ABOVE_APP = layer(
-  '(^|/)(resolvers|commands)/|/(server|web|cli)\\.js$',
+  '(^|/)(resolvers|commands|http)/|/(server|web|cli)\\.js$',
   'src/app holds use cases: resolvers, commands and the server call it, not the other way round.',
 );
 const BELOW_EDGE = layer(
@@ -57,7 +57,14 @@ export default tseslint.config(
   { files: ['src/db/**/*.ts'], rules: restrict(ABOVE_DB) },
   { files: ['src/app/**/*.ts'], rules: restrict(ABOVE_APP) },
   {
-    files: ['src/resolvers/**/*.ts', 'src/commands/**/*.ts', 'src/server.ts', 'src/subscriptions.ts', 'src/cli.ts'],
+    files: [
+      'src/resolvers/**/*.ts',
+      'src/commands/**/*.ts',
+      'src/http/**/*.ts',
+      'src/server.ts',
+      'src/subscriptions.ts',
+      'src/cli.ts',
+    ],
     rules: restrict(BELOW_EDGE),
   },
   { files: ['test/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },

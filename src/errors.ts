@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   QUERY_TOO_COMPLEX: 'The GraphQL document exceeds the depth, alias, cost or size limits.',
   PAYLOAD_TOO_LARGE: 'The request body exceeds the size limit.',
   CURSOR_MISMATCH: 'A connection cursor was issued for another ordering than the page asked for.',
+  UNSUPPORTED_MEDIA_TYPE: 'A POST body is not application/json (UTF-8).',
   DATABASE_UNAVAILABLE: 'The connection to the database was lost or it is restarting; retry the request.',
   INTERNAL_SERVER_ERROR: 'An unexpected error; the server log has the details.',
 } as const;

@@ -4,21 +4,19 @@
  * subscriptions over WebSocket on the same path (src/subscriptions.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
-import { basename } from 'node:path';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
-import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloArmor } from '@escape.tech/graphql-armor';
-import type { GraphQLFormattedError } from 'graphql';
 import { typeDefs } from './schema/index.js';
 import { resolvers } from './resolvers/index.js';
 import type { Context } from './resolvers/context.js';
 import type { Services } from './app/services.js';
 import type { Database } from './db/client.js';
-import { databaseError } from './app/database.js';
+import { hidePaths } from './app/client-view.js';
 import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
+import { armor, formatError, PARSE_OPTIONS, refuseSubscriptions } from './http/errors.js';
+import { endCompressed, unsupportedContentType } from './http/transport.js';
 import { createWebUi } from './web.js';
 import { requestAuth } from './app/auth.js';
 import { attachSubscriptions } from './subscriptions.js';
@@ -45,80 +43,6 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Codes Apollo and graphql-js already attach that are safe and useful to pass through. */
-const PASS_THROUGH = new Set([
-  'GRAPHQL_PARSE_FAILED',
-  'GRAPHQL_VALIDATION_FAILED',
-  'BAD_USER_INPUT',
-  'BAD_REQUEST',
-  'OPERATION_RESOLUTION_FAILURE',
-  'PERSISTED_QUERY_NOT_FOUND',
-  'PERSISTED_QUERY_NOT_SUPPORTED',
-]);
-
-/** An absolute path of two or more segments (not part of a URL or a relative path). */
-const ABSOLUTE_PATH = /(?<![\w.:/~-])\/(?:[^\s/'"`]+\/)+[^\s/'"`]*/g;
-
-/**
- * Server paths (the data dir, where files live) are for the log only: a client sees `…/name`, and
- * `path` details are dropped. Returns null when there was nothing to hide.
- */
-function withoutPaths(
-  message: string,
-  details: Record<string, unknown> = {},
-): { message: string; details: Record<string, unknown> } | null {
-  const hide = (s: string) =>
-    s.replace(ABSOLUTE_PATH, (p) => {
-      const [, path, tail] = /^(.*?)([.,;:)]*)$/.exec(p)!;
-      return `…/${basename(path)}${tail}`;
-    });
-  const clean = Object.fromEntries(
-    Object.entries(details)
-      .filter(([k]) => k !== 'path')
-      .map(([k, v]) => [k, typeof v === 'string' ? hide(v) : v]),
-  );
-  const text = hide(message);
-  return text === message && Object.keys(clean).length === Object.keys(details).length
-    ? null
-    : { message: text, details: clean };
-}
-
-export function formatError(log: (l: string) => void) {
-  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const unwrapped = unwrapResolverError(error);
-    // Statements sent through drizzle reach here as the driver's errors.
-    const original = databaseError(unwrapped) ?? unwrapped;
-    if (isAtlasError(original)) {
-      const hidden = withoutPaths(original.message, original.details);
-      if (hidden) log(`${original.code}: ${original.message}`);
-      const { message, details } = hidden ?? { message: original.message, details: original.details };
-      return {
-        message,
-        path: formatted.path,
-        locations: formatted.locations,
-        extensions: { code: original.code, ...details },
-      };
-    }
-    if (ARMOR_REJECTION.test(formatted.message)) {
-      return {
-        message: formatted.message.replace(/^Syntax Error: /, ''),
-        locations: formatted.locations,
-        extensions: { code: 'QUERY_TOO_COMPLEX' },
-      };
-    }
-    const code = formatted.extensions?.code;
-    if (typeof code === 'string' && PASS_THROUGH.has(code)) {
-      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
-    }
-    log(`internal error: ${(original as Error)?.stack ?? String(original)}`);
-    return {
-      message: 'Internal server error. The server log has the details.',
-      path: formatted.path,
-      extensions: { code: 'INTERNAL_SERVER_ERROR' },
-    };
-  };
-}
-
 /** Lists the dictionaries a search left out in the response's `extensions.skippedDictionaries`. */
 function reportSkipped(log: (l: string) => void): ApolloServerPlugin<Context> {
   return {
@@ -131,28 +55,13 @@ function reportSkipped(log: (l: string) => void): ApolloServerPlugin<Context> {
           const unique = [...new Map(skipped.map((s) => [s.dictionary, s])).values()];
           response.body.singleResult.extensions = {
             ...response.body.singleResult.extensions,
-            skippedDictionaries: unique.map((s) => ({ ...s, message: withoutPaths(s.message)?.message ?? s.message })),
+            skippedDictionaries: unique.map((s) => ({ ...s, message: hidePaths(s.message) })),
           };
         },
       };
     },
   };
 }
-
-/** Limits on the document itself: depth, aliases, cost, tokens, directives; no field suggestions. */
-function armor() {
-  return new ApolloArmor({
-    maxDepth: { n: 10 },
-    maxAliases: { n: 15 },
-    costLimit: { maxCost: 50000 },
-    maxTokens: { n: 2000 },
-    maxDirectives: { n: 20 },
-    blockFieldSuggestion: { enabled: true },
-  }).protect();
-}
-
-/** graphql-armor reports its rejections as syntax errors; give them their own code. */
-const ARMOR_REJECTION = /^Syntax Error: .*limit of \d+ exceeded/i;
 
 class BodyTooLarge extends Error {}
 
@@ -211,9 +120,11 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     includeStacktraceInErrorResponses: false,
     // atlas serve drains and closes the database itself on SIGINT/SIGTERM.
     stopOnTerminationSignals: false,
+    parseOptions: PARSE_OPTIONS,
     validationRules: protection.validationRules,
     plugins: [
       ...(protection.plugins as ApolloServerPlugin<Context>[]),
+      refuseSubscriptions<Context>(),
       ApolloServerPluginLandingPageDisabled() as ApolloServerPlugin<Context>,
       reportSkipped(log),
       ApolloServerPluginDrainHttpServer({ httpServer }) as ApolloServerPlugin<Context>,
@@ -237,6 +148,9 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
         if (e instanceof BodyTooLarge) return payloadTooLarge(res, opts.maxBodyBytes);
         throw e;
       }
+      const refused = unsupportedContentType(req);
+      if (refused)
+        return sendJson(res, 415, { errors: [{ message: refused, extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' } }] });
       try {
         body = raw ? JSON.parse(raw) : {};
       } catch {
@@ -294,7 +208,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;
     if (result.body.kind === 'complete') {
-      res.end(result.body.string);
+      await endCompressed(req, res, result.body.string);
     } else {
       for await (const chunk of result.body.asyncIterator) res.write(chunk);
       res.end();

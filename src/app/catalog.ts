@@ -2,7 +2,6 @@
 import type { Database } from '../db/client.js';
 import { listDictionaries, listModels, requireModel, type DictionaryRow } from '../db/catalog.js';
 import { pageFeatures, type Direction, type FeatureOrder, type Page } from '../db/features.js';
-import { AtlasError } from '../errors.js';
 import type { Services } from './services.js';
 
 export { listModels };
@@ -25,6 +24,7 @@ export async function dictionariesOf(database: Database, modelId: string | null 
   return listDictionaries(database, modelId ?? undefined);
 }
 
+/** Rows per page of a connection (checked at the resolver edge, src/resolvers/bounds.ts). */
 export const MAX_PAGE = 100;
 
 export interface FeaturePageRequest {
@@ -41,9 +41,6 @@ export function featureDirection(orderBy: FeatureOrder, direction: Direction | n
 }
 
 export async function featurePage(database: Database, dictionaryId: string, req: FeaturePageRequest): Promise<Page> {
-  if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
-    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
-  }
   const direction = featureDirection(req.orderBy, req.direction);
   return pageFeatures(database, { dictionaryId, orderBy: req.orderBy, direction, first: req.first, after: req.after });
 }

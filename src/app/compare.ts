@@ -9,7 +9,6 @@ import { findComparison, pageMatches, saveComparison, type ComparisonRow, type M
 import { compareDecoders, type ComparePhase } from '../engine/compare/compare.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import { AtlasError } from '../errors.js';
-import { MAX_PAGE } from './catalog.js';
 
 export type CompareProgressPhase = 'reading' | ComparePhase | 'storing';
 
@@ -116,8 +115,5 @@ export async function comparisonMatches(
   dictionaryId: string,
   req: MatchPage,
 ) {
-  if (!Number.isInteger(req.first) || req.first < 0 || req.first > MAX_PAGE) {
-    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_PAGE}, got ${req.first}.`);
-  }
   return pageMatches(database, { comparisonId, dictionaryId, ...req });
 }

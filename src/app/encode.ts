@@ -10,6 +10,7 @@ import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { DictionaryRow, ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
+import { checkBound } from './bounds.js';
 import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
 import { CatalogCache } from './catalog-cache.js';
 import type { EngineRegistry } from './registry.js';
@@ -351,10 +352,9 @@ export class EncodingService {
   }
 }
 
+/** topK against the dictionary's width (the fixed 1..MAX_TOP_K is checked at the resolver edge too). */
 function checkTopK(topK: number, dict: DictionaryRow): void {
-  if (!Number.isInteger(topK) || topK < 1 || topK > Math.min(MAX_TOP_K, dict.dSae)) {
-    throw new AtlasError('BAD_USER_INPUT', `topK must be from 1 to ${Math.min(MAX_TOP_K, dict.dSae)}, got ${topK}.`);
-  }
+  checkBound('topK', topK, { min: 1, max: Math.min(MAX_TOP_K, dict.dSae) });
 }
 
 /** Keeps the first `k` of each row's `width` sorted slots. */

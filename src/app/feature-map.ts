@@ -68,8 +68,5 @@ export const MAX_MAP_PAGE = 10_000;
 
 /** Map points in index order after `afterIndex` (−1 for the first page). */
 export async function mapPoints(database: Database, dictionaryId: string, first: number, afterIndex: number) {
-  if (!Number.isInteger(first) || first < 0 || first > MAX_MAP_PAGE) {
-    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 0 and ${MAX_MAP_PAGE}, got ${first}.`);
-  }
   return pageMapPoints(database, dictionaryId, first, afterIndex);
 }

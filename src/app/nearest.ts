@@ -31,9 +31,6 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
       'Give exactly one of "index" (a feature of the dictionary) or "vector" (a raw direction).',
     );
   }
-  if (!Number.isInteger(args.k) || args.k < 1 || args.k > MAX_NEIGHBORS) {
-    throw new AtlasError('BAD_USER_INPUT', `"k" must be between 1 and ${MAX_NEIGHBORS}, got ${args.k}.`);
-  }
   const unit = hasVector ? unitVector(args.vector!) : null;
   if (hasVector && !unit) {
     throw new AtlasError(

@@ -89,12 +89,9 @@ export async function resolveScope(database: Database, scope: SearchScope): Prom
   return listDictionaries(database);
 }
 
-function checkArgs(query: string, first: number): void {
+function checkQuery(query: string): void {
   if (query.trim() === '')
     throw new AtlasError('BAD_USER_INPUT', 'The search query is empty; type a word or a phrase.');
-  if (!Number.isInteger(first) || first < 1 || first > MAX_SEARCH_RESULTS) {
-    throw new AtlasError('BAD_USER_INPUT', `"first" must be between 1 and ${MAX_SEARCH_RESULTS}, got ${first}.`);
-  }
 }
 
 export function specificity(density: number | null): number {
@@ -191,7 +188,7 @@ export async function searchFeatures(
   efSearch?: number,
   skipped: SkippedDictionary[] = [],
 ): Promise<FeatureHit[]> {
-  checkArgs(args.query, args.first);
+  checkQuery(args.query);
   const dicts = await resolveScope(database, args);
   if (dicts.length === 0) return [];
   const pool = Math.min(MAX_SEARCH_RESULTS, 3 * args.first);
@@ -326,7 +323,7 @@ export async function searchExplanations(
   database: Database,
   args: SearchScope & { query: string; first: number },
 ): Promise<ExplanationHit[]> {
-  checkArgs(args.query, args.first);
+  checkQuery(args.query);
   const dictIds = (await resolveScope(database, args)).map((d) => d.id);
   const text = await searchExplanationText(database, args.query, dictIds, args.first);
   return text.map(({ explanation, rank }) => ({ explanation, score: rank }));

@@ -8,7 +8,9 @@ import { compareResolvers } from './compare.js';
 import { generateResolvers } from './generate.js';
 import { nodeResolvers } from './node.js';
 import { DateTime } from './scalars.js';
+import { clientPathResolvers } from './client-paths.js';
 import { guardInputs } from './input-guard.js';
+import { guardBounds } from './bounds.js';
 
 type ResolverMap = Record<string, Record<string, unknown>>;
 
@@ -22,16 +24,19 @@ function merge(...maps: ResolverMap[]): ResolverMap {
 }
 
 export const resolvers = guardInputs(
-  merge(
-    { DateTime } as unknown as ResolverMap,
-    nodeResolvers,
-    catalogResolvers,
-    searchResolvers,
-    encodeResolvers,
-    explanationResolvers,
-    searchFeatureResolvers,
-    dashboardResolvers,
-    compareResolvers,
-    generateResolvers,
+  guardBounds(
+    merge(
+      { DateTime } as unknown as ResolverMap,
+      nodeResolvers,
+      catalogResolvers,
+      searchResolvers,
+      encodeResolvers,
+      explanationResolvers,
+      searchFeatureResolvers,
+      dashboardResolvers,
+      compareResolvers,
+      generateResolvers,
+      clientPathResolvers,
+    ),
   ),
 );
