@@ -13,7 +13,7 @@ import type { EngineRegistry } from './registry.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
 import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
-import type { SaeEncoding } from '../engine/sae/encoder.js';
+import { narrowEncoding, type SaeEncoding } from '../engine/sae/encoder.js';
 
 export interface FeatureActivation {
   dictionaryId: string;
@@ -55,6 +55,8 @@ interface VectorRequest {
   x: Float32Array;
   n: number;
   topK: number;
+  /** Whether the caller uses the reconstruction; the batch decodes when any of its requests does. */
+  reconstruct: boolean;
 }
 
 export const MAX_TOP_K = 256;
@@ -144,21 +146,22 @@ export class EncodingService {
             x.set(r.x, off * dict.dIn);
             off += r.n;
           }
-          const enc = await encoder.encode(x, n, topK);
+          const enc = await encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) });
           off = 0;
           return reqs
             .map((r) => {
               const slice = (a: Int32Array | Float32Array, width: number) => a.slice(off * width, (off + r.n) * width);
               const part: SaeEncoding = {
+                width: topK,
                 indices: slice(enc.indices, topK) as Int32Array,
                 values: slice(enc.values, topK) as Float32Array,
                 l0: slice(enc.l0, 1) as Int32Array,
-                xHat: slice(enc.xHat, dict.dIn) as Float32Array,
+                xHat: enc.xHat && (slice(enc.xHat, dict.dIn) as Float32Array),
               };
               off += r.n;
               return part;
             })
-            .map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
+            .map((part, i) => narrowEncoding(part, reqs[i].n, reqs[i].topK));
         },
         (r) => r.n,
         this.options(this.config.batchVectors),
@@ -231,7 +234,7 @@ export class EncodingService {
       x.set(v, i * dict.dIn);
     });
     if (vectors.length === 0) return [];
-    const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK });
+    const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK, reconstruct: false });
     // Values past float32's range (about 3.4e38), or large enough to overflow the encoder, give ±Inf/NaN.
     if (!enc.values.every(Number.isFinite)) {
       throw new AtlasError(
@@ -283,7 +286,7 @@ export class EncodingService {
             { dIn: dict.dIn, hookWidth: d },
           );
         }
-        const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
+        const enc = await this.encoderBatcher(dict).submit({ x, n, topK, reconstruct: true });
         const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
           position,
           tokenId,
@@ -312,18 +315,6 @@ function checkTopK(topK: number, dict: DictionaryRow): void {
   if (!Number.isInteger(topK) || topK < 1 || topK > Math.min(MAX_TOP_K, dict.dSae)) {
     throw new AtlasError('BAD_USER_INPUT', `topK must be from 1 to ${Math.min(MAX_TOP_K, dict.dSae)}, got ${topK}.`);
   }
-}
-
-/** Keeps the first `k` of each row's `width` sorted slots. */
-function narrowTopK(e: SaeEncoding, n: number, width: number, k: number): SaeEncoding {
-  if (k === width) return e;
-  const indices = new Int32Array(n * k);
-  const values = new Float32Array(n * k);
-  for (let r = 0; r < n; r++) {
-    indices.set(e.indices.subarray(r * width, r * width + k), r * k);
-    values.set(e.values.subarray(r * width, r * width + k), r * k);
-  }
-  return { ...e, indices, values };
 }
 
 /** A row's sorted top-k slots without the empty (zero) ones. */
@@ -357,7 +348,7 @@ function quality(x: Float32Array, e: SaeEncoding, positions: number[], d: number
   let l0 = 0;
   positions.forEach((p, i) => {
     xs.set(x.subarray(p * d, (p + 1) * d), i * d);
-    hs.set(e.xHat.subarray(p * d, (p + 1) * d), i * d);
+    hs.set(e.xHat!.subarray(p * d, (p + 1) * d), i * d);
     l0 += e.l0[p];
   });
   if (positions.length === 0) return { mse: 0, normalizedMse: null, explainedVariance: null, cosine: 1, l0: 0 };

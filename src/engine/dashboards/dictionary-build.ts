@@ -4,17 +4,15 @@
  * the end the logit lens of every decoder row. Every accumulator has a size fixed by the dictionary
  * (features × bins, heaps, samples), never by the corpus.
  *
- * Exact codes: statistics need every active code of every token, not only the strongest few. The
- * encoder returns the topK largest codes and each token's L0 (its number of nonzero codes); a TopK
- * dictionary has at most k, so topK = k is exact. For other architectures a batch whose largest L0
- * exceeds topK is encoded again with a wider topK (kept for later batches), so each token's list
- * always holds all of its active codes.
+ * Exact codes: statistics need every active code of every token, not only the strongest few; the
+ * encoder returns them all (its allActive option: k for a TopK dictionary, otherwise a width
+ * widened while some token's L0 exceeds it, kept for later batches).
  */
 import { AtlasError } from '../../errors.js';
 import { isResidualHook } from '../model/hooks.js';
 import type { HookBatch, LoadedModel } from '../model/types.js';
 import type { SessionSettings } from '../runtime/session.js';
-import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
+import type { SaeEncoder } from '../sae/encoder.js';
 import { openSae } from '../sae/open.js';
 import type { TokenContext } from './corpus.js';
 import { FeatureStats } from './feature-stats.js';
@@ -139,23 +137,12 @@ export class DictionaryBuild {
     return x;
   }
 
-  /** Encodes rows until every token's active codes fit in topK. */
-  private async encodeAll(x: Float32Array, n: number): Promise<SaeEncoding> {
-    for (;;) {
-      const enc = await this.encoder.encode(x, n, this.topK);
-      let maxL0 = 0;
-      for (let r = 0; r < n; r++) if (enc.l0[r] > maxL0) maxL0 = enc.l0[r];
-      if (maxL0 <= this.topK || this.topK >= this.dict.dSae) return enc;
-      this.topK = Math.min(this.dict.dSae, Math.max(2 * this.topK, 2 ** Math.ceil(Math.log2(maxL0))));
-    }
-  }
-
   /** `target`: a transcoder's output hook for the same contexts, which its reconstruction is measured against. */
   async consume(contexts: TokenContext[], acts: HookBatch, target?: HookBatch): Promise<void> {
     const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
     const x = this.nonBosRows(contexts, acts, this.dict.hookPoint, n);
-    const enc = await this.encodeAll(x, n);
-    const K = this.topK;
+    const enc = await this.encoder.encode(x, n, this.topK, { reconstruct: true, allActive: true });
+    const K = (this.topK = enc.width);
     this.lastCodes = { n, k: K, indices: enc.indices, values: enc.values };
     let active = 0;
     let row = 0;
@@ -206,7 +193,7 @@ export class DictionaryBuild {
       }
       row += len;
     }
-    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat, n, active);
+    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat!, n, active);
   }
 
   /** Feature f's activations in the current context, from its linked list of entries. */
