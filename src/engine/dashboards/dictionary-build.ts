@@ -17,7 +17,7 @@ import { openSae } from '../sae/open.js';
 import type { TokenContext } from './corpus.js';
 import { FeatureStats } from './feature-stats.js';
 import { TopExamples, type Example } from './top-examples.js';
-import { QuantileExamples } from './quantile-examples.js';
+import { QuantileExamples, type QuantileDraw } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
 import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
@@ -91,6 +91,12 @@ export class DictionaryBuild {
   private readonly ctxMax: Float32Array;
   private readonly ctxPos: Int32Array;
   private readonly head: Int32Array;
+  /** Per feature: its number of active tokens in the context. */
+  private readonly count: Int32Array;
+  // The features the context touched, then those it is offered to, with what each heap wants.
+  private readonly touched: Int32Array;
+  private readonly wantTop: Uint8Array;
+  private readonly draws: (QuantileDraw | null)[];
   // The context's active codes as per-feature linked lists (newest first).
   private entPos = new Int32Array(0);
   private entVal = new Float32Array(0);
@@ -115,6 +121,10 @@ export class DictionaryBuild {
     this.ctxMax = new Float32Array(dSae);
     this.ctxPos = new Int32Array(dSae);
     this.head = new Int32Array(dSae);
+    this.count = new Int32Array(dSae);
+    this.touched = new Int32Array(dSae);
+    this.wantTop = new Uint8Array(dSae);
+    this.draws = new Array<QuantileDraw | null>(dSae).fill(null);
   }
 
   /** The non-BOS rows [n, dIn] of a hook's batch, context after context. */
@@ -154,7 +164,7 @@ export class DictionaryBuild {
         this.entVal = new Float32Array(len * K);
         this.entNext = new Int32Array(len * K);
       }
-      const touched: number[] = [];
+      let touched = 0;
       let e = 0;
       for (let p = 0; p < len; p++) {
         const base = (row + p) * K;
@@ -166,47 +176,73 @@ export class DictionaryBuild {
           this.stats.add(f, v);
           if (this.lastSeen[f] !== c.seq) {
             this.lastSeen[f] = c.seq;
-            touched.push(f);
+            this.touched[touched++] = f;
             this.ctxMax[f] = v;
             this.ctxPos[f] = p;
             this.head[f] = -1;
+            this.count[f] = 0;
           } else if (v > this.ctxMax[f]) {
             this.ctxMax[f] = v;
             this.ctxPos[f] = p;
           }
+          this.count[f]++;
           this.entPos[e] = p;
           this.entVal[e] = v;
           this.entNext[e] = this.head[f];
           this.head[f] = e++;
         }
       }
-      let tokens: Int32Array | null = null;
-      for (const f of touched) {
-        const v = this.ctxMax[f];
-        const keepTop = this.top.wants(f, v);
-        const draw = this.quantiles.draw(f, v);
-        if (!keepTop && !draw) continue;
-        tokens ??= Int32Array.from(c.ids.slice(skip));
-        const example = this.example(f, c.seq, tokens);
-        if (keepTop) this.top.offer(f, example);
-        if (draw) this.quantiles.offer(f, draw, example);
-      }
+      this.keep(c, skip, touched);
       row += len;
     }
     this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat!, n, active);
   }
 
-  /** Feature f's activations in the current context, from its linked list of entries. */
-  private example(f: number, seq: number, tokens: Int32Array): Example {
-    let m = 0;
-    for (let e = this.head[f]; e >= 0; e = this.entNext[e]) m++;
-    const positions = new Uint16Array(m);
-    const values = new Float32Array(m);
-    for (let e = this.head[f], i = m - 1; e >= 0; e = this.entNext[e], i--) {
-      positions[i] = this.entPos[e];
-      values[i] = this.entVal[e];
+  /**
+   * Offers the context to the top and quantile examples of each touched feature. The examples kept
+   * share one positions and one values buffer per context (views into it), so a context costs two
+   * allocations however many features keep it, and the garbage collector tracks no per-example buffer.
+   */
+  private keep(c: TokenContext, skip: number, touched: number): void {
+    let kept = 0;
+    let entries = 0;
+    for (let t = 0; t < touched; t++) {
+      const f = this.touched[t];
+      const v = this.ctxMax[f];
+      const keepTop = this.top.wants(f, v);
+      const draw = this.quantiles.draw(f, v);
+      if (!keepTop && !draw) continue;
+      this.touched[kept] = f;
+      this.wantTop[kept] = keepTop ? 1 : 0;
+      this.draws[kept++] = draw;
+      entries += this.count[f];
     }
-    return { seq, tokens, maxValue: this.ctxMax[f], maxPosition: this.ctxPos[f], positions, values };
+    if (kept === 0) return;
+    const tokens = Int32Array.from(c.ids.slice(skip));
+    const positions = new Uint16Array(entries);
+    const values = new Float32Array(entries);
+    let at = 0;
+    for (let t = 0; t < kept; t++) {
+      const f = this.touched[t];
+      const m = this.count[f];
+      // The list runs newest first; fill it back to front so positions ascend.
+      for (let e = this.head[f], i = at + m - 1; e >= 0; e = this.entNext[e], i--) {
+        positions[i] = this.entPos[e];
+        values[i] = this.entVal[e];
+      }
+      const example: Example = {
+        seq: c.seq,
+        tokens,
+        maxValue: this.ctxMax[f],
+        maxPosition: this.ctxPos[f],
+        positions: positions.subarray(at, at + m),
+        values: values.subarray(at, at + m),
+      };
+      at += m;
+      const draw = this.draws[t];
+      if (this.wantTop[t]) this.top.offer(f, example);
+      if (draw) this.quantiles.offer(f, draw, example);
+    }
   }
 
   async finish(
