@@ -1,10 +1,10 @@
 /**
- * SAE encode throughput: vectors/s of the full ONNX encoder (normalize, encode, top-k, L0,
- * decode) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and its FLOP rate next to
+ * SAE encode throughput: vectors/s of the ONNX encoder as encodeVectors runs it (normalize, encode,
+ * top-k, L0; no reconstruction) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and its FLOP rate next to
  * a plain MatMul [n, 768] x [768, 24576] run in the same onnxruntime process.
  * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3] [--device
  * cpu|cuda|auto]
- * FLOPs counted per vector: 2*dIn*dSae for the encoder product + 2*dSae*dIn for the decoder.
+ * FLOPs counted per vector: 2*dIn*dSae for the encoder product.
  */
 import * as ort from 'onnxruntime-node';
 import { SaeEncoder } from '../src/engine/sae/encoder.js';
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     const tEnc = await time(() => encoder.encode(x, n, TOP_K));
     const xt = new ort.Tensor('float32', x, [n, D_IN]);
     const tMm = await time(() => matmul.run({ x: xt }));
-    const encFlops = (4 * D_IN * D_SAE * n) / tEnc;
+    const encFlops = (2 * D_IN * D_SAE * n) / tEnc;
     const mmFlops = (2 * D_IN * D_SAE * n) / tMm;
     rows.push([
       String(n),
