@@ -22,8 +22,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SaeEncoder, type SaeEncoding } from '../src/engine/sae/encoder.js';
-import type { SaeConfig, SaeParams } from '../src/engine/sae/types.js';
-import { arg, flag, uniform } from './util.js';
+import type { SaeParams } from '../src/engine/sae/types.js';
+import { arg, benchSaeConfig, flag, uniform } from './util.js';
 
 const ALLOCATOR = {
   MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
@@ -106,20 +106,7 @@ async function saeCases(dir: string, torch: Torch): Promise<{ cases: Case[]; clo
     writeFileSync(join(dir, `${name}.bin`), params[name]!);
   await torch.call({ op: 'sae_load', dir, dIn, dSae, k });
   // torch's formula exactly: no normalization, no b_dec subtracted from the input.
-  const cfg: SaeConfig = {
-    architecture: 'topk',
-    dIn,
-    dSae,
-    k,
-    hookName: null,
-    modelName: null,
-    prependBos: null,
-    applyBDecToInput: false,
-    normalization: { kind: 'none', scalingFactor: null },
-    sourceFormat: 'saelens',
-    dtype: 'float32',
-    extra: {},
-  };
+  const cfg = benchSaeConfig('topk', dIn, dSae, k, false);
   const encoder = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads } });
   const cases: Case[] = [];
   for (const reconstruct of [false, true]) {

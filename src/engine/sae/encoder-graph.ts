@@ -52,16 +52,14 @@ function normalizationGraph(
   const { nodes, inits } = g;
   const { dIn } = cfg;
   const { kind, scalingFactor } = cfg.normalization;
+  const divideBy = (stat: string) => (y: string) => {
+    nodes.push(node('Div', [y, stat], ['x_hat']));
+    return 'x_hat';
+  };
   if (kind === 'expected_average_only_in' && scalingFactor !== null) {
     inits.push(floatTensor('norm_factor', [], new Float32Array([scalingFactor])));
     if (input) nodes.push(node('Mul', ['x', 'norm_factor'], ['x_norm']));
-    return {
-      xn: 'x_norm',
-      undo: (y) => {
-        nodes.push(node('Div', [y, 'norm_factor'], ['x_hat']));
-        return 'x_hat';
-      },
-    };
+    return { xn: 'x_norm', undo: divideBy('norm_factor') };
   }
   if (kind === 'constant_norm_rescale') {
     inits.push(floatTensor('sqrt_d_in', [], new Float32Array([Math.sqrt(dIn)])), int64Tensor('last_axis', [1], [-1]));
@@ -72,13 +70,7 @@ function normalizationGraph(
       node('Div', ['sqrt_d_in', 'x_norm2'], ['x_coeff']),
     );
     if (input) nodes.push(node('Mul', ['x', 'x_coeff'], ['x_norm']));
-    return {
-      xn: 'x_norm',
-      undo: (y) => {
-        nodes.push(node('Div', [y, 'x_coeff'], ['x_hat']));
-        return 'x_hat';
-      },
-    };
+    return { xn: 'x_norm', undo: divideBy('x_coeff') };
   }
   if (kind === 'layer_norm') {
     inits.push(
