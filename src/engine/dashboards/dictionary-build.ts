@@ -16,7 +16,7 @@ import type { SaeEncoder } from '../sae/encoder.js';
 import { openSae } from '../sae/open.js';
 import type { TokenContext } from './corpus.js';
 import { FeatureStats } from './feature-stats.js';
-import { TopExamples, type Example } from './top-examples.js';
+import { TopExamples, type ContextCodes, type Example } from './top-examples.js';
 import { QuantileExamples, type QuantileDraw } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
@@ -200,8 +200,8 @@ export class DictionaryBuild {
 
   /**
    * Offers the context to the top and quantile examples of each touched feature. The examples kept
-   * share one positions and one values buffer per context (views into it), so a context costs two
-   * allocations however many features keep it, and the garbage collector tracks no per-example buffer.
+   * share one positions and one values buffer per context (each its own range of them), so a context
+   * costs two buffers however many features keep it, and no example owns a buffer of its own.
    */
   private keep(c: TokenContext, skip: number, touched: number): void {
     let kept = 0;
@@ -219,8 +219,8 @@ export class DictionaryBuild {
     }
     if (kept === 0) return;
     const tokens = Int32Array.from(c.ids.slice(skip));
-    const positions = new Uint16Array(entries);
-    const values = new Float32Array(entries);
+    const codes: ContextCodes = { positions: new Uint16Array(entries), values: new Float32Array(entries) };
+    const { positions, values } = codes;
     let at = 0;
     for (let t = 0; t < kept; t++) {
       const f = this.touched[t];
@@ -235,8 +235,9 @@ export class DictionaryBuild {
         tokens,
         maxValue: this.ctxMax[f],
         maxPosition: this.ctxPos[f],
-        positions: positions.subarray(at, at + m),
-        values: values.subarray(at, at + m),
+        codes,
+        start: at,
+        count: m,
       };
       at += m;
       const draw = this.draws[t];
@@ -279,9 +280,7 @@ export class DictionaryBuild {
     }
     const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
       const values = new Array<number>(e.tokens.length).fill(0);
-      e.positions.forEach((p, i) => {
-        values[p] = e.values[i];
-      });
+      for (let i = e.start; i < e.start + e.count; i++) values[e.codes.positions[i]] = e.codes.values[i];
       const tokenIds = Array.from(e.tokens);
       return {
         featureIdx: f,

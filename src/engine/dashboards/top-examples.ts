@@ -6,6 +6,12 @@
 
 export const TOP_EXAMPLES = 20;
 
+/** The active codes of the features a context was kept for, feature after feature; shared by its examples. */
+export interface ContextCodes {
+  positions: Uint16Array;
+  values: Float32Array;
+}
+
 /** One context as seen by one feature. Positions count non-BOS tokens from 0. */
 export interface Example {
   /** The context's running number (equal activations rank the earlier context first). */
@@ -14,8 +20,10 @@ export interface Example {
   tokens: Int32Array;
   maxValue: number;
   maxPosition: number;
-  positions: Uint16Array;
-  values: Float32Array;
+  /** The feature's active positions and values: codes.positions/values[start, start + count). */
+  codes: ContextCodes;
+  start: number;
+  count: number;
 }
 
 /** Whether a ranks below b: lower activation, or equal activation from a later context. */
