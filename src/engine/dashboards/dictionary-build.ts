@@ -1,8 +1,21 @@
 /**
  * The accumulators of one dictionary during `atlas build`: per-feature statistics (feature-stats.ts),
  * top and quantile-band examples with per-token values, dictionary-wide reconstruction totals, and at
- * the end the logit lens of every decoder row. Every accumulator has a size fixed by the dictionary
- * (features × bins, heaps, samples), never by the corpus.
+ * the end the logit lens of every decoder row. Everything is in typed arrays indexed by feature or
+ * in the kept examples, so memory is bounded by the dictionary, never by the corpus.
+ *
+ * Memory bound, for F features, E = F · (TOP_EXAMPLES + BANDS · PER_BAND) = 45 F examples kept at
+ * most, contexts of L non-BOS tokens and K codes per token (the encoder's width):
+ *   F · ~0.8 KB (histogram bins, per-feature scalars and scratch)
+ *   + E · (~0.2 KB + 4 L) (the example records and the token ids of the contexts they keep)
+ *   + 6 B · (2 · max(E · L, COMPACT_MIN_ENTRIES) + L · K) (active positions and values of the kept
+ *     examples: at most L per example, live after a compaction, plus at most as many allocated
+ *     since, see compact())
+ *   + the current batch's codes and reconstruction, n · (8 K + 4 dIn) bytes.
+ * A context's examples share its buffers (two allocations per context, not two per example), which
+ * keeps the garbage collector's work small. For 24,576 features and L = 63 the worst case (every
+ * example from its own context, active at every position) is about 0.02 + 0.5 + 0.84 GB; in
+ * practice a feature fires at a few positions of a context and contexts are shared.
  *
  * Exact codes: statistics need every active code of every token, not only the strongest few; the
  * encoder returns them all (its allActive option: k for a TopK dictionary, otherwise a width
@@ -22,6 +35,9 @@ import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
 import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
 import type { TokenCodes } from './co-activation.js';
+
+/** Code entries (6 bytes each) allocated before the first compaction of the example buffers. */
+const COMPACT_MIN_ENTRIES = 2 ** 22;
 
 /** First topK tried for architectures without a fixed k. */
 const INITIAL_TOP_K = 64;
@@ -97,6 +113,9 @@ export class DictionaryBuild {
   private readonly touched: Int32Array;
   private readonly wantTop: Uint8Array;
   private readonly draws: (QuantileDraw | null)[];
+  /** Code entries allocated in context buffers since the last compaction, and those live at it. */
+  private allocated = 0;
+  private liveAtCompaction = 0;
   // The context's active codes as per-feature linked lists (newest first).
   private entPos = new Int32Array(0);
   private entVal = new Float32Array(0);
@@ -107,6 +126,8 @@ export class DictionaryBuild {
   constructor(
     readonly dict: BuildTarget,
     private readonly encoder: SaeEncoder,
+    /** Entries allocated before the first compaction (tests compact at every context with 0). */
+    private readonly compactMinEntries = COMPACT_MIN_ENTRIES,
   ) {
     const { dSae } = dict;
     this.topK =
@@ -199,6 +220,30 @@ export class DictionaryBuild {
   }
 
   /**
+   * Copies the codes of every example still kept into one buffer, freeing the context buffers that
+   * only evicted examples filled. Run once the entries allocated since the last compaction exceed
+   * the entries live at it (and COMPACT_MIN_ENTRIES), so its cost is amortized over the allocations.
+   */
+  private compact(): void {
+    const live = new Set<Example>([...this.top.all(), ...this.quantiles.all()]);
+    let total = 0;
+    for (const e of live) total += e.count;
+    const codes: ContextCodes = { positions: new Uint16Array(total), values: new Float32Array(total) };
+    let at = 0;
+    for (const e of live) {
+      for (let i = 0; i < e.count; i++) {
+        codes.positions[at + i] = e.codes.positions[e.start + i];
+        codes.values[at + i] = e.codes.values[e.start + i];
+      }
+      e.codes = codes;
+      e.start = at;
+      at += e.count;
+    }
+    this.liveAtCompaction = total;
+    this.allocated = 0;
+  }
+
+  /**
    * Offers the context to the top and quantile examples of each touched feature. The examples kept
    * share one positions and one values buffer per context (each its own range of them), so a context
    * costs two buffers however many features keep it, and no example owns a buffer of its own.
@@ -218,6 +263,8 @@ export class DictionaryBuild {
       entries += this.count[f];
     }
     if (kept === 0) return;
+    this.allocated += entries;
+    if (this.allocated > Math.max(this.compactMinEntries, this.liveAtCompaction)) this.compact();
     const tokens = Int32Array.from(c.ids.slice(skip));
     const codes: ContextCodes = { positions: new Uint16Array(entries), values: new Float32Array(entries) };
     const { positions, values } = codes;

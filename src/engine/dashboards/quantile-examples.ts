@@ -119,6 +119,11 @@ export class QuantileExamples {
     this.worst[slot] = inBand.length ? inBand[inBand.length - 1].key : 0;
   }
 
+  /** Every example kept, in no order. */
+  *all(): Generator<Example> {
+    for (const list of this.samples) if (list) for (const s of list) yield s.example;
+  }
+
   /** Feature f's bands, lowest first, each with its examples strongest first; null if it never fired. */
   bands(f: number, max: number): Band[] | null {
     if (!(max > 0)) return null;

@@ -58,6 +58,11 @@ export class TopExamples {
     }
   }
 
+  /** Every example kept, in no order. */
+  *all(): Generator<Example> {
+    for (const h of this.heaps) if (h) yield* h;
+  }
+
   /** Feature f's examples, strongest first. */
   sorted(f: number): Example[] {
     return [...(this.heaps[f] ?? [])].sort((a, b) => (below(a, b) ? 1 : below(b, a) ? -1 : 0));
