@@ -1,17 +1,17 @@
 /**
- * SAE encode throughput: vectors/s of the full ONNX encoder (normalize, encode, top-k, L0,
- * decode) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and its FLOP rate next to
- * a plain MatMul [n, 768] x [768, 24576] run in the same onnxruntime process.
+ * SAE encode throughput: vectors/s of the ONNX encoder as encodeVectors runs it (normalize, encode,
+ * top-k, L0; no reconstruction) for a random 24,576 x 768 dictionary at batch 1, 64 and 1024, and
+ * its FLOP rate next to a plain MatMul [n, 768] x [768, 24576] run in the same onnxruntime process.
  * Usage: node --import tsx bench/sae-encode.ts [--arch standard|jumprelu|topk|gated] [--seconds 3] [--device
  * cpu|cuda|auto]
- * FLOPs counted per vector: 2*dIn*dSae for the encoder product + 2*dSae*dIn for the decoder.
+ * FLOPs counted per vector: 2*dIn*dSae for the encoder product.
  */
 import * as ort from 'onnxruntime-node';
 import { SaeEncoder } from '../src/engine/sae/encoder.js';
-import type { SaeArchitecture, SaeConfig, SaeParams } from '../src/engine/sae/types.js';
+import type { SaeArchitecture, SaeParams } from '../src/engine/sae/types.js';
 import { floatTensor, node, serializeModel, valueInfo } from '../src/engine/onnx/proto.js';
 import { createSession } from '../src/engine/runtime/session.js';
-import { arg, uniform } from './util.js';
+import { arg, benchSaeConfig, uniform } from './util.js';
 
 const D_IN = 768;
 const D_SAE = 24576;
@@ -47,20 +47,7 @@ async function main(): Promise<void> {
     b_mag: uniform(D_SAE, 0.1, 7),
     r_mag: uniform(D_SAE, 0.1, 8),
   };
-  const cfg: SaeConfig = {
-    architecture: arch,
-    dIn: D_IN,
-    dSae: D_SAE,
-    k: arch === 'topk' ? 64 : null,
-    hookName: null,
-    modelName: null,
-    prependBos: null,
-    applyBDecToInput: true,
-    normalization: { kind: 'none', scalingFactor: null },
-    sourceFormat: 'saelens',
-    dtype: 'float32',
-    extra: {},
-  };
+  const cfg = benchSaeConfig(arch, D_IN, D_SAE, arch === 'topk' ? 64 : null, true);
   const encoder = await SaeEncoder.create(cfg, params, { session: settings });
   const { session: matmul } = await createSession(
     serializeModel({
@@ -83,7 +70,7 @@ async function main(): Promise<void> {
     const tEnc = await time(() => encoder.encode(x, n, TOP_K));
     const xt = new ort.Tensor('float32', x, [n, D_IN]);
     const tMm = await time(() => matmul.run({ x: xt }));
-    const encFlops = (4 * D_IN * D_SAE * n) / tEnc;
+    const encFlops = (2 * D_IN * D_SAE * n) / tEnc;
     const mmFlops = (2 * D_IN * D_SAE * n) / tMm;
     rows.push([
       String(n),

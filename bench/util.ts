@@ -1,5 +1,6 @@
 /** What the benchmarks share: their --name value options and random weights for timing runs. */
 import { parseArgs } from 'node:util';
+import type { SaeArchitecture, SaeConfig } from '../src/engine/sae/types.js';
 
 /** The value of `--name VALUE` (or `--name=VALUE`) on the command line, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -27,4 +28,28 @@ export function uniform(count: number, scale: number, seed: number): Float32Arra
     out[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return out;
+}
+
+/** A float32 SAELens-style configuration for timing runs on random weights. */
+export function benchSaeConfig(
+  architecture: SaeArchitecture,
+  dIn: number,
+  dSae: number,
+  k: number | null,
+  applyBDecToInput: boolean,
+): SaeConfig {
+  return {
+    architecture,
+    dIn,
+    dSae,
+    k,
+    hookName: null,
+    modelName: null,
+    prependBos: null,
+    applyBDecToInput,
+    normalization: { kind: 'none', scalingFactor: null },
+    sourceFormat: 'saelens',
+    dtype: 'float32',
+    extra: {},
+  };
 }

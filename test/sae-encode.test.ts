@@ -29,29 +29,40 @@ async function checkAgainstReference(cfg: SaeConfig, params: SaeParams, topK: nu
   const x = randomVectors(N, cfg.dIn, 11);
   const enc = await SaeEncoder.create(cfg, params);
   try {
-    const got = await enc.encode(x, N, topK);
-    assert.equal(got.indices.length, N * topK);
+    // Codes alone, then with the reconstruction (which encodes at a width holding every active code).
+    const codesOnly = await enc.encode(x, N, topK);
+    assert.equal(codesOnly.xHat, null);
+    const got = await enc.encode(x, N, topK, { reconstruct: true });
     const ts = forward(params, cfg, x, N);
     let active = 0;
+    for (const [what, e] of [
+      ['codes only', codesOnly],
+      ['reconstructing', got],
+    ] as const) {
+      assert.equal(e.width, topK);
+      assert.equal(e.indices.length, N * topK);
+      for (let r = 0; r < N; r++) {
+        const ref = refForwardOne(cfg, params, Array.from(x.subarray(r * cfg.dIn, (r + 1) * cfg.dIn)));
+        const top = refTopK(ref.codes, topK);
+        assert.equal(e.l0[r], ref.codes.filter((v) => v > 0).length, `${label} ${what} row ${r} l0`);
+        for (let t = 0; t < topK; t++) {
+          const v = e.values[r * topK + t];
+          close(v, top.values[t], `${label} ${what} row ${r} top ${t} value`);
+          // Zero slots hold no feature; a near-tie may order two features either way, as long as the values agree.
+          if (top.values[t] > 0)
+            close(
+              ref.codes[e.indices[r * topK + t]],
+              v,
+              `${label} ${what} row ${r} top ${t} index ${e.indices[r * topK + t]}`,
+            );
+        }
+      }
+    }
     for (let r = 0; r < N; r++) {
       const ref = refForwardOne(cfg, params, Array.from(x.subarray(r * cfg.dIn, (r + 1) * cfg.dIn)));
-      const top = refTopK(ref.codes, topK);
-      const l0 = ref.codes.filter((v) => v > 0).length;
-      active += l0;
-      assert.equal(got.l0[r], l0, `${label} row ${r} l0`);
-      for (let t = 0; t < topK; t++) {
-        const v = got.values[r * topK + t];
-        close(v, top.values[t], `${label} row ${r} top ${t} value`);
-        // Zero slots hold no feature; a near-tie may order two features either way, as long as the values agree.
-        if (top.values[t] > 0)
-          close(
-            ref.codes[got.indices[r * topK + t]],
-            v,
-            `${label} row ${r} top ${t} index ${got.indices[r * topK + t]}`,
-          );
-      }
+      active += got.l0[r];
       for (let i = 0; i < cfg.dIn; i++) {
-        close(got.xHat[r * cfg.dIn + i], ref.xHat[i], `${label} row ${r} x_hat[${i}]`);
+        close(got.xHat![r * cfg.dIn + i], ref.xHat[i], `${label} row ${r} x_hat[${i}]`);
         close(ts.xHat[r * cfg.dIn + i], ref.xHat[i], `${label} TS row ${r} x_hat[${i}]`);
       }
       for (let j = 0; j < cfg.dSae; j++)

@@ -47,7 +47,7 @@ for (const name of ['openai-topk', 'openai-relu', 'openai-tied']) {
       const x = Float32Array.from(want.x);
       const ts = forward(params, cfg, x, n);
       const enc = await SaeEncoder.create(cfg, params);
-      const got = await enc.encode(x, n, cfg.dSae);
+      const got = await enc.encode(x, n, cfg.dSae, { reconstruct: true });
       await enc.close();
       let active = 0;
       for (let r = 0; r < n; r++) {
@@ -58,15 +58,16 @@ for (const name of ['openai-topk', 'openai-relu', 'openai-tied']) {
           close(ts.codes[r * want.dSae + j], e, `TS row ${r} latent ${j}`);
           close(ref.codes[j], e, `reference row ${r} latent ${j}`);
         }
-        // The ONNX graph returns every code sorted (topK = dSae): compare as a dense row.
+        // The ONNX graph returns every code sorted (topK = dSae): compare as a dense row. Zero slots hold no feature.
         const dense = new Float64Array(want.dSae);
-        for (let t = 0; t < want.dSae; t++) dense[got.indices[r * want.dSae + t]] = got.values[r * want.dSae + t];
+        for (let t = 0; t < want.dSae; t++)
+          if (got.values[r * want.dSae + t] > 0) dense[got.indices[r * want.dSae + t]] = got.values[r * want.dSae + t];
         for (let j = 0; j < want.dSae; j++)
           close(dense[j], want.latents[r * want.dSae + j], `ONNX row ${r} latent ${j}`);
         for (let i = 0; i < want.dIn; i++) {
           const e = want.recons[r * want.dIn + i];
           close(ts.xHat[r * want.dIn + i], e, `TS row ${r} recons ${i}`);
-          close(got.xHat[r * want.dIn + i], e, `ONNX row ${r} recons ${i}`);
+          close(got.xHat![r * want.dIn + i], e, `ONNX row ${r} recons ${i}`);
           close(ref.xHat[i], e, `reference row ${r} recons ${i}`);
         }
       }

@@ -43,13 +43,15 @@ async function checkEncoding(src: SaeSource, want: Expected, label: string): Pro
   const x = Float32Array.from(want.x);
   const ts = forward(params, cfg, x, n);
   const enc = await SaeEncoder.create(cfg, params);
-  const got = await enc.encode(x, n, cfg.dSae);
+  const got = await enc.encode(x, n, cfg.dSae, { reconstruct: true });
   await enc.close();
   let active = 0;
   for (let r = 0; r < n; r++) {
     const ref = refForwardOne(cfg, params, want.x.slice(r * want.dIn, (r + 1) * want.dIn));
     const dense = new Float64Array(want.dSae);
-    for (let t = 0; t < want.dSae; t++) dense[got.indices[r * want.dSae + t]] = got.values[r * want.dSae + t];
+    // Zero slots hold no feature.
+    for (let t = 0; t < want.dSae; t++)
+      if (got.values[r * want.dSae + t] > 0) dense[got.indices[r * want.dSae + t]] = got.values[r * want.dSae + t];
     for (let j = 0; j < want.dSae; j++) {
       const e = want.latents[r * want.dSae + j];
       if (e > 0) active++;
@@ -60,7 +62,7 @@ async function checkEncoding(src: SaeSource, want: Expected, label: string): Pro
     for (let i = 0; i < want.dIn; i++) {
       const e = want.recons[r * want.dIn + i];
       close(ts.xHat[r * want.dIn + i], e, `${label} TS row ${r} recons ${i}`);
-      close(got.xHat[r * want.dIn + i], e, `${label} ONNX row ${r} recons ${i}`);
+      close(got.xHat![r * want.dIn + i], e, `${label} ONNX row ${r} recons ${i}`);
       close(ref.xHat[i], e, `${label} reference row ${r} recons ${i}`);
     }
   }

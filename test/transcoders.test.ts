@@ -108,7 +108,7 @@ describe('transcoder files', () => {
             const n = 6;
             const x = randomVectors(n, D, 9, 2);
             const encoder = await SaeEncoder.create(cfg, params);
-            const enc = await encoder.encode(x, n, 8);
+            const enc = await encoder.encode(x, n, 8, { reconstruct: true });
             await encoder.close();
             const ts = forward(params, cfg, x, n);
             for (let r = 0; r < n; r++) {
@@ -126,7 +126,7 @@ describe('transcoder files', () => {
                 `${c.label} row ${r} values`,
               );
               assert.ok(
-                maxRelErr(enc.xHat.subarray(r * D, (r + 1) * D), ref.xHat) < 1e-5,
+                maxRelErr(enc.xHat!.subarray(r * D, (r + 1) * D), ref.xHat) < 1e-5,
                 `${c.label} row ${r} ONNX x_hat`,
               );
               assert.ok(

@@ -17,7 +17,7 @@ import type { EngineRegistry } from './registry.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
 import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
-import type { SaeEncoding } from '../engine/sae/encoder.js';
+import { narrowEncoding, type SaeEncoding } from '../engine/sae/encoder.js';
 
 export interface FeatureActivation {
   dictionaryId: string;
@@ -67,6 +67,8 @@ interface VectorRequest {
   x: Float32Array;
   n: number;
   topK: number;
+  /** Whether the caller uses the reconstruction; the batch decodes when any of its requests does. */
+  reconstruct: boolean;
 }
 
 export const MAX_TOP_K = 256;
@@ -168,21 +170,22 @@ export class EncodingService {
             x.set(r.x, off * dict.dIn);
             off += r.n;
           }
-          const enc = await encoder.encode(x, n, topK);
+          const enc = await encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) });
           off = 0;
           return reqs
             .map((r) => {
               const slice = (a: Int32Array | Float32Array, width: number) => a.slice(off * width, (off + r.n) * width);
               const part: SaeEncoding = {
+                width: topK,
                 indices: slice(enc.indices, topK) as Int32Array,
                 values: slice(enc.values, topK) as Float32Array,
                 l0: slice(enc.l0, 1) as Int32Array,
-                xHat: slice(enc.xHat, dict.dIn) as Float32Array,
+                xHat: enc.xHat && (slice(enc.xHat, dict.dIn) as Float32Array),
               };
               off += r.n;
               return part;
             })
-            .map((part, i) => narrowTopK(part, reqs[i].n, topK, reqs[i].topK));
+            .map((part, i) => narrowEncoding(part, reqs[i].n, reqs[i].topK));
         },
         (r) => r.n,
         this.options(this.config.batchVectors),
@@ -253,11 +256,17 @@ export class EncodingService {
 
   /** One feature's activation f(h) for each of n rows of h [n, dIn], in the dictionary's batched encoder. */
   async featureActivation(dict: DictionaryRow, index: number, h: Float32Array, n: number): Promise<Float32Array> {
-    const enc = await this.encoderBatcher(dict).submit({ x: h, n, topK: dict.dSae });
+    const enc = await this.encoderBatcher(dict).submit({ x: h, n, topK: dict.dSae, reconstruct: false });
     const out = new Float32Array(n);
-    for (let r = 0; r < n; r++)
-      for (let j = 0; j < dict.dSae; j++)
-        if (enc.indices[r * dict.dSae + j] === index) out[r] = enc.values[r * dict.dSae + j];
+    // The first slot naming `index` holds its code; empty slots past the active ones hold 0 and may repeat an index.
+    for (let r = 0; r < n; r++) {
+      for (let j = 0; j < enc.width; j++) {
+        if (enc.indices[r * enc.width + j] === index) {
+          out[r] = enc.values[r * enc.width + j];
+          break;
+        }
+      }
+    }
     return out;
   }
 
@@ -277,7 +286,7 @@ export class EncodingService {
       x.set(v, i * dict.dIn);
     });
     if (vectors.length === 0) return [];
-    const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK });
+    const enc = await this.encoderBatcher(dict).submit({ x, n: vectors.length, topK, reconstruct: false });
     // Values past float32's range (about 3.4e38), or large enough to overflow the encoder, give ±Inf/NaN.
     if (!enc.values.every(Number.isFinite)) {
       throw new AtlasError(
@@ -329,7 +338,7 @@ export class EncodingService {
             { dIn: dict.dIn, hookWidth: d },
           );
         }
-        const enc = await this.encoderBatcher(dict).submit({ x, n, topK });
+        const enc = await this.encoderBatcher(dict).submit({ x, n, topK, reconstruct: true });
         const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
           position,
           tokenId,
@@ -355,18 +364,6 @@ export class EncodingService {
 /** topK against the dictionary's width (the fixed 1..MAX_TOP_K is checked at the resolver edge too). */
 function checkTopK(topK: number, dict: DictionaryRow): void {
   checkBound('topK', topK, { min: 1, max: Math.min(MAX_TOP_K, dict.dSae) });
-}
-
-/** Keeps the first `k` of each row's `width` sorted slots. */
-function narrowTopK(e: SaeEncoding, n: number, width: number, k: number): SaeEncoding {
-  if (k === width) return e;
-  const indices = new Int32Array(n * k);
-  const values = new Float32Array(n * k);
-  for (let r = 0; r < n; r++) {
-    indices.set(e.indices.subarray(r * width, r * width + k), r * k);
-    values.set(e.values.subarray(r * width, r * width + k), r * k);
-  }
-  return { ...e, indices, values };
 }
 
 /** A row's sorted top-k slots without the empty (zero) ones. */
@@ -401,7 +398,7 @@ function quality(x: Float32Array, e: SaeEncoding, from: number, to: number, d: n
   let l0 = 0;
   for (let p = from; p < to; p++) l0 += e.l0[p];
   const span = (a: Float32Array) => a.subarray(from * d, to * d);
-  return { ...reconstructionMetrics(span(x), span(e.xHat), rows), l0: l0 / rows };
+  return { ...reconstructionMetrics(span(x), span(e.xHat!), rows), l0: l0 / rows };
 }
 
 /** hookActivations: a model's activations at the named hooks for one text. */

@@ -1,29 +1,43 @@
 /**
  * The accumulators of one dictionary during `atlas build`: per-feature statistics (feature-stats.ts),
  * top and quantile-band examples with per-token values, dictionary-wide reconstruction totals, and at
- * the end the logit lens of every decoder row. Every accumulator has a size fixed by the dictionary
- * (features × bins, heaps, samples), never by the corpus.
+ * the end the logit lens of every decoder row. Everything is in typed arrays indexed by feature or
+ * in the kept examples, so memory is bounded by the dictionary, never by the corpus.
  *
- * Exact codes: statistics need every active code of every token, not only the strongest few. The
- * encoder returns the topK largest codes and each token's L0 (its number of nonzero codes); a TopK
- * dictionary has at most k, so topK = k is exact. For other architectures a batch whose largest L0
- * exceeds topK is encoded again with a wider topK (kept for later batches), so each token's list
- * always holds all of its active codes.
+ * Memory bound, for F features, E = F · (TOP_EXAMPLES + BANDS · PER_BAND) = 45 F examples kept at
+ * most, contexts of L non-BOS tokens and K codes per token (the encoder's width):
+ *   F · ~0.8 KB (histogram bins, per-feature scalars and scratch)
+ *   + E · (~0.2 KB + 4 L) (the example records and the token ids of the contexts they keep)
+ *   + 6 B · (2 · max(E · L, COMPACT_MIN_ENTRIES) + L · K) (active positions and values of the kept
+ *     examples: at most L per example, live after a compaction, plus at most as many allocated
+ *     since, see compact())
+ *   + the current batch's codes and reconstruction, n · (8 K + 4 dIn) bytes.
+ * A context's examples share its buffers (two allocations per context, not two per example), which
+ * keeps the garbage collector's work small. For 24,576 features and L = 63 the worst case (every
+ * example from its own context, active at every position) is about 0.02 + 0.5 + 0.84 GB; in
+ * practice a feature fires at a few positions of a context and contexts are shared.
+ *
+ * Exact codes: statistics need every active code of every token, not only the strongest few; the
+ * encoder returns them all (its allActive option: k for a TopK dictionary, otherwise a width
+ * widened while some token's L0 exceeds it, kept for later batches).
  */
 import { AtlasError } from '../../errors.js';
 import { isResidualHook } from '../model/hooks.js';
 import type { HookBatch, LoadedModel } from '../model/types.js';
 import type { SessionSettings } from '../runtime/session.js';
-import type { SaeEncoder, SaeEncoding } from '../sae/encoder.js';
+import type { SaeEncoder } from '../sae/encoder.js';
 import { openSae } from '../sae/open.js';
 import type { TokenContext } from './corpus.js';
 import { FeatureStats } from './feature-stats.js';
-import { TopExamples, type Example } from './top-examples.js';
-import { QuantileExamples } from './quantile-examples.js';
+import { TopExamples, type ContextCodes, type Example } from './top-examples.js';
+import { QuantileExamples, type QuantileDraw } from './quantile-examples.js';
 import { logitLens, type FeatureLogits } from './logit-lens.js';
 import { autoLabel } from './auto-label.js';
 import { DictionaryStatsAccumulator, type DictionarySummary } from './dictionary-stats.js';
 import type { TokenCodes } from './co-activation.js';
+
+/** Code entries (6 bytes each) allocated before the first compaction of the example buffers. */
+const COMPACT_MIN_ENTRIES = 2 ** 22;
 
 /** First topK tried for architectures without a fixed k. */
 const INITIAL_TOP_K = 64;
@@ -93,6 +107,15 @@ export class DictionaryBuild {
   private readonly ctxMax: Float32Array;
   private readonly ctxPos: Int32Array;
   private readonly head: Int32Array;
+  /** Per feature: its number of active tokens in the context. */
+  private readonly count: Int32Array;
+  // The features the context touched, then those it is offered to, with what each heap wants.
+  private readonly touched: Int32Array;
+  private readonly wantTop: Uint8Array;
+  private readonly draws: (QuantileDraw | null)[];
+  /** Code entries allocated in context buffers since the last compaction, and those live at it. */
+  private allocated = 0;
+  private liveAtCompaction = 0;
   // The context's active codes as per-feature linked lists (newest first).
   private entPos = new Int32Array(0);
   private entVal = new Float32Array(0);
@@ -103,6 +126,8 @@ export class DictionaryBuild {
   constructor(
     readonly dict: BuildTarget,
     private readonly encoder: SaeEncoder,
+    /** Entries allocated before the first compaction (tests compact at every context with 0). */
+    private readonly compactMinEntries = COMPACT_MIN_ENTRIES,
   ) {
     const { dSae } = dict;
     this.topK =
@@ -117,6 +142,10 @@ export class DictionaryBuild {
     this.ctxMax = new Float32Array(dSae);
     this.ctxPos = new Int32Array(dSae);
     this.head = new Int32Array(dSae);
+    this.count = new Int32Array(dSae);
+    this.touched = new Int32Array(dSae);
+    this.wantTop = new Uint8Array(dSae);
+    this.draws = new Array<QuantileDraw | null>(dSae).fill(null);
   }
 
   /** The non-BOS rows [n, dIn] of a hook's batch, context after context. */
@@ -139,23 +168,12 @@ export class DictionaryBuild {
     return x;
   }
 
-  /** Encodes rows until every token's active codes fit in topK. */
-  private async encodeAll(x: Float32Array, n: number): Promise<SaeEncoding> {
-    for (;;) {
-      const enc = await this.encoder.encode(x, n, this.topK);
-      let maxL0 = 0;
-      for (let r = 0; r < n; r++) if (enc.l0[r] > maxL0) maxL0 = enc.l0[r];
-      if (maxL0 <= this.topK || this.topK >= this.dict.dSae) return enc;
-      this.topK = Math.min(this.dict.dSae, Math.max(2 * this.topK, 2 ** Math.ceil(Math.log2(maxL0))));
-    }
-  }
-
   /** `target`: a transcoder's output hook for the same contexts, which its reconstruction is measured against. */
   async consume(contexts: TokenContext[], acts: HookBatch, target?: HookBatch): Promise<void> {
     const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
     const x = this.nonBosRows(contexts, acts, this.dict.hookPoint, n);
-    const enc = await this.encodeAll(x, n);
-    const K = this.topK;
+    const enc = await this.encoder.encode(x, n, this.topK, { reconstruct: true, allActive: true });
+    const K = (this.topK = enc.width);
     this.lastCodes = { n, k: K, indices: enc.indices, values: enc.values };
     let active = 0;
     let row = 0;
@@ -167,7 +185,7 @@ export class DictionaryBuild {
         this.entVal = new Float32Array(len * K);
         this.entNext = new Int32Array(len * K);
       }
-      const touched: number[] = [];
+      let touched = 0;
       let e = 0;
       for (let p = 0; p < len; p++) {
         const base = (row + p) * K;
@@ -179,47 +197,100 @@ export class DictionaryBuild {
           this.stats.add(f, v);
           if (this.lastSeen[f] !== c.seq) {
             this.lastSeen[f] = c.seq;
-            touched.push(f);
+            this.touched[touched++] = f;
             this.ctxMax[f] = v;
             this.ctxPos[f] = p;
             this.head[f] = -1;
+            this.count[f] = 0;
           } else if (v > this.ctxMax[f]) {
             this.ctxMax[f] = v;
             this.ctxPos[f] = p;
           }
+          this.count[f]++;
           this.entPos[e] = p;
           this.entVal[e] = v;
           this.entNext[e] = this.head[f];
           this.head[f] = e++;
         }
       }
-      let tokens: Int32Array | null = null;
-      for (const f of touched) {
-        const v = this.ctxMax[f];
-        const keepTop = this.top.wants(f, v);
-        const draw = this.quantiles.draw(f, v);
-        if (!keepTop && !draw) continue;
-        tokens ??= Int32Array.from(c.ids.slice(skip));
-        const example = this.example(f, c.seq, tokens);
-        if (keepTop) this.top.offer(f, example);
-        if (draw) this.quantiles.offer(f, draw, example);
-      }
+      this.keep(c, skip, touched);
       row += len;
     }
-    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat, n, active);
+    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat!, n, active);
   }
 
-  /** Feature f's activations in the current context, from its linked list of entries. */
-  private example(f: number, seq: number, tokens: Int32Array): Example {
-    let m = 0;
-    for (let e = this.head[f]; e >= 0; e = this.entNext[e]) m++;
-    const positions = new Uint16Array(m);
-    const values = new Float32Array(m);
-    for (let e = this.head[f], i = m - 1; e >= 0; e = this.entNext[e], i--) {
-      positions[i] = this.entPos[e];
-      values[i] = this.entVal[e];
+  /**
+   * Copies the codes of every example still kept into one buffer, freeing the context buffers that
+   * only evicted examples filled. Run once the entries allocated since the last compaction exceed
+   * the entries live at it (and COMPACT_MIN_ENTRIES), so its cost is amortized over the allocations.
+   */
+  private compact(): void {
+    const live = new Set<Example>([...this.top.all(), ...this.quantiles.all()]);
+    let total = 0;
+    for (const e of live) total += e.count;
+    const codes: ContextCodes = { positions: new Uint16Array(total), values: new Float32Array(total) };
+    let at = 0;
+    for (const e of live) {
+      for (let i = 0; i < e.count; i++) {
+        codes.positions[at + i] = e.codes.positions[e.start + i];
+        codes.values[at + i] = e.codes.values[e.start + i];
+      }
+      e.codes = codes;
+      e.start = at;
+      at += e.count;
     }
-    return { seq, tokens, maxValue: this.ctxMax[f], maxPosition: this.ctxPos[f], positions, values };
+    this.liveAtCompaction = total;
+    this.allocated = 0;
+  }
+
+  /**
+   * Offers the context to the top and quantile examples of each touched feature. The examples kept
+   * share one positions and one values buffer per context (each its own range of them), so a context
+   * costs two buffers however many features keep it, and no example owns a buffer of its own.
+   */
+  private keep(c: TokenContext, skip: number, touched: number): void {
+    let kept = 0;
+    let entries = 0;
+    for (let t = 0; t < touched; t++) {
+      const f = this.touched[t];
+      const v = this.ctxMax[f];
+      const keepTop = this.top.wants(f, v);
+      const draw = this.quantiles.draw(f, v);
+      if (!keepTop && !draw) continue;
+      this.touched[kept] = f;
+      this.wantTop[kept] = keepTop ? 1 : 0;
+      this.draws[kept++] = draw;
+      entries += this.count[f];
+    }
+    if (kept === 0) return;
+    this.allocated += entries;
+    if (this.allocated > Math.max(this.compactMinEntries, this.liveAtCompaction)) this.compact();
+    const tokens = Int32Array.from(c.ids.slice(skip));
+    const codes: ContextCodes = { positions: new Uint16Array(entries), values: new Float32Array(entries) };
+    const { positions, values } = codes;
+    let at = 0;
+    for (let t = 0; t < kept; t++) {
+      const f = this.touched[t];
+      const m = this.count[f];
+      // The list runs newest first; fill it back to front so positions ascend.
+      for (let e = this.head[f], i = at + m - 1; e >= 0; e = this.entNext[e], i--) {
+        positions[i] = this.entPos[e];
+        values[i] = this.entVal[e];
+      }
+      const example: Example = {
+        seq: c.seq,
+        tokens,
+        maxValue: this.ctxMax[f],
+        maxPosition: this.ctxPos[f],
+        codes,
+        start: at,
+        count: m,
+      };
+      at += m;
+      const draw = this.draws[t];
+      if (this.wantTop[t]) this.top.offer(f, example);
+      if (draw) this.quantiles.offer(f, draw, example);
+    }
   }
 
   async finish(
@@ -256,9 +327,7 @@ export class DictionaryBuild {
     }
     const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
       const values = new Array<number>(e.tokens.length).fill(0);
-      e.positions.forEach((p, i) => {
-        values[p] = e.values[i];
-      });
+      for (let i = e.start; i < e.start + e.count; i++) values[e.codes.positions[i]] = e.codes.values[i];
       const tokenIds = Array.from(e.tokens);
       return {
         featureIdx: f,

@@ -15,6 +15,12 @@ import type { Example } from './top-examples.js';
 export const BANDS = 5;
 export const PER_BAND = 5;
 
+/** A context's draw for one feature: its random key and the octave of its largest activation. */
+export interface QuantileDraw {
+  key: number;
+  octave: number;
+}
+
 interface Sampled {
   key: number;
   /** ceil(log2 a) of the example's largest activation. */
@@ -69,7 +75,7 @@ export class QuantileExamples {
    * Draws the context's key and returns it when a context whose largest activation of f is v
    * would be sampled, else null. Call once per (feature, context) in which the feature fires.
    */
-  draw(f: number, v: number): { key: number; octave: number } | null {
+  draw(f: number, v: number): QuantileDraw | null {
     const key = this.rand();
     const octave = octaveOf(v);
     if (!(octave <= this.top[f])) {
@@ -79,10 +85,17 @@ export class QuantileExamples {
     return this.kept[slot] < PER_BAND || key < this.worst[slot] ? { key, octave } : null;
   }
 
-  offer(f: number, draw: { key: number; octave: number }, example: Example): void {
+  offer(f: number, draw: QuantileDraw, example: Example): void {
     const list = (this.samples[f] ??= []);
     const band = this.bandOf(f, draw.octave);
     list.push({ key: draw.key, octave: draw.octave, example });
+    const slot = f * BANDS + band;
+    if (this.kept[slot] < PER_BAND) {
+      // Room left: nothing to drop, only the bookkeeping trim would refresh.
+      this.kept[slot]++;
+      if (draw.key > this.worst[slot] || this.kept[slot] === 1) this.worst[slot] = draw.key;
+      return;
+    }
     this.trim(f, band);
   }
 
@@ -104,6 +117,11 @@ export class QuantileExamples {
     const slot = f * BANDS + b;
     this.kept[slot] = inBand.length;
     this.worst[slot] = inBand.length ? inBand[inBand.length - 1].key : 0;
+  }
+
+  /** Every example kept, in no order. */
+  *all(): Generator<Example> {
+    for (const list of this.samples) if (list) for (const s of list) yield s.example;
   }
 
   /** Feature f's bands, lowest first, each with its examples strongest first; null if it never fired. */

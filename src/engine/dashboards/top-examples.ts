@@ -6,6 +6,12 @@
 
 export const TOP_EXAMPLES = 20;
 
+/** The active codes of the features a context was kept for, feature after feature; shared by its examples. */
+export interface ContextCodes {
+  positions: Uint16Array;
+  values: Float32Array;
+}
+
 /** One context as seen by one feature. Positions count non-BOS tokens from 0. */
 export interface Example {
   /** The context's running number (equal activations rank the earlier context first). */
@@ -14,8 +20,10 @@ export interface Example {
   tokens: Int32Array;
   maxValue: number;
   maxPosition: number;
-  positions: Uint16Array;
-  values: Float32Array;
+  /** The feature's active positions and values: codes.positions/values[start, start + count). */
+  codes: ContextCodes;
+  start: number;
+  count: number;
 }
 
 /** Whether a ranks below b: lower activation, or equal activation from a later context. */
@@ -48,6 +56,11 @@ export class TopExamples {
       h[0] = e;
       siftDown(h, 0);
     }
+  }
+
+  /** Every example kept, in no order. */
+  *all(): Generator<Example> {
+    for (const h of this.heaps) if (h) yield* h;
   }
 
   /** Feature f's examples, strongest first. */

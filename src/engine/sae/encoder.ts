@@ -1,8 +1,14 @@
-/** Runs a dictionary's encoder graph in onnxruntime: top-k features, L0 and reconstruction per vector. */
+/**
+ * Runs a dictionary's graphs (./encoder-graph.ts) in onnxruntime: top-k features and L0 per vector
+ * from the encoder session, and, only when asked, the reconstruction from the decoder session,
+ * decoded from the sparse codes. A reconstruction needs every active code: the encoder runs at a
+ * width holding them all (k for a TopK dictionary; otherwise widened, and remembered, while some
+ * row's L0 exceeds it), and the result is cut back to the topK asked for.
+ */
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import { createSession, ExecutionProvider, SessionSettings } from '../runtime/session.js';
-import { buildEncoderGraph } from './encoder-graph.js';
+import { buildDecoderGraph, buildEncoderGraph } from './encoder-graph.js';
 import { SaeConfig, SaeParams } from './types.js';
 
 export interface SaeEncoderOptions {
@@ -10,31 +16,50 @@ export interface SaeEncoderOptions {
   session?: SessionSettings;
 }
 
+export interface EncodeOptions {
+  /** Also compute the reconstruction (default: codes only). */
+  reconstruct?: boolean;
+  /** Widen topK until every row's active codes fit, and return them at that width. */
+  allActive?: boolean;
+}
+
 export interface SaeEncoding {
-  /** [n, topK] feature indices, highest activation first; a slot whose value is 0 holds no active feature. */
+  /** Codes per vector: the topK asked for, or the width holding every active code with allActive. */
+  width: number;
+  /** [n, width] feature indices, highest activation first; a slot whose value is 0 holds no active feature. */
   indices: Int32Array;
-  /** [n, topK] activations matching `indices`. */
+  /** [n, width] activations matching `indices`. */
   values: Float32Array;
   /** [n] number of nonzero codes per vector. */
   l0: Int32Array;
-  /** [n, dIn] reconstruction in the input's scale. */
-  xHat: Float32Array;
+  /** [n, dIn] reconstruction in the input's scale; null unless asked for. */
+  xHat: Float32Array | null;
 }
+
+/** Decoder rows gathered per decoder run ([rows, width, dIn] floats), bounding its scratch to 64 MiB. */
+const DECODE_GATHER_FLOATS = 2 ** 24;
 
 export class SaeEncoder {
   private constructor(
     readonly config: SaeConfig,
     private session: ort.InferenceSession | null,
+    private decoder: ort.InferenceSession | null,
     readonly provider: ExecutionProvider,
-  ) {}
-
-  static async create(cfg: SaeConfig, params: SaeParams, opts: SaeEncoderOptions = {}): Promise<SaeEncoder> {
-    const model = buildEncoderGraph(cfg, params);
-    const { session, provider } = await createSession(model, opts.session ?? { device: 'cpu', threads: 0 });
-    return new SaeEncoder(cfg, session, provider);
+  ) {
+    this.fullWidth = config.architecture === 'topk' && config.k ? Math.min(config.k, config.dSae) : 1;
   }
 
-  async encode(x: Float32Array, n: number, topK: number): Promise<SaeEncoding> {
+  /** Smallest width known to hold every active code of the rows seen (a TopK dictionary's k). */
+  private fullWidth: number;
+
+  static async create(cfg: SaeConfig, params: SaeParams, opts: SaeEncoderOptions = {}): Promise<SaeEncoder> {
+    const settings = opts.session ?? { device: 'cpu', threads: 0 };
+    const { session, provider } = await createSession(buildEncoderGraph(cfg, params), settings);
+    const decoder = await createSession(buildDecoderGraph(cfg, params), settings);
+    return new SaeEncoder(cfg, session, decoder.session, provider);
+  }
+
+  async encode(x: Float32Array, n: number, topK: number, opts: EncodeOptions = {}): Promise<SaeEncoding> {
     const { dIn, dSae } = this.config;
     if (!Number.isInteger(n) || n < 0)
       throw new AtlasError('BAD_USER_INPUT', `The number of vectors must be a non-negative integer, got ${n}.`);
@@ -51,24 +76,55 @@ export class SaeEncoder {
       );
     }
     this.checkInput(x, n);
+    const xHat = opts.reconstruct ? new Float32Array(0) : null;
     if (n === 0)
-      return {
-        indices: new Int32Array(0),
-        values: new Float32Array(0),
-        l0: new Int32Array(0),
-        xHat: new Float32Array(0),
-      };
+      return { width: topK, indices: new Int32Array(0), values: new Float32Array(0), l0: new Int32Array(0), xHat };
+    if (!opts.reconstruct && !opts.allActive) return this.codes(x, n, topK);
+    let enc = await this.codes(x, n, Math.max(topK, this.fullWidth));
+    for (;;) {
+      let maxL0 = 0;
+      for (let r = 0; r < n; r++) if (enc.l0[r] > maxL0) maxL0 = enc.l0[r];
+      if (maxL0 <= enc.width || enc.width >= dSae) break;
+      this.fullWidth = Math.min(dSae, Math.max(2 * enc.width, 2 ** Math.ceil(Math.log2(maxL0))));
+      enc = await this.codes(x, n, this.fullWidth);
+    }
+    if (opts.reconstruct) enc.xHat = await this.decode(x, n, enc);
+    return opts.allActive ? enc : narrowEncoding(enc, n, topK);
+  }
+
+  private async codes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
     if (!this.session) throw new Error('SaeEncoder is closed');
     const out = await this.session.run({
-      x: new ort.Tensor('float32', x, [n, dIn]),
-      top_k: new ort.Tensor('int64', BigInt64Array.from([BigInt(topK)]), [1]),
+      x: new ort.Tensor('float32', x, [n, this.config.dIn]),
+      top_k: new ort.Tensor('int64', BigInt64Array.from([BigInt(width)]), [1]),
     });
     return {
+      width,
       indices: out.indices.data as Int32Array,
       values: out.values.data as Float32Array,
       l0: out.l0.data as Int32Array,
-      xHat: out.x_hat.data as Float32Array,
+      xHat: null,
     };
+  }
+
+  /** x_hat from codes holding every active code, in row chunks that bound the gathered decoder rows. */
+  private async decode(x: Float32Array, n: number, enc: SaeEncoding): Promise<Float32Array> {
+    if (!this.decoder) throw new Error('SaeEncoder is closed');
+    const { dIn } = this.config;
+    const w = enc.width;
+    const chunk = Math.max(1, Math.floor(DECODE_GATHER_FLOATS / (w * dIn)));
+    const xHat = new Float32Array(n * dIn);
+    for (let r0 = 0; r0 < n; r0 += chunk) {
+      const m = Math.min(chunk, n - r0);
+      const out = await this.decoder.run({
+        x: new ort.Tensor('float32', x.subarray(r0 * dIn, (r0 + m) * dIn), [m, dIn]),
+        values: new ort.Tensor('float32', enc.values.subarray(r0 * w, (r0 + m) * w), [m, w]),
+        indices: new ort.Tensor('int32', enc.indices.subarray(r0 * w, (r0 + m) * w), [m, w]),
+      });
+      if (m === n) return out.x_hat.data as Float32Array;
+      xHat.set(out.x_hat.data as Float32Array, r0 * dIn);
+    }
+    return xHat;
   }
 
   /** Rejects values the graph would turn into NaN codes, naming the vector and component. */
@@ -95,8 +151,20 @@ export class SaeEncoder {
   }
 
   async close(): Promise<void> {
-    const s = this.session;
-    this.session = null;
-    if (s) await s.release();
+    const sessions = [this.session, this.decoder];
+    this.session = this.decoder = null;
+    for (const s of sessions) if (s) await s.release();
   }
+}
+
+/** The first k of each row's `width` codes (codes are sorted, highest first). */
+export function narrowEncoding(e: SaeEncoding, n: number, k: number): SaeEncoding {
+  if (k === e.width) return e;
+  const indices = new Int32Array(n * k);
+  const values = new Float32Array(n * k);
+  for (let r = 0; r < n; r++) {
+    indices.set(e.indices.subarray(r * e.width, r * e.width + k), r * k);
+    values.set(e.values.subarray(r * e.width, r * e.width + k), r * k);
+  }
+  return { ...e, width: k, indices, values };
 }

@@ -6,7 +6,7 @@ import { addSkip } from './architectures/linear.js';
 
 export * from './types.js';
 export { openSae } from './open.js';
-export { SaeEncoder, type SaeEncoderOptions, type SaeEncoding } from './encoder.js';
+export { SaeEncoder, narrowEncoding, type EncodeOptions, type SaeEncoderOptions, type SaeEncoding } from './encoder.js';
 export { reconstructionMetrics, type ReconstructionMetrics } from './metrics.js';
 export { writeSaelens } from './export.js';
 export { normalizeInput, denormalizeOutput } from './normalization.js';

@@ -2,7 +2,8 @@
  * What an SAE architecture is, in one place: the parameters it reads, its encode and decode in
  * TypeScript, and the ONNX nodes that compute the same in the encoder graph. The graph builder
  * (../encoder-graph.ts) keeps only the frame every architecture shares: normalization in and out,
- * the optional x - b_dec, and the top-k / L0 outputs. Adding an architecture is adding one file
+ * the optional x - b_dec, and the top-k / L0 outputs. Codes leave an architecture sparse when it
+ * keeps a fixed number per vector (TopK), dense otherwise. Adding an architecture is adding one file
  * here and listing it in ./index.ts.
  */
 import type onnxProto from 'onnx-proto';
@@ -22,10 +23,15 @@ export interface Architecture {
   /** Reconstruction [n, dIn] in the normalized space. */
   decode(params: SaeParams, cfg: SaeConfig, codes: Float32Array, n: number): Float32Array;
   /**
-   * ONNX nodes computing the tensor `codes` [n, dSae] from the tensor named `input` (normalized x,
-   * b_dec already subtracted when the config says so). The frame provides the scalar `zero`.
+   * ONNX nodes computing the codes from the tensor named `input` (normalized x, b_dec already
+   * subtracted when the config says so); the frame provides the scalar `zero`. Either dense codes
+   * `codes` [n, dSae], returning null, or a fixed number w of codes per vector, returning w:
+   * `codes_values` [n, w] float, sorted highest first, and `codes_indices` [n, w] int64.
    */
-  encodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string): void;
-  /** ONNX nodes computing `decoded` [n, dIn] (normalized space) from `codes`; b_dec is provided as `b_dec`. */
+  encodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string): number | null;
+  /**
+   * ONNX nodes computing `decoded` [n, dIn] (normalized space) from the sparse codes `values`
+   * [n, K] float and `indices` [n, K] int32 holding every active code; b_dec is provided as `b_dec`.
+   */
   decodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams): void;
 }

@@ -49,6 +49,7 @@ export const gated: Architecture = {
       node('Relu', ['mag_pre'], ['mag']),
       node('Where', ['gate_open', 'mag', 'zero'], ['codes']),
     );
+    return null;
   },
   decodeGraph: linearDecodeGraph,
 };

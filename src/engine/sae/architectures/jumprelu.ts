@@ -30,6 +30,7 @@ export const jumprelu: Architecture = {
       node('Relu', ['pre'], ['pre_relu']),
       node('Where', ['above', 'pre_relu', 'zero'], ['codes']),
     );
+    return null;
   },
   decodeGraph: linearDecodeGraph,
 };

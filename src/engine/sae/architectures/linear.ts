@@ -1,6 +1,6 @@
 /** What the architectures share: dense products in TypeScript (float64 sums) and their ONNX counterparts. */
 import { AtlasError } from '../../../errors.js';
-import { floatTensor, node } from '../../onnx/proto.js';
+import { floatTensor, int64Tensor, node } from '../../onnx/proto.js';
 import type { SaeConfig, SaeParams } from '../types.js';
 import type { GraphParts } from './architecture.js';
 
@@ -68,10 +68,19 @@ export function preActivationGraph(g: GraphParts, cfg: SaeConfig, params: SaePar
   g.nodes.push(node('Add', ['h', 'b_enc'], ['pre']));
 }
 
-/** ONNX: decoded = codes @ W_dec + b_dec. */
+/**
+ * ONNX: decoded = Σ_j values[:, j] W_dec[indices[:, j]] + b_dec, the K decoder rows of each vector
+ * gathered ([n, K, dIn]) and weighted by one batched [1, K] × [K, dIn] product per vector.
+ */
 export function linearDecodeGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams): void {
-  g.inits.push(floatTensor('W_dec', [cfg.dSae, cfg.dIn], params.W_dec));
-  g.nodes.push(node('MatMul', ['codes', 'W_dec'], ['dec_h']), node('Add', ['dec_h', 'b_dec'], ['decoded']));
+  g.inits.push(floatTensor('W_dec', [cfg.dSae, cfg.dIn], params.W_dec), int64Tensor('row_axis', [1], [1]));
+  g.nodes.push(
+    node('Gather', ['W_dec', 'indices'], ['dec_rows'], { axis: 0 }),
+    node('Unsqueeze', ['values', 'row_axis'], ['dec_weights']),
+    node('MatMul', ['dec_weights', 'dec_rows'], ['dec_sum']),
+    node('Squeeze', ['dec_sum', 'row_axis'], ['dec_h']),
+    node('Add', ['dec_h', 'b_dec'], ['decoded']),
+  );
 }
 
 /** The parameters of a linear encoder with bias and a linear decoder. */

@@ -14,6 +14,7 @@ export const standard: Architecture = {
   encodeGraph(g, cfg, params, input) {
     preActivationGraph(g, cfg, params, input);
     g.nodes.push(node('Relu', ['pre'], ['codes']));
+    return null;
   },
   decodeGraph: linearDecodeGraph,
 };

@@ -2,7 +2,7 @@
  * TopK SAE (SAELens topk, sparsify, OpenAI, dictionary_learning): pre = (x - b_dec) W_enc + b_enc;
  * keep the k largest entries of pre, apply relu to them, zero the rest. Equal values keep the lower
  * index first, as the ONNX TopK operator does, so the engine and the ONNX graph choose the same
- * features.
+ * features. The graph hands over the k kept codes as they are, sparse.
  */
 import { AtlasError } from '../../../errors.js';
 import { int64Tensor, node } from '../../onnx/proto.js';
@@ -36,14 +36,13 @@ export const topk: Architecture = {
   decode: linearDecode,
   encodeGraph(g, cfg, params, input) {
     preActivationGraph(g, cfg, params, input);
-    g.inits.push(int64Tensor('arch_k', [1], [kOf(cfg)]));
+    const k = Math.min(kOf(cfg), cfg.dSae);
+    g.inits.push(int64Tensor('arch_k', [1], [k]));
     g.nodes.push(
-      node('TopK', ['pre', 'arch_k'], ['kept_values', 'kept_indices'], { axis: -1, largest: 1, sorted: 1 }),
-      node('Relu', ['kept_values'], ['kept_relu']),
-      node('Shape', ['pre'], ['pre_shape']),
-      node('ConstantOfShape', ['pre_shape'], ['pre_zeros']),
-      node('ScatterElements', ['pre_zeros', 'kept_indices', 'kept_relu'], ['codes'], { axis: 1 }),
+      node('TopK', ['pre', 'arch_k'], ['kept_values', 'codes_indices'], { axis: -1, largest: 1, sorted: 1 }),
+      node('Relu', ['kept_values'], ['codes_values']),
     );
+    return k;
   },
   decodeGraph: linearDecodeGraph,
 };
