@@ -7,8 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { typeDefs } from './schema/index.js';
-import { resolvers } from './resolvers/index.js';
+import { schema } from './resolvers/index.js';
 import type { Context } from './resolvers/context.js';
 import type { Services } from './app/services.js';
 import type { Database } from './db/client.js';
@@ -114,8 +113,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
   });
   const protection = armor();
   const apollo = new ApolloServer<Context>({
-    typeDefs,
-    resolvers,
+    schema,
     formatError: formatError(log),
     includeStacktraceInErrorResponses: false,
     // atlas serve drains and closes the database itself on SIGINT/SIGTERM.

@@ -7,20 +7,18 @@
  */
 import type { Server } from 'node:http';
 import {
-  buildSchema,
+  GraphQLError,
   parse,
   specifiedRules,
   validate,
-  type GraphQLError,
-  type GraphQLFieldResolver,
+  type DocumentNode,
   type GraphQLFormattedError,
-  type GraphQLObjectType,
   type ValidationRule,
 } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import { typeDefs } from './schema/index.js';
-import { resolvers } from './resolvers/index.js';
+import { schema } from './resolvers/index.js';
+import { PARSE_OPTIONS } from './http/errors.js';
 import type { Context } from './resolvers/context.js';
 import type { Services } from './app/services.js';
 import type { Database } from './db/client.js';
@@ -34,28 +32,8 @@ export interface SubscriptionOptions {
   formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
 }
 
-type FieldResolver = GraphQLFieldResolver<unknown, Context>;
-
-/** The SDL with the resolver map attached: plain functions resolve, { subscribe, resolve } objects subscribe. */
-function executableSchema() {
-  const schema = buildSchema(typeDefs);
-  for (const [typeName, fields] of Object.entries(resolvers as Record<string, Record<string, unknown>>)) {
-    const type = schema.getType(typeName) as GraphQLObjectType;
-    for (const [name, r] of Object.entries(fields)) {
-      const field = type.getFields()[name];
-      if (typeof r === 'function') field.resolve = r as FieldResolver;
-      else {
-        const { subscribe, resolve } = r as { subscribe: FieldResolver; resolve: FieldResolver };
-        Object.assign(field, { subscribe, resolve });
-      }
-    }
-  }
-  return schema;
-}
-
 /** Serves graphql-ws on `httpServer`; the returned function closes every socket. */
 export function attachSubscriptions(httpServer: Server, opts: SubscriptionOptions): () => Promise<void> {
-  const schema = executableSchema();
   const wss = new WebSocketServer({ server: httpServer, path: '/graphql' });
   const authOf = (params: Record<string, unknown> | undefined) =>
     requestAuth(opts.database, typeof params?.authorization === 'string' ? params.authorization : undefined);
@@ -73,7 +51,13 @@ export function attachSubscriptions(httpServer: Server, opts: SubscriptionOption
         }
       },
       onSubscribe: (_ctx, _id, payload) => {
-        const document = parse(payload.query);
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query, PARSE_OPTIONS);
+        } catch (e) {
+          if (e instanceof GraphQLError) return [e];
+          throw e;
+        }
         const errors = validate(schema, document, [...specifiedRules, ...opts.validationRules]);
         if (errors.length > 0) return errors;
         return { schema, document, variableValues: payload.variables, operationName: payload.operationName };

@@ -9,6 +9,8 @@ import { generateResolvers } from './generate.js';
 import { nodeResolvers } from './node.js';
 import { DateTime } from './scalars.js';
 import { clientPathResolvers } from './client-paths.js';
+import { makeExecutableSchema } from '@graphql-tools/schema';
+import { typeDefs } from '../schema/index.js';
 import { guardInputs } from './input-guard.js';
 import { guardBounds } from './bounds.js';
 
@@ -40,3 +42,6 @@ export const resolvers = guardInputs(
     ),
   ),
 );
+
+/** The SDL with its resolvers: one schema served over HTTP (Apollo) and WebSocket (graphql-ws). */
+export const schema = makeExecutableSchema({ typeDefs, resolvers });
