@@ -1,8 +1,12 @@
-/** Adding a model to the catalog: reads its facts from the checkpoint (no graph is built) and upserts them. */
+/**
+ * Adding a model to the catalog: reads its facts from the checkpoint (no graph is built), stores its
+ * files by content on PostgreSQL (src/app/artifacts.ts) and upserts the row.
+ */
 import type { Database } from '../db/client.js';
 import { upsertModel, type ModelRow } from '../db/catalog.js';
 import { inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
+import { storeModelArtifacts } from './artifacts.js';
 
 export interface RegisterModel {
   id: string;
@@ -19,6 +23,7 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
   const info = inspectModel(req.path, req.tokenizerPath);
   // Fail now, not at the first request, when the given tokenizer cannot be read.
   if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
+  const artifacts = await storeModelArtifacts(database, req.path, req.tokenizerPath);
   return upsertModel(database, {
     id: req.id,
     name: req.name,
@@ -33,5 +38,6 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
     sourcePath: req.path,
     sourceFormat: info.format,
     tokenizerPath: req.tokenizerPath ?? null,
+    artifacts,
   });
 }

@@ -129,7 +129,7 @@ async function runQuery(
 ): Promise<QueryRun> {
   const firings = new Map<string, Map<number, Firing>>();
   const means = new Map<string, Float32Array>();
-  const withWeights = dicts.filter((d) => d.weightsPath);
+  const withWeights = dicts.filter((d) => d.artifacts || d.weightsPath);
   const models = new Map(
     (await getModels(database, [...new Set(withWeights.map((d) => d.modelId))])).map((m) => [m.id, m]),
   );

@@ -16,7 +16,7 @@ export function register(program: Command): void {
       if (opts.port !== undefined) config.port = opts.port;
       if (opts.host !== undefined) config.host = opts.host;
       const database = await openConfiguredDatabase(config, { statementTimeoutMs: config.requestTimeoutMs });
-      const services = await createServices(config);
+      const services = await createServices(config, database);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer(
         {

@@ -73,7 +73,7 @@ export async function startTestAtlas(
   };
   if (seed) await seed(database, dataDir);
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
-  const services = await createServices(config);
+  const services = await createServices(config, database);
   const server = await startServer(
     {
       database,
