@@ -171,7 +171,10 @@ for (const backend of BACKENDS) {
         assert.equal(row.state, 'ready');
         assert.equal(row.architecture, 'topk');
         assert.equal(row.k, 4);
-        assert.deepEqual(row.artifacts!.files.map((f) => f.name), ['8.pt']);
+        assert.deepEqual(
+          row.artifacts!.files.map((f) => f.name),
+          ['8.pt'],
+        );
         const keys = Array.from({ length: want.dSae }, (_, index) => ({ dictionaryId: 'openai-8', index }));
         const features = await getFeatures(db, keys);
         for (let i = 0; i < want.dSae; i++)

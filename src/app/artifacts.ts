@@ -173,10 +173,13 @@ function storeDictionaryIn(store: ArtifactStore, path: string): Promise<Artifact
   return storeBundle(store, parts, '.', null);
 }
 
-/** What distinguishes one stored version of a row's files from another (legacy rows: their path). */
-export function artifactVersion(row: ModelRow | DictionaryRow): string {
-  if (row.artifacts) return row.artifacts.version;
-  return 'weightsPath' in row ? `path:${row.weightsPath}` : `path:${row.sourcePath}\0${row.tokenizerPath}`;
+/**
+ * A row's id and the version of its files (legacy rows: their path): what is loaded, batched or cached
+ * for a row is kept under this key, so a row replaced through another replica is loaded anew.
+ */
+export function artifactKey(row: ModelRow | DictionaryRow): string {
+  if (row.artifacts) return `${row.id}\0${row.artifacts.version}`;
+  return `${row.id}\0${'weightsPath' in row ? row.weightsPath : `${row.sourcePath}\0${row.tokenizerPath}`}`;
 }
 
 function missingPath(what: string, path: string): AtlasError {
@@ -252,6 +255,12 @@ export class ArtifactCache {
       }
     }
   }
+}
+
+/** One line per stored or missing row, for a log or the console. */
+export function reportMigration(report: MigrationReport, log: (line: string) => void): void {
+  for (const what of report.stored) log(`Stored the files of ${what} in the database.`);
+  for (const m of report.missing) log(`ARTIFACT_MISSING: ${m.message}`);
 }
 
 export interface MigrationReport {

@@ -10,6 +10,7 @@ import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } fr
 import { AtlasError } from '../errors.js';
 import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
 import type { EngineRegistry } from './registry.js';
+import { artifactKey } from './artifacts.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
 import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
@@ -101,7 +102,7 @@ export class EncodingService {
   }
 
   private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<HookRequest, HookRows> {
-    let b = this.modelBatchers.get(row.id);
+    let b = this.modelBatchers.get(artifactKey(row));
     if (!b) {
       b = new Batcher<HookRequest, HookRows>(
         async (reqs) => {
@@ -125,13 +126,13 @@ export class EncodingService {
         (r) => r.tokens.length,
         this.options(this.config.batchTokens),
       );
-      this.modelBatchers.set(row.id, b);
+      this.modelBatchers.set(artifactKey(row), b);
     }
     return b;
   }
 
   private encoderBatcher(dict: DictionaryRow): Batcher<VectorRequest, SaeEncoding> {
-    let b = this.encoderBatchers.get(dict.id);
+    let b = this.encoderBatchers.get(artifactKey(dict));
     if (!b) {
       b = new Batcher<VectorRequest, SaeEncoding>(
         async (reqs) => {
@@ -163,7 +164,7 @@ export class EncodingService {
         (r) => r.n,
         this.options(this.config.batchVectors),
       );
-      this.encoderBatchers.set(dict.id, b);
+      this.encoderBatchers.set(artifactKey(dict), b);
     }
     return b;
   }

@@ -7,7 +7,7 @@
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
-import { ArtifactCache, artifactVersion } from './artifacts.js';
+import { ArtifactCache, artifactKey } from './artifacts.js';
 import { loadModel } from '../engine/model/load.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { openSae } from '../engine/sae/open.js';
@@ -27,7 +27,7 @@ export class EngineRegistry {
   }
 
   model(row: ModelRow): Promise<LoadedModel> {
-    const key = versionKey(row);
+    const key = artifactKey(row);
     let loading = this.models.get(key);
     if (!loading) {
       dropOtherVersions(this.models, row.id, key);
@@ -47,7 +47,7 @@ export class EngineRegistry {
   }
 
   encoder(dict: DictionaryRow): Promise<SaeEncoder> {
-    const key = versionKey(dict);
+    const key = artifactKey(dict);
     let loading = this.encoders.get(key);
     if (!loading) {
       dropOtherVersions(this.encoders, dict.id, key);
@@ -81,8 +81,6 @@ export class EngineRegistry {
     ]);
   }
 }
-
-const versionKey = (row: ModelRow | DictionaryRow) => `${row.id}\0${artifactVersion(row)}`;
 
 /** Another version of the same row was loaded before: it is stale now, so it is dropped and closed. */
 function dropOtherVersions<T extends { close(): unknown }>(
