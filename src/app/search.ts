@@ -57,7 +57,7 @@ export interface SkippedDictionary {
 }
 
 /** Failures of one dictionary's or model's files: the search goes on without them. */
-const SKIPPABLE = new Set(['BAD_FILE', 'NOT_FOUND', 'UNSUPPORTED', 'DEVICE_UNAVAILABLE']);
+const SKIPPABLE = new Set(['BAD_FILE', 'ARTIFACT_MISSING', 'NOT_FOUND', 'UNSUPPORTED', 'DEVICE_UNAVAILABLE']);
 
 async function orSkip(dicts: DictionaryRow[], skipped: SkippedDictionary[], work: () => Promise<void>): Promise<void> {
   try {
