@@ -2,7 +2,8 @@
  * Two servers on one PostgreSQL with different data folders (replicas, docs/decisions/0005): what one
  * machine registers and imports, the other serves from the files stored in the database, its source
  * files gone; a `--replace` through one is seen by the other; SIGKILL at random moments of a
- * `--replace` never loses the old version; a restarted replica reuses its cache. Answers are checked
+ * `--replace` never loses the old version; a restarted replica reuses its cache; rows from before the
+ * artifact store get their files stored by `migrateArtifacts`. Answers are checked
  * against the float64 reference forward pass and SAE formula (test/reference/).
  */
 import { describe, it } from 'node:test';
@@ -14,6 +15,9 @@ import { openDatabase, type Database } from '../src/db/client.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { loadConfig } from '../src/config.js';
+import { ArtifactCache, migrateArtifacts } from '../src/app/artifacts.js';
+import { findDictionaryAnyState, getModels, upsertModel } from '../src/db/catalog.js';
+import { openSae } from '../src/engine/sae/open.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { mulberry32 } from '../src/engine/random.js';
 import { announceSkip, serveTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
@@ -160,6 +164,65 @@ describe('replicas on one PostgreSQL', () => {
       await importer?.close();
       await pg.drop();
       for (const d of [files, dirA, dirB]) d.cleanup();
+    }
+  });
+
+  it('rows that point at files get them stored, or a coded message when a file is gone', async (t) => {
+    const pg = await createTestDatabase();
+    if ('skip' in pg) {
+      announceSkip('artifact migration on PostgreSQL', pg.skip);
+      return t.skip(pg.skip);
+    }
+    const files = tempDir('atlas-migrate-');
+    const elsewhere = tempDir('atlas-migrate-replica-');
+    const db = await openDatabase({ databaseUrl: pg.url, dataDir: files.dir });
+    try {
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      const fx = writeSaeFixture(join(files.dir, 'sae'), {
+        format: 'saelens',
+        dIn: D,
+        dSae: 48,
+        hookName: HOOK,
+        seed: 5,
+      });
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+      await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir: files.dir });
+      const [row] = await getModels(db, ['gpt2-tiny']);
+      await upsertModel(db, { ...row, id: 'gone', sourcePath: join(files.dir, 'nowhere'), artifacts: null });
+      // As rows were written before the artifact store: paths only.
+      await db.query('UPDATE models SET artifacts = NULL');
+      await db.query('UPDATE dictionaries SET artifacts = NULL, weights_path = $1', [fx.path]);
+      await db.query('DELETE FROM artifact_chunks');
+      await db.query('DELETE FROM artifact_blobs');
+
+      const report = await migrateArtifacts(db);
+      assert.deepEqual(report.stored, ['Model "gpt2-tiny"', 'Dictionary "sae"']);
+      assert.deepEqual(
+        report.missing.map((m) => m.id),
+        ['Model "gone"'],
+      );
+      assert.match(report.missing[0].message, /^ARTIFACT_MISSING: Model "gone" points at .*atlas migrate-artifacts/);
+      assert.deepEqual(
+        await migrateArtifacts(db),
+        { stored: [], missing: report.missing },
+        'a second run: nothing new',
+      );
+
+      // Another machine fetches the migrated files; they read as the originals.
+      const tokens = loadTokenizer(model.dir).encode(TEXT, { bos: true });
+      rmSync(model.dir, { recursive: true });
+      const cache = new ArtifactCache(db, { dataDir: elsewhere.dir });
+      const sae = openSae(await cache.dictionary((await findDictionaryAnyState(db, 'sae'))!));
+      assert.deepEqual(sae.loadParams(), openSae(fx.path).loadParams());
+      sae.close();
+      const { path } = await cache.model((await getModels(db, ['gpt2-tiny']))[0]);
+      assert.deepEqual(loadTokenizer(path).encode(TEXT, { bos: true }), tokens);
+    } finally {
+      await db.close();
+      await pg.drop();
+      files.cleanup();
+      elsewhere.cleanup();
     }
   });
 });

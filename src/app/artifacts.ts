@@ -260,7 +260,7 @@ export class ArtifactCache {
 /** One line per stored or missing row, for a log or the console. */
 export function reportMigration(report: MigrationReport, log: (line: string) => void): void {
   for (const what of report.stored) log(`Stored the files of ${what} in the database.`);
-  for (const m of report.missing) log(`ARTIFACT_MISSING: ${m.message}`);
+  for (const m of report.missing) log(m.message);
 }
 
 export interface MigrationReport {
@@ -282,13 +282,16 @@ export async function migrateArtifacts(database: Database): Promise<MigrationRep
     store: () => Promise<ArtifactManifest | null>,
     save: (m: ArtifactManifest) => Promise<unknown>,
   ) => {
-    if (!existsSync(path)) {
-      report.missing.push({ id: what, message: missingPath(what, path).message });
-      return;
+    try {
+      if (!existsSync(path)) throw missingPath(what, path);
+      const manifest = await store();
+      if (manifest) await save(manifest);
+      report.stored.push(what);
+    } catch (e) {
+      // A file that is gone or unreadable here is reported; the machine that has it can migrate it.
+      if (!(e instanceof AtlasError)) throw e;
+      report.missing.push({ id: what, message: `${e.code}: ${e.message}` });
     }
-    const manifest = await store();
-    if (manifest) await save(manifest);
-    report.stored.push(what);
   };
   const models = await database.query<{ id: string; source_path: string; tokenizer_path: string | null }>(
     'SELECT id, source_path, tokenizer_path FROM models WHERE artifacts IS NULL ORDER BY id',
