@@ -74,7 +74,7 @@ describe('browser UI', () => {
           });
           await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
         }
-        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, db);
         try {
           await buildDashboards(db, registry, { modelId: 'gpt2-tiny', corpus, context: 16 });
         } finally {

@@ -29,6 +29,8 @@ export type { ArtifactManifest };
 
 /** Where content-addressed files are kept; every file leaves and enters it with its hash checked. */
 interface ArtifactStore {
+  /** A folder store's folder, recorded in the manifest so any process on the machine finds the files. */
+  folder?: string;
   has(sha256: string): Promise<boolean>;
   /** Stores the file at `path`, which must still hash to `sha256`. */
   put(path: string, sha256: string, size: number): Promise<void>;
@@ -87,6 +89,7 @@ function databaseStore(database: Database): ArtifactStore {
 function folderStore(root: string): ArtifactStore {
   const at = (sha256: string) => join(root, sha256);
   return {
+    folder: root,
     has: async (sha256) => existsSync(at(sha256)),
     async put(path, sha256) {
       mkdirSync(root, { recursive: true });
@@ -135,7 +138,7 @@ async function storeBundle(
   }
   files.sort((a, b) => (a.name < b.name ? -1 : 1));
   const version = createHash('sha256').update(JSON.stringify({ entry, tokenizer, files })).digest('hex');
-  return { version, entry, tokenizer, files };
+  return { version, entry, tokenizer, files, ...(store.folder && { folder: store.folder }) };
 }
 
 const isFolder = (path: string) => statSync(path).isDirectory();
@@ -240,12 +243,13 @@ export class ArtifactCache {
   }
 
   private async fetch(m: ArtifactManifest, tmp: string, what: string): Promise<void> {
+    const store = m.folder ? folderStore(m.folder) : this.store;
     for (const f of m.files) {
       const dest = join(tmp, f.name);
       // Names come from the database: never let one write outside the bundle.
       if (relative(tmp, dest).startsWith('..')) throw new AtlasError('BAD_FILE', `Bad file name ${f.name} in ${what}.`);
       mkdirSync(dirname(dest), { recursive: true });
-      if (!(await this.store.get(f.sha256, dest))) {
+      if (!(await store.get(f.sha256, dest))) {
         throw new AtlasError(
           'ARTIFACT_MISSING',
           `File ${f.name} of ${what} (sha256 ${f.sha256.slice(0, 12)}…) is not in the artifact store; add it again ` +

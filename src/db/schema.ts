@@ -42,6 +42,8 @@ export interface ArtifactManifest {
   /** A tokenizer given apart from the checkpoint, relative to the bundle folder. */
   tokenizer: string | null;
   files: { name: string; sha256: string; size: number }[];
+  /** PGlite: the folder of the store that holds the files (on PostgreSQL they are in the database). */
+  folder?: string;
 }
 
 export const models = pgTable('models', {
