@@ -218,6 +218,16 @@ describe('replicas on one PostgreSQL', () => {
       sae.close();
       const { path } = await cache.model((await getModels(db, ['gpt2-tiny']))[0]);
       assert.deepEqual(loadTokenizer(path).encode(TEXT, { bos: true }), tokens);
+
+      // A stored chunk damaged by hand: the fetch fails its hash check and caches nothing.
+      await db.query("UPDATE artifact_chunks SET data = overlay(data placing '\\x00ff'::bytea from 9)");
+      const fresh = new ArtifactCache(db, { dataDir: join(elsewhere.dir, 'other') });
+      await assert.rejects(fresh.dictionary((await findDictionaryAnyState(db, 'sae'))!), (e: Error) => {
+        assert.equal((e as { code?: string }).code, 'BAD_FILE');
+        assert.match(e.message, /sha256 .* was expected/);
+        return true;
+      });
+      assert.deepEqual(readdirSync(join(elsewhere.dir, 'other', 'cache')), []);
     } finally {
       await db.close();
       await pg.drop();
