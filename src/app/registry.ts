@@ -58,8 +58,13 @@ export class EngineRegistry {
     return loading;
   }
 
+  /** The local folder of a dictionary's encoder weights, fetched on first use. */
+  weights(dict: DictionaryRow): Promise<string> {
+    return this.artifacts.dictionary(dict);
+  }
+
   private async openEncoder(dict: DictionaryRow): Promise<SaeEncoder> {
-    const source = openSae(await this.artifacts.dictionary(dict));
+    const source = openSae(await this.weights(dict));
     try {
       const params = source.loadParams();
       return await SaeEncoder.create(source.config, params, {
