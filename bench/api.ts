@@ -51,7 +51,7 @@ interface Server {
 
 async function serve(database: Database, overrides: Partial<Config>): Promise<Server> {
   const config: Config = { ...loadConfig({}), device: 'cpu', ...overrides };
-  const services = await createServices(config);
+  const services = await createServices(config, database);
   const server = await startServer(
     { database, services, maxBodyBytes: config.maxBodyBytes, log: quiet },
     { port: 0, host: '127.0.0.1' },

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'atlas-bench-build-'));
   const database = await openDatabase({ dataDir: join(dir, 'data') });
-  const registry = new EngineRegistry({ dataDir: join(dir, 'data'), device, threads: 0 });
+  const registry = new EngineRegistry({ dataDir: join(dir, 'data'), device, threads: 0 }, database);
   try {
     const modelRow = await registerModel(database, { id: 'stories260K', path: MODEL, name: 'stories260K' });
     const hook = `blocks.${LAYER}.hook_resid_post`;

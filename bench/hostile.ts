@@ -69,7 +69,7 @@ async function seed(database: Database): Promise<void> {
 async function probe(name: string, database: Database): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'atlas-bench-hostile-'));
   const config: Config = { ...loadConfig({}), device: 'cpu', dataDir };
-  const services = await createServices(config);
+  const services = await createServices(config, database);
   const server = await startServer(
     { database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined },
     { port: 0, host: '127.0.0.1' },

@@ -18,6 +18,7 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/map.js'),
   () => import('./commands/compare.js'),
   () => import('./commands/neuronpedia.js'),
+  () => import('./commands/migrate-artifacts.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

@@ -1,5 +1,5 @@
 /** Settings read from the environment, in one place; README's configuration table mirrors this. */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AtlasError } from './errors.js';
 
 /**
@@ -52,6 +52,8 @@ export interface Config {
   host: string;
   databaseUrl: string | undefined;
   dataDir: string;
+  /** ATLAS_CACHE_DIR: where a server keeps the model and dictionary files it fetched; absent: <dataDir>/cache. */
+  cacheDir?: string;
   device: DeviceSetting;
   threads: number;
   maxBodyBytes: number;
@@ -88,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: env.HOST || '127.0.0.1',
     databaseUrl: env.DATABASE_URL || undefined,
     dataDir: resolve(env.ATLAS_DATA_DIR || './data'),
+    ...(env.ATLAS_CACHE_DIR && { cacheDir: resolve(env.ATLAS_CACHE_DIR) }),
     device,
     threads: int('ATLAS_THREADS', 0),
     maxBodyBytes: int('ATLAS_MAX_BODY_BYTES', 1024 * 1024),
@@ -105,4 +108,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     httpHeadersTimeoutMs: int('ATLAS_HTTP_HEADERS_TIMEOUT_MS', 10000),
     httpRequestTimeoutMs: int('ATLAS_HTTP_REQUEST_TIMEOUT_MS', 30000),
   };
+}
+
+/** The artifact cache folder of a configuration (src/app/artifacts.ts). */
+export function cacheDirOf(config: Pick<Config, 'dataDir' | 'cacheDir'>): string {
+  return config.cacheDir ?? join(config.dataDir, 'cache');
 }

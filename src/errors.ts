@@ -8,6 +8,8 @@ export const ERROR_CODES = {
   DIMENSION_MISMATCH: 'A vector or dictionary does not have the width the operation needs.',
   INPUT_TOO_LONG: 'The text is longer than the allowed number of characters or tokens.',
   BAD_FILE: 'A file is missing, truncated, or holds tensors of the wrong name, shape or value.',
+  ARTIFACT_MISSING:
+    'A file a model or dictionary needs is neither in the artifact store nor at the path its catalog row records.',
   UNSUPPORTED: 'The file format, architecture or option is not supported.',
   UNSAFE_CHECKPOINT:
     'A pickled checkpoint refers to code (a global or opcode) outside the allow-list of plain tensor data.',

@@ -4,15 +4,15 @@
  * (instead of after a guessed delay) and then check that nothing half-written is visible.
  */
 export const FAULT_POINTS = [
-  /** Weights copied to the staging folder; nothing in the database yet. */
+  /** Weights stored by content (src/app/artifacts.ts); no catalog row yet. */
   'import:staged',
-  /** `--replace`: the old dictionary's rows are gone, the new one's not yet written. */
+  /** `--replace`, inside the swap transaction: the old dictionary's rows are deleted, the new one not yet renamed. */
   'import:replaced',
   /** The first batch of decoder rows is in. */
   'import:rows',
-  /** Every row is in and the weights are in place; the index build is next. */
+  /** Every row is in; the index build (`--replace`: the swap) is next. */
   'import:indexing',
-  /** The index is built; the state flips to ready next. */
+  /** The index is built; the state flips to ready next (`--replace`: inside the swap transaction). */
   'import:indexed',
   /** `atlas build`: the first batch of the corpus is accumulated. */
   'build:corpus',

@@ -170,7 +170,10 @@ describe('hooks of their own width (qwen3, pglite)', () => {
         .map((text) => JSON.stringify({ text }))
         .join('\n') + '\n',
     );
-    const registry = new EngineRegistry({ dataDir: join(files.dir, 'build-data'), device: 'cpu', threads: 1 });
+    const registry = new EngineRegistry(
+      { dataDir: join(files.dir, 'build-data'), device: 'cpu', threads: 1 },
+      a.database,
+    );
     try {
       const result = await buildDashboards(a.database, registry, { modelId: 'qwen3-tiny', corpus, context: 16 });
       assert.ok(result.tokens > 0);

@@ -151,7 +151,7 @@ describe('atlas build publishes the co-activation of feature families', () => {
           saes.set(id, fx);
           await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
         }
-        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, database);
         try {
           const loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
           const rand = rng(9);

@@ -51,7 +51,7 @@ for (const backend of BACKENDS) {
           seed: 5,
         });
         await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir });
-        registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, db);
       });
     });
 

@@ -151,7 +151,7 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       saes.set(id, fx);
       await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
     }
-    registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+    registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, database);
     loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
     assert.ok(loaded.tokenizer.bosId !== null);
     texts = sentences(60, 11);

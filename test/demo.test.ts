@@ -44,7 +44,7 @@ describe('demo atlas end to end', () => {
   const test = useTestAtlas('demo atlas end to end', async () => {
     if (!manifest) return { skip: 'no demo assets' };
     return startTestAtlas('pglite', async (db, dataDir) => {
-      const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 0 });
+      const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 0 }, db);
       try {
         // A small build keeps CI quick; npm start builds on more held-out text.
         await seedDemo(db, registry, dataDir, () => undefined, { buildTokens: 3000 });

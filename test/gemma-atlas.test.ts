@@ -76,7 +76,7 @@ describe('a gemma2 model through import, encode and build', () => {
       saes.set(d.id, fx);
       await importDictionary(database, { path: fx.path, modelId: 'gemma-tiny', id: d.id, hook: d.hook, dataDir });
     }
-    registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+    registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, database);
   });
   after(async () => {
     await registry?.close();

@@ -72,10 +72,13 @@ for (const backend of BACKENDS) {
                 hookName: HOOK,
                 seed,
               });
-              await importDictionary(db, { path: sae.path, modelId: 'gpt2-tiny', id, dataDir: dir });
+              const row = await importDictionary(db, { path: sae.path, modelId: 'gpt2-tiny', id, dataDir: dir });
+              if (id !== 'sae-gone') continue;
+              // sae-gone's stored weights disappear (a wiped disk, a partial restore).
+              const { sha256 } = row.artifacts!.files.find((f) => f.name.endsWith('.safetensors'))!;
+              if (db.kind === 'postgres') await db.query('DELETE FROM artifact_blobs WHERE sha256 = $1', [sha256]);
+              else rmSync(join(dir, 'artifacts', sha256));
             }
-            // sae-gone's imported weights disappear (a wiped disk, a partial restore).
-            rmSync(join(dir, 'dictionaries', 'sae-gone'), { recursive: true });
           },
           { maxInputChars: MAX_CHARS },
         );
@@ -243,14 +246,14 @@ for (const backend of BACKENDS) {
       assert.equal(next.data.dictionary.features.edges.length, 3);
     });
 
-    test('BAD_FILE answers name no server path; the log has it', async (a) => {
+    test('weights missing from the store: ARTIFACT_MISSING names the dictionary, no server path', async (a) => {
       const r = await a.gql(
         `{ encodeVectors(dictionary: "sae-gone", vectors: [[${Array(32).fill(1).join(',')}]]) { index } }`,
       );
-      assert.equal(r.errors?.[0]?.extensions?.code, 'BAD_FILE', JSON.stringify(r.errors));
+      assert.equal(r.errors?.[0]?.extensions?.code, 'ARTIFACT_MISSING', JSON.stringify(r.errors));
       const text = JSON.stringify(r);
       assert.ok(!text.includes(dataDir) && !/\/tmp\//.test(text), text);
-      assert.match(r.errors![0].message, /…\/sae-gone/);
+      assert.match(r.errors![0].message, /sae_weights\.safetensors of dictionary "sae-gone"/);
     });
 
     test('searchFeatures skips a dictionary whose weights are unavailable and reports it in extensions', async (a) => {
@@ -272,7 +275,7 @@ for (const backend of BACKENDS) {
       );
       assert.deepEqual(
         body.extensions.skippedDictionaries.map((s: any) => [s.dictionary, s.code]),
-        [['sae-gone', 'BAD_FILE']],
+        [['sae-gone', 'ARTIFACT_MISSING']],
       );
       assert.ok(!body.extensions.skippedDictionaries[0].message.includes(dataDir));
     });

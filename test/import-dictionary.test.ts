@@ -15,6 +15,8 @@ import {
 import type { Database } from '../src/db/client.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { exportDictionary } from '../src/app/export-dictionary.js';
+import { ArtifactCache } from '../src/app/artifacts.js';
+import type { DictionaryRow } from '../src/db/catalog.js';
 import { getDecoders, getFeatures } from '../src/db/features.js';
 import { listDictionaries } from '../src/db/catalog.js';
 import { openSae } from '../src/engine/sae/open.js';
@@ -42,6 +44,13 @@ for (const backend of BACKENDS) {
   describe(`import and export on ${backend}`, () => {
     const files = tempDir('atlas-import-');
     const data = tempDir('atlas-import-data-');
+    /** The encoder weights as a server gets them: fetched from the artifact store into its cache. */
+    const weightsOf = async (db: Database, row: DictionaryRow) =>
+      openSae(await new ArtifactCache(db, { dataDir: data.dir }).dictionary(row));
+    /** A failed import leaves no temporary file in the PGlite store. */
+    const noTempFiles = () =>
+      !existsSync(join(data.dir, 'artifacts')) ||
+      readdirSync(join(data.dir, 'artifacts')).every((f) => !f.includes('.tmp-'));
     after(() => {
       files.cleanup();
       data.cleanup();
@@ -96,8 +105,7 @@ for (const backend of BACKENDS) {
           const want = Array.from(fx.params.W_dec.subarray(i * FIXTURE.dIn, (i + 1) * FIXTURE.dIn));
           assert.deepEqual(decoders.get(`${id}:${i}`)!.map(Math.fround), want.map(Math.fround), `row ${i}`);
         }
-        assert.ok(existsSync(row.weightsPath!));
-        const kept = openSae(row.weightsPath!);
+        const kept = await weightsOf(db, row);
         assert.deepEqual(kept.loadParams().W_enc, openSae(fx.path).loadParams().W_enc);
         kept.close();
       });
@@ -116,7 +124,7 @@ for (const backend of BACKENDS) {
       });
       await importDictionary(db, { path: fx.path, modelId: FIXTURE.model, id: 'rt-a', dataDir: data.dir });
       const out = join(files.dir, 'exported');
-      await exportDictionary(db, 'rt-a', out);
+      await exportDictionary(db, 'rt-a', out, { dataDir: data.dir });
       const back = await importDictionary(db, { path: out, modelId: FIXTURE.model, id: 'rt-b', dataDir: data.dir });
       assert.equal(back.hookPoint, HOOK);
       const a = openSae(fx.path);
@@ -163,7 +171,10 @@ for (const backend of BACKENDS) {
         assert.equal(row.state, 'ready');
         assert.equal(row.architecture, 'topk');
         assert.equal(row.k, 4);
-        assert.deepEqual(readdirSync(row.weightsPath!), ['8.pt']);
+        assert.deepEqual(
+          row.artifacts!.files.map((f) => f.name),
+          ['8.pt'],
+        );
         const keys = Array.from({ length: want.dSae }, (_, index) => ({ dictionaryId: 'openai-8', index }));
         const features = await getFeatures(db, keys);
         for (let i = 0; i < want.dSae; i++)
@@ -184,7 +195,7 @@ for (const backend of BACKENDS) {
           );
         }
         const out = join(files.dir, 'openai-exported');
-        await exportDictionary(db, 'openai-8', out);
+        await exportDictionary(db, 'openai-8', out, { dataDir: data.dir });
         const back = await importDictionary(db, {
           path: out,
           modelId: FIXTURE.model,
@@ -192,7 +203,7 @@ for (const backend of BACKENDS) {
           dataDir: data.dir,
         });
         assert.equal(back.hookPoint, HOOK);
-        const again = openSae(back.weightsPath!);
+        const again = await weightsOf(db, back);
         assert.deepEqual(again.loadParams(), params);
         assert.deepEqual(again.config.normalization, { kind: 'layer_norm', scalingFactor: null });
         again.close();
@@ -217,10 +228,7 @@ for (const backend of BACKENDS) {
           /truncated/,
         );
         assert.equal(await snapshot(db), before);
-        assert.equal(
-          readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')),
-          false,
-        );
+        assert.ok(noTempFiles());
       },
     );
 
@@ -255,20 +263,20 @@ for (const backend of BACKENDS) {
           assert.equal(row.state, 'ready', id);
           assert.equal(row.hookPoint, HOOK, id);
           const original = openSae(path);
-          const kept = openSae(row.weightsPath!);
+          const kept = await weightsOf(db, row);
           assert.deepEqual(kept.loadParams(), original.loadParams(), id);
           // The copy the server keeps reads as the user's file did.
           assert.deepEqual(kept.config, original.config, id);
           kept.close();
           const out = join(files.dir, `${id}-exported`);
-          await exportDictionary(db, id, out);
+          await exportDictionary(db, id, out, { dataDir: data.dir });
           const back = await importDictionary(db, {
             path: out,
             modelId: FIXTURE.model,
             id: `${id}-rt`,
             dataDir: data.dir,
           });
-          const again = openSae(back.weightsPath!);
+          const again = await weightsOf(db, back);
           assert.deepEqual(again.loadParams(), original.loadParams(), `${id} round trip`);
           assert.deepEqual(again.config.normalization, original.config.normalization, `${id} round trip`);
           again.close();
@@ -288,10 +296,7 @@ for (const backend of BACKENDS) {
           /dict_size 99/,
         );
         assert.equal(await snapshot(db), before);
-        assert.equal(
-          readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.') || f.startsWith('bad-')),
-          false,
-        );
+        assert.ok(noTempFiles());
       },
     );
 
@@ -400,10 +405,7 @@ for (const backend of BACKENDS) {
         (await listDictionaries(db)).some((d) => d.id.startsWith('bad-')),
         false,
       );
-      assert.equal(
-        readdirSync(join(data.dir, 'dictionaries')).some((f) => f.startsWith('.')),
-        false,
-      );
+      assert.ok(noTempFiles());
     });
   });
 }

@@ -79,7 +79,7 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
         await after.close();
       }
     }
-    // --replace over a ready dictionary: whatever is visible is a whole dictionary, the old or the new.
+    // --replace over a ready dictionary: until the swap commits, the old one serves, whole.
     for (const point of REPLACE_POINTS) {
       const before = await open();
       const old = await importDictionary(before, {
@@ -96,10 +96,9 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
       const after = await open();
       try {
         const visible = (await listDictionaries(after)).find((d) => d.id === 'big');
-        if (visible) {
-          assert.equal(visible.dSae, old.dSae, `${point}: a visible dictionary is the old one`);
-          assert.deepEqual(await rows(after, 'big'), oldRows, `${point}: the old dictionary is whole`);
-        }
+        assert.equal(visible?.dSae, old.dSae, `${point}: the old dictionary is visible`);
+        assert.equal(visible?.artifacts?.version, old.artifacts?.version, `${point}: with its own weights`);
+        assert.deepEqual(await rows(after, 'big'), oldRows, `${point}: the old dictionary is whole`);
         await importDictionary(after, {
           path: newFx.path,
           modelId: FIXTURE.model,

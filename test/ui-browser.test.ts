@@ -74,7 +74,7 @@ describe('browser UI', () => {
           });
           await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
         }
-        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 });
+        const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, db);
         try {
           await buildDashboards(db, registry, { modelId: 'gpt2-tiny', corpus, context: 16 });
         } finally {
@@ -445,7 +445,7 @@ describe('browser UI', () => {
   test('on a server that requires a key for reads, the UI says so and loads once a key is set', async (page, a) => {
     // A second server over the same database, as `ATLAS_REQUIRE_KEY=1 atlas serve` would run.
     const config = { ...loadConfig({}), device: 'cpu' as const, dataDir: files.dir, requireKey: true };
-    const services = await createServices(config);
+    const services = await createServices(config, a.database);
     const locked = await startServer(
       { database: a.database, services, maxBodyBytes: config.maxBodyBytes, log: () => undefined },
       { port: 0, host: '127.0.0.1' },

@@ -157,7 +157,11 @@ export async function buildDashboards(
     );
   }
   const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
-  const builds = await Promise.all(dicts.map(async (d) => new DictionaryBuild(d, await registry.encoder(d))));
+  const builds = await Promise.all(
+    dicts.map(
+      async (d) => new DictionaryBuild({ ...d, weightsPath: await registry.weights(d) }, await registry.encoder(d)),
+    ),
+  );
   const session = opts.session ?? { device: 'cpu', threads: 0 };
   const families = await familiesOf(database, builds, session, () =>
     opts.onProgress?.({ phase: 'compare', tokens: 0, contexts: 0, fraction: 0 }),

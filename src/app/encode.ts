@@ -14,6 +14,7 @@ import { checkBound } from './bounds.js';
 import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
 import { CatalogCache } from './catalog-cache.js';
 import type { EngineRegistry } from './registry.js';
+import { artifactKey } from './artifacts.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
 import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
@@ -121,7 +122,7 @@ export class EncodingService {
   }
 
   private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<ModelRequest, HookRows | null> {
-    let b = this.modelBatchers.get(row.id);
+    let b = this.modelBatchers.get(artifactKey(row));
     if (!b) {
       b = new Batcher<ModelRequest, HookRows | null>(
         async (all) => {
@@ -151,13 +152,13 @@ export class EncodingService {
         (r) => ('run' in r ? r.tokens : r.tokens.length),
         this.options(this.config.batchTokens),
       );
-      this.modelBatchers.set(row.id, b);
+      this.modelBatchers.set(artifactKey(row), b);
     }
     return b;
   }
 
   private encoderBatcher(dict: DictionaryRow): Batcher<VectorRequest, SaeEncoding> {
-    let b = this.encoderBatchers.get(dict.id);
+    let b = this.encoderBatchers.get(artifactKey(dict));
     if (!b) {
       b = new Batcher<VectorRequest, SaeEncoding>(
         async (reqs) => {
@@ -190,7 +191,7 @@ export class EncodingService {
         (r) => r.n,
         this.options(this.config.batchVectors),
       );
-      this.encoderBatchers.set(dict.id, b);
+      this.encoderBatchers.set(artifactKey(dict), b);
     }
     return b;
   }

@@ -1,18 +1,19 @@
 /** `atlas export`: the stored encoder weights of a dictionary, written back out in SAELens format. */
+import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
+import { ArtifactCache } from './artifacts.js';
 import { requireDictionary } from '../db/catalog.js';
 import { openSae } from '../engine/sae/open.js';
 import { writeSaelens } from '../engine/sae/export.js';
-import { AtlasError } from '../errors.js';
 
-export async function exportDictionary(database: Database, id: string, dir: string): Promise<void> {
+export async function exportDictionary(
+  database: Database,
+  id: string,
+  dir: string,
+  config: Pick<Config, 'dataDir' | 'cacheDir'>,
+): Promise<void> {
   const dict = await requireDictionary(database, id);
-  if (!dict.weightsPath)
-    throw new AtlasError(
-      'UNSUPPORTED',
-      `Dictionary "${id}" was stored without its encoder weights, so it cannot be exported.`,
-    );
-  const source = openSae(dict.weightsPath);
+  const source = openSae(await new ArtifactCache(database, config).dictionary(dict));
   try {
     const { transcoder } = source.config;
     writeSaelens(

@@ -1,19 +1,18 @@
 /**
- * `atlas import`: a dictionary file → checked against its model → encoder weights copied where the
- * server loads them (<data dir>/dictionaries/<id>/) → decoder rows streamed into the features table
- * → HNSW index → state 'ready'. Everything is validated before the database is touched, and the
- * write itself is all-or-nothing (src/db/dictionary-write.ts).
+ * `atlas import`: a dictionary file → checked against its model → encoder weights stored by content
+ * (src/app/artifacts.ts: in PostgreSQL, or under the PGlite data dir) → decoder rows streamed into the
+ * features table → HNSW index → state 'ready'. Everything is validated before the database is touched,
+ * and the write itself is all-or-nothing, a `--replace` included (src/db/dictionary-write.ts).
  */
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import type { Database } from '../db/client.js';
 import { requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
-import { prepareDictionaryId, writeDictionary } from '../db/dictionary-write.js';
+import { checkDictionaryId, writeDictionary } from '../db/dictionary-write.js';
 import { mlpOutputHook } from '../engine/model/hooks.js';
-import { dictionaryFiles, dictionaryName, openSae } from '../engine/sae/open.js';
+import { dictionaryName, openSae } from '../engine/sae/open.js';
 import type { SaeSource } from '../engine/sae/types.js';
 import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
+import { storeDictionaryArtifacts } from './artifacts.js';
 
 export interface ImportRequest {
   path: string;
@@ -23,6 +22,7 @@ export interface ImportRequest {
   /** Transcoders: the hook the decoder reconstructs (default: the file's, else the MLP output of an MLP-input hook). */
   hookOut?: string;
   replace?: boolean;
+  /** PGlite: the data dir whose artifacts/ folder stores the weights (PostgreSQL stores them in the database). */
   dataDir: string;
   /** Called with (rows written, total) as decoder rows stream in, and once before indexing. */
   progress?: { start(total: number): void; rows(n: number): void; indexing(): void };
@@ -115,21 +115,15 @@ export async function importDictionary(database: Database, req: ImportRequest): 
     const density = source.density();
     const cfg = source.config;
     const id = req.id ?? defaultId(req.path);
-    await prepareDictionaryId(database, id, req.replace ?? false);
-
-    const root = join(req.dataDir, 'dictionaries');
-    const finalDir = join(root, id);
-    const stagingDir = join(root, `.${id}.importing`);
-    rmSync(stagingDir, { recursive: true, force: true });
-    mkdirSync(stagingDir, { recursive: true });
-    for (const f of dictionaryFiles(req.path)) copyFileSync(f, join(stagingDir, basename(f)));
+    await checkDictionaryId(database, id, req.replace ?? false);
+    const artifacts = await storeDictionaryArtifacts(database, req.dataDir, req.path);
     faultPoint('import:staged');
 
     req.progress?.start(cfg.dSae);
     const rows = (function* () {
       for (const batch of source.decoderRows(DECODER_BATCH)) yield batch.rows;
     })();
-    const row = await writeDictionary(
+    return await writeDictionary(
       database,
       {
         id,
@@ -154,30 +148,22 @@ export async function importDictionary(database: Database, req: ImportRequest): 
         },
         sourceFormat: cfg.sourceFormat,
         sourcePath: req.path,
-        weightsPath: finalDir,
+        artifacts,
       },
       rows,
       {
-        replace: false,
+        replace: req.replace ?? false,
         density,
         onRows: (n) => {
           req.progress?.rows(n);
           faultPoint('import:rows');
         },
         onIndexing: () => {
-          // The weights move into place before the row turns ready, so a ready row always has them.
-          rmSync(finalDir, { recursive: true, force: true });
-          renameSync(stagingDir, finalDir);
           req.progress?.indexing();
           faultPoint('import:indexing');
         },
       },
-    ).catch((e) => {
-      rmSync(stagingDir, { recursive: true, force: true });
-      if (existsSync(finalDir)) rmSync(finalDir, { recursive: true, force: true });
-      throw e;
-    });
-    return row;
+    );
   } finally {
     source.close();
   }

@@ -1,12 +1,13 @@
 /**
- * Adding a model to the catalog: reads its facts from the checkpoint and upserts them; given a data
- * dir, it also converts the checkpoint to its cached ONNX graph first, so that the server's first
- * request for the model does not pay for the conversion.
+ * Adding a model to the catalog: reads its facts from the checkpoint, stores its files by content on
+ * PostgreSQL (src/app/artifacts.ts) and upserts the row; given a data dir, it also converts the checkpoint
+ * to its cached ONNX graph first, so that this machine's first request for the model does not pay for it.
  */
 import type { Database } from '../db/client.js';
 import { upsertModel, type ModelRow } from '../db/catalog.js';
 import { convertModel, inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
+import { storeModelArtifacts } from './artifacts.js';
 
 export interface RegisterModel {
   id: string;
@@ -25,6 +26,7 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
   const info = inspectModel(req.path, req.tokenizerPath);
   // Fail now, not at the first request, when the given tokenizer cannot be read.
   if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
+  const artifacts = await storeModelArtifacts(database, req.path, req.tokenizerPath);
   if (req.convert) await convertModel(req.path, req.convert);
   return upsertModel(database, {
     id: req.id,
@@ -40,5 +42,6 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
     sourcePath: req.path,
     sourceFormat: info.format,
     tokenizerPath: req.tokenizerPath ?? null,
+    artifacts,
   });
 }

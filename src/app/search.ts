@@ -57,7 +57,7 @@ export interface SkippedDictionary {
 }
 
 /** Failures of one dictionary's or model's files: the search goes on without them. */
-const SKIPPABLE = new Set(['BAD_FILE', 'NOT_FOUND', 'UNSUPPORTED', 'DEVICE_UNAVAILABLE']);
+const SKIPPABLE = new Set(['BAD_FILE', 'ARTIFACT_MISSING', 'NOT_FOUND', 'UNSUPPORTED', 'DEVICE_UNAVAILABLE']);
 
 async function orSkip(dicts: DictionaryRow[], skipped: SkippedDictionary[], work: () => Promise<void>): Promise<void> {
   try {
@@ -126,7 +126,7 @@ async function runQuery(
 ): Promise<QueryRun> {
   const firings = new Map<string, Map<number, Firing>>();
   const means = new Map<string, Float32Array>();
-  const withWeights = dicts.filter((d) => d.weightsPath);
+  const withWeights = dicts.filter((d) => d.artifacts || d.weightsPath);
   const models = new Map(
     (await getModels(database, [...new Set(withWeights.map((d) => d.modelId))])).map((m) => [m.id, m]),
   );

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
 import type { Config } from '../config.js';
+import type { Database } from '../db/client.js';
 import { createSession, type ExecutionProvider, type SessionSettings } from '../engine/runtime/session.js';
 import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
 import { EngineRegistry } from './registry.js';
@@ -43,9 +44,10 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
   return provider;
 }
 
-export async function createServices(config: Config): Promise<Services> {
+/** `database`: where a PostgreSQL catalog's model and dictionary files are fetched from (src/app/artifacts.ts). */
+export async function createServices(config: Config, database?: Database): Promise<Services> {
   const provider = await probeExecutionProvider(config);
-  const registry = new EngineRegistry(config);
+  const registry = new EngineRegistry(config, database);
   return {
     version: VERSION,
     executionProvider: () => provider,

@@ -53,7 +53,7 @@ export function register(program: Command): void {
         if (opts.all && ids.length > 0)
           throw new AtlasError('BAD_USER_INPUT', 'Name dictionaries or use --model with --all, not both.');
         await withDatabase(async (database, config) => {
-          const registry = new EngineRegistry(config);
+          const registry = new EngineRegistry(config, database);
           const abort = new AbortController();
           // First Ctrl-C: stop after the current batch, publish nothing. A second one exits at once;
           // the publish is one transaction, so even then the previous dashboards stay intact.

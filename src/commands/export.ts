@@ -8,8 +8,8 @@ export function register(program: Command): void {
     .command('export <dictionary> <dir>')
     .description('Write a dictionary in SAELens format (cfg.json + sae_weights.safetensors)')
     .action(async (id: string, dir: string) => {
-      await withDatabase(async (database) => {
-        await exportDictionary(database, id, resolve(dir));
+      await withDatabase(async (database, config) => {
+        await exportDictionary(database, id, resolve(dir), config);
         console.log(`Exported ${id} to ${resolve(dir)} (SAELens format).`);
       });
     });

@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .requiredOption('--dictionary <id>', 'the imported dictionary the export describes')
     .action(async (dir: string, opts: { dictionary: string }) => {
       await withDatabase(async (database, config) => {
-        const registry = new EngineRegistry(config);
+        const registry = new EngineRegistry(config, database);
         try {
           const r = await importNeuronpedia(database, registry, resolve(dir), opts.dictionary);
           console.log(

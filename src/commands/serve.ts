@@ -4,6 +4,7 @@ import { openConfiguredDatabase } from '../app/database.js';
 import { startServer } from '../server.js';
 import { createServices } from '../app/services.js';
 import { seedDemo } from '../app/demo.js';
+import { migrateArtifacts, reportMigration } from '../app/artifacts.js';
 
 export function register(program: Command): void {
   program
@@ -16,7 +17,9 @@ export function register(program: Command): void {
       if (opts.port !== undefined) config.port = opts.port;
       if (opts.host !== undefined) config.host = opts.host;
       const database = await openConfiguredDatabase(config, { statementTimeoutMs: config.requestTimeoutMs });
-      const services = await createServices(config);
+      // Rows from before the artifact store get their files stored, where this machine has them.
+      reportMigration(await migrateArtifacts(database), (line) => console.log(line));
+      const services = await createServices(config, database);
       if (config.demo) await seedDemo(database, services.registry, config.dataDir, (line) => console.log(line));
       const server = await startServer(
         {

@@ -3,9 +3,14 @@
  * 'importing' (invisible to every read), features are streamed in, the HNSW index is built, and only
  * then does the state flip to 'ready'. A run killed at any point leaves an 'importing' row that the
  * next run removes before starting again.
+ *
+ * `--replace` writes the new version under a hidden id (STAGING_SUFFIX is outside the id alphabet)
+ * while the old one keeps serving, then swaps in one transaction: the old rows go, the hidden id is
+ * renamed (features follow by ON UPDATE CASCADE), the index is built and the state flips. Readers see
+ * the old version or the new one, whole; a kill anywhere before the commit leaves the old one.
  */
 import { eq } from 'drizzle-orm';
-import type { Database } from './client.js';
+import type { Database, Query } from './client.js';
 import { dictionaries } from './schema.js';
 import {
   assertIdFree,
@@ -16,7 +21,7 @@ import {
   type DictionaryRow,
 } from './catalog.js';
 import { copyDecoders } from './features.js';
-import { createHnswIndex, dropHnswIndex } from './vector-index.js';
+import { buildHnswIndex, createHnswIndex, dropHnswIndex } from './vector-index.js';
 import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
 
@@ -29,30 +34,68 @@ export interface WriteOptions {
   onIndexing?: () => void;
 }
 
+const STAGING_SUFFIX = '~next';
+
 export async function deleteDictionary(database: Database, id: string): Promise<void> {
   await dropHnswIndex(database.query, id);
-  await database.transaction(async (q) => {
-    // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
-    await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
-    await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
-    await q('DELETE FROM dictionaries WHERE id = $1', [id]);
-  });
+  await database.transaction((q) => deleteRows(q, id));
 }
 
-/** Checks the id is free (or frees it per `replace`, or removes a leftover of a killed import). */
-export async function prepareDictionaryId(database: Database, id: string, replace: boolean): Promise<void> {
+async function deleteRows(q: Query, id: string): Promise<void> {
+  // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
+  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM dictionaries WHERE id = $1', [id]);
+}
+
+/**
+ * Checks the id is free or may be replaced; returns the ready dictionary a `replace` will swap out.
+ * Writes nothing, so an import can check before its slow steps.
+ */
+export async function checkDictionaryId(
+  database: Database,
+  id: string,
+  replace: boolean,
+): Promise<DictionaryRow | undefined> {
   assertValidId('Dictionary', id);
   await assertIdFree(database, 'Dictionary', id);
   const existing = await findDictionaryAnyState(database, id);
-  if (!existing) return;
-  if (existing.state === 'ready' && !replace) {
+  if (existing?.state !== 'ready') return undefined;
+  if (!replace) {
     throw new AtlasError(
       'CONFLICT',
       `Dictionary "${id}" already exists. Pass --replace to overwrite it, or choose another --id.`,
     );
   }
-  await deleteDictionary(database, id);
-  if (existing.state === 'ready') faultPoint('import:replaced');
+  return existing;
+}
+
+/** Removes what killed imports of `id` left (an 'importing' row, a hidden replacement) and returns the id to write. */
+async function prepareTarget(database: Database, id: string, replacing: DictionaryRow | undefined): Promise<string> {
+  const staging = `${id}${STAGING_SUFFIX}`;
+  if (await findDictionaryAnyState(database, staging)) {
+    await deleteDictionary(database, staging);
+    // A kill between dropping the old index and the swap left the old version without one.
+    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn);
+  }
+  if (replacing) return staging;
+  if (await findDictionaryAnyState(database, id)) await deleteDictionary(database, id);
+  return id;
+}
+
+/** The old version's rows go and the new one takes its id, in one transaction. */
+async function swapIn(database: Database, old: DictionaryRow, staging: string, dIn: number): Promise<void> {
+  // Dropping an index locks the whole features table until commit, so the old index goes first, on its
+  // own: until the swap, searches of the old version scan its rows exactly instead.
+  await dropHnswIndex(database.query, old.id);
+  await database.transaction(async (q) => {
+    await deleteRows(q, old.id);
+    faultPoint('import:replaced');
+    await q('UPDATE dictionaries SET id = $1 WHERE id = $2', [old.id, staging]);
+    await buildHnswIndex(q, old.id, dIn);
+    faultPoint('import:indexed');
+    await q("UPDATE dictionaries SET state = 'ready' WHERE id = $1", [old.id]);
+  });
 }
 
 export async function writeDictionary(
@@ -62,10 +105,11 @@ export async function writeDictionary(
   opts: WriteOptions = {},
 ): Promise<DictionaryRow> {
   await requireModel(database, dict.modelId);
-  await prepareDictionaryId(database, dict.id, opts.replace ?? false);
-  await database.db.insert(dictionaries).values({ ...dict, state: 'importing' });
+  const replacing = await checkDictionaryId(database, dict.id, opts.replace ?? false);
+  const target = await prepareTarget(database, dict.id, replacing);
+  await database.db.insert(dictionaries).values({ ...dict, id: target, state: 'importing' });
   try {
-    const written = await copyDecoders(database, dict.id, dict.dIn, decoderRows, opts.onRows, opts.density ?? null);
+    const written = await copyDecoders(database, target, dict.dIn, decoderRows, opts.onRows, opts.density ?? null);
     if (written !== dict.dSae) {
       throw new AtlasError(
         'BAD_FILE',
@@ -73,16 +117,18 @@ export async function writeDictionary(
       );
     }
     opts.onIndexing?.();
-    await createHnswIndex(database, dict.id, dict.dIn);
-    faultPoint('import:indexed');
-    const [row] = await database.db
-      .update(dictionaries)
-      .set({ state: 'ready' })
-      .where(eq(dictionaries.id, dict.id))
-      .returning();
-    return row;
+    if (replacing) {
+      await swapIn(database, replacing, target, dict.dIn);
+    } else {
+      await createHnswIndex(database, target, dict.dIn);
+      faultPoint('import:indexed');
+      await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, target));
+    }
+    return (await findDictionaryAnyState(database, dict.id))!;
   } catch (e) {
-    await deleteDictionary(database, dict.id).catch(() => undefined);
+    await deleteDictionary(database, target).catch(() => undefined);
+    // The swap may have dropped the old version's index before it failed.
+    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn).catch(() => undefined);
     throw e;
   }
 }

@@ -18,6 +18,7 @@ import {
   serial,
   customType,
   uniqueIndex,
+  bigint,
 } from 'drizzle-orm/pg-core';
 
 /** pgvector `vector` without a fixed dimension; values travel as pgvector text ('[1,2,3]'). */
@@ -26,6 +27,24 @@ export const anyVector = customType<{ data: number[]; driverData: string }>({
   toDriver: (v) => `[${v.join(',')}]`,
   fromDriver: (v) => JSON.parse(v) as number[],
 });
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
+
+/**
+ * The files a server needs for a model or a dictionary, by content (src/app/artifacts.ts): each file's
+ * name inside the bundle folder and its sha256. `version` hashes the whole list, so a replica holding
+ * another version knows its copy is stale.
+ */
+export interface ArtifactManifest {
+  version: string;
+  /** What to open, relative to the bundle folder ('.' for the folder itself). */
+  entry: string;
+  /** A tokenizer given apart from the checkpoint, relative to the bundle folder. */
+  tokenizer: string | null;
+  files: { name: string; sha256: string; size: number }[];
+  /** PGlite: the folder of the store that holds the files (on PostgreSQL they are in the database). */
+  folder?: string;
+}
 
 export const models = pgTable('models', {
   id: text('id').primaryKey(),
@@ -45,6 +64,8 @@ export const models = pgTable('models', {
   sourcePath: text('source_path').notNull(),
   sourceFormat: text('source_format').notNull(),
   tokenizerPath: text('tokenizer_path'),
+  /** The checkpoint and tokenizer files by content; null for rows registered before the artifact store. */
+  artifacts: jsonb('artifacts').$type<ArtifactManifest>(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
@@ -83,8 +104,10 @@ export const dictionaries = pgTable(
       .default(sql`'{}'::jsonb`),
     sourceFormat: text('source_format').notNull(),
     sourcePath: text('source_path'),
-    /** Folder holding the encoder weights the server loads (SAELens layout). */
+    /** Rows imported before the artifact store: the folder of encoder weights on the importing machine. */
     weightsPath: text('weights_path'),
+    /** The encoder weight files by content; its version changes with every `--replace`. */
+    artifacts: jsonb('artifacts').$type<ArtifactManifest>(),
     /** 'importing' until every feature row and the index exist; readers only see 'ready'. */
     state: text('state').notNull().default('importing'),
     stats: jsonb('stats').$type<DictionaryStats>(),
@@ -96,9 +119,10 @@ export const dictionaries = pgTable(
 export const features = pgTable(
   'features',
   {
+    // ON UPDATE: `--replace` writes the new rows under a hidden id and renames it in one transaction.
     dictionaryId: text('dictionary_id')
       .notNull()
-      .references(() => dictionaries.id, { onDelete: 'cascade' }),
+      .references(() => dictionaries.id, { onDelete: 'cascade', onUpdate: 'cascade' }),
     idx: integer('idx').notNull(),
     decoder: anyVector('decoder').notNull(),
     decoderNorm: real('decoder_norm').notNull(),
@@ -297,4 +321,22 @@ export const coActivations = pgTable(
     // Publishing and cascades find a dictionary's rows from the parent side too.
     index('co_activations_parent_idx').on(t.parentDictionaryId),
   ],
+);
+
+/** Content-addressed files on PostgreSQL (src/db/artifacts.ts); a blob row exists once all its chunks do. */
+export const artifactBlobs = pgTable('artifact_blobs', {
+  sha256: text('sha256').primaryKey(),
+  size: bigint('size', { mode: 'number' }).notNull(),
+  chunks: integer('chunks').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const artifactChunks = pgTable(
+  'artifact_chunks',
+  {
+    sha256: text('sha256').notNull(),
+    seq: integer('seq').notNull(),
+    data: bytea('data').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.sha256, t.seq] })],
 );

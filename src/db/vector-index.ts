@@ -49,15 +49,18 @@ function hash(s: string): string {
 const BUILD_MEMORY = '512MB';
 
 export async function createHnswIndex(database: Database, dictionaryId: string, dIn: number): Promise<void> {
+  await database.transaction((q) => buildHnswIndex(q, dictionaryId, dIn));
+}
+
+/** The index build inside a caller's transaction (`--replace` swaps dictionaries in one). */
+export async function buildHnswIndex(q: Query, dictionaryId: string, dIn: number): Promise<void> {
   const type = vectorType(dIn);
-  await database.transaction(async (q) => {
-    await q(`SET LOCAL maintenance_work_mem = '${BUILD_MEMORY}'`);
-    await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
-    await q(
-      `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
-        `WHERE dictionary_id = ${literal(dictionaryId)}`,
-    );
-  });
+  await q(`SET LOCAL maintenance_work_mem = '${BUILD_MEMORY}'`);
+  await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
+  await q(
+    `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
+      `WHERE dictionary_id = ${literal(dictionaryId)}`,
+  );
 }
 
 export async function dropHnswIndex(query: Query | Database['query'], dictionaryId: string): Promise<void> {

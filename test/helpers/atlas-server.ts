@@ -73,7 +73,20 @@ export async function startTestAtlas(
   };
   if (seed) await seed(database, dataDir);
   const config: Config = { ...loadConfig({}), device: 'cpu', maxBodyBytes: 64 * 1024, dataDir, ...overrides };
-  const services = await createServices(config);
+  return serveTestAtlas(backend, database, config, cleanup);
+}
+
+/**
+ * The real server over an open database, closed with `cleanup` after it; two over one PostgreSQL
+ * database with different data folders are two replicas.
+ */
+export async function serveTestAtlas(
+  backend: Backend,
+  database: Database,
+  config: Config,
+  cleanup: () => Promise<void>,
+): Promise<TestAtlas> {
+  const services = await createServices(config, database);
   const server = await startServer(
     {
       database,

@@ -162,6 +162,26 @@ function openCheckpoint(path: string): Checkpoint {
   );
 }
 
+/** ONNX files read the model's config, tokenizer and external weights from beside themselves. */
+const ONNX_COMPANIONS = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
+
+/**
+ * Every file loadModel reads for `path` when no tokenizer is given (the checkpoint's own files, the
+ * tokenizer found beside it, an ONNX file's external data), so the set can be stored and loaded elsewhere.
+ */
+export function modelFiles(path: string): string[] {
+  if (path.endsWith('.onnx')) {
+    if (!existsSync(path)) throw new AtlasError('BAD_FILE', `ONNX model ${path} does not exist.`);
+    const dir = dirname(path);
+    const data = readdirSync(dir).filter((f) => f !== basename(path) && f.startsWith(basename(path)));
+    return [path, ...[...ONNX_COMPANIONS, ...data].map((f) => join(dir, f)).filter((f) => existsSync(f))];
+  }
+  const ckpt = openCheckpoint(path);
+  const beside = ckpt.format === 'huggingface' ? ['tokenizer.json', 'tokenizer_config.json'] : [];
+  const tokenizer = ckpt.format === 'llama2c' && ckpt.defaultTokenizer ? [ckpt.defaultTokenizer] : [];
+  return [...ckpt.files, ...beside.map((f) => join(path, f)).filter((f) => existsSync(f)), ...tokenizer];
+}
+
 /** Catalog facts without building a graph or a session (reads headers and config only). */
 export function inspectModel(path: string, tokenizerPath?: string): ModelInfo {
   if (path.endsWith('.onnx')) return inspectOnnxFile(path, { tokenizer: tokenizerPath });

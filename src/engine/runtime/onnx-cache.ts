@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const MODEL_FILE = 'model.onnx';
 
@@ -27,18 +27,17 @@ function tempName(path: string): string {
 }
 
 /**
- * The cache entry folder for `key`, building it first with `build(folder)` (which must write
- * MODEL_FILE there) when absent. Returns the folder.
+ * The folder `final`, building it first with `build(tmp)` in a temporary sibling that is renamed into
+ * place when `complete(final)` says it is not there yet. A crash leaves no half-written folder, and of
+ * two processes building it both end up using one complete copy.
  */
-export async function cachedEntry(
-  dataDir: string,
-  key: string,
+export async function buildOnce(
+  final: string,
+  complete: (folder: string) => boolean,
   build: (folder: string) => Promise<void> | void,
 ): Promise<string> {
-  const root = join(dataDir, 'onnx');
-  const final = join(root, key);
-  if (existsSync(join(final, MODEL_FILE))) return final;
-  mkdirSync(root, { recursive: true });
+  if (complete(final)) return final;
+  mkdirSync(dirname(final), { recursive: true });
   const tmp = tempName(final);
   mkdirSync(tmp);
   try {
@@ -47,12 +46,24 @@ export async function cachedEntry(
       renameSync(tmp, final);
     } catch (e) {
       // Another process renamed its copy first; theirs is complete, so use it.
-      if (!existsSync(join(final, MODEL_FILE))) throw e;
+      if (!complete(final)) throw e;
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
   return final;
+}
+
+/**
+ * The cache entry folder for `key`, building it first with `build(folder)` (which must write
+ * MODEL_FILE there) when absent. Returns the folder.
+ */
+export function cachedEntry(
+  dataDir: string,
+  key: string,
+  build: (folder: string) => Promise<void> | void,
+): Promise<string> {
+  return buildOnce(join(dataDir, 'onnx', key), (folder) => existsSync(join(folder, MODEL_FILE)), build);
 }
 
 /** A file derived from an entry (a pruned variant), made once and written atomically. */

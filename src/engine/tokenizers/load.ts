@@ -1,6 +1,6 @@
 /** Picks the tokenizer implementation for a file or a model folder. */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { AtlasError } from '../../errors.js';
 import { HuggingFaceTokenizer } from './huggingface.js';
 import { Llama2cTokenizer } from './llama2c.js';
@@ -19,6 +19,14 @@ function firstByte(path: string): number {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The files loadTokenizer(path) reads: the tokenizer itself and, for tokenizer.json, its config beside it. */
+export function tokenizerFiles(path: string): string[] {
+  const json = existsSync(path) && statSync(path).isDirectory() ? join(path, 'tokenizer.json') : path;
+  if (!json.endsWith('.json')) return [json];
+  const config = join(dirname(json), 'tokenizer_config.json');
+  return existsSync(config) ? [json, config] : [json];
 }
 
 /**

@@ -1,0 +1,323 @@
+/**
+ * Where a server's model and dictionary files come from (docs/decisions/0005-artifacts-in-the-database.md).
+ *
+ * `atlas model add` and `atlas import` store every file a server needs by content (sha256): on
+ * PostgreSQL in the database (src/db/artifacts.ts), so that any replica can serve; on PGlite in
+ * <data dir>/artifacts/<sha256> (one process, one machine; models there keep pointing at their
+ * checkpoint). A catalog row holds the manifest (file names, hashes, and a version hashing them all).
+ * A server materialises a manifest once into <cache dir>/<version>/, streaming each file, checking
+ * its hash, and renaming the folder into place, so a restart reuses it and a crash leaves nothing
+ * half-written. Rows older than the store point at paths; they are read from there until
+ * `migrateArtifacts` stores their files.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { basename, dirname, join, posix, relative } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { cacheDirOf, type Config } from '../config.js';
+import { CHUNK_BYTES, hasBlob, readBlob, writeBlob } from '../db/artifacts.js';
+import type { Database } from '../db/client.js';
+import type { DictionaryRow, ModelRow } from '../db/catalog.js';
+import type { ArtifactManifest } from '../db/schema.js';
+import { modelFiles } from '../engine/model/load.js';
+import { buildOnce } from '../engine/runtime/onnx-cache.js';
+import { dictionaryFiles } from '../engine/sae/open.js';
+import { tokenizerFiles } from '../engine/tokenizers/load.js';
+import { AtlasError } from '../errors.js';
+
+export type { ArtifactManifest };
+
+/** Where content-addressed files are kept; every file leaves and enters it with its hash checked. */
+interface ArtifactStore {
+  /** A folder store's folder, recorded in the manifest so any process on the machine finds the files. */
+  folder?: string;
+  has(sha256: string): Promise<boolean>;
+  /** Stores the file at `path`, which must still hash to `sha256`. */
+  put(path: string, sha256: string, size: number): Promise<void>;
+  /** Writes the file `sha256` to `dest`, or returns false when the store does not have it. */
+  get(sha256: string, dest: string): Promise<boolean>;
+}
+
+/** Passes chunks through while hashing them, and fails at the end unless they hash to `sha256`. */
+function checked(sha256: string, what: string) {
+  return async function* (chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const hash = createHash('sha256');
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      yield chunk;
+    }
+    const got = hash.digest('hex');
+    if (got !== sha256) {
+      throw new AtlasError(
+        'BAD_FILE',
+        `${what} has sha256 ${got.slice(0, 12)}… but ${sha256.slice(0, 12)}… was expected; it changed or was ` +
+          `damaged in transit. Try again; if it repeats, add the model or dictionary again.`,
+      );
+    }
+  };
+}
+
+export async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK_BYTES })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+const tempName = (path: string) => `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+
+function databaseStore(database: Database): ArtifactStore {
+  return {
+    has: (sha256) => hasBlob(database, sha256),
+    put: (path, sha256, size) =>
+      writeBlob(database, sha256, size, () =>
+        checked(sha256, path)(createReadStream(path, { highWaterMark: CHUNK_BYTES }) as AsyncIterable<Buffer>),
+      ),
+    async get(sha256, dest) {
+      const chunks = await readBlob(database, sha256);
+      if (!chunks) return false;
+      await pipeline(chunks, checked(sha256, `The stored file ${sha256.slice(0, 12)}…`), createWriteStream(dest));
+      return true;
+    },
+  };
+}
+
+/** PGlite: files in <data dir>/artifacts, linked (not copied) into the cache when it is on the same disk. */
+function folderStore(root: string): ArtifactStore {
+  const at = (sha256: string) => join(root, sha256);
+  return {
+    folder: root,
+    has: async (sha256) => existsSync(at(sha256)),
+    async put(path, sha256) {
+      mkdirSync(root, { recursive: true });
+      const tmp = tempName(at(sha256));
+      await pipeline(createReadStream(path), checked(sha256, path), createWriteStream(tmp));
+      renameSync(tmp, at(sha256));
+    },
+    async get(sha256, dest) {
+      if (!existsSync(at(sha256))) return false;
+      try {
+        linkSync(at(sha256), dest);
+      } catch {
+        await pipeline(createReadStream(at(sha256)), createWriteStream(dest));
+      }
+      const { sha256: got } = await hashFile(dest);
+      if (got !== sha256) throw new AtlasError('BAD_FILE', `${at(sha256)} is damaged: its sha256 is ${got}.`);
+      return true;
+    },
+  };
+}
+
+function storeOf(database: Database | undefined, dataDir: string): ArtifactStore {
+  return database?.kind === 'postgres' ? databaseStore(database) : folderStore(join(dataDir, 'artifacts'));
+}
+
+/** Files of one bundle: stored under `prefix/` followed by their path relative to `root`. */
+interface BundlePart {
+  prefix: string;
+  root: string;
+  files: string[];
+}
+
+async function storeBundle(
+  store: ArtifactStore,
+  parts: BundlePart[],
+  entry: string,
+  tokenizer: string | null,
+): Promise<ArtifactManifest> {
+  const files: ArtifactManifest['files'] = [];
+  for (const part of parts) {
+    for (const path of part.files) {
+      const { sha256, size } = await hashFile(path);
+      if (!(await store.has(sha256))) await store.put(path, sha256, size);
+      files.push({ name: posix.join(part.prefix, ...relative(part.root, path).split(/[\\/]/)), sha256, size });
+    }
+  }
+  files.sort((a, b) => (a.name < b.name ? -1 : 1));
+  const version = createHash('sha256').update(JSON.stringify({ entry, tokenizer, files })).digest('hex');
+  return { version, entry, tokenizer, files, ...(store.folder && { folder: store.folder }) };
+}
+
+const isFolder = (path: string) => statSync(path).isDirectory();
+const folderOf = (path: string) => (isFolder(path) ? path : dirname(path));
+const entryIn = (prefix: string, path: string) => (isFolder(path) ? prefix : `${prefix}/${basename(path)}`);
+
+/**
+ * A model's checkpoint and tokenizer files stored in PostgreSQL; null on PGlite, where the catalog
+ * keeps pointing at the checkpoint (one process on one machine reads it where it is).
+ */
+export async function storeModelArtifacts(
+  database: Database,
+  path: string,
+  tokenizerPath: string | undefined,
+): Promise<ArtifactManifest | null> {
+  if (database.kind !== 'postgres') return null;
+  const parts: BundlePart[] = [{ prefix: 'model', root: folderOf(path), files: modelFiles(path) }];
+  if (tokenizerPath)
+    parts.push({ prefix: 'tokenizer', root: folderOf(tokenizerPath), files: tokenizerFiles(tokenizerPath) });
+  return storeBundle(
+    databaseStore(database),
+    parts,
+    entryIn('model', path),
+    tokenizerPath ? entryIn('tokenizer', tokenizerPath) : null,
+  );
+}
+
+/** A dictionary's encoder weight files (one flat folder that openSae reads) in the store. */
+export function storeDictionaryArtifacts(database: Database, dataDir: string, path: string): Promise<ArtifactManifest> {
+  return storeDictionaryIn(storeOf(database, dataDir), path);
+}
+
+function storeDictionaryIn(store: ArtifactStore, path: string): Promise<ArtifactManifest> {
+  const parts = dictionaryFiles(path).map((f) => ({ prefix: '.', root: dirname(f), files: [f] }));
+  return storeBundle(store, parts, '.', null);
+}
+
+/**
+ * A row's id and the version of its files (legacy rows: their path): what is loaded, batched or cached
+ * for a row is kept under this key, so a row replaced through another replica is loaded anew.
+ */
+export function artifactKey(row: ModelRow | DictionaryRow): string {
+  if (row.artifacts) return `${row.id}\0${row.artifacts.version}`;
+  return `${row.id}\0${'weightsPath' in row ? row.weightsPath : `${row.sourcePath}\0${row.tokenizerPath}`}`;
+}
+
+function missingPath(what: string, path: string): AtlasError {
+  return new AtlasError(
+    'ARTIFACT_MISSING',
+    `${what} points at ${path}, which is not on this server, and its files are not in the database. Run ` +
+      '`atlas migrate-artifacts` on the machine that has them, or add it again (`atlas model add` / `atlas import`).',
+    { path },
+  );
+}
+
+/** Resolves catalog rows to local, verified folders, fetching from the store on first use. */
+export class ArtifactCache {
+  private readonly store: ArtifactStore;
+  private readonly root: string;
+  private readonly fetching = new Map<string, Promise<string>>();
+
+  constructor(database: Database | undefined, config: Pick<Config, 'dataDir' | 'cacheDir'>) {
+    this.store = storeOf(database, config.dataDir);
+    this.root = cacheDirOf(config);
+  }
+
+  /** The checkpoint and tokenizer paths to load a model from. */
+  async model(row: ModelRow): Promise<{ path: string; tokenizerPath?: string }> {
+    const m = row.artifacts;
+    if (!m) {
+      if (!existsSync(row.sourcePath)) throw missingPath(`Model "${row.id}"`, row.sourcePath);
+      if (row.tokenizerPath && !existsSync(row.tokenizerPath))
+        throw missingPath(`Model "${row.id}"`, row.tokenizerPath);
+      return { path: row.sourcePath, tokenizerPath: row.tokenizerPath ?? undefined };
+    }
+    const folder = await this.folder(m, `model "${row.id}"`);
+    return { path: join(folder, m.entry), tokenizerPath: m.tokenizer ? join(folder, m.tokenizer) : undefined };
+  }
+
+  /** The folder of a dictionary's encoder weights. */
+  async dictionary(row: DictionaryRow): Promise<string> {
+    if (row.artifacts) return join(await this.folder(row.artifacts, `dictionary "${row.id}"`), row.artifacts.entry);
+    if (!row.weightsPath) {
+      throw new AtlasError(
+        'UNSUPPORTED',
+        `Dictionary "${row.id}" has no encoder weights on this server (it was stored without them); re-import it ` +
+          `with \`atlas import\`.`,
+      );
+    }
+    if (!existsSync(row.weightsPath)) throw missingPath(`Dictionary "${row.id}"`, row.weightsPath);
+    return row.weightsPath;
+  }
+
+  private folder(m: ArtifactManifest, what: string): Promise<string> {
+    let loading = this.fetching.get(m.version);
+    if (!loading) {
+      loading = buildOnce(join(this.root, m.version), existsSync, (tmp) => this.fetch(m, tmp, what));
+      loading.finally(() => this.fetching.delete(m.version)).catch(() => undefined);
+      this.fetching.set(m.version, loading);
+    }
+    return loading;
+  }
+
+  private async fetch(m: ArtifactManifest, tmp: string, what: string): Promise<void> {
+    const store = m.folder ? folderStore(m.folder) : this.store;
+    for (const f of m.files) {
+      const dest = join(tmp, f.name);
+      // Names come from the database: never let one write outside the bundle.
+      if (relative(tmp, dest).startsWith('..')) throw new AtlasError('BAD_FILE', `Bad file name ${f.name} in ${what}.`);
+      mkdirSync(dirname(dest), { recursive: true });
+      if (!(await store.get(f.sha256, dest))) {
+        throw new AtlasError(
+          'ARTIFACT_MISSING',
+          `File ${f.name} of ${what} (sha256 ${f.sha256.slice(0, 12)}…) is not in the artifact store; add it again ` +
+            '(`atlas model add` / `atlas import --replace`).',
+          { sha256: f.sha256 },
+        );
+      }
+    }
+  }
+}
+
+/** One line per stored or missing row, for a log or the console. */
+export function reportMigration(report: MigrationReport, log: (line: string) => void): void {
+  for (const what of report.stored) log(`Stored the files of ${what} in the database.`);
+  for (const m of report.missing) log(m.message);
+}
+
+export interface MigrationReport {
+  stored: string[];
+  missing: { id: string; message: string }[];
+}
+
+/**
+ * PostgreSQL: stores the files of rows registered before the artifact store (models by checkpoint
+ * path, dictionaries by weights folder) and records their manifests. A row whose files are not on
+ * this machine is reported, not fatal, so replicas without the files start anyway.
+ */
+export async function migrateArtifacts(database: Database): Promise<MigrationReport> {
+  const report: MigrationReport = { stored: [], missing: [] };
+  if (database.kind !== 'postgres') return report;
+  const attempt = async (
+    what: string,
+    path: string,
+    store: () => Promise<ArtifactManifest | null>,
+    save: (m: ArtifactManifest) => Promise<unknown>,
+  ) => {
+    try {
+      if (!existsSync(path)) throw missingPath(what, path);
+      const manifest = await store();
+      if (manifest) await save(manifest);
+      report.stored.push(what);
+    } catch (e) {
+      // A file that is gone or unreadable here is reported; the machine that has it can migrate it.
+      if (!(e instanceof AtlasError)) throw e;
+      report.missing.push({ id: what, message: `${e.code}: ${e.message}` });
+    }
+  };
+  const models = await database.query<{ id: string; source_path: string; tokenizer_path: string | null }>(
+    'SELECT id, source_path, tokenizer_path FROM models WHERE artifacts IS NULL ORDER BY id',
+  );
+  for (const m of models) {
+    await attempt(
+      `Model "${m.id}"`,
+      m.tokenizer_path && !existsSync(m.tokenizer_path) ? m.tokenizer_path : m.source_path,
+      () => storeModelArtifacts(database, m.source_path, m.tokenizer_path ?? undefined),
+      (manifest) => database.query('UPDATE models SET artifacts = $2 WHERE id = $1', [m.id, manifest]),
+    );
+  }
+  const dicts = await database.query<{ id: string; weights_path: string }>(
+    'SELECT id, weights_path FROM dictionaries WHERE artifacts IS NULL AND weights_path IS NOT NULL ORDER BY id',
+  );
+  for (const d of dicts) {
+    await attempt(
+      `Dictionary "${d.id}"`,
+      d.weights_path,
+      () => storeDictionaryIn(databaseStore(database), d.weights_path),
+      (manifest) => database.query('UPDATE dictionaries SET artifacts = $2 WHERE id = $1', [d.id, manifest]),
+    );
+  }
+  return report;
+}

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { withDatabase } from '../app/database.js';
+import { migrateArtifacts, reportMigration } from '../app/artifacts.js';
+import { AtlasError } from '../errors.js';
+
+export function register(program: Command): void {
+  program
+    .command('migrate-artifacts')
+    .description(
+      'PostgreSQL: store in the database the files of models and dictionaries added before the artifact store ' +
+        '(servers also do this at start), so every replica can serve them',
+    )
+    .action(async () => {
+      await withDatabase(async (database) => {
+        const report = await migrateArtifacts(database);
+        reportMigration(report, (line) => console.log(line));
+        if (report.missing.length > 0) {
+          throw new AtlasError(
+            'ARTIFACT_MISSING',
+            `${report.missing.length} row(s) point at files that are not on this machine (listed above).`,
+          );
+        }
+      });
+    });
+}
