@@ -16,6 +16,12 @@ export async function serverInfo(database: Database, services: Services) {
     database: `${database.kind}: ${database.description}`,
     executionProvider: services.executionProvider(),
     pgvectorVersion: ext?.v ?? null,
+    resident: {
+      bytes: services.resident.bytes,
+      maxBytes: services.resident.maxBytes,
+      entries: services.resident.list(),
+      ...services.resident.counts,
+    },
   };
 }
 

@@ -100,15 +100,17 @@ export class EncodingService {
     };
   }
 
-  private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<HookRequest, HookRows> {
+  private modelBatcher(row: ModelRow): Batcher<HookRequest, HookRows> {
     let b = this.modelBatchers.get(row.id);
     if (!b) {
       b = new Batcher<HookRequest, HookRows>(
         async (reqs) => {
           const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
-          const out = await model.runHooks(
-            reqs.map((r) => r.tokens),
-            hooks,
+          const out = await this.registry.withModel(row, (model) =>
+            model.runHooks(
+              reqs.map((r) => r.tokens),
+              hooks,
+            ),
           );
           return reqs.map((r, b) => {
             const rows: HookRows = new Map();
@@ -135,7 +137,6 @@ export class EncodingService {
     if (!b) {
       b = new Batcher<VectorRequest, SaeEncoding>(
         async (reqs) => {
-          const encoder = await this.registry.encoder(dict);
           const n = reqs.reduce((s, r) => s + r.n, 0);
           const topK = Math.max(...reqs.map((r) => r.topK));
           const x = new Float32Array(n * dict.dIn);
@@ -144,7 +145,7 @@ export class EncodingService {
             x.set(r.x, off * dict.dIn);
             off += r.n;
           }
-          const enc = await encoder.encode(x, n, topK);
+          const enc = await this.registry.withEncoder(dict, (encoder) => encoder.encode(x, n, topK));
           off = 0;
           return reqs
             .map((r) => {
@@ -207,11 +208,13 @@ export class EncodingService {
     truncate = false,
     prependBos = row.prependBos,
   ): Promise<{ tokens: Tokenized; rows: HookRows }> {
-    const model = await this.registry.model(row);
-    const wanted = validateHooks(hooks, model.info);
-    const tokens = this.tokenize(model, prependBos, text, truncate);
-    validateBatch([tokens.ids], model.info);
-    const rows = await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted });
+    const { tokens, wanted } = await this.registry.withModel(row, (model) => {
+      const wanted = validateHooks(hooks, model.info);
+      const tokens = this.tokenize(model, prependBos, text, truncate);
+      validateBatch([tokens.ids], model.info);
+      return { tokens, wanted };
+    });
+    const rows = await this.modelBatcher(row).submit({ tokens: tokens.ids, hooks: wanted });
     return { tokens, rows };
   }
 

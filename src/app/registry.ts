@@ -1,48 +1,67 @@
 /**
- * Models and SAE encoders loaded on demand from catalog rows and kept for the life of the process,
- * so the first request for a model pays its load (or ONNX conversion) and later ones do not.
+ * Models and SAE encoders loaded on demand from catalog rows, kept in the server's resident set
+ * (src/app/resident.ts, bounded by ATLAS_MAX_RESIDENT_MB): the first request for a model pays its load
+ * (or ONNX conversion), later ones do not until it is evicted. Every use holds a lease (`model`,
+ * `encoder`, or `withModel`/`withEncoder` for the span of a callback).
  */
-import type { Config } from '../config.js';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultMaxResidentMb, type Config } from '../config.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
 import { loadModel } from '../engine/model/load.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { openSae } from '../engine/sae/open.js';
 import { SaeEncoder } from '../engine/sae/encoder.js';
+import { ResidentSet, type Lease, type Loaded } from './resident.js';
+
+/** Bytes under a path (a file, or a folder's files): what a loaded model's weights hold in memory. */
+function bytesOnDisk(path: string): number {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.size;
+  return readdirSync(path).reduce((sum, name) => sum + bytesOnDisk(join(path, name)), 0);
+}
 
 export class EngineRegistry {
-  private models = new Map<string, Promise<LoadedModel>>();
-  private encoders = new Map<string, Promise<SaeEncoder>>();
+  readonly resident: ResidentSet;
 
-  constructor(private readonly config: Pick<Config, 'dataDir' | 'device' | 'threads'>) {}
-
-  model(row: ModelRow): Promise<LoadedModel> {
-    let loading = this.models.get(row.id);
-    if (!loading) {
-      loading = loadModel(row.sourcePath, {
-        tokenizerPath: row.tokenizerPath ?? undefined,
-        dataDir: this.config.dataDir,
-        device: this.config.device,
-        threads: this.config.threads,
-      });
-      // A failed load is not cached, so fixing the files and retrying works without a restart.
-      loading.catch(() => this.models.delete(row.id));
-      this.models.set(row.id, loading);
-    }
-    return loading;
+  constructor(
+    private readonly config: Pick<Config, 'dataDir' | 'device' | 'threads'> & Partial<Pick<Config, 'maxResidentBytes'>>,
+    resident?: ResidentSet,
+  ) {
+    this.resident = resident ?? new ResidentSet(config.maxResidentBytes ?? defaultMaxResidentMb() * 2 ** 20);
   }
 
-  encoder(dict: DictionaryRow): Promise<SaeEncoder> {
-    let loading = this.encoders.get(dict.id);
-    if (!loading) {
-      loading = this.openEncoder(dict);
-      loading.catch(() => this.encoders.delete(dict.id));
-      this.encoders.set(dict.id, loading);
-    }
-    return loading;
+  /** A lease on the model of a catalog row; release it when done. */
+  model(row: ModelRow): Promise<Lease<LoadedModel>> {
+    return this.resident.lease(`model:${row.id}`, () => this.loadModel(row));
   }
 
-  private async openEncoder(dict: DictionaryRow): Promise<SaeEncoder> {
+  /** A lease on a dictionary's encoder; release it when done. */
+  encoder(dict: DictionaryRow): Promise<Lease<SaeEncoder>> {
+    return this.resident.lease(`encoder:${dict.id}`, () => this.openEncoder(dict));
+  }
+
+  withModel<R>(row: ModelRow, fn: (model: LoadedModel) => Promise<R> | R): Promise<R> {
+    return this.resident.use(`model:${row.id}`, () => this.loadModel(row), fn);
+  }
+
+  withEncoder<R>(dict: DictionaryRow, fn: (encoder: SaeEncoder) => Promise<R> | R): Promise<R> {
+    return this.resident.use(`encoder:${dict.id}`, () => this.openEncoder(dict), fn);
+  }
+
+  private async loadModel(row: ModelRow): Promise<Loaded<LoadedModel>> {
+    const model = await loadModel(row.sourcePath, {
+      tokenizerPath: row.tokenizerPath ?? undefined,
+      dataDir: this.config.dataDir,
+      device: this.config.device,
+      threads: this.config.threads,
+    });
+    return { value: model, bytes: bytesOnDisk(row.sourcePath), close: () => model.close() };
+  }
+
+  private async openEncoder(dict: DictionaryRow): Promise<Loaded<SaeEncoder>> {
     if (!dict.weightsPath) {
       throw new AtlasError(
         'UNSUPPORTED',
@@ -53,22 +72,18 @@ export class EngineRegistry {
     const source = openSae(dict.weightsPath);
     try {
       const params = source.loadParams();
-      return await SaeEncoder.create(source.config, params, {
+      const encoder = await SaeEncoder.create(source.config, params, {
         session: { device: this.config.device, threads: this.config.threads },
       });
+      // onnxruntime holds the encoder and decoder matrices and the biases.
+      const { dIn, dSae } = source.config;
+      return { value: encoder, bytes: 4 * (2 * dIn * dSae + dSae + 2 * dIn), close: () => encoder.close() };
     } finally {
       source.close();
     }
   }
 
-  async close(): Promise<void> {
-    const models = [...this.models.values()];
-    const encoders = [...this.encoders.values()];
-    this.models.clear();
-    this.encoders.clear();
-    await Promise.allSettled([
-      ...models.map(async (m) => (await m).close()),
-      ...encoders.map(async (e) => (await e).close()),
-    ]);
+  close(): Promise<void> {
+    return this.resident.close();
   }
 }

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import { createSession, type ExecutionProvider, type SessionSettings } from '../engine/runtime/session.js';
 import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
 import { EngineRegistry } from './registry.js';
+import { ResidentSet } from './resident.js';
 import { EncodingService } from './encode.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
@@ -13,6 +14,8 @@ export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'packa
 export interface Services {
   version: string;
   executionProvider(): string;
+  /** Everything kept loaded (models, encoders, decoder matrices), bounded by ATLAS_MAX_RESIDENT_MB. */
+  resident: ResidentSet;
   registry: EngineRegistry;
   encoding: EncodingService;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
@@ -45,10 +48,12 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
 
 export async function createServices(config: Config): Promise<Services> {
   const provider = await probeExecutionProvider(config);
-  const registry = new EngineRegistry(config);
+  const resident = new ResidentSet(config.maxResidentBytes, (line) => process.stderr.write(`atlas: ${line}\n`));
+  const registry = new EngineRegistry(config, resident);
   return {
     version: VERSION,
     executionProvider: () => provider,
+    resident,
     registry,
     encoding: new EncodingService(registry, config),
     hnswEfSearch: config.hnswEfSearch,
