@@ -41,7 +41,7 @@ export default tseslint.config(
   { files: ['src/db/**/*.ts'], rules: restrict(ABOVE_DB) },
   { files: ['src/app/**/*.ts'], rules: restrict(ABOVE_APP) },
   {
-    files: ['src/resolvers/**/*.ts', 'src/commands/**/*.ts', 'src/server.ts', 'src/cli.ts'],
+    files: ['src/resolvers/**/*.ts', 'src/commands/**/*.ts', 'src/server.ts', 'src/operations.ts', 'src/cli.ts'],
     rules: restrict(BELOW_EDGE),
   },
   { files: ['test/**/*.ts', 'bench/**/*.ts', 'tools/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },

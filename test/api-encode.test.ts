@@ -357,9 +357,9 @@ for (const backend of BACKENDS) {
         `reconstruction { mse } } }`;
       const sequential: any[] = [];
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
-      const before = a.services.encoding.modelBatchCounts();
+      const before = a.services.encoding.queues().model;
       const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))]));
-      const after = a.services.encoding.modelBatchCounts();
+      const after = a.services.encoding.queues().model;
       assert.equal(after.requests - before.requests, 2 * texts.length);
       assert.ok(after.runs - before.runs < 2 * texts.length, 'concurrent requests must share model runs');
       assert.ok(after.largest > 1);

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
-import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
+import { Batcher, queueStats, type BatcherOptions, type QueueStats } from '../engine/batching.js';
 import type { EngineRegistry } from './registry.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
@@ -79,15 +79,9 @@ export class EncodingService {
     >,
   ) {}
 
-  /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
-  modelBatchCounts(): BatchCounts {
-    const total: BatchCounts = { runs: 0, requests: 0, largest: 0 };
-    for (const b of this.modelBatchers.values()) {
-      total.runs += b.counts.runs;
-      total.requests += b.counts.requests;
-      total.largest = Math.max(total.largest, b.counts.largest);
-    }
-    return total;
+  /** Batch counts and queue depth of the model runs and of the encoder runs, summed over models and dictionaries. */
+  queues(): { model: QueueStats; encoder: QueueStats } {
+    return { model: queueStats(this.modelBatchers.values()), encoder: queueStats(this.encoderBatchers.values()) };
   }
 
   private options(budget: number): BatcherOptions {

@@ -8,6 +8,7 @@ import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
 import { EngineRegistry } from './registry.js';
 import { ResidentSet } from './resident.js';
 import { EncodingService } from './encode.js';
+import { NearestService } from './nearest.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 
@@ -18,6 +19,7 @@ export interface Services {
   resident: ResidentSet;
   registry: EngineRegistry;
   encoding: EncodingService;
+  nearest: NearestService;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
   /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
@@ -56,6 +58,7 @@ export async function createServices(config: Config): Promise<Services> {
     resident,
     registry,
     encoding: new EncodingService(registry, config),
+    nearest: new NearestService(resident, config),
     hnswEfSearch: config.hnswEfSearch,
     maxInputChars: config.maxInputChars,
     requireKey: config.requireKey,
