@@ -38,7 +38,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 
 function metrics(services: Services) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'atlas_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'atlas_' });
   const requests = new Counter({
     name: 'atlas_requests_total',
     help: 'GraphQL requests by operation (first root field) and outcome (ok, or the first error code).',
@@ -165,7 +165,9 @@ export function createOperations(opts: {
           const first = op?.selectionSet.selections.find((s) => s.kind === 'Field');
           if (first && first.kind === 'Field') operation = first.name.value;
         },
-        async willSendResponse({ response, contextValue, errors }) {
+        async willSendResponse({ response, contextValue, errors: raw }) {
+          // The formatted errors carry the codes clients see (formatError in src/server.ts).
+          const errors = response.body.kind === 'single' ? response.body.singleResult.errors : raw;
           const code = errors?.[0]?.extensions?.code;
           const outcome = !errors?.length ? 'ok' : typeof code === 'string' ? code : 'error';
           requests.inc({ operation, outcome });
