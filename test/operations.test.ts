@@ -126,7 +126,8 @@ describe('a server with a small resident bound and CORS for one origin', () => {
   test('evicts and reloads encoders and answers as the reference does every time', async (a) => {
     const flat = randomVectors(3, FIXTURE.dIn, 5);
     const vectors = [0, 1, 2].map((n) => Array.from(flat.subarray(n * FIXTURE.dIn, (n + 1) * FIXTURE.dIn)));
-    const q = `query($d: ID!, $v: [[Float!]!]!) { encodeVectors(dictionary: $d, vectors: $v, topK: 4) { index activation } }`;
+    const q =
+      'query($d: ID!, $v: [[Float!]!]!) { encodeVectors(dictionary: $d, vectors: $v, topK: 4) { index activation } }';
     for (let round = 0; round < 3; round++) {
       for (const [i, fx] of saes.entries()) {
         const r = await a.gql(q, { d: `sae-${i + 1}`, v: vectors });
