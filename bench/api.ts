@@ -302,8 +302,9 @@ async function loadSynthetic(
 ): Promise<{ copy: number; index: number }> {
   const t0 = performance.now();
   await database.query(
-    `INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state)
-     VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', $2, $3, 'standard', 'saelens', 'importing')`,
+    `INSERT INTO dictionaries (id, model_id, name, hook_point, prepend_bos, d_in, d_sae, architecture, source_format,
+       state)
+     VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', false, $2, $3, 'standard', 'saelens', 'importing')`,
     [id, D, features],
   );
   let next = 0;
