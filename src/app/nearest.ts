@@ -43,8 +43,8 @@ export interface SearchPlan {
 /** Recall asked of a search that names none. */
 export const DEFAULT_RECALL = 0.95;
 /**
- * Recall@10 HNSW can be counted on at the default ef_search: bench/nearest.ts measures 0.9–0.97 on
- * decoder-like clustered vectors (bench/api.ts: 0.91 at 100k × 768). Asking for more searches exactly.
+ * Recall@10 HNSW can be counted on at the default ef_search: 0.91 at 100k × 768 on decoder-like
+ * clustered vectors (bench/api.ts). Asking for more searches exactly.
  */
 export const HNSW_RECALL = 0.9;
 /** Most of ATLAS_MAX_RESIDENT_MB one decoder matrix may take; wider ones are searched in the database. */
