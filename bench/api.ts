@@ -4,12 +4,16 @@
  *    (requests/s, p50, p99; autocannon in a child process so it does not share the server's event
  *    loop), plus searchFeatures at concurrency 1. Model: stories260K from ../shared when present
  *    (a random TopK SAE at blocks.2.hook_resid_pre), else the tiny random GPT-2 test fixture.
- * 2. nearestFeatures over HTTP on 100k synthetic 768-d features, decoder-like (clustered unit
- *    vectors) and uniformly random (HNSW's worst case): p50 latency of the index and of the exact
- *    scan, and recall@10 of the index against the exact answer. PostgreSQL when reachable
- *    (ATLAS_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is
- *    created and dropped), else PGlite (slow to index at this size: lower --features).
- * Usage: npx tsx bench/api.ts [--seconds 5] [--features 100000] [--queries 40] [--only encode|nearest]
+ * 2. nearestFeatures over HTTP at each size of --features, 768-d, decoder-like (clustered unit vectors)
+ *    and uniformly random (HNSW's worst case). Per size: pgvector's exact sequential scan (EXACT_SCAN,
+ *    the reference answer), the engine's exact matrix product over the resident decoder matrix
+ *    (EXACT: its first query, which reads the matrix, then p50/p99, and its speed-up over the scan),
+ *    HNSW at each --ef (p50, mean and worst per-query recall@10), and what the planner picks with no
+ *    arguments, with its recall. PostgreSQL when reachable (ATLAS_TEST_PG_URL, default
+ *    postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped), else
+ *    PGlite (slow to index at these sizes: lower --features).
+ * Usage: npx tsx bench/api.ts [--seconds 5] [--features 16384,65536] [--queries 40] [--ef 200]
+ *        [--only encode|nearest]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -32,11 +36,11 @@ import { normal, rng } from '../test/helpers/rng.js';
 import { arg } from './util.js';
 
 const SECONDS = Number(arg('seconds', '5'));
-const FEATURES = Number(arg('features', '100000'));
+const SIZES = arg('features', '16384,65536').split(',').map(Number);
 const QUERIES = Number(arg('queries', '40'));
 const ONLY = arg('only', '');
 /** ef_search floors compared in one run (ATLAS_HNSW_EF_SEARCH). */
-const EF_SEARCH = arg('ef', '40,100,200,400').split(',').map(Number);
+const EF_SEARCH = arg('ef', '200').split(',').map(Number);
 const D = 768;
 const STORIES = resolve(import.meta.dirname, '../../shared/models/stories260K');
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
@@ -300,13 +304,15 @@ const DECIMALS = Array.from({ length: 2 * STEPS + 1 }, (_, i) => String((i - STE
 async function loadSynthetic(
   database: Database,
   id: string,
+  features: number,
   blocks: Iterable<Float32Array>,
 ): Promise<{ copy: number; index: number }> {
   const t0 = performance.now();
   await database.query(
-    `INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state)
-     VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', $2, $3, 'standard', 'saelens', 'importing')`,
-    [id, D, FEATURES],
+    `INSERT INTO dictionaries (id, model_id, name, hook_point, prepend_bos, d_in, d_sae, architecture, source_format,
+       state)
+     VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', false, $2, $3, 'standard', 'saelens', 'importing')`,
+    [id, D, features],
   );
   let next = 0;
   function* lines(): Generator<string> {
@@ -352,12 +358,9 @@ async function nearestBench(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     };
   }
-  let server: Server | null = null;
+  const servers: Server[] = [];
   try {
-    console.log(
-      `\nnearestFeatures: ${FEATURES} features x ${D} dims per dictionary on ${database.kind}, ${QUERIES} queries ` +
-        `each, k = 10`,
-    );
+    console.log(`\nnearestFeatures: 768-d dictionaries on ${database.kind}, ${QUERIES} queries each, k = 10`);
     await upsertModel(database, {
       id: 'bench-768',
       name: 'synthetic 768-d',
@@ -372,71 +375,102 @@ async function nearestBench(): Promise<void> {
       sourceFormat: 'huggingface',
       tokenizerPath: null,
     });
-    const sets = [
+    const sets = SIZES.flatMap((n) => [
       {
-        id: 'bench-clustered',
+        id: `bench-clustered-${n}`,
+        n,
         name: 'clustered (decoder-like)',
-        rows: () => clusteredBlocks(11, 12, FEATURES, 2000),
+        rows: () => clusteredBlocks(11, 12, n, 2000),
         queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES),
       },
       {
-        id: 'bench-random',
+        id: `bench-random-${n}`,
+        n,
         name: 'uniform random (worst case)',
-        rows: () => randomBlocks(14, FEATURES, 2000),
+        rows: () => randomBlocks(14, n, 2000),
         queries: () => randomBlocks(15, QUERIES, QUERIES),
       },
-    ];
+    ]);
     for (const s of sets) {
-      const t = await loadSynthetic(database, s.id, s.rows());
-      console.log(`  ${s.name}: rows copied in ${t.copy.toFixed(0)} s, HNSW index built in ${t.index.toFixed(0)} s`);
+      const t = await loadSynthetic(database, s.id, s.n, s.rows());
+      console.log(
+        `  ${s.name}, ${s.n}: rows copied in ${t.copy.toFixed(0)} s, HNSW index built in ${t.index.toFixed(0)} s`,
+      );
     }
     const q =
-      'query($d: ID!, $v: [Float!]!, $exact: Boolean) { nearestFeatures(dictionary: $d, vector: $v, k: 10, exact: ' +
-      '$exact) { feature { index } } }';
+      'query($d: ID!, $v: [Float!]!, $exact: Boolean, $recall: Float) { nearestFeatures(dictionary: $d, vector: $v, ' +
+      'k: 10, exact: $exact, recall: $recall) { feature { index } } }';
     // Clustered queries lie in the rows' clusters, as a search from a real feature or activation does.
     const queriesOf = new Map(sets.map((s) => [s.id, [...s.queries()][0]]));
-    const truth = new Map<string, Set<number>[]>();
-    const exactMs = new Map<string, number[]>();
-    server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024 });
-    for (const s of sets) {
-      const answers: Set<number>[] = [];
+    const vector = (id: string, i: number) => Array.from(queriesOf.get(id)!.subarray(i * D, (i + 1) * D));
+    /** Times every query and scores it against the reference answers: p50, p99, mean and worst recall, plans. */
+    const measure = async (server: Server, id: string, args: Record<string, unknown>, truth?: Set<number>[]) => {
       const times: number[] = [];
+      const recalls: number[] = [];
+      const answers: Set<number>[] = [];
+      const plans = new Set<string>();
       for (let i = 0; i < QUERIES; i++) {
-        const v = Array.from(queriesOf.get(s.id)!.subarray(i * D, (i + 1) * D));
         const t = performance.now();
-        const exact = await post(server.server.url, q, { d: s.id, v, exact: true });
+        const r = await post(server.server.url, q, { d: id, v: vector(id, i), ...args });
         times.push(performance.now() - t);
-        answers.push(new Set(exact.data.nearestFeatures.map((h: any) => h.feature.index)));
+        const got = new Set<number>(r.data.nearestFeatures.map((h: any) => h.feature.index));
+        answers.push(got);
+        for (const p of r.extensions?.nearestSearch ?? []) plans.add(p.method);
+        if (truth) recalls.push([...got].filter((x) => truth[i].has(x)).length / 10);
       }
-      truth.set(s.id, answers);
-      exactMs.set(s.id, times);
+      const mean = recalls.reduce((a, b) => a + b, 0) / Math.max(1, recalls.length);
+      return { times, answers, mean, worst: Math.min(...recalls), plans: [...plans].join(',') };
+    };
+    // A bound too small for any decoder matrix makes exact requests scan in PostgreSQL (today's exact path).
+    const scanning = await serve(database, { dataDir: dir, maxResidentBytes: 2 ** 20 });
+    servers.push(scanning);
+    const roomy = await serve(database, { dataDir: dir });
+    servers.push(roomy);
+    console.log(
+      '| set | features | scan p50 ms | exact first ms | exact p50 ms | exact p99 ms | speed-up | exact recall |',
+    );
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const truth = new Map<string, Set<number>[]>();
+    for (const s of sets) {
+      const scan = await measure(scanning, s.id, { exact: true });
+      truth.set(s.id, scan.answers);
+      const t = performance.now();
+      await post(roomy.server.url, q, { d: s.id, v: vector(s.id, 0), exact: true });
+      const first = performance.now() - t;
+      const exact = await measure(roomy, s.id, { exact: true }, scan.answers);
+      const p50 = percentile(exact.times, 0.5);
+      console.log(
+        `| ${s.name} | ${s.n} | ${ms(percentile(scan.times, 0.5))} | ${ms(first)} | ${ms(p50)} | ` +
+          `${ms(percentile(exact.times, 0.99))} | ${(percentile(scan.times, 0.5) / p50).toFixed(1)}x | ` +
+          `${exact.mean.toFixed(3)} (worst ${exact.worst.toFixed(1)}) |`,
+      );
     }
-    await server.close();
-    server = null;
-    console.log('| features | ef_search | p50 ms (HNSW) | p99 ms (HNSW) | p50 ms (exact) | recall@10 |');
+    console.log('\n| set | features | ef_search | HNSW p50 ms | HNSW p99 ms | HNSW recall@10 (worst) |');
     console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
     for (const ef of EF_SEARCH) {
-      server = await serve(database, { dataDir: dir, maxBodyBytes: 1024 * 1024, hnswEfSearch: ef });
+      const server = await serve(database, { dataDir: dir, hnswEfSearch: ef });
       for (const s of sets) {
-        const fast: number[] = [];
-        let hits = 0;
-        for (let i = 0; i < QUERIES; i++) {
-          const v = Array.from(queriesOf.get(s.id)!.subarray(i * D, (i + 1) * D));
-          const t = performance.now();
-          const approx = await post(server.server.url, q, { d: s.id, v, exact: false });
-          fast.push(performance.now() - t);
-          hits += approx.data.nearestFeatures.filter((h: any) => truth.get(s.id)![i].has(h.feature.index)).length;
-        }
+        // A recall HNSW promises (HNSW_RECALL) keeps the planner on the index.
+        const hnsw = await measure(server, s.id, { recall: 0.5 }, truth.get(s.id));
         console.log(
-          `| ${s.name} | ${ef} | ${ms(percentile(fast, 0.5))} | ${ms(percentile(fast, 0.99))} | ` +
-            `${ms(percentile(exactMs.get(s.id)!, 0.5))} | ${(hits / (10 * QUERIES)).toFixed(3)} |`,
+          `| ${s.name} | ${s.n} | ${ef} | ${ms(percentile(hnsw.times, 0.5))} | ${ms(percentile(hnsw.times, 0.99))} | ` +
+            `${hnsw.mean.toFixed(3)} (${hnsw.worst.toFixed(1)}) |`,
         );
       }
       await server.close();
-      server = null;
+    }
+    console.log('\nWith no arguments (default recall 0.95), the planner picks:');
+    console.log('| set | features | plan | p50 ms | recall@10 (worst) |');
+    console.log('| --- | ---: | --- | ---: | ---: |');
+    for (const s of sets) {
+      const plain = await measure(roomy, s.id, {}, truth.get(s.id));
+      console.log(
+        `| ${s.name} | ${s.n} | ${plain.plans} | ${ms(percentile(plain.times, 0.5))} | ` +
+          `${plain.mean.toFixed(3)} (${plain.worst.toFixed(1)}) |`,
+      );
     }
   } finally {
-    await server?.close();
+    for (const s of servers) await s.close();
     await cleanup();
   }
 }

@@ -129,8 +129,8 @@ async function main(): Promise<void> {
     const corpusPath = join(dir, 'corpus.txt');
     writeFileSync(corpusPath, storyText(Math.ceil(TOKENS * 1.2), 7));
 
-    const model = await registry.model(modelRow);
-    const encoder = await registry.encoder(dict);
+    const model = (await registry.model(modelRow)).value;
+    const encoder = (await registry.encoder(dict)).value;
     const batch = Math.max(1, Math.floor(4096 / CONTEXT));
     const contexts: TokenContext[] = [];
     for await (const c of new Corpus(corpusPath, {

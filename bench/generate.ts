@@ -31,7 +31,7 @@ const encoding = new EncodingService(registry, config);
 const row = { id: 'demo', sourcePath: join(DEMO_DIR, 'model'), tokenizerPath: null, prependBos: true } as ModelRow;
 
 try {
-  const model = await registry.model(row);
+  const { value: model } = await registry.model(row); // held for the whole bench
   const prompt = encoding.tokenize(model, true, 'The people of the').ids;
   const direction = uniform(model.info.dModel, 1, 3);
   const cases: [string, Intervention[]][] = [
@@ -43,7 +43,7 @@ try {
     const t = performance.now();
     let n = 0;
     const opts = { maxTokens: TOKENS, temperature: 0, topp: 1, seed: 1, interventions };
-    const schedule = <T>(size: number, run: () => Promise<T>) => encoding.modelStep(row, model, size, run);
+    const schedule = <T>(size: number, run: () => Promise<T>) => encoding.modelStep(row, size, run);
     for await (const _ of sampleTokens(model, prompt, { ...opts, schedule })) n++;
     return n / ((performance.now() - t) / 1000);
   };

@@ -1,4 +1,5 @@
 /** Settings read from the environment, in one place; README's configuration table mirrors this. */
+import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AtlasError } from './errors.js';
 
@@ -45,6 +46,16 @@ export const MAX_SEARCH_TERM_CHARS = 64;
 /** Longest id (model, dictionary, explanation) an argument may carry; stored ids are far shorter. */
 export const MAX_ID_CHARS = 256;
 
+/**
+ * Default of ATLAS_MAX_RESIDENT_MB: half of the memory this process may use (the cgroup limit in a
+ * container, else the machine's), leaving the rest to the heap, requests and the database client.
+ */
+export function defaultMaxResidentMb(): number {
+  const limit = process.constrainedMemory();
+  const memory = limit > 0 && limit < totalmem() ? limit : totalmem();
+  return Math.max(64, Math.floor(memory / 2 / 2 ** 20));
+}
+
 export type DeviceSetting = 'auto' | 'cpu' | 'cuda';
 
 export interface Config {
@@ -74,6 +85,10 @@ export interface Config {
   /** Time a client has to send its headers, and its whole request (node:http headersTimeout, requestTimeout). */
   httpHeadersTimeoutMs: number;
   httpRequestTimeoutMs: number;
+  /** Bound of what stays loaded (models, encoders, decoder matrices), ATLAS_MAX_RESIDENT_MB in bytes. */
+  maxResidentBytes: number;
+  /** Origins allowed to call the API from a browser (ATLAS_CORS_ORIGINS): a list, '*', or none (CORS off). */
+  corsOrigins: string[] | '*';
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -107,10 +122,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxGenerateTokens: int('ATLAS_MAX_GENERATE_TOKENS', 256, 1),
     httpHeadersTimeoutMs: int('ATLAS_HTTP_HEADERS_TIMEOUT_MS', 10000),
     httpRequestTimeoutMs: int('ATLAS_HTTP_REQUEST_TIMEOUT_MS', 30000),
+    maxResidentBytes: int('ATLAS_MAX_RESIDENT_MB', defaultMaxResidentMb(), 1) * 2 ** 20,
+    corsOrigins: corsOrigins(env.ATLAS_CORS_ORIGINS),
   };
 }
 
 /** The artifact cache folder of a configuration (src/app/artifacts.ts). */
 export function cacheDirOf(config: Pick<Config, 'dataDir' | 'cacheDir'>): string {
   return config.cacheDir ?? join(config.dataDir, 'cache');
+}
+
+/** ATLAS_CORS_ORIGINS: `*`, or a comma list of origins (scheme://host[:port]); empty or unset: CORS off. */
+function corsOrigins(raw: string | undefined): string[] | '*' {
+  const items = (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length === 1 && items[0] === '*') return '*';
+  return items.map((o) => {
+    let url: URL | null = null;
+    try {
+      url = new URL(o);
+    } catch {
+      // reported below
+    }
+    if (!url || !/^https?:$/.test(url.protocol) || url.origin !== o.replace(/\/$/, '')) {
+      throw new AtlasError(
+        'BAD_USER_INPUT',
+        `ATLAS_CORS_ORIGINS must be "*" or a comma list of origins like https://app.example.org, got "${o}".`,
+      );
+    }
+    return url.origin;
+  });
 }

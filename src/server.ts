@@ -1,7 +1,8 @@
 /**
  * The HTTP server: GraphQL at /graphql (Apollo Server on a plain node:http server, so the body size
- * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, and /healthz;
- * subscriptions over WebSocket on the same path (src/subscriptions.ts).
+ * cap, static pages and draining are ours), the browser UI (src/web.ts) at / and its routes, the
+ * operational endpoints and CORS (src/operations.ts), and subscriptions over WebSocket on the same
+ * path (src/subscriptions.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
@@ -19,6 +20,8 @@ import { endCompressed, unsupportedContentType } from './http/transport.js';
 import { createWebUi } from './web.js';
 import { requestAuth } from './app/auth.js';
 import { attachSubscriptions } from './subscriptions.js';
+import { createOperations, sendJson } from './operations.js';
+import type { Config } from './config.js';
 
 export interface ServerOptions {
   database: Database;
@@ -32,6 +35,8 @@ export interface ServerOptions {
   httpRequestTimeoutMs?: number;
   /** Per-request deadline (ATLAS_REQUEST_TIMEOUT_MS): past it the request's database statements are cancelled. */
   deadlineMs?: number;
+  /** ATLAS_CORS_ORIGINS; CORS is off when absent or empty. */
+  corsOrigins?: Config['corsOrigins'];
   log?: (line: string) => void;
 }
 
@@ -98,11 +103,6 @@ function payloadTooLarge(res: ServerResponse, limit: number): void {
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify(body));
-}
-
 export async function startServer(opts: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   // Node checks both timeouts every connectionsCheckingInterval (30 s by default): check every second.
@@ -112,6 +112,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     connectionsCheckingInterval: 1000,
   });
   const protection = armor();
+  const operations = createOperations({ ...opts, corsOrigins: opts.corsOrigins ?? [] });
   const apollo = new ApolloServer<Context>({
     schema,
     formatError: formatError(log),
@@ -125,6 +126,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
       refuseSubscriptions<Context>(),
       ApolloServerPluginLandingPageDisabled() as ApolloServerPlugin<Context>,
       reportSkipped(log),
+      operations.plugin,
       ApolloServerPluginDrainHttpServer({ httpServer }) as ApolloServerPlugin<Context>,
     ],
   });
@@ -201,6 +203,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
         services: opts.services,
         auth,
         skippedDictionaries: [],
+        searchPlans: [],
       }),
     });
     for (const [k, v] of result.headers) res.setHeader(k, v);
@@ -224,8 +227,9 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
   httpServer.on('request', (req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const handle = async () => {
+      if (operations.cors(req, res)) return;
       if (path === '/graphql') return graphql(req, res);
-      if (path === '/healthz') return sendJson(res, 200, { ok: true });
+      if (await operations.handle(req, res, path)) return;
       if (web.handle(req, res, path)) return;
       sendJson(res, 404, {
         errors: [

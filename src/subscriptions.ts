@@ -68,6 +68,7 @@ export function attachSubscriptions(httpServer: Server, opts: SubscriptionOption
         services: opts.services,
         auth: authOf(ctx.connectionParams),
         skippedDictionaries: [],
+        searchPlans: [],
       }),
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: format(result.errors) } : undefined,

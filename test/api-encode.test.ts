@@ -360,7 +360,8 @@ for (const backend of BACKENDS) {
       for (const t of texts) sequential.push((await a.gql(q(t))).data);
       // A request finding the model idle runs at once, and this model runs in well under a millisecond:
       // the first concurrent run is held 300 ms so that the others arrive while it is busy.
-      const model = await a.services.registry.model(await a.services.encoding.catalog.model(a.database, 'gpt2-tiny'));
+      const row = await a.services.encoding.catalog.model(a.database, 'gpt2-tiny');
+      const { value: model } = await a.services.registry.model(row);
       const runHooks = model.runHooks;
       let held = false;
       model.runHooks = async (...args) => {
@@ -370,11 +371,11 @@ for (const backend of BACKENDS) {
         }
         return runHooks(...args);
       };
-      const before = a.services.encoding.modelBatchCounts();
+      const before = a.services.encoding.queues().model;
       const concurrent = await Promise.all(texts.flatMap((t) => [a.gql(q(t)), a.gql(q(t))])).finally(
         () => (model.runHooks = runHooks),
       );
-      const after = a.services.encoding.modelBatchCounts();
+      const after = a.services.encoding.queues().model;
       assert.equal(after.requests - before.requests, 2 * texts.length);
       assert.ok(after.runs - before.runs < 2 * texts.length, 'concurrent requests must share model runs');
       assert.ok(after.largest > 1);

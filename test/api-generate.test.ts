@@ -213,7 +213,7 @@ describe('generate API on pglite', () => {
   test('cancelling the subscription stops the model run', async (a) => {
     const client = wsClient(a);
     try {
-      const counts = () => a.services.encoding.modelBatchCounts().requests;
+      const counts = () => a.services.encoding.queues().model.requests;
       const before = counts();
       let tokens = 0;
       const cancel = client.subscribe(

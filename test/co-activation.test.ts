@@ -153,7 +153,7 @@ describe('atlas build publishes the co-activation of feature families', () => {
         }
         const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, database);
         try {
-          const loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
+          const loaded = (await registry.model(await requireModel(database, 'gpt2-tiny'))).value;
           const rand = rng(9);
           const texts = Array.from({ length: 30 }, () =>
             Array.from({ length: 3 + Math.floor(rand() * 5) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(

@@ -152,7 +152,7 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
       await importDictionary(database, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir });
     }
     registry = new EngineRegistry({ dataDir, device: 'cpu', threads: 1 }, database);
-    loaded = await registry.model(await requireModel(database, 'gpt2-tiny'));
+    loaded = (await registry.model(await requireModel(database, 'gpt2-tiny'))).value;
     assert.ok(loaded.tokenizer.bosId !== null);
     texts = sentences(60, 11);
     writeFileSync(corpus, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');

@@ -114,7 +114,7 @@ describe('a gemma2 model through import, encode and build', () => {
     const dicts = await Promise.all(DICTS.map((d) => requireDictionary(database, d.id)));
     const text = TEXTS[2];
     const out = await encoding.encodeText(row, dicts, text, 4);
-    const loaded = await registry.model(row);
+    const loaded = (await registry.model(row)).value;
     const ids = loaded.tokenizer.encode(text, { bos: true });
     assert.equal(loaded.tokenizer.tokenText(ids[0]), '<bos>');
     const ref = gemmaReference(model.reference, ids);
@@ -143,7 +143,7 @@ describe('a gemma2 model through import, encode and build', () => {
     writeFileSync(corpus, TEXTS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     const result = await buildDashboards(database, registry, { modelId: 'gemma-tiny', corpus, context: 32, batch: 3 });
     assert.equal(result.contexts, TEXTS.length);
-    const loaded = await registry.model(await requireModel(database, 'gemma-tiny'));
+    const loaded = (await registry.model(await requireModel(database, 'gemma-tiny'))).value;
     const docs = TEXTS.map((t) => loaded.tokenizer.encode(t, { bos: false }));
     for (const d of DICTS) {
       const fx = saes.get(d.id)!;

@@ -24,6 +24,8 @@ import type { DictionaryStats } from '../db/schema.js';
 import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
 import type { EngineRegistry } from './registry.js';
+import type { Lease } from './resident.js';
+import type { SaeEncoder } from '../engine/sae/encoder.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
@@ -148,7 +150,34 @@ export async function buildDashboards(
   positiveInt('--context', opts.context);
   positiveInt('--batch', opts.batch);
   const { model: modelRow, dicts } = await resolveTargets(database, opts);
-  const model = await registry.model(modelRow);
+  const modelLease = await registry.model(modelRow);
+  const encoderLeases: Lease<SaeEncoder>[] = [];
+  try {
+    const encoderOf = async (d: DictionaryRow) => {
+      const lease = await registry.encoder(d);
+      encoderLeases.push(lease);
+      return lease.value;
+    };
+    // The logit lens reads the decoder from the local (fetched) copy of the weights.
+    const local = (d: DictionaryRow) => registry.weights(d);
+    return await buildWith(database, modelLease.value, modelRow, dicts, started, opts, encoderOf, local);
+  } finally {
+    modelLease.release();
+    for (const l of encoderLeases) l.release();
+  }
+}
+
+/** The build itself, with the model and each dictionary's encoder leased by the caller. */
+async function buildWith(
+  database: Database,
+  model: LoadedModel,
+  modelRow: ModelRow,
+  dicts: DictionaryRow[],
+  started: number,
+  opts: BuildOptions,
+  encoderOf: (d: DictionaryRow) => Promise<SaeEncoder>,
+  weightsOf: (d: DictionaryRow) => Promise<string>,
+): Promise<BuildResult> {
   const context = opts.context ?? Math.min(DEFAULT_CONTEXT, model.info.contextLength);
   if (context > model.info.contextLength) {
     throw new AtlasError(
@@ -158,9 +187,7 @@ export async function buildDashboards(
   }
   const batch = opts.batch ?? Math.max(1, Math.floor(BATCH_TOKENS / context));
   const builds = await Promise.all(
-    dicts.map(
-      async (d) => new DictionaryBuild({ ...d, weightsPath: await registry.weights(d) }, await registry.encoder(d)),
-    ),
+    dicts.map(async (d) => new DictionaryBuild({ ...d, weightsPath: await weightsOf(d) }, await encoderOf(d))),
   );
   const session = opts.session ?? { device: 'cpu', threads: 0 };
   const families = await familiesOf(database, builds, session, () =>

@@ -15,6 +15,13 @@ export async function serverInfo(database: Database, services: Services) {
     database: `${database.kind}: ${database.description}`,
     executionProvider: services.executionProvider(),
     pgvectorVersion: ext?.v ?? null,
+    resident: {
+      bytes: services.resident.bytes,
+      maxBytes: services.resident.maxBytes,
+      // Keys hold a row's artifact version after a NUL (artifactKey): shown as `id@version`.
+      entries: services.resident.list().map((e) => ({ ...e, key: e.key.replace('\0', '@') })),
+      ...services.resident.counts,
+    },
   };
 }
 

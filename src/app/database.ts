@@ -1,6 +1,7 @@
 /** Opening the configured database (PGlite under ATLAS_DATA_DIR, or PostgreSQL at DATABASE_URL). */
 import { loadConfig, type Config } from '../config.js';
 import { databaseError, openDatabase, type Database } from '../db/client.js';
+import { pendingMigrations } from '../db/readiness.js';
 
 export type { Database };
 /** The coded error (DATABASE_UNAVAILABLE, DEADLINE_EXCEEDED…) behind a failure from the database, or null. */
@@ -23,4 +24,16 @@ export async function withDatabase<T>(fn: (database: Database, config: Config) =
   } finally {
     await database.close();
   }
+}
+
+/** Whether the database can serve this build (GET /readyz): reachable, with every shipped migration applied. */
+export async function readiness(database: Database): Promise<{ ready: boolean; problem?: string }> {
+  let pending: number;
+  try {
+    pending = await pendingMigrations(database);
+  } catch (e) {
+    return { ready: false, problem: `the database does not answer: ${(databaseError(e) ?? (e as Error)).message}` };
+  }
+  if (pending > 0) return { ready: false, problem: `${pending} migration(s) of this build are not applied yet` };
+  return { ready: true };
 }

@@ -11,7 +11,7 @@ import type { Database } from '../db/client.js';
 import type { DictionaryRow, ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
 import { checkBound } from './bounds.js';
-import { Batcher, type BatchCounts, type BatcherOptions } from '../engine/batching.js';
+import { Batcher, queueStats, type BatcherOptions, type QueueStats } from '../engine/batching.js';
 import { CatalogCache } from './catalog-cache.js';
 import type { EngineRegistry } from './registry.js';
 import { artifactKey } from './artifacts.js';
@@ -101,15 +101,9 @@ export class EncodingService {
     return this.config.maxGenerateTokens;
   }
 
-  /** Batch counts of the model runs, summed over models (tests and diagnostics read them). */
-  modelBatchCounts(): BatchCounts {
-    const total: BatchCounts = { runs: 0, requests: 0, largest: 0 };
-    for (const b of this.modelBatchers.values()) {
-      total.runs += b.counts.runs;
-      total.requests += b.counts.requests;
-      total.largest = Math.max(total.largest, b.counts.largest);
-    }
-    return total;
+  /** Batch counts and queue depth of the model runs and of the encoder runs, summed over models and dictionaries. */
+  queues(): { model: QueueStats; encoder: QueueStats } {
+    return { model: queueStats(this.modelBatchers.values()), encoder: queueStats(this.encoderBatchers.values()) };
   }
 
   private options(budget: number): BatcherOptions {
@@ -121,7 +115,7 @@ export class EncodingService {
     };
   }
 
-  private modelBatcher(row: ModelRow, model: LoadedModel): Batcher<ModelRequest, HookRows | null> {
+  private modelBatcher(row: ModelRow): Batcher<ModelRequest, HookRows | null> {
     let b = this.modelBatchers.get(artifactKey(row));
     if (!b) {
       b = new Batcher<ModelRequest, HookRows | null>(
@@ -130,9 +124,11 @@ export class EncodingService {
           const reqs = all.filter((r): r is HookRequest => !('run' in r));
           if (reqs.length === 0) return all.map(() => null);
           const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
-          const out = await model.runHooks(
-            reqs.map((r) => r.tokens),
-            hooks,
+          const out = await this.registry.withModel(row, (model) =>
+            model.runHooks(
+              reqs.map((r) => r.tokens),
+              hooks,
+            ),
           );
           const results = new Map<ModelRequest, HookRows>();
           reqs.forEach((r, b) => {
@@ -162,7 +158,6 @@ export class EncodingService {
     if (!b) {
       b = new Batcher<VectorRequest, SaeEncoding>(
         async (reqs) => {
-          const encoder = await this.registry.encoder(dict);
           const n = reqs.reduce((s, r) => s + r.n, 0);
           const topK = Math.max(...reqs.map((r) => r.topK));
           const x = new Float32Array(n * dict.dIn);
@@ -171,7 +166,9 @@ export class EncodingService {
             x.set(r.x, off * dict.dIn);
             off += r.n;
           }
-          const enc = await encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) });
+          const enc = await this.registry.withEncoder(dict, (encoder) =>
+            encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) }),
+          );
           off = 0;
           return reqs
             .map((r) => {
@@ -235,18 +232,20 @@ export class EncodingService {
     truncate = false,
     prependBos = row.prependBos,
   ): Promise<{ tokens: Tokenized; rows: HookRows }> {
-    const model = await this.registry.model(row);
-    const wanted = validateHooks(hooks, model.info);
-    const tokens = this.tokenize(model, prependBos, text, truncate);
-    validateBatch([tokens.ids], model.info);
-    const rows = (await this.modelBatcher(row, model).submit({ tokens: tokens.ids, hooks: wanted }))!;
+    const { tokens, wanted } = await this.registry.withModel(row, (model) => {
+      const wanted = validateHooks(hooks, model.info);
+      const tokens = this.tokenize(model, prependBos, text, truncate);
+      validateBatch([tokens.ids], model.info);
+      return { tokens, wanted };
+    });
+    const rows = (await this.modelBatcher(row).submit({ tokens: tokens.ids, hooks: wanted }))!;
     return { tokens, rows };
   }
 
   /** Runs one model call of a generation (`tokens` long) in its turn in the model's queue. */
-  async modelStep<T>(row: ModelRow, model: LoadedModel, tokens: number, run: () => Promise<T>): Promise<T> {
+  async modelStep<T>(row: ModelRow, tokens: number, run: () => Promise<T>): Promise<T> {
     let result: T | undefined;
-    await this.modelBatcher(row, model).submit({
+    await this.modelBatcher(row).submit({
       tokens,
       run: async () => {
         result = await run();

@@ -6,7 +6,7 @@
  */
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
-import { requireDictionary, requireModel, type DictionaryRow } from '../db/catalog.js';
+import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
 import { getDecoders } from '../db/features.js';
 import { AtlasError } from '../errors.js';
 import {
@@ -171,7 +171,25 @@ export async function prepareGeneration(
 ): Promise<PreparedGeneration> {
   const seed = checkRequest(req, encoding.maxGenerateTokens);
   const row = await requireModel(database, req.model);
-  const model = await encoding.registry.model(row);
+  // The model stays resident (leased) until the one run ends: its KV decoder holds its sessions.
+  const lease = await encoding.registry.model(row);
+  try {
+    const run = await prepareWith(database, encoding, req, seed, row, lease.value);
+    return { run: (hooks) => run(hooks).finally(() => lease.release()) };
+  } catch (e) {
+    lease.release();
+    throw e;
+  }
+}
+
+async function prepareWith(
+  database: Database,
+  encoding: EncodingService,
+  req: GenerateRequest,
+  seed: number,
+  row: ModelRow,
+  model: LoadedModel,
+): Promise<(hooks?: GenerateHooks) => Promise<GenerationResult>> {
   const interventions = await interventionsOf(database, encoding, row.id, model, req.steering ?? []);
   const prompt = encoding.tokenize(model, row.prependBos, req.prompt).ids;
   const room = model.info.contextLength - prompt.length;
@@ -195,7 +213,7 @@ export async function prepareGeneration(
       topp: req.topP,
       seed,
       interventions: steer,
-      schedule: (n, step) => encoding.modelStep(row, model, n, step),
+      schedule: (n, step) => encoding.modelStep(row, n, step),
       signal: hooks.signal,
     });
     for await (const { id, logits } of sampled) {
@@ -211,14 +229,12 @@ export async function prepareGeneration(
       : tok.decode(tokens.map((t) => t.tokenId));
     return { text, tokens, default: null };
   };
-  return {
-    async run(hooks = {}) {
-      const [steered, plain] = await Promise.all([
-        one('STEERED', interventions, hooks),
-        req.withDefault ? one('DEFAULT', [], hooks) : Promise.resolve(null),
-      ]);
-      return { ...steered, default: plain };
-    },
+  return async (hooks = {}) => {
+    const [steered, plain] = await Promise.all([
+      one('STEERED', interventions, hooks),
+      req.withDefault ? one('DEFAULT', [], hooks) : Promise.resolve(null),
+    ]);
+    return { ...steered, default: plain };
   };
 }
 

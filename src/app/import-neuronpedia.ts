@@ -31,7 +31,7 @@ export async function importNeuronpedia(
   dictionaryId: string,
 ): Promise<NeuronpediaImportResult> {
   const dict = await requireDictionary(database, dictionaryId);
-  const { tokenizer } = await registry.model(await requireModel(database, dict.modelId));
+  const tokenizer = await registry.withModel(await requireModel(database, dict.modelId), (m) => m.tokenizer);
   // Neuronpedia stores token texts; the model's vocabulary gives their ids.
   const ids = new Map<string, number>();
   for (let id = tokenizer.vocabSize - 1; id >= 0; id--) ids.set(tokenizer.tokenText(id), id);

@@ -1,12 +1,22 @@
 /**
  * nearestFeatures: a request checked against the catalog (one of index or vector, k, the dictionaries to
- * search and their widths), then one index scan per dictionary (src/db/nearest.ts).
+ * search and their widths), then a plan per dictionary (planSearch) and the searches:
+ * - EXACT: a batched matrix product over the dictionary's unit decoder matrix (src/engine/nearest.ts),
+ *   read from the database once and kept in the resident set; concurrent queries of one dictionary
+ *   share a product.
+ * - HNSW: pgvector's approximate index (src/db/nearest.ts).
+ * - EXACT_SCAN: pgvector's sequential scan, for exact answers over a decoder matrix too wide to hold.
  */
+import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
-import { getDictionaries, getDictionariesOfModels, requireDictionary } from '../db/catalog.js';
+import { getDictionaries, getDictionariesOfModels, requireDictionary, type DictionaryRow } from '../db/catalog.js';
 import { getDecoders } from '../db/features.js';
-import { nearestFeatures, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
+import { readDecoderMatrix } from '../db/decoder-matrix.js';
+import { nearestFeatures, rankNeighbors, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
+import { Batcher, queueStats, type QueueStats } from '../engine/batching.js';
+import { ExactSearch, type RowHits } from '../engine/nearest.js';
 import { AtlasError } from '../errors.js';
+import type { ResidentSet } from './resident.js';
 
 export interface NearestArgs {
   dictionary: string;
@@ -17,12 +27,145 @@ export interface NearestArgs {
   /** MODEL: every dictionary of the source's model with the source's width (d_in). */
   scope?: 'DICTIONARY' | 'MODEL' | null;
   exact?: boolean | null;
+  /** Lowest acceptable recall@k, in (0, 1]; default DEFAULT_RECALL. */
+  recall?: number | null;
 }
 
 export const MAX_NEIGHBORS = 100;
 
-/** Validates a nearestFeatures request against the catalog and runs it. */
-export async function findNearest(database: Database, args: NearestArgs, efSearch?: number): Promise<Neighbor[]> {
+export type SearchMethod = 'EXACT' | 'HNSW' | 'EXACT_SCAN';
+
+export interface SearchPlan {
+  dictionary: string;
+  method: SearchMethod;
+}
+
+/** Recall asked of a search that names none. */
+export const DEFAULT_RECALL = 0.95;
+/**
+ * Recall@10 HNSW can be counted on at the default ef_search: 0.91 at 100k × 768 on decoder-like
+ * clustered vectors (bench/api.ts). Asking for more searches exactly.
+ */
+export const HNSW_RECALL = 0.9;
+/** Most of ATLAS_MAX_RESIDENT_MB one decoder matrix may take; wider ones are searched in the database. */
+export const EXACT_RESIDENT_SHARE = 0.25;
+/** Queries of one dictionary merged into one matrix product. */
+const EXACT_BATCH_QUERIES = 64;
+
+/**
+ * EXACT when the dictionary's unit decoder matrix fits its share of the resident set and the request
+ * wants exact answers or more recall than HNSW gives; otherwise EXACT_SCAN when exactness (or a
+ * recall above HNSW's) was asked for explicitly, else HNSW.
+ */
+export function planSearch(
+  dict: Pick<DictionaryRow, 'dIn' | 'dSae'>,
+  want: { exact: boolean; recall: number | null },
+  maxResidentBytes: number,
+): SearchMethod {
+  const fits = 4 * dict.dIn * dict.dSae <= EXACT_RESIDENT_SHARE * maxResidentBytes;
+  const recall = want.recall ?? DEFAULT_RECALL;
+  if (fits && (want.exact || recall > HNSW_RECALL)) return 'EXACT';
+  if (want.exact || (want.recall !== null && want.recall > HNSW_RECALL)) return 'EXACT_SCAN';
+  return 'HNSW';
+}
+
+interface ExactQuery {
+  unit: Float32Array;
+  k: number;
+  /** Reads the decoder matrix when it is not resident (the first query's request does). */
+  read: () => Promise<Float32Array>;
+}
+
+/** Nearest-feature search for a server: the planner, exact searches through the resident set, and HNSW. */
+export class NearestService {
+  private batchers = new Map<string, Batcher<ExactQuery, RowHits>>();
+
+  constructor(
+    private readonly resident: ResidentSet,
+    private readonly config: Pick<
+      Config,
+      'hnswEfSearch' | 'device' | 'threads' | 'maxQueue' | 'requestTimeoutMs' | 'batching'
+    >,
+  ) {}
+
+  /** Batch counts and queue depth of the exact searches, summed over dictionaries. */
+  queue(): QueueStats {
+    return queueStats(this.batchers.values());
+  }
+
+  async find(database: Database, args: NearestArgs): Promise<{ hits: Neighbor[]; plans: SearchPlan[] }> {
+    const req = await checkRequest(database, args);
+    const plans = req.targets.map((t) => ({
+      dictionary: t.id,
+      method: planSearch(t, { exact: args.exact ?? false, recall: args.recall ?? null }, this.resident.maxBytes),
+    }));
+    const want = req.k + (req.exclude ? 1 : 0);
+    const unit = Float32Array.from(unitVector(req.vector)!);
+    const byMethod = (m: SearchMethod) => plans.filter((p) => p.method === m).map((p) => p.dictionary);
+    const fromDatabase = (ids: string[], exact: boolean) =>
+      ids.length
+        ? nearestFeatures(database, { ...req, dictionaryIds: ids, exact, efSearch: this.config.hnswEfSearch })
+        : [];
+    const found = await Promise.all([
+      fromDatabase(byMethod('HNSW'), false),
+      fromDatabase(byMethod('EXACT_SCAN'), true),
+      ...req.targets
+        .filter((t) => byMethod('EXACT').includes(t.id))
+        .map(async (t) => {
+          const hits = await this.exactBatcher(t).submit({
+            unit,
+            k: want,
+            read: () => readDecoderMatrix(database, t.id, t.dIn, t.dSae),
+          });
+          return Array.from(hits.indices, (index, r) => ({ dictionaryId: t.id, index, cosine: hits.cosines[r] }));
+        }),
+    ]);
+    return { hits: rankNeighbors(found.flat(), req.k, req.exclude), plans };
+  }
+
+  /** One batcher per dictionary version: a replaced dictionary (new created_at) gets a fresh matrix. */
+  private exactBatcher(dict: DictionaryRow): Batcher<ExactQuery, RowHits> {
+    const key = `decoders:${dict.id}@${new Date(dict.createdAt).getTime()}`;
+    let b = this.batchers.get(key);
+    if (!b) {
+      b = new Batcher<ExactQuery, RowHits>(
+        (queries) =>
+          this.resident.use(
+            key,
+            async () => {
+              const search = await ExactSearch.create(await queries[0].read(), dict.dIn, this.config);
+              return { value: search, bytes: search.bytes, close: () => search.close() };
+            },
+            async (search) => {
+              const q = new Float32Array(queries.length * dict.dIn);
+              queries.forEach((x, i) => q.set(x.unit, i * dict.dIn));
+              const k = Math.max(...queries.map((x) => x.k));
+              const hits = await search.search(q, queries.length, k);
+              return hits.map((h, i) => ({
+                indices: h.indices.subarray(0, queries[i].k),
+                cosines: h.cosines.subarray(0, queries[i].k),
+              }));
+            },
+          ),
+        () => 1,
+        {
+          budget: EXACT_BATCH_QUERIES,
+          maxQueue: this.config.maxQueue,
+          timeoutMs: this.config.requestTimeoutMs,
+          merge: this.config.batching,
+        },
+      );
+      this.batchers.set(key, b);
+    }
+    return b;
+  }
+}
+
+/** A nearestFeatures request checked against the catalog: the query vector, k, and the dictionaries. */
+async function checkRequest(
+  database: Database,
+  args: NearestArgs,
+): Promise<{ vector: number[]; dIn: number; k: number; exclude: NearestRequest['exclude']; targets: DictionaryRow[] }> {
   const hasIndex = args.index !== undefined && args.index !== null;
   const hasVector = args.vector !== undefined && args.vector !== null;
   if (hasIndex === hasVector) {
@@ -32,6 +175,9 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
     );
   }
   const unit = hasVector ? unitVector(args.vector!) : null;
+  if (args.recall !== undefined && args.recall !== null && !(args.recall > 0 && args.recall <= 1)) {
+    throw new AtlasError('BAD_USER_INPUT', `"recall" must be in (0, 1], got ${args.recall}.`);
+  }
   if (hasVector && !unit) {
     throw new AtlasError(
       'BAD_USER_INPUT',
@@ -86,13 +232,11 @@ export async function findNearest(database: Database, args: NearestArgs, efSearc
     vector = decoders.get(`${source.id}:${index}`)!;
     exclude = { dictionaryId: source.id, index };
   }
-  return nearestFeatures(database, {
-    dictionaryIds: targetIds,
-    dIn: source.dIn,
+  return {
     vector,
+    dIn: source.dIn,
     k: args.k,
     exclude,
-    exact: args.exact ?? false,
-    efSearch,
-  });
+    targets: targetIds.map((id) => targets.find((d) => d.id === id)!),
+  };
 }

@@ -1,10 +1,14 @@
 /**
- * Models and SAE encoders loaded on demand from catalog rows and kept for the life of the process,
- * so the first request for a model pays its load (or ONNX conversion) and later ones do not. Each is
- * kept under its row's artifact version (src/app/artifacts.ts), so a row replaced through another
- * replica loads the new files and drops the old ones.
+ * Models and SAE encoders loaded on demand from catalog rows, kept in the server's resident set
+ * (src/app/resident.ts, bounded by ATLAS_MAX_RESIDENT_MB): the first request for a model pays its load
+ * (or ONNX conversion), later ones do not until it is evicted. Every use holds a lease (`model`,
+ * `encoder`, or `withModel`/`withEncoder` for the span of a callback). Each is kept under its row's
+ * artifact version (src/app/artifacts.ts), so a row replaced through another replica loads the new
+ * files and retires the old ones.
  */
-import type { Config } from '../config.js';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultMaxResidentMb, type Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
 import { ArtifactCache, artifactKey } from './artifacts.js';
@@ -12,50 +16,47 @@ import { loadModel } from '../engine/model/load.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { openSae } from '../engine/sae/open.js';
 import { SaeEncoder } from '../engine/sae/encoder.js';
+import { ResidentSet, type Lease, type Loaded } from './resident.js';
+
+/** Bytes under a path (a file, or a folder's files): what a loaded model's weights hold in memory. */
+function bytesOnDisk(path: string): number {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.size;
+  return readdirSync(path).reduce((sum, name) => sum + bytesOnDisk(join(path, name)), 0);
+}
 
 export class EngineRegistry {
-  private models = new Map<string, Promise<LoadedModel>>();
-  private encoders = new Map<string, Promise<SaeEncoder>>();
+  readonly resident: ResidentSet;
   private readonly artifacts: ArtifactCache;
 
   /** `database`: where PostgreSQL-stored files are fetched from (PGlite's live under config.dataDir). */
   constructor(
-    private readonly config: Pick<Config, 'dataDir' | 'cacheDir' | 'device' | 'threads'>,
+    private readonly config: Pick<Config, 'dataDir' | 'cacheDir' | 'device' | 'threads'> &
+      Partial<Pick<Config, 'maxResidentBytes'>>,
     database?: Database,
+    resident?: ResidentSet,
   ) {
     this.artifacts = new ArtifactCache(database, config);
+    this.resident = resident ?? new ResidentSet(config.maxResidentBytes ?? defaultMaxResidentMb() * 2 ** 20);
   }
 
-  model(row: ModelRow): Promise<LoadedModel> {
-    const key = artifactKey(row);
-    let loading = this.models.get(key);
-    if (!loading) {
-      dropOtherVersions(this.models, row.id, key);
-      loading = this.artifacts.model(row).then(({ path, tokenizerPath }) =>
-        loadModel(path, {
-          tokenizerPath,
-          dataDir: this.config.dataDir,
-          device: this.config.device,
-          threads: this.config.threads,
-        }),
-      );
-      // A failed load is not cached, so fixing the files and retrying works without a restart.
-      loading.catch(() => this.models.delete(key));
-      this.models.set(key, loading);
-    }
-    return loading;
+  /** A lease on the model of a catalog row; release it when done. */
+  model(row: ModelRow): Promise<Lease<LoadedModel>> {
+    return this.resident.lease(this.keyOf('model', row), () => this.loadModel(row));
   }
 
-  encoder(dict: DictionaryRow): Promise<SaeEncoder> {
-    const key = artifactKey(dict);
-    let loading = this.encoders.get(key);
-    if (!loading) {
-      dropOtherVersions(this.encoders, dict.id, key);
-      loading = this.openEncoder(dict);
-      loading.catch(() => this.encoders.delete(key));
-      this.encoders.set(key, loading);
-    }
-    return loading;
+  /** A lease on a dictionary's encoder; release it when done. */
+  encoder(dict: DictionaryRow): Promise<Lease<SaeEncoder>> {
+    return this.resident.lease(this.keyOf('encoder', dict), () => this.openEncoder(dict));
+  }
+
+  withModel<R>(row: ModelRow, fn: (model: LoadedModel) => Promise<R> | R): Promise<R> {
+    return this.resident.use(this.keyOf('model', row), () => this.loadModel(row), fn);
+  }
+
+  withEncoder<R>(dict: DictionaryRow, fn: (encoder: SaeEncoder) => Promise<R> | R): Promise<R> {
+    return this.resident.use(this.keyOf('encoder', dict), () => this.openEncoder(dict), fn);
   }
 
   /** The local folder of a dictionary's encoder weights, fetched on first use. */
@@ -63,40 +64,41 @@ export class EngineRegistry {
     return this.artifacts.dictionary(dict);
   }
 
-  private async openEncoder(dict: DictionaryRow): Promise<SaeEncoder> {
+  /** The resident key of a row's current version; other versions of the same row are retired. */
+  private keyOf(kind: 'model' | 'encoder', row: ModelRow | DictionaryRow): string {
+    const key = `${kind}:${artifactKey(row)}`;
+    const prefix = `${kind}:${row.id}\0`;
+    this.resident.retire((k) => k !== key && k.startsWith(prefix));
+    return key;
+  }
+
+  private async loadModel(row: ModelRow): Promise<Loaded<LoadedModel>> {
+    const { path, tokenizerPath } = await this.artifacts.model(row);
+    const model = await loadModel(path, {
+      tokenizerPath,
+      dataDir: this.config.dataDir,
+      device: this.config.device,
+      threads: this.config.threads,
+    });
+    return { value: model, bytes: bytesOnDisk(path), close: () => model.close() };
+  }
+
+  private async openEncoder(dict: DictionaryRow): Promise<Loaded<SaeEncoder>> {
     const source = openSae(await this.weights(dict));
     try {
       const params = source.loadParams();
-      return await SaeEncoder.create(source.config, params, {
+      const encoder = await SaeEncoder.create(source.config, params, {
         session: { device: this.config.device, threads: this.config.threads },
       });
+      // onnxruntime holds the encoder and decoder matrices and the biases.
+      const { dIn, dSae } = source.config;
+      return { value: encoder, bytes: 4 * (2 * dIn * dSae + dSae + 2 * dIn), close: () => encoder.close() };
     } finally {
       source.close();
     }
   }
 
-  async close(): Promise<void> {
-    const models = [...this.models.values()];
-    const encoders = [...this.encoders.values()];
-    this.models.clear();
-    this.encoders.clear();
-    await Promise.allSettled([
-      ...models.map(async (m) => (await m).close()),
-      ...encoders.map(async (e) => (await e).close()),
-    ]);
-  }
-}
-
-/** Another version of the same row was loaded before: it is stale now, so it is dropped and closed. */
-function dropOtherVersions<T extends { close(): unknown }>(
-  map: Map<string, Promise<T>>,
-  id: string,
-  key: string,
-): void {
-  for (const [k, loading] of map) {
-    if (k !== key && k.startsWith(`${id}\0`)) {
-      map.delete(k);
-      loading.then((v) => v.close()).catch(() => undefined);
-    }
+  close(): Promise<void> {
+    return this.resident.close();
   }
 }

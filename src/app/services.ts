@@ -7,15 +7,20 @@ import type { Database } from '../db/client.js';
 import { createSession, type ExecutionProvider, type SessionSettings } from '../engine/runtime/session.js';
 import { node, serializeModel, valueInfo } from '../engine/onnx/proto.js';
 import { EngineRegistry } from './registry.js';
+import { ResidentSet } from './resident.js';
 import { EncodingService } from './encode.js';
+import { NearestService } from './nearest.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 
 export interface Services {
   version: string;
   executionProvider(): string;
+  /** Everything kept loaded (models, encoders, decoder matrices), bounded by ATLAS_MAX_RESIDENT_MB. */
+  resident: ResidentSet;
   registry: EngineRegistry;
   encoding: EncodingService;
+  nearest: NearestService;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
   /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
@@ -47,12 +52,15 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
 /** `database`: where a PostgreSQL catalog's model and dictionary files are fetched from (src/app/artifacts.ts). */
 export async function createServices(config: Config, database?: Database): Promise<Services> {
   const provider = await probeExecutionProvider(config);
-  const registry = new EngineRegistry(config, database);
+  const resident = new ResidentSet(config.maxResidentBytes, (line) => process.stderr.write(`atlas: ${line}\n`));
+  const registry = new EngineRegistry(config, database, resident);
   return {
     version: VERSION,
     executionProvider: () => provider,
+    resident,
     registry,
     encoding: new EncodingService(registry, config),
+    nearest: new NearestService(resident, config),
     hnswEfSearch: config.hnswEfSearch,
     maxInputChars: config.maxInputChars,
     requireKey: config.requireKey,

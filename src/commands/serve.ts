@@ -29,6 +29,7 @@ export function register(program: Command): void {
           deadlineMs: config.requestTimeoutMs,
           httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
           httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+          corsOrigins: config.corsOrigins,
         },
         { port: config.port, host: config.host },
       );

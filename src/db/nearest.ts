@@ -66,8 +66,13 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
     },
     { readOnly: true },
   );
+  return rankNeighbors(hits, req.k, req.exclude);
+}
+
+/** The k best hits by cosine (ties by dictionary, then index), without the excluded feature. */
+export function rankNeighbors(hits: Neighbor[], k: number, exclude?: NearestRequest['exclude']): Neighbor[] {
   return hits
-    .filter((h) => !(req.exclude && h.dictionaryId === req.exclude.dictionaryId && h.index === req.exclude.index))
+    .filter((h) => !(exclude && h.dictionaryId === exclude.dictionaryId && h.index === exclude.index))
     .sort((a, b) => b.cosine - a.cosine || a.dictionaryId.localeCompare(b.dictionaryId) || a.index - b.index)
-    .slice(0, req.k);
+    .slice(0, k);
 }

@@ -142,3 +142,19 @@ export class Batcher<I, O> {
       });
   }
 }
+
+/** What a set of batchers (one per model or dictionary) has run, and the requests waiting or running now. */
+export interface QueueStats extends BatchCounts {
+  depth: number;
+}
+
+export function queueStats(batchers: Iterable<{ counts: BatchCounts; depth: number }>): QueueStats {
+  const total: QueueStats = { runs: 0, requests: 0, largest: 0, depth: 0 };
+  for (const b of batchers) {
+    total.runs += b.counts.runs;
+    total.requests += b.counts.requests;
+    total.largest = Math.max(total.largest, b.counts.largest);
+    total.depth += b.depth;
+  }
+  return total;
+}

@@ -3,6 +3,7 @@ import type { Loaders } from '../app/loaders.js';
 import type { Auth } from '../app/auth.js';
 import type { Services } from '../app/services.js';
 import type { SkippedDictionary } from '../app/search.js';
+import type { SearchPlan } from '../app/nearest.js';
 
 /** What every resolver sees: the database, this request's loaders, and the server's services. */
 export interface Context {
@@ -13,4 +14,6 @@ export interface Context {
   auth: Auth;
   /** Dictionaries a search left out (files unavailable); the server reports them in the response's extensions. */
   skippedDictionaries: SkippedDictionary[];
+  /** How each dictionary of a nearestFeatures search was searched; reported in the response's extensions. */
+  searchPlans: SearchPlan[];
 }

@@ -670,7 +670,11 @@ export type Query = {
    * Features whose decoder directions are closest (cosine) to a feature's or to a raw vector.
    * Give exactly one of `index` (a feature of `dictionary`) or `vector` (dIn floats). `in` searches these
    * dictionaries instead (all must share the width); `scope: MODEL` searches every dictionary of the
-   * source dictionary's model that has its width. `exact` scans every row instead of the HNSW index.
+   * source dictionary's model that has its width. `exact` (or `recall` above what HNSW gives, 0.9) searches
+   * every row; `recall` (default 0.95) is the lowest acceptable recall@k. Each dictionary is searched by a
+   * batched matrix product over its decoder matrix (EXACT) when that fits the server's resident memory, else
+   * by the HNSW index (HNSW) or, for exact answers, a database scan (EXACT_SCAN); the response's
+   * `extensions.nearestSearch` lists the method per dictionary.
    */
   nearestFeatures: Maybe<Array<FeatureNeighbor>>;
   /** Any object with an id (Model, Dictionary, Feature, Explanation); null when none has it. */
@@ -884,6 +888,7 @@ export type QueryNearestFeaturesArgs = {
   in?: InputMaybe<Array<Scalars['ID']['input']>>;
   index?: InputMaybe<Scalars['Int']['input']>;
   k?: InputMaybe<Scalars['Int']['input']>;
+  recall?: InputMaybe<Scalars['Float']['input']>;
   scope?: InputMaybe<NeighborScope>;
   vector?: InputMaybe<Array<Scalars['Float']['input']>>;
 };
@@ -954,6 +959,30 @@ export type Reconstruction = {
   normalizedMse: Maybe<Scalars['Float']['output']>;
 };
 
+/** One loaded model, encoder or decoder matrix. */
+export type ResidentEntry = {
+  __typename?: 'ResidentEntry';
+  bytes: Scalars['Float']['output'];
+  /** `model:<id>@<version>`, `encoder:<dictionary>@<version>` or `decoders:<dictionary>…`. */
+  key: Scalars['String']['output'];
+  /** Requests using it now. */
+  leases: Scalars['Int']['output'];
+};
+
+/** Models, encoders and decoder matrices held in memory, least recently used evicted first. */
+export type ResidentMemory = {
+  __typename?: 'ResidentMemory';
+  /** Bytes held now (estimated from weight sizes); above maxBytes only while requests in flight hold more. */
+  bytes: Scalars['Float']['output'];
+  /** Loaded entries, most recently used first. */
+  entries: Array<ResidentEntry>;
+  evictions: Scalars['Float']['output'];
+  /** Requests that found their entry loaded, that had to load it, and entries evicted, since the start. */
+  hits: Scalars['Float']['output'];
+  maxBytes: Scalars['Float']['output'];
+  misses: Scalars['Float']['output'];
+};
+
 /** How a dictionary's encoder turns pre-activations into feature activations. */
 export type SaeArchitecture =
   /** A gate path decides which features fire, a magnitude path how much. */
@@ -977,6 +1006,8 @@ export type ServerInfo = {
   /** The onnxruntime execution provider models run on: `cpu` or `cuda`. */
   executionProvider: Scalars['String']['output'];
   pgvectorVersion: Maybe<Scalars['String']['output']>;
+  /** What this server process keeps loaded, bounded by ATLAS_MAX_RESIDENT_MB. */
+  resident: ResidentMemory;
   version: Scalars['String']['output'];
 };
 
@@ -1230,6 +1261,8 @@ export type ResolversTypes = {
   QuantileBand: ResolverTypeWrapper<QuantileBand>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Reconstruction: ResolverTypeWrapper<Reconstruction>;
+  ResidentEntry: ResolverTypeWrapper<ResidentEntry>;
+  ResidentMemory: ResolverTypeWrapper<ResidentMemory>;
   SaeArchitecture: SaeArchitecture;
   SaeFormat: SaeFormat;
   ServerInfo: ResolverTypeWrapper<ServerInfo>;
@@ -1303,6 +1336,8 @@ export type ResolversParentTypes = {
   QuantileBand: QuantileBand;
   Query: Record<PropertyKey, never>;
   Reconstruction: Reconstruction;
+  ResidentEntry: ResidentEntry;
+  ResidentMemory: ResidentMemory;
   ServerInfo: ServerInfo;
   SteeringInput: SteeringInput;
   String: Scalars['String']['output'];
@@ -1833,6 +1868,27 @@ export type ReconstructionResolvers<
   normalizedMse?: Resolver<Maybe<ResolversTypes['Float']>, ParentType, ContextType>;
 };
 
+export type ResidentEntryResolvers<
+  ContextType = Context,
+  ParentType extends ResolversParentTypes['ResidentEntry'] = ResolversParentTypes['ResidentEntry'],
+> = {
+  bytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  key?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  leases?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
+export type ResidentMemoryResolvers<
+  ContextType = Context,
+  ParentType extends ResolversParentTypes['ResidentMemory'] = ResolversParentTypes['ResidentMemory'],
+> = {
+  bytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  entries?: Resolver<Array<ResolversTypes['ResidentEntry']>, ParentType, ContextType>;
+  evictions?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  hits?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  maxBytes?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+  misses?: Resolver<ResolversTypes['Float'], ParentType, ContextType>;
+};
+
 export type ServerInfoResolvers<
   ContextType = Context,
   ParentType extends ResolversParentTypes['ServerInfo'] = ResolversParentTypes['ServerInfo'],
@@ -1840,6 +1896,7 @@ export type ServerInfoResolvers<
   database?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   executionProvider?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   pgvectorVersion?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  resident?: Resolver<ResolversTypes['ResidentMemory'], ParentType, ContextType>;
   version?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 };
 
@@ -1937,6 +1994,8 @@ export type Resolvers<ContextType = Context> = {
   QuantileBand?: QuantileBandResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Reconstruction?: ReconstructionResolvers<ContextType>;
+  ResidentEntry?: ResidentEntryResolvers<ContextType>;
+  ResidentMemory?: ResidentMemoryResolvers<ContextType>;
   ServerInfo?: ServerInfoResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
   Token?: TokenResolvers<ContextType>;

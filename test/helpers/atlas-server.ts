@@ -95,6 +95,7 @@ export async function serveTestAtlas(
       deadlineMs: config.requestTimeoutMs,
       httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
       httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+      corsOrigins: config.corsOrigins,
       log: () => undefined,
     },
     { port: 0, host: '127.0.0.1' },

@@ -11,10 +11,16 @@ import * as ort from 'onnxruntime-node';
 import { node, serializeModel, valueInfo, int64Tensor } from '../onnx/proto.js';
 import { createSession, type SessionSettings } from '../runtime/session.js';
 
-/** Scales each row of an [n, d] row-major matrix to unit Euclidean norm (zero rows stay zero). */
-export function unitRows(rows: Float32Array, d: number): Float32Array {
+/**
+ * Scales each row of an [n, d] row-major matrix to unit Euclidean norm (zero rows stay zero), into
+ * `out` (a new array by default; pass `rows` itself to scale in place).
+ */
+export function unitRows(
+  rows: Float32Array,
+  d: number,
+  out: Float32Array = new Float32Array(rows.length),
+): Float32Array {
   const n = rows.length / d;
-  const out = new Float32Array(rows.length);
   for (let i = 0; i < n; i++) {
     let sq = 0;
     for (let j = 0; j < d; j++) sq += rows[i * d + j] * rows[i * d + j];
