@@ -20,6 +20,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { upsertModel } from '../src/db/catalog.js';
 import { createHnswIndex } from '../src/db/vector-index.js';
+import { copyDecoders } from '../src/db/features.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { startServer, type RunningServer } from '../src/server.js';
@@ -281,15 +282,7 @@ function normalizeRows(a: Float32Array): Float32Array {
   return a;
 }
 
-/** Decimal strings of -1..1 in steps of 1e-4: formatting 77M floats one by one would dominate the run. */
-const STEPS = 10_000;
-const DECIMALS = Array.from({ length: 2 * STEPS + 1 }, (_, i) => String((i - STEPS) / STEPS));
-
-/**
- * Loads a synthetic dictionary as writeDictionary does (hidden until its index exists) but with
- * components rounded to 1e-4, which keeps the COPY text small and quick to make; cosines move by
- * well under 1e-3.
- */
+/** Loads a synthetic dictionary as writeDictionary does (hidden until its index exists). */
 async function loadSynthetic(
   database: Database,
   id: string,
@@ -301,19 +294,7 @@ async function loadSynthetic(
      VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', $2, $3, 'standard', 'saelens', 'importing')`,
     [id, D, FEATURES],
   );
-  let next = 0;
-  function* lines(): Generator<string> {
-    const parts = new Array<string>(D);
-    for (const block of blocks) {
-      let chunk = '';
-      for (let r = 0; r < block.length / D; r++) {
-        for (let j = 0; j < D; j++) parts[j] = DECIMALS[Math.round(block[r * D + j] * STEPS) + STEPS];
-        chunk += `${id}\t${next++}\t[${parts.join(',')}]\t1\n`;
-      }
-      yield chunk;
-    }
-  }
-  await database.copyIn('features', ['dictionary_id', 'idx', 'decoder', 'decoder_norm'], lines());
+  await copyDecoders(database, id, D, blocks);
   const t1 = performance.now();
   await createHnswIndex(database, id, D);
   await database.query(`UPDATE dictionaries SET state = 'ready' WHERE id = $1`, [id]);
