@@ -30,7 +30,7 @@ import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import { arg } from './util.js';
+import { arg, clusteredBlocks, normalizeRows } from './util.js';
 
 const SECONDS = Number(arg('seconds', '5'));
 const FEATURES = Number(arg('features', '100000'));
@@ -238,48 +238,14 @@ async function encodeBench(): Promise<void> {
   }
 }
 
-/**
- * Unit rows around `clusters` random centres (as test/helpers/rng.ts clusteredRows), made block by
- * block; the centres come from `centreSeed` and the scatter from `seed`, so queries can share the
- * clusters of the rows without repeating them.
- */
-function* clusteredBlocks(
-  centreSeed: number,
-  seed: number,
-  n: number,
-  block: number,
-  clusters = 12,
-  spread = 0.6,
-): Generator<Float32Array> {
-  const centreRand = rng(centreSeed);
-  const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: D }, () => normal(centreRand)));
-  const rand = rng(seed);
-  for (let start = 0; start < n; start += block) {
-    const rows = Math.min(block, n - start);
-    const out = new Float32Array(rows * D);
-    for (let i = 0; i < rows; i++) {
-      const c = centres[Math.floor(rand() * clusters)];
-      for (let j = 0; j < D; j++) out[i * D + j] = c[j] + spread * normal(rand);
-    }
-    yield normalizeRows(out);
-  }
-}
-
 function* randomBlocks(seed: number, n: number, block: number): Generator<Float32Array> {
   const rand = rng(seed);
   for (let start = 0; start < n; start += block) {
-    yield normalizeRows(Float32Array.from({ length: Math.min(block, n - start) * D }, () => normal(rand)));
+    yield normalizeRows(
+      Float32Array.from({ length: Math.min(block, n - start) * D }, () => normal(rand)),
+      D,
+    );
   }
-}
-
-function normalizeRows(a: Float32Array): Float32Array {
-  for (let i = 0; i < a.length; i += D) {
-    let sq = 0;
-    for (let j = 0; j < D; j++) sq += a[i + j] ** 2;
-    const inv = 1 / Math.sqrt(sq);
-    for (let j = 0; j < D; j++) a[i + j] *= inv;
-  }
-  return a;
 }
 
 /** Loads a synthetic dictionary as writeDictionary does (hidden until its index exists). */
@@ -350,8 +316,8 @@ async function nearestBench(): Promise<void> {
       {
         id: 'bench-clustered',
         name: 'clustered (decoder-like)',
-        rows: () => clusteredBlocks(11, 12, FEATURES, 2000),
-        queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES),
+        rows: () => clusteredBlocks(D, 11, 12, FEATURES, 2000),
+        queries: () => clusteredBlocks(D, 11, 13, QUERIES, QUERIES),
       },
       {
         id: 'bench-random',
