@@ -262,7 +262,7 @@ async function loadSynthetic(
   );
   await copyDecoders(database, id, D, blocks);
   const t1 = performance.now();
-  await createHnswIndex(database, id, D);
+  await createHnswIndex(database, id, D, FEATURES);
   await database.query(`UPDATE dictionaries SET state = 'ready' WHERE id = $1`, [id]);
   return { copy: (t1 - t0) / 1000, index: (performance.now() - t1) / 1000 };
 }

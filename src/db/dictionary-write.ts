@@ -71,7 +71,7 @@ export async function writeDictionary(
       );
     }
     opts.onIndexing?.();
-    await createHnswIndex(database, dict.id, dict.dIn);
+    await createHnswIndex(database, dict.id, dict.dIn, dict.dSae);
     faultPoint('import:indexed');
     const [row] = await database.db
       .update(dictionaries)
