@@ -15,7 +15,8 @@ const MIGRATION = readdirSync(MIGRATIONS_DIR).find((f) => f.endsWith('_packed_ex
 
 async function seedDictionary(q: (sql: string) => Promise<unknown>): Promise<void> {
   await q(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length, prepend_bos,
-    hook_points, source_path, source_format) VALUES ('m', 'm', 'gpt2', 2, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
+    hook_points, source_path, source_format)
+    VALUES ('m', 'm', 'gpt2', 2, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
   await q(`INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state,
     prepend_bos) VALUES ('d', 'm', 'd', 'h', 2, 2, 'standard', 'saelens', 'ready', false)`);
   await q(`INSERT INTO features (dictionary_id, idx, decoder, decoder_norm) VALUES ('d', 0, '[1,0]', 1), ('d', 1,
