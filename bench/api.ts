@@ -18,7 +18,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
-import { upsertModel } from '../src/db/catalog.js';
 import { createHnswIndex } from '../src/db/vector-index.js';
 import { copyDecoders } from '../src/db/features.js';
 import { registerModel } from '../src/app/register-model.js';
@@ -30,7 +29,7 @@ import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import { arg, clusteredBlocks, normalizeRows } from './util.js';
+import { arg, clusteredBlocks, normalizeRows, syntheticModel } from './util.js';
 
 const SECONDS = Number(arg('seconds', '5'));
 const FEATURES = Number(arg('features', '100000'));
@@ -298,20 +297,7 @@ async function nearestBench(): Promise<void> {
       `\nnearestFeatures: ${FEATURES} features x ${D} dims per dictionary on ${database.kind}, ${QUERIES} queries ` +
         `each, k = 10`,
     );
-    await upsertModel(database, {
-      id: 'bench-768',
-      name: 'synthetic 768-d',
-      architecture: 'gpt2',
-      dModel: D,
-      nLayers: 1,
-      vocabSize: 1,
-      contextLength: 1,
-      prependBos: false,
-      hookPoints: ['blocks.0.hook_resid_post'],
-      sourcePath: '/nonexistent',
-      sourceFormat: 'huggingface',
-      tokenizerPath: null,
-    });
+    await syntheticModel(database, 'bench-768', 'synthetic 768-d', D);
     const sets = [
       {
         id: 'bench-clustered',

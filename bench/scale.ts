@@ -21,12 +21,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
-import { upsertModel } from '../src/db/catalog.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { nearestFeatures } from '../src/db/nearest.js';
 import { getFeatures, pageFeatures } from '../src/db/features.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { arg, clusteredBlocks, flag } from './util.js';
+import { arg, clusteredBlocks, flag, syntheticModel } from './util.js';
 
 const QUERIES = Number(arg('queries', '50'));
 const BLOCK = 1024;
@@ -69,20 +68,7 @@ async function one(n: number, d: number): Promise<Result> {
     'skip' in pgdb ? { dataDir: dir } : { databaseUrl: pgdb.url, dataDir: dir },
   );
   try {
-    await upsertModel(database, {
-      id: 'scale',
-      name: 'synthetic',
-      architecture: 'gpt2',
-      dModel: d,
-      nLayers: 1,
-      vocabSize: 1,
-      contextLength: 1,
-      prependBos: false,
-      hookPoints: ['blocks.0.hook_resid_post'],
-      sourcePath: '/nonexistent',
-      sourceFormat: 'huggingface',
-      tokenizerPath: null,
-    });
+    await syntheticModel(database, 'scale', 'synthetic', d);
     // Densities give the DENSITY ordering something to sort.
     const density = Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000003) / 1000003);
     // Making the synthetic rows is not the importer's cost: its time is taken out of the COPY's.

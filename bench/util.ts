@@ -1,6 +1,8 @@
 /** What the benchmarks share: their --name value options and random weights for timing runs. */
 import { parseArgs } from 'node:util';
 import { normal, rng } from '../test/helpers/rng.js';
+import type { Database } from '../src/db/client.js';
+import { upsertModel } from '../src/db/catalog.js';
 
 /** The value of `--name VALUE` (or `--name=VALUE`) on the command line, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -67,4 +69,22 @@ export function* clusteredBlocks(
     }
     yield normalizeRows(out, d);
   }
+}
+
+/** A model row of width d with one hook (blocks.0.hook_resid_post) and no files, for synthetic dictionaries. */
+export async function syntheticModel(database: Database, id: string, name: string, d: number): Promise<void> {
+  await upsertModel(database, {
+    id,
+    name,
+    architecture: 'gpt2',
+    dModel: d,
+    nLayers: 1,
+    vocabSize: 1,
+    contextLength: 1,
+    prependBos: false,
+    hookPoints: ['blocks.0.hook_resid_post'],
+    sourcePath: '/nonexistent',
+    sourceFormat: 'huggingface',
+    tokenizerPath: null,
+  });
 }
