@@ -22,8 +22,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
-import { upsertModel } from '../src/db/catalog.js';
 import { createHnswIndex } from '../src/db/vector-index.js';
+import { copyDecoders } from '../src/db/features.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { startServer, type RunningServer } from '../src/server.js';
@@ -33,7 +33,7 @@ import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import { arg } from './util.js';
+import { arg, clusteredBlocks, normalizeRows, syntheticModel } from './util.js';
 
 const SECONDS = Number(arg('seconds', '5'));
 const SIZES = arg('features', '16384,65536').split(',').map(Number);
@@ -248,59 +248,17 @@ async function encodeBench(): Promise<void> {
   }
 }
 
-/**
- * Unit rows around `clusters` random centres (as test/helpers/rng.ts clusteredRows), made block by
- * block; the centres come from `centreSeed` and the scatter from `seed`, so queries can share the
- * clusters of the rows without repeating them.
- */
-function* clusteredBlocks(
-  centreSeed: number,
-  seed: number,
-  n: number,
-  block: number,
-  clusters = 12,
-  spread = 0.6,
-): Generator<Float32Array> {
-  const centreRand = rng(centreSeed);
-  const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: D }, () => normal(centreRand)));
-  const rand = rng(seed);
-  for (let start = 0; start < n; start += block) {
-    const rows = Math.min(block, n - start);
-    const out = new Float32Array(rows * D);
-    for (let i = 0; i < rows; i++) {
-      const c = centres[Math.floor(rand() * clusters)];
-      for (let j = 0; j < D; j++) out[i * D + j] = c[j] + spread * normal(rand);
-    }
-    yield normalizeRows(out);
-  }
-}
-
 function* randomBlocks(seed: number, n: number, block: number): Generator<Float32Array> {
   const rand = rng(seed);
   for (let start = 0; start < n; start += block) {
-    yield normalizeRows(Float32Array.from({ length: Math.min(block, n - start) * D }, () => normal(rand)));
+    yield normalizeRows(
+      Float32Array.from({ length: Math.min(block, n - start) * D }, () => normal(rand)),
+      D,
+    );
   }
 }
 
-function normalizeRows(a: Float32Array): Float32Array {
-  for (let i = 0; i < a.length; i += D) {
-    let sq = 0;
-    for (let j = 0; j < D; j++) sq += a[i + j] ** 2;
-    const inv = 1 / Math.sqrt(sq);
-    for (let j = 0; j < D; j++) a[i + j] *= inv;
-  }
-  return a;
-}
-
-/** Decimal strings of -1..1 in steps of 1e-4: formatting 77M floats one by one would dominate the run. */
-const STEPS = 10_000;
-const DECIMALS = Array.from({ length: 2 * STEPS + 1 }, (_, i) => String((i - STEPS) / STEPS));
-
-/**
- * Loads a synthetic dictionary as writeDictionary does (hidden until its index exists) but with
- * components rounded to 1e-4, which keeps the COPY text small and quick to make; cosines move by
- * well under 1e-3.
- */
+/** Loads a synthetic dictionary as writeDictionary does (hidden until its index exists). */
 async function loadSynthetic(
   database: Database,
   id: string,
@@ -314,21 +272,9 @@ async function loadSynthetic(
      VALUES ($1, 'bench-768', $1, 'blocks.0.hook_resid_post', false, $2, $3, 'standard', 'saelens', 'importing')`,
     [id, D, features],
   );
-  let next = 0;
-  function* lines(): Generator<string> {
-    const parts = new Array<string>(D);
-    for (const block of blocks) {
-      let chunk = '';
-      for (let r = 0; r < block.length / D; r++) {
-        for (let j = 0; j < D; j++) parts[j] = DECIMALS[Math.round(block[r * D + j] * STEPS) + STEPS];
-        chunk += `${id}\t${next++}\t[${parts.join(',')}]\t1\n`;
-      }
-      yield chunk;
-    }
-  }
-  await database.copyIn('features', ['dictionary_id', 'idx', 'decoder', 'decoder_norm'], lines());
+  await copyDecoders(database, id, D, blocks);
   const t1 = performance.now();
-  await createHnswIndex(database, id, D);
+  await createHnswIndex(database, id, D, features);
   await database.query(`UPDATE dictionaries SET state = 'ready' WHERE id = $1`, [id]);
   return { copy: (t1 - t0) / 1000, index: (performance.now() - t1) / 1000 };
 }
@@ -361,27 +307,14 @@ async function nearestBench(): Promise<void> {
   const servers: Server[] = [];
   try {
     console.log(`\nnearestFeatures: 768-d dictionaries on ${database.kind}, ${QUERIES} queries each, k = 10`);
-    await upsertModel(database, {
-      id: 'bench-768',
-      name: 'synthetic 768-d',
-      architecture: 'gpt2',
-      dModel: D,
-      nLayers: 1,
-      vocabSize: 1,
-      contextLength: 1,
-      prependBos: false,
-      hookPoints: ['blocks.0.hook_resid_post'],
-      sourcePath: '/nonexistent',
-      sourceFormat: 'huggingface',
-      tokenizerPath: null,
-    });
+    await syntheticModel(database, 'bench-768', 'synthetic 768-d', D);
     const sets = SIZES.flatMap((n) => [
       {
         id: `bench-clustered-${n}`,
         n,
         name: 'clustered (decoder-like)',
-        rows: () => clusteredBlocks(11, 12, n, 2000),
-        queries: () => clusteredBlocks(11, 13, QUERIES, QUERIES),
+        rows: () => clusteredBlocks(D, 11, 12, n, 2000),
+        queries: () => clusteredBlocks(D, 11, 13, QUERIES, QUERIES),
       },
       {
         id: `bench-random-${n}`,

@@ -1,6 +1,9 @@
 /** What the benchmarks share: their --name value options and random weights for timing runs. */
 import { parseArgs } from 'node:util';
 import type { SaeArchitecture, SaeConfig } from '../src/engine/sae/types.js';
+import { normal, rng } from '../test/helpers/rng.js';
+import type { Database } from '../src/db/client.js';
+import { upsertModel } from '../src/db/catalog.js';
 
 /** The value of `--name VALUE` (or `--name=VALUE`) on the command line, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -52,4 +55,61 @@ export function benchSaeConfig(
     dtype: 'float32',
     extra: {},
   };
+}
+
+/** Scales each row of `a` ([n, d] row-major) to unit length, in place. */
+export function normalizeRows(a: Float32Array, d: number): Float32Array {
+  for (let i = 0; i < a.length; i += d) {
+    let sq = 0;
+    for (let j = 0; j < d; j++) sq += a[i + j] ** 2;
+    const inv = 1 / Math.sqrt(sq);
+    for (let j = 0; j < d; j++) a[i + j] *= inv;
+  }
+  return a;
+}
+
+/**
+ * Decoder-like rows: unit rows of width d around `clusters` random centres (as test/helpers/rng.ts
+ * clusteredRows), made block by block; the centres come from `centreSeed` and the scatter from `seed`,
+ * so queries can share the clusters of the rows without repeating them.
+ */
+export function* clusteredBlocks(
+  d: number,
+  centreSeed: number,
+  seed: number,
+  n: number,
+  block: number,
+  clusters = 12,
+  spread = 0.6,
+): Generator<Float32Array> {
+  const centreRand = rng(centreSeed);
+  const centres = Array.from({ length: clusters }, () => Float32Array.from({ length: d }, () => normal(centreRand)));
+  const rand = rng(seed);
+  for (let start = 0; start < n; start += block) {
+    const rows = Math.min(block, n - start);
+    const out = new Float32Array(rows * d);
+    for (let i = 0; i < rows; i++) {
+      const c = centres[Math.floor(rand() * clusters)];
+      for (let j = 0; j < d; j++) out[i * d + j] = c[j] + spread * normal(rand);
+    }
+    yield normalizeRows(out, d);
+  }
+}
+
+/** A model row of width d with one hook (blocks.0.hook_resid_post) and no files, for synthetic dictionaries. */
+export async function syntheticModel(database: Database, id: string, name: string, d: number): Promise<void> {
+  await upsertModel(database, {
+    id,
+    name,
+    architecture: 'gpt2',
+    dModel: d,
+    nLayers: 1,
+    vocabSize: 1,
+    contextLength: 1,
+    prependBos: false,
+    hookPoints: ['blocks.0.hook_resid_post'],
+    sourcePath: '/nonexistent',
+    sourceFormat: 'huggingface',
+    tokenizerPath: null,
+  });
 }

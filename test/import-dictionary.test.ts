@@ -318,7 +318,7 @@ for (const backend of BACKENDS) {
       assert.equal(await snapshot(db), before);
       await db.query(`INSERT INTO activation_examples (dictionary_id, feature_idx, kind, rank, tokens, token_ids,
       "values", max_value, max_position)
-        VALUES ('dup', 0, 'top', 0, '["a"]', '[1]', '[1]', 1, 0)`);
+        VALUES ('dup', 0, 'top', 0, '["a"]', '{1}', '{1}', 1, 0)`);
       await db.query(
         `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight) VALUES ('dup', ` +
           `0, 'positive', 0, 1, 'a', 1)`,

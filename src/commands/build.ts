@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import { withDatabase } from '../app/database.js';
 import { AtlasError, isAtlasError } from '../errors.js';
 import { integerOption } from '../config.js';
 import { EngineRegistry } from '../app/registry.js';
 import { buildDashboards, type BuildProgress } from '../app/build-dashboards.js';
 import { mapWithProgress } from './map.js';
+import { startProgress } from './progress.js';
 
 const PHASES: Record<BuildProgress['phase'], string> = {
   compare: 'matching decoders of families',
@@ -63,17 +63,7 @@ export function register(program: Command): void {
             abort.abort();
           };
           process.on('SIGINT', onSigint);
-          const bar = new cliProgress.SingleBar(
-            {
-              format: 'build {bar} {percentage}% | {tokens} tokens | {rate} tok/s | ETA {eta_formatted} | {phase}',
-              stream: process.stderr,
-              hideCursor: true,
-              etaBuffer: 50,
-            },
-            cliProgress.Presets.shades_classic,
-          );
-          const started = Date.now();
-          bar.start(1000, 0, { tokens: 0, rate: 0, phase: PHASES.corpus });
+          const progress = startProgress('build', 'tokens');
           try {
             const result = await buildDashboards(database, registry, {
               dictionaryIds: ids,
@@ -84,14 +74,9 @@ export function register(program: Command): void {
               batch: opts.batch,
               signal: abort.signal,
               session: { device: config.device, threads: config.threads },
-              onProgress: (p) =>
-                bar.update(Math.round(p.fraction * 1000), {
-                  tokens: p.tokens,
-                  rate: Math.round(p.tokens / Math.max((Date.now() - started) / 1000, 1e-3)),
-                  phase: PHASES[p.phase],
-                }),
+              onProgress: (p) => progress.update(p.tokens, p.fraction, PHASES[p.phase]),
             });
-            bar.stop();
+            progress.stop();
             for (const d of result.dictionaries) {
               const s = d.stats;
               console.log(
@@ -115,7 +100,7 @@ export function register(program: Command): void {
               }
             }
           } catch (e) {
-            bar.stop();
+            progress.stop();
             if (abort.signal.aborted) {
               process.stderr.write(
                 'atlas: build interrupted; nothing was published and the previous dashboards are intact.\n',

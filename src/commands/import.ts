@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import { withDatabase } from '../app/database.js';
 import { importDictionary } from '../app/import-dictionary.js';
+import { startProgress, type Progress } from './progress.js';
 
 export function register(program: Command): void {
   program
@@ -25,15 +25,9 @@ export function register(program: Command): void {
         opts: { model: string; id?: string; hook?: string; hookOut?: string; replace?: boolean },
       ) => {
         await withDatabase(async (database, config) => {
-          const bar = new cliProgress.SingleBar(
-            {
-              format: 'features {bar} {percentage}% | {value}/{total} | {rate}/s | ETA {eta_formatted}',
-              stream: process.stderr,
-              hideCursor: true,
-            },
-            cliProgress.Presets.shades_classic,
-          );
           const started = Date.now();
+          let progress: Progress | null = null;
+          let total = 0;
           let done = 0;
           const row = await importDictionary(database, {
             path: resolve(path),
@@ -44,17 +38,21 @@ export function register(program: Command): void {
             replace: opts.replace,
             dataDir: config.dataDir,
             progress: {
-              start: (total) => bar.start(total, 0, { rate: 0 }),
+              start: (n) => {
+                total = n;
+                progress = startProgress('import', 'features');
+              },
               rows: (n) => {
                 done += n;
-                bar.update(done, { rate: Math.round(done / Math.max((Date.now() - started) / 1000, 1e-3)) });
+                progress?.update(done, done / total);
               },
               indexing: () => {
-                bar.stop();
-                process.stderr.write('building the HNSW index…\n');
+                progress?.note('building the HNSW index…');
+                progress?.stop();
+                progress = null;
               },
             },
-          }).finally(() => bar.stop());
+          }).finally(() => progress?.stop());
           const seconds = (Date.now() - started) / 1000;
           console.log(
             `Imported ${row.id}: ${row.architecture}, ${row.dSae} features × ${row.dIn} at ` +

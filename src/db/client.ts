@@ -21,11 +21,68 @@ import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { AtlasError } from '../errors.js';
 import * as schema from './schema.js';
+import { COPY_HEADER, COPY_TRAILER } from './copy.js';
 
 export type Schema = typeof schema;
 export type Drizzle = PgDatabase<PgQueryResultHKT, Schema>;
 
 export type Query = <T = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<T[]>;
+
+/** `COPY table (columns) FROM STDIN WITH (FORMAT binary)` fed with `tuples` (binaryTuples' chunks). */
+export type CopyIn = (
+  table: string,
+  columns: string[],
+  tuples: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+) => Promise<void>;
+
+const copySql = (table: string, columns: string[], source: string) =>
+  `COPY ${table} (${columns.join(', ')}) FROM ${source} WITH (FORMAT binary)`;
+
+/** PostgreSQL: the stream goes through pg-copy-streams on one client, honouring back-pressure. */
+async function copyOnClient(client: pg.PoolClient, ...[table, columns, tuples]: Parameters<CopyIn>): Promise<void> {
+  const { from } = await import('pg-copy-streams');
+  const sink = client.query(from(copySql(table, columns, 'STDIN')));
+  const done = new Promise<void>((resolve, reject) => {
+    sink.on('finish', resolve);
+    sink.on('error', reject);
+  });
+  const write = async (chunk: Uint8Array) => {
+    if (!sink.write(chunk)) await Promise.race([new Promise((r) => sink.once('drain', r)), done]);
+  };
+  try {
+    await write(COPY_HEADER);
+    for await (const chunk of tuples) await write(chunk);
+    await write(COPY_TRAILER);
+  } catch (e) {
+    // A failing producer must not leave the connection inside COPY: abort it server-side.
+    sink.destroy(e as Error);
+    await done.catch(() => undefined);
+    throw e;
+  }
+  sink.end();
+  await done;
+}
+
+/** PGlite copies from an in-memory blob, so the tuples go in blobs of a few MB to keep memory flat. */
+async function copyOnPglite(
+  run: (sql: string, blob: Blob) => Promise<unknown>,
+  ...[table, columns, tuples]: Parameters<CopyIn>
+): Promise<void> {
+  const sql = copySql(table, columns, "'/dev/blob'");
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  const flush = async () => {
+    await run(sql, new Blob([COPY_HEADER, ...parts, COPY_TRAILER]));
+    parts = [];
+    size = 0;
+  };
+  for await (const chunk of tuples) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size > PGLITE_COPY_CHUNK) await flush();
+  }
+  if (size > 0) await flush();
+}
 
 export interface Database {
   kind: 'pglite' | 'postgres';
@@ -40,9 +97,9 @@ export interface Database {
    * Runs fn on one connection inside a transaction (SET LOCAL and multi-statement atomicity).
    * readOnly: a transaction that only reads, retried once when its connection is lost.
    */
-  transaction<T>(fn: (query: Query) => Promise<T>, opts?: { readOnly?: boolean }): Promise<T>;
-  /** Bulk-loads rows with COPY FROM STDIN (text format, tab-separated, already escaped). */
-  copyIn(table: string, columns: string[], lines: AsyncIterable<string> | Iterable<string>): Promise<void>;
+  transaction<T>(fn: (query: Query, copy: CopyIn) => Promise<T>, opts?: { readOnly?: boolean }): Promise<T>;
+  /** Bulk-loads rows with binary COPY (src/db/copy.ts makes the stream) on a connection of its own. */
+  copyIn: CopyIn;
   /**
    * The same database for one request: once `signal` aborts (the request ended, failed or ran out of
    * time) no new statement starts, and on PostgreSQL a running query() or transaction() statement is
@@ -221,10 +278,13 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
         withClient(signal, async (client) => {
           try {
             await client.query(opts?.readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
-            const result = await fn(async (text, params = []) => {
-              signal?.throwIfAborted();
-              return (await client.query(text, params)).rows;
-            });
+            const result = await fn(
+              async (text, params = []) => {
+                signal?.throwIfAborted();
+                return (await client.query(text, params)).rows;
+              },
+              (...args) => copyOnClient(client, ...args),
+            );
             await client.query('COMMIT');
             return result;
           } catch (e) {
@@ -234,22 +294,8 @@ async function openPostgres(url: string, statementTimeoutMs: number): Promise<Da
         }),
       );
     },
-    copyIn(table, columns, lines) {
-      return onceMore(false, async () => {
-        const { from } = await import('pg-copy-streams');
-        await withClient(undefined, async (client) => {
-          const stream = client.query(from(`COPY ${table} (${columns.join(', ')}) FROM STDIN`));
-          const done = new Promise<void>((resolve, reject) => {
-            stream.on('finish', resolve);
-            stream.on('error', reject);
-          });
-          for await (const line of lines) {
-            if (!stream.write(line)) await Promise.race([new Promise((r) => stream.once('drain', r)), done]);
-          }
-          stream.end();
-          await done;
-        });
-      });
+    copyIn(table, columns, tuples) {
+      return onceMore(false, () => withClient(undefined, (client) => copyOnClient(client, table, columns, tuples)));
     },
     async migrate() {
       const client = await pool.connect();
@@ -378,28 +424,17 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
     async transaction(fn) {
       signal?.throwIfAborted();
       return client.transaction((tx) =>
-        fn(async (text, params = []) => {
-          signal?.throwIfAborted();
-          return (await tx.query(text, params)).rows as never;
-        }),
+        fn(
+          async (text, params = []) => {
+            signal?.throwIfAborted();
+            return (await tx.query(text, params)).rows as never;
+          },
+          (...args) => copyOnPglite((sql, blob) => tx.query(sql, [], { blob }), ...args),
+        ),
       );
     },
-    async copyIn(table, columns, lines) {
-      // PGlite copies from an in-memory blob, so flush every few MB to keep memory flat.
-      const copy = (parts: string[]) =>
-        client.query(`COPY ${table} (${columns.join(', ')}) FROM '/dev/blob'`, [], { blob: new Blob(parts) });
-      let parts: string[] = [];
-      let size = 0;
-      for await (const line of lines) {
-        parts.push(line);
-        size += line.length;
-        if (size > PGLITE_COPY_CHUNK) {
-          await copy(parts);
-          parts = [];
-          size = 0;
-        }
-      }
-      if (parts.length) await copy(parts);
+    copyIn(table, columns, tuples) {
+      return copyOnPglite((sql, blob) => client.query(sql, [], { blob }), table, columns, tuples);
     },
     async migrate() {
       try {

@@ -6,30 +6,17 @@
  * columns and automatic labels, the dictionary's activation examples and logit tokens (old rows
  * deleted, new ones inserted) and dictionaries.stats. Readers see the previous dashboards or the new
  * ones, never a mix, and an interrupted or failed publish leaves the previous ones intact. Labels a
- * person or tool set (label_source other than 'auto') are never overwritten. Rows travel as one
- * JSON parameter per chunk (jsonb_to_recordset), which both backends accept alike.
+ * person or tool set (label_source other than 'auto') are never overwritten. Rows travel by binary
+ * COPY inside the transaction (src/db/copy.ts), which both backends accept alike; per-token values
+ * and token ids are stored as packed float4[]/int4[] (4 bytes a value, no JSON on either side).
  */
-import type { Database, Query } from './client.js';
+import type { CopyIn, Database, Query } from './client.js';
+import { binaryTuples } from './copy.js';
 import { faultPoint } from '../faults.js';
 import type { DictionaryStats } from './schema.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
 import { groupBy } from '../group-by.js';
 import { replaceCoActivations, type CoActivationSet } from './co-activations.js';
-
-const CHUNK = 2000;
-
-/**
- * The shortest decimal that reads back as the same float32, as PostgreSQL prints `real` columns,
- * so per-token values in jsonb equal max_value and max_activation digit for digit.
- */
-export function shortestF32(v: number): number {
-  const f = Math.fround(v);
-  for (let p = 1; p < 9; p++) {
-    const s = Number(f.toPrecision(p));
-    if (Math.fround(s) === f) return s;
-  }
-  return f;
-}
 
 export interface FeatureStatsRow {
   idx: number;
@@ -47,8 +34,9 @@ export interface ExampleRow {
   band: number | null;
   rank: number;
   tokens: string[];
-  tokenIds: number[];
-  values: number[];
+  tokenIds: ArrayLike<number>;
+  /** Stored as float4, so the values read back are the float32 roundings of these. */
+  values: ArrayLike<number>;
   maxValue: number;
   maxPosition: number;
 }
@@ -71,94 +59,77 @@ export interface DictionaryDashboard {
   logits: Iterable<LogitRow>;
 }
 
-async function inChunks<T>(rows: Iterable<T>, write: (chunk: T[]) => Promise<unknown>): Promise<void> {
-  let chunk: T[] = [];
-  for (const r of rows) {
-    chunk.push(r);
-    if (chunk.length >= CHUNK) {
-      await write(chunk);
-      chunk = [];
-    }
-  }
-  if (chunk.length) await write(chunk);
-}
-
-async function publishOne(q: Query, d: DictionaryDashboard): Promise<void> {
-  await inChunks(d.features, (chunk) =>
-    q(
-      `UPDATE features f SET density = u.density, max_activation = u.max, mean_activation = u.mean, histogram =
-        u.histogram,
+async function publishOne(q: Query, copy: CopyIn, d: DictionaryDashboard): Promise<void> {
+  const id = d.dictionaryId;
+  // Statistics: copied into a scratch table, then one UPDATE that keeps labels a person set.
+  await q(
+    'CREATE TEMPORARY TABLE feature_stats_in (idx int, density real, max real, mean real, histogram jsonb, label ' +
+      'text) ON COMMIT DROP',
+  );
+  await copy(
+    'feature_stats_in',
+    ['idx', 'density', 'max', 'mean', 'histogram', 'label'],
+    binaryTuples(d.features, (out, r) =>
+      out
+        .row(6)
+        .int4(r.idx)
+        .float4(r.density)
+        .float4(r.maxActivation)
+        .float4(r.meanActivation)
+        .jsonb(r.histogram)
+        .text(r.label),
+    ),
+  );
+  await q(
+    `UPDATE features f SET density = u.density, max_activation = u.max, mean_activation = u.mean,
+       histogram = u.histogram,
        label = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN u.label ELSE f.label END,
        label_source = CASE WHEN f.label IS NULL OR f.label_source = 'auto' THEN CASE WHEN u.label IS NULL THEN NULL
        ELSE 'auto' END ELSE f.label_source END
-     FROM jsonb_to_recordset($2::jsonb) AS u(idx int, density real, max real, mean real, histogram jsonb, label text)
-     WHERE f.dictionary_id = $1 AND f.idx = u.idx`,
-      [
-        d.dictionaryId,
-        JSON.stringify(
-          chunk.map((r) => ({
-            idx: r.idx,
-            density: r.density,
-            max: r.maxActivation,
-            mean: r.meanActivation,
-            histogram: r.histogram,
-            label: r.label,
-          })),
-        ),
-      ],
-    ),
+     FROM feature_stats_in u WHERE f.dictionary_id = $1 AND f.idx = u.idx`,
+    [id],
   );
+  await q('DROP TABLE feature_stats_in');
   faultPoint('build:publish');
-  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [d.dictionaryId]);
-  await inChunks(d.examples, (chunk) =>
-    q(
-      `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids, "values",
-        max_value, max_position)
-     SELECT $1, r.feature_idx, r.kind, r.band, r.rank, r.tokens, r.token_ids, r."values", r.max_value, r.max_position
-     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, kind text, band int, rank int, tokens jsonb, token_ids
-     jsonb, "values" jsonb, max_value real, max_position int)`,
-      [
-        d.dictionaryId,
-        JSON.stringify(
-          chunk.map((e) => ({
-            feature_idx: e.featureIdx,
-            kind: e.kind,
-            band: e.band,
-            rank: e.rank,
-            tokens: e.tokens,
-            token_ids: e.tokenIds,
-            values: e.values.map(shortestF32),
-            max_value: e.maxValue,
-            max_position: e.maxPosition,
-          })),
-        ),
-      ],
+  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
+  await copy(
+    'activation_examples',
+    [
+      'dictionary_id',
+      'feature_idx',
+      'kind',
+      'band',
+      'rank',
+      'tokens',
+      'token_ids',
+      '"values"',
+      'max_value',
+      'max_position',
+    ],
+    binaryTuples(d.examples, (out, e) =>
+      out
+        .row(10)
+        .text(id)
+        .int4(e.featureIdx)
+        .text(e.kind)
+        .int4(e.band)
+        .int4(e.rank)
+        .jsonb(e.tokens)
+        .int4Array(e.tokenIds)
+        .float4Array(e.values)
+        .float4(e.maxValue)
+        .int4(e.maxPosition),
     ),
   );
-  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [d.dictionaryId]);
-  await inChunks(d.logits, (chunk) =>
-    q(
-      `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
-     SELECT $1, r.feature_idx, r.sign, r.rank, r.token_id, r.token, r.weight
-     FROM jsonb_to_recordset($2::jsonb) AS r(feature_idx int, sign text, rank int, token_id int, token text, weight
-     real)`,
-      [
-        d.dictionaryId,
-        JSON.stringify(
-          chunk.map((l) => ({
-            feature_idx: l.featureIdx,
-            sign: l.sign,
-            rank: l.rank,
-            token_id: l.tokenId,
-            token: l.token,
-            weight: l.weight,
-          })),
-        ),
-      ],
+  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+  await copy(
+    'logit_tokens',
+    ['dictionary_id', 'feature_idx', 'sign', 'rank', 'token_id', 'token', 'weight'],
+    binaryTuples(d.logits, (out, l) =>
+      out.row(7).text(id).int4(l.featureIdx).text(l.sign).int4(l.rank).int4(l.tokenId).text(l.token).float4(l.weight),
     ),
   );
-  if (d.stats)
-    await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [d.dictionaryId, JSON.stringify(d.stats)]);
+  if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [id, JSON.stringify(d.stats)]);
 }
 
 /**
@@ -170,8 +141,8 @@ export async function publishDashboards(
   dashboards: DictionaryDashboard[],
   coActivations: CoActivationSet[] = [],
 ): Promise<void> {
-  await database.transaction(async (q) => {
-    for (const d of dashboards) await publishOne(q, d);
+  await database.transaction(async (q, copy) => {
+    for (const d of dashboards) await publishOne(q, copy, d);
     await replaceCoActivations(
       q,
       dashboards.map((d) => d.dictionaryId),

@@ -76,7 +76,7 @@ async function prepareTarget(database: Database, id: string, replacing: Dictiona
   if (await findDictionaryAnyState(database, staging)) {
     await deleteDictionary(database, staging);
     // A kill between dropping the old index and the swap left the old version without one.
-    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn);
+    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn, replacing.dSae);
   }
   if (replacing) return staging;
   if (await findDictionaryAnyState(database, id)) await deleteDictionary(database, id);
@@ -84,7 +84,13 @@ async function prepareTarget(database: Database, id: string, replacing: Dictiona
 }
 
 /** The old version's rows go and the new one takes its id, in one transaction. */
-async function swapIn(database: Database, old: DictionaryRow, staging: string, dIn: number): Promise<void> {
+async function swapIn(
+  database: Database,
+  old: DictionaryRow,
+  staging: string,
+  dIn: number,
+  dSae: number,
+): Promise<void> {
   // Dropping an index locks the whole features table until commit, so the old index goes first, on its
   // own: until the swap, searches of the old version scan its rows exactly instead.
   await dropHnswIndex(database.query, old.id);
@@ -92,7 +98,7 @@ async function swapIn(database: Database, old: DictionaryRow, staging: string, d
     await deleteRows(q, old.id);
     faultPoint('import:replaced');
     await q('UPDATE dictionaries SET id = $1 WHERE id = $2', [old.id, staging]);
-    await buildHnswIndex(q, old.id, dIn);
+    await buildHnswIndex(q, old.id, dIn, dSae);
     faultPoint('import:indexed');
     await q("UPDATE dictionaries SET state = 'ready' WHERE id = $1", [old.id]);
   });
@@ -118,9 +124,9 @@ export async function writeDictionary(
     }
     opts.onIndexing?.();
     if (replacing) {
-      await swapIn(database, replacing, target, dict.dIn);
+      await swapIn(database, replacing, target, dict.dIn, dict.dSae);
     } else {
-      await createHnswIndex(database, target, dict.dIn);
+      await createHnswIndex(database, target, dict.dIn, dict.dSae);
       faultPoint('import:indexed');
       await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, target));
     }
@@ -128,7 +134,7 @@ export async function writeDictionary(
   } catch (e) {
     await deleteDictionary(database, target).catch(() => undefined);
     // The swap may have dropped the old version's index before it failed.
-    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn).catch(() => undefined);
+    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn, replacing.dSae).catch(() => undefined);
     throw e;
   }
 }

@@ -3,6 +3,7 @@ import type { Database } from './client.js';
 import { AtlasError } from '../errors.js';
 import { features } from './schema.js';
 import { selectList } from './columns.js';
+import { binaryTuples, type BinaryRows } from './copy.js';
 
 export interface FeatureRow {
   dictionaryId: string;
@@ -129,16 +130,10 @@ export async function countFeatures(
   return new Map(rows.map((r) => [r.d, r.n]));
 }
 
-/** Formats a float for pgvector text input; non-finite values have already been refused by readers. */
-function vectorText(row: Float32Array): string {
-  let s = '[';
-  for (let i = 0; i < row.length; i++) s += (i ? ',' : '') + row[i];
-  return s + ']';
-}
-
 /**
- * Streams decoder rows into the features table with COPY. `batches` yields consecutive row blocks
- * ([n, dIn] row-major) starting at feature 0.
+ * Streams decoder rows into the features table with binary COPY (no decimal text on either side).
+ * `batches` yields consecutive row blocks ([n, dIn] row-major) starting at feature 0; `onRows` is
+ * told each block's row count once it is encoded.
  */
 export async function copyDecoders(
   database: Database,
@@ -149,24 +144,26 @@ export async function copyDecoders(
   density: Float32Array | null = null,
 ): Promise<number> {
   let next = 0;
-  async function* lines(): AsyncGenerator<string> {
-    for await (const block of batches) {
-      if (block.length % dIn !== 0)
-        throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
-      const n = block.length / dIn;
-      let chunk = '';
-      for (let r = 0; r < n; r++) {
-        const row = block.subarray(r * dIn, (r + 1) * dIn);
-        let sq = 0;
-        for (let j = 0; j < dIn; j++) sq += row[j] * row[j];
-        const d = density ? `\t${density[next]}` : '';
-        chunk += `${dictionaryId}\t${next++}\t${vectorText(row)}\t${Math.sqrt(sq)}${d}\n`;
-      }
-      yield chunk;
-      onRows?.(n);
+  const encode = (out: BinaryRows, block: Float32Array) => {
+    if (block.length % dIn !== 0)
+      throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
+    const n = block.length / dIn;
+    for (let r = 0; r < n; r++) {
+      const row = block.subarray(r * dIn, (r + 1) * dIn);
+      let sq = 0;
+      for (let j = 0; j < dIn; j++) sq += row[j] * row[j];
+      out
+        .row(density ? 5 : 4)
+        .text(dictionaryId)
+        .int4(next)
+        .vector(row)
+        .float4(Math.sqrt(sq));
+      if (density) out.float4(density[next]);
+      next++;
     }
-  }
+    onRows?.(n);
+  };
   const columns = ['dictionary_id', 'idx', 'decoder', 'decoder_norm', ...(density ? ['density'] : [])];
-  await database.copyIn('features', columns, lines());
+  await database.copyIn('features', columns, binaryTuples(batches, encode));
   return next;
 }

@@ -156,8 +156,10 @@ export const activationExamples = pgTable(
     band: integer('band'),
     rank: integer('rank').notNull(),
     tokens: jsonb('tokens').$type<string[]>().notNull(),
-    tokenIds: jsonb('token_ids').$type<number[]>().notNull(),
-    values: jsonb('values').$type<number[]>().notNull(),
+    // Packed arrays: 4 bytes a value, written by binary COPY (src/db/dashboards.ts) and read back as numbers.
+    tokenIds: integer('token_ids').array().notNull(),
+    /** float4: PostgreSQL prints each as the shortest decimal that reads back as the same float32. */
+    values: real('values').array().notNull(),
     maxValue: real('max_value').notNull(),
     maxPosition: integer('max_position').notNull(),
   },

@@ -44,18 +44,36 @@ function hash(s: string): string {
 
 /**
  * HNSW builds several times faster when the whole graph fits in maintenance_work_mem (64 MB by
- * default, less than a 24,576 × 768 dictionary needs), so the build raises it for its transaction.
+ * default, less than a 24,576 × 768 dictionary needs), so the build sizes it for its transaction:
+ * per feature the vector (4 bytes a dim, 2 for halfvec) plus about 1 KB of graph (pgvector's element
+ * and its m = 16 neighbour lists), with 10% headroom, between 64 MB and 1 GB, and never below what
+ * the server is configured with. PostgreSQL builds with up to max_parallel_maintenance_workers
+ * helpers when the table is large enough (the server's setting; PGlite builds alone).
  */
-const BUILD_MEMORY = '512MB';
+const MIN_BUILD_MB = 64;
+const MAX_BUILD_MB = 1024;
 
-export async function createHnswIndex(database: Database, dictionaryId: string, dIn: number): Promise<void> {
-  await database.transaction((q) => buildHnswIndex(q, dictionaryId, dIn));
+export function buildMemoryMb(dSae: number, dIn: number): number {
+  const bytesPerFeature = (dIn > HNSW_VECTOR_MAX ? 2 : 4) * dIn + 1024;
+  return Math.min(MAX_BUILD_MB, Math.max(MIN_BUILD_MB, Math.ceil((1.1 * dSae * bytesPerFeature) / 2 ** 20)));
+}
+
+export async function createHnswIndex(
+  database: Database,
+  dictionaryId: string,
+  dIn: number,
+  dSae: number,
+): Promise<void> {
+  await database.transaction((q) => buildHnswIndex(q, dictionaryId, dIn, dSae));
 }
 
 /** The index build inside a caller's transaction (`--replace` swaps dictionaries in one). */
-export async function buildHnswIndex(q: Query, dictionaryId: string, dIn: number): Promise<void> {
+export async function buildHnswIndex(q: Query, dictionaryId: string, dIn: number, dSae: number): Promise<void> {
   const type = vectorType(dIn);
-  await q(`SET LOCAL maintenance_work_mem = '${BUILD_MEMORY}'`);
+  const [{ mb }] = await q<{ mb: number }>(
+    "SELECT (pg_size_bytes(current_setting('maintenance_work_mem')) / 1048576)::int AS mb",
+  );
+  await q(`SET LOCAL maintenance_work_mem = '${Math.max(mb, buildMemoryMb(dSae, dIn))}MB'`);
   await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
   await q(
     `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
