@@ -66,6 +66,21 @@ describe('ResidentSet', () => {
     assert.deepEqual(log.at(-1), 'close b');
   });
 
+  it('retires replaced versions: idle ones close now, leased ones when released; a new lease loads', async () => {
+    const log: string[] = [];
+    const set = new ResidentSet(1000);
+    await set.use('m@1', loader(log, 'm@1', 10), () => undefined);
+    const held = await set.lease('e@1', loader(log, 'e@1', 10));
+    set.retire((k) => k.endsWith('@1'));
+    assert.deepEqual(log, ['load m@1', 'load e@1', 'close m@1'], 'the idle one closes, the leased one stays open');
+    assert.deepEqual(set.list(), []);
+    held.release();
+    assert.deepEqual(log.at(-1), 'close e@1');
+    await set.use('m@2', loader(log, 'm@2', 10), () => undefined);
+    assert.deepEqual(log.at(-1), 'load m@2');
+    await set.close();
+  });
+
   it('does not keep a failed load', async () => {
     const set = new ResidentSet(100);
     await assert.rejects(
@@ -150,7 +165,10 @@ describe('a server with a small resident bound and CORS for one origin', () => {
     const resident = info.data.serverInfo.resident;
     assert.ok(resident.evictions >= 5, `alternating dictionaries evicts each time, saw ${resident.evictions}`);
     assert.ok(resident.bytes <= resident.maxBytes);
-    assert.deepEqual(resident.entries, [{ key: 'encoder:sae-2', bytes: ENCODER_BYTES, leases: 0 }]);
+    // Keys name the artifact version of the row after an @.
+    assert.equal(resident.entries.length, 1);
+    assert.match(resident.entries[0].key, /^encoder:sae-2@[0-9a-f]{64}$/);
+    assert.deepEqual({ ...resident.entries[0], key: null }, { key: null, bytes: ENCODER_BYTES, leases: 0 });
   });
 
   /** The k nearest features of `dict` to `probe` by float64 cosine, as ids. */

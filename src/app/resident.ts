@@ -136,7 +136,10 @@ export class ResidentSet {
   }
 
   private closeEntry(e: Entry): void {
-    e.loading.then((l) => l.close()).catch((err) => this.log(`closing ${e.key} failed: ${(err as Error).message}`));
+    const fail = (err: unknown) => this.log(`closing ${e.key} failed: ${(err as Error).message}`);
+    // Loaded: closed now; still loading: closed once its load ends.
+    if (e.loaded) e.loaded.close().catch(fail);
+    else e.loading.then((l) => l.close()).catch(fail);
   }
 
   /** Evicts least recently used unleased entries until the set fits its bound. */
