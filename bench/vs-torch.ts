@@ -11,6 +11,8 @@
  * rounds, each timing every case on both sides in turn; the table gives median milliseconds per
  * call and the speed ratio torch time ÷ atlas time (above 1: the atlas is faster).
  *
+ * BLAS: torch multiplies with whatever Debian's libblas.so.3 alternative is; with the reference BLAS
+ * (libblas3 alone) it is about 20× slower, so install libopenblas0-pthread first, as the issue measured.
  * Allocator: both processes run with the same glibc malloc settings (ALLOCATOR below; this VM pays
  * about 30 µs per re-touched freed page), set by re-running this script as a child with them.
  * Usage: node --import tsx bench/vs-torch.ts [--threads 1] [--dsae 24576] [--din 768] [--k 32]
@@ -124,16 +126,20 @@ async function saeCases(dir: string, torch: Torch): Promise<{ cases: Case[]; clo
           const out = mkdtempSync(join(dir, 'out-'));
           await torch.call({ op: 'sae_encode', x: xPath, n, reconstruct, out, iters: 0 });
           const e = await run();
-          const read = (f: string) => readFileSync(join(out, f));
-          const values = new Float32Array(read('values.bin').buffer.slice(0));
-          const indices = new Int32Array(read('indices.bin').buffer.slice(0));
+          // A small file's Buffer is a view into Node's shared pool: copy exactly its bytes.
+          const read = (f: string) => {
+            const b = readFileSync(join(out, f));
+            return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+          };
+          const values = new Float32Array(read('values.bin'));
+          const indices = new Int32Array(read('indices.bin'));
           const what = `${reconstruct ? 'encode+decode' : 'encode'} n=${n}`;
           let worst = relDiff(e.values, values, `${what} values`);
           checkIndices(e, indices, values, what);
           if (reconstruct)
             worst = Math.max(
               worst,
-              relDiff(e.xHat!, new Float32Array(read('x_hat.bin').buffer.slice(0)), `${what} x_hat`),
+              relDiff(e.xHat!, new Float32Array(read('x_hat.bin')), `${what} x_hat`),
             );
           return worst;
         },
