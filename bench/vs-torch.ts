@@ -137,10 +137,7 @@ async function saeCases(dir: string, torch: Torch): Promise<{ cases: Case[]; clo
           let worst = relDiff(e.values, values, `${what} values`);
           checkIndices(e, indices, values, what);
           if (reconstruct)
-            worst = Math.max(
-              worst,
-              relDiff(e.xHat!, new Float32Array(read('x_hat.bin')), `${what} x_hat`),
-            );
+            worst = Math.max(worst, relDiff(e.xHat!, new Float32Array(read('x_hat.bin')), `${what} x_hat`));
           return worst;
         },
       });
