@@ -19,7 +19,7 @@ for (const backend of BACKENDS) {
       assert.equal(r.errors, undefined);
       assert.match(r.data.serverInfo.version, /^\d+\.\d+\.\d+/);
       assert.ok(r.data.serverInfo.database.startsWith(backend === 'pglite' ? 'pglite' : 'postgres'));
-      assert.ok(['cpu', 'cuda'].includes(r.data.serverInfo.executionProvider));
+      assert.ok(['CPU', 'CUDA'].includes(r.data.serverInfo.executionProvider));
       assert.match(r.data.serverInfo.pgvectorVersion, /^\d+\.\d+/);
     });
 

@@ -13,7 +13,7 @@ export async function serverInfo(database: Database, services: Services) {
   return {
     version: services.version,
     database: `${database.kind}: ${database.description}`,
-    executionProvider: services.executionProvider(),
+    executionProvider: services.executionProvider() === 'cuda' ? ('CUDA' as const) : ('CPU' as const),
     pgvectorVersion: ext?.v ?? null,
     resident: {
       bytes: services.resident.bytes,

@@ -163,6 +163,13 @@ export type Encoding = {
   topFeatures: Array<FeatureActivation>;
 };
 
+/** Where onnxruntime runs the models (ATLAS_DEVICE). */
+export type ExecutionProvider =
+  /** The CPU. */
+  | 'CPU'
+  /** An NVIDIA GPU through onnxruntime's CUDA execution provider. */
+  | 'CUDA';
+
 /** What a person or a tool wrote about what a feature does. */
 export type Explanation = Node & {
   __typename?: 'Explanation';
@@ -1003,8 +1010,8 @@ export type ServerInfo = {
   __typename?: 'ServerInfo';
   /** `pglite` or `postgres`, with where the data lives. */
   database: Scalars['String']['output'];
-  /** The onnxruntime execution provider models run on: `cpu` or `cuda`. */
-  executionProvider: Scalars['String']['output'];
+  /** The onnxruntime execution provider models run on. */
+  executionProvider: ExecutionProvider;
   pgvectorVersion: Maybe<Scalars['String']['output']>;
   /** What this server process keeps loaded, bounded by ATLAS_MAX_RESIDENT_MB. */
   resident: ResidentMemory;
@@ -1206,6 +1213,7 @@ export type ResolversTypes = {
       topFeatures: Array<ResolversTypes['FeatureActivation']>;
     }
   >;
+  ExecutionProvider: ExecutionProvider;
   Explanation: ResolverTypeWrapper<ExplanationRow>;
   ExplanationHit: ResolverTypeWrapper<
     Omit<ExplanationHit, 'explanation'> & { explanation: ResolversTypes['Explanation'] }
@@ -1894,7 +1902,7 @@ export type ServerInfoResolvers<
   ParentType extends ResolversParentTypes['ServerInfo'] = ResolversParentTypes['ServerInfo'],
 > = {
   database?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
-  executionProvider?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  executionProvider?: Resolver<ResolversTypes['ExecutionProvider'], ParentType, ContextType>;
   pgvectorVersion?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   resident?: Resolver<ResolversTypes['ResidentMemory'], ParentType, ContextType>;
   version?: Resolver<ResolversTypes['String'], ParentType, ContextType>;

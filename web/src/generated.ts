@@ -4,6 +4,13 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** Where onnxruntime runs the models (ATLAS_DEVICE). */
+export type ExecutionProvider =
+  /** The CPU. */
+  | 'CPU'
+  /** An NVIDIA GPU through onnxruntime's CUDA execution provider. */
+  | 'CUDA';
+
 /** What a dictionary's features are ordered by (ties by index). */
 export type FeatureOrder = 'DENSITY' | 'INDEX' | 'MAX_ACTIVATION';
 
@@ -83,7 +90,7 @@ export type UserErrorCode =
 export type CatalogQueryVariables = Exact<{ [key: string]: never }>;
 
 export type CatalogQuery = {
-  serverInfo: { version: string; database: string; executionProvider: string } | null;
+  serverInfo: { version: string; database: string; executionProvider: ExecutionProvider } | null;
   models: Array<{
     id: string;
     name: string;

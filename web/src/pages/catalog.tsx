@@ -22,7 +22,7 @@ export function CatalogPage() {
             {models.reduce((n, m) => n + m.dictionaries.length, 0)} dictionaries
             {serverInfo
               ? ` · server ${serverInfo.version} on ${serverInfo.database}, ` +
-                `models run on ${serverInfo.executionProvider}`
+                `models run on ${serverInfo.executionProvider.toLowerCase()}`
               : ''}
           </p>
           {models.length === 0 ? (
