@@ -40,6 +40,25 @@ export interface ServerOptions {
   log?: (line: string) => void;
 }
 
+/** The server's settings from a configuration: one mapping for `atlas serve` and the tests. */
+export function serverSettings(
+  config: Pick<
+    Config,
+    'maxBodyBytes' | 'requestTimeoutMs' | 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'corsOrigins'
+  >,
+): Pick<
+  ServerOptions,
+  'maxBodyBytes' | 'deadlineMs' | 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'corsOrigins'
+> {
+  return {
+    maxBodyBytes: config.maxBodyBytes,
+    deadlineMs: config.requestTimeoutMs,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+    httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    corsOrigins: config.corsOrigins,
+  };
+}
+
 export interface RunningServer {
   httpServer: Server;
   url: string;

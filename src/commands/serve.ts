@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { integerOption, loadConfig, MAX_PORT } from '../config.js';
 import { openConfiguredDatabase } from '../app/database.js';
-import { startServer } from '../server.js';
+import { serverSettings, startServer } from '../server.js';
 import { createServices } from '../app/services.js';
 import { seedDemo } from '../app/demo.js';
 import { migrateArtifacts, reportMigration } from '../app/artifacts.js';
@@ -25,11 +25,7 @@ export function register(program: Command): void {
         {
           database,
           services,
-          maxBodyBytes: config.maxBodyBytes,
-          deadlineMs: config.requestTimeoutMs,
-          httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
-          httpRequestTimeoutMs: config.httpRequestTimeoutMs,
-          corsOrigins: config.corsOrigins,
+          ...serverSettings(config),
         },
         { port: config.port, host: config.host },
       );

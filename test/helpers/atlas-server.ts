@@ -7,7 +7,7 @@ import { before, after, it } from 'node:test';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { serverSettings, startServer, type RunningServer } from '../../src/server.js';
 import { createServices, type Services } from '../../src/app/services.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createTestDatabase } from './postgres.js';
@@ -91,11 +91,7 @@ export async function serveTestAtlas(
     {
       database,
       services,
-      maxBodyBytes: config.maxBodyBytes,
-      deadlineMs: config.requestTimeoutMs,
-      httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
-      httpRequestTimeoutMs: config.httpRequestTimeoutMs,
-      corsOrigins: config.corsOrigins,
+      ...serverSettings(config),
       log: () => undefined,
     },
     { port: 0, host: '127.0.0.1' },
