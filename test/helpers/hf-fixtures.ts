@@ -23,6 +23,8 @@ export interface HfFixtureOptions {
   config?: Record<string, unknown>;
   /** Write tokenizer.json (and tokenizer_config.json) beside the weights (default true). */
   tokenizer?: boolean;
+  /** writeTinyGpt2: overrides of the gpt2Config shape (a GPT-2-small-shaped checkpoint for benches). */
+  shape?: Partial<TransformerConfig>;
   /** Edits the HF-named tensors before they are written (drop or reshape one for bad-input tests). */
   editTensors?: (t: Record<string, TensorToWrite>) => void;
 }
@@ -148,7 +150,7 @@ export function writeCheckpoint(
 
 /** A tiny GPT-2 checkpoint (Conv1D weights [in, out], fused c_attn). */
 export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixture {
-  const c = gpt2Config({ tiedEmbeddings: opts.tied ?? true });
+  const c = gpt2Config({ tiedEmbeddings: opts.tied ?? true, ...opts.shape });
   const w = randomGpt2Weights(c, opts.seed ?? 1);
   const dtype = opts.dtype ?? 'F32';
   const p = opts.prefix === false ? '' : 'transformer.';
