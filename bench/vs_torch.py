@@ -82,7 +82,8 @@ def gpt2_load(cmd):
 
     with open(f"{cmd['dir']}/config.json") as f:
         c = json.load(f)
-    weights = {k.removeprefix('transformer.'): v for k, v in read_safetensors(f"{cmd['dir']}/model.safetensors").items()}
+    stored = read_safetensors(f"{cmd['dir']}/model.safetensors")
+    weights = {k.removeprefix('transformer.'): v for k, v in stored.items()}
     model = GPT2(c['vocab_size'], c['n_positions'], c['n_embd'], c['n_layer'], c['n_head'], c['layer_norm_epsilon'])
     wanted = model.state_dict()
     missing = [k for k in wanted if k not in weights]

@@ -6,11 +6,12 @@
  * The checkpoint (500 MB) and its ONNX conversion stay in $TMPDIR/atlas-vs-torch-gpt2-small between
  * runs; delete the folder to rebuild them.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/engine/model/load.js';
 import { writeTinyGpt2 } from '../../test/helpers/hf-fixtures.js';
+import { writeGpt2TokenizerJson } from '../../test/helpers/tokenizer-fixtures.js';
 import { arg } from '../util.js';
 import { relDiff, type Path } from './common.js';
 
@@ -23,16 +24,26 @@ const FORWARD_TOL = 1e-4;
 
 export const GPT2_SMALL_DIR = join(tmpdir(), 'atlas-vs-torch-gpt2-small');
 
-/** The GPT-2-small-shaped checkpoint (written once) and the folder its conversions are cached in. */
-export function gpt2Small(log: (line: string) => void): { model: string; dataDir: string } {
+/**
+ * The GPT-2-small-shaped checkpoint (written once, renamed into place when complete), the folder its
+ * conversions are cached in, and a tokenizer: the fixture tokenizer cannot learn 50k merges from its
+ * corpus, so a 384-token one stands beside it (token ids are fed directly; loadModel only needs one).
+ */
+export function gpt2Small(log: (line: string) => void): { model: string; tokenizer: string; dataDir: string } {
   const model = join(GPT2_SMALL_DIR, 'model');
-  if (!existsSync(join(model, 'config.json'))) {
+  const tokenizer = join(GPT2_SMALL_DIR, 'tokenizer');
+  if (!existsSync(model)) {
     log(`writing a random GPT-2-small-shaped checkpoint to ${model} …`);
-    mkdirSync(model, { recursive: true });
+    const partial = `${model}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    mkdirSync(partial, { recursive: true });
     const shape = { dModel: 768, nLayers: LAYERS, nHeads: 12, nKvHeads: 12, dHead: 64, dMlp: 3072 };
-    writeTinyGpt2(model, { shape: { ...shape, vocabSize: VOCAB, contextLength: 1024 } });
+    writeTinyGpt2(partial, { shape: { ...shape, vocabSize: VOCAB, contextLength: 1024 }, tokenizer: false });
+    mkdirSync(tokenizer, { recursive: true });
+    writeGpt2TokenizerJson(tokenizer, 384);
+    renameSync(partial, model);
   }
-  return { model, dataDir: join(GPT2_SMALL_DIR, 'data') };
+  return { model, tokenizer: join(tokenizer, 'tokenizer.json'), dataDir: join(GPT2_SMALL_DIR, 'data') };
 }
 
 export const forwardPath: Path = {
@@ -42,9 +53,9 @@ export const forwardPath: Path = {
     'atlas loadModel → runHooks (ONNX, graph cut at the hook) vs tools/demo/gpt2.py blocks 0…' +
     `${layer} (no LM head)`,
   async setup({ torch, dir, threads, iters, log }) {
-    const { model: path, dataDir } = gpt2Small(log);
+    const { model: path, tokenizer, dataDir } = gpt2Small(log);
     log('loading the GPT-2-small-shaped model on both sides (the first run converts it to ONNX) …');
-    const model = await loadModel(path, { dataDir, device: 'cpu', threads });
+    const model = await loadModel(path, { tokenizerPath: tokenizer, dataDir, device: 'cpu', threads });
     await torch.call({ op: 'gpt2_load', name: 'gpt2-small', dir: path });
     const hook = `blocks.${layer}.hook_resid_post`;
     const cases = TOKENS.map((n) => {
