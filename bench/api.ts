@@ -2,8 +2,8 @@
  * API benchmark, server and load on this machine (loopback only):
  * 1. encode of a 64-token text at concurrency 1, 8 and 32, with dynamic batching on and off
  *    (requests/s, p50, p99; autocannon in a child process so it does not share the server's event
- *    loop), plus searchFeatures at concurrency 1. Model: stories260K from ../shared when present
- *    (a random TopK SAE at blocks.2.hook_resid_pre), else the tiny random GPT-2 test fixture.
+ *    loop), plus searchFeatures at concurrency 1. Model: the demo GPT-2 (assets/demo, 4 layers, d 128) and
+ *    its layer-3 TopK SAE (2048 features, k = 16); stories260K's per-request time was all HTTP.
  * 2. nearestFeatures over HTTP at each size of --features, 768-d, decoder-like (clustered unit vectors)
  *    and uniformly random (HNSW's worst case). Per size: pgvector's exact sequential scan (EXACT_SCAN,
  *    the reference answer), the engine's exact matrix product over the resident decoder matrix
@@ -16,10 +16,10 @@
  *        [--only encode|nearest]
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { createHnswIndex } from '../src/db/vector-index.js';
@@ -29,8 +29,7 @@ import { importDictionary } from '../src/app/import-dictionary.js';
 import { startServer, type RunningServer } from '../src/server.js';
 import { createServices } from '../src/app/services.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
-import { writeSaeFixture } from '../test/helpers/sae-fixtures.js';
-import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
+import { DEMO_DIR } from '../src/app/demo.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
 import { arg, clusteredBlocks, normalizeRows, syntheticModel } from './util.js';
@@ -42,7 +41,6 @@ const ONLY = arg('only', '');
 /** ef_search floors compared in one run (ATLAS_HNSW_EF_SEARCH). */
 const EF_SEARCH = arg('ef', '200').split(',').map(Number);
 const D = 768;
-const STORIES = resolve(import.meta.dirname, '../../shared/models/stories260K');
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon');
 
 const ms = (v: number) => v.toFixed(1).padStart(8);
@@ -150,53 +148,21 @@ async function encodeBench(): Promise<void> {
   const database = await openDatabase({ dataDir: join(dir, 'db') });
   const servers: Server[] = [];
   try {
-    let modelName: string;
-    let dIn: number;
-    let hook: string;
-    let tokenize: (t: string) => number[];
-    let context: number;
-    if (existsSync(join(STORIES, 'stories260K.bin'))) {
-      const tok = join(STORIES, 'tok512.bin');
-      await registerModel(database, {
-        id: 'bench-model',
-        path: join(STORIES, 'stories260K.bin'),
-        tokenizerPath: tok,
-        name: 'stories260K',
-      });
-      const tokenizer = loadTokenizer(tok);
-      tokenize = (t) => tokenizer.encode(t, { bos: true });
-      modelName = 'stories260K';
-      dIn = 64;
-      hook = 'blocks.2.hook_resid_pre';
-      context = 512;
-    } else {
-      mkdirSync(join(dir, 'gpt2'));
-      const fx = writeTinyGpt2(join(dir, 'gpt2'));
-      await registerModel(database, { id: 'bench-model', path: fx.dir, name: 'tiny gpt2', prependBos: true });
-      const tokenizer = loadTokenizer(fx.dir);
-      tokenize = (t) => tokenizer.encode(t, { bos: true });
-      modelName = 'tiny random GPT-2 (stories260K not found)';
-      dIn = 32;
-      hook = 'blocks.1.hook_resid_post';
-      context = 32;
-    }
-    const sae = writeSaeFixture(join(dir, 'sae'), {
-      format: 'saelens',
-      architecture: 'topk',
-      dIn,
-      dSae: 16 * dIn,
-      k: 16,
-      hookName: hook,
-    });
+    // The demo GPT-2 and its layer-3 SAE (what a demo request runs); stories260K's per-request time is all HTTP.
+    await registerModel(database, { id: 'bench-model', path: join(DEMO_DIR, 'model'), name: 'demo', prependBos: true });
     await importDictionary(database, {
-      path: sae.path,
+      path: join(DEMO_DIR, 'saes/layer3'),
       modelId: 'bench-model',
       id: 'bench-sae',
       dataDir: join(dir, 'weights'),
     });
+    const tokenizer = loadTokenizer(join(DEMO_DIR, 'model'));
+    const tokenize = (t: string) => tokenizer.encode(t, { bos: true });
+    const modelName = 'demo GPT-2 (4 layers, d 128)';
+    const [dIn, dSae, k, hook, context] = [128, 2048, 16, 'blocks.3.hook_resid_post', 128];
     const { text, tokens } = textOfTokens(tokenize, Math.min(64, context));
     console.log(
-      `\nencode: ${modelName}, dictionary ${dIn} x ${16 * dIn} TopK k=16 at ${hook}, text of ${tokens} tokens (BOS ` +
+      `\nencode: ${modelName}, dictionary ${dIn} x ${dSae} TopK k=${k} at ${hook}, text of ${tokens} tokens (BOS ` +
         `included), ${SECONDS} s per run`,
     );
 
