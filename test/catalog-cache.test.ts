@@ -1,7 +1,7 @@
 /**
  * The encode paths' catalog cache (src/app/catalog-cache.ts) on a fake clock and counted reads: a row
  * is read once within the TTL and again after it, concurrent lookups share one read, missing ids and
- * failures are not kept, and rows are kept per database.
+ * failures are not kept, and rows are kept per database, shared by its per-request views.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +29,9 @@ function counted() {
   return { cache, reads, known, advance: (ms: number) => (clock += ms) };
 }
 
-const db = {} as Database;
+/** A database as the cache tells them apart: by the drizzle instance its per-request views share. */
+const database = () => ({ db: {} }) as unknown as Database;
+const db = database();
 
 describe('CatalogCache', () => {
   it('reads a row once within the TTL and again after it', async () => {
@@ -64,7 +66,14 @@ describe('CatalogCache', () => {
   it('keeps rows per database', async () => {
     const { cache, reads } = counted();
     await cache.model(db, 'm');
-    await cache.model({} as Database, 'm');
+    await cache.model(database(), 'm');
     assert.deepEqual(reads, ['model:m', 'model:m']);
+  });
+
+  it('shares rows among the per-request views of one database', async () => {
+    const { cache, reads } = counted();
+    const first = await cache.dictionary({ ...db, forRequest: () => db }, 'd');
+    assert.equal(await cache.dictionary({ ...db }, 'd'), first);
+    assert.deepEqual(reads, ['dictionary:d']);
   });
 });

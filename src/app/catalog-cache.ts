@@ -3,7 +3,9 @@
  * read, so that a request does not pay its catalog lookups every time. Invalidation is by age: rows
  * are written by other processes (`atlas import`, `atlas model add`), so a change is seen within the
  * TTL. Missing ids and failed reads are not kept (a fresh import is visible at once). Rows are kept
- * per database, so one service used with two databases never mixes them.
+ * per database, so one service used with two databases never mixes them; a database is known by its
+ * drizzle instance, which every per-request view of it (Database.forRequest) shares, so requests hit
+ * the cache (keyed by the view, every request read both rows again).
  */
 import type { Database } from '../db/client.js';
 import { requireDictionary, requireModel, type DictionaryRow, type ModelRow } from '../db/catalog.js';
@@ -22,7 +24,7 @@ export interface CatalogReads {
 
 /** Rows of one kind, per database. */
 class RowCache<T> {
-  private readonly rows = new WeakMap<Database, Map<string, Entry<T>>>();
+  private readonly rows = new WeakMap<Database['db'], Map<string, Entry<T>>>();
 
   constructor(
     private readonly read: (database: Database, id: string) => Promise<T>,
@@ -31,8 +33,8 @@ class RowCache<T> {
   ) {}
 
   get(database: Database, id: string): Promise<T> {
-    let byId = this.rows.get(database);
-    if (!byId) this.rows.set(database, (byId = new Map()));
+    let byId = this.rows.get(database.db);
+    if (!byId) this.rows.set(database.db, (byId = new Map()));
     const cached = byId.get(id);
     const now = this.now();
     if (cached && now - cached.readAt < this.ttlMs) return cached.row;
