@@ -233,14 +233,27 @@ describe('replicas on one PostgreSQL', () => {
       };
       await encodesAs('gone', gone);
       await encodesAs('kept', old);
-      assert.ok((await resident()).includes(`encoder:gone@${goneFiles.version}`));
+      const more = await replica.gql(
+        `{ nearestFeatures(dictionary: "kept", index: 0, k: 2, exact: true) { cosine } ` +
+          `encode(dictionary: "kept", text: "${TEXT}", topK: 1) { tokens { tokenId } } }`,
+      );
+      assert.equal(more.errors, undefined, JSON.stringify(more.errors));
+      // A sweep while nothing changed keeps every entry: the keys it rebuilds from the rows are the same.
+      const loaded = await resident();
+      assert.equal(loaded.length, 4, `model, two encoders, a decoder matrix: ${loaded.join(', ')}`);
+      await replica.services.freshness!.sweep();
+      assert.deepEqual(await resident(), loaded);
+      assert.ok(loaded.includes(`encoder:gone@${goneFiles.version}`));
       const cachedGone = join(dirB.dir, 'cache', goneFiles.version);
       assert.ok(existsSync(cachedGone), 'B fetched the dictionary into its cache');
 
       // Replaced through A, with no request to B: B retires the old encoder by itself.
       await add(next, 'kept', true);
       const nextFiles = await manifestOf('kept');
-      await eventually((keys) => !keys.includes(`encoder:kept@${oldFiles.version}`), 'the replaced encoder leaves B');
+      await eventually(
+        (keys) => !keys.some((k) => k === `encoder:kept@${oldFiles.version}` || k.startsWith('decoders:kept@')),
+        'the replaced encoder and decoder matrix leave B',
+      );
       // Deleted through the CLI on machine A: B drops the encoder and its cached files, and answers NOT_FOUND.
       await runCli(['dictionary', 'delete', 'gone'], { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir });
       await eventually((keys) => !keys.some((k) => k.startsWith('encoder:gone@')), 'the deleted encoder leaves B');

@@ -53,8 +53,16 @@ export class Freshness {
   /** Sweeps every `intervalMs` until `stop`; the timer never keeps the process alive. */
   start(intervalMs = CATALOG_TTL_MS): void {
     if (this.timer) return;
+    let failing: string | null = null;
     this.timer = setInterval(() => {
-      this.sweep().catch((e: Error) => this.log(`checking resident rows failed: ${e.message}`));
+      this.sweep().then(
+        () => (failing = null),
+        (e: Error) => {
+          // Once per distinct failure, not every second while the database is away.
+          if (e.message !== failing) this.log(`checking resident rows against the catalog failed: ${e.message}`);
+          failing = e.message;
+        },
+      );
     }, intervalMs);
     this.timer.unref();
   }

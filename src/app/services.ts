@@ -23,6 +23,8 @@ export interface Services {
   registry: EngineRegistry;
   encoding: EncodingService;
   nearest: NearestService;
+  /** PostgreSQL or PGlite catalogs: drops what was loaded for rows changed elsewhere (src/app/freshness.ts). */
+  freshness?: Freshness;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
   /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
@@ -65,6 +67,7 @@ export async function createServices(config: Config, database?: Database): Promi
     executionProvider: () => provider,
     resident,
     registry,
+    freshness,
     encoding: new EncodingService(
       registry,
       config,
