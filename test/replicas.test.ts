@@ -1,18 +1,18 @@
 /**
  * Two servers on one PostgreSQL with different data folders (replicas, docs/decisions/0005): what one
- * machine registers and imports, the other serves from the files stored in the database, its source
- * files gone; a `--replace` through one is seen by the other; SIGKILL at random moments of a
- * `--replace` never loses the old version; a restarted replica reuses its cache; a deletion or
- * replacement through one process makes the other drop the old encoder and its cached files by itself;
- * pruning deletes the stored files no row names except those of an import in flight (younger than the
- * grace, or claimed by it); rows from before the artifact store get their files stored by
- * `migrateArtifacts`. Answers are checked
- * against the float64 reference forward pass and SAE formula (test/reference/).
+ * machine registers and imports, the other serves from the files stored in the database (the converted
+ * ONNX graph included), its source files gone; a `--replace` through one is seen by the other; SIGKILL
+ * at random moments of a `--replace` never loses the old version; a restarted replica reuses its cache;
+ * a deletion or replacement through one process makes the other drop the old encoder and its cached
+ * files by itself; pruning deletes the stored files no row names except those of an import in flight
+ * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; rows from before the artifact
+ * store get their files stored by `migrateArtifacts`. Answers are checked against the float64 reference
+ * forward pass and SAE formula (test/reference/).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { registerModel } from '../src/app/register-model.js';
@@ -87,7 +87,20 @@ describe('replicas on one PostgreSQL', () => {
       importer = await open(dirA.dir);
       mkdirSync(join(files.dir, 'gpt2'));
       const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      await registerModel(importer, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+      const convert = { dataDir: dirA.dir, onProgress: () => undefined };
+      await registerModel(importer, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true, convert });
+      // The graph A converted is stored too: a replica fetches it (ArtifactCache never converts) as A wrote it.
+      const [modelRow] = await getModels(importer, ['gpt2-tiny']);
+      const graph = modelRow.artifacts!.converted!;
+      assert.deepEqual(graph.files.map((f) => f.name).sort(), ['model.onnx', 'model.onnx.data']);
+      await new ArtifactCache(importer, { dataDir: join(files.dir, 'graph') }).model(modelRow);
+      for (const f of graph.files) {
+        assert.deepEqual(
+          readFileSync(join(files.dir, 'graph', 'onnx', graph.key, f.name)),
+          readFileSync(join(dirA.dir, 'onnx', graph.key, f.name)),
+          f.name,
+        );
+      }
       const sae = (seed: number, dSae: number) =>
         writeSaeFixture(join(files.dir, `v${seed}`), { format: 'saelens', dIn: D, dSae, hookName: HOOK, seed });
       const versions = new Map([64, 96].map((dSae, i) => [dSae, sae(i + 1, dSae)]));
@@ -124,6 +137,7 @@ describe('replicas on one PostgreSQL', () => {
         assertSame(tk.features, refActive(v1, rows[p], 4), `replica B encodes token ${p}`),
       );
       await encodesAs(b, v1, 'replica B serves v1');
+      assert.ok(existsSync(join(dirB.dir, 'onnx', graph.key, 'model.onnx')), 'B runs the graph A converted');
 
       // --replace through machine A: B loads v2 on its next request.
       await importDictionary(importer, {

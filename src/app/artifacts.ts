@@ -30,8 +30,8 @@ import { CHUNK_BYTES, claimBlob, pruneBlobs, readBlob, referencedBlobs, writeBlo
 import type { Database } from '../db/client.js';
 import { referencedVersions, type DictionaryRow, type ModelRow, type RowVersion } from '../db/catalog.js';
 import type { ArtifactManifest } from '../db/schema.js';
-import { modelFiles } from '../engine/model/load.js';
-import { buildOnce } from '../engine/runtime/onnx-cache.js';
+import { graphBuilderVersion, modelFiles } from '../engine/model/load.js';
+import { buildOnce, cachedEntry, MODEL_FILE } from '../engine/runtime/onnx-cache.js';
 import { dictionaryFiles } from '../engine/sae/open.js';
 import { tokenizerFiles } from '../engine/tokenizers/load.js';
 import { AtlasError } from '../errors.js';
@@ -186,6 +186,22 @@ export async function storeModelArtifacts(
   );
 }
 
+/**
+ * PostgreSQL: the graph `atlas model add` converted (its cache folder's MODEL_FILE and external data,
+ * not the cut copies made later), stored so that replicas fetch it instead of converting; null on PGlite.
+ */
+export async function storeConvertedGraph(
+  database: Database,
+  folder: string,
+  architecture: string,
+): Promise<ArtifactManifest['converted'] | null> {
+  const builder = graphBuilderVersion(architecture);
+  if (database.kind !== 'postgres' || !builder) return null;
+  const files = [MODEL_FILE, `${MODEL_FILE}.data`].map((f) => join(folder, f)).filter((f) => existsSync(f));
+  const stored = await storeBundle(databaseStore(database), [{ prefix: '.', root: folder, files }], '.', null);
+  return { key: basename(folder), builder, files: stored.files };
+}
+
 /** A dictionary's encoder weight files (one flat folder that openSae reads) in the store. */
 export function storeDictionaryArtifacts(database: Database, dataDir: string, path: string): Promise<ArtifactManifest> {
   return storeDictionaryIn(storeOf(database, dataDir), path);
@@ -222,11 +238,13 @@ function missingPath(what: string, path: string): AtlasError {
 export class ArtifactCache {
   private readonly store: ArtifactStore;
   private readonly root: string;
+  private readonly dataDir: string;
   private readonly fetching = new Map<string, Promise<string>>();
 
   constructor(database: Database | undefined, config: Pick<Config, 'dataDir' | 'cacheDir'>) {
     this.store = storeOf(database, config.dataDir);
     this.root = cacheDirOf(config);
+    this.dataDir = config.dataDir;
   }
 
   /** The checkpoint and tokenizer paths to load a model from. */
@@ -239,7 +257,24 @@ export class ArtifactCache {
       return { path: row.sourcePath, tokenizerPath: row.tokenizerPath ?? undefined };
     }
     const folder = await this.folder(m, `model "${row.id}"`);
+    await this.convertedGraph(row);
     return { path: join(folder, m.entry), tokenizerPath: m.tokenizer ? join(folder, m.tokenizer) : undefined };
+  }
+
+  /**
+   * Fetches the graph `atlas model add` converted into <data dir>/onnx/<key>/, where loading the model
+   * looks before converting. A graph of another builder version (another build of the server) has
+   * another key and is not fetched; a graph missing from the store is converted here instead.
+   */
+  private async convertedGraph(row: ModelRow): Promise<void> {
+    const c = row.artifacts?.converted;
+    if (!c || c.builder !== graphBuilderVersion(row.architecture)) return;
+    const what = `the converted graph of model "${row.id}"`;
+    try {
+      await cachedEntry(this.dataDir, c.key, (tmp) => this.fetch(c.files, this.store, tmp, what));
+    } catch (e) {
+      if (!(e instanceof AtlasError && e.code === 'ARTIFACT_MISSING')) throw e;
+    }
   }
 
   /** The folder of a dictionary's encoder weights. */
@@ -259,12 +294,15 @@ export class ArtifactCache {
   private folder(m: ArtifactManifest, what: string): Promise<string> {
     let loading = this.fetching.get(m.version);
     if (!loading) {
-      loading = buildOnce(join(this.root, m.version), existsSync, (tmp) => this.fetch(m, tmp, what)).then((folder) => {
-        // Its age tells `removeUnnamed` in other processes sharing the folder that it was used lately.
-        const now = new Date();
-        utimesSync(folder, now, now);
-        return folder;
-      });
+      const store = m.folder ? folderStore(m.folder) : this.store;
+      loading = buildOnce(join(this.root, m.version), existsSync, (tmp) => this.fetch(m.files, store, tmp, what)).then(
+        (folder) => {
+          // Its age tells `removeUnnamed` in other processes sharing the folder that it was used lately.
+          const now = new Date();
+          utimesSync(folder, now, now);
+          return folder;
+        },
+      );
       loading.finally(() => this.fetching.delete(m.version)).catch(() => undefined);
       this.fetching.set(m.version, loading);
     }
@@ -310,9 +348,13 @@ export class ArtifactCache {
     return removed;
   }
 
-  private async fetch(m: ArtifactManifest, tmp: string, what: string): Promise<void> {
-    const store = m.folder ? folderStore(m.folder) : this.store;
-    for (const f of m.files) {
+  private async fetch(
+    files: ArtifactManifest['files'],
+    store: ArtifactStore,
+    tmp: string,
+    what: string,
+  ): Promise<void> {
+    for (const f of files) {
       const dest = join(tmp, f.name);
       // Names come from the database: never let one write outside the bundle.
       if (relative(tmp, dest).startsWith('..')) throw new AtlasError('BAD_FILE', `Bad file name ${f.name} in ${what}.`);

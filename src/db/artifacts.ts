@@ -65,9 +65,12 @@ export async function readBlob(database: Database, sha256: string): Promise<Asyn
 /** Serialises prunes of one database (one statement each, but two at once would only repeat the work). */
 const PRUNE_LOCK = "hashtext('atlas:prune-artifacts')";
 
-/** The sha256 of every file that a model or dictionary row (in any state) names in its manifest. */
+/** The sha256 of every file a model or dictionary row (in any state) names: its manifest and converted graph. */
 const REFERENCED = `
   SELECT f->>'sha256' AS sha256 FROM models, jsonb_array_elements(artifacts->'files') f WHERE artifacts IS NOT NULL
+  UNION
+  SELECT f->>'sha256' FROM models, jsonb_array_elements(artifacts->'converted'->'files') f
+   WHERE artifacts->'converted' IS NOT NULL
   UNION
   SELECT f->>'sha256' FROM dictionaries, jsonb_array_elements(artifacts->'files') f WHERE artifacts IS NOT NULL`;
 
