@@ -8,7 +8,10 @@
  * A server materialises a manifest once into <cache dir>/<version>/, streaming each file, checking
  * its hash, and renaming the folder into place, so a restart reuses it and a crash leaves nothing
  * half-written. Rows older than the store point at paths; they are read from there until
- * `migrateArtifacts` stores their files.
+ * `migrateArtifacts` stores their files. A model's manifest also names the ONNX graph `atlas model add`
+ * converted, fetched into <data dir>/onnx/<key>/ so replicas need not convert. Files no row names
+ * any more are pruned once older than a grace period; an importer claims the files it reuses (their
+ * age restarts), so a prune never takes one from under an import in flight.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
