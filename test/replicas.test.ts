@@ -268,6 +268,7 @@ describe('replicas on one PostgreSQL', () => {
         (keys) => !keys.some((k) => k === `encoder:kept@${oldFiles.version}` || k.startsWith('decoders:kept@')),
         'the replaced encoder and decoder matrix leave B',
       );
+      await eventually(() => !existsSync(join(dirB.dir, 'cache', oldFiles.version)), "the old version's cache folder");
       // Deleted through the CLI on machine A: B drops the encoder and its cached files, and answers NOT_FOUND.
       await runCli(['dictionary', 'delete', 'gone'], { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir });
       await eventually((keys) => !keys.some((k) => k.startsWith('encoder:gone@')), 'the deleted encoder leaves B');

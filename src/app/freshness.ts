@@ -48,7 +48,13 @@ export class Freshness {
     private readonly resident: ResidentSet,
     private readonly artifacts: ArtifactCache,
     private readonly log: (line: string) => void = () => undefined,
-  ) {}
+  ) {
+    // Versions retired here, by a sweep or by a request that read a newer row (src/app/registry.ts).
+    resident.onRetire = (key) => {
+      const version = parseKey(key)?.version;
+      if (version) this.unusedFolders.add(version);
+    };
+  }
 
   /** Sweeps every `intervalMs` until `stop`; the timer never keeps the process alive. */
   start(intervalMs = CATALOG_TTL_MS): void {
@@ -82,7 +88,7 @@ export class Freshness {
   /** A lookup found no model or dictionary `id`: what was loaded for it goes now. */
   missing(kind: 'model' | 'dictionary', id: string): void {
     const kinds = kind === 'model' ? ['model'] : ['encoder', 'decoders'];
-    this.retire((k) => {
+    this.resident.retire((k) => {
       const p = parseKey(k);
       return p !== null && p.id === id && kinds.includes(p.kind);
     });
@@ -105,16 +111,9 @@ export class Freshness {
           r.kind === 'model' ? [residentKey('model', r)] : [residentKey('encoder', r), decodersKey(r)],
         ),
       );
-      this.retire((k) => keys.has(k) && !current.has(k), mark);
+      this.resident.retire((k) => keys.has(k) && !current.has(k), mark);
     }
     await this.removeFolders();
-  }
-
-  private retire(stale: (key: string) => boolean, mark = Infinity): void {
-    for (const key of this.resident.retire(stale, mark)) {
-      const version = parseKey(key)?.version;
-      if (version) this.unusedFolders.add(version);
-    }
   }
 
   /** Removes the cache folders of retired versions that no row names and no live entry here uses. */

@@ -45,6 +45,8 @@ interface Entry {
 
 export class ResidentSet {
   readonly counts: ResidentCounts = { hits: 0, misses: 0, evictions: 0 };
+  /** Hears every key `retire` drops (src/app/freshness.ts removes their cache folders later). */
+  onRetire: ((key: string) => void) | null = null;
   private entries = new Map<string, Entry>();
   /** Retired entries still leased: their files stay in use until they close. */
   private retiring = new Set<Entry>();
@@ -154,6 +156,7 @@ export class ResidentSet {
       this.entries.delete(e.key);
       e.retired = true;
       retired.push(e.key);
+      this.onRetire?.(e.key);
       if (e.leases === 0) this.closeEntry(e);
       else this.retiring.add(e);
     }
