@@ -19,6 +19,8 @@ const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/compare.js'),
   () => import('./commands/neuronpedia.js'),
   () => import('./commands/migrate-artifacts.js'),
+  () => import('./commands/dictionary.js'),
+  () => import('./commands/prune-artifacts.js'),
 ];
 
 for (const load of commands) (await load()).register(program);

@@ -1,7 +1,7 @@
 /**
  * Operations over HTTP and the resident set:
  * - ResidentSet (src/app/resident.ts): least recently used entries are evicted past the byte bound,
- *   leased ones only once released, and evicted ones load again.
+ *   leased ones only once released, and evicted ones load again; retiring spares what a mark postdates.
  * - A server whose bound holds one encoder alternates between two dictionaries and still answers as
  *   the float64 reference does; nearestFeatures plans (EXACT, HNSW, EXACT_SCAN) answer as an exact
  *   float64 ranking and say which they used.
@@ -78,6 +78,25 @@ describe('ResidentSet', () => {
     assert.deepEqual(log.at(-1), 'close e@1');
     await set.use('m@2', loader(log, 'm@2', 10), () => undefined);
     assert.deepEqual(log.at(-1), 'load m@2');
+    await set.close();
+  });
+
+  it('spares entries created after a mark, and lists retired entries as live until their lease ends', async () => {
+    const log: string[] = [];
+    const set = new ResidentSet(1000);
+    await set.use('d@1', loader(log, 'd@1', 10), () => undefined);
+    const held = await set.lease('e@1', loader(log, 'e@1', 10));
+    const mark = set.mark();
+    await set.use('d@2', loader(log, 'd@2', 10), () => undefined);
+    assert.deepEqual(set.retire(() => true, mark).sort(), ['d@1', 'e@1'], 'what existed at the mark');
+    assert.deepEqual(
+      set.list().map((e) => e.key),
+      ['d@2'],
+    );
+    assert.deepEqual([...set.liveKeys()].sort(), ['d@2', 'e@1'], 'the leased one is live until released');
+    held.release();
+    assert.deepEqual([...set.liveKeys()], ['d@2']);
+    assert.deepEqual(log, ['load d@1', 'load e@1', 'load d@2', 'close d@1', 'close e@1']);
     await set.close();
   });
 

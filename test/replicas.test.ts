@@ -1,21 +1,24 @@
 /**
  * Two servers on one PostgreSQL with different data folders (replicas, docs/decisions/0005): what one
- * machine registers and imports, the other serves from the files stored in the database, its source
- * files gone; a `--replace` through one is seen by the other; SIGKILL at random moments of a
- * `--replace` never loses the old version; a restarted replica reuses its cache; rows from before the
- * artifact store get their files stored by `migrateArtifacts`. Answers are checked
- * against the float64 reference forward pass and SAE formula (test/reference/).
+ * machine registers and imports, the other serves from the files stored in the database (the converted
+ * ONNX graph included), its source files gone; a `--replace` through one is seen by the other; SIGKILL
+ * at random moments of a `--replace` never loses the old version; a restarted replica reuses its cache;
+ * a deletion or replacement through one process makes the other drop the old encoder and its cached
+ * files by itself; pruning deletes the stored files no row names except those of an import in flight
+ * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; rows from before the artifact
+ * store get their files stored by `migrateArtifacts`. Answers are checked against the float64 reference
+ * forward pass and SAE formula (test/reference/).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { loadConfig } from '../src/config.js';
-import { ArtifactCache, migrateArtifacts } from '../src/app/artifacts.js';
+import { ArtifactCache, migrateArtifacts, pruneArtifacts, storeDictionaryArtifacts } from '../src/app/artifacts.js';
 import { findDictionaryAnyState, getModels, upsertModel } from '../src/db/catalog.js';
 import { openSae } from '../src/engine/sae/open.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
@@ -84,7 +87,20 @@ describe('replicas on one PostgreSQL', () => {
       importer = await open(dirA.dir);
       mkdirSync(join(files.dir, 'gpt2'));
       const model = writeTinyGpt2(join(files.dir, 'gpt2'));
-      await registerModel(importer, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+      const convert = { dataDir: dirA.dir, onProgress: () => undefined };
+      await registerModel(importer, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true, convert });
+      // The graph A converted is stored too: a replica fetches it (ArtifactCache never converts) as A wrote it.
+      const [modelRow] = await getModels(importer, ['gpt2-tiny']);
+      const graph = modelRow.artifacts!.converted!;
+      assert.deepEqual(graph.files.map((f) => f.name).sort(), ['model.onnx', 'model.onnx.data']);
+      await new ArtifactCache(importer, { dataDir: join(files.dir, 'graph') }).model(modelRow);
+      for (const f of graph.files) {
+        assert.deepEqual(
+          readFileSync(join(files.dir, 'graph', 'onnx', graph.key, f.name)),
+          readFileSync(join(dirA.dir, 'onnx', graph.key, f.name)),
+          f.name,
+        );
+      }
       const sae = (seed: number, dSae: number) =>
         writeSaeFixture(join(files.dir, `v${seed}`), { format: 'saelens', dIn: D, dSae, hookName: HOOK, seed });
       const versions = new Map([64, 96].map((dSae, i) => [dSae, sae(i + 1, dSae)]));
@@ -121,6 +137,7 @@ describe('replicas on one PostgreSQL', () => {
         assertSame(tk.features, refActive(v1, rows[p], 4), `replica B encodes token ${p}`),
       );
       await encodesAs(b, v1, 'replica B serves v1');
+      assert.ok(existsSync(join(dirB.dir, 'onnx', graph.key, 'model.onnx')), 'B runs the graph A converted');
 
       // --replace through machine A: B loads v2 on its next request.
       await importDictionary(importer, {
@@ -164,6 +181,179 @@ describe('replicas on one PostgreSQL', () => {
       await importer?.close();
       await pg.drop();
       for (const d of [files, dirA, dirB]) d.cleanup();
+    }
+  });
+
+  it('deletions and replacements leave the other replica; pruning spares imports in flight', async (t) => {
+    const pg = await createTestDatabase();
+    if ('skip' in pg) {
+      announceSkip('deletion and pruning on PostgreSQL', pg.skip);
+      return t.skip(pg.skip);
+    }
+    const files = tempDir('atlas-prune-');
+    const dirA = tempDir('atlas-prune-a-');
+    const dirB = tempDir('atlas-prune-b-');
+    let importer: Database | undefined;
+    let b: TestAtlas | undefined;
+    try {
+      importer = await openDatabase({ databaseUrl: pg.url, dataDir: dirA.dir });
+      const db = importer;
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true });
+      const sae = (name: string, seed: number, dSae: number) =>
+        writeSaeFixture(join(files.dir, name), { format: 'saelens', dIn: D, dSae, hookName: HOOK, seed });
+      const [gone, old, next, inFlight] = [
+        sae('gone', 1, 48),
+        sae('old', 2, 64),
+        sae('next', 3, 80),
+        sae('new', 4, 40),
+      ];
+      const add = (fx: SaeFixture, id: string, replace = false) =>
+        importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id, dataDir: dirA.dir, replace });
+      const manifestOf = async (id: string) => (await findDictionaryAnyState(db, id))!.artifacts!;
+      await add(gone, 'gone');
+      await add(old, 'kept');
+      const goneFiles = await manifestOf('gone');
+      const oldFiles = await manifestOf('kept');
+
+      const database = await openDatabase({ databaseUrl: pg.url, dataDir: dirB.dir });
+      b = await serveTestAtlas('postgres', database, { ...loadConfig({}), device: 'cpu', dataDir: dirB.dir }, () =>
+        database.close(),
+      );
+      const replica = b;
+      const vectors = [Array.from(randomVectors(1, D, 7))];
+      const encode = (id: string) =>
+        replica.gql(
+          'query($v: [[Float!]!]!) { encodeVectors(dictionary: "' +
+            id +
+            '", vectors: $v, topK: 5) ' +
+            '{ index activation } }',
+          { v: vectors },
+        );
+      const encodesAs = async (id: string, fx: SaeFixture) => {
+        const r = await encode(id);
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        assertSame(r.data.encodeVectors[0], refActive(fx, vectors[0], 5), `${id} as ${fx.path}`);
+      };
+      const resident = async () => {
+        const r = await replica.gql('{ serverInfo { resident { entries { key } } } }');
+        return r.data.serverInfo.resident.entries.map((e: { key: string }) => e.key) as string[];
+      };
+      /** Polls B's resident set until `done`: the sweep runs every second; 30 s is a bound, not a speed check. */
+      const eventually = async (done: (keys: string[]) => boolean, what: string) => {
+        for (let i = 0; i < 300 && !done(await resident()); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.ok(done(await resident()), `${what}: ${(await resident()).join(', ')}`);
+      };
+      await encodesAs('gone', gone);
+      await encodesAs('kept', old);
+      const more = await replica.gql(
+        `{ nearestFeatures(dictionary: "kept", index: 0, k: 2, exact: true) { cosine } ` +
+          `encode(dictionary: "kept", text: "${TEXT}", topK: 1) { tokens { tokenId } } }`,
+      );
+      assert.equal(more.errors, undefined, JSON.stringify(more.errors));
+      // A sweep while nothing changed keeps every entry: the keys it rebuilds from the rows are the same.
+      const loaded = await resident();
+      assert.equal(loaded.length, 4, `model, two encoders, a decoder matrix: ${loaded.join(', ')}`);
+      await replica.services.freshness!.sweep();
+      assert.deepEqual(await resident(), loaded);
+      assert.ok(loaded.includes(`encoder:gone@${goneFiles.version}`));
+      const cachedGone = join(dirB.dir, 'cache', goneFiles.version);
+      assert.ok(existsSync(cachedGone), 'B fetched the dictionary into its cache');
+
+      // Replaced through A, with no request to B: B retires the old encoder by itself.
+      await add(next, 'kept', true);
+      const nextFiles = await manifestOf('kept');
+      await eventually(
+        (keys) => !keys.some((k) => k === `encoder:kept@${oldFiles.version}` || k.startsWith('decoders:kept@')),
+        'the replaced encoder and decoder matrix leave B',
+      );
+      await eventually(() => !existsSync(join(dirB.dir, 'cache', oldFiles.version)), "the old version's cache folder");
+      // Deleted through the CLI on machine A: B drops the encoder and its cached files, and answers NOT_FOUND.
+      await runCli(['dictionary', 'delete', 'gone'], { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir });
+      await eventually((keys) => !keys.some((k) => k.startsWith('encoder:gone@')), 'the deleted encoder leaves B');
+      assert.ok(!existsSync(cachedGone), "B removed the deleted version's cache folder");
+      const r = await encode('gone');
+      assert.equal(r.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(r.errors));
+
+      // The deletion's own prune spared everything: its files are younger than the default grace.
+      const stored = async () =>
+        new Set((await db.query<{ sha256: string }>('SELECT sha256 FROM artifact_blobs')).map((x) => x.sha256));
+      const chunksOf = async (shas: string[]) =>
+        (
+          await db.query<{ n: number }>('SELECT count(*)::int AS n FROM artifact_chunks WHERE sha256 = ANY($1)', [shas])
+        )[0].n;
+      const shasOf = (m: { files: { sha256: string }[] }) => m.files.map((f) => f.sha256);
+      const orphans = [...new Set([...shasOf(goneFiles), ...shasOf(oldFiles)])].filter(
+        (h) => !shasOf(nextFiles).includes(h),
+      );
+      const before = await stored();
+      assert.ok(
+        orphans.every((h) => before.has(h)),
+        'nothing pruned yet',
+      );
+      // As if everything had been stored two hours ago; then an import in flight stores (or claims) its files.
+      await db.query("UPDATE artifact_blobs SET created_at = now() - interval '2 hours'");
+      const flight = await storeDictionaryArtifacts(db, dirA.dir, inFlight.path);
+      const reclaimed = await storeDictionaryArtifacts(db, dirA.dir, gone.path);
+      const claimed = [...shasOf(flight), ...shasOf(reclaimed)];
+      await runCli(['prune-artifacts', '--grace-minutes', '30'], { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir });
+      const after = await stored();
+      for (const h of orphans.filter((x) => !claimed.includes(x))) assert.ok(!after.has(h), `${h} pruned`);
+      for (const h of [...claimed, ...shasOf(nextFiles)]) assert.ok(after.has(h), `${h} kept`);
+      assert.equal(await chunksOf(orphans.filter((x) => !claimed.includes(x))), 0, 'their chunks went too');
+      // Grace 0: the in-flight files no row names go as well; the current version's stay and still serve.
+      const pruned = await pruneArtifacts(db, dirA.dir, 0);
+      assert.equal(pruned.blobs, new Set(claimed.filter((h) => !shasOf(nextFiles).includes(h))).size);
+      const [modelRow] = await getModels(db, ['gpt2-tiny']);
+      assert.deepEqual(await stored(), new Set([...shasOf(nextFiles), ...shasOf(modelRow.artifacts!)]));
+      const fresh = new ArtifactCache(db, { dataDir: join(files.dir, 'fresh') });
+      const weights = openSae(await fresh.dictionary((await findDictionaryAnyState(db, 'kept'))!));
+      assert.deepEqual(weights.loadParams(), openSae(next.path).loadParams(), 'a new replica fetches the new version');
+      weights.close();
+      await encodesAs('kept', next);
+    } finally {
+      await b?.close();
+      await importer?.close();
+      await pg.drop();
+      for (const d of [files, dirA, dirB]) d.cleanup();
+    }
+  });
+
+  it('on PGlite, pruning deletes the unnamed files of the data folder store alike', async () => {
+    const files = tempDir('atlas-prune-pglite-');
+    const db = await openDatabase({ dataDir: files.dir });
+    try {
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2' });
+      const sae = (name: string, seed: number, dSae: number) =>
+        writeSaeFixture(join(files.dir, name), { format: 'saelens', dIn: D, dSae, hookName: HOOK, seed });
+      const [v1, v2, inFlight] = [sae('v1', 1, 48), sae('v2', 2, 64), sae('new', 3, 40)];
+      const add = (fx: SaeFixture, replace: boolean) =>
+        importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir: files.dir, replace });
+      const shas = (m: { files: { sha256: string }[] }) => m.files.map((f) => f.sha256);
+      const old = shas((await add(v1, false)).artifacts!);
+      const current = shas((await add(v2, true)).artifacts!);
+      const store = join(files.dir, 'artifacts');
+      const stored = () => new Set(readdirSync(store));
+      assert.deepEqual(await pruneArtifacts(db, files.dir), { blobs: 0, bytes: 0 }, 'all younger than the grace');
+      // As if stored two hours ago; then an import in flight stores its files.
+      const past = new Date(Date.now() - 2 * 3600_000);
+      for (const name of readdirSync(store)) utimesSync(join(store, name), past, past);
+      const flight = shas(await storeDictionaryArtifacts(db, files.dir, inFlight.path));
+      const pruned = await pruneArtifacts(db, files.dir, 30);
+      assert.equal(pruned.blobs, old.length);
+      assert.deepEqual(stored(), new Set([...current, ...flight]));
+      await pruneArtifacts(db, files.dir, 0);
+      assert.deepEqual(stored(), new Set(current));
+      const cache = new ArtifactCache(db, { dataDir: join(files.dir, 'elsewhere') });
+      const weights = openSae(await cache.dictionary((await findDictionaryAnyState(db, 'sae'))!));
+      assert.deepEqual(weights.loadParams(), openSae(v2.path).loadParams());
+      weights.close();
+    } finally {
+      await db.close();
+      files.cleanup();
     }
   });
 

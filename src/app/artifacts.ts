@@ -8,19 +8,33 @@
  * A server materialises a manifest once into <cache dir>/<version>/, streaming each file, checking
  * its hash, and renaming the folder into place, so a restart reuses it and a crash leaves nothing
  * half-written. Rows older than the store point at paths; they are read from there until
- * `migrateArtifacts` stores their files.
+ * `migrateArtifacts` stores their files. A model's manifest also names the ONNX graph `atlas model add`
+ * converted, fetched into <data dir>/onnx/<key>/ so replicas need not convert. Files no row names
+ * any more are pruned once older than a grace period; an importer claims the files it reuses (their
+ * age restarts), so a prune never takes one from under an import in flight.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from 'node:fs';
 import { basename, dirname, join, posix, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { cacheDirOf, type Config } from '../config.js';
-import { CHUNK_BYTES, hasBlob, readBlob, writeBlob } from '../db/artifacts.js';
+import { CHUNK_BYTES, claimBlob, pruneBlobs, readBlob, referencedBlobs, writeBlob } from '../db/artifacts.js';
 import type { Database } from '../db/client.js';
-import type { DictionaryRow, ModelRow } from '../db/catalog.js';
+import { referencedVersions, type DictionaryRow, type ModelRow, type RowVersion } from '../db/catalog.js';
 import type { ArtifactManifest } from '../db/schema.js';
-import { modelFiles } from '../engine/model/load.js';
-import { buildOnce } from '../engine/runtime/onnx-cache.js';
+import { graphBuilderVersion, modelFiles } from '../engine/model/load.js';
+import { buildOnce, cachedEntry, MODEL_FILE } from '../engine/runtime/onnx-cache.js';
 import { dictionaryFiles } from '../engine/sae/open.js';
 import { tokenizerFiles } from '../engine/tokenizers/load.js';
 import { AtlasError } from '../errors.js';
@@ -31,6 +45,7 @@ export type { ArtifactManifest };
 interface ArtifactStore {
   /** A folder store's folder, recorded in the manifest so any process on the machine finds the files. */
   folder?: string;
+  /** Whether the store has the file, claiming it (its age restarts) so that a prune spares it. */
   has(sha256: string): Promise<boolean>;
   /** Stores the file at `path`, which must still hash to `sha256`. */
   put(path: string, sha256: string, size: number): Promise<void>;
@@ -71,7 +86,7 @@ const tempName = (path: string) => `${path}.tmp-${process.pid}-${randomBytes(4).
 
 function databaseStore(database: Database): ArtifactStore {
   return {
-    has: (sha256) => hasBlob(database, sha256),
+    has: (sha256) => claimBlob(database, sha256),
     put: (path, sha256, size) =>
       writeBlob(database, sha256, size, () =>
         checked(sha256, path)(createReadStream(path, { highWaterMark: CHUNK_BYTES }) as AsyncIterable<Buffer>),
@@ -90,7 +105,15 @@ function folderStore(root: string): ArtifactStore {
   const at = (sha256: string) => join(root, sha256);
   return {
     folder: root,
-    has: async (sha256) => existsSync(at(sha256)),
+    async has(sha256) {
+      try {
+        const now = new Date();
+        utimesSync(at(sha256), now, now);
+        return true;
+      } catch {
+        return false;
+      }
+    },
     async put(path, sha256) {
       mkdirSync(root, { recursive: true });
       const tmp = tempName(at(sha256));
@@ -166,6 +189,22 @@ export async function storeModelArtifacts(
   );
 }
 
+/**
+ * PostgreSQL: the graph `atlas model add` converted (its cache folder's MODEL_FILE and external data,
+ * not the cut copies made later), stored so that replicas fetch it instead of converting; null on PGlite.
+ */
+export async function storeConvertedGraph(
+  database: Database,
+  folder: string,
+  architecture: string,
+): Promise<ArtifactManifest['converted'] | null> {
+  const builder = graphBuilderVersion(architecture);
+  if (database.kind !== 'postgres' || !builder) return null;
+  const files = [MODEL_FILE, `${MODEL_FILE}.data`].map((f) => join(folder, f)).filter((f) => existsSync(f));
+  const stored = await storeBundle(databaseStore(database), [{ prefix: '.', root: folder, files }], '.', null);
+  return { key: basename(folder), builder, files: stored.files };
+}
+
 /** A dictionary's encoder weight files (one flat folder that openSae reads) in the store. */
 export function storeDictionaryArtifacts(database: Database, dataDir: string, path: string): Promise<ArtifactManifest> {
   return storeDictionaryIn(storeOf(database, dataDir), path);
@@ -180,7 +219,11 @@ function storeDictionaryIn(store: ArtifactStore, path: string): Promise<Artifact
  * A row's id and the version of its files (legacy rows: their path): what is loaded, batched or cached
  * for a row is kept under this key, so a row replaced through another replica is loaded anew.
  */
-export function artifactKey(row: ModelRow | DictionaryRow): string {
+export function artifactKey(row: ModelRow | DictionaryRow | RowVersion): string {
+  if ('kind' in row) {
+    const legacy = row.kind === 'dictionary' ? row.weightsPath : `${row.sourcePath}\0${row.tokenizerPath}`;
+    return `${row.id}\0${row.version ?? legacy}`;
+  }
   if (row.artifacts) return `${row.id}\0${row.artifacts.version}`;
   return `${row.id}\0${'weightsPath' in row ? row.weightsPath : `${row.sourcePath}\0${row.tokenizerPath}`}`;
 }
@@ -198,11 +241,13 @@ function missingPath(what: string, path: string): AtlasError {
 export class ArtifactCache {
   private readonly store: ArtifactStore;
   private readonly root: string;
+  private readonly dataDir: string;
   private readonly fetching = new Map<string, Promise<string>>();
 
   constructor(database: Database | undefined, config: Pick<Config, 'dataDir' | 'cacheDir'>) {
     this.store = storeOf(database, config.dataDir);
     this.root = cacheDirOf(config);
+    this.dataDir = config.dataDir;
   }
 
   /** The checkpoint and tokenizer paths to load a model from. */
@@ -215,7 +260,24 @@ export class ArtifactCache {
       return { path: row.sourcePath, tokenizerPath: row.tokenizerPath ?? undefined };
     }
     const folder = await this.folder(m, `model "${row.id}"`);
+    await this.convertedGraph(row);
     return { path: join(folder, m.entry), tokenizerPath: m.tokenizer ? join(folder, m.tokenizer) : undefined };
+  }
+
+  /**
+   * Fetches the graph `atlas model add` converted into <data dir>/onnx/<key>/, where loading the model
+   * looks before converting. A graph of another builder version (another build of the server) has
+   * another key and is not fetched; a graph missing from the store is converted here instead.
+   */
+  private async convertedGraph(row: ModelRow): Promise<void> {
+    const c = row.artifacts?.converted;
+    if (!c || c.builder !== graphBuilderVersion(row.architecture)) return;
+    const what = `the converted graph of model "${row.id}"`;
+    try {
+      await cachedEntry(this.dataDir, c.key, (tmp) => this.fetch(c.files, this.store, tmp, what));
+    } catch (e) {
+      if (!(e instanceof AtlasError && e.code === 'ARTIFACT_MISSING')) throw e;
+    }
   }
 
   /** The folder of a dictionary's encoder weights. */
@@ -235,16 +297,67 @@ export class ArtifactCache {
   private folder(m: ArtifactManifest, what: string): Promise<string> {
     let loading = this.fetching.get(m.version);
     if (!loading) {
-      loading = buildOnce(join(this.root, m.version), existsSync, (tmp) => this.fetch(m, tmp, what));
+      const store = m.folder ? folderStore(m.folder) : this.store;
+      loading = buildOnce(join(this.root, m.version), existsSync, (tmp) => this.fetch(m.files, store, tmp, what)).then(
+        (folder) => {
+          // Its age tells `removeUnnamed` in other processes sharing the folder that it was used lately.
+          const now = new Date();
+          utimesSync(folder, now, now);
+          return folder;
+        },
+      );
       loading.finally(() => this.fetching.delete(m.version)).catch(() => undefined);
       this.fetching.set(m.version, loading);
     }
     return loading;
   }
 
-  private async fetch(m: ArtifactManifest, tmp: string, what: string): Promise<void> {
-    const store = m.folder ? folderStore(m.folder) : this.store;
-    for (const f of m.files) {
+  /**
+   * Removes the cached folder of a version no row names any more: renamed aside first, so a process
+   * sharing the cache folder never sees half of it (it fetches the version again, if a row still
+   * names it). A version being fetched here is left alone; a folder already gone is no error.
+   */
+  removeVersion(version: string): boolean {
+    if (this.fetching.has(version)) return false;
+    const aside = tempName(join(this.root, version));
+    try {
+      renameSync(join(this.root, version), aside);
+    } catch {
+      return false;
+    }
+    rmSync(aside, { recursive: true, force: true });
+    return true;
+  }
+
+  /**
+   * Removes the cached folders of versions not in `named` and not used for `graceMinutes`, and what
+   * killed fetches left (temporary folders as old): the versions `atlas prune-artifacts` leaves behind
+   * on this machine. Returns how many folders went.
+   */
+  removeUnnamed(named: Set<string>, graceMinutes: number): number {
+    if (!existsSync(this.root)) return 0;
+    const cutoff = Date.now() - graceMinutes * 60_000;
+    let removed = 0;
+    for (const name of readdirSync(this.root)) {
+      const version = name.slice(0, 64);
+      if (named.has(version) || !/^[0-9a-f]{64}/.test(name)) continue;
+      const st = statSync(join(this.root, name), { throwIfNoEntry: false });
+      if (!st || st.mtimeMs >= cutoff) continue;
+      // A name longer than a version is a temporary folder a killed fetch left.
+      if (name !== version) rmSync(join(this.root, name), { recursive: true, force: true });
+      else if (!this.removeVersion(version)) continue;
+      removed++;
+    }
+    return removed;
+  }
+
+  private async fetch(
+    files: ArtifactManifest['files'],
+    store: ArtifactStore,
+    tmp: string,
+    what: string,
+  ): Promise<void> {
+    for (const f of files) {
       const dest = join(tmp, f.name);
       // Names come from the database: never let one write outside the bundle.
       if (relative(tmp, dest).startsWith('..')) throw new AtlasError('BAD_FILE', `Bad file name ${f.name} in ${what}.`);
@@ -259,6 +372,62 @@ export class ArtifactCache {
       }
     }
   }
+}
+
+/**
+ * How long a stored file no row names is kept (minutes). Longer than an import takes from storing or
+ * claiming its files to writing the row that names them, so pruning never takes a file from under an
+ * import in flight.
+ */
+export const PRUNE_GRACE_MINUTES = 60;
+
+export interface PruneReport {
+  /** Files deleted from the store, and their bytes. */
+  blobs: number;
+  bytes: number;
+}
+
+/**
+ * Deletes the stored files that no model or dictionary row names any more (left by `--replace` and
+ * deletions) and were stored or claimed more than `graceMinutes` ago: on PostgreSQL the blobs and their
+ * chunks in one statement (src/db/artifacts.ts), on PGlite the files of <data dir>/artifacts.
+ */
+export async function pruneArtifacts(
+  database: Database,
+  dataDir: string,
+  graceMinutes = PRUNE_GRACE_MINUTES,
+): Promise<PruneReport> {
+  if (database.kind === 'postgres') return pruneBlobs(database, graceMinutes);
+  return pruneFolder(join(dataDir, 'artifacts'), await referencedBlobs(database), graceMinutes);
+}
+
+/**
+ * Removes from this machine's cache folder the versions no row names that it has not used for
+ * `graceMinutes` (servers remove the versions they retire themselves, src/app/freshness.ts). Returns
+ * how many folders went.
+ */
+export async function pruneCache(
+  database: Database,
+  config: Pick<Config, 'dataDir' | 'cacheDir'>,
+  graceMinutes = PRUNE_GRACE_MINUTES,
+): Promise<number> {
+  return new ArtifactCache(database, config).removeUnnamed(await referencedVersions(database), graceMinutes);
+}
+
+/** PGlite's store: files (and temporary files of killed writers) named by no row and older than the grace. */
+function pruneFolder(root: string, named: Set<string>, graceMinutes: number): PruneReport {
+  const pruned = { blobs: 0, bytes: 0 };
+  if (!existsSync(root)) return pruned;
+  const cutoff = Date.now() - graceMinutes * 60_000;
+  for (const name of readdirSync(root)) {
+    if (named.has(name)) continue;
+    const st = statSync(join(root, name), { throwIfNoEntry: false });
+    if (!st || st.mtimeMs >= cutoff) continue;
+    rmSync(join(root, name), { force: true });
+    pruned.blobs++;
+    pruned.bytes += st.size;
+  }
+  return pruned;
 }
 
 /** One line per stored or missing row, for a log or the console. */

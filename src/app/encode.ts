@@ -78,9 +78,6 @@ export const MAX_VECTORS = 4096;
 export class EncodingService {
   private modelBatchers = new Map<string, Batcher<ModelRequest, HookRows | null>>();
   private encoderBatchers = new Map<string, Batcher<VectorRequest, SaeEncoding>>();
-  /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
-  readonly catalog = new CatalogCache();
-
   constructor(
     readonly registry: EngineRegistry,
     private readonly config: Pick<
@@ -94,6 +91,8 @@ export class EncodingService {
       | 'batching'
       | 'maxGenerateTokens'
     >,
+    /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
+    readonly catalog = new CatalogCache(),
   ) {}
 
   /** ATLAS_MAX_GENERATE_TOKENS: the most tokens one generation may ask for. */

@@ -17,6 +17,7 @@ import { Batcher, queueStats, type QueueStats } from '../engine/batching.js';
 import { ExactSearch, type RowHits } from '../engine/nearest.js';
 import { AtlasError } from '../errors.js';
 import type { ResidentSet } from './resident.js';
+import { decodersKey } from './freshness.js';
 
 export interface NearestArgs {
   dictionary: string;
@@ -125,7 +126,7 @@ export class NearestService {
 
   /** One batcher per dictionary version: a replaced dictionary (new created_at) gets a fresh matrix. */
   private exactBatcher(dict: DictionaryRow): Batcher<ExactQuery, RowHits> {
-    const key = `decoders:${dict.id}@${new Date(dict.createdAt).getTime()}`;
+    const key = decodersKey(dict);
     let b = this.batchers.get(key);
     if (!b) {
       b = new Batcher<ExactQuery, RowHits>(

@@ -1,13 +1,14 @@
 /**
  * Adding a model to the catalog: reads its facts from the checkpoint, stores its files by content on
  * PostgreSQL (src/app/artifacts.ts) and upserts the row; given a data dir, it also converts the checkpoint
- * to its cached ONNX graph first, so that this machine's first request for the model does not pay for it.
+ * to its cached ONNX graph first, so that this machine's first request for the model does not pay for it,
+ * and on PostgreSQL stores that graph too, so that no other replica's does either.
  */
 import type { Database } from '../db/client.js';
 import { upsertModel, type ModelRow } from '../db/catalog.js';
 import { convertModel, inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
-import { storeModelArtifacts } from './artifacts.js';
+import { storeConvertedGraph, storeModelArtifacts } from './artifacts.js';
 
 export interface RegisterModel {
   id: string;
@@ -26,8 +27,15 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
   const info = inspectModel(req.path, req.tokenizerPath);
   // Fail now, not at the first request, when the given tokenizer cannot be read.
   if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
-  const artifacts = await storeModelArtifacts(database, req.path, req.tokenizerPath);
-  if (req.convert) await convertModel(req.path, req.convert);
+  let artifacts = await storeModelArtifacts(database, req.path, req.tokenizerPath);
+  if (req.convert) {
+    const folder = await convertModel(req.path, req.convert);
+    // Replicas fetch the converted graph instead of each converting the checkpoint on first use.
+    if (artifacts && folder) {
+      const converted = await storeConvertedGraph(database, folder, info.architecture);
+      if (converted) artifacts = { ...artifacts, converted };
+    }
+  }
   return upsertModel(database, {
     id: req.id,
     name: req.name,

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { defaultMaxResidentMb, type Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { ModelRow, DictionaryRow } from '../db/catalog.js';
-import { ArtifactCache, artifactKey } from './artifacts.js';
+import { ArtifactCache } from './artifacts.js';
+import { residentKey } from './freshness.js';
 import { loadModel } from '../engine/model/load.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { openSae } from '../engine/sae/open.js';
@@ -28,7 +29,8 @@ function bytesOnDisk(path: string): number {
 
 export class EngineRegistry {
   readonly resident: ResidentSet;
-  private readonly artifacts: ArtifactCache;
+  /** Where catalog rows' files are fetched to (src/app/artifacts.ts). */
+  readonly artifacts: ArtifactCache;
 
   /** `database`: where PostgreSQL-stored files are fetched from (PGlite's live under config.dataDir). */
   constructor(
@@ -66,7 +68,7 @@ export class EngineRegistry {
 
   /** The resident key of a row's current version; other versions of the same row are retired. */
   private keyOf(kind: 'model' | 'encoder', row: ModelRow | DictionaryRow): string {
-    const key = `${kind}:${artifactKey(row)}`;
+    const key = residentKey(kind, row);
     const prefix = `${kind}:${row.id}\0`;
     this.resident.retire((k) => k !== key && k.startsWith(prefix));
     return key;

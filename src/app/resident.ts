@@ -37,13 +37,19 @@ interface Entry {
   loaded: Loaded<unknown> | null;
   leases: number;
   lastUsed: number;
+  /** The clock when the entry was created (see `mark`). */
+  born: number;
   /** Replaced by another version (retire): closed when its last lease ends. */
   retired?: boolean;
 }
 
 export class ResidentSet {
   readonly counts: ResidentCounts = { hits: 0, misses: 0, evictions: 0 };
+  /** Hears every key `retire` drops (src/app/freshness.ts removes their cache folders later). */
+  onRetire: ((key: string) => void) | null = null;
   private entries = new Map<string, Entry>();
+  /** Retired entries still leased: their files stay in use until they close. */
+  private retiring = new Set<Entry>();
   private clock = 0;
 
   constructor(
@@ -66,6 +72,19 @@ export class ResidentSet {
       .map((e) => ({ key: e.key, bytes: e.loaded!.bytes, leases: e.leases }));
   }
 
+  /** Keys of every entry not yet closed: loading, loaded, or retired and still leased. */
+  liveKeys(): Set<string> {
+    return new Set([...this.entries.keys(), ...[...this.retiring].map((e) => e.key)]);
+  }
+
+  /**
+   * A point in the set's history: `retire(stale, mark)` spares entries created after it, so a check
+   * against catalog rows read after the mark never retires what a newer row loaded meanwhile.
+   */
+  mark(): number {
+    return ++this.clock;
+  }
+
   /**
    * A lease on `key`, loading it with `load` when it is not resident (concurrent requests share one
    * load). A failed load is not kept, so fixing the files and retrying works without a restart.
@@ -75,7 +94,7 @@ export class ResidentSet {
     if (entry) this.counts.hits++;
     else {
       this.counts.misses++;
-      const created: Entry = { key, loading: load(), loaded: null, leases: 0, lastUsed: 0 };
+      const created: Entry = { key, loading: load(), loaded: null, leases: 0, lastUsed: 0, born: ++this.clock };
       entry = created;
       this.entries.set(key, created);
       created.loading.then(
@@ -106,7 +125,10 @@ export class ResidentSet {
         if (released) return;
         released = true;
         held.leases--;
-        if (held.retired && held.leases === 0) this.closeEntry(held);
+        if (held.retired && held.leases === 0) {
+          this.retiring.delete(held);
+          this.closeEntry(held);
+        }
         this.evict();
       },
     };
@@ -123,16 +145,22 @@ export class ResidentSet {
   }
 
   /**
-   * Drops the entries `stale` names (a newer version of their row replaced them): a new lease loads
-   * afresh; idle ones close now, leased ones when their last lease ends.
+   * Drops the entries `stale` names (a newer version of their row replaced them, or the row is gone):
+   * a new lease loads afresh; idle ones close now, leased ones when their last lease ends. With
+   * `before` (a `mark`), only entries created before it. Returns the keys retired.
    */
-  retire(stale: (key: string) => boolean): void {
+  retire(stale: (key: string) => boolean, before = Infinity): string[] {
+    const retired: string[] = [];
     for (const e of [...this.entries.values()]) {
-      if (!stale(e.key)) continue;
+      if (e.born > before || !stale(e.key)) continue;
       this.entries.delete(e.key);
       e.retired = true;
+      retired.push(e.key);
+      this.onRetire?.(e.key);
       if (e.leases === 0) this.closeEntry(e);
+      else this.retiring.add(e);
     }
+    return retired;
   }
 
   private closeEntry(e: Entry): void {

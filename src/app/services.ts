@@ -10,6 +10,8 @@ import { EngineRegistry } from './registry.js';
 import { ResidentSet } from './resident.js';
 import { EncodingService } from './encode.js';
 import { NearestService } from './nearest.js';
+import { CatalogCache } from './catalog-cache.js';
+import { Freshness } from './freshness.js';
 
 export const VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
 
@@ -21,6 +23,8 @@ export interface Services {
   registry: EngineRegistry;
   encoding: EncodingService;
   nearest: NearestService;
+  /** PostgreSQL or PGlite catalogs: drops what was loaded for rows changed elsewhere (src/app/freshness.ts). */
+  freshness?: Freshness;
   /** Floor of pgvector's hnsw.ef_search for every nearest-neighbour search. */
   hnswEfSearch: number;
   /** Longest text argument (ATLAS_MAX_INPUT_CHARS), checked before any resolver runs. */
@@ -52,19 +56,31 @@ async function probeExecutionProvider(config: Config): Promise<ExecutionProvider
 /** `database`: where a PostgreSQL catalog's model and dictionary files are fetched from (src/app/artifacts.ts). */
 export async function createServices(config: Config, database?: Database): Promise<Services> {
   const provider = await probeExecutionProvider(config);
-  const resident = new ResidentSet(config.maxResidentBytes, (line) => process.stderr.write(`atlas: ${line}\n`));
+  const log = (line: string) => process.stderr.write(`atlas: ${line}\n`);
+  const resident = new ResidentSet(config.maxResidentBytes, log);
   const registry = new EngineRegistry(config, database, resident);
+  // Drops what was loaded for rows deleted or replaced through other processes (replicas, the CLI).
+  const freshness = database && new Freshness(database, resident, registry.artifacts, log);
+  freshness?.start();
   return {
     version: VERSION,
     executionProvider: () => provider,
     resident,
     registry,
-    encoding: new EncodingService(registry, config),
+    freshness,
+    encoding: new EncodingService(
+      registry,
+      config,
+      new CatalogCache(undefined, undefined, undefined, (kind, id) => freshness?.missing(kind, id)),
+    ),
     nearest: new NearestService(resident, config),
     hnswEfSearch: config.hnswEfSearch,
     maxInputChars: config.maxInputChars,
     requireKey: config.requireKey,
     session: { device: config.device, threads: config.threads },
-    close: () => registry.close(),
+    async close() {
+      await freshness?.stop();
+      await registry.close();
+    },
   };
 }

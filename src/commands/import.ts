@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { withDatabase } from '../app/database.js';
 import { importDictionary } from '../app/import-dictionary.js';
 import { startProgress, type Progress } from './progress.js';
+import { pruneAfterChange } from './prune-artifacts.js';
 
 export function register(program: Command): void {
   program
@@ -59,6 +60,8 @@ export function register(program: Command): void {
               `${row.hookPoint}${row.hookPointOut ? ` → ${row.hookPointOut}` : ''} of ${row.modelId} in ` +
               `${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`,
           );
+          // The replaced version's files are named by no row now.
+          if (opts.replace) await pruneAfterChange(database, config.dataDir);
         });
       },
     );

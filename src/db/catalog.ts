@@ -112,3 +112,58 @@ export async function requireModel(database: Database, id: string): Promise<Mode
     throw new AtlasError('NOT_FOUND', `No model "${id}". Register it with \`atlas model add PATH --id ${id}\`.`);
   return row;
 }
+
+/** What a replica's loaded copy of a row depends on (src/app/freshness.ts): its id and file version. */
+export interface RowVersion {
+  kind: 'model' | 'dictionary';
+  id: string;
+  /** The artifact manifest's version; null for rows that point at paths. */
+  version: string | null;
+  sourcePath: string | null;
+  tokenizerPath: string | null;
+  weightsPath: string | null;
+  createdAt: Date;
+}
+
+/** The current versions of the given models and ready dictionaries, in one query; ids not listed are gone. */
+export async function rowVersions(
+  database: Database,
+  modelIds: readonly string[],
+  dictionaryIds: readonly string[],
+): Promise<RowVersion[]> {
+  const rows = await database.query<{
+    kind: 'model' | 'dictionary';
+    id: string;
+    version: string | null;
+    source_path: string | null;
+    tokenizer_path: string | null;
+    weights_path: string | null;
+    created_at: Date | string;
+  }>(
+    `SELECT 'model' AS kind, id, artifacts->>'version' AS version, source_path, tokenizer_path,
+            NULL::text AS weights_path, created_at
+       FROM models WHERE id = ANY($1::text[])
+     UNION ALL
+     SELECT 'dictionary', id, artifacts->>'version', NULL, NULL, weights_path, created_at
+       FROM dictionaries WHERE state = 'ready' AND id = ANY($2::text[])`,
+    [[...modelIds], [...dictionaryIds]],
+  );
+  return rows.map((r) => ({
+    kind: r.kind,
+    id: r.id,
+    version: r.version,
+    sourcePath: r.source_path,
+    tokenizerPath: r.tokenizer_path,
+    weightsPath: r.weights_path,
+    createdAt: new Date(r.created_at),
+  }));
+}
+
+/** Every artifact version some model or dictionary row (in any state) still names. */
+export async function referencedVersions(database: Database): Promise<Set<string>> {
+  const rows = await database.query<{ version: string }>(
+    `SELECT artifacts->>'version' AS version FROM models WHERE artifacts IS NOT NULL
+     UNION SELECT artifacts->>'version' FROM dictionaries WHERE artifacts IS NOT NULL`,
+  );
+  return new Set(rows.map((r) => r.version));
+}

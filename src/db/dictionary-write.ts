@@ -41,6 +41,20 @@ export async function deleteDictionary(database: Database, id: string): Promise<
   await database.transaction((q) => deleteRows(q, id));
 }
 
+/**
+ * `atlas dictionary delete`: the dictionary in any state, and a hidden replacement a killed `--replace`
+ * left, go (features, dashboards, explanations, maps and comparisons with them). False when neither was there.
+ */
+export async function deleteDictionaryAndStaging(database: Database, id: string): Promise<boolean> {
+  let found = false;
+  for (const target of [`${id}${STAGING_SUFFIX}`, id]) {
+    if (!(await findDictionaryAnyState(database, target))) continue;
+    await deleteDictionary(database, target);
+    found = true;
+  }
+  return found;
+}
+
 async function deleteRows(q: Query, id: string): Promise<void> {
   // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
   await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);

@@ -44,6 +44,11 @@ export interface ArtifactManifest {
   files: { name: string; sha256: string; size: number }[];
   /** PGlite: the folder of the store that holds the files (on PostgreSQL they are in the database). */
   folder?: string;
+  /**
+   * Models: the ONNX graph `atlas model add` converted, stored so replicas fetch it instead of converting;
+   * `key` names its folder in <data dir>/onnx/, `builder` the graph builder version that made it.
+   */
+  converted?: { key: string; builder: string; files: { name: string; sha256: string; size: number }[] };
 }
 
 export const models = pgTable('models', {

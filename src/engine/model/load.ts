@@ -238,13 +238,20 @@ async function convertedFolder(path: string, ckpt: Checkpoint, opts: LoadModelOp
 
 /**
  * Converts a checkpoint to its ONNX graph in the cache now (nothing for a ready .onnx file, or when
- * the cache has it), so that loading it later only opens the session.
+ * the cache has it), so that loading it later only opens the session. Returns the graph's cache
+ * folder (<dataDir>/onnx/<key>, holding MODEL_FILE and its external data), or null for a .onnx file.
  */
 export async function convertModel(
   path: string,
   opts: Pick<LoadModelOptions, 'dataDir' | 'onProgress'>,
-): Promise<void> {
-  if (!path.endsWith('.onnx')) await convertedFolder(path, openCheckpoint(path), opts);
+): Promise<string | null> {
+  if (path.endsWith('.onnx')) return null;
+  return convertedFolder(path, openCheckpoint(path), opts);
+}
+
+/** The version of the graph builder of an architecture: part of every converted graph's cache key. */
+export function graphBuilderVersion(architecture: string): string | null {
+  return BUILDERS[architecture as Architecture]?.version ?? null;
 }
 
 export async function loadModel(path: string, opts: LoadModelOptions): Promise<LoadedModel> {
