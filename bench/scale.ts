@@ -68,7 +68,7 @@ async function one(n: number, d: number): Promise<Result> {
     'skip' in pgdb ? { dataDir: dir } : { databaseUrl: pgdb.url, dataDir: dir },
   );
   try {
-    await syntheticModel(database, 'scale', 'synthetic', d);
+    await syntheticModel(database, 'scale-model', 'synthetic', d);
     // Densities give the DENSITY ordering something to sort.
     const density = Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000003) / 1000003);
     // Making the synthetic rows is not the importer's cost: its time is taken out of the COPY's.
@@ -89,7 +89,7 @@ async function one(n: number, d: number): Promise<Result> {
       database,
       {
         id: 'scale',
-        modelId: 'scale',
+        modelId: 'scale-model',
         name: 'scale',
         hookPoint: 'blocks.0.hook_resid_post',
         hookPointOut: null,
