@@ -55,15 +55,14 @@ function hash(s: string): string {
  * min_parallel_table_scan_size. Decoders are stored out of line (TOAST), which leaves the heap at
  * about 100 bytes a feature, so the build lowers that threshold to 0 for itself.
  *
- * ef_construction is pgvector's smallest for m = 16 (2·m = 32; default 64): each insert explores half
- * as many candidates, the build runs about 1.5× faster, and recall@10 against exact stays ≥ 0.99 on
- * clustered decoder-like rows at the default ef_search of 200 (bench/scale.ts). A smaller m builds
- * faster still but lost recall there (m = 8: 0.94, its worst query 0.2).
+ * m and ef_construction stay at pgvector's defaults (16, 64). Smaller ones build faster (ef_construction
+ * 32: about 1.5×, m = 8: 2×) but lose recall on clustered decoder-like rows: at 65,536 × 768,
+ * ef_construction 32 gave recall@10 0.91 with queries that found none of their true top 10
+ * (bench/scale.ts).
  */
 const MIN_BUILD_MB = 64;
 const MAX_BUILD_MB = 1024;
 const MB_PER_PARTICIPANT = 32;
-const HNSW_BUILD = 'WITH (m = 16, ef_construction = 32)';
 
 export function buildMemoryMb(dSae: number, dIn: number): number {
   const bytesPerFeature = (dIn > HNSW_VECTOR_MAX ? 2 : 4) * dIn + 1024;
@@ -92,7 +91,7 @@ export async function buildHnswIndex(q: Query, dictionaryId: string, dIn: number
   await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
   await q(
     `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
-      `${HNSW_BUILD} WHERE dictionary_id = ${literal(dictionaryId)}`,
+      `WHERE dictionary_id = ${literal(dictionaryId)}`,
   );
 }
 
