@@ -11,14 +11,16 @@
  *   - pages of 100 features by index and by density (keyset, from the middle), and one batched
  *     lookup of 100 features: p50 ms;
  *   - peak RSS of this process (the importer and, the queries being in-process, the server side).
- * The last column is each cost's growth exponent against the previous size (log cost ratio ÷ log n
- * ratio: 1 = linear), from which larger sizes are projected.
+ * The growth column is each cost's exponent against the previous size (log cost ratio ÷ log n ratio:
+ * 1 = linear); sizes up to 1,048,576 beyond the largest measured are projected as a power law through
+ * the last two measured points (cost × (N / n)^exponent), which only holds while nothing changes
+ * regime (the HNSW graph outgrowing maintenance_work_mem, the table outgrowing the page cache).
  * PostgreSQL from ATLAS_TEST_PG_URL (a scratch database, dropped afterwards), else PGlite; --pglite forces it.
  * Usage: node --import tsx bench/scale.ts [--sizes 16384,65536] [--dims 768] [--queries 50] [--pglite]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
@@ -39,6 +41,8 @@ interface Result {
   hnswP50: number;
   hnswP99: number;
   recall: number;
+  /** The worst query's recall@10. */
+  recallMin: number;
   exactP50: number;
   pageIndexP50: number;
   pageDensityP50: number;
@@ -68,7 +72,7 @@ async function one(n: number, d: number): Promise<Result> {
     'skip' in pgdb ? { dataDir: dir } : { databaseUrl: pgdb.url, dataDir: dir },
   );
   try {
-    await syntheticModel(database, 'scale', 'synthetic', d);
+    await syntheticModel(database, 'scale-model', 'synthetic', d);
     // Densities give the DENSITY ordering something to sort.
     const density = Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000003) / 1000003);
     // Making the synthetic rows is not the importer's cost: its time is taken out of the COPY's.
@@ -89,7 +93,7 @@ async function one(n: number, d: number): Promise<Result> {
       database,
       {
         id: 'scale',
-        modelId: 'scale',
+        modelId: 'scale-model',
         name: 'scale',
         hookPoint: 'blocks.0.hook_resid_post',
         hookPointOut: null,
@@ -115,9 +119,9 @@ async function one(n: number, d: number): Promise<Result> {
     const exactMs = await timed(QUERIES, async (i) => {
       truth.push(new Set((await search(i, true)).map((h) => h.index)));
     });
-    let hits = 0;
+    const found: number[] = [];
     const hnswMs = await timed(QUERIES, async (i) => {
-      for (const h of await search(i, false)) if (truth[i].has(h.index)) hits++;
+      found.push((await search(i, false)).filter((h) => truth[i].has(h.index)).length);
     });
     const mid = Math.floor(n / 2);
     const page = (orderBy: 'INDEX' | 'DENSITY') =>
@@ -144,7 +148,8 @@ async function one(n: number, d: number): Promise<Result> {
       indexSeconds: (t2 - t1) / 1000,
       hnswP50: percentile(hnswMs, 0.5),
       hnswP99: percentile(hnswMs, 0.99),
-      recall: hits / (10 * QUERIES),
+      recall: found.reduce((a, b) => a + b, 0) / (10 * QUERIES),
+      recallMin: Math.min(...found) / 10,
       exactP50: percentile(exactMs, 0.5),
       pageIndexP50: percentile(pageIndexMs, 0.5),
       pageDensityP50: percentile(pageDensityMs, 0.5),
@@ -170,17 +175,27 @@ const COSTS: [string, (r: Result) => number, number][] = [
   ['peak RSS MB', (r) => r.peakRssMb, 0],
 ];
 
+/** Sizes past the measured ones, projected from the last two measured points. */
+const PROJECT = [262_144, 1_048_576];
+
 function report(results: Result[]): void {
   for (const d of [...new Set(results.map((r) => r.d))]) {
     const rows = results.filter((r) => r.d === d);
+    const k = rows.length;
+    const ahead = k >= 2 ? PROJECT.filter((n) => n > rows[k - 1].n) : [];
     console.log(`\nd = ${d} (${d > 2000 ? 'halfvec' : 'vector'} index), ${rows[0].backend}, ${QUERIES} queries`);
-    console.log(`| cost | ${rows.map((r) => r.n).join(' | ')} | growth exponent (last two) |`);
-    console.log(`| --- |${rows.map(() => ' ---: |').join('')} ---: |`);
+    console.log(
+      `| cost | ${rows.map((r) => r.n).join(' | ')} | growth exponent (last two) |` +
+        ahead.map((n) => ` ${n} projected |`).join(''),
+    );
+    console.log(`| --- |${rows.map(() => ' ---: |').join('')} ---: |${ahead.map(() => ' ---: |').join('')}`);
     const line = (name: string, values: number[], digits: number) => {
-      const k = values.length;
-      const growth =
-        k >= 2 ? (Math.log(values[k - 1] / values[k - 2]) / Math.log(rows[k - 1].n / rows[k - 2].n)).toFixed(2) : '';
-      console.log(`| ${name} | ${values.map((v) => v.toFixed(digits)).join(' | ')} | ${growth} |`);
+      const growth = k >= 2 ? Math.log(values[k - 1] / values[k - 2]) / Math.log(rows[k - 1].n / rows[k - 2].n) : NaN;
+      const projected = ahead.map((n) => (values[k - 1] * (n / rows[k - 1].n) ** growth).toFixed(digits));
+      console.log(
+        `| ${name} | ${values.map((v) => v.toFixed(digits)).join(' | ')} | ${k >= 2 ? growth.toFixed(2) : ''} |` +
+          projected.map((v) => ` ${v} |`).join(''),
+      );
     };
     line(
       'import rows/s',
@@ -199,7 +214,13 @@ function report(results: Result[]): void {
         digits,
       );
     console.log(`| recall@10 | ${rows.map((r) => r.recall.toFixed(3)).join(' | ')} | |`);
+    console.log(`| worst query's recall@10 | ${rows.map((r) => r.recallMin.toFixed(1)).join(' | ')} | |`);
   }
+  console.log(
+    `\nload average at the end (1, 5, 15 min): ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(', ')}`,
+  );
 }
 
 const single = arg('one', '');

@@ -52,7 +52,9 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
   const hits = await database.transaction(
     async (q) => {
       await q(`SET LOCAL hnsw.ef_search = ${efSearch}`);
-      if (req.exact) await q('SET LOCAL enable_indexscan = off');
+      // The planner does not cost reading decoders out of line (TOAST), so for a small or unanalysed
+      // dictionary it would rather sort every row; only the index gives this order without a sort.
+      await q(`SET LOCAL ${req.exact ? 'enable_indexscan' : 'enable_sort'} = off`);
       const all: Neighbor[] = [];
       for (const id of req.dictionaryIds) {
         const rows = await q<{ index: number; distance: number }>(

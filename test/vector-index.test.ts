@@ -1,0 +1,125 @@
+/**
+ * nearestFeatures reaches each dictionary's HNSW index (src/db/vector-index.ts) for both index types:
+ * vector up to 2,000 dims, halfvec above. The search runs against a Database whose statements are
+ * prefixed with EXPLAIN, so the plan is that of the very statement and session settings the search
+ * issues; it must scan the dictionary's index by name, and an exact search must not. The dictionaries
+ * are small and unanalysed, where the planner used to prefer sorting every row.
+ * The answer itself is checked against a float64 cosine over the same rows.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BACKENDS, announceSkip, openTestDatabase } from './helpers/atlas-server.js';
+import { clusteredRows } from './helpers/rng.js';
+import type { Database, Query } from '../src/db/client.js';
+import { writeDictionary } from '../src/db/dictionary-write.js';
+import { nearestFeatures } from '../src/db/nearest.js';
+import { indexName } from '../src/db/vector-index.js';
+import { upsertModel } from '../src/db/catalog.js';
+
+const N = 200;
+
+/** The same database, except that the search statements (SELECT … ORDER BY … <=>) only collect their plans. */
+function explaining(database: Database, plans: string[]): Database {
+  const wrapped = Object.create(database) as Database;
+  wrapped.transaction = (fn, opts) =>
+    database.transaction((q, copy) => {
+      const explain: Query = async <T>(text: string, params?: unknown[]) => {
+        if (!/^SELECT idx\b/.test(text.trim())) return q<T>(text, params);
+        const rows = await q<{ 'QUERY PLAN': string }>(`EXPLAIN (COSTS OFF) ${text}`, params);
+        plans.push(rows.map((r) => r['QUERY PLAN'].replace(/'\[[^\]]*\]'/g, "'[…]'")).join('\n'));
+        return [];
+      };
+      return fn(explain, copy);
+    }, opts);
+  return wrapped;
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let ab = 0,
+    aa = 0,
+    bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+for (const backend of BACKENDS) {
+  describe(`nearest search through the HNSW index on ${backend}`, () => {
+    for (const [d, type] of [
+      [64, 'vector'],
+      [2048, 'halfvec'],
+    ] as const) {
+      it(`a ${type} dictionary (d = ${d}) is searched through its index, an exact search is not`, async (t) => {
+        const opened = await openTestDatabase(backend);
+        if ('skip' in opened) {
+          announceSkip(`nearest search through the HNSW index on ${backend}`, opened.skip);
+          return t.skip(opened.skip);
+        }
+        const { database } = opened;
+        try {
+          const id = `dict-${type}`;
+          await upsertModel(database, {
+            id: 'model',
+            name: 'model',
+            architecture: 'gpt2',
+            dModel: d,
+            nLayers: 1,
+            vocabSize: 1,
+            contextLength: 1,
+            prependBos: false,
+            hookPoints: ['blocks.0.hook_resid_post'],
+            sourcePath: '/nonexistent',
+            sourceFormat: 'huggingface',
+            tokenizerPath: null,
+          });
+          const rows = clusteredRows(7, N, d);
+          await writeDictionary(
+            database,
+            {
+              id,
+              modelId: 'model',
+              name: id,
+              hookPoint: 'blocks.0.hook_resid_post',
+              hookPointOut: null,
+              prependBos: false,
+              dIn: d,
+              dSae: N,
+              architecture: 'standard',
+              k: null,
+              params: {},
+              sourceFormat: 'saelens',
+              sourcePath: '/nonexistent',
+              weightsPath: '/nonexistent',
+            },
+            [rows],
+          );
+          const query = rows.subarray(3 * d, 4 * d);
+          const request = { dictionaryIds: [id], dIn: d, vector: Array.from(query), k: 5 };
+
+          const plans: string[] = [];
+          await nearestFeatures(explaining(database, plans), request);
+          await nearestFeatures(explaining(database, plans), { ...request, exact: true });
+          assert.equal(plans.length, 2);
+          assert.match(plans[0], new RegExp(`Index Scan using ${indexName(id)} on features`), plans[0]);
+          assert.doesNotMatch(plans[1], new RegExp(indexName(id)), plans[1]);
+
+          // The answer: feature 3 itself first, then the float64 ranking's next best (halfvec rounds
+          // the stored components to about 3 decimal digits, so cosines agree to 1e-3 there).
+          const hits = await nearestFeatures(database, request);
+          const expected = Array.from({ length: N }, (_, i) => cosine(query, rows.subarray(i * d, (i + 1) * d)))
+            .map((c, index) => ({ index, c }))
+            .sort((a, b) => b.c - a.c)
+            .slice(0, 5);
+          assert.equal(hits[0].index, 3);
+          const tolerance = type === 'halfvec' ? 1e-3 : 1e-5;
+          hits.forEach((h, i) => assert.ok(Math.abs(h.cosine - expected[i].c) < tolerance, `${h.cosine} ${i}`));
+        } finally {
+          await opened.cleanup();
+        }
+      });
+    }
+  });
+}
