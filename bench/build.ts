@@ -5,7 +5,7 @@
  * forward pass, encode, every accumulator, logit lens and the publish into a PGlite catalog), and
  * the ratio (goal: build ≤ 1.5× the bare time). Runs on stories260K with a random TopK dictionary.
  * Usage: node --import tsx bench/build.ts [--tokens 100000] [--dsae 4096] [--k 32] [--layer 2] [--context 64] [--device
- * cpu|cuda|auto]
+ * cpu|cuda|auto] [--database-url postgres://… (an empty database; default a fresh PGlite)]
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +26,7 @@ const K = Number(arg('k', '32'));
 const LAYER = Number(arg('layer', '2'));
 const CONTEXT = Number(arg('context', '64'));
 const device = arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto';
+const DATABASE_URL = arg('database-url', '');
 const MODEL = resolve(import.meta.dirname, '../../shared/models/stories260K/stories260K.bin');
 
 /** TinyStories-like sentences from a fixed word list, in paragraphs. */
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
     return;
   }
   const dir = mkdtempSync(join(tmpdir(), 'atlas-bench-build-'));
-  const database = await openDatabase({ dataDir: join(dir, 'data') });
+  const database = await openDatabase({ dataDir: join(dir, 'data'), databaseUrl: DATABASE_URL || undefined });
   const registry = new EngineRegistry({ dataDir: join(dir, 'data'), device, threads: 0 }, database);
   try {
     const modelRow = await registerModel(database, { id: 'stories260K', path: MODEL, name: 'stories260K' });
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
 
     console.log(
       `stories260K ${hook}, topk SAE ${D_SAE} x ${d} (k ${K}), ${tokens} tokens in ${contexts.length} contexts of ` +
-        `${CONTEXT}, batch ${batch}, ${model.executionProvider}`,
+        `${CONTEXT}, batch ${batch}, ${model.executionProvider}, ${DATABASE_URL ? 'PostgreSQL' : 'PGlite'}`,
     );
     console.log(
       `bare forward + encode : ${(tokens / bareSeconds).toFixed(0).padStart(8)} tokens/s (${bareSeconds.toFixed(2)} s)`,

@@ -141,8 +141,8 @@ for (const backend of BACKENDS) {
             .get(FIXTURE.twin)!
             .set(catalog.decoders.get(FIXTURE.dict)!.subarray(5 * dIn, 6 * dIn), 7 * dIn);
           await db.query(
-            `UPDATE features SET decoder = (SELECT decoder FROM features WHERE dictionary_id = $1 AND idx = 5)
-          WHERE dictionary_id = $2 AND idx = 7`,
+            `UPDATE feature_decoders SET decoder = (SELECT decoder FROM feature_decoders WHERE dictionary_id = $1
+          AND idx = 5) WHERE dictionary_id = $2 AND idx = 7`,
             [FIXTURE.dict, FIXTURE.twin],
           );
           await db.query(`UPDATE features SET density = 0.9 WHERE dictionary_id = 'sae-a' AND idx = ${G}`);

@@ -19,8 +19,8 @@ async function seedDictionary(q: (sql: string) => Promise<unknown>): Promise<voi
     VALUES ('m', 'm', 'gpt2', 2, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
   await q(`INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state,
     prepend_bos) VALUES ('d', 'm', 'd', 'h', 2, 2, 'standard', 'saelens', 'ready', false)`);
-  await q(`INSERT INTO features (dictionary_id, idx, decoder, decoder_norm) VALUES ('d', 0, '[1,0]', 1), ('d', 1,
-    '[0,1]', 1)`);
+  await q(`INSERT INTO features (dictionary_id, idx, decoder_norm) VALUES ('d', 0, 1), ('d', 1, 1)`);
+  await q(`INSERT INTO feature_decoders (dictionary_id, idx, decoder) VALUES ('d', 0, '[1,0]'), ('d', 1, '[0,1]')`);
 }
 
 /** The shortest decimal that reads back as the float32 nearest v (what PostgreSQL prints for real). */

@@ -40,10 +40,11 @@ async function runToFault(point: FaultPoint, args: string[], env: Record<string,
   assert.equal(signal, 'SIGKILL', `${point}: expected a kill at the fault point, got exit ${code}: ${stderr}`);
 }
 
-async function rows(db: Database, id: string): Promise<{ n: number; first: string | null }> {
-  const [r] = await db.query<{ n: number; first: string | null }>(
-    'SELECT count(*)::int AS n, min(decoder::text) FILTER (WHERE idx = 0) AS first FROM features WHERE ' +
-      'dictionary_id = $1',
+/** Feature rows, decoder rows, and feature 0's decoder of dictionary `id`. */
+async function rows(db: Database, id: string): Promise<{ n: number; decoders: number; first: string | null }> {
+  const [r] = await db.query<{ n: number; decoders: number; first: string | null }>(
+    `SELECT (SELECT count(*)::int FROM features WHERE dictionary_id = $1) AS n, count(*)::int AS decoders,
+      min(decoder::text) FILTER (WHERE idx = 0) AS first FROM feature_decoders WHERE dictionary_id = $1`,
     [id],
   );
   return r;
@@ -73,7 +74,8 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
           `${point}: visible after a kill`,
         );
         await importDictionary(after, { path: newFx.path, modelId: FIXTURE.model, id: 'big', dataDir, hook: HOOK });
-        assert.equal((await rows(after, 'big')).n, D_SAE, `${point}: the re-run completes`);
+        const { n, decoders } = await rows(after, 'big');
+        assert.deepEqual([n, decoders], [D_SAE, D_SAE], `${point}: the re-run completes`);
         await after.query("DELETE FROM dictionaries WHERE id = 'big'");
       } finally {
         await after.close();
@@ -107,7 +109,8 @@ async function killImports(open: () => Promise<Database>, env: Record<string, st
           hook: HOOK,
           replace: true,
         });
-        assert.equal((await rows(after, 'big')).n, D_SAE, `${point}: the re-run replaces it`);
+        const { n, decoders } = await rows(after, 'big');
+        assert.deepEqual([n, decoders], [D_SAE, D_SAE], `${point}: the re-run replaces it`);
       } finally {
         await after.close();
       }

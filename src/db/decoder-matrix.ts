@@ -13,7 +13,7 @@ export async function readDecoderMatrix(
   const out = new Float32Array(dSae * dIn);
   for (let start = 0; start < dSae; start += CHUNK) {
     const rows = await database.query<{ i: number; v: string }>(
-      'SELECT idx AS i, decoder::text AS v FROM features WHERE dictionary_id = $1 AND idx >= $2 AND idx < $3',
+      'SELECT idx AS i, decoder::text AS v FROM feature_decoders WHERE dictionary_id = $1 AND idx >= $2 AND idx < $3',
       [dictionaryId, start, start + CHUNK],
     );
     for (const r of rows) out.set(JSON.parse(r.v) as number[], r.i * dIn);

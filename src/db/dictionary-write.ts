@@ -6,8 +6,9 @@
  *
  * `--replace` writes the new version under a hidden id (STAGING_SUFFIX is outside the id alphabet)
  * while the old one keeps serving, then swaps in one transaction: the old rows go, the hidden id is
- * renamed (features follow by ON UPDATE CASCADE), the index is built and the state flips. Readers see
- * the old version or the new one, whole; a kill anywhere before the commit leaves the old one.
+ * renamed (features and feature_decoders follow by ON UPDATE CASCADE), the index is built and the
+ * state flips. Readers see the old version or the new one, whole; a kill anywhere before the commit
+ * leaves the old one.
  */
 import { eq } from 'drizzle-orm';
 import type { Database, Query } from './client.js';
@@ -105,8 +106,8 @@ async function swapIn(
   dIn: number,
   dSae: number,
 ): Promise<void> {
-  // Dropping an index locks the whole features table until commit, so the old index goes first, on its
-  // own: until the swap, searches of the old version scan its rows exactly instead.
+  // Dropping an index locks the whole feature_decoders table until commit, so the old index goes first,
+  // on its own: until the swap, searches of the old version scan its rows exactly instead.
   await dropHnswIndex(database.query, old.id);
   await database.transaction(async (q) => {
     await deleteRows(q, old.id);

@@ -1,4 +1,7 @@
-/** Feature rows: batched lookups, keyset-paginated listings and bulk writes of decoder vectors. */
+/**
+ * Feature rows (table features) and their decoder vectors (table feature_decoders): batched lookups,
+ * keyset-paginated listings and bulk writes.
+ */
 import type { Database } from './client.js';
 import { AtlasError } from '../errors.js';
 import { features } from './schema.js';
@@ -17,8 +20,8 @@ export interface FeatureRow {
   labelSource: string | null;
 }
 
-/** A FeatureRow's columns: every column but the decoder, with idx read as index. */
-const COLUMNS = selectList(features, 'f', { omit: ['decoder'], rename: { idx: 'index' } });
+/** A FeatureRow's columns, with idx read as index. */
+const COLUMNS = selectList(features, 'f', { rename: { idx: 'index' } });
 
 export interface FeatureKey {
   dictionaryId: string;
@@ -58,7 +61,8 @@ export async function getDecoders(database: Database, keys: readonly FeatureKey[
   const out = new Map<string, number[]>();
   if (keys.length === 0) return out;
   const rows = await database.query<{ d: string; i: number; decoder: string }>(
-    `SELECT f.dictionary_id AS d, f.idx AS i, f.decoder::text AS decoder FROM features f ${featureKeyJoin('f', 'idx')}`,
+    'SELECT f.dictionary_id AS d, f.idx AS i, f.decoder::text AS decoder FROM feature_decoders f ' +
+      featureKeyJoin('f', 'idx'),
     featureKeyParams(keys),
   );
   for (const r of rows) out.set(`${r.d}:${r.i}`, JSON.parse(r.decoder) as number[]);
@@ -131,9 +135,10 @@ export async function countFeatures(
 }
 
 /**
- * Streams decoder rows into the features table with binary COPY (no decimal text on either side).
- * `batches` yields consecutive row blocks ([n, dIn] row-major) starting at feature 0; `onRows` is
- * told each block's row count once it is encoded.
+ * Streams decoder rows into feature_decoders with binary COPY (no decimal text on either side), then
+ * writes the features rows (norm ‖row‖₂ in float64, stored as float4; the shipped density if any)
+ * from the norms kept on the way. `batches` yields consecutive row blocks ([n, dIn] row-major)
+ * starting at feature 0; `onRows` is told each block's row count once it is encoded.
  */
 export async function copyDecoders(
   database: Database,
@@ -143,7 +148,7 @@ export async function copyDecoders(
   onRows?: (n: number) => void,
   density: Float32Array | null = null,
 ): Promise<number> {
-  let next = 0;
+  const norms: number[] = [];
   const encode = (out: BinaryRows, block: Float32Array) => {
     if (block.length % dIn !== 0)
       throw new AtlasError('BAD_FILE', `Decoder block of ${block.length} values is not a multiple of d_in ${dIn}.`);
@@ -152,18 +157,21 @@ export async function copyDecoders(
       const row = block.subarray(r * dIn, (r + 1) * dIn);
       let sq = 0;
       for (let j = 0; j < dIn; j++) sq += row[j] * row[j];
-      out
-        .row(density ? 5 : 4)
-        .text(dictionaryId)
-        .int4(next)
-        .vector(row)
-        .float4(Math.sqrt(sq));
-      if (density) out.float4(density[next]);
-      next++;
+      out.row(3).text(dictionaryId).int4(norms.length).vector(row);
+      norms.push(Math.sqrt(sq));
     }
     onRows?.(n);
   };
-  const columns = ['dictionary_id', 'idx', 'decoder', 'decoder_norm', ...(density ? ['density'] : [])];
-  await database.copyIn('features', columns, binaryTuples(batches, encode));
-  return next;
+  await database.copyIn('feature_decoders', ['dictionary_id', 'idx', 'decoder'], binaryTuples(batches, encode));
+  const encodeFeature = (out: BinaryRows, i: number) => {
+    out
+      .row(density ? 4 : 3)
+      .text(dictionaryId)
+      .int4(i)
+      .float4(norms[i]);
+    if (density) out.float4(density[i]);
+  };
+  const columns = ['dictionary_id', 'idx', 'decoder_norm', ...(density ? ['density'] : [])];
+  await database.copyIn('features', columns, binaryTuples(norms.keys(), encodeFeature));
+  return norms.length;
 }

@@ -58,7 +58,7 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
       const all: Neighbor[] = [];
       for (const id of req.dictionaryIds) {
         const rows = await q<{ index: number; distance: number }>(
-          `SELECT idx AS "index", (decoder::${type} <=> $1::${type})::float8 AS distance FROM features
+          `SELECT idx AS "index", (decoder::${type} <=> $1::${type})::float8 AS distance FROM feature_decoders
          WHERE dictionary_id = ${literal(id)} ORDER BY decoder::${type} <=> $1::${type} LIMIT ${want}`,
           [vec],
         );

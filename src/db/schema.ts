@@ -1,7 +1,9 @@
 /**
  * The catalog, one drizzle schema for both backends. Decoder vectors live in an untyped pgvector
  * column because dictionaries differ in width; each dictionary gets its own partial HNSW index over
- * an expression that casts to its fixed width (see src/db/vector-index.ts).
+ * an expression that casts to its fixed width (see src/db/vector-index.ts). They sit in their own
+ * table, apart from the per-feature statistics that `atlas build` rewrites: an UPDATE of an indexed
+ * column writes a new row version into every index of its table, HNSW included.
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -129,7 +131,6 @@ export const features = pgTable(
       .notNull()
       .references(() => dictionaries.id, { onDelete: 'cascade', onUpdate: 'cascade' }),
     idx: integer('idx').notNull(),
-    decoder: anyVector('decoder').notNull(),
     decoderNorm: real('decoder_norm').notNull(),
     density: real('density'),
     maxActivation: real('max_activation'),
@@ -147,6 +148,20 @@ export const features = pgTable(
       .using('gin', sql`to_tsvector('english', ${t.label})`)
       .where(sql`${t.label} IS NOT NULL`),
   ],
+);
+
+/** One decoder row per feature of `features` (written together at import, never updated). */
+export const featureDecoders = pgTable(
+  'feature_decoders',
+  {
+    // ON UPDATE: the `--replace` rename reaches these rows as it reaches features.
+    dictionaryId: text('dictionary_id')
+      .notNull()
+      .references(() => dictionaries.id, { onDelete: 'cascade', onUpdate: 'cascade' }),
+    idx: integer('idx').notNull(),
+    decoder: anyVector('decoder').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.idx] })],
 );
 
 export const activationExamples = pgTable(

@@ -1,6 +1,6 @@
 /**
- * pgvector HNSW needs one fixed dimension per index, while the features table holds dictionaries of
- * many widths. Each dictionary gets a partial index over `decoder::vector(d_in)` (or halfvec above
+ * pgvector HNSW needs one fixed dimension per index, while the feature_decoders table holds dictionaries
+ * of many widths. Each dictionary gets a partial index over `decoder::vector(d_in)` (or halfvec above
  * 2,000 dims, where vector HNSW stops and halfvec goes to 4,000), and every search repeats exactly that
  * expression and predicate so the planner can use it.
  */
@@ -90,7 +90,7 @@ export async function buildHnswIndex(q: Query, dictionaryId: string, dIn: number
   await q('SET LOCAL min_parallel_table_scan_size = 0');
   await q(`DROP INDEX IF EXISTS ${indexName(dictionaryId)}`);
   await q(
-    `CREATE INDEX ${indexName(dictionaryId)} ON features USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
+    `CREATE INDEX ${indexName(dictionaryId)} ON feature_decoders USING hnsw ((decoder::${type}) ${opclass(dIn)}) ` +
       `WHERE dictionary_id = ${literal(dictionaryId)}`,
   );
 }
