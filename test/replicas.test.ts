@@ -18,6 +18,7 @@ import { openDatabase, type Database } from '../src/db/client.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
 import { loadConfig } from '../src/config.js';
+import { CATALOG_TTL_MS } from '../src/app/catalog-cache.js';
 import { ArtifactCache, migrateArtifacts, pruneArtifacts, storeDictionaryArtifacts } from '../src/app/artifacts.js';
 import { findDictionaryAnyState, getModels, upsertModel } from '../src/db/catalog.js';
 import { openSae } from '../src/engine/sae/open.js';
@@ -115,6 +116,8 @@ describe('replicas on one PostgreSQL', () => {
 
       const vectors = Array.from({ length: 3 }, (_, i) => Array.from(randomVectors(1, D, 40 + i)));
       const encodesAs = async (replica: TestAtlas, fx: SaeFixture, what: string) => {
+        // A replica may serve a catalog row it read up to CATALOG_TTL_MS ago: a change is promised after that.
+        await new Promise((r) => setTimeout(r, CATALOG_TTL_MS + 50));
         const r = await replica.gql(
           'query($v: [[Float!]!]!) { dictionary(id: "sae") { dSae } encodeVectors(dictionary: "sae", vectors: $v, ' +
             'topK: 5) { index activation } }',

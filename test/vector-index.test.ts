@@ -103,7 +103,7 @@ for (const backend of BACKENDS) {
           await nearestFeatures(explaining(database, plans), request);
           await nearestFeatures(explaining(database, plans), { ...request, exact: true });
           assert.equal(plans.length, 2);
-          assert.match(plans[0], new RegExp(`Index Scan using ${indexName(id)} on features`), plans[0]);
+          assert.match(plans[0], new RegExp(`Index Scan using ${indexName(id)} on feature_decoders`), plans[0]);
           assert.doesNotMatch(plans[1], new RegExp(indexName(id)), plans[1]);
 
           // The answer: feature 3 itself first, then the float64 ranking's next best (halfvec rounds
