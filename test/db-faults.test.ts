@@ -206,6 +206,8 @@ for (const backend of BACKENDS) {
           ended.abort();
           assert.equal(await pending, 'DEADLINE_EXCEEDED');
           assert.ok(performance.now() - t0 < 5000);
+          // pg_cancel_backend only signals the backend: allow it a moment to stop.
+          for (let i = 0; i < 50 && (await sleeping()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
           assert.equal(await sleeping(), 0, 'the statement no longer runs');
         }
       } finally {

@@ -61,7 +61,8 @@ export async function createServices(config: Config, database?: Database): Promi
   const registry = new EngineRegistry(config, database, resident);
   // Drops what was loaded for rows deleted or replaced through other processes (replicas, the CLI).
   const freshness = database && new Freshness(database, resident, registry.artifacts, log);
-  freshness?.start();
+  // Only PostgreSQL has other writers: a PGlite folder is open in this process alone (src/db/client.ts).
+  if (database?.kind === 'postgres') freshness?.start();
   return {
     version: VERSION,
     executionProvider: () => provider,
