@@ -25,6 +25,10 @@ export interface HfFixtureOptions {
   tokenizer?: boolean;
   /** Edits the HF-named tensors before they are written (drop or reshape one for bad-input tests). */
   editTensors?: (t: Record<string, TensorToWrite>) => void;
+  /** gpt2: the model's shape (default the tiny one; benches write GPT-2-small shapes). */
+  shape?: Partial<TransformerConfig>;
+  /** gpt2: entries of the written tokenizer, at most the model's vocabulary (default the model's). */
+  tokenizerVocab?: number;
 }
 
 export interface HfFixture {
@@ -148,7 +152,7 @@ export function writeCheckpoint(
 
 /** A tiny GPT-2 checkpoint (Conv1D weights [in, out], fused c_attn). */
 export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixture {
-  const c = gpt2Config({ tiedEmbeddings: opts.tied ?? true });
+  const c = gpt2Config({ ...opts.shape, tiedEmbeddings: opts.tied ?? true });
   const w = randomGpt2Weights(c, opts.seed ?? 1);
   const dtype = opts.dtype ?? 'F32';
   const p = opts.prefix === false ? '' : 'transformer.';
@@ -203,7 +207,7 @@ export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixtu
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   writeCheckpoint(dir, config, tensors, opts);
-  if (opts.tokenizer !== false) writeGpt2TokenizerJson(dir, vocabSize);
+  if (opts.tokenizer !== false) writeGpt2TokenizerJson(dir, opts.tokenizerVocab ?? vocabSize);
   return { dir, weights: w };
 }
 
