@@ -11,7 +11,9 @@
  *   + 6 B · (2 · max(E · L, COMPACT_MIN_ENTRIES) + L · K) (active positions and values of the kept
  *     examples: at most L per example, live after a compaction, plus at most as many allocated
  *     since, see compact())
- *   + the current batch's codes and reconstruction, n · (8 K + 4 dIn) bytes.
+ *   + the encodings of the batches in flight (the one accumulated and those run ahead, three with the
+ *     encode thread of src/app/build-dashboards.ts), n · (8 K + 8 dIn) bytes each for n rows: codes,
+ *     reconstruction and the rows it is measured against.
  * A context's examples share its buffers (two allocations per context, not two per example), which
  * keeps the garbage collector's work small. For 24,576 features and L = 63 the worst case (every
  * example from its own context, active at every position) is about 0.02 + 0.5 + 0.84 GB; in
