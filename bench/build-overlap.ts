@@ -11,8 +11,12 @@
  *   code (what the build asks), without and with the reconstruction (which the build's reconstruction
  *   totals need); nothing kept;
  * - build: buildDashboards over the same corpus: its corpus pass (tokenizing, forward, encode, every
- *   accumulator) and the whole run (logit lens and publish into PGlite too), with the forward pass and
- *   encode in a worker thread (the default) and, for comparison, on the main thread.
+ *   accumulator) and the whole run (logit lens and publish into PGlite too), all on the main thread
+ *   (the default) and with the forward pass and encode in a worker thread (forwardWorker).
+ * Measured 2026-12-02, --tokens 8192 --batch 16 (8 batches), 2 cores shared with other jobs (load 2.8–3.2):
+ * main thread: bare 637 / 809 tok/s (codes / with decode), pass 805 tok/s (after the first batch 660),
+ * logit lens 18 s, publish 122 s, peak RSS 2.74 GiB; worker: bare 661 / 853, pass 330 (first batch 14.8 s,
+ * after it 413), logit lens 21 s, publish 144 s, peak RSS 4.11 GiB.
  * Usage: node --import tsx bench/build-overlap.ts [--tokens 16384] [--layers 12] [--d 768] [--vocab 50257]
  * [--dsae 24576] [--k 32] [--layer 8] [--context 64] [--batch 64 (contexts)] [--threads 0] [--modes worker,thread]
  * [--dir DIR (keeps the setup there and reuses it)]

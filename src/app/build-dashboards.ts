@@ -5,11 +5,14 @@
  * dictionary of the build that shares a BOS policy (LoadedModel.runHooks with all their hook points),
  * and each dictionary's SaeEncoder encodes the non-BOS rows. Dictionaries trained with and without BOS
  * take one pass over the corpus each, since BOS changes every activation.
- * The forward pass and the encode run in a worker thread (src/engine/dashboards/encode-thread.ts) with
- * its own copy of the model and encoders, batches ahead of the main thread, which tokenizes and
- * accumulates meanwhile: onnxruntime-node runs a session synchronously on its caller's thread, so on
- * one thread nothing overlaps. Models over WORKER_MAX_MODEL_BYTES (which a second copy would not fit
- * beside) run everything on the main thread.
+ * onnxruntime-node runs a session synchronously on its caller's thread, so on one thread the model
+ * and the accumulation never overlap. With forwardWorker the forward pass and the encode run in a
+ * worker thread (src/engine/dashboards/encode-thread.ts) with its own copy of the model and encoders,
+ * batches ahead of the main thread, which tokenizes and accumulates meanwhile; models over
+ * WORKER_MAX_MODEL_BYTES (which a second copy would not fit beside) never do. It is off by default:
+ * at GPT-2-small size on 2 cores (bench/build-overlap.ts) the main-thread pass already ran at 0.8–1.0
+ * of bare forward + encode, and the worker's pass at 0.5–0.6 (its sessions start cold, 15 s for the
+ * first batch, and its onnxruntime threads contend with the accumulating thread), for 1.3 GiB more.
  * Every accumulator has a size fixed by the dictionary (features × bins, heaps, samples), never by
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
@@ -76,7 +79,7 @@ export interface BuildOptions {
   signal?: AbortSignal;
   /** Session settings for the logit-lens products (default: CPU, onnxruntime's threads). */
   session?: SessionSettings;
-  /** Run the forward pass and encode in a worker thread (default: when the model is small enough). */
+  /** Run the forward pass and encode in a worker thread when the model is small enough (default off, see above). */
   forwardWorker?: boolean;
 }
 
@@ -177,7 +180,7 @@ export async function buildDashboards(
     const local = (d: DictionaryRow) => registry.weights(d);
     const source = await registry.modelSource(modelRow);
     const thread =
-      (opts.forwardWorker ?? true) && source.bytes <= WORKER_MAX_MODEL_BYTES
+      opts.forwardWorker && source.bytes <= WORKER_MAX_MODEL_BYTES
         ? (targets: DictionaryBuild[]) =>
             EncodeThread.start({
               model: { path: source.path, tokenizerPath: source.tokenizerPath, dataDir: source.dataDir },
