@@ -43,8 +43,11 @@ import { forwardPath } from './vs-torch/forward.js';
 import { httpPath } from './vs-torch/http.js';
 import { nearestPath } from './vs-torch/nearest.js';
 import { saePath } from './vs-torch/sae.js';
+import { buildPath } from './vs-torch-build.js';
 
-const PATHS: Path[] = [saePath, forwardPath, httpPath, nearestPath];
+const PATHS: Path[] = [saePath, forwardPath, httpPath, nearestPath, buildPath];
+/** Run only when named: a GPT-2-small dictionary import and a whole build take minutes. */
+const OPT_IN = new Set(['build']);
 
 const ALLOCATOR = {
   MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
@@ -74,7 +77,12 @@ async function timeCalls(run: () => Promise<unknown>, times: number[]): Promise<
 }
 
 async function main(): Promise<void> {
-  const names = arg('paths', PATHS.map((p) => p.name).join(',')).split(',');
+  const names = arg(
+    'paths',
+    PATHS.filter((p) => !OPT_IN.has(p.name))
+      .map((p) => p.name)
+      .join(','),
+  ).split(',');
   const unknown = names.filter((n) => !PATHS.some((p) => p.name === n));
   if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${PATHS.map((p) => p.name)}`);
   const paths = PATHS.filter((p) => names.includes(p.name));

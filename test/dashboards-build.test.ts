@@ -168,130 +168,134 @@ describe('atlas build computes dashboards equal to a plain loop', () => {
     files.cleanup();
   });
 
-  it('one build of both dictionaries: stats, examples, histograms, logit lens and labels match', async () => {
-    await database.query(
-      "UPDATE features SET label = 'kept by a person', label_source = 'human' WHERE dictionary_id = 'sae-standard' " +
-        'AND idx = 1',
-    );
-    const phases = new Set<string>();
-    const result = await buildDashboards(database, registry, {
-      modelId: 'gpt2-tiny',
-      corpus,
-      context: 32,
-      batch: 7,
-      onProgress: (p) => phases.add(p.phase),
-    });
-    assert.deepEqual([...phases], ['corpus', 'logits', 'publish']);
-    assert.equal(result.contexts, docs.length);
-    assert.equal(
-      result.tokens,
-      docs.reduce((s, d) => s + d.length, 0),
-    );
-
-    for (const [id, fx] of saes) {
-      const plain = await plainLoop(loaded, fx, docs);
-      const keys = Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: id, index }));
-      const rows = await getFeatures(database, keys);
-      const tops = await getTopActivations(database, keys);
-      const bands = await getQuantileExamples(database, keys);
-      const [dict] = await database.query<{ stats: any }>('SELECT stats FROM dictionaries WHERE id = $1', [id]);
-      let densitySum = 0;
-      let sampledBands = 0;
-      let dead = 0;
-      for (let f = 0; f < D_SAE; f++) {
-        const row = rows.get(`${id}:${f}`)!;
-        const what = `${id} feature ${f}`;
-        assert.ok(
-          close(row.density!, plain.count[f] / plain.tokens, 1e-6),
-          `${what} density ${row.density} vs ${plain.count[f] / plain.tokens}`,
-        );
-        densitySum += plain.count[f] / plain.tokens;
-        if (plain.count[f] === 0) {
-          dead++;
-          assert.equal(row.maxActivation, 0);
-          assert.equal(row.meanActivation, null);
-          assert.deepEqual(tops.get(`${id}:${f}`) ?? [], []);
-          continue;
-        }
-        assert.ok(close(row.maxActivation!, plain.max[f]), `${what} max`);
-        assert.ok(close(row.meanActivation!, plain.sum[f] / plain.count[f]), `${what} mean`);
-        // Histogram: the plain count of values per published bin.
-        const { edges, counts } = row.histogram!;
-        assert.equal(edges.length, counts.length + 1);
-        const want = counts.map(() => 0);
-        for (const v of plain.values[f]) {
-          const i = edges.findIndex(
-            (e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1),
-          );
-          assert.ok(i >= 0, `${what}: ${v} outside [${edges[0]}, ${edges.at(-1)}]`);
-          want[i]++;
-        }
-        assert.deepEqual(counts, want, `${what} histogram`);
-        for (let j = 1; j < edges.length - 1; j++)
-          assert.ok(close(edges[j + 1] / edges[j], 2 ** 0.25, 1e-9), 'log-spaced edges');
-        // Top examples: the 20 strongest contexts, ties to the earlier one, with every token's value.
-        const wantTop = [...plain.contexts[f]].sort((a, b) => b.max - a.max || a.ctx - b.ctx).slice(0, 20);
-        const gotTop = tops.get(`${id}:${f}`)!;
-        assert.equal(gotTop.length, wantTop.length, `${what} top count`);
-        gotTop.forEach((e, r) => {
-          const w = wantTop[r];
-          assert.deepEqual(e.tokenIds, docs[w.ctx], `${what} top ${r} context`);
-          assert.equal(e.tokens.join(''), texts[w.ctx]);
-          assert.equal(e.maxPosition, w.pos);
-          assert.ok(close(e.maxValue, w.max));
-          e.values.forEach((v, t) =>
-            assert.ok(close(v, w.values[t]), `${what} top ${r} token ${t}: ${v} vs ${w.values[t]}`),
-          );
-        });
-        // Quantile bands: right ranges; a band with at most 5 contexts is sampled whole.
-        const ranges = bandRanges(row.maxActivation!);
-        const got = bands.get(`${id}:${f}`) ?? [];
-        for (const r of ranges) {
-          const inBand = plain.contexts[f].filter((c) => c.max > r.lower && c.max <= r.upper);
-          if (inBand.length > 5) sampledBands++;
-          const sample = got.filter((e) => e.band === r.band);
-          assert.ok(sample.length <= 5);
-          for (const e of sample) assert.ok(e.maxValue > r.lower && e.maxValue <= r.upper, `${what} band ${r.band}`);
-          if (inBand.length <= 5) assert.equal(sample.length, inBand.length, `${what} band ${r.band} size`);
-          else assert.equal(sample.length, 5);
-        }
-        assert.equal(ranges.length, BANDS);
-        // Automatic label from the top examples' strongest tokens (feature 1 of sae-standard keeps its own).
-        if (id === 'sae-standard' && f === 1) {
-          assert.equal(row.label, 'kept by a person');
-          assert.equal(row.labelSource, 'human');
-        } else {
-          const tally = new Map<string, { n: number; best: number }>();
-          for (const w of wantTop) {
-            const t = loaded.tokenizer.tokenText(docs[w.ctx][w.pos]);
-            const s = tally.get(t) ?? { n: 0, best: 0 };
-            tally.set(t, { n: s.n + 1, best: Math.max(s.best, w.max) });
-          }
-          const first = [...tally].sort((a, b) => b[1].n - a[1].n || b[1].best - a[1].best)[0][0];
-          assert.equal(row.labelSource, 'auto');
-          assert.ok(
-            row.label!.startsWith(JSON.stringify(first)),
-            `${what} label ${row.label} should start with ${JSON.stringify(first)}`,
-          );
-        }
-      }
-      // The corpus is large enough that heaps overflow and bands are sampled, not kept whole.
-      assert.ok(
-        plain.contexts.some((c) => c.length > 20),
-        `${id}: no feature fires in more than 20 contexts`,
+  // The forward pass and encode on the main thread (the default) and in the encode thread: the same oracle.
+  for (const forwardWorker of [false, true])
+    it(`one build of both dictionaries${forwardWorker ? ' (encode thread)' : ''}: stats, examples, histograms, logit \
+lens and labels match`, async () => {
+      await database.query(
+        "UPDATE features SET label = 'kept by a person', label_source = 'human' WHERE dictionary_id = 'sae-standard' " +
+          'AND idx = 1',
       );
-      assert.ok(sampledBands > 0, `${id}: no band holds more than 5 contexts`);
-      // Dictionary statistics: mean L0 is the sum of densities.
-      const s = dict.stats;
-      assert.equal(s.tokens, plain.tokens);
-      assert.ok(close(s.l0, plain.l0 / plain.tokens, 1e-9));
-      assert.ok(close(s.l0, densitySum, 1e-9));
-      assert.ok(close(s.deadFraction, dead / D_SAE, 1e-12));
-      assert.ok(close(s.explainedVariance, 1 - s.normalizedMse, 1e-12));
-      assert.ok(s.normalizedMse > 0);
-      if (id === 'sae-topk') assert.ok(s.l0 <= 5 + 1e-9);
-    }
-  });
+      const phases = new Set<string>();
+      const result = await buildDashboards(database, registry, {
+        modelId: 'gpt2-tiny',
+        corpus,
+        context: 32,
+        batch: 7,
+        forwardWorker,
+        onProgress: (p) => phases.add(p.phase),
+      });
+      assert.deepEqual([...phases], ['corpus', 'logits', 'publish']);
+      assert.equal(result.contexts, docs.length);
+      assert.equal(
+        result.tokens,
+        docs.reduce((s, d) => s + d.length, 0),
+      );
+
+      for (const [id, fx] of saes) {
+        const plain = await plainLoop(loaded, fx, docs);
+        const keys = Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: id, index }));
+        const rows = await getFeatures(database, keys);
+        const tops = await getTopActivations(database, keys);
+        const bands = await getQuantileExamples(database, keys);
+        const [dict] = await database.query<{ stats: any }>('SELECT stats FROM dictionaries WHERE id = $1', [id]);
+        let densitySum = 0;
+        let sampledBands = 0;
+        let dead = 0;
+        for (let f = 0; f < D_SAE; f++) {
+          const row = rows.get(`${id}:${f}`)!;
+          const what = `${id} feature ${f}`;
+          assert.ok(
+            close(row.density!, plain.count[f] / plain.tokens, 1e-6),
+            `${what} density ${row.density} vs ${plain.count[f] / plain.tokens}`,
+          );
+          densitySum += plain.count[f] / plain.tokens;
+          if (plain.count[f] === 0) {
+            dead++;
+            assert.equal(row.maxActivation, 0);
+            assert.equal(row.meanActivation, null);
+            assert.deepEqual(tops.get(`${id}:${f}`) ?? [], []);
+            continue;
+          }
+          assert.ok(close(row.maxActivation!, plain.max[f]), `${what} max`);
+          assert.ok(close(row.meanActivation!, plain.sum[f] / plain.count[f]), `${what} mean`);
+          // Histogram: the plain count of values per published bin.
+          const { edges, counts } = row.histogram!;
+          assert.equal(edges.length, counts.length + 1);
+          const want = counts.map(() => 0);
+          for (const v of plain.values[f]) {
+            const i = edges.findIndex(
+              (e, j) => j < counts.length && v >= e && (v < edges[j + 1] || j === counts.length - 1),
+            );
+            assert.ok(i >= 0, `${what}: ${v} outside [${edges[0]}, ${edges.at(-1)}]`);
+            want[i]++;
+          }
+          assert.deepEqual(counts, want, `${what} histogram`);
+          for (let j = 1; j < edges.length - 1; j++)
+            assert.ok(close(edges[j + 1] / edges[j], 2 ** 0.25, 1e-9), 'log-spaced edges');
+          // Top examples: the 20 strongest contexts, ties to the earlier one, with every token's value.
+          const wantTop = [...plain.contexts[f]].sort((a, b) => b.max - a.max || a.ctx - b.ctx).slice(0, 20);
+          const gotTop = tops.get(`${id}:${f}`)!;
+          assert.equal(gotTop.length, wantTop.length, `${what} top count`);
+          gotTop.forEach((e, r) => {
+            const w = wantTop[r];
+            assert.deepEqual(e.tokenIds, docs[w.ctx], `${what} top ${r} context`);
+            assert.equal(e.tokens.join(''), texts[w.ctx]);
+            assert.equal(e.maxPosition, w.pos);
+            assert.ok(close(e.maxValue, w.max));
+            e.values.forEach((v, t) =>
+              assert.ok(close(v, w.values[t]), `${what} top ${r} token ${t}: ${v} vs ${w.values[t]}`),
+            );
+          });
+          // Quantile bands: right ranges; a band with at most 5 contexts is sampled whole.
+          const ranges = bandRanges(row.maxActivation!);
+          const got = bands.get(`${id}:${f}`) ?? [];
+          for (const r of ranges) {
+            const inBand = plain.contexts[f].filter((c) => c.max > r.lower && c.max <= r.upper);
+            if (inBand.length > 5) sampledBands++;
+            const sample = got.filter((e) => e.band === r.band);
+            assert.ok(sample.length <= 5);
+            for (const e of sample) assert.ok(e.maxValue > r.lower && e.maxValue <= r.upper, `${what} band ${r.band}`);
+            if (inBand.length <= 5) assert.equal(sample.length, inBand.length, `${what} band ${r.band} size`);
+            else assert.equal(sample.length, 5);
+          }
+          assert.equal(ranges.length, BANDS);
+          // Automatic label from the top examples' strongest tokens (feature 1 of sae-standard keeps its own).
+          if (id === 'sae-standard' && f === 1) {
+            assert.equal(row.label, 'kept by a person');
+            assert.equal(row.labelSource, 'human');
+          } else {
+            const tally = new Map<string, { n: number; best: number }>();
+            for (const w of wantTop) {
+              const t = loaded.tokenizer.tokenText(docs[w.ctx][w.pos]);
+              const s = tally.get(t) ?? { n: 0, best: 0 };
+              tally.set(t, { n: s.n + 1, best: Math.max(s.best, w.max) });
+            }
+            const first = [...tally].sort((a, b) => b[1].n - a[1].n || b[1].best - a[1].best)[0][0];
+            assert.equal(row.labelSource, 'auto');
+            assert.ok(
+              row.label!.startsWith(JSON.stringify(first)),
+              `${what} label ${row.label} should start with ${JSON.stringify(first)}`,
+            );
+          }
+        }
+        // The corpus is large enough that heaps overflow and bands are sampled, not kept whole.
+        assert.ok(
+          plain.contexts.some((c) => c.length > 20),
+          `${id}: no feature fires in more than 20 contexts`,
+        );
+        assert.ok(sampledBands > 0, `${id}: no band holds more than 5 contexts`);
+        // Dictionary statistics: mean L0 is the sum of densities.
+        const s = dict.stats;
+        assert.equal(s.tokens, plain.tokens);
+        assert.ok(close(s.l0, plain.l0 / plain.tokens, 1e-9));
+        assert.ok(close(s.l0, densitySum, 1e-9));
+        assert.ok(close(s.deadFraction, dead / D_SAE, 1e-12));
+        assert.ok(close(s.explainedVariance, 1 - s.normalizedMse, 1e-12));
+        assert.ok(s.normalizedMse > 0);
+        if (id === 'sae-topk') assert.ok(s.l0 <= 5 + 1e-9);
+      }
+    });
 
   it('the logit lens ranks tokens as a plain product of decoder, final LayerNorm weight and W_U', async () => {
     const fx = saes.get('sae-standard')!;

@@ -4,9 +4,15 @@
  * Contexts are read and tokenized in batches; each batch runs through the model once for every
  * dictionary of the build that shares a BOS policy (LoadedModel.runHooks with all their hook points),
  * and each dictionary's SaeEncoder encodes the non-BOS rows. Dictionaries trained with and without BOS
- * take one pass over the corpus each, since BOS changes every activation. The model run of the next
- * batch is started before the current one is encoded and accumulated, so the JavaScript bookkeeping
- * overlaps onnxruntime's work.
+ * take one pass over the corpus each, since BOS changes every activation.
+ * onnxruntime-node runs a session synchronously on its caller's thread, so on one thread the model
+ * and the accumulation never overlap. With forwardWorker the forward pass and the encode run in a
+ * worker thread (src/engine/dashboards/encode-thread.ts) with its own copy of the model and encoders,
+ * batches ahead of the main thread, which tokenizes and accumulates meanwhile; models over
+ * WORKER_MAX_MODEL_BYTES (which a second copy would not fit beside) never do. It is off by default:
+ * at GPT-2-small size on 2 cores (bench/build-overlap.ts) the main-thread pass already ran at 0.8–1.0
+ * of bare forward + encode, and the worker's pass at 0.5–0.6 (its sessions start cold, 15 s for the
+ * first batch, and its onnxruntime threads contend with the accumulating thread), for 1.3 GiB more.
  * Every accumulator has a size fixed by the dictionary (features × bins, heaps, samples), never by
  * the corpus. Nothing is written until the whole corpus is done; then every dictionary is published
  * in one transaction. An AbortSignal stops the build between batches, before anything is written.
@@ -29,7 +35,12 @@ import type { SaeEncoder } from '../engine/sae/encoder.js';
 import type { SessionSettings } from '../engine/runtime/session.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { Corpus, type TokenContext } from '../engine/dashboards/corpus.js';
-import { DictionaryBuild, type DictionaryDashboard } from '../engine/dashboards/dictionary-build.js';
+import {
+  DictionaryBuild,
+  type BatchEncoding,
+  type DictionaryDashboard,
+} from '../engine/dashboards/dictionary-build.js';
+import { EncodeThread } from '../engine/dashboards/encode-thread.js';
 import { CoActivation } from '../engine/dashboards/co-activation.js';
 import { familyPairs, type CoActivationSet } from '../db/co-activations.js';
 import { compareDictionaries } from './compare.js';
@@ -37,6 +48,11 @@ import { compareDictionaries } from './compare.js';
 export const DEFAULT_CONTEXT = 64;
 /** Default batch: about this many tokens per model run. */
 const BATCH_TOKENS = 4096;
+/** Largest model (bytes of weights on disk) loaded a second time in the encode thread. */
+const WORKER_MAX_MODEL_BYTES = 1024 ** 3;
+/** Batches run ahead of the one being accumulated: with the encode thread, one more while the main thread tokenizes. */
+const AHEAD_WORKER = 2;
+const AHEAD_MAIN = 1;
 
 export interface BuildProgress {
   phase: 'compare' | 'corpus' | 'logits' | 'publish';
@@ -63,6 +79,8 @@ export interface BuildOptions {
   signal?: AbortSignal;
   /** Session settings for the logit-lens products (default: CPU, onnxruntime's threads). */
   session?: SessionSettings;
+  /** Run the forward pass and encode in a worker thread when the model is small enough (default off, see above). */
+  forwardWorker?: boolean;
 }
 
 export interface BuildResult {
@@ -160,7 +178,17 @@ export async function buildDashboards(
     };
     // The logit lens reads the decoder from the local (fetched) copy of the weights.
     const local = (d: DictionaryRow) => registry.weights(d);
-    return await buildWith(database, modelLease.value, modelRow, dicts, started, opts, encoderOf, local);
+    const source = await registry.modelSource(modelRow);
+    const thread =
+      opts.forwardWorker && source.bytes <= WORKER_MAX_MODEL_BYTES
+        ? (targets: DictionaryBuild[]) =>
+            EncodeThread.start({
+              model: { path: source.path, tokenizerPath: source.tokenizerPath, dataDir: source.dataDir },
+              dicts: targets.map((b) => b.dict),
+              session: source.session,
+            })
+        : null;
+    return await buildWith(database, modelLease.value, modelRow, dicts, started, opts, encoderOf, local, thread);
   } finally {
     modelLease.release();
     for (const l of encoderLeases) l.release();
@@ -177,6 +205,8 @@ async function buildWith(
   opts: BuildOptions,
   encoderOf: (d: DictionaryRow) => Promise<SaeEncoder>,
   weightsOf: (d: DictionaryRow) => Promise<string>,
+  /** Starts the encode thread for these dictionaries; null: encode on this thread. */
+  startThread: ((builds: DictionaryBuild[]) => EncodeThread) | null,
 ): Promise<BuildResult> {
   const context = opts.context ?? Math.min(DEFAULT_CONTEXT, model.info.contextLength);
   if (context > model.info.contextLength) {
@@ -196,27 +226,25 @@ async function buildWith(
   const policies = [...new Set(dicts.map((d) => d.prependBos))];
   let tokens = 0;
   let contexts = 0;
-  for (const [pass, prependBos] of policies.entries()) {
-    const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
-    const groupFamilies = families.filter((f) => group.includes(f.parent) && group.includes(f.child));
-    const corpus = new Corpus(opts.corpus, { tokenizer: model.tokenizer, prependBos, context, maxTokens: opts.tokens });
-    const hooks = [
-      ...new Set(
-        group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])),
-      ),
-    ];
-    const before = contexts;
-    contexts += await corpusPass(
-      corpus,
-      batch,
-      (ids) => model.runHooks(ids, hooks),
-      async (current, acts, done) => {
-        for (const b of group)
-          await b.consume(
-            current,
-            acts.get(b.dict.hookPoint)!,
-            b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined,
-          );
+  const thread = startThread?.(builds) ?? null;
+  try {
+    for (const [pass, prependBos] of policies.entries()) {
+      const group = builds.filter((_, i) => dicts[i].prependBos === prependBos);
+      const groupIdx = group.map((b) => builds.indexOf(b));
+      const groupFamilies = families.filter((f) => group.includes(f.parent) && group.includes(f.child));
+      const corpus = new Corpus(opts.corpus, {
+        tokenizer: model.tokenizer,
+        prependBos,
+        context,
+        maxTokens: opts.tokens,
+      });
+      const hooks = [
+        ...new Set(
+          group.flatMap((b) => (b.dict.hookPointOut ? [b.dict.hookPoint, b.dict.hookPointOut] : [b.dict.hookPoint])),
+        ),
+      ];
+      const before = contexts;
+      const accumulated = (done: number) => {
         for (const f of groupFamilies) f.counts.add(f.parent.lastCodes!, f.child.lastCodes!);
         opts.onProgress?.({
           phase: 'corpus',
@@ -224,12 +252,45 @@ async function buildWith(
           contexts: before + done,
           fraction: (pass + corpus.fraction) / policies.length,
         });
-      },
-      opts.signal,
-    );
-    if (corpus.tokens === 0)
-      throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
-    tokens = Math.max(tokens, corpus.tokens);
+      };
+      contexts += thread
+        ? await corpusPass<BatchEncoding[]>(
+            corpus,
+            batch,
+            AHEAD_WORKER,
+            (current) => thread.encode(current, hooks, groupIdx),
+            async (current, encodings, done) => {
+              group.forEach((b, i) => b.accumulate(current, encodings[i]));
+              accumulated(done);
+            },
+            opts.signal,
+          )
+        : await corpusPass(
+            corpus,
+            batch,
+            AHEAD_MAIN,
+            (current) =>
+              model.runHooks(
+                current.map((c) => c.ids),
+                hooks,
+              ),
+            async (current, acts, done) => {
+              for (const b of group)
+                await b.consume(
+                  current,
+                  acts.get(b.dict.hookPoint)!,
+                  b.dict.hookPointOut ? acts.get(b.dict.hookPointOut) : undefined,
+                );
+              accumulated(done);
+            },
+            opts.signal,
+          );
+      if (corpus.tokens === 0)
+        throw new AtlasError('BAD_USER_INPUT', `The corpus ${opts.corpus} holds no text to build from.`);
+      tokens = Math.max(tokens, corpus.tokens);
+    }
+  } finally {
+    await thread?.close();
   }
   const progress = (phase: BuildProgress['phase']) => opts.onProgress?.({ phase, tokens, contexts, fraction: 1 });
 
@@ -259,19 +320,16 @@ async function buildWith(
 }
 
 /**
- * One streaming pass: batches of contexts through `run`, the next batch's model run started before the
- * current one is consumed. Returns the number of contexts consumed.
+ * One streaming pass: batches of contexts through `run`, up to `ahead` batches' runs started before the
+ * current one is consumed (its results must not depend on a consume). Returns the number of contexts consumed.
  */
-async function corpusPass(
+async function corpusPass<T>(
   corpus: Corpus,
   batch: number,
-  run: (ids: number[][]) => ReturnType<LoadedModel['runHooks']>,
-  /** Called with each batch, its activations and the number of contexts consumed once it is. */
-  consume: (
-    contexts: TokenContext[],
-    acts: Awaited<ReturnType<LoadedModel['runHooks']>>,
-    done: number,
-  ) => Promise<void>,
+  ahead: number,
+  run: (contexts: TokenContext[]) => Promise<T>,
+  /** Called with each batch, its run's result and the number of contexts consumed once it is. */
+  consume: (contexts: TokenContext[], result: T, done: number) => Promise<void>,
   signal?: AbortSignal,
 ): Promise<number> {
   const source = corpus.contexts()[Symbol.asyncIterator]();
@@ -284,24 +342,23 @@ async function corpusPass(
     }
     return out;
   };
-  const start = (contexts: TokenContext[]) => {
-    if (contexts.length === 0) return null;
-    const p = run(contexts.map((c) => c.ids));
-    p.catch(() => undefined); // awaited below; this only keeps an abandoned run from being unhandled
-    return p;
-  };
+  const running: { contexts: TokenContext[]; result: Promise<T> }[] = [];
   let contexts = 0;
   try {
-    let current = await readBatch();
-    let running = start(current);
-    while (running) {
-      const acts = await running;
+    let next = await readBatch();
+    for (;;) {
+      while (running.length <= ahead && next.length > 0) {
+        const result = run(next);
+        result.catch(() => undefined); // awaited below; this only keeps an abandoned run from being unhandled
+        running.push({ contexts: next, result });
+        next = await readBatch();
+      }
+      const current = running.shift();
+      if (!current) break;
+      const result = await current.result;
       signal?.throwIfAborted();
-      const next = await readBatch();
-      running = start(next);
-      contexts += current.length;
-      await consume(current, acts, contexts);
-      current = next;
+      contexts += current.contexts.length;
+      await consume(current.contexts, result, contexts);
       faultPoint('build:corpus');
     }
   } finally {

@@ -17,6 +17,7 @@ import { loadModel } from '../engine/model/load.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { openSae } from '../engine/sae/open.js';
 import { SaeEncoder } from '../engine/sae/encoder.js';
+import type { SessionSettings } from '../engine/runtime/session.js';
 import { ResidentSet, type Lease, type Loaded } from './resident.js';
 
 /** Bytes under a path (a file, or a folder's files): what a loaded model's weights hold in memory. */
@@ -64,6 +65,18 @@ export class EngineRegistry {
   /** The local folder of a dictionary's encoder weights, fetched on first use. */
   weights(dict: DictionaryRow): Promise<string> {
     return this.artifacts.dictionary(dict);
+  }
+
+  /**
+   * What another thread needs to load a row's model itself: its local files (fetched on first use),
+   * their size, and the settings this registry loads models with.
+   */
+  async modelSource(
+    row: ModelRow,
+  ): Promise<{ path: string; tokenizerPath?: string; bytes: number; dataDir: string; session: SessionSettings }> {
+    const { path, tokenizerPath } = await this.artifacts.model(row);
+    const { dataDir, device, threads } = this.config;
+    return { path, tokenizerPath, bytes: bytesOnDisk(path), dataDir, session: { device, threads } };
   }
 
   /** The resident key of a row's current version; other versions of the same row are retired. */

@@ -32,6 +32,11 @@ export function register(program: Command): void {
     )
     .option('--batch <n>', 'contexts per forward pass (default: about 4096 tokens)', integerOption('--batch'))
     .option('--no-map', 'do not lay out a feature map for dictionaries without one (`atlas map` does it later)')
+    .option(
+      '--forward-worker',
+      'run the model and encoders in a worker thread, batches ahead of the statistics (needs spare cores and memory ' +
+        'for a second copy of the model; slower on 2 cores)',
+    )
     .action(
       async (
         ids: string[],
@@ -43,6 +48,7 @@ export function register(program: Command): void {
           context?: number;
           batch?: number;
           map: boolean;
+          forwardWorker?: boolean;
         },
       ) => {
         if (Boolean(opts.all) !== (opts.model !== undefined))
@@ -72,6 +78,7 @@ export function register(program: Command): void {
               tokens: opts.tokens,
               context: opts.context,
               batch: opts.batch,
+              forwardWorker: opts.forwardWorker,
               signal: abort.signal,
               session: { device: config.device, threads: config.threads },
               onProgress: (p) => progress.update(p.tokens, p.fraction, PHASES[p.phase]),

@@ -27,6 +27,8 @@ export interface HfFixtureOptions {
   shape?: Partial<TransformerConfig>;
   /** Edits the HF-named tensors before they are written (drop or reshape one for bad-input tests). */
   editTensors?: (t: Record<string, TensorToWrite>) => void;
+  /** gpt2: entries of the written tokenizer, at most the model's vocabulary (default the model's). */
+  tokenizerVocab?: number;
 }
 
 export interface HfFixture {
@@ -205,7 +207,7 @@ export function writeTinyGpt2(dir: string, opts: HfFixtureOptions = {}): HfFixtu
     torch_dtype: { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }[dtype],
   };
   writeCheckpoint(dir, config, tensors, opts);
-  if (opts.tokenizer !== false) writeGpt2TokenizerJson(dir, vocabSize);
+  if (opts.tokenizer !== false) writeGpt2TokenizerJson(dir, opts.tokenizerVocab ?? vocabSize);
   return { dir, weights: w };
 }
 

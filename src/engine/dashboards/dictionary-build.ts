@@ -11,7 +11,9 @@
  *   + 6 B · (2 · max(E · L, COMPACT_MIN_ENTRIES) + L · K) (active positions and values of the kept
  *     examples: at most L per example, live after a compaction, plus at most as many allocated
  *     since, see compact())
- *   + the current batch's codes and reconstruction, n · (8 K + 4 dIn) bytes.
+ *   + the encodings of the batches in flight (the one accumulated and those run ahead, three with the
+ *     encode thread of src/app/build-dashboards.ts), n · (8 K + 8 dIn) bytes each for n rows: codes,
+ *     reconstruction and the rows it is measured against.
  * A context's examples share its buffers (two allocations per context, not two per example), which
  * keeps the garbage collector's work small. For 24,576 features and L = 63 the worst case (every
  * example from its own context, active at every position) is about 0.02 + 0.5 + 0.84 GB; in
@@ -96,6 +98,71 @@ export interface DictionaryDashboard {
   logits: Iterable<LogitRow>;
 }
 
+/** One batch of a dictionary's build encoded: every active code of its non-BOS rows, and their reconstruction. */
+export interface BatchEncoding {
+  /** Non-BOS rows of the batch. */
+  n: number;
+  /** Codes per row: every active code fits. */
+  width: number;
+  indices: Int32Array;
+  values: Float32Array;
+  /** [n, dIn] reconstruction. */
+  xHat: Float32Array;
+  /** [n, dIn] what the reconstruction is measured against: the input rows, or a transcoder's output hook. */
+  reference: Float32Array;
+}
+
+/** The non-BOS rows [n, dIn] of a hook's batch, context after context. */
+export function nonBosRows(
+  dict: Pick<BuildTarget, 'id' | 'dIn'>,
+  contexts: TokenContext[],
+  acts: HookBatch,
+  hook: string,
+  n: number,
+): Float32Array {
+  const [, S, d] = acts.dims;
+  if (d !== dict.dIn) {
+    throw new AtlasError(
+      'DIMENSION_MISMATCH',
+      `Dictionary "${dict.id}" works on vectors of width ${dict.dIn} but ${hook} gives ${d}.`,
+    );
+  }
+  const x = new Float32Array(n * d);
+  let row = 0;
+  contexts.forEach((c, b) => {
+    const skip = c.bos ? 1 : 0;
+    const len = c.ids.length - skip;
+    x.set(acts.data.subarray((b * S + skip) * d, (b * S + skip + len) * d), row * d);
+    row += len;
+  });
+  return x;
+}
+
+/** First encoder width of a build: a TopK dictionary's k, else INITIAL_TOP_K (widened by the encoder as needed). */
+export function initialTopK(encoder: Pick<SaeEncoder, 'config'>, dSae: number): number {
+  const { architecture, k } = encoder.config;
+  return architecture === 'topk' && k ? Math.min(k, dSae) : Math.min(INITIAL_TOP_K, dSae);
+}
+
+/**
+ * Encodes a batch's non-BOS rows at `topK` or wider (every active code, with the reconstruction). Callers
+ * pass the previous batch's width back as topK, so a widened encoder stays wide.
+ */
+export async function encodeBatch(
+  encoder: SaeEncoder,
+  dict: Pick<BuildTarget, 'id' | 'dIn' | 'hookPoint' | 'hookPointOut'>,
+  topK: number,
+  contexts: TokenContext[],
+  acts: HookBatch,
+  target?: HookBatch,
+): Promise<BatchEncoding> {
+  const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+  const x = nonBosRows(dict, contexts, acts, dict.hookPoint, n);
+  const enc = await encoder.encode(x, n, topK, { reconstruct: true, allActive: true });
+  const reference = target ? nonBosRows(dict, contexts, target, dict.hookPointOut!, n) : x;
+  return { n, width: enc.width, indices: enc.indices, values: enc.values, xHat: enc.xHat!, reference };
+}
+
 export class DictionaryBuild {
   private topK: number;
   private readonly stats: FeatureStats;
@@ -130,10 +197,7 @@ export class DictionaryBuild {
     private readonly compactMinEntries = COMPACT_MIN_ENTRIES,
   ) {
     const { dSae } = dict;
-    this.topK =
-      encoder.config.architecture === 'topk' && encoder.config.k
-        ? Math.min(encoder.config.k, dSae)
-        : Math.min(INITIAL_TOP_K, dSae);
+    this.topK = initialTopK(encoder, dSae);
     this.stats = new FeatureStats(dSae);
     this.top = new TopExamples(dSae);
     this.quantiles = new QuantileExamples(dSae);
@@ -148,31 +212,15 @@ export class DictionaryBuild {
     this.draws = new Array<QuantileDraw | null>(dSae).fill(null);
   }
 
-  /** The non-BOS rows [n, dIn] of a hook's batch, context after context. */
-  private nonBosRows(contexts: TokenContext[], acts: HookBatch, hook: string, n: number): Float32Array {
-    const [, S, d] = acts.dims;
-    if (d !== this.dict.dIn) {
-      throw new AtlasError(
-        'DIMENSION_MISMATCH',
-        `Dictionary "${this.dict.id}" works on vectors of width ${this.dict.dIn} but ${hook} gives ${d}.`,
-      );
-    }
-    const x = new Float32Array(n * d);
-    let row = 0;
-    contexts.forEach((c, b) => {
-      const skip = c.bos ? 1 : 0;
-      const len = c.ids.length - skip;
-      x.set(acts.data.subarray((b * S + skip) * d, (b * S + skip + len) * d), row * d);
-      row += len;
-    });
-    return x;
-  }
-
   /** `target`: a transcoder's output hook for the same contexts, which its reconstruction is measured against. */
   async consume(contexts: TokenContext[], acts: HookBatch, target?: HookBatch): Promise<void> {
-    const n = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
-    const x = this.nonBosRows(contexts, acts, this.dict.hookPoint, n);
-    const enc = await this.encoder.encode(x, n, this.topK, { reconstruct: true, allActive: true });
+    const enc = await encodeBatch(this.encoder, this.dict, this.topK, contexts, acts, target);
+    this.accumulate(contexts, enc);
+  }
+
+  /** Adds one batch's encoding (encodeBatch's, made here or in a worker thread) to every accumulator. */
+  accumulate(contexts: TokenContext[], enc: BatchEncoding): void {
+    const { n } = enc;
     const K = (this.topK = enc.width);
     this.lastCodes = { n, k: K, indices: enc.indices, values: enc.values };
     let active = 0;
@@ -216,7 +264,7 @@ export class DictionaryBuild {
       this.keep(c, skip, touched);
       row += len;
     }
-    this.totals.add(target ? this.nonBosRows(contexts, target, this.dict.hookPointOut!, n) : x, enc.xHat!, n, active);
+    this.totals.add(enc.reference, enc.xHat, n, active);
   }
 
   /**
