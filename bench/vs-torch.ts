@@ -3,12 +3,13 @@
  * bench/vs_torch.py, a worker child of this process; it needs /usr/bin/python3 with torch (Debian's
  * torch 1.13, development time only): without it the bench says so and exits cleanly.
  *
- * Paths (--paths, comma-separated, default all), each through the atlas's public entry point so that
+ * Paths (--paths, comma-separated, default all but build), each through the atlas's public entry point so that
  * later work on it shows here; each module's header says what both sides run:
  * - sae: SAE encode, SaeEncoder.encode vs topk(relu(x W + b)) (bench/vs-torch/sae.ts);
  * - forward: model forward to a hook at GPT-2-small shape (bench/vs-torch/forward.ts);
  * - http: one encode request over HTTP vs torch in-process forward + encode (bench/vs-torch/http.ts);
- * - nearest: exact nearest decoder rows, engine vs torch, with pgvector's scan (bench/vs-torch/nearest.ts).
+ * - nearest: exact nearest decoder rows, engine vs torch, with pgvector's scan (bench/vs-torch/nearest.ts);
+ * - build: a whole `atlas build` at GPT-2-small size vs a torch loop of the same statistics (bench/vs-torch-build.ts).
  * A path is a `Path` (bench/vs-torch/common.ts) added to PATHS below.
  *
  * Equality first: every case's outputs are compared before anything is timed. Then ROUNDS rounds, each
@@ -21,7 +22,7 @@
  * libopenblas0-pthread first. Allocator: both processes run with the same glibc malloc settings
  * (ALLOCATOR below; this VM pays about 30 µs per re-touched freed page), set by re-running this
  * script as a child with them.
- * Usage: node --import tsx bench/vs-torch.ts [--paths sae,forward,http,nearest] [--threads 1] [--rounds 5]
+ * Usage: node --import tsx bench/vs-torch.ts [--paths sae,forward,http,nearest,build] [--threads 1] [--rounds 5]
  * [--iters 3], and the paths' own options: [--dsae 24576] [--din 768] [--k 32] (sae), [--layer 11]
  * (forward), [--nearest-rows 16384,100000] [--queries 8] (nearest).
  *
