@@ -33,6 +33,7 @@ import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
+import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
@@ -172,14 +173,8 @@ async function measure(dir: string, mode: string): Promise<Record<string, number
             [HOOK],
           )
         ).get(HOOK)!;
-        const [, S] = acts.dims;
-        const n = part.reduce((s, c) => s + c.ids.length - 1, 0);
-        const x = new Float32Array(n * D);
-        let row = 0;
-        part.forEach((c, b) => {
-          x.set(acts.data.subarray((b * S + 1) * D, (b * S + c.ids.length) * D), row * D);
-          row += c.ids.length - 1;
-        });
+        const n = part.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+        const x = nonBosRows({ id: 'bench', dIn: D }, part, acts, HOOK, n);
         await encoder.encode(x, n, K, { allActive: true, reconstruct });
       }
       return (performance.now() - t0) / 1000;

@@ -16,6 +16,7 @@ import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
+import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
 import { arg, uniform } from './util.js';
@@ -154,14 +155,8 @@ async function main(): Promise<void> {
             [hook],
           )
         ).get(hook)!;
-        const [, S] = acts.dims;
-        const n = part.reduce((s, c) => s + c.ids.length - 1, 0);
-        const x = new Float32Array(n * d);
-        let row = 0;
-        part.forEach((c, b) => {
-          x.set(acts.data.subarray((b * S + 1) * d, (b * S + c.ids.length) * d), row * d);
-          row += c.ids.length - 1;
-        });
+        const n = part.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+        const x = nonBosRows({ id: 'bench', dIn: d }, part, acts, hook, n);
         await encoder.encode(x, n, K);
       }
       return (performance.now() - t0) / 1000;
