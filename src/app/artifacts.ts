@@ -335,14 +335,10 @@ export class ArtifactCache {
    * on this machine. Returns how many folders went.
    */
   removeUnnamed(named: Set<string>, graceMinutes: number): number {
-    if (!existsSync(this.root)) return 0;
-    const cutoff = Date.now() - graceMinutes * 60_000;
     let removed = 0;
-    for (const name of readdirSync(this.root)) {
+    const spared = (name: string) => named.has(name.slice(0, 64)) || !/^[0-9a-f]{64}/.test(name);
+    for (const { name } of staleEntries(this.root, graceMinutes, spared)) {
       const version = name.slice(0, 64);
-      if (named.has(version) || !/^[0-9a-f]{64}/.test(name)) continue;
-      const st = statSync(join(this.root, name), { throwIfNoEntry: false });
-      if (!st || st.mtimeMs >= cutoff) continue;
       // A name longer than a version is a temporary folder a killed fetch left.
       if (name !== version) rmSync(join(this.root, name), { recursive: true, force: true });
       else if (!this.removeVersion(version)) continue;
@@ -417,17 +413,27 @@ export async function pruneCache(
 /** PGlite's store: files (and temporary files of killed writers) named by no row and older than the grace. */
 function pruneFolder(root: string, named: Set<string>, graceMinutes: number): PruneReport {
   const pruned = { blobs: 0, bytes: 0 };
-  if (!existsSync(root)) return pruned;
-  const cutoff = Date.now() - graceMinutes * 60_000;
-  for (const name of readdirSync(root)) {
-    if (named.has(name)) continue;
-    const st = statSync(join(root, name), { throwIfNoEntry: false });
-    if (!st || st.mtimeMs >= cutoff) continue;
+  for (const { name, size } of staleEntries(root, graceMinutes, (n) => named.has(n))) {
     rmSync(join(root, name), { force: true });
     pruned.blobs++;
-    pruned.bytes += st.size;
+    pruned.bytes += size;
   }
   return pruned;
+}
+
+/** The entries of `root` that `spared` does not name and that nothing touched for `graceMinutes`. */
+function* staleEntries(
+  root: string,
+  graceMinutes: number,
+  spared: (name: string) => boolean,
+): Generator<{ name: string; size: number }> {
+  if (!existsSync(root)) return;
+  const cutoff = Date.now() - graceMinutes * 60_000;
+  for (const name of readdirSync(root)) {
+    if (spared(name)) continue;
+    const st = statSync(join(root, name), { throwIfNoEntry: false });
+    if (st && st.mtimeMs < cutoff) yield { name, size: st.size };
+  }
 }
 
 /** One line per stored or missing row, for a log or the console. */
