@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
-import { createHnswIndex } from '../src/db/vector-index.js';
+import { createVectorIndex } from '../src/db/vector-index.js';
 import { copyDecoders } from '../src/db/features.js';
 import { registerModel } from '../src/app/register-model.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
@@ -240,7 +240,7 @@ async function loadSynthetic(
   );
   await copyDecoders(database, id, D, blocks);
   const t1 = performance.now();
-  await createHnswIndex(database, id, D, features);
+  await createVectorIndex(database, id, D, features);
   await database.query(`UPDATE dictionaries SET state = 'ready' WHERE id = $1`, [id]);
   return { copy: (t1 - t0) / 1000, index: (performance.now() - t1) / 1000 };
 }

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../src/db/client.js';
 import { copyDecoders } from '../src/db/features.js';
-import { createHnswIndex } from '../src/db/vector-index.js';
+import { createVectorIndex } from '../src/db/vector-index.js';
 import { publishDashboards, type FeatureStatsRow } from '../src/db/dashboards.js';
 import { arg, uniform } from './util.js';
 
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
       source_format, state, prepend_bos) VALUES ('b', 'm', 'b', 'h', ${D_IN}, ${D_SAE}, 'topk', 'saelens', 'ready',
       false)`);
     await copyDecoders(database, 'b', D_IN, [uniform(D_SAE * D_IN, 1 / Math.sqrt(D_IN), 1)]);
-    await createHnswIndex(database, 'b', D_IN, D_SAE);
+    await createVectorIndex(database, 'b', D_IN, D_SAE);
     const times: number[] = [];
     for (let round = 0; round <= ROUNDS; round++) {
       const stats: FeatureStatsRow[] = Array.from({ length: D_SAE }, (_, idx) => ({

@@ -114,7 +114,7 @@ async function one(n: number, d: number): Promise<Result> {
     const queries = [...clusteredBlocks(d, 11, 13, QUERIES, QUERIES)][0];
     const vector = (i: number) => Array.from(queries.subarray(i * d, (i + 1) * d));
     const search = (i: number, exact: boolean) =>
-      nearestFeatures(database, { dictionaryIds: ['scale'], dIn: d, vector: vector(i), k: 10, exact });
+      nearestFeatures(database, { dictionaries: [{ id: 'scale', dSae: n }], dIn: d, vector: vector(i), k: 10, exact });
     const truth: Set<number>[] = [];
     const exactMs = await timed(QUERIES, async (i) => {
       truth.push(new Set((await search(i, true)).map((h) => h.index)));

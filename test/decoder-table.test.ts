@@ -2,7 +2,9 @@
  * Decoder vectors live in feature_decoders, apart from the statistics in features (migration
  * *_decoder_table.sql). A catalog written before that migration keeps every decoder row, and each
  * dictionary's HNSW index comes back on the new table under its name, matched by the searches
- * (EXPLAIN names it); `atlas build`'s statistics updates leave the decoder table untouched.
+ * (EXPLAIN names it); `atlas build`'s statistics updates leave the decoder table untouched. The later
+ * migration *_ivfflat_indexes.sql rebuilds the HNSW indexes of dictionaries of up to 262,144 features
+ * as IVFFlat under the same names.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +17,8 @@ import { nearestFeatures } from '../src/db/nearest.js';
 import { openTestDatabase, type Backend } from './helpers/atlas-server.js';
 import type { Database } from '../src/db/client.js';
 
-const MIGRATION = readdirSync(MIGRATIONS_DIR).find((f) => f.endsWith('_decoder_table.sql'))!;
+const migration = (suffix: string) => readdirSync(MIGRATIONS_DIR).find((f) => f.endsWith(suffix))!;
+const MIGRATION = migration('_decoder_table.sql');
 
 /** Two ready dictionaries of width 3 with 4 decoder rows each, row i of dictionary j = [i+1, j, 0.5-i]. */
 const DICTS = ['da', 'db.x'];
@@ -101,12 +104,59 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
         const want = Array.from({ length: ROWS }, (_, i) => ({ index: i, cosine: cosine(decoder(0, i), [1, 0, 0.2]) }))
           .sort((a, b) => b.cosine - a.cosine)
           .slice(0, 2);
-        const got = await nearestFeatures(database, { dictionaryIds: ['da'], dIn: 3, vector: [1, 0, 0.2], k: 2 });
+        const got = await nearestFeatures(database, {
+          dictionaries: [{ id: 'da', dSae: ROWS }],
+          dIn: 3,
+          vector: [1, 0, 0.2],
+          k: 2,
+        });
         assert.deepEqual(
           got.map((n) => n.index),
           want.map((w) => w.index),
         );
         for (const [r, n] of got.entries()) assert.ok(Math.abs(n.cosine - want[r].cosine) < 1e-6);
+      } finally {
+        await opened.cleanup();
+      }
+    });
+
+    it('migration 0009 rebuilds HNSW indexes of dictionaries up to 262,144 features as IVFFlat', async (t) => {
+      const opened = await openTestDatabase(backend);
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        await database.query(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length,
+          prepend_bos, hook_points, source_path, source_format)
+          VALUES ('m', 'm', 'gpt2', 3, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
+        // 'db.x' declares more features than IVFFlat takes; only its size matters to the migration.
+        for (const [j, [id, dSae]] of [
+          ['da', ROWS],
+          ['db.x', 262_145],
+        ].entries()) {
+          await database.query(`INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture,
+            source_format, state, prepend_bos) VALUES ('${id}', 'm', 'd', 'h', 3, ${dSae}, 'standard', 'saelens',
+            'ready', false)`);
+          for (let i = 0; i < ROWS; i++) {
+            await database.query(`INSERT INTO features (dictionary_id, idx, decoder_norm) VALUES ('${id}', ${i}, 1)`);
+            await database.query(`INSERT INTO feature_decoders (dictionary_id, idx, decoder)
+              VALUES ('${id}', ${i}, '[${decoder(j, i).join(',')}]')`);
+          }
+          await database.query(`CREATE INDEX ${indexName(String(id))} ON feature_decoders
+            USING hnsw ((decoder::vector(3)) vector_cosine_ops) WHERE dictionary_id = '${id}'`);
+        }
+        await database.query(readFileSync(join(MIGRATIONS_DIR, migration('_ivfflat_indexes.sql')), 'utf8'));
+        const indexes = await database.query<{ indexname: string; indexdef: string }>(
+          "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'feature_decoders' AND indexname <> " +
+            "'feature_decoders_dictionary_id_idx_pk'",
+        );
+        const method = (id: string) => {
+          const def = indexes.find((i) => i.indexname === indexName(id))?.indexdef ?? '';
+          return /USING (\w+) .*vector_cosine_ops\)(?: WITH \(lists='?(\d+)'?\))? WHERE/.exec(def)?.slice(1, 3);
+        };
+        assert.equal(indexes.length, 2);
+        assert.deepEqual(method('da'), ['ivfflat', '2']);
+        assert.deepEqual(method('db.x'), ['hnsw', undefined]);
+        assert.match(await explainNearest(database, 'da'), new RegExp(indexName('da')));
       } finally {
         await opened.cleanup();
       }

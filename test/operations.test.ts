@@ -224,7 +224,7 @@ describe('a server with a small resident bound and CORS for one origin', () => {
     assert.deepEqual(scan.plans, [{ dictionary: FIXTURE.dict, method: 'EXACT_SCAN' }]);
     assert.deepEqual(scan.ids, want);
     assert.deepEqual((await nearest(a, ', recall: 0.99')).plans, [{ dictionary: FIXTURE.dict, method: 'EXACT_SCAN' }]);
-    assert.deepEqual((await nearest(a, '')).plans, [{ dictionary: FIXTURE.dict, method: 'HNSW' }]);
+    assert.deepEqual((await nearest(a, '')).plans, [{ dictionary: FIXTURE.dict, method: 'IVFFLAT' }]);
     const bad = await a.gql(`{ nearestFeatures(dictionary: "${FIXTURE.dict}", index: 1, recall: 1.5) { cosine } }`);
     assert.equal(bad.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
 
@@ -240,7 +240,9 @@ describe('a server with a small resident bound and CORS for one origin', () => {
         assert.deepEqual(exact.plans, [{ dictionary: FIXTURE.dict, method: 'EXACT' }]);
         assert.deepEqual(exact.ids, want);
       }
-      assert.deepEqual((await nearest(roomy, ', recall: 0.8')).plans, [{ dictionary: FIXTURE.dict, method: 'HNSW' }]);
+      assert.deepEqual((await nearest(roomy, ', recall: 0.8')).plans, [
+        { dictionary: FIXTURE.dict, method: 'IVFFLAT' },
+      ]);
       const both = await fetch(roomy.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

@@ -1,6 +1,7 @@
 /**
- * nearestFeatures reaches each dictionary's HNSW index (src/db/vector-index.ts) for both index types:
- * vector up to 2,000 dims, halfvec above. The search runs against a Database whose statements are
+ * nearestFeatures reaches each dictionary's approximate index (src/db/vector-index.ts) of either kind
+ * (IVFFlat up to IVFFLAT_MAX_FEATURES, HNSW above: the HNSW case indexes a small table as if the
+ * dictionary were wider) for both column types: vector up to 2,000 dims, halfvec above. The search runs against a Database whose statements are
  * prefixed with EXPLAIN, so the plan is that of the very statement and session settings the search
  * issues; it must scan the dictionary's index by name, and an exact search must not. The dictionaries
  * are small and unanalysed, where the planner used to prefer sorting every row.
@@ -13,7 +14,7 @@ import { clusteredRows } from './helpers/rng.js';
 import type { Database, Query } from '../src/db/client.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { nearestFeatures } from '../src/db/nearest.js';
-import { indexName } from '../src/db/vector-index.js';
+import { IVFFLAT_MAX_FEATURES, createVectorIndex, indexName } from '../src/db/vector-index.js';
 import { upsertModel } from '../src/db/catalog.js';
 
 const N = 200;
@@ -46,58 +47,74 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return ab / Math.sqrt(aa * bb);
 }
 
+async function writeClustered(database: Database, id: string, d: number, n: number, seed: number) {
+  await upsertModel(database, {
+    id: `model-${d}`,
+    name: 'model',
+    architecture: 'gpt2',
+    dModel: d,
+    nLayers: 1,
+    vocabSize: 1,
+    contextLength: 1,
+    prependBos: false,
+    hookPoints: ['blocks.0.hook_resid_post'],
+    sourcePath: '/nonexistent',
+    sourceFormat: 'huggingface',
+    tokenizerPath: null,
+  });
+  const rows = clusteredRows(seed, n, d);
+  await writeDictionary(
+    database,
+    {
+      id,
+      modelId: `model-${d}`,
+      name: id,
+      hookPoint: 'blocks.0.hook_resid_post',
+      hookPointOut: null,
+      prependBos: false,
+      dIn: d,
+      dSae: n,
+      architecture: 'standard',
+      k: null,
+      params: {},
+      sourceFormat: 'saelens',
+      sourcePath: '/nonexistent',
+      weightsPath: '/nonexistent',
+    },
+    [rows],
+  );
+  return rows;
+}
+
 for (const backend of BACKENDS) {
-  describe(`nearest search through the HNSW index on ${backend}`, () => {
-    for (const [d, type] of [
-      [64, 'vector'],
-      [2048, 'halfvec'],
+  describe(`nearest search through the vector indexes on ${backend}`, () => {
+    for (const [d, type, kind] of [
+      [64, 'vector', 'ivfflat'],
+      [2048, 'halfvec', 'ivfflat'],
+      [64, 'vector', 'hnsw'],
+      [2048, 'halfvec', 'hnsw'],
     ] as const) {
-      it(`a ${type} dictionary (d = ${d}) is searched through its index, an exact search is not`, async (t) => {
+      it(`a ${type} dictionary (d = ${d}) is searched through its ${kind} index, an exact search is not`, async (t) => {
         const opened = await openTestDatabase(backend);
         if ('skip' in opened) {
-          announceSkip(`nearest search through the HNSW index on ${backend}`, opened.skip);
+          announceSkip(`nearest search through the vector indexes on ${backend}`, opened.skip);
           return t.skip(opened.skip);
         }
         const { database } = opened;
         try {
           const id = `dict-${type}`;
-          await upsertModel(database, {
-            id: 'model',
-            name: 'model',
-            architecture: 'gpt2',
-            dModel: d,
-            nLayers: 1,
-            vocabSize: 1,
-            contextLength: 1,
-            prependBos: false,
-            hookPoints: ['blocks.0.hook_resid_post'],
-            sourcePath: '/nonexistent',
-            sourceFormat: 'huggingface',
-            tokenizerPath: null,
-          });
-          const rows = clusteredRows(7, N, d);
-          await writeDictionary(
-            database,
-            {
-              id,
-              modelId: 'model',
-              name: id,
-              hookPoint: 'blocks.0.hook_resid_post',
-              hookPointOut: null,
-              prependBos: false,
-              dIn: d,
-              dSae: N,
-              architecture: 'standard',
-              k: null,
-              params: {},
-              sourceFormat: 'saelens',
-              sourcePath: '/nonexistent',
-              weightsPath: '/nonexistent',
-            },
-            [rows],
+          const rows = await writeClustered(database, id, d, N, 7);
+          // The size the index and the search settings are chosen by.
+          const dSae = kind === 'hnsw' ? IVFFLAT_MAX_FEATURES + 1 : N;
+          if (kind === 'hnsw') await createVectorIndex(database, id, d, dSae);
+          const [def] = await database.query<{ indexdef: string }>(
+            'SELECT indexdef FROM pg_indexes WHERE indexname = $1',
+            [indexName(id)],
           );
+          assert.match(def.indexdef, new RegExp(`USING ${kind} .*${type}_cosine_ops`), def.indexdef);
+          if (kind === 'ivfflat') assert.match(def.indexdef, /lists='?15'?/, def.indexdef);
           const query = rows.subarray(3 * d, 4 * d);
-          const request = { dictionaryIds: [id], dIn: d, vector: Array.from(query), k: 5 };
+          const request = { dictionaries: [{ id, dSae }], dIn: d, vector: Array.from(query), k: 5 };
 
           const plans: string[] = [];
           await nearestFeatures(explaining(database, plans), request);
@@ -121,5 +138,37 @@ for (const backend of BACKENDS) {
         }
       });
     }
+
+    it('IVFFlat at its default probes finds the float64 top 10 of clustered rows (recall@10 ≥ 0.95)', async (t) => {
+      const opened = await openTestDatabase(backend);
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        // 4,096 rows: 64 cells, of which a search reads 16.
+        const [n, d, queries] = [4096, 64, 40];
+        const rows = await writeClustered(database, 'recall', d, n, 11);
+        let found = 0;
+        for (let q = 0; q < queries; q++) {
+          const query = rows.subarray(q * 97 * d, (q * 97 + 1) * d);
+          const truth = Array.from({ length: n }, (_, i) => ({
+            i,
+            c: cosine(query, rows.subarray(i * d, (i + 1) * d)),
+          }))
+            .sort((a, b) => b.c - a.c)
+            .slice(0, 10)
+            .map((h) => h.i);
+          const hits = await nearestFeatures(database, {
+            dictionaries: [{ id: 'recall', dSae: n }],
+            dIn: d,
+            vector: Array.from(query),
+            k: 10,
+          });
+          found += hits.filter((h) => truth.includes(h.index)).length;
+        }
+        assert.ok(found / (10 * queries) >= 0.95, `recall@10 ${found / (10 * queries)}`);
+      } finally {
+        await opened.cleanup();
+      }
+    });
   });
 }

@@ -84,7 +84,13 @@ export const nearestPath: Path = {
         const vector = (j: number) => Array.from(queries.subarray(j * D, (j + 1) * D));
         scanOne = async (j) =>
           (
-            await nearestFeatures(scan.database, { dictionaryIds: [id], dIn: D, vector: vector(j), k: K, exact: true })
+            await nearestFeatures(scan.database, {
+              dictionaries: [{ id, dSae: n }],
+              dIn: D,
+              vector: vector(j),
+              k: K,
+              exact: true,
+            })
           ).map((h) => h.index);
       }
       let next = 0;

@@ -4,7 +4,8 @@
  * - EXACT: a batched matrix product over the dictionary's unit decoder matrix (src/engine/nearest.ts),
  *   read from the database once and kept in the resident set; concurrent queries of one dictionary
  *   share a product.
- * - HNSW: pgvector's approximate index (src/db/nearest.ts).
+ * - IVFFLAT or HNSW: the dictionary's approximate pgvector index, whichever its size gave it
+ *   (src/db/vector-index.ts), searched in the database (src/db/nearest.ts).
  * - EXACT_SCAN: pgvector's sequential scan, for exact answers over a decoder matrix too wide to hold.
  */
 import type { Config } from '../config.js';
@@ -12,6 +13,7 @@ import type { Database } from '../db/client.js';
 import { getDictionaries, getDictionariesOfModels, requireDictionary, type DictionaryRow } from '../db/catalog.js';
 import { getDecoders } from '../db/features.js';
 import { readDecoderMatrix } from '../db/decoder-matrix.js';
+import { approximateIndex, type ApproximateIndex } from '../db/vector-index.js';
 import { nearestFeatures, rankNeighbors, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
 import { Batcher, queueStats, type QueueStats } from '../engine/batching.js';
 import { ExactSearch, type RowHits } from '../engine/nearest.js';
@@ -34,7 +36,7 @@ export interface NearestArgs {
 
 export const MAX_NEIGHBORS = 100;
 
-export type SearchMethod = 'EXACT' | 'HNSW' | 'EXACT_SCAN';
+export type SearchMethod = 'EXACT' | ApproximateIndex | 'EXACT_SCAN';
 
 export interface SearchPlan {
   dictionary: string;
@@ -44,10 +46,11 @@ export interface SearchPlan {
 /** Recall asked of a search that names none. */
 export const DEFAULT_RECALL = 0.95;
 /**
- * Recall@10 HNSW can be counted on at the default ef_search: 0.91 at 100k × 768 on decoder-like
- * clustered vectors (bench/api.ts). Asking for more searches exactly.
+ * Recall@10 the approximate indexes can be counted on: HNSW at the default ef_search gave 0.91 at
+ * 100k × 768 on decoder-like clustered vectors (bench/api.ts), IVFFlat at its probes 0.998 and 1.0 at
+ * 16k and 65k (bench/scale.ts). Asking for more searches exactly.
  */
-export const HNSW_RECALL = 0.9;
+export const APPROXIMATE_RECALL = 0.9;
 /** Most of ATLAS_MAX_RESIDENT_MB one decoder matrix may take; wider ones are searched in the database. */
 export const EXACT_RESIDENT_SHARE = 0.25;
 /** Queries of one dictionary merged into one matrix product. */
@@ -55,8 +58,8 @@ const EXACT_BATCH_QUERIES = 64;
 
 /**
  * EXACT when the dictionary's unit decoder matrix fits its share of the resident set and the request
- * wants exact answers or more recall than HNSW gives; otherwise EXACT_SCAN when exactness (or a
- * recall above HNSW's) was asked for explicitly, else HNSW.
+ * wants exact answers or more recall than the approximate indexes give; otherwise EXACT_SCAN when
+ * exactness (or a recall above theirs) was asked for explicitly, else the dictionary's approximate index.
  */
 export function planSearch(
   dict: Pick<DictionaryRow, 'dIn' | 'dSae'>,
@@ -65,9 +68,9 @@ export function planSearch(
 ): SearchMethod {
   const fits = 4 * dict.dIn * dict.dSae <= EXACT_RESIDENT_SHARE * maxResidentBytes;
   const recall = want.recall ?? DEFAULT_RECALL;
-  if (fits && (want.exact || recall > HNSW_RECALL)) return 'EXACT';
-  if (want.exact || (want.recall !== null && want.recall > HNSW_RECALL)) return 'EXACT_SCAN';
-  return 'HNSW';
+  if (fits && (want.exact || recall > APPROXIMATE_RECALL)) return 'EXACT';
+  if (want.exact || (want.recall !== null && want.recall > APPROXIMATE_RECALL)) return 'EXACT_SCAN';
+  return approximateIndex(dict.dSae);
 }
 
 interface ExactQuery {
@@ -102,24 +105,22 @@ export class NearestService {
     }));
     const want = req.k + (req.exclude ? 1 : 0);
     const unit = Float32Array.from(unitVector(req.vector)!);
-    const byMethod = (m: SearchMethod) => plans.filter((p) => p.method === m).map((p) => p.dictionary);
-    const fromDatabase = (ids: string[], exact: boolean) =>
-      ids.length
-        ? nearestFeatures(database, { ...req, dictionaryIds: ids, exact, efSearch: this.config.hnswEfSearch })
+    const byMethod = (...methods: SearchMethod[]) => req.targets.filter((_, i) => methods.includes(plans[i].method));
+    const fromDatabase = (dictionaries: DictionaryRow[], exact: boolean) =>
+      dictionaries.length
+        ? nearestFeatures(database, { ...req, dictionaries, exact, efSearch: this.config.hnswEfSearch })
         : [];
     const found = await Promise.all([
-      fromDatabase(byMethod('HNSW'), false),
+      fromDatabase(byMethod('IVFFLAT', 'HNSW'), false),
       fromDatabase(byMethod('EXACT_SCAN'), true),
-      ...req.targets
-        .filter((t) => byMethod('EXACT').includes(t.id))
-        .map(async (t) => {
-          const hits = await this.exactBatcher(t).submit({
-            unit,
-            k: want,
-            read: () => readDecoderMatrix(database, t.id, t.dIn, t.dSae),
-          });
-          return Array.from(hits.indices, (index, r) => ({ dictionaryId: t.id, index, cosine: hits.cosines[r] }));
-        }),
+      ...byMethod('EXACT').map(async (t) => {
+        const hits = await this.exactBatcher(t).submit({
+          unit,
+          k: want,
+          read: () => readDecoderMatrix(database, t.id, t.dIn, t.dSae),
+        });
+        return Array.from(hits.indices, (index, r) => ({ dictionaryId: t.id, index, cosine: hits.cosines[r] }));
+      }),
     ]);
     return { hits: rankNeighbors(found.flat(), req.k, req.exclude), plans };
   }

@@ -209,7 +209,7 @@ export async function searchFeatures(
         const mean = run.means.get(group[0].id)!;
         if (!mean.some((v) => v !== 0)) return [];
         return nearestFeatures(database, {
-          dictionaryIds: group.map((d) => d.id),
+          dictionaries: group,
           dIn: group[0].dIn,
           vector: Array.from(mean),
           k: pool,

@@ -22,7 +22,7 @@ import {
   type DictionaryRow,
 } from './catalog.js';
 import { copyDecoders } from './features.js';
-import { buildHnswIndex, createHnswIndex, dropHnswIndex } from './vector-index.js';
+import { buildVectorIndex, createVectorIndex, dropVectorIndex } from './vector-index.js';
 import { AtlasError } from '../errors.js';
 import { faultPoint } from '../faults.js';
 
@@ -38,7 +38,7 @@ export interface WriteOptions {
 const STAGING_SUFFIX = '~next';
 
 export async function deleteDictionary(database: Database, id: string): Promise<void> {
-  await dropHnswIndex(database.query, id);
+  await dropVectorIndex(database.query, id);
   await database.transaction((q) => deleteRows(q, id));
 }
 
@@ -91,7 +91,7 @@ async function prepareTarget(database: Database, id: string, replacing: Dictiona
   if (await findDictionaryAnyState(database, staging)) {
     await deleteDictionary(database, staging);
     // A kill between dropping the old index and the swap left the old version without one.
-    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn, replacing.dSae);
+    if (replacing) await createVectorIndex(database, replacing.id, replacing.dIn, replacing.dSae);
   }
   if (replacing) return staging;
   if (await findDictionaryAnyState(database, id)) await deleteDictionary(database, id);
@@ -108,12 +108,12 @@ async function swapIn(
 ): Promise<void> {
   // Dropping an index locks the whole feature_decoders table until commit, so the old index goes first,
   // on its own: until the swap, searches of the old version scan its rows exactly instead.
-  await dropHnswIndex(database.query, old.id);
+  await dropVectorIndex(database.query, old.id);
   await database.transaction(async (q) => {
     await deleteRows(q, old.id);
     faultPoint('import:replaced');
     await q('UPDATE dictionaries SET id = $1 WHERE id = $2', [old.id, staging]);
-    await buildHnswIndex(q, old.id, dIn, dSae);
+    await buildVectorIndex(q, old.id, dIn, dSae);
     faultPoint('import:indexed');
     await q("UPDATE dictionaries SET state = 'ready' WHERE id = $1", [old.id]);
   });
@@ -141,7 +141,7 @@ export async function writeDictionary(
     if (replacing) {
       await swapIn(database, replacing, target, dict.dIn, dict.dSae);
     } else {
-      await createHnswIndex(database, target, dict.dIn, dict.dSae);
+      await createVectorIndex(database, target, dict.dIn, dict.dSae);
       faultPoint('import:indexed');
       await database.db.update(dictionaries).set({ state: 'ready' }).where(eq(dictionaries.id, target));
     }
@@ -149,7 +149,7 @@ export async function writeDictionary(
   } catch (e) {
     await deleteDictionary(database, target).catch(() => undefined);
     // The swap may have dropped the old version's index before it failed.
-    if (replacing) await createHnswIndex(database, replacing.id, replacing.dIn, replacing.dSae).catch(() => undefined);
+    if (replacing) await createVectorIndex(database, replacing.id, replacing.dIn, replacing.dSae).catch(() => undefined);
     throw e;
   }
 }

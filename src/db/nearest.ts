@@ -1,6 +1,9 @@
-/** Nearest features by decoder cosine, through each dictionary's HNSW index (src/db/vector-index.ts). */
+/**
+ * Nearest features by decoder cosine, through each dictionary's IVFFlat or HNSW index
+ * (src/db/vector-index.ts), or by scanning its rows for an exact answer.
+ */
 import type { Database } from './client.js';
-import { literal, vectorType } from './vector-index.js';
+import { approximateIndex, ivfflatProbes, literal, vectorType } from './vector-index.js';
 import { DEFAULT_HNSW_EF_SEARCH } from '../config.js';
 
 export interface Neighbor {
@@ -10,7 +13,8 @@ export interface Neighbor {
 }
 
 export interface NearestRequest {
-  dictionaryIds: string[];
+  /** Searched dictionaries of width dIn; their sizes choose the index's search setting. */
+  dictionaries: { id: string; dSae: number }[];
   dIn: number;
   vector: number[];
   k: number;
@@ -40,7 +44,7 @@ export function unitVector(v: readonly number[]): number[] | null {
 
 /**
  * One index scan per dictionary, merged by cosine. ef_search grows with k because HNSW returns at
- * most ef_search candidates.
+ * most ef_search candidates; IVFFlat's probes are set per dictionary from its size and k.
  */
 export async function nearestFeatures(database: Database, req: NearestRequest): Promise<Neighbor[]> {
   const type = vectorType(req.dIn);
@@ -56,7 +60,10 @@ export async function nearestFeatures(database: Database, req: NearestRequest): 
       // dictionary it would rather sort every row; only the index gives this order without a sort.
       await q(`SET LOCAL ${req.exact ? 'enable_indexscan' : 'enable_sort'} = off`);
       const all: Neighbor[] = [];
-      for (const id of req.dictionaryIds) {
+      for (const { id, dSae } of req.dictionaries) {
+        if (!req.exact && approximateIndex(dSae) === 'IVFFLAT') {
+          await q(`SET LOCAL ivfflat.probes = ${ivfflatProbes(dSae, want)}`);
+        }
         const rows = await q<{ index: number; distance: number }>(
           `SELECT idx AS "index", (decoder::${type} <=> $1::${type})::float8 AS distance FROM feature_decoders
          WHERE dictionary_id = ${literal(id)} ORDER BY decoder::${type} <=> $1::${type} LIMIT ${want}`,
