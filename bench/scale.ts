@@ -1,11 +1,11 @@
 /**
  * Dictionary scale: for each size n (features) and width d, in a fresh process so peak RSS is that
  * size's own, a synthetic decoder-like dictionary (unit rows around 12 cluster centres) is written as
- * `atlas import` writes it (writeDictionary: binary COPY, then the HNSW index; halfvec above 2,000
- * dims), then measured:
+ * `atlas import` writes it (writeDictionary: binary COPY, then the approximate index: IVFFlat up to
+ * 262,144 features, HNSW above (src/db/vector-index.ts); halfvec above 2,000 dims), then measured:
  *   - import: rows/s of the COPY, seconds of the index build;
  *   - nearestFeatures through the index: p50/p99 ms over Q queries drawn from the same clusters, and
- *     recall@10 = |HNSW top 10 ∩ exact top 10| / 10 averaged over the queries (exact: the same query
+ *     recall@10 = |index top 10 ∩ exact top 10| / 10 averaged over the queries (exact: the same query
  *     with the index scan turned off);
  *   - exact scan p50 ms;
  *   - pages of 100 features by index and by density (keyset, from the middle), and one batched
@@ -14,7 +14,8 @@
  * The growth column is each cost's exponent against the previous size (log cost ratio ÷ log n ratio:
  * 1 = linear); sizes up to 1,048,576 beyond the largest measured are projected as a power law through
  * the last two measured points (cost × (N / n)^exponent), which only holds while nothing changes
- * regime (the HNSW graph outgrowing maintenance_work_mem, the table outgrowing the page cache).
+ * regime (another index kind, the HNSW graph outgrowing maintenance_work_mem, the table outgrowing the
+ * page cache): sizes whose index kind differs from the last measured one are not projected.
  * PostgreSQL from ATLAS_TEST_PG_URL (a scratch database, dropped afterwards), else PGlite; --pglite forces it.
  * Usage: node --import tsx bench/scale.ts [--sizes 16384,65536] [--dims 768] [--queries 50] [--pglite]
  */
@@ -25,6 +26,7 @@ import { join } from 'node:path';
 import { openDatabase, type Database } from '../src/db/client.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { nearestFeatures } from '../src/db/nearest.js';
+import { approximateIndex } from '../src/db/vector-index.js';
 import { getFeatures, pageFeatures } from '../src/db/features.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { arg, clusteredBlocks, flag, syntheticModel } from './util.js';
@@ -38,8 +40,8 @@ interface Result {
   backend: string;
   copySeconds: number;
   indexSeconds: number;
-  hnswP50: number;
-  hnswP99: number;
+  indexP50: number;
+  indexP99: number;
   recall: number;
   /** The worst query's recall@10. */
   recallMin: number;
@@ -120,7 +122,7 @@ async function one(n: number, d: number): Promise<Result> {
       truth.push(new Set((await search(i, true)).map((h) => h.index)));
     });
     const found: number[] = [];
-    const hnswMs = await timed(QUERIES, async (i) => {
+    const indexMs = await timed(QUERIES, async (i) => {
       found.push((await search(i, false)).filter((h) => truth[i].has(h.index)).length);
     });
     const mid = Math.floor(n / 2);
@@ -146,8 +148,8 @@ async function one(n: number, d: number): Promise<Result> {
       backend: database.kind,
       copySeconds: (t1 - t0 - making) / 1000,
       indexSeconds: (t2 - t1) / 1000,
-      hnswP50: percentile(hnswMs, 0.5),
-      hnswP99: percentile(hnswMs, 0.99),
+      indexP50: percentile(indexMs, 0.5),
+      indexP99: percentile(indexMs, 0.99),
       recall: found.reduce((a, b) => a + b, 0) / (10 * QUERIES),
       recallMin: Math.min(...found) / 10,
       exactP50: percentile(exactMs, 0.5),
@@ -166,8 +168,8 @@ async function one(n: number, d: number): Promise<Result> {
 const COSTS: [string, (r: Result) => number, number][] = [
   ['copy s', (r) => r.copySeconds, 1],
   ['index s', (r) => r.indexSeconds, 1],
-  ['HNSW p50 ms', (r) => r.hnswP50, 2],
-  ['HNSW p99 ms', (r) => r.hnswP99, 2],
+  ['index search p50 ms', (r) => r.indexP50, 2],
+  ['index search p99 ms', (r) => r.indexP99, 2],
   ['exact p50 ms', (r) => r.exactP50, 1],
   ['page by index p50 ms', (r) => r.pageIndexP50, 2],
   ['page by density p50 ms', (r) => r.pageDensityP50, 2],
@@ -182,13 +184,17 @@ function report(results: Result[]): void {
   for (const d of [...new Set(results.map((r) => r.d))]) {
     const rows = results.filter((r) => r.d === d);
     const k = rows.length;
-    const ahead = k >= 2 ? PROJECT.filter((n) => n > rows[k - 1].n) : [];
+    const kind = approximateIndex(rows[k - 1].n);
+    const ahead = k >= 2 ? PROJECT.filter((n) => n > rows[k - 1].n && approximateIndex(n) === kind) : [];
     console.log(`\nd = ${d} (${d > 2000 ? 'halfvec' : 'vector'} index), ${rows[0].backend}, ${QUERIES} queries`);
     console.log(
       `| cost | ${rows.map((r) => r.n).join(' | ')} | growth exponent (last two) |` +
         ahead.map((n) => ` ${n} projected |`).join(''),
     );
     console.log(`| --- |${rows.map(() => ' ---: |').join('')} ---: |${ahead.map(() => ' ---: |').join('')}`);
+    console.log(
+      `| index | ${rows.map((r) => approximateIndex(r.n)).join(' | ')} | |${ahead.map(() => ` ${kind} |`).join('')}`,
+    );
     const line = (name: string, values: number[], digits: number) => {
       const growth = k >= 2 ? Math.log(values[k - 1] / values[k - 2]) / Math.log(rows[k - 1].n / rows[k - 2].n) : NaN;
       const projected = ahead.map((n) => (values[k - 1] * (n / rows[k - 1].n) ** growth).toFixed(digits));
