@@ -65,6 +65,15 @@ function runCli(args: string[], env: Record<string, string>, killAfterMs = Infin
   );
 }
 
+/** The `atlas` CLI run to its end: its exit code and what it wrote. */
+function cliOutput(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [ATLAS, ...args], { env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out })));
+}
+
 describe('replicas on one PostgreSQL', () => {
   it('serve, replace and survive kills from the database alone', async (t) => {
     const pg = await createTestDatabase();
@@ -315,6 +324,107 @@ describe('replicas on one PostgreSQL', () => {
       assert.deepEqual(weights.loadParams(), openSae(next.path).loadParams(), 'a new replica fetches the new version');
       weights.close();
       await encodesAs('kept', next);
+    } finally {
+      await b?.close();
+      await importer?.close();
+      await pg.drop();
+      for (const d of [files, dirA, dirB]) d.cleanup();
+    }
+  });
+
+  it('a model deleted through the CLI: refused while it has dictionaries; with them, it leaves the other replica', async (t) => {
+    const pg = await createTestDatabase();
+    if ('skip' in pg) {
+      announceSkip('model deletion on PostgreSQL', pg.skip);
+      return t.skip(pg.skip);
+    }
+    const files = tempDir('atlas-model-delete-');
+    const dirA = tempDir('atlas-model-delete-a-');
+    const dirB = tempDir('atlas-model-delete-b-');
+    let importer: Database | undefined;
+    let b: TestAtlas | undefined;
+    try {
+      importer = await openDatabase({ databaseUrl: pg.url, dataDir: dirA.dir });
+      const db = importer;
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      const convert = { dataDir: dirA.dir, onProgress: () => undefined };
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true, convert });
+      const fx = writeSaeFixture(join(files.dir, 'sae'), {
+        format: 'saelens',
+        dIn: D,
+        dSae: 48,
+        hookName: HOOK,
+        seed: 3,
+      });
+      await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir: dirA.dir });
+      const [modelRow] = await getModels(db, ['gpt2-tiny']);
+      const manifest = modelRow.artifacts!;
+
+      const database = await openDatabase({ databaseUrl: pg.url, dataDir: dirB.dir });
+      b = await serveTestAtlas('postgres', database, { ...loadConfig({}), device: 'cpu', dataDir: dirB.dir }, () =>
+        database.close(),
+      );
+      const replica = b;
+      const ids = loadTokenizer(model.dir).encode(TEXT, { bos: true });
+      const resid = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+      const encodes = async (what: string) => {
+        const r = await replica.gql(
+          `{ encode(dictionary: "sae", text: "${TEXT}", topK: 4) { tokens { features { index activation } } } }`,
+        );
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        r.data.encode.tokens.forEach((tk: { features: { index: number; activation: number }[] }, p: number) =>
+          assertSame(tk.features, refActive(fx, Array.from(resid.subarray(p * D, (p + 1) * D)), 4), `${what} ${p}`),
+        );
+      };
+      const resident = async () => {
+        const r = await replica.gql('{ serverInfo { resident { entries { key } } } }');
+        return r.data.serverInfo.resident.entries.map((e: { key: string }) => e.key) as string[];
+      };
+      await encodes('B encodes');
+      assert.ok((await resident()).includes(`model:gpt2-tiny@${manifest.version}`));
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'B fetched the model into its cache');
+      const counts = async () =>
+        (
+          await db.query<{ models: number; dicts: number; features: number }>(
+            `SELECT (SELECT count(*)::int FROM models) AS models, (SELECT count(*)::int FROM dictionaries) AS dicts,
+                    (SELECT count(*)::int FROM features) AS features`,
+          )
+        )[0];
+      const before = await counts();
+      assert.deepEqual(before, { models: 1, dicts: 1, features: 48 });
+
+      // Without --with-dictionaries: a coded refusal naming the dictionary, and nothing lost.
+      const env = { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir };
+      const refused = await cliOutput(['model', 'delete', 'gpt2-tiny'], env);
+      assert.equal(refused.code, 1, refused.out);
+      assert.match(refused.out, /atlas: CONFLICT: Model "gpt2-tiny" has 1 dictionary \(sae\).*--with-dictionaries/);
+      assert.deepEqual(await counts(), before);
+      await encodes('B still encodes after the refusal');
+
+      // With it: the model and its dictionary go; B drops both by itself, and answers NOT_FOUND for either.
+      const done = await cliOutput(['model', 'delete', 'gpt2-tiny', '--with-dictionaries'], env);
+      assert.equal(done.code, 0, done.out);
+      assert.match(done.out, /Deleted model gpt2-tiny and its dictionaries sae\./);
+      assert.deepEqual(await counts(), { models: 0, dicts: 0, features: 0 });
+      for (let i = 0; i < 300 && (await resident()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(await resident(), [], 'B retired the model and the encoder');
+      assert.ok(!existsSync(join(dirB.dir, 'cache', manifest.version)), "B removed the model's cache folder");
+      const hooks = await replica.gql(
+        `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { __typename } }`,
+      );
+      assert.equal(hooks.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(hooks.errors));
+      const enc = await replica.gql(`{ encode(dictionary: "sae", text: "${TEXT}") { __typename } }`);
+      assert.equal(enc.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(enc.errors));
+
+      // Its stored files and A's converted graph are unreferenced now: a prune with no grace takes them all.
+      const graph = join(dirA.dir, 'onnx', manifest.converted!.key);
+      assert.ok(existsSync(graph), 'younger than the default grace, the graph outlived the deletion');
+      const pruned = await cliOutput(['prune-artifacts', '--grace-minutes', '0'], env);
+      assert.equal(pruned.code, 0, pruned.out);
+      assert.match(pruned.out, /Removed 1 converted graph folder/);
+      assert.ok(!existsSync(graph), "A's converted graph went");
+      assert.deepEqual(await db.query('SELECT sha256 FROM artifact_blobs'), [], 'every stored file went');
     } finally {
       await b?.close();
       await importer?.close();
