@@ -21,6 +21,7 @@ import { loadConfig } from '../src/config.js';
 import { CATALOG_TTL_MS } from '../src/app/catalog-cache.js';
 import { ArtifactCache, migrateArtifacts, pruneArtifacts, storeDictionaryArtifacts } from '../src/app/artifacts.js';
 import { findDictionaryAnyState, getModels, upsertModel } from '../src/db/catalog.js';
+import { loadModel } from '../src/engine/model/load.js';
 import { openSae } from '../src/engine/sae/open.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { mulberry32 } from '../src/engine/random.js';
@@ -499,6 +500,7 @@ describe('replicas on one PostgreSQL', () => {
       await db.query('DELETE FROM artifact_chunks');
       await db.query('DELETE FROM artifact_blobs');
 
+      // As a server starting migrates: files only, no converted graph.
       const report = await migrateArtifacts(db);
       assert.deepEqual(report.stored, ['Model "gpt2-tiny"', 'Dictionary "sae"']);
       assert.deepEqual(
@@ -506,14 +508,31 @@ describe('replicas on one PostgreSQL', () => {
         ['Model "gone"'],
       );
       assert.match(report.missing[0].message, /^ARTIFACT_MISSING: Model "gone" points at .*atlas migrate-artifacts/);
-      assert.deepEqual(
-        await migrateArtifacts(db),
-        { stored: [], missing: report.missing },
-        'a second run: nothing new',
+      assert.equal((await getModels(db, ['gpt2-tiny']))[0].artifacts!.converted, undefined);
+      // `atlas migrate-artifacts` converts: a row still pointing at its checkpoint is converted from it, one
+      // migrated already from the files fetched out of the database.
+      const [migrated] = await getModels(db, ['gpt2-tiny']);
+      await upsertModel(db, { ...migrated, id: 'again', artifacts: null });
+      const progress: string[] = [];
+      const convert = { config: { dataDir: files.dir }, onProgress: (id: string, m: string) => progress.push(id + m) };
+      const converted = await migrateArtifacts(db, convert);
+      assert.deepEqual(converted.stored, ['Model "again"', 'Model "gpt2-tiny" (its converted graph)']);
+      assert.ok(
+        progress.some((m) => m.startsWith('againconverting')),
+        progress.join('; '),
       );
+      const stored = new Set(
+        (await db.query<{ sha256: string }>('SELECT sha256 FROM artifact_blobs')).map((r) => r.sha256),
+      );
+      const graphs = (await getModels(db, ['again', 'gpt2-tiny'])).map((r) => r.artifacts!.converted!);
+      assert.equal(graphs[0].key, graphs[1].key, 'one checkpoint, one graph');
+      assert.deepEqual(graphs[0].files.map((f) => f.name).sort(), ['model.onnx', 'model.onnx.data']);
+      for (const f of graphs[0].files) assert.ok(stored.has(f.sha256), `${f.name} stored`);
+      assert.deepEqual(await migrateArtifacts(db, convert), { stored: [], missing: report.missing }, 'nothing new');
 
       // Another machine fetches the migrated files; they read as the originals.
       const tokens = loadTokenizer(model.dir).encode(TEXT, { bos: true });
+      const resid = gpt2Forward(model.weights, tokens).hooks.get(HOOK)!;
       rmSync(model.dir, { recursive: true });
       const cache = new ArtifactCache(db, { dataDir: elsewhere.dir });
       const sae = openSae(await cache.dictionary((await findDictionaryAnyState(db, 'sae'))!));
@@ -521,6 +540,18 @@ describe('replicas on one PostgreSQL', () => {
       sae.close();
       const { path } = await cache.model((await getModels(db, ['gpt2-tiny']))[0]);
       assert.deepEqual(loadTokenizer(path).encode(TEXT, { bos: true }), tokens);
+      // With an empty data folder, it runs the stored graph without converting, as the float64 forward pass.
+      assert.ok(existsSync(join(elsewhere.dir, 'onnx', graphs[0].key, 'model.onnx')), 'the graph was fetched');
+      const heard: string[] = [];
+      const loaded = await loadModel(path, { dataDir: elsewhere.dir, device: 'cpu', onProgress: (m) => heard.push(m) });
+      try {
+        const got = (await loaded.runHooks([tokens], [HOOK])).get(HOOK)!;
+        assert.deepEqual(heard, [], 'no conversion');
+        assert.equal(got.data.length, resid.length);
+        got.data.forEach((v, i) => assert.ok(Math.abs(v - resid[i]) <= 1e-4, `activation ${i}: ${v} vs ${resid[i]}`));
+      } finally {
+        await loaded.close();
+      }
 
       // A stored chunk damaged by hand: the fetch fails its hash check and caches nothing.
       await db.query("UPDATE artifact_chunks SET data = overlay(data placing '\\x00ff'::bytea from 9)");
