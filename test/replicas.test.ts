@@ -5,9 +5,11 @@
  * at random moments of a `--replace` never loses the old version; a restarted replica reuses its cache;
  * a deletion or replacement through one process makes the other drop the old encoder and its cached
  * files by itself; pruning deletes the stored files no row names except those of an import in flight
- * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; rows from before the artifact
- * store get their files stored by `migrateArtifacts`. Answers are checked against the float64 reference
- * forward pass and SAE formula (test/reference/).
+ * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; `atlas model delete` is refused
+ * while the model has dictionaries and, with them, makes the other replica drop the model; rows from
+ * before the artifact store get their files, and with `atlas migrate-artifacts` their converted graph,
+ * stored by `migrateArtifacts`, and a replica with an empty folder runs that graph without converting.
+ * Answers are checked against the float64 reference forward pass and SAE formula (test/reference/).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -333,7 +335,7 @@ describe('replicas on one PostgreSQL', () => {
     }
   });
 
-  it('a model deleted through the CLI: refused while it has dictionaries; with them, it leaves the other replica', async (t) => {
+  it('model delete: refused while the model has dictionaries; with them, it leaves the other replica', async (t) => {
     const pg = await createTestDatabase();
     if ('skip' in pg) {
       announceSkip('model deletion on PostgreSQL', pg.skip);
