@@ -9,9 +9,10 @@
  * its hash, and renaming the folder into place, so a restart reuses it and a crash leaves nothing
  * half-written. Rows older than the store point at paths; they are read from there until
  * `migrateArtifacts` stores their files. A model's manifest also names the ONNX graph `atlas model add`
- * converted, fetched into <data dir>/onnx/<key>/ so replicas need not convert. Files no row names
- * any more are pruned once older than a grace period; an importer claims the files it reuses (their
- * age restarts), so a prune never takes one from under an import in flight.
+ * (or `atlas migrate-artifacts`) converted, fetched into <data dir>/onnx/<key>/ so replicas need not
+ * convert. Files no row names any more are pruned once older than a grace period; an importer claims
+ * the files it reuses (their age restarts), so a prune never takes one from under an import in flight.
+ * Cache folders and converted graphs no row needs go by the same walk and grace.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -443,7 +444,7 @@ function removeUnnamedFolders(
 /**
  * The converted-graph folders (<data dir>/onnx/<key>) the model rows need on this machine: a stored
  * graph's key, else the key of the checkpoint's bytes, read from this machine's copy (its cache folder,
- * else its recorded path). A string when a row's checkpoint is not here: then its key is unknown.
+ * else its recorded path). A string when a row's checkpoint is not here (or unreadable): then its key is unknown.
  */
 async function neededGraphs(database: Database, config: Pick<Config, 'dataDir' | 'cacheDir'>) {
   const keys = new Set<string>();
@@ -459,8 +460,12 @@ async function neededGraphs(database: Database, config: Pick<Config, 'dataDir' |
     const m = row.artifacts;
     const local = [...(m ? [join(cacheDirOf(config), m.version, m.entry)] : []), row.sourcePath].find(existsSync);
     if (!local) return `the checkpoint of model "${row.id}" is not on this machine`;
-    const key = await convertedGraphKey(local);
-    if (key) keys.add(key);
+    try {
+      const key = await convertedGraphKey(local);
+      if (key) keys.add(key);
+    } catch (e) {
+      return `the checkpoint of model "${row.id}" cannot be read (${(e as Error).message})`;
+    }
   }
   return keys;
 }
