@@ -405,20 +405,45 @@ describe('replicas on one PostgreSQL', () => {
       assert.deepEqual(await counts(), before);
       await encodes('B still encodes after the refusal');
 
-      // With it: the model and its dictionary go; B drops both by itself, and answers NOT_FOUND for either.
+      // A model without dictionaries needs no flag; B's sweep retires it with no request. Its files are
+      // gpt2-tiny's too (one version), so B keeps their cache folder.
+      await registerModel(db, { id: 'twin', path: model.dir, name: 'same checkpoint' });
+      const twin = await replica.gql(
+        `{ hookActivations(model: "twin", text: "${TEXT}", hooks: ["${HOOK}"]) { __typename } }`,
+      );
+      assert.equal(twin.errors, undefined, JSON.stringify(twin.errors));
+      assert.ok((await resident()).includes(`model:twin@${manifest.version}`));
+      const twinGone = await cliOutput(['model', 'delete', 'twin'], env);
+      assert.equal(twinGone.code, 0, twinGone.out);
+      for (let i = 0; i < 300 && (await resident()).some((k) => k.startsWith('model:twin@')); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(!(await resident()).some((k) => k.startsWith('model:twin@')), 'the sweep retired the deleted model');
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'a version another row names stays');
+
+      // With it: the model and its dictionary go. B's sweep is stopped first, so what drops them here is
+      // the catalog lookup that finds each row gone (NOT_FOUND), then one sweep removes the cache folder.
+      await replica.services.freshness!.stop();
       const done = await cliOutput(['model', 'delete', 'gpt2-tiny', '--with-dictionaries'], env);
       assert.equal(done.code, 0, done.out);
       assert.match(done.out, /Deleted model gpt2-tiny and its dictionaries sae\./);
       assert.deepEqual(await counts(), { models: 0, dicts: 0, features: 0 });
-      for (let i = 0; i < 300 && (await resident()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-      assert.deepEqual(await resident(), [], 'B retired the model and the encoder');
-      assert.ok(!existsSync(join(dirB.dir, 'cache', manifest.version)), "B removed the model's cache folder");
+      await new Promise((r) => setTimeout(r, CATALOG_TTL_MS + 50));
       const hooks = await replica.gql(
         `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { __typename } }`,
       );
       assert.equal(hooks.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(hooks.errors));
+      assert.deepEqual(
+        (await resident()).map((k) => k.split(':')[0]),
+        ['encoder'],
+        'B dropped the model on its NOT_FOUND',
+      );
       const enc = await replica.gql(`{ encode(dictionary: "sae", text: "${TEXT}") { __typename } }`);
       assert.equal(enc.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(enc.errors));
+      assert.deepEqual(await resident(), [], 'and the encoder on its own');
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'the folder waits for a sweep');
+      await replica.services.freshness!.sweep();
+      assert.ok(!existsSync(join(dirB.dir, 'cache', manifest.version)), "B removed the model's cache folder");
 
       // Its stored files and A's converted graph are unreferenced now: a prune with no grace takes them all.
       const graph = join(dirA.dir, 'onnx', manifest.converted!.key);
