@@ -2,9 +2,9 @@
  * `atlas model delete` and the pruning of converted ONNX graphs, on PGlite (two replicas on PostgreSQL:
  * test/replicas.test.ts). A model with dictionaries is refused with CONFLICT naming them, and nothing is
  * lost; with them, the model, its dictionaries, their features and search indexes go. Pruning removes a
- * converted graph no model needs once older than the grace, and the leftovers of a killed conversion;
- * it keeps a live model's graph, one a model loaded in this process holds, a young one, and every one
- * when a model's checkpoint is not on this machine. Which folder is whose is read from the folder each
+ * converted graph no model needs once unused for the grace, and the leftovers of a killed conversion;
+ * it keeps a live model's graph, one a model loaded in this process holds, a young or lately used one,
+ * and every one when a model's checkpoint is not on this machine. Which folder is whose is read from the folder each
  * conversion created, not from the keys the code under test computes.
  */
 import { describe, it } from 'node:test';
@@ -113,6 +113,11 @@ describe('atlas model delete (PGlite)', () => {
       assert.deepEqual(await pruneConvertedGraphs(db, config, 30), { removed: 1 });
       assert.deepEqual(folders(), new Set([live.folder, gone.folder, young]));
       await loaded.close();
+      // Loading reuses the graph (as `model add` of the same checkpoint would): young again, so it stays.
+      await (await loadModel(gone.dir, { dataDir: files.dir, device: 'cpu' })).close();
+      assert.deepEqual(await pruneConvertedGraphs(db, config, 30), { removed: 0 });
+      assert.ok(folders().has(gone.folder));
+      age(gone.folder, 2);
       assert.deepEqual(await pruneConvertedGraphs(db, config, 30), { removed: 1 });
       assert.deepEqual(folders(), new Set([live.folder, young]));
       // A model whose checkpoint is not on this machine: its graph's name is unknown, so nothing goes.

@@ -478,10 +478,10 @@ export interface GraphPrune {
 
 /**
  * Removes the converted ONNX graphs of <data dir>/onnx/ that no model row needs any more (after `atlas
- * model delete`, a re-added model, a new graph builder), untouched for `graceMinutes` (a conversion in
- * flight writes its folder before its row), never one a model loaded in this process holds. Keys of
- * rows without a stored graph are read from their checkpoints' bytes; when a checkpoint is not on this
- * machine, nothing is removed.
+ * model delete`, a re-added model, a new graph builder), not converted or loaded for `graceMinutes` (a
+ * conversion in flight writes its folder before its row), never one a model loaded in this process
+ * holds. Keys of rows without a stored graph are read from their checkpoints' bytes; when a checkpoint
+ * is not on this machine, nothing is removed.
  */
 export async function pruneConvertedGraphs(
   database: Database,

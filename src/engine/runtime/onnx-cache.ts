@@ -7,7 +7,7 @@
  * that pruning here never removes a folder it still cuts graphs from.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 export const MODEL_FILE = 'model.onnx';
@@ -57,14 +57,22 @@ export async function buildOnce(
 
 /**
  * The cache entry folder for `key`, building it first with `build(folder)` (which must write
- * MODEL_FILE there) when absent. Returns the folder.
+ * MODEL_FILE there) when absent. Returns the folder, its modification time set to now: pruning (in any
+ * process) removes only entries no model needs that were not used for its grace period.
  */
-export function cachedEntry(
+export async function cachedEntry(
   dataDir: string,
   key: string,
   build: (folder: string) => Promise<void> | void,
 ): Promise<string> {
-  return buildOnce(join(dataDir, 'onnx', key), (folder) => existsSync(join(folder, MODEL_FILE)), build);
+  const folder = await buildOnce(join(dataDir, 'onnx', key), (f) => existsSync(join(f, MODEL_FILE)), build);
+  try {
+    const now = new Date();
+    utimesSync(folder, now, now);
+  } catch {
+    // A read-only cache (shared, prepared elsewhere) is not pruned from here either.
+  }
+  return folder;
 }
 
 /** Entry folders (absolute) that loaded models of this process read from, with how many hold each. */
