@@ -9,6 +9,7 @@ const program = new Command('atlas')
 const commands: Array<() => Promise<{ register(p: Command): void }>> = [
   () => import('./commands/serve.js'),
   () => import('./commands/model-add.js'),
+  () => import('./commands/model-delete.js'),
   () => import('./commands/import.js'),
   () => import('./commands/export.js'),
   () => import('./commands/generate.js'),

@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   UNSUPPORTED: 'The file format, architecture or option is not supported.',
   UNSAFE_CHECKPOINT:
     'A pickled checkpoint refers to code (a global or opcode) outside the allow-list of plain tensor data.',
-  CONFLICT: 'The object already exists (use --replace) or is being written by another process.',
+  CONFLICT: 'The object already exists (use --replace), is being written by another process, or still has dependents.',
   OVERLOADED: 'The server queue is full; retry after the hinted delay.',
   DEADLINE_EXCEEDED: 'The request took longer than the per-request deadline.',
   UNAUTHENTICATED: 'An API key is required for this operation.',

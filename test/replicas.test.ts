@@ -5,9 +5,11 @@
  * at random moments of a `--replace` never loses the old version; a restarted replica reuses its cache;
  * a deletion or replacement through one process makes the other drop the old encoder and its cached
  * files by itself; pruning deletes the stored files no row names except those of an import in flight
- * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; rows from before the artifact
- * store get their files stored by `migrateArtifacts`. Answers are checked against the float64 reference
- * forward pass and SAE formula (test/reference/).
+ * (younger than the grace, or claimed by it), on PostgreSQL and PGlite; `atlas model delete` is refused
+ * while the model has dictionaries and, with them, makes the other replica drop the model; rows from
+ * before the artifact store get their files, and with `atlas migrate-artifacts` their converted graph,
+ * stored by `migrateArtifacts`, and a replica with an empty folder runs that graph without converting.
+ * Answers are checked against the float64 reference forward pass and SAE formula (test/reference/).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +23,7 @@ import { loadConfig } from '../src/config.js';
 import { CATALOG_TTL_MS } from '../src/app/catalog-cache.js';
 import { ArtifactCache, migrateArtifacts, pruneArtifacts, storeDictionaryArtifacts } from '../src/app/artifacts.js';
 import { findDictionaryAnyState, getModels, upsertModel } from '../src/db/catalog.js';
+import { loadModel } from '../src/engine/model/load.js';
 import { openSae } from '../src/engine/sae/open.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { mulberry32 } from '../src/engine/random.js';
@@ -63,6 +66,15 @@ function runCli(args: string[], env: Record<string, string>, killAfterMs = Infin
       else reject(new Error(`atlas ${args.join(' ')} exited ${code}`));
     }),
   );
+}
+
+/** The `atlas` CLI run to its end: its exit code and what it wrote. */
+function cliOutput(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [ATLAS, ...args], { env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out })));
 }
 
 describe('replicas on one PostgreSQL', () => {
@@ -323,6 +335,132 @@ describe('replicas on one PostgreSQL', () => {
     }
   });
 
+  it('model delete: refused while the model has dictionaries; with them, it leaves the other replica', async (t) => {
+    const pg = await createTestDatabase();
+    if ('skip' in pg) {
+      announceSkip('model deletion on PostgreSQL', pg.skip);
+      return t.skip(pg.skip);
+    }
+    const files = tempDir('atlas-model-delete-');
+    const dirA = tempDir('atlas-model-delete-a-');
+    const dirB = tempDir('atlas-model-delete-b-');
+    let importer: Database | undefined;
+    let b: TestAtlas | undefined;
+    try {
+      importer = await openDatabase({ databaseUrl: pg.url, dataDir: dirA.dir });
+      const db = importer;
+      mkdirSync(join(files.dir, 'gpt2'));
+      const model = writeTinyGpt2(join(files.dir, 'gpt2'));
+      const convert = { dataDir: dirA.dir, onProgress: () => undefined };
+      await registerModel(db, { id: 'gpt2-tiny', path: model.dir, name: 'tiny gpt2', prependBos: true, convert });
+      const fx = writeSaeFixture(join(files.dir, 'sae'), {
+        format: 'saelens',
+        dIn: D,
+        dSae: 48,
+        hookName: HOOK,
+        seed: 3,
+      });
+      await importDictionary(db, { path: fx.path, modelId: 'gpt2-tiny', id: 'sae', dataDir: dirA.dir });
+      const [modelRow] = await getModels(db, ['gpt2-tiny']);
+      const manifest = modelRow.artifacts!;
+
+      const database = await openDatabase({ databaseUrl: pg.url, dataDir: dirB.dir });
+      b = await serveTestAtlas('postgres', database, { ...loadConfig({}), device: 'cpu', dataDir: dirB.dir }, () =>
+        database.close(),
+      );
+      const replica = b;
+      const ids = loadTokenizer(model.dir).encode(TEXT, { bos: true });
+      const resid = gpt2Forward(model.weights, ids).hooks.get(HOOK)!;
+      const encodes = async (what: string) => {
+        const r = await replica.gql(
+          `{ encode(dictionary: "sae", text: "${TEXT}", topK: 4) { tokens { features { index activation } } } }`,
+        );
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        r.data.encode.tokens.forEach((tk: { features: { index: number; activation: number }[] }, p: number) =>
+          assertSame(tk.features, refActive(fx, Array.from(resid.subarray(p * D, (p + 1) * D)), 4), `${what} ${p}`),
+        );
+      };
+      const resident = async () => {
+        const r = await replica.gql('{ serverInfo { resident { entries { key } } } }');
+        return r.data.serverInfo.resident.entries.map((e: { key: string }) => e.key) as string[];
+      };
+      await encodes('B encodes');
+      assert.ok((await resident()).includes(`model:gpt2-tiny@${manifest.version}`));
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'B fetched the model into its cache');
+      const counts = async () =>
+        (
+          await db.query<{ models: number; dicts: number; features: number }>(
+            `SELECT (SELECT count(*)::int FROM models) AS models, (SELECT count(*)::int FROM dictionaries) AS dicts,
+                    (SELECT count(*)::int FROM features) AS features`,
+          )
+        )[0];
+      const before = await counts();
+      assert.deepEqual(before, { models: 1, dicts: 1, features: 48 });
+
+      // Without --with-dictionaries: a coded refusal naming the dictionary, and nothing lost.
+      const env = { DATABASE_URL: pg.url, ATLAS_DATA_DIR: dirA.dir };
+      const refused = await cliOutput(['model', 'delete', 'gpt2-tiny'], env);
+      assert.equal(refused.code, 1, refused.out);
+      assert.match(refused.out, /atlas: CONFLICT: Model "gpt2-tiny" has 1 dictionary \(sae\).*--with-dictionaries/);
+      assert.deepEqual(await counts(), before);
+      await encodes('B still encodes after the refusal');
+
+      // A model without dictionaries needs no flag; B's sweep retires it with no request. Its files are
+      // gpt2-tiny's too (one version), so B keeps their cache folder.
+      await registerModel(db, { id: 'twin', path: model.dir, name: 'same checkpoint' });
+      const twin = await replica.gql(
+        `{ hookActivations(model: "twin", text: "${TEXT}", hooks: ["${HOOK}"]) { __typename } }`,
+      );
+      assert.equal(twin.errors, undefined, JSON.stringify(twin.errors));
+      assert.ok((await resident()).includes(`model:twin@${manifest.version}`));
+      const twinGone = await cliOutput(['model', 'delete', 'twin'], env);
+      assert.equal(twinGone.code, 0, twinGone.out);
+      for (let i = 0; i < 300 && (await resident()).some((k) => k.startsWith('model:twin@')); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(!(await resident()).some((k) => k.startsWith('model:twin@')), 'the sweep retired the deleted model');
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'a version another row names stays');
+
+      // With it: the model and its dictionary go. B's sweep is stopped first, so what drops them here is
+      // the catalog lookup that finds each row gone (NOT_FOUND), then one sweep removes the cache folder.
+      await replica.services.freshness!.stop();
+      const done = await cliOutput(['model', 'delete', 'gpt2-tiny', '--with-dictionaries'], env);
+      assert.equal(done.code, 0, done.out);
+      assert.match(done.out, /Deleted model gpt2-tiny and its dictionaries sae\./);
+      assert.deepEqual(await counts(), { models: 0, dicts: 0, features: 0 });
+      await new Promise((r) => setTimeout(r, CATALOG_TTL_MS + 50));
+      const hooks = await replica.gql(
+        `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { __typename } }`,
+      );
+      assert.equal(hooks.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(hooks.errors));
+      assert.deepEqual(
+        (await resident()).map((k) => k.split(':')[0]),
+        ['encoder'],
+        'B dropped the model on its NOT_FOUND',
+      );
+      const enc = await replica.gql(`{ encode(dictionary: "sae", text: "${TEXT}") { __typename } }`);
+      assert.equal(enc.errors?.[0]?.extensions?.code, 'NOT_FOUND', JSON.stringify(enc.errors));
+      assert.deepEqual(await resident(), [], 'and the encoder on its own');
+      assert.ok(existsSync(join(dirB.dir, 'cache', manifest.version)), 'the folder waits for a sweep');
+      await replica.services.freshness!.sweep();
+      assert.ok(!existsSync(join(dirB.dir, 'cache', manifest.version)), "B removed the model's cache folder");
+
+      // Its stored files and A's converted graph are unreferenced now: a prune with no grace takes them all.
+      const graph = join(dirA.dir, 'onnx', manifest.converted!.key);
+      assert.ok(existsSync(graph), 'younger than the default grace, the graph outlived the deletion');
+      const pruned = await cliOutput(['prune-artifacts', '--grace-minutes', '0'], env);
+      assert.equal(pruned.code, 0, pruned.out);
+      assert.match(pruned.out, /Removed 1 converted graph folder/);
+      assert.ok(!existsSync(graph), "A's converted graph went");
+      assert.deepEqual(await db.query('SELECT sha256 FROM artifact_blobs'), [], 'every stored file went');
+    } finally {
+      await b?.close();
+      await importer?.close();
+      await pg.drop();
+      for (const d of [files, dirA, dirB]) d.cleanup();
+    }
+  });
+
   it('on PGlite, pruning deletes the unnamed files of the data folder store alike', async () => {
     const files = tempDir('atlas-prune-pglite-');
     const db = await openDatabase({ dataDir: files.dir });
@@ -389,6 +527,7 @@ describe('replicas on one PostgreSQL', () => {
       await db.query('DELETE FROM artifact_chunks');
       await db.query('DELETE FROM artifact_blobs');
 
+      // As a server starting migrates: files only, no converted graph.
       const report = await migrateArtifacts(db);
       assert.deepEqual(report.stored, ['Model "gpt2-tiny"', 'Dictionary "sae"']);
       assert.deepEqual(
@@ -396,14 +535,31 @@ describe('replicas on one PostgreSQL', () => {
         ['Model "gone"'],
       );
       assert.match(report.missing[0].message, /^ARTIFACT_MISSING: Model "gone" points at .*atlas migrate-artifacts/);
-      assert.deepEqual(
-        await migrateArtifacts(db),
-        { stored: [], missing: report.missing },
-        'a second run: nothing new',
+      assert.equal((await getModels(db, ['gpt2-tiny']))[0].artifacts!.converted, undefined);
+      // `atlas migrate-artifacts` converts: a row still pointing at its checkpoint is converted from it, one
+      // migrated already from the files fetched out of the database.
+      const [migrated] = await getModels(db, ['gpt2-tiny']);
+      await upsertModel(db, { ...migrated, id: 'again', artifacts: null });
+      const progress: string[] = [];
+      const convert = { config: { dataDir: files.dir }, onProgress: (id: string, m: string) => progress.push(id + m) };
+      const converted = await migrateArtifacts(db, convert);
+      assert.deepEqual(converted.stored, ['Model "again"', 'Model "gpt2-tiny" (its converted graph)']);
+      assert.ok(
+        progress.some((m) => m.startsWith('againconverting')),
+        progress.join('; '),
       );
+      const stored = new Set(
+        (await db.query<{ sha256: string }>('SELECT sha256 FROM artifact_blobs')).map((r) => r.sha256),
+      );
+      const graphs = (await getModels(db, ['again', 'gpt2-tiny'])).map((r) => r.artifacts!.converted!);
+      assert.equal(graphs[0].key, graphs[1].key, 'one checkpoint, one graph');
+      assert.deepEqual(graphs[0].files.map((f) => f.name).sort(), ['model.onnx', 'model.onnx.data']);
+      for (const f of graphs[0].files) assert.ok(stored.has(f.sha256), `${f.name} stored`);
+      assert.deepEqual(await migrateArtifacts(db, convert), { stored: [], missing: report.missing }, 'nothing new');
 
       // Another machine fetches the migrated files; they read as the originals.
       const tokens = loadTokenizer(model.dir).encode(TEXT, { bos: true });
+      const resid = gpt2Forward(model.weights, tokens).hooks.get(HOOK)!;
       rmSync(model.dir, { recursive: true });
       const cache = new ArtifactCache(db, { dataDir: elsewhere.dir });
       const sae = openSae(await cache.dictionary((await findDictionaryAnyState(db, 'sae'))!));
@@ -411,6 +567,18 @@ describe('replicas on one PostgreSQL', () => {
       sae.close();
       const { path } = await cache.model((await getModels(db, ['gpt2-tiny']))[0]);
       assert.deepEqual(loadTokenizer(path).encode(TEXT, { bos: true }), tokens);
+      // With an empty data folder, it runs the stored graph without converting, as the float64 forward pass.
+      assert.ok(existsSync(join(elsewhere.dir, 'onnx', graphs[0].key, 'model.onnx')), 'the graph was fetched');
+      const heard: string[] = [];
+      const loaded = await loadModel(path, { dataDir: elsewhere.dir, device: 'cpu', onProgress: (m) => heard.push(m) });
+      try {
+        const got = (await loaded.runHooks([tokens], [HOOK])).get(HOOK)!;
+        assert.deepEqual(heard, [], 'no conversion');
+        assert.equal(got.data.length, resid.length);
+        got.data.forEach((v, i) => assert.ok(Math.abs(v - resid[i]) <= 1e-4, `activation ${i}: ${v} vs ${resid[i]}`));
+      } finally {
+        await loaded.close();
+      }
 
       // A stored chunk damaged by hand: the fetch fails its hash check and caches nothing.
       await db.query("UPDATE artifact_chunks SET data = overlay(data placing '\\x00ff'::bytea from 9)");

@@ -9,9 +9,10 @@
  * its hash, and renaming the folder into place, so a restart reuses it and a crash leaves nothing
  * half-written. Rows older than the store point at paths; they are read from there until
  * `migrateArtifacts` stores their files. A model's manifest also names the ONNX graph `atlas model add`
- * converted, fetched into <data dir>/onnx/<key>/ so replicas need not convert. Files no row names
- * any more are pruned once older than a grace period; an importer claims the files it reuses (their
- * age restarts), so a prune never takes one from under an import in flight.
+ * (or `atlas migrate-artifacts`) converted, fetched into <data dir>/onnx/<key>/ so replicas need not
+ * convert. Files no row names any more are pruned once older than a grace period; an importer claims
+ * the files it reuses (their age restarts), so a prune never takes one from under an import in flight.
+ * Cache folders and converted graphs no row needs go by the same walk and grace.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -31,10 +32,10 @@ import { pipeline } from 'node:stream/promises';
 import { cacheDirOf, type Config } from '../config.js';
 import { CHUNK_BYTES, claimBlob, pruneBlobs, readBlob, referencedBlobs, writeBlob } from '../db/artifacts.js';
 import type { Database } from '../db/client.js';
-import { referencedVersions, type DictionaryRow, type ModelRow, type RowVersion } from '../db/catalog.js';
+import { listModels, referencedVersions, type DictionaryRow, type ModelRow, type RowVersion } from '../db/catalog.js';
 import type { ArtifactManifest } from '../db/schema.js';
-import { graphBuilderVersion, modelFiles } from '../engine/model/load.js';
-import { buildOnce, cachedEntry, MODEL_FILE } from '../engine/runtime/onnx-cache.js';
+import { convertedGraphKey, convertModel, graphBuilderVersion, modelFiles } from '../engine/model/load.js';
+import { buildOnce, cachedEntry, entryHeld, MODEL_FILE } from '../engine/runtime/onnx-cache.js';
 import { dictionaryFiles } from '../engine/sae/open.js';
 import { tokenizerFiles } from '../engine/tokenizers/load.js';
 import { AtlasError } from '../errors.js';
@@ -313,38 +314,20 @@ export class ArtifactCache {
   }
 
   /**
-   * Removes the cached folder of a version no row names any more: renamed aside first, so a process
-   * sharing the cache folder never sees half of it (it fetches the version again, if a row still
-   * names it). A version being fetched here is left alone; a folder already gone is no error.
+   * Removes the cached folder of a version no row names any more (renamed aside first, `removeAside`).
+   * A version being fetched here is left alone; a folder already gone is no error.
    */
   removeVersion(version: string): boolean {
-    if (this.fetching.has(version)) return false;
-    const aside = tempName(join(this.root, version));
-    try {
-      renameSync(join(this.root, version), aside);
-    } catch {
-      return false;
-    }
-    rmSync(aside, { recursive: true, force: true });
-    return true;
+    return !this.fetching.has(version) && removeAside(join(this.root, version));
   }
 
   /**
    * Removes the cached folders of versions not in `named` and not used for `graceMinutes`, and what
-   * killed fetches left (temporary folders as old): the versions `atlas prune-artifacts` leaves behind
-   * on this machine. Returns how many folders went.
+   * killed fetches left: the versions `atlas prune-artifacts` leaves behind on this machine. Returns
+   * how many folders went.
    */
   removeUnnamed(named: Set<string>, graceMinutes: number): number {
-    let removed = 0;
-    const spared = (name: string) => named.has(name.slice(0, 64)) || !/^[0-9a-f]{64}/.test(name);
-    for (const { name } of staleEntries(this.root, graceMinutes, spared)) {
-      const version = name.slice(0, 64);
-      // A name longer than a version is a temporary folder a killed fetch left.
-      if (name !== version) rmSync(join(this.root, name), { recursive: true, force: true });
-      else if (!this.removeVersion(version)) continue;
-      removed++;
-    }
-    return removed;
+    return removeUnnamedFolders(this.root, named, graceMinutes, (version) => this.removeVersion(version));
   }
 
   private async fetch(
@@ -421,6 +404,98 @@ function pruneFolder(root: string, named: Set<string>, graceMinutes: number): Pr
   return pruned;
 }
 
+/**
+ * Removes a folder by renaming it aside first, so that a process sharing the folder never sees half of
+ * it (it fetches or converts it again, if a row still needs it). False when it was not there.
+ */
+function removeAside(path: string): boolean {
+  const aside = tempName(path);
+  try {
+    renameSync(path, aside);
+  } catch {
+    return false;
+  }
+  rmSync(aside, { recursive: true, force: true });
+  return true;
+}
+
+/**
+ * Of the folders of `root` named by a 64-hex key (cache versions, converted graphs), removes with
+ * `remove(key)` those whose key is not in `named` and that nothing touched for `graceMinutes`, and the
+ * temporary folders (`<key>.tmp-…`) of killed writers as old. Returns how many went.
+ */
+function removeUnnamedFolders(
+  root: string,
+  named: Set<string>,
+  graceMinutes: number,
+  remove: (key: string) => boolean,
+): number {
+  let removed = 0;
+  const spared = (name: string) => named.has(name.slice(0, 64)) || !/^[0-9a-f]{64}/.test(name);
+  for (const { name } of staleEntries(root, graceMinutes, spared)) {
+    const key = name.slice(0, 64);
+    if (name !== key) rmSync(join(root, name), { recursive: true, force: true });
+    else if (!remove(key)) continue;
+    removed++;
+  }
+  return removed;
+}
+
+/**
+ * The converted-graph folders (<data dir>/onnx/<key>) the model rows need on this machine: a stored
+ * graph's key, else the key of the checkpoint's bytes, read from this machine's copy (its cache folder,
+ * else its recorded path). A string when a row's checkpoint is not here (or unreadable): then its key is unknown.
+ */
+async function neededGraphs(database: Database, config: Pick<Config, 'dataDir' | 'cacheDir'>) {
+  const keys = new Set<string>();
+  for (const row of await listModels(database)) {
+    const builder = graphBuilderVersion(row.architecture);
+    // A ready .onnx file runs as it is: nothing converted.
+    if (!builder || row.sourcePath.endsWith('.onnx')) continue;
+    const c = row.artifacts?.converted;
+    if (c?.builder === builder) {
+      keys.add(c.key);
+      continue;
+    }
+    const m = row.artifacts;
+    const local = [...(m ? [join(cacheDirOf(config), m.version, m.entry)] : []), row.sourcePath].find(existsSync);
+    if (!local) return `the checkpoint of model "${row.id}" is not on this machine`;
+    try {
+      const key = await convertedGraphKey(local);
+      if (key) keys.add(key);
+    } catch (e) {
+      return `the checkpoint of model "${row.id}" cannot be read (${(e as Error).message})`;
+    }
+  }
+  return keys;
+}
+
+/** What pruning converted graphs did: folders removed, or why none were (`kept`). */
+export interface GraphPrune {
+  removed: number;
+  kept?: string;
+}
+
+/**
+ * Removes the converted ONNX graphs of <data dir>/onnx/ that no model row needs any more (after `atlas
+ * model delete`, a re-added model, a new graph builder), not converted or loaded for `graceMinutes` (a
+ * conversion in flight writes its folder before its row), never one a model loaded in this process
+ * holds. Keys of rows without a stored graph are read from their checkpoints' bytes; when a checkpoint
+ * is not on this machine, nothing is removed.
+ */
+export async function pruneConvertedGraphs(
+  database: Database,
+  config: Pick<Config, 'dataDir' | 'cacheDir'>,
+  graceMinutes = PRUNE_GRACE_MINUTES,
+): Promise<GraphPrune> {
+  const root = join(config.dataDir, 'onnx');
+  if (!existsSync(root)) return { removed: 0 };
+  const needed = await neededGraphs(database, config);
+  if (typeof needed === 'string') return { removed: 0, kept: needed };
+  const remove = (key: string) => !entryHeld(join(root, key)) && removeAside(join(root, key));
+  return { removed: removeUnnamedFolders(root, needed, graceMinutes, remove) };
+}
+
 /** The entries of `root` that `spared` does not name and that nothing touched for `graceMinutes`. */
 function* staleEntries(
   root: string,
@@ -447,22 +522,48 @@ export interface MigrationReport {
   missing: { id: string; message: string }[];
 }
 
+/** Converting checkpoints to ONNX graphs: into this machine's data folder, with progress per model. */
+export interface ConvertTo {
+  dataDir: string;
+  onProgress: (message: string) => void;
+}
+
+/**
+ * Converts a checkpoint into <data dir>/onnx/ (unless there already) and, on PostgreSQL, stores the
+ * graph so replicas fetch it instead of converting; null on PGlite or for a ready .onnx file.
+ */
+export async function convertAndStoreGraph(
+  database: Database,
+  path: string,
+  architecture: string,
+  convert: ConvertTo,
+): Promise<ArtifactManifest['converted'] | null> {
+  const folder = await convertModel(path, convert);
+  return folder ? storeConvertedGraph(database, folder, architecture) : null;
+}
+
 /**
  * PostgreSQL: stores the files of rows registered before the artifact store (models by checkpoint
  * path, dictionaries by weights folder) and records their manifests. A row whose files are not on
- * this machine is reported, not fatal, so replicas without the files start anyway.
+ * this machine is reported, not fatal, so replicas without the files start anyway. Given `convert`
+ * (`atlas migrate-artifacts`; a server starting does not, to start at once), it also stores the
+ * converted graph of every model that has none of this build's graph builder: converted from the
+ * checkpoint being migrated, or from the stored files fetched into this machine's cache.
  */
-export async function migrateArtifacts(database: Database): Promise<MigrationReport> {
+export async function migrateArtifacts(
+  database: Database,
+  convert?: { config: Pick<Config, 'dataDir' | 'cacheDir'>; onProgress: (id: string, message: string) => void },
+): Promise<MigrationReport> {
   const report: MigrationReport = { stored: [], missing: [] };
   if (database.kind !== 'postgres') return report;
   const attempt = async (
     what: string,
-    path: string,
+    path: string | null,
     store: () => Promise<ArtifactManifest | null>,
     save: (m: ArtifactManifest) => Promise<unknown>,
   ) => {
     try {
-      if (!existsSync(path)) throw missingPath(what, path);
+      if (path && !existsSync(path)) throw missingPath(what, path);
       const manifest = await store();
       if (manifest) await save(manifest);
       report.stored.push(what);
@@ -472,16 +573,49 @@ export async function migrateArtifacts(database: Database): Promise<MigrationRep
       report.missing.push({ id: what, message: `${e.code}: ${e.message}` });
     }
   };
-  const models = await database.query<{ id: string; source_path: string; tokenizer_path: string | null }>(
-    'SELECT id, source_path, tokenizer_path FROM models WHERE artifacts IS NULL ORDER BY id',
-  );
+  const to = (id: string): ConvertTo | null =>
+    convert ? { dataDir: convert.config.dataDir, onProgress: (message) => convert.onProgress(id, message) } : null;
+  const withGraph = async (manifest: ArtifactManifest, id: string, path: string, architecture: string) => {
+    const c = to(id);
+    const converted = c && (await convertAndStoreGraph(database, path, architecture, c));
+    return converted ? { ...manifest, converted } : manifest;
+  };
+  const models = await database.query<{
+    id: string;
+    architecture: string;
+    source_path: string;
+    tokenizer_path: string | null;
+  }>('SELECT id, architecture, source_path, tokenizer_path FROM models WHERE artifacts IS NULL ORDER BY id');
   for (const m of models) {
     await attempt(
       `Model "${m.id}"`,
       m.tokenizer_path && !existsSync(m.tokenizer_path) ? m.tokenizer_path : m.source_path,
-      () => storeModelArtifacts(database, m.source_path, m.tokenizer_path ?? undefined),
+      async () => {
+        const manifest = await storeModelArtifacts(database, m.source_path, m.tokenizer_path ?? undefined);
+        return manifest && withGraph(manifest, m.id, m.source_path, m.architecture);
+      },
       (manifest) => database.query('UPDATE models SET artifacts = $2 WHERE id = $1', [m.id, manifest]),
     );
+  }
+  if (convert) {
+    const cache = new ArtifactCache(database, convert.config);
+    for (const row of await listModels(database)) {
+      const m = row.artifacts;
+      const builder = graphBuilderVersion(row.architecture);
+      if (!m || !builder || row.sourcePath.endsWith('.onnx') || m.converted?.builder === builder) continue;
+      await attempt(
+        `Model "${row.id}" (its converted graph)`,
+        null,
+        async () => withGraph(m, row.id, (await cache.model(row)).path, row.architecture),
+        // Only onto the files it was converted from: a model added again meanwhile keeps its own graph.
+        (manifest) =>
+          database.query("UPDATE models SET artifacts = $2 WHERE id = $1 AND artifacts->>'version' = $3", [
+            row.id,
+            manifest,
+            m.version,
+          ]),
+      );
+    }
   }
   const dicts = await database.query<{ id: string; weights_path: string }>(
     'SELECT id, weights_path FROM dictionaries WHERE artifacts IS NULL AND weights_path IS NOT NULL ORDER BY id',

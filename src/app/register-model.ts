@@ -6,9 +6,9 @@
  */
 import type { Database } from '../db/client.js';
 import { upsertModel, type ModelRow } from '../db/catalog.js';
-import { convertModel, inspectModel } from '../engine/model/load.js';
+import { inspectModel } from '../engine/model/load.js';
 import { loadTokenizer } from '../engine/tokenizers/load.js';
-import { storeConvertedGraph, storeModelArtifacts } from './artifacts.js';
+import { convertAndStoreGraph, storeModelArtifacts, type ConvertTo } from './artifacts.js';
 
 export interface RegisterModel {
   id: string;
@@ -20,7 +20,7 @@ export interface RegisterModel {
    */
   prependBos?: boolean;
   /** Convert the graph now into this data dir's cache (ATLAS_DATA_DIR), reporting to onProgress. */
-  convert?: { dataDir: string; onProgress: (message: string) => void };
+  convert?: ConvertTo;
 }
 
 export async function registerModel(database: Database, req: RegisterModel): Promise<ModelRow> {
@@ -29,12 +29,9 @@ export async function registerModel(database: Database, req: RegisterModel): Pro
   if (req.tokenizerPath) loadTokenizer(req.tokenizerPath);
   let artifacts = await storeModelArtifacts(database, req.path, req.tokenizerPath);
   if (req.convert) {
-    const folder = await convertModel(req.path, req.convert);
     // Replicas fetch the converted graph instead of each converting the checkpoint on first use.
-    if (artifacts && folder) {
-      const converted = await storeConvertedGraph(database, folder, info.architecture);
-      if (converted) artifacts = { ...artifacts, converted };
-    }
+    const converted = await convertAndStoreGraph(database, req.path, info.architecture, req.convert);
+    if (artifacts && converted) artifacts = { ...artifacts, converted };
   }
   return upsertModel(database, {
     id: req.id,

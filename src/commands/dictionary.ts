@@ -17,7 +17,7 @@ export function register(program: Command): void {
       await withDatabase(async (database, config) => {
         await deleteDictionaryById(database, id);
         console.log(`Deleted dictionary ${id}.`);
-        await pruneAfterChange(database, config.dataDir);
+        await pruneAfterChange(database, config);
       });
     });
 }

@@ -61,7 +61,7 @@ export function register(program: Command): void {
               `${seconds.toFixed(1)} s (${Math.round(row.dSae / seconds)} features/s).`,
           );
           // The replaced version's files are named by no row now.
-          if (opts.replace) await pruneAfterChange(database, config.dataDir);
+          if (opts.replace) await pruneAfterChange(database, config);
         });
       },
     );

@@ -8,11 +8,13 @@ export function register(program: Command): void {
     .command('migrate-artifacts')
     .description(
       'PostgreSQL: store in the database the files of models and dictionaries added before the artifact store ' +
-        '(servers also do this at start), so every replica can serve them',
+        '(servers also do this at start) and the converted ONNX graph of every model without one, so every ' +
+        'replica can serve them without converting',
     )
     .action(async () => {
-      await withDatabase(async (database) => {
-        const report = await migrateArtifacts(database);
+      await withDatabase(async (database, config) => {
+        const onProgress = (id: string, m: string) => process.stderr.write(`atlas: ${id}: ${m}\n`);
+        const report = await migrateArtifacts(database, { config, onProgress });
         reportMigration(report, (line) => console.log(line));
         if (report.missing.length > 0) {
           throw new AtlasError(

@@ -61,6 +61,18 @@ export async function upsertModel(database: Database, model: NewModel): Promise<
   return row;
 }
 
+/**
+ * Deletes a model row unless a dictionary row (in any state) names it, in one statement, so an import
+ * that started meanwhile is never cascaded away half-written. False when it was not deleted.
+ */
+export async function deleteModelRow(database: Database, id: string): Promise<boolean> {
+  const rows = await database.query(
+    'DELETE FROM models WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM dictionaries WHERE model_id = $1) RETURNING id',
+    [id],
+  );
+  return rows.length > 0;
+}
+
 export async function listDictionaries(database: Database, modelId?: string): Promise<DictionaryRow[]> {
   const ready = eq(dictionaries.state, 'ready');
   return database.db

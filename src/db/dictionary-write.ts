@@ -56,6 +56,12 @@ export async function deleteDictionaryAndStaging(database: Database, id: string)
   return found;
 }
 
+/** The ids of a model's dictionaries in any state, a hidden replacement under the id it replaces; sorted. */
+export async function dictionaryIdsOfModel(database: Database, modelId: string): Promise<string[]> {
+  const rows = await database.query<{ id: string }>('SELECT id FROM dictionaries WHERE model_id = $1', [modelId]);
+  return [...new Set(rows.map((r) => r.id.replace(STAGING_SUFFIX, '')))].sort();
+}
+
 async function deleteRows(q: Query, id: string): Promise<void> {
   // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
   await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);

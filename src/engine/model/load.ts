@@ -23,7 +23,7 @@ import type { GraphSpec } from '../onnx/proto.js';
 import { writeOnnxModel } from '../onnx/write-model.js';
 import { KvDecoder } from '../runtime/decoder.js';
 import { HookRunner } from '../runtime/forward.js';
-import { cacheKey, cachedEntry, MODEL_FILE } from '../runtime/onnx-cache.js';
+import { cacheKey, cachedEntry, holdEntry, MODEL_FILE } from '../runtime/onnx-cache.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import type {
   Architecture,
@@ -249,6 +249,16 @@ export async function convertModel(
   return convertedFolder(path, openCheckpoint(path), opts);
 }
 
+/**
+ * The name of the cache folder a checkpoint's converted graph has (<dataDir>/onnx/<key>), read from its
+ * bytes without converting; null for a ready .onnx file, which is run as it is.
+ */
+export async function convertedGraphKey(path: string): Promise<string | null> {
+  if (path.endsWith('.onnx')) return null;
+  const ckpt = openCheckpoint(path);
+  return cacheKey(ckpt.files, BUILDERS[ckpt.info.architecture as Architecture].version);
+}
+
 /** The version of the graph builder of an architecture: part of every converted graph's cache key. */
 export function graphBuilderVersion(architecture: string): string | null {
   return BUILDERS[architecture as Architecture]?.version ?? null;
@@ -284,11 +294,16 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
   const dataFile = join(folder, `${MODEL_FILE}.data`);
   const hooksOnly =
     (existsSync(dataFile) ? statSync(dataFile).size : 0) > (opts.hooksOnlyAboveBytes ?? HOOKS_ONLY_BYTES);
+  // Pruning in this process spares the folder while the model is loaded: the runner cuts graphs from it later.
+  const release = holdEntry(folder);
   const runner = await HookRunner.open({
     folder,
     info: ckpt.info,
     settings: { device: opts.device ?? 'auto', threads: opts.threads ?? 0 },
     hooksOnly,
+  }).catch((e: unknown) => {
+    release();
+    throw e;
   });
 
   let unembedding: Unembedding | null = null;
@@ -300,6 +315,6 @@ export async function loadModel(path: string, opts: LoadModelOptions): Promise<L
     ...(hooksOnly ? {} : { decoder: () => new KvDecoder(runner, ckpt.info.contextLength, ckpt.info.vocabSize) }),
     // Read from the checkpoint when first asked (the logit lens), not at every load.
     unembedding: () => (unembedding ??= unembeddingOf(ckpt.weights())),
-    close: () => runner.close(),
+    close: () => runner.close().finally(release),
   };
 }

@@ -3,11 +3,12 @@
  * where the hash covers the checkpoint bytes and the builder version, so a restart reuses the file
  * and a new builder never reads a stale graph. Entries are built in a temporary folder and renamed
  * into place, so a crash leaves no half-written entry and two processes building the same model
- * both end up with one complete copy.
+ * both end up with one complete copy. A model loaded in this process holds its entry (`holdEntry`), so
+ * that pruning here never removes a folder it still cuts graphs from.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 export const MODEL_FILE = 'model.onnx';
 
@@ -56,14 +57,44 @@ export async function buildOnce(
 
 /**
  * The cache entry folder for `key`, building it first with `build(folder)` (which must write
- * MODEL_FILE there) when absent. Returns the folder.
+ * MODEL_FILE there) when absent. Returns the folder, its modification time set to now: pruning (in any
+ * process) removes only entries no model needs that were not used for its grace period.
  */
-export function cachedEntry(
+export async function cachedEntry(
   dataDir: string,
   key: string,
   build: (folder: string) => Promise<void> | void,
 ): Promise<string> {
-  return buildOnce(join(dataDir, 'onnx', key), (folder) => existsSync(join(folder, MODEL_FILE)), build);
+  const folder = await buildOnce(join(dataDir, 'onnx', key), (f) => existsSync(join(f, MODEL_FILE)), build);
+  try {
+    const now = new Date();
+    utimesSync(folder, now, now);
+  } catch {
+    // A read-only cache (shared, prepared elsewhere) is not pruned from here either.
+  }
+  return folder;
+}
+
+/** Entry folders (absolute) that loaded models of this process read from, with how many hold each. */
+const held = new Map<string, number>();
+
+/** Marks `folder` in use until the returned release is called (once). */
+export function holdEntry(folder: string): () => void {
+  const key = resolve(folder);
+  held.set(key, (held.get(key) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const n = (held.get(key) ?? 1) - 1;
+    if (n > 0) held.set(key, n);
+    else held.delete(key);
+  };
+}
+
+/** Whether a model loaded in this process holds the entry `folder`. */
+export function entryHeld(folder: string): boolean {
+  return held.has(resolve(folder));
 }
 
 /** A file derived from an entry (a pruned variant), made once and written atomically. */
