@@ -155,7 +155,9 @@ export async function writeDictionary(
   } catch (e) {
     await deleteDictionary(database, target).catch(() => undefined);
     // The swap may have dropped the old version's index before it failed.
-    if (replacing) await createVectorIndex(database, replacing.id, replacing.dIn, replacing.dSae).catch(() => undefined);
+    if (replacing) {
+      await createVectorIndex(database, replacing.id, replacing.dIn, replacing.dSae).catch(() => undefined);
+    }
     throw e;
   }
 }
