@@ -87,7 +87,9 @@ export function ivfflatProbes(dSae: number, want: number): number {
  * - HNSW keeps the whole graph: per feature the vector (4 bytes a dim, 2 for halfvec) plus about 1 KB
  *   (pgvector's element and its m = 16 neighbour lists). A graph that outgrows it builds on disk,
  *   many times slower.
- * - IVFFlat keeps its k-means sample: 50 vectors a list, at most every row.
+ * - IVFFlat keeps its k-means state: a sample of 50 vectors a list (at most every row), and a float
+ *   per sample and list; pgvector refuses to build with less ("memory required is 131 MB" at
+ *   262,144 × 768).
  * Both with 10% headroom.
  *
  * PostgreSQL builds with up to max_parallel_maintenance_workers helpers (the server's setting: its
@@ -107,10 +109,16 @@ const IVFFLAT_SAMPLES_PER_LIST = 50;
 
 export function buildMemoryMb(dSae: number, dIn: number): number {
   const vectorBytes = (dIn > INDEX_VECTOR_MAX ? 2 : 4) * dIn;
-  const bytes =
-    approximateIndex(dSae) === 'HNSW'
-      ? dSae * (vectorBytes + 1024)
-      : Math.min(dSae, IVFFLAT_SAMPLES_PER_LIST * ivfflatLists(dSae)) * vectorBytes;
+  let bytes: number;
+  if (approximateIndex(dSae) === 'HNSW') {
+    bytes = dSae * (vectorBytes + 1024);
+  } else {
+    // pgvector's Elkan k-means: the samples and two sets of centres, a float lower bound per sample and
+    // centre, the centre-to-centre distances, and three floats a sample.
+    const lists = ivfflatLists(dSae);
+    const samples = Math.min(dSae, IVFFLAT_SAMPLES_PER_LIST * lists);
+    bytes = (samples + 2 * lists) * (vectorBytes + 8) + 4 * samples * lists + 4 * lists * lists + 12 * samples;
+  }
   return Math.min(MAX_BUILD_MB, Math.max(MIN_BUILD_MB, Math.ceil((1.1 * bytes) / 2 ** 20)));
 }
 
