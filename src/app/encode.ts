@@ -1,8 +1,9 @@
 /**
  * Encoding text on demand: text → tokens → model run to the hook points (batched across concurrent
  * requests of the same model) → SAE codes per token (batched per dictionary) → sorted feature lists
- * and reconstruction quality (decoded only for callers that read it). One model run serves every dictionary a request names that shares a BOS
- * policy; dictionaries trained with and without BOS get one run each, since BOS changes every activation.
+ * and reconstruction quality (decoded only for callers that read it). One model run serves every
+ * dictionary a request names that shares a BOS policy; dictionaries trained with and without BOS get
+ * one run each, since BOS changes every activation.
  * Generation's model calls (modelStep) join the same per-model queue one step at a time, so they share
  * its bound and deadline and a long generation leaves room for encode requests between its steps.
  */
