@@ -115,6 +115,7 @@ export class EncodingService {
       maxQueue: this.config.maxQueue,
       timeoutMs: this.config.requestTimeoutMs,
       merge: this.config.batching,
+      gather: this.config.batching,
     };
   }
 
