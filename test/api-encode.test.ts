@@ -202,7 +202,7 @@ for (const backend of BACKENDS) {
       }
     });
 
-    test('encode: a reconstruction asked for inside fragments is computed', async (a) => {
+    test('encode: a reconstruction (and top features) asked for inside fragments is computed', async (a) => {
       const fx = saes.get('standard')!;
       const acts = await a.gql(
         `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`,
@@ -213,7 +213,7 @@ for (const backend of BACKENDS) {
       const mse = sq / (kept.length * 32);
       for (const query of [
         `{ encode(dictionary: "sae-standard", text: "${TEXT}") { ...E } } ` +
-          'fragment E on Encoding { reconstruction { mse } }',
+          'fragment E on Encoding { reconstruction { mse } topFeatures { index } }',
         `{ encodeMany(dictionaries: ["sae-standard"], text: "${TEXT}") { ` +
           '... on Encoding { reconstruction { mse } } } }',
       ]) {

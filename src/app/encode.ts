@@ -1,7 +1,7 @@
 /**
  * Encoding text on demand: text → tokens → model run to the hook points (batched across concurrent
  * requests of the same model) → SAE codes per token (batched per dictionary) → sorted feature lists
- * and reconstruction quality (decoded only for callers that read it). One model run serves every
+ * and reconstruction quality (each computed only for callers that read it). One model run serves every
  * dictionary a request names that shares a BOS policy; dictionaries trained with and without BOS get
  * one run each, since BOS changes every activation.
  * Generation's model calls (modelStep) join the same per-model queue one step at a time, so they share
@@ -41,7 +41,8 @@ export interface TokenFeatures {
 export interface TextEncoding {
   dictionary: DictionaryRow;
   tokens: TokenFeatures[];
-  topFeatures: FeatureActivation[];
+  /** Null when not asked for. */
+  topFeatures: FeatureActivation[] | null;
   /** Over non-BOS tokens; l0 is their mean number of active features. Null when not asked for. */
   reconstruction: (ReconstructionMetrics & { l0: number }) | null;
 }
@@ -74,6 +75,12 @@ interface VectorRequest {
   topK: number;
   /** Whether the caller uses the reconstruction; the batch decodes when any of its requests does. */
   reconstruct: boolean;
+}
+
+/** The parts of a TextEncoding a caller reads; the others are left null. */
+export interface EncodingParts {
+  reconstruction: boolean;
+  topFeatures: boolean;
 }
 
 export const MAX_TOP_K = 256;
@@ -303,7 +310,7 @@ export class EncodingService {
 
   /**
    * Runs the model once per BOS policy among the dictionaries (which must share a model) and encodes each;
-   * the reconstruction (a decoder run per dictionary) only when `reconstruct`.
+   * the reconstruction (a decoder run per dictionary) and the top features only when `parts` asks.
    */
   async encodeText(
     model: ModelRow,
@@ -311,8 +318,9 @@ export class EncodingService {
     text: string,
     topK: number,
     truncate = false,
-    reconstruct = true,
+    parts: EncodingParts = { reconstruction: true, topFeatures: true },
   ): Promise<TextEncoding[]> {
+    const reconstruct = parts.reconstruction;
     for (const d of dicts) {
       checkTopK(topK, d);
       if (d.modelId !== model.id)
@@ -365,7 +373,7 @@ export class EncodingService {
         return {
           dictionary: dict,
           tokens: perToken,
-          topFeatures: strongest(scored, topK),
+          topFeatures: parts.topFeatures ? strongest(scored, topK) : null,
           // BOS can only be the first token, so the scored tokens are the last ones.
           reconstruction: reconstruct ? quality(target, enc, n - scored.length, n, dict.dIn) : null,
         };
@@ -440,18 +448,18 @@ export async function encodeVectorsOf(
 }
 
 /**
- * encode / encodeMany: one model run per BOS policy for dictionaries that must share a model; `reconstruct`
- * (default true) false when the caller reads no reconstruction.
+ * encode / encodeMany: one model run per BOS policy for dictionaries that must share a model; `parts` (default
+ * all) what the caller reads.
  */
 export async function encodeTextWith(
   database: Database,
   encoding: EncodingService,
-  args: { dictionaries: string[]; text: string; topK: number; truncate: boolean; reconstruct?: boolean },
+  args: { dictionaries: string[]; text: string; topK: number; truncate: boolean; parts?: EncodingParts },
 ): Promise<TextEncoding[]> {
   if (args.dictionaries.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name at least one dictionary.');
   const dicts = await Promise.all(
     [...new Set(args.dictionaries)].map((id) => encoding.catalog.dictionary(database, id)),
   );
   const model = await encoding.catalog.model(database, dicts[0].modelId);
-  return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate, args.reconstruct ?? true);
+  return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate, args.parts);
 }

@@ -1,10 +1,10 @@
 import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
-import { encodeTextWith, encodeVectorsOf, hookActivationsOf } from '../app/encode.js';
+import { encodeTextWith, encodeVectorsOf, hookActivationsOf, type EncodingParts } from '../app/encode.js';
 import type { FeatureActivationResolvers, QueryResolvers } from './generated.js';
 
 /**
  * Whether the query reads `field` of the resolved field's value, through fragments too (a field under
- * @skip/@include counts as read): the encoder decodes a reconstruction only for queries that read one.
+ * @skip/@include counts as read).
  */
 function selects(info: GraphQLResolveInfo, field: string): boolean {
   const within = (set: SelectionSetNode | undefined): boolean =>
@@ -18,6 +18,11 @@ function selects(info: GraphQLResolveInfo, field: string): boolean {
   return info.fieldNodes.some((n) => within(n.selectionSet));
 }
 
+/** The parts of an Encoding the query reads: the reconstruction costs a decoder run, topFeatures a ranking. */
+function partsOf(info: GraphQLResolveInfo): EncodingParts {
+  return { reconstruction: selects(info, 'reconstruction'), topFeatures: selects(info, 'topFeatures') };
+}
+
 export const encodeResolvers = {
   Query: {
     hookActivations: (_, args, ctx) => hookActivationsOf(ctx.database, ctx.services.encoding, args),
@@ -27,11 +32,11 @@ export const encodeResolvers = {
         await encodeTextWith(ctx.database, ctx.services.encoding, {
           ...args,
           dictionaries: [args.dictionary],
-          reconstruct: selects(info, 'reconstruction'),
+          parts: partsOf(info),
         })
       )[0],
     encodeMany: (_, args, ctx, info) =>
-      encodeTextWith(ctx.database, ctx.services.encoding, { ...args, reconstruct: selects(info, 'reconstruction') }),
+      encodeTextWith(ctx.database, ctx.services.encoding, { ...args, parts: partsOf(info) }),
   } satisfies QueryResolvers,
   FeatureActivation: {
     feature: async (f, _, ctx) => (await ctx.loaders.feature.load(f))!,
