@@ -33,6 +33,7 @@ const config: CodegenConfig = {
           FeatureMatch: './compare.js#MatchParent',
           MapPoint: './compare.js#MapPointParent',
           FeatureActivation: '../app/encode.js#FeatureActivation as FeatureActivationRow',
+          Encoding: '../app/encode.js#TextEncoding',
         },
         avoidOptionals: { field: true, inputValue: false, object: false, defaultValue: false },
       },

@@ -33,6 +33,10 @@
  * encode over HTTP 0.20 (199 vs 40 ms) / 5.43; exact nearest 16k / 100k 0.74 1.27 / 0.89 1.25, and
  * 12.6× 38.3× / 20.5× 26.9× faster than pgvector's scan (recall@10 1 against torch). At 2 threads torch's
  * OpenMP pool suffers most from the busy machine (its 64-token forward took 4.4 s against 1.1 s at 1).
+ * Encode over HTTP after issue #19's request-path work (2026-12-02, 1 thread, --iters 10, load average
+ * 4–7, six runs; torch 4.7–11.7 ms, its time moves most with the load): the object list 0.41–1.03 (median
+ * 0.56, 11–14 ms), the packed lists 0.44–1.10 (median 0.75, 7.8–11 ms); the commit before, four runs in the
+ * same hour: 0.22–0.48 (15–28 ms).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

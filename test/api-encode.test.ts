@@ -181,6 +181,49 @@ for (const backend of BACKENDS) {
       }
     });
 
+    test('encode: the packed featureIndices / featureActivations equal the reference chain', async (a) => {
+      const acts = await a.gql(
+        `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`,
+      );
+      const rows: number[][] = acts.data.hookActivations.hooks[0].values;
+      for (const arch of ARCHS) {
+        const r = await a.gql(`{ encode(dictionary: "sae-${arch}", text: "${TEXT}", topK: 4) {
+          tokens { featureIndices featureActivations } } }`);
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        assert.equal(r.data.encode.tokens.length, rows.length);
+        r.data.encode.tokens.forEach((t: { featureIndices: number[]; featureActivations: number[] }, p: number) => {
+          assert.equal(t.featureIndices.length, t.featureActivations.length);
+          assertSameFeatures(
+            t.featureIndices.map((index, j) => ({ index, activation: t.featureActivations[j] })),
+            refActive(saes.get(arch)!, rows[p], 4),
+            `${arch} token ${p}`,
+          );
+        });
+      }
+    });
+
+    test('encode: a reconstruction (and top features) asked for inside fragments is computed', async (a) => {
+      const fx = saes.get('standard')!;
+      const acts = await a.gql(
+        `{ hookActivations(model: "gpt2-tiny", text: "${TEXT}", hooks: ["${HOOK}"]) { hooks { values } } }`,
+      );
+      const kept: number[][] = acts.data.hookActivations.hooks[0].values.slice(1);
+      let sq = 0;
+      for (const x of kept) refForwardOne(fx.config, fx.params, x).xHat.forEach((v, i) => (sq += (x[i] - v) ** 2));
+      const mse = sq / (kept.length * 32);
+      for (const query of [
+        `{ encode(dictionary: "sae-standard", text: "${TEXT}") { ...E } } ` +
+          'fragment E on Encoding { reconstruction { mse } topFeatures { index } }',
+        `{ encodeMany(dictionaries: ["sae-standard"], text: "${TEXT}") { ` +
+          '... on Encoding { reconstruction { mse } } } }',
+      ]) {
+        const r = await a.gql(query);
+        assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+        const got = (r.data.encode ?? r.data.encodeMany[0]).reconstruction.mse;
+        assert.ok(Math.abs(got - mse) <= 1e-5 * Math.max(1, mse), `${query}: mse ${got} vs ${mse}`);
+      }
+    });
+
     test('encodeMany shares one model run and equals encode per dictionary', async (a) => {
       const many = await a.gql(
         `{ encodeMany(dictionaries: ["sae-topk", "sae-standard"], text: "${TEXT}") { dictionary { id } topFeatures ` +

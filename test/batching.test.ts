@@ -1,7 +1,8 @@
 /**
  * The dynamic batcher (src/engine/batching.ts) on a mocked clock: a request finding it idle runs at
  * once with no time passing, what arrives during a run shares the next one, the budget splits batches,
- * the queue bound (OVERLOADED with a retry hint) and the per-request deadline (DEADLINE_EXCEEDED).
+ * the queue bound (OVERLOADED with a retry hint) and the per-request deadline (DEADLINE_EXCEEDED); with
+ * `gather`, what is submitted in one turn of the event loop shares a run started on the next.
  */
 import { describe, it, beforeEach, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
@@ -80,6 +81,24 @@ describe('Batcher', () => {
     await finishRun();
     assert.deepEqual(runs, [[1], [2]]);
     assert.deepEqual(await Promise.all(out), [2, 4]);
+  });
+
+  it('with gather, what is submitted in one turn shares a run, which starts on the next turn', async () => {
+    const { batcher, runs, finishRun } = recorder({ gather: true });
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+    const together = [1, 2, 3].map((i) => batcher.submit(i));
+    await flushMicrotasks();
+    assert.deepEqual(runs, [], 'nothing starts within the turn');
+    await nextTurn();
+    assert.deepEqual(runs, [[1, 2, 3]], 'one run for the three');
+    const during = batcher.submit(4);
+    await finishRun();
+    assert.deepEqual(runs, [[1, 2, 3]], 'what queued during the run waits for the next turn too');
+    await nextTurn();
+    assert.deepEqual(runs, [[1, 2, 3], [4]]);
+    await finishRun();
+    assert.deepEqual(await Promise.all([...together, during]), [2, 4, 6, 8]);
+    assert.deepEqual(batcher.counts, { runs: 2, requests: 4, largest: 3 });
   });
 
   it('refuses past the queue bound with OVERLOADED and a retry hint from the measured run time', async () => {

@@ -8,14 +8,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { serverAudits } from 'graphql-http';
 import { startTestAtlas, useTestAtlas, type TestAtlas } from './helpers/atlas-server.js';
 import { upsertModel } from '../src/db/catalog.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { createApiKey } from '../src/app/keys.js';
-import { chooseEncoding } from '../src/http/transport.js';
+import { chooseEncoding, endCompressed } from '../src/http/transport.js';
 import { ARGUMENT_BOUNDS } from '../src/resolvers/bounds.js';
 import { typeDefs } from '../src/schema/index.js';
 import { buildSchema, getNamedType, isObjectType, type GraphQLArgument } from 'graphql';
@@ -183,6 +184,7 @@ describe('GraphQL over HTTP', () => {
     const identity = await rawPost(a.url, body, {});
     assert.equal(identity.headers['content-encoding'], undefined);
     assert.match(String(identity.headers.vary), /accept-encoding/i);
+    assert.equal(identity.headers['cache-control'], 'no-store', 'GraphQL responses are not for caches');
     const decoders = { gzip: gunzipSync, br: brotliDecompressSync };
     for (const [accept, coding] of [
       ['gzip', 'gzip'],
@@ -198,6 +200,29 @@ describe('GraphQL over HTTP', () => {
     }
     const small = await rawPost(a.url, JSON.stringify({ query: '{ models { id } }' }), { 'accept-encoding': 'gzip' });
     assert.equal(small.headers['content-encoding'], undefined, 'a body under 1 kB goes as it is');
+  });
+
+  it('bodies compressed on the event loop and in the thread pool (large ones) decompress to the body', async () => {
+    const bodies = [20_000, 300_000].map((n) =>
+      JSON.stringify({ data: Array.from({ length: n / 20 }, (_, i) => (i * 0.37) % 101) }),
+    );
+    const server = createServer((req, res) => void endCompressed(req, res, bodies[Number(req.url!.slice(1))]));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const decoders = { gzip: gunzipSync, br: brotliDecompressSync };
+      for (const [i, text] of bodies.entries()) {
+        for (const coding of ['gzip', 'br'] as const) {
+          const r = await rawPost(`http://127.0.0.1:${port}/${i}`, '', { 'accept-encoding': coding });
+          assert.equal(r.headers['content-encoding'], coding);
+          assert.equal(Number(r.headers['content-length']), r.body.length);
+          assert.ok(r.body.length < text.length / 2, `${coding} ${text.length}: ${r.body.length}`);
+          assert.equal(decoders[coding](r.body).toString('utf8'), text, `${coding} ${text.length}`);
+        }
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('Accept-Encoding negotiation follows q-values, br on a tie, q=0 refuses', () => {

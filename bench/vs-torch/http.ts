@@ -5,7 +5,10 @@
  * Model: the demo GPT-2 (assets/demo/model: 4 layers, d 128, vocab 4096) and its blocks.3.hook_resid_post
  * TopK SAE (2048 features, k = 16), the dictionary every demo request uses. The atlas time is the client's:
  * request, tokenization, model, encoder, response assembly and reading the body; torch's excludes
- * tokenization. The query asks each token's top 16 features (all the active ones), what torch computes.
+ * tokenization. The query asks each token's top 16 features (all the active ones), what torch computes,
+ * in two shapes, two cases: a list of objects per token (`features { index activation }`, 1024 objects
+ * of two fields for GraphQL to complete) and the same answer packed (`featureIndices featureActivations`,
+ * two lists of numbers per token). Both are checked against torch.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,9 +27,12 @@ const K = 16;
 const LAYER = 3;
 const SAE = join(DEMO_DIR, `saes/layer${LAYER}`);
 const MODEL = join(DEMO_DIR, 'model');
-const QUERY =
-  `query($t: String!) { encode(dictionary: "demo-L${LAYER}", text: $t, topK: ${K}) ` +
-  '{ tokens { tokenId features { index activation } } } }';
+const query = (tokens: string) =>
+  `query($t: String!) { encode(dictionary: "demo-L${LAYER}", text: $t, topK: ${K}) ${tokens} }`;
+const SHAPES = [
+  { name: 'objects', query: query('{ tokens { tokenId features { index activation } } }') },
+  { name: 'packed', query: query('{ tokens { tokenId featureIndices featureActivations } }') },
+];
 
 /** The longest prefix of the held-out text, in whole words, of at most `limit` tokens (BOS included). */
 function textOf(limit: number): string {
@@ -44,7 +50,17 @@ function textOf(limit: number): string {
 }
 
 interface Encoded {
-  tokens: { tokenId: number; features: { index: number; activation: number }[] }[];
+  tokens: {
+    tokenId: number;
+    features?: { index: number; activation: number }[];
+    featureIndices?: number[];
+    featureActivations?: number[];
+  }[];
+}
+
+/** A token's features as {index, activation} whichever shape the response has. */
+function featuresOf(t: Encoded['tokens'][number]): { index: number; activation: number }[] {
+  return t.features ?? t.featureIndices!.map((index, j) => ({ index, activation: t.featureActivations![j] }));
 }
 
 export const httpPath: Path = {
@@ -64,20 +80,24 @@ export const httpPath: Path = {
       { database, services, ...serverSettings(config), log: () => undefined },
       { port: 0, host: '127.0.0.1' },
     );
-    const body = JSON.stringify({ query: QUERY, variables: { t: textOf(TOKENS) } });
-    const post = async () => {
-      const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      return res.text();
+    const text = textOf(TOKENS);
+    const poster = (query: string) => {
+      const body = JSON.stringify({ query, variables: { t: text } });
+      return async () => {
+        const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        return res.text();
+      };
     };
-    const first = JSON.parse(await post()) as { data?: { encode: Encoded }; errors?: unknown };
+    const first = JSON.parse(await poster(SHAPES[0].query)()) as { data?: { encode: Encoded }; errors?: unknown };
     if (!first.data) throw new Error(`encode failed: ${JSON.stringify(first.errors)}`);
     const tokens = first.data.encode.tokens.map((t) => t.tokenId);
     await torch.call({ op: 'gpt2_load', name: 'demo', dir: MODEL, sae: SAE });
     const cmd = { op: 'gpt2_encode', name: 'demo', tokens, layer: LAYER };
     return {
-      cases: [
-        {
-          path: 'encode over HTTP (demo model) vs torch in-process',
+      cases: SHAPES.map(({ name, query }) => {
+        const post = poster(query);
+        return {
+          path: `encode over HTTP (demo model, ${name}) vs torch in-process`,
           size: `${tokens.length} tokens`,
           atlas: post,
           torch: () => torch.times({ ...cmd, iters }),
@@ -89,7 +109,7 @@ export const httpPath: Path = {
             const gotValues = new Float32Array(tokens.length * K);
             const gotIndices = new Int32Array(tokens.length * K).fill(-1);
             got.forEach((t, p) =>
-              t.features.forEach((f, s) => {
+              featuresOf(t).forEach((f, s) => {
                 gotValues[p * K + s] = f.activation;
                 gotIndices[p * K + s] = f.index;
               }),
@@ -103,8 +123,8 @@ export const httpPath: Path = {
             checkTopIndices(gotIndices, new Int32Array(read('indices')), values, K, 'encode features', 1e-4);
             return worst;
           },
-        },
-      ],
+        };
+      }),
       close: async () => {
         await server.stop();
         await services.close();

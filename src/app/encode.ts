@@ -1,8 +1,9 @@
 /**
  * Encoding text on demand: text → tokens → model run to the hook points (batched across concurrent
  * requests of the same model) → SAE codes per token (batched per dictionary) → sorted feature lists
- * and reconstruction quality. One model run serves every dictionary a request names that shares a BOS
- * policy; dictionaries trained with and without BOS get one run each, since BOS changes every activation.
+ * and reconstruction quality (each computed only for callers that read it). One model run serves every
+ * dictionary a request names that shares a BOS policy; dictionaries trained with and without BOS get
+ * one run each, since BOS changes every activation.
  * Generation's model calls (modelStep) join the same per-model queue one step at a time, so they share
  * its bound and deadline and a long generation leaves room for encode requests between its steps.
  */
@@ -32,14 +33,18 @@ export interface TokenFeatures {
   text: string;
   isBos: boolean;
   features: FeatureActivation[];
+  /** `features` packed: its indices and activations, in its order. */
+  featureIndices: number[];
+  featureActivations: number[];
 }
 
 export interface TextEncoding {
   dictionary: DictionaryRow;
   tokens: TokenFeatures[];
-  topFeatures: FeatureActivation[];
-  /** Over non-BOS tokens; l0 is their mean number of active features. */
-  reconstruction: ReconstructionMetrics & { l0: number };
+  /** Null when not asked for. */
+  topFeatures: FeatureActivation[] | null;
+  /** Over non-BOS tokens; l0 is their mean number of active features. Null when not asked for. */
+  reconstruction: (ReconstructionMetrics & { l0: number }) | null;
 }
 
 export interface Tokenized {
@@ -70,6 +75,12 @@ interface VectorRequest {
   topK: number;
   /** Whether the caller uses the reconstruction; the batch decodes when any of its requests does. */
   reconstruct: boolean;
+}
+
+/** The parts of a TextEncoding a caller reads; the others are left null. */
+export interface EncodingParts {
+  reconstruction: boolean;
+  topFeatures: boolean;
 }
 
 export const MAX_TOP_K = 256;
@@ -111,6 +122,7 @@ export class EncodingService {
       maxQueue: this.config.maxQueue,
       timeoutMs: this.config.requestTimeoutMs,
       merge: this.config.batching,
+      gather: this.config.batching,
     };
   }
 
@@ -296,14 +308,19 @@ export class EncodingService {
     return vectors.map((_, i) => activeFeatures(dict.id, enc, i, topK));
   }
 
-  /** Runs the model once per BOS policy among the dictionaries (which must share a model) and encodes each. */
+  /**
+   * Runs the model once per BOS policy among the dictionaries (which must share a model) and encodes each;
+   * the reconstruction (a decoder run per dictionary) and the top features only when `parts` asks.
+   */
   async encodeText(
     model: ModelRow,
     dicts: DictionaryRow[],
     text: string,
     topK: number,
     truncate = false,
+    parts: EncodingParts = { reconstruction: true, topFeatures: true },
   ): Promise<TextEncoding[]> {
+    const reconstruct = parts.reconstruction;
     for (const d of dicts) {
       checkTopK(topK, d);
       if (d.modelId !== model.id)
@@ -337,23 +354,28 @@ export class EncodingService {
             { dIn: dict.dIn, hookWidth: d },
           );
         }
-        const enc = await this.encoderBatcher(dict).submit({ x, n, topK, reconstruct: true });
-        const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => ({
-          position,
-          tokenId,
-          text: tokens.texts[position],
-          isBos: tokens.bosPositions.has(position),
-          features: activeFeatures(dict.id, enc, position, topK),
-        }));
+        const enc = await this.encoderBatcher(dict).submit({ x, n, topK, reconstruct });
+        const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => {
+          const features = activeFeatures(dict.id, enc, position, topK);
+          return {
+            position,
+            tokenId,
+            text: tokens.texts[position],
+            isBos: tokens.bosPositions.has(position),
+            features,
+            featureIndices: features.map((f) => f.index),
+            featureActivations: features.map((f) => f.activation),
+          };
+        });
         const scored = perToken.filter((t) => !t.isBos);
         // A transcoder's reconstruction is of its output hook.
         const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
         return {
           dictionary: dict,
           tokens: perToken,
-          topFeatures: strongest(scored, topK),
+          topFeatures: parts.topFeatures ? strongest(scored, topK) : null,
           // BOS can only be the first token, so the scored tokens are the last ones.
-          reconstruction: quality(target, enc, n - scored.length, n, dict.dIn),
+          reconstruction: reconstruct ? quality(target, enc, n - scored.length, n, dict.dIn) : null,
         };
       }),
     );
@@ -425,16 +447,19 @@ export async function encodeVectorsOf(
   return encoding.encodeVectors(await encoding.catalog.dictionary(database, args.dictionary), args.vectors, args.topK);
 }
 
-/** encode / encodeMany: one model run per BOS policy for dictionaries that must share a model. */
+/**
+ * encode / encodeMany: one model run per BOS policy for dictionaries that must share a model; `parts` (default
+ * all) what the caller reads.
+ */
 export async function encodeTextWith(
   database: Database,
   encoding: EncodingService,
-  args: { dictionaries: string[]; text: string; topK: number; truncate: boolean },
+  args: { dictionaries: string[]; text: string; topK: number; truncate: boolean; parts?: EncodingParts },
 ): Promise<TextEncoding[]> {
   if (args.dictionaries.length === 0) throw new AtlasError('BAD_USER_INPUT', 'Name at least one dictionary.');
   const dicts = await Promise.all(
     [...new Set(args.dictionaries)].map((id) => encoding.catalog.dictionary(database, id)),
   );
   const model = await encoding.catalog.model(database, dicts[0].modelId);
-  return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate);
+  return encoding.encodeText(model, dicts, args.text, args.topK, args.truncate, args.parts);
 }

@@ -5,6 +5,10 @@
  * session already uses every core. So a lone request pays no wait, and under load batches grow to
  * what arrives during one run. The queue is bounded (OVERLOADED with a retry hint) and every request
  * has a deadline (DEADLINE_EXCEEDED).
+ * With `gather`, a run starts on the event loop's next turn (setImmediate, no timer) instead of inside
+ * submit(), so that requests submitted in the same turn share it: the requests of one model batch
+ * submitting to an encoder one after another, or HTTP requests read together. onnxruntime-node starts
+ * its runs on the next turn anyway, so a lone request waits no longer for its result.
  */
 import { AtlasError } from '../errors.js';
 
@@ -24,6 +28,8 @@ export interface BatcherOptions {
   timeoutMs: number;
   /** false: every request runs alone (for measuring what batching buys). */
   merge: boolean;
+  /** Start runs on the next turn of the event loop, gathering what is submitted in this one (see above). */
+  gather?: boolean;
 }
 
 interface Pending<I, O> {
@@ -47,6 +53,8 @@ export class Batcher<I, O> {
   private queue: Pending<I, O>[] = [];
   private running = 0;
   private busy = false;
+  /** A gathered start is pending (setImmediate). */
+  private starting = false;
   /** Moving averages of a batch's run time and its number of requests, for the retry hint. */
   private avgRunMs = INITIAL_RUN_MS;
   private avgBatchRequests = 1;
@@ -120,6 +128,17 @@ export class Batcher<I, O> {
 
   /** Starts a run of what is queued unless one is busy (it calls this again when it ends). */
   private schedule(): void {
+    if (this.busy || this.queue.length === 0 || this.starting) return;
+    if (this.opts.gather) {
+      this.starting = true;
+      setImmediate(() => {
+        this.starting = false;
+        this.start();
+      });
+    } else this.start();
+  }
+
+  private start(): void {
     if (this.busy || this.queue.length === 0) return;
     const batch = this.take();
     this.busy = true;

@@ -2,10 +2,12 @@
  * GraphQL-over-HTTP details of /graphql that Apollo leaves to the host: a POST body must be
  * `application/json` (UTF-8), anything else is 415 before it is parsed; and a response is compressed
  * with the client's preferred Accept-Encoding among br and gzip (node:zlib; identity below
- * MIN_COMPRESS_BYTES, where the headers would outweigh the saving).
+ * MIN_COMPRESS_BYTES, where the headers would outweigh the saving). Bodies up to SYNC_COMPRESS_BYTES
+ * (about 2 ms of work) are compressed on the event loop: the thread-pool round trip of the asynchronous
+ * form costs more than compressing them (for a 1 KB body about 0.2 ms against 0.02 ms).
  */
 import { promisify } from 'node:util';
-import { brotliCompress, gzip, constants } from 'node:zlib';
+import { brotliCompress, brotliCompressSync, gzip, gzipSync, constants, type ZlibOptions } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Bodies shorter than this go uncompressed. */
@@ -51,17 +53,28 @@ export function chooseEncoding(acceptEncoding: string | undefined): Coding | nul
   return weight(best) > 0 ? best : null;
 }
 
-const compressors: Record<Coding, (b: Buffer) => Promise<Buffer>> = {
-  // Quality 5 of 11: close to gzip's speed with a smaller result; 11 costs ~10× the time for a few %.
+/**
+ * Brotli quality 5 of 11: close to gzip's speed with a smaller result; 11 costs ~10× the time for a few %.
+ * gzip level 1 of 9: on an encode response (47 KB of JSON numbers) 8% larger than the default 6 at a
+ * third of its time.
+ */
+const brotliOptions = (b: Buffer) => ({
+  params: {
+    [constants.BROTLI_PARAM_QUALITY]: 5,
+    [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
+    [constants.BROTLI_PARAM_SIZE_HINT]: b.length,
+  },
+});
+const GZIP_OPTIONS: ZlibOptions = { level: constants.Z_BEST_SPEED };
+/** Bodies up to these sizes are compressed synchronously (measured: 120 KB take gzip 2 ms, br 7.5 ms). */
+const SYNC_COMPRESS_BYTES: Record<Coding, number> = { gzip: 128 * 1024, br: 32 * 1024 };
+
+const compressors: Record<Coding, (b: Buffer) => Buffer | Promise<Buffer>> = {
   br: (b) =>
-    promisify(brotliCompress)(b, {
-      params: {
-        [constants.BROTLI_PARAM_QUALITY]: 5,
-        [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
-        [constants.BROTLI_PARAM_SIZE_HINT]: b.length,
-      },
-    }),
-  gzip: (b) => promisify(gzip)(b),
+    b.length <= SYNC_COMPRESS_BYTES.br
+      ? brotliCompressSync(b, brotliOptions(b))
+      : promisify(brotliCompress)(b, brotliOptions(b)),
+  gzip: (b) => (b.length <= SYNC_COMPRESS_BYTES.gzip ? gzipSync(b, GZIP_OPTIONS) : promisify(gzip)(b, GZIP_OPTIONS)),
 };
 
 /** Ends `res` with `body`, compressed when the client accepts br or gzip and it is large enough. */

@@ -5,7 +5,7 @@ import type { FeatureRow } from '../db/features.js';
 import type { ExplanationRow } from '../db/explanations.js';
 import type { FeatureConnectionParent } from './catalog.js';
 import type { ComparisonView, MapView, MatchParent, MapPointParent } from './compare.js';
-import type { FeatureActivation as FeatureActivationRow } from '../app/encode.js';
+import type { FeatureActivation as FeatureActivationRow, TextEncoding } from '../app/encode.js';
 import type { Context } from './context.js';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -1082,6 +1082,13 @@ export type TokenAlternative = {
 /** One token of an encoded text and its active features. */
 export type TokenFeatures = {
   __typename?: 'TokenFeatures';
+  /** The activations of `features`, in its order, matching `featureIndices`. */
+  featureActivations: Array<Scalars['Float']['output']>;
+  /**
+   * The indices of `features`, in its order: the same answer packed as two parallel lists of numbers,
+   * for clients that read many tokens (a list of numbers costs the server far less than a list of objects).
+   */
+  featureIndices: Array<Scalars['Int']['output']>;
   /** Active features at this token, highest first, at most topK, zeros omitted. */
   features: Array<FeatureActivation>;
   isBos: Scalars['Boolean']['output'];
@@ -1206,13 +1213,7 @@ export type ResolversTypes = {
   Dictionary: ResolverTypeWrapper<DictionaryRow>;
   DictionaryComparison: ResolverTypeWrapper<ComparisonView>;
   DictionaryStats: ResolverTypeWrapper<DictionaryStats>;
-  Encoding: ResolverTypeWrapper<
-    Omit<Encoding, 'dictionary' | 'tokens' | 'topFeatures'> & {
-      dictionary: ResolversTypes['Dictionary'];
-      tokens: Array<ResolversTypes['TokenFeatures']>;
-      topFeatures: Array<ResolversTypes['FeatureActivation']>;
-    }
-  >;
+  Encoding: ResolverTypeWrapper<TextEncoding>;
   ExecutionProvider: ExecutionProvider;
   Explanation: ResolverTypeWrapper<ExplanationRow>;
   ExplanationHit: ResolverTypeWrapper<
@@ -1298,11 +1299,7 @@ export type ResolversParentTypes = {
   Dictionary: DictionaryRow;
   DictionaryComparison: ComparisonView;
   DictionaryStats: DictionaryStats;
-  Encoding: Omit<Encoding, 'dictionary' | 'tokens' | 'topFeatures'> & {
-    dictionary: ResolversParentTypes['Dictionary'];
-    tokens: Array<ResolversParentTypes['TokenFeatures']>;
-    topFeatures: Array<ResolversParentTypes['FeatureActivation']>;
-  };
+  Encoding: TextEncoding;
   Explanation: ExplanationRow;
   ExplanationHit: Omit<ExplanationHit, 'explanation'> & { explanation: ResolversParentTypes['Explanation'] };
   Feature: FeatureRow;
@@ -1945,6 +1942,8 @@ export type TokenFeaturesResolvers<
   ContextType = Context,
   ParentType extends ResolversParentTypes['TokenFeatures'] = ResolversParentTypes['TokenFeatures'],
 > = {
+  featureActivations?: Resolver<Array<ResolversTypes['Float']>, ParentType, ContextType>;
+  featureIndices?: Resolver<Array<ResolversTypes['Int']>, ParentType, ContextType>;
   features?: Resolver<Array<ResolversTypes['FeatureActivation']>, ParentType, ContextType>;
   isBos?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   position?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
