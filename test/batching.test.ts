@@ -2,11 +2,12 @@
  * The dynamic batcher (src/engine/batching.ts) on a mocked clock: a request finding it idle runs at
  * once with no time passing, what arrives during a run shares the next one, the budget splits batches,
  * the queue bound (OVERLOADED with a retry hint) and the per-request deadline (DEADLINE_EXCEEDED); with
- * `gather`, what is submitted in one turn of the event loop shares a run started on the next.
+ * `gather`, what is submitted in one turn of the event loop shares a run started on the next. A pool of
+ * batchers drops an idle one whose key is no longer live and keeps its counts in the totals.
  */
 import { describe, it, beforeEach, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { Batcher, type BatcherOptions } from '../src/engine/batching.js';
+import { Batcher, BatcherPool, type BatcherOptions } from '../src/engine/batching.js';
 import { isAtlasError } from '../src/errors.js';
 
 const OPTS: BatcherOptions = { budget: 10, maxQueue: 100, timeoutMs: 1000, merge: true };
@@ -132,5 +133,35 @@ describe('Batcher', () => {
     await assert.rejects(slow, code('DEADLINE_EXCEEDED'));
     await finishRun();
     assert.deepEqual(runs, [[1]], 'an expired request is dropped from the queue');
+  });
+});
+
+describe('BatcherPool', () => {
+  it('drops an idle batcher whose key is no longer live, keeps a busy one, and its totals never go back', async () => {
+    const live = new Set(['a', 'b']);
+    const pool = new BatcherPool<number, number>((key) => live.has(key));
+    const made: Record<string, ReturnType<typeof recorder>> = {};
+    const get = (key: string) => pool.get(key, () => (made[key] = recorder()).batcher);
+    const a1 = get('a').submit(1);
+    const b1 = get('b').submit(2);
+    await made.a.finishRun();
+    assert.equal(await a1, 2);
+    assert.equal(get('a'), made.a.batcher, 'a live key keeps its batcher');
+    assert.deepEqual(pool.stats(), { runs: 2, requests: 2, largest: 1, depth: 1 });
+
+    live.clear(); // both versions replaced: 'a' is idle, 'b' still has a request running
+    assert.deepEqual(pool.stats(), { runs: 2, requests: 2, largest: 1, depth: 1 }, 'counts kept after the drop');
+    assert.equal(pool.size, 1, 'the idle batcher went, the busy one stays until its request ends');
+    await made.b.finishRun();
+    assert.equal(await b1, 4);
+    assert.deepEqual(pool.stats(), { runs: 2, requests: 2, largest: 1, depth: 0 });
+    assert.equal(pool.size, 0);
+
+    const first = made.a.batcher;
+    const a2 = get('a').submit(3);
+    assert.notEqual(made.a.batcher, first, 'a key used again gets a new batcher');
+    await made.a.finishRun();
+    assert.equal(await a2, 6);
+    assert.deepEqual(pool.stats(), { runs: 3, requests: 3, largest: 1, depth: 0 });
   });
 });

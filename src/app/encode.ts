@@ -12,10 +12,10 @@ import type { Database } from '../db/client.js';
 import type { DictionaryRow, ModelRow } from '../db/catalog.js';
 import { AtlasError } from '../errors.js';
 import { checkBound } from './bounds.js';
-import { Batcher, queueStats, type BatcherOptions, type QueueStats } from '../engine/batching.js';
+import { Batcher, BatcherPool, type BatcherOptions, type QueueStats } from '../engine/batching.js';
 import { CatalogCache } from './catalog-cache.js';
 import type { EngineRegistry } from './registry.js';
-import { artifactKey } from './artifacts.js';
+import { residentKey } from './freshness.js';
 import type { LoadedModel } from '../engine/model/types.js';
 import { validateBatch, validateHooks } from '../engine/runtime/forward.js';
 import { reconstructionMetrics, type ReconstructionMetrics } from '../engine/sae/metrics.js';
@@ -87,8 +87,9 @@ export const MAX_TOP_K = 256;
 export const MAX_VECTORS = 4096;
 
 export class EncodingService {
-  private modelBatchers = new Map<string, Batcher<ModelRequest, HookRows | null>>();
-  private encoderBatchers = new Map<string, Batcher<VectorRequest, SaeEncoding>>();
+  // Keyed by resident key: a version's batcher goes once idle after its model or encoder leaves memory.
+  private readonly modelBatchers: BatcherPool<ModelRequest, HookRows | null>;
+  private readonly encoderBatchers: BatcherPool<VectorRequest, SaeEncoding>;
   constructor(
     readonly registry: EngineRegistry,
     private readonly config: Pick<
@@ -104,7 +105,11 @@ export class EncodingService {
     >,
     /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
     readonly catalog = new CatalogCache(),
-  ) {}
+  ) {
+    const live = (key: string) => registry.resident.liveKeys().has(key);
+    this.modelBatchers = new BatcherPool(live);
+    this.encoderBatchers = new BatcherPool(live);
+  }
 
   /** ATLAS_MAX_GENERATE_TOKENS: the most tokens one generation may ask for. */
   get maxGenerateTokens(): number {
@@ -113,7 +118,7 @@ export class EncodingService {
 
   /** Batch counts and queue depth of the model runs and of the encoder runs, summed over models and dictionaries. */
   queues(): { model: QueueStats; encoder: QueueStats } {
-    return { model: queueStats(this.modelBatchers.values()), encoder: queueStats(this.encoderBatchers.values()) };
+    return { model: this.modelBatchers.stats(), encoder: this.encoderBatchers.stats() };
   }
 
   private options(budget: number): BatcherOptions {
@@ -127,81 +132,80 @@ export class EncodingService {
   }
 
   private modelBatcher(row: ModelRow): Batcher<ModelRequest, HookRows | null> {
-    let b = this.modelBatchers.get(artifactKey(row));
-    if (!b) {
-      b = new Batcher<ModelRequest, HookRows | null>(
-        async (all) => {
-          for (const r of all) if ('run' in r) await r.run();
-          const reqs = all.filter((r): r is HookRequest => !('run' in r));
-          if (reqs.length === 0) return all.map(() => null);
-          const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
-          const out = await this.registry.withModel(row, (model) =>
-            model.runHooks(
-              reqs.map((r) => r.tokens),
-              hooks,
-            ),
-          );
-          const results = new Map<ModelRequest, HookRows>();
-          reqs.forEach((r, b) => {
-            const rows: HookRows = new Map();
-            for (const h of r.hooks) {
-              const {
-                dims: [, S, d],
-                data,
-              } = out.get(h)!;
-              // A view of the batch's output, not a copy: the batch lives as long as its requests.
-              rows.set(h, { data: data.subarray(b * S * d, (b * S + r.tokens.length) * d), d });
-            }
-            results.set(r, rows);
-          });
-          return all.map((r) => results.get(r) ?? null);
-        },
-        (r) => ('run' in r ? r.tokens : r.tokens.length),
-        this.options(this.config.batchTokens),
-      );
-      this.modelBatchers.set(artifactKey(row), b);
-    }
-    return b;
+    return this.modelBatchers.get(
+      residentKey('model', row),
+      () =>
+        new Batcher<ModelRequest, HookRows | null>(
+          async (all) => {
+            for (const r of all) if ('run' in r) await r.run();
+            const reqs = all.filter((r): r is HookRequest => !('run' in r));
+            if (reqs.length === 0) return all.map(() => null);
+            const hooks = [...new Set(reqs.flatMap((r) => r.hooks))];
+            const out = await this.registry.withModel(row, (model) =>
+              model.runHooks(
+                reqs.map((r) => r.tokens),
+                hooks,
+              ),
+            );
+            const results = new Map<ModelRequest, HookRows>();
+            reqs.forEach((r, b) => {
+              const rows: HookRows = new Map();
+              for (const h of r.hooks) {
+                const {
+                  dims: [, S, d],
+                  data,
+                } = out.get(h)!;
+                // A view of the batch's output, not a copy: the batch lives as long as its requests.
+                rows.set(h, { data: data.subarray(b * S * d, (b * S + r.tokens.length) * d), d });
+              }
+              results.set(r, rows);
+            });
+            return all.map((r) => results.get(r) ?? null);
+          },
+          (r) => ('run' in r ? r.tokens : r.tokens.length),
+          this.options(this.config.batchTokens),
+        ),
+    );
   }
 
   private encoderBatcher(dict: DictionaryRow): Batcher<VectorRequest, SaeEncoding> {
-    let b = this.encoderBatchers.get(artifactKey(dict));
-    if (!b) {
-      b = new Batcher<VectorRequest, SaeEncoding>(
-        async (reqs) => {
-          const n = reqs.reduce((s, r) => s + r.n, 0);
-          const topK = Math.max(...reqs.map((r) => r.topK));
-          const x = new Float32Array(n * dict.dIn);
-          let off = 0;
-          for (const r of reqs) {
-            x.set(r.x, off * dict.dIn);
-            off += r.n;
-          }
-          const enc = await this.registry.withEncoder(dict, (encoder) =>
-            encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) }),
-          );
-          off = 0;
-          return reqs
-            .map((r) => {
-              const slice = (a: Int32Array | Float32Array, width: number) => a.slice(off * width, (off + r.n) * width);
-              const part: SaeEncoding = {
-                width: topK,
-                indices: slice(enc.indices, topK) as Int32Array,
-                values: slice(enc.values, topK) as Float32Array,
-                l0: slice(enc.l0, 1) as Int32Array,
-                xHat: enc.xHat && (slice(enc.xHat, dict.dIn) as Float32Array),
-              };
+    return this.encoderBatchers.get(
+      residentKey('encoder', dict),
+      () =>
+        new Batcher<VectorRequest, SaeEncoding>(
+          async (reqs) => {
+            const n = reqs.reduce((s, r) => s + r.n, 0);
+            const topK = Math.max(...reqs.map((r) => r.topK));
+            const x = new Float32Array(n * dict.dIn);
+            let off = 0;
+            for (const r of reqs) {
+              x.set(r.x, off * dict.dIn);
               off += r.n;
-              return part;
-            })
-            .map((part, i) => narrowEncoding(part, reqs[i].n, reqs[i].topK));
-        },
-        (r) => r.n,
-        this.options(this.config.batchVectors),
-      );
-      this.encoderBatchers.set(artifactKey(dict), b);
-    }
-    return b;
+            }
+            const enc = await this.registry.withEncoder(dict, (encoder) =>
+              encoder.encode(x, n, topK, { reconstruct: reqs.some((r) => r.reconstruct) }),
+            );
+            off = 0;
+            return reqs
+              .map((r) => {
+                const slice = (a: Int32Array | Float32Array, width: number) =>
+                  a.slice(off * width, (off + r.n) * width);
+                const part: SaeEncoding = {
+                  width: topK,
+                  indices: slice(enc.indices, topK) as Int32Array,
+                  values: slice(enc.values, topK) as Float32Array,
+                  l0: slice(enc.l0, 1) as Int32Array,
+                  xHat: enc.xHat && (slice(enc.xHat, dict.dIn) as Float32Array),
+                };
+                off += r.n;
+                return part;
+              })
+              .map((part, i) => narrowEncoding(part, reqs[i].n, reqs[i].topK));
+          },
+          (r) => r.n,
+          this.options(this.config.batchVectors),
+        ),
+    );
   }
 
   /**

@@ -15,7 +15,7 @@ import { getDecoders } from '../db/features.js';
 import { readDecoderMatrix } from '../db/decoder-matrix.js';
 import { approximateIndex, type ApproximateIndex } from '../db/vector-index.js';
 import { nearestFeatures, rankNeighbors, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
-import { Batcher, queueStats, type QueueStats } from '../engine/batching.js';
+import { Batcher, BatcherPool, type QueueStats } from '../engine/batching.js';
 import { ExactSearch, type RowHits } from '../engine/nearest.js';
 import { AtlasError } from '../errors.js';
 import type { ResidentSet } from './resident.js';
@@ -82,7 +82,7 @@ interface ExactQuery {
 
 /** Nearest-feature search for a server: the planner, exact searches through the resident set, and HNSW. */
 export class NearestService {
-  private batchers = new Map<string, Batcher<ExactQuery, RowHits>>();
+  private readonly batchers: BatcherPool<ExactQuery, RowHits>;
 
   constructor(
     private readonly resident: ResidentSet,
@@ -90,11 +90,14 @@ export class NearestService {
       Config,
       'hnswEfSearch' | 'device' | 'threads' | 'maxQueue' | 'requestTimeoutMs' | 'batching'
     >,
-  ) {}
+  ) {
+    // Keyed by resident key: a version's batcher goes once idle after its decoder matrix leaves memory.
+    this.batchers = new BatcherPool((key) => resident.liveKeys().has(key));
+  }
 
   /** Batch counts and queue depth of the exact searches, summed over dictionaries. */
   queue(): QueueStats {
-    return queueStats(this.batchers.values());
+    return this.batchers.stats();
   }
 
   async find(database: Database, args: NearestArgs): Promise<{ hits: Neighbor[]; plans: SearchPlan[] }> {
@@ -128,38 +131,37 @@ export class NearestService {
   /** One batcher per dictionary version: a replaced dictionary (new created_at) gets a fresh matrix. */
   private exactBatcher(dict: DictionaryRow): Batcher<ExactQuery, RowHits> {
     const key = decodersKey(dict);
-    let b = this.batchers.get(key);
-    if (!b) {
-      b = new Batcher<ExactQuery, RowHits>(
-        (queries) =>
-          this.resident.use(
-            key,
-            async () => {
-              const search = await ExactSearch.create(await queries[0].read(), dict.dIn, this.config);
-              return { value: search, bytes: search.bytes, close: () => search.close() };
-            },
-            async (search) => {
-              const q = new Float32Array(queries.length * dict.dIn);
-              queries.forEach((x, i) => q.set(x.unit, i * dict.dIn));
-              const k = Math.max(...queries.map((x) => x.k));
-              const hits = await search.search(q, queries.length, k);
-              return hits.map((h, i) => ({
-                indices: h.indices.subarray(0, queries[i].k),
-                cosines: h.cosines.subarray(0, queries[i].k),
-              }));
-            },
-          ),
-        () => 1,
-        {
-          budget: EXACT_BATCH_QUERIES,
-          maxQueue: this.config.maxQueue,
-          timeoutMs: this.config.requestTimeoutMs,
-          merge: this.config.batching,
-        },
-      );
-      this.batchers.set(key, b);
-    }
-    return b;
+    return this.batchers.get(
+      key,
+      () =>
+        new Batcher<ExactQuery, RowHits>(
+          (queries) =>
+            this.resident.use(
+              key,
+              async () => {
+                const search = await ExactSearch.create(await queries[0].read(), dict.dIn, this.config);
+                return { value: search, bytes: search.bytes, close: () => search.close() };
+              },
+              async (search) => {
+                const q = new Float32Array(queries.length * dict.dIn);
+                queries.forEach((x, i) => q.set(x.unit, i * dict.dIn));
+                const k = Math.max(...queries.map((x) => x.k));
+                const hits = await search.search(q, queries.length, k);
+                return hits.map((h, i) => ({
+                  indices: h.indices.subarray(0, queries[i].k),
+                  cosines: h.cosines.subarray(0, queries[i].k),
+                }));
+              },
+            ),
+          () => 1,
+          {
+            budget: EXACT_BATCH_QUERIES,
+            maxQueue: this.config.maxQueue,
+            timeoutMs: this.config.requestTimeoutMs,
+            merge: this.config.batching,
+          },
+        ),
+    );
   }
 }
 
