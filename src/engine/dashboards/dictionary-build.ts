@@ -68,16 +68,29 @@ export interface FeatureStatsRow {
   label: string | null;
 }
 
-export interface ExampleRow {
-  featureIdx: number;
-  kind: 'top' | 'quantile';
-  band: number | null;
-  rank: number;
+/** A context examples were taken from, listed once per dictionary; `id` is the key its examples give. */
+export interface ExampleContext {
+  id: number;
   tokens: string[];
-  tokenIds: number[];
-  values: number[];
+  tokenIds: ArrayLike<number>;
+}
+
+/** One example: its context's per-token values are `values` at `positions` and 0 elsewhere. */
+export interface StoredExample {
+  context: number;
+  /** Quantile band (0 = lowest); null for top examples. */
+  band: number | null;
+  positions: ArrayLike<number>;
+  values: ArrayLike<number>;
   maxValue: number;
   maxPosition: number;
+}
+
+/** A feature's examples of one kind as readers list them: top strongest first; quantile by band, then rank. */
+export interface FeatureExamples {
+  featureIdx: number;
+  kind: 'top' | 'quantile';
+  examples: StoredExample[];
 }
 
 export interface LogitRow {
@@ -94,7 +107,9 @@ export interface DictionaryDashboard {
   dictionaryId: string;
   stats: DictionarySummary & { corpus: string; builtAt: string };
   features: Iterable<FeatureStatsRow>;
-  examples: Iterable<ExampleRow>;
+  /** Every context the examples refer to (keyed by its running number in the corpus). */
+  contexts: Iterable<ExampleContext>;
+  examples: Iterable<FeatureExamples>;
   logits: Iterable<LogitRow>;
 }
 
@@ -373,30 +388,32 @@ export class DictionaryBuild {
         };
       }
     }
-    const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
-      const values = new Array<number>(e.tokens.length).fill(0);
-      for (let i = e.start; i < e.start + e.count; i++) values[e.codes.positions[i]] = e.codes.values[i];
-      const tokenIds = Array.from(e.tokens);
-      return {
-        featureIdx: f,
-        kind,
-        band,
-        rank,
-        tokens: tokenIds.map(text),
-        tokenIds,
-        values,
-        maxValue: e.maxValue,
-        maxPosition: e.maxPosition,
-      };
-    };
-    function* examples(): Generator<ExampleRow> {
-      for (let f = 0; f < dSae; f++) {
-        let rank = 0;
-        for (const e of top.sorted(f)) yield row(f, 'top', null, rank++, e);
-        for (const b of quantiles.bands(f, stats.max[f]) ?? []) {
-          rank = 0;
-          for (const e of b.examples) yield row(f, 'quantile', b.band, rank++, e);
+    // An example keeps its feature's active positions and values: stored as they are, sparse.
+    const stored = (band: number | null, e: Example): StoredExample => ({
+      context: e.seq,
+      band,
+      positions: e.codes.positions.subarray(e.start, e.start + e.count),
+      values: e.codes.values.subarray(e.start, e.start + e.count),
+      maxValue: e.maxValue,
+      maxPosition: e.maxPosition,
+    });
+    function* contexts(): Generator<ExampleContext> {
+      const seen = new Set<number>();
+      for (const kept of [top.all(), quantiles.all()]) {
+        for (const e of kept) {
+          if (seen.has(e.seq)) continue;
+          seen.add(e.seq);
+          yield { id: e.seq, tokens: Array.from(e.tokens, text), tokenIds: e.tokens };
         }
+      }
+    }
+    function* examples(): Generator<FeatureExamples> {
+      for (let f = 0; f < dSae; f++) {
+        const kept = top.sorted(f);
+        if (kept.length) yield { featureIdx: f, kind: 'top', examples: kept.map((e) => stored(null, e)) };
+        const bands = quantiles.bands(f, stats.max[f]) ?? [];
+        const sampled = bands.flatMap((b) => b.examples.map((e) => stored(b.band, e)));
+        if (sampled.length) yield { featureIdx: f, kind: 'quantile', examples: sampled };
       }
     }
     function* logitRows(): Generator<LogitRow> {
@@ -413,6 +430,7 @@ export class DictionaryBuild {
       dictionaryId: dictId,
       stats: { ...summary, corpus: o.corpus, builtAt: o.builtAt },
       features: features(),
+      contexts: contexts(),
       examples: examples(),
       logits: logitRows(),
     };

@@ -1,0 +1,1 @@
+DROP TABLE "activation_examples" CASCADE;
