@@ -339,7 +339,10 @@ lens and labels match`, async () => {
       contexts: await database.query(
         'SELECT count(*)::int AS n, sum(length(tokens::text) + cardinality(token_ids))::int AS s FROM example_contexts',
       ),
-      logits: await database.query('SELECT count(*)::int AS n, sum(weight)::float8 AS s FROM logit_tokens'),
+      logits: await database.query(
+        'SELECT count(*)::int AS n, sum(w)::float8 AS s, sum(i)::float8 AS ids FROM feature_logits, ' +
+          'unnest(positive_weights || negative_weights, positive_token_ids || negative_token_ids) AS u(w, i)',
+      ),
     });
     // A published build to protect, whichever tests ran before this one.
     await buildDashboards(database, registry, { dictionaryIds: ['sae-standard'], corpus, context: 8, batch: 4 });

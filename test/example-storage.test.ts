@@ -1,9 +1,9 @@
 /**
- * Activation examples are stored compactly (migration *_compact_examples.sql, docs/decisions/0007):
- * each context once per dictionary, a feature's examples of one kind in one row, per-token values as
- * (position, value) pairs where nonzero.
- * - Rows written in the earlier layouts (a row per example with jsonb values, then float4[]/int4[])
- *   read back identical after the migrations;
+ * Dashboards are stored compactly (migration *_compact_dashboards.sql, docs/decisions/0007): each
+ * example context once per dictionary, a feature's examples of one kind in one row, per-token values
+ * as (position, value) pairs where nonzero, a feature's logit lens in one row.
+ * - Rows written in the earlier layouts (a row per example with jsonb values, then float4[]/int4[]; a
+ *   row per logit token) read back identical after the migrations;
  * - published examples read back with dense per-token values, each the shortest decimal of its float32;
  * - a build's published examples read back equal a brute-force reference over the same codes.
  */
@@ -13,7 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR } from '../src/paths.js';
 import type { Database } from '../src/db/client.js';
-import { getQuantileExamples, getTopActivations, publishDashboards } from '../src/db/dashboards.js';
+import { getLogitTokens, getQuantileExamples, getTopActivations, publishDashboards } from '../src/db/dashboards.js';
 import { DictionaryBuild } from '../src/engine/dashboards/dictionary-build.js';
 import { TOP_EXAMPLES } from '../src/engine/dashboards/top-examples.js';
 import { mulberry32 } from '../src/engine/random.js';
@@ -155,7 +155,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        await migrate(database, 'compact_examples', true);
+        await migrate(database, 'compact_dashboards', true);
         for (const r of OLD_ROWS) {
           await database.query(
             `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids,
@@ -174,7 +174,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
             ],
           );
         }
-        await migrate(database, 'compact_examples', false);
+        await migrate(database, 'compact_dashboards', false);
         assert.deepEqual(await getTopActivations(database, KEYS), oldReading('top'));
         assert.deepEqual(await getQuantileExamples(database, KEYS), oldReading('quantile'));
         // Each distinct context once per dictionary: A, B and A2 for d, B for e.
@@ -185,6 +185,39 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
           { d: 'd', n: 3 },
           { d: 'e', n: 1 },
         ]);
+      } finally {
+        await opened.cleanup();
+      }
+    });
+
+    it('logit tokens written a row each read back identical after the move to a row per feature', async (t) => {
+      const opened = await openTestDatabase(backend, { migrate: false });
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        await migrate(database, 'compact_dashboards', true);
+        const rows: [string, number, 'positive' | 'negative', number, number, string, number][] = [
+          ['d', 0, 'positive', 1, 9, ' b', 0.25],
+          ['d', 0, 'negative', 0, 0, '<0x00>\\', -1e-30],
+          ['d', 0, 'positive', 0, 7, 'é', 12345.678],
+          ['d', 1, 'positive', 0, 3, '"', 1],
+          ['e', 0, 'negative', 0, 4, 'z', -2.5],
+        ];
+        for (const r of rows) {
+          await database.query(
+            `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
+              VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+            r,
+          );
+        }
+        await migrate(database, 'compact_dashboards', false);
+        const want = new Map<string, Record<'positive' | 'negative', unknown[]>>();
+        for (const [d, f, sign, , tokenId, token, weight] of [...rows].sort((a, b) => a[3] - b[3])) {
+          const entry = want.get(`${d}:${f}`) ?? { positive: [], negative: [] };
+          entry[sign].push({ token, tokenId, weight });
+          want.set(`${d}:${f}`, entry);
+        }
+        assert.deepEqual(await getLogitTokens(database, KEYS), want);
       } finally {
         await opened.cleanup();
       }

@@ -80,7 +80,7 @@ export async function importNeuronpedia(
   return {
     features: data.features.length,
     examples: data.exampleCount,
-    logits: data.logits.length,
+    logits: data.logits.reduce((n, l) => n + l.positive.length + l.negative.length, 0),
     explanations: data.explanations.length,
   };
 }

@@ -3,7 +3,7 @@
  * the API.
  *
  * Publishing happens in one transaction for every dictionary of a build: the features' statistic
- * columns and automatic labels, the dictionary's activation examples and logit tokens (old rows
+ * columns and automatic labels, the dictionary's activation examples and logit lens (old rows
  * deleted, new ones inserted) and dictionaries.stats. Readers see the previous dashboards or the new
  * ones, never a mix, and an interrupted or failed publish leaves the previous ones intact. Labels a
  * person or tool set (label_source other than 'auto') are never overwritten. Rows travel by binary
@@ -61,13 +61,18 @@ export interface FeatureExamples {
   examples: StoredExample[];
 }
 
-export interface LogitRow {
-  featureIdx: number;
-  sign: 'positive' | 'negative';
-  rank: number;
+export interface LogitTokenRow {
   tokenId: number;
   token: string;
+  /** Stored as float4. */
   weight: number;
+}
+
+/** A feature's logit lens: promoted tokens highest weight first, suppressed ones lowest first. */
+export interface FeatureLogitRow {
+  featureIdx: number;
+  positive: LogitTokenRow[];
+  negative: LogitTokenRow[];
 }
 
 export interface DictionaryDashboard {
@@ -78,7 +83,7 @@ export interface DictionaryDashboard {
   /** Every context the examples refer to. */
   contexts: Iterable<ExampleContext>;
   examples: Iterable<FeatureExamples>;
-  logits: Iterable<LogitRow>;
+  logits: Iterable<FeatureLogitRow>;
 }
 
 /** The feature_examples columns after dictionary_id, each array filled in one pass over the examples. */
@@ -172,13 +177,27 @@ async function publishOne(q: Query, copy: CopyIn, d: DictionaryDashboard): Promi
     ],
     binaryTuples(d.examples, (out, f) => writeFeatureExamples(out.row(10).text(id), f)),
   );
-  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM feature_logits WHERE dictionary_id = $1', [id]);
   await copy(
-    'logit_tokens',
-    ['dictionary_id', 'feature_idx', 'sign', 'rank', 'token_id', 'token', 'weight'],
-    binaryTuples(d.logits, (out, l) =>
-      out.row(7).text(id).int4(l.featureIdx).text(l.sign).int4(l.rank).int4(l.tokenId).text(l.token).float4(l.weight),
-    ),
+    'feature_logits',
+    [
+      'dictionary_id',
+      'feature_idx',
+      'positive_token_ids',
+      'positive_tokens',
+      'positive_weights',
+      'negative_token_ids',
+      'negative_tokens',
+      'negative_weights',
+    ],
+    binaryTuples(d.logits, (out, { featureIdx, positive, negative }) => {
+      out.row(8).text(id).int4(featureIdx);
+      for (const side of [positive, negative])
+        out
+          .int4Array(side.map((t) => t.tokenId))
+          .jsonb(side.map((t) => t.token))
+          .float4Array(side.map((t) => t.weight));
+    }),
   );
   if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [id, JSON.stringify(d.stats)]);
 }
@@ -300,20 +319,24 @@ export async function getLogitTokens(
   const rows = await database.query<{
     d: string;
     i: number;
-    sign: 'positive' | 'negative';
-    token: string;
-    tokenId: number;
-    weight: number;
+    pi: number[];
+    pt: string[];
+    pw: number[];
+    ni: number[];
+    nt: string[];
+    nw: number[];
   }>(
-    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.sign, t.token, t.token_id AS "tokenId", t.weight
-     FROM logit_tokens t ${KEYS} ORDER BY t.dictionary_id, t.feature_idx, t.sign, t.rank`,
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.positive_token_ids AS pi, t.positive_tokens AS pt,
+       t.positive_weights AS pw, t.negative_token_ids AS ni, t.negative_tokens AS nt, t.negative_weights AS nw
+     FROM feature_logits t ${KEYS}`,
     featureKeyParams(keys),
   );
-  for (const r of rows) {
-    const k = featureKey({ dictionaryId: r.d, index: r.i });
-    let entry = out.get(k);
-    if (!entry) out.set(k, (entry = { positive: [], negative: [] }));
-    entry[r.sign].push({ token: r.token, tokenId: r.tokenId, weight: r.weight });
-  }
+  const side = (ids: number[], tokens: string[], weights: number[]) =>
+    ids.map((tokenId, r) => ({ token: tokens[r], tokenId, weight: weights[r] }));
+  for (const r of rows)
+    out.set(featureKey({ dictionaryId: r.d, index: r.i }), {
+      positive: side(r.pi, r.pt, r.pw),
+      negative: side(r.ni, r.nt, r.nw),
+    });
   return out;
 }

@@ -209,19 +209,24 @@ export const featureExamples = pgTable(
   (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.kind] })],
 );
 
-export const logitTokens = pgTable(
-  'logit_tokens',
+/**
+ * A feature's logit lens in one row: the promoted tokens (highest weight first) and the suppressed
+ * ones (lowest first), each as parallel arrays of token ids, texts and weights. No row before a build
+ * or for models without an unembedding.
+ */
+export const featureLogits = pgTable(
+  'feature_logits',
   {
     dictionaryId: text('dictionary_id').notNull(),
     featureIdx: integer('feature_idx').notNull(),
-    /** 'positive' (promoted) or 'negative' (suppressed) */
-    sign: text('sign').notNull(),
-    rank: integer('rank').notNull(),
-    tokenId: integer('token_id').notNull(),
-    token: text('token').notNull(),
-    weight: real('weight').notNull(),
+    positiveTokenIds: integer('positive_token_ids').array().notNull(),
+    positiveTokens: jsonb('positive_tokens').$type<string[]>().notNull(),
+    positiveWeights: real('positive_weights').array().notNull(),
+    negativeTokenIds: integer('negative_token_ids').array().notNull(),
+    negativeTokens: jsonb('negative_tokens').$type<string[]>().notNull(),
+    negativeWeights: real('negative_weights').array().notNull(),
   },
-  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.sign, t.rank] })],
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx] })],
 );
 
 export const explanations = pgTable(

@@ -93,13 +93,17 @@ export interface FeatureExamples {
   examples: StoredExample[];
 }
 
-export interface LogitRow {
-  featureIdx: number;
-  sign: 'positive' | 'negative';
-  rank: number;
+export interface LogitTokenRow {
   tokenId: number;
   token: string;
   weight: number;
+}
+
+/** A feature's logit lens: promoted tokens highest weight first, suppressed ones lowest first. */
+export interface FeatureLogitRow {
+  featureIdx: number;
+  positive: LogitTokenRow[];
+  negative: LogitTokenRow[];
 }
 
 /** A finished dictionary's dashboards, streamed row by row to whoever stores them. */
@@ -110,7 +114,7 @@ export interface DictionaryDashboard {
   /** Every context the examples refer to (keyed by its running number in the corpus). */
   contexts: Iterable<ExampleContext>;
   examples: Iterable<FeatureExamples>;
-  logits: Iterable<LogitRow>;
+  logits: Iterable<FeatureLogitRow>;
 }
 
 /** One batch of a dictionary's build encoded: every active code of its non-BOS rows, and their reconstruction. */
@@ -416,15 +420,12 @@ export class DictionaryBuild {
         if (sampled.length) yield { featureIdx: f, kind: 'quantile', examples: sampled };
       }
     }
-    function* logitRows(): Generator<LogitRow> {
+    function* logitRows(): Generator<FeatureLogitRow> {
       if (!logits) return;
-      for (let f = 0; f < dSae; f++) {
-        for (const sign of ['positive', 'negative'] as const) {
-          let rank = 0;
-          for (const t of logits[f][sign])
-            yield { featureIdx: f, sign, rank: rank++, tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight };
-        }
-      }
+      const rows = (tokens: { tokenId: number; weight: number }[]) =>
+        tokens.map((t) => ({ tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight }));
+      for (let f = 0; f < dSae; f++)
+        yield { featureIdx: f, positive: rows(logits[f].positive), negative: rows(logits[f].negative) };
     }
     return {
       dictionaryId: dictId,

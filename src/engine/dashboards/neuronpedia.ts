@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { AtlasError } from '../../errors.js';
-import type { ExampleContext, FeatureExamples, FeatureStatsRow, LogitRow } from './dictionary-build.js';
+import type { ExampleContext, FeatureExamples, FeatureLogitRow, FeatureStatsRow } from './dictionary-build.js';
 import { BANDS, PER_BAND, octaveOf } from './quantile-examples.js';
 
 /** Examples kept per feature, as `atlas build` keeps. */
@@ -39,7 +39,7 @@ export interface NeuronpediaExport {
   examples: FeatureExamples[];
   /** Examples in all (of every feature and kind). */
   exampleCount: number;
-  logits: LogitRow[];
+  logits: FeatureLogitRow[];
   explanations: NeuronpediaExplanation[];
   /** Lines that could not be read, as "file line N: why". */
   problems: string[];
@@ -186,18 +186,15 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
         ? { edges: edgesFromCentres(centres), counts: heights.map(Math.round) }
         : { edges: [], counts: [] },
     });
-    for (const [sign, s, v] of [
-      ['positive', row.pos_str, row.pos_values],
-      ['negative', row.neg_str, row.neg_values],
-    ] as const) {
-      const texts = strings(s) ?? [];
+    const lens = (s: unknown, v: unknown) => {
       const weights = numbers(v) ?? [];
-      texts
+      return (strings(s) ?? [])
         .slice(0, weights.length)
-        .forEach((token, rank) =>
-          out.logits.push({ featureIdx: idx, sign, rank, token, tokenId: tokenId(token), weight: weights[rank] }),
-        );
-    }
+        .map((token, rank) => ({ token, tokenId: tokenId(token), weight: weights[rank] }));
+    };
+    const positive = lens(row.pos_str, row.pos_values);
+    const negative = lens(row.neg_str, row.neg_values);
+    if (positive.length + negative.length) out.logits.push({ featureIdx: idx, positive, negative });
   });
 
   const top = new Map<number, DenseExample[]>();

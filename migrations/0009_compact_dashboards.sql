@@ -20,6 +20,18 @@ CREATE TABLE "feature_examples" (
 	CONSTRAINT "feature_examples_dictionary_id_feature_idx_kind_pk" PRIMARY KEY("dictionary_id","feature_idx","kind")
 );
 --> statement-breakpoint
+CREATE TABLE "feature_logits" (
+	"dictionary_id" text NOT NULL,
+	"feature_idx" integer NOT NULL,
+	"positive_token_ids" integer[] NOT NULL,
+	"positive_tokens" jsonb NOT NULL,
+	"positive_weights" real[] NOT NULL,
+	"negative_token_ids" integer[] NOT NULL,
+	"negative_tokens" jsonb NOT NULL,
+	"negative_weights" real[] NOT NULL,
+	CONSTRAINT "feature_logits_dictionary_id_feature_idx_pk" PRIMARY KEY("dictionary_id","feature_idx")
+);
+--> statement-breakpoint
 -- Examples stored a row each (activation_examples) move to the layout above: each distinct context
 -- (token ids and texts) of a dictionary once, numbered from 0 in the order of its first example; a
 -- feature's examples of a kind in one row, in the order readers listed them (band, then rank); an
@@ -53,3 +65,15 @@ CROSS JOIN LATERAL (
 GROUP BY a."dictionary_id", a."feature_idx", a."kind";
 --> statement-breakpoint
 DROP AGGREGATE atlas_array_cat_agg(anycompatiblearray);
+--> statement-breakpoint
+-- Logit tokens stored a row each (logit_tokens) move to one row per feature, each sign in rank order.
+INSERT INTO "feature_logits" ("dictionary_id", "feature_idx", "positive_token_ids", "positive_tokens",
+  "positive_weights", "negative_token_ids", "negative_tokens", "negative_weights")
+SELECT "dictionary_id", "feature_idx",
+  COALESCE(array_agg("token_id" ORDER BY "rank") FILTER (WHERE "sign" = 'positive'), '{}'),
+  COALESCE(jsonb_agg("token" ORDER BY "rank") FILTER (WHERE "sign" = 'positive'), '[]'),
+  COALESCE(array_agg("weight" ORDER BY "rank") FILTER (WHERE "sign" = 'positive'), '{}'),
+  COALESCE(array_agg("token_id" ORDER BY "rank") FILTER (WHERE "sign" = 'negative'), '{}'),
+  COALESCE(jsonb_agg("token" ORDER BY "rank") FILTER (WHERE "sign" = 'negative'), '[]'),
+  COALESCE(array_agg("weight" ORDER BY "rank") FILTER (WHERE "sign" = 'negative'), '{}')
+FROM "logit_tokens" GROUP BY "dictionary_id", "feature_idx";

@@ -1,1 +1,0 @@
-DROP TABLE "activation_examples" CASCADE;
