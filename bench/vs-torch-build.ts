@@ -15,6 +15,8 @@
  * the PGlite publish (150 s) 40 tok/s, 0.32× the torch loop, which stores nothing.
  * As a path of bench/vs-torch.ts (`--paths build`, not run by default: its setup takes minutes). Alone:
  * node --import tsx bench/vs-torch-build.ts [--tokens 16384] [--threads 0] [--rounds 1] [--worker (encode thread)]
+ * [--database-url postgres://… (publish into PostgreSQL: the first run there registers the checkpoint and
+ * imports the dictionary, minutes)]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -23,7 +25,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { openDatabase } from '../src/db/client.js';
-import { requireModel } from '../src/db/catalog.js';
+import { getModels, requireModel } from '../src/db/catalog.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus } from '../src/engine/dashboards/corpus.js';
@@ -40,6 +44,8 @@ const CONTEXT = Number(arg('context', '64'));
 const LAYER = Number(arg('layer', '8'));
 const BATCH = Math.max(1, Math.floor(4096 / CONTEXT));
 const TOL = 1e-4;
+const DATABASE_URL = arg('database-url', '');
+const BACKEND = DATABASE_URL ? 'PostgreSQL' : 'PGlite';
 
 /** The build's inputs on both sides; `atlas` runs one whole build and reports its phases. */
 async function prepare(ctx: Omit<PathContext, 'torch'> & { torch: Pick<PathContext['torch'], 'call'> }) {
@@ -49,7 +55,12 @@ async function prepare(ctx: Omit<PathContext, 'torch'> & { torch: Pick<PathConte
     await setup(DIR);
   }
   const dataDir = join(DIR, 'data');
-  const database = await openDatabase({ dataDir });
+  const database = await openDatabase({ dataDir, databaseUrl: DATABASE_URL || undefined });
+  if ((await getModels(database, ['gpt2-bench'])).length === 0) {
+    ctx.log('registering the checkpoint and importing the dictionary into the PostgreSQL database (minutes) …');
+    await registerModel(database, { id: 'gpt2-bench', path: join(DIR, 'gpt2'), name: 'gpt2-bench', prependBos: true });
+    await importDictionary(database, { path: join(DIR, 'sae'), modelId: 'gpt2-bench', id: 'bench', dataDir });
+  }
   const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: ctx.threads }, database);
   const corpus = join(DIR, 'corpus.txt');
   // The same contexts the build reads, right-padded, for the torch side.
@@ -215,7 +226,7 @@ async function main(): Promise<void> {
       }
       console.log(
         '\n| round | atlas pass tok/s | torch pass tok/s | atlas ÷ torch | atlas + lens | torch + lens | ' +
-          'atlas ÷ torch | atlas whole (PGlite) | torch whole | atlas ÷ torch | load |',
+          `atlas ÷ torch | atlas whole (${BACKEND}) | torch whole | atlas ÷ torch | load |`,
       );
       console.log('|---|---|---|---|---|---|---|---|---|---|---|');
       for (const row of rows) console.log(row);

@@ -9,14 +9,15 @@
  * person or tool set (label_source other than 'auto') are never overwritten. Rows travel by binary
  * COPY inside the transaction (src/db/copy.ts), which both backends accept alike.
  *
- * Examples are stored compactly (docs/decisions/0007-compact-activation-examples.md): each context
- * (token ids and texts) once per dictionary in example_contexts, and a feature's examples of one kind
- * in one feature_examples row of packed arrays: per example its context, band, largest activation
- * and its position, and the (position, value) pairs where its per-token values are nonzero. A build
- * keeps about 45 examples for each of tens of thousands of features, drawn from a few hundred
- * contexts, and a feature is active at few positions of a context: a row per example with its
- * context's tokens and dense values wrote ~100× the bytes and ~20× the rows. Readers rebuild the
- * dense per-token values (zeros elsewhere), so the API is unchanged.
+ * Stored a row per feature (docs/decisions/0007-compact-dashboard-rows.md), not a row per example or
+ * logit token: a build keeps up to 45 examples and 20 logit tokens for each of tens of thousands of
+ * features, while its examples come from a few hundred contexts and a feature is nonzero at few
+ * positions of each. So each context (token texts and ids) is stored once per dictionary in
+ * example_contexts; a feature's examples of one kind are one feature_examples row of packed arrays
+ * (per example its context, band, largest activation and its position, and how many of the
+ * (position, value) pairs in positions/values, where its per-token values are nonzero, are its own);
+ * a feature's logit lens is one feature_logits row. Readers rebuild each example's dense per-token
+ * values (0 elsewhere) and list everything in the order and form the API always returned.
  */
 import type { CopyIn, Database, Query } from './client.js';
 import { binaryTuples, type BinaryRows } from './copy.js';
