@@ -3,16 +3,18 @@
  * at GPT-2-small size (bench/build-overlap.ts's random checkpoint and 24,576-feature TopK dictionary at
  * blocks.8.hook_resid_post, kept in $TMPDIR/atlas-vs-torch-build between runs: importing the dictionary
  * takes minutes).
- * - atlas: buildDashboards on a PGlite catalog: corpus pass (tokenize, forward, encode, every
+ * - atlas: buildDashboards on a PGlite catalog (PostgreSQL with --database-url): corpus pass (tokenize, forward, encode, every
  *   accumulator), logit lens, and the publish of features, examples and logits into the database;
  * - torch: bench/vs_torch_build.py over the same contexts (tokenized here): forward to the hook, topk(relu(
  *   x W + b)), reconstruction, density, sum, max, log-grid histogram, top contexts per feature,
  *   dictionary l0 / normalized MSE / dead fraction, and the logit lens. It has no database: nothing is
  *   stored, no quantile bands, no per-token example values, no token texts (the table says so).
  * Equality first: l0, normalized MSE and dead fraction of both sides within 1e-4 relative.
- * Measured 2026-12-02, --tokens 8192, 2 cores shared (load 5.2), atlas on the main thread: equal within 6.9e-8;
- * corpus pass 246 vs torch 247 tok/s (1.00×); with the logit lens 151 vs 124 tok/s (1.22×); whole run with
- * the PGlite publish (150 s) 40 tok/s, 0.32× the torch loop, which stores nothing.
+ * Measured 2026-12-02, --tokens 8192, 2 cores shared (load 3.3–6.7), atlas on the main thread: equal within 8.6e-8.
+ * Publish with dashboards a row per feature (docs/decisions/0007): PGlite 1.1–3.1 s (a row per example and logit
+ * token before: 5.5–23.3 s), PostgreSQL 1.6 s replacing a build (8.4 s before); 2–5 % of the whole run, which
+ * was 0.60–1.22× the torch loop on PGlite (before: 0.73–0.99×) and 0.51–1.96× on PostgreSQL (1.13×): the pass
+ * and lens ratios swing that much between rounds on the shared machine (torch 296–810 tok/s).
  * As a path of bench/vs-torch.ts (`--paths build`, not run by default: its setup takes minutes). Alone:
  * node --import tsx bench/vs-torch-build.ts [--tokens 16384] [--threads 0] [--rounds 1] [--worker (encode thread)]
  * [--database-url postgres://… (publish into PostgreSQL: the first run there registers the checkpoint and
