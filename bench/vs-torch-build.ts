@@ -3,8 +3,9 @@
  * at GPT-2-small size (bench/build-overlap.ts's random checkpoint and 24,576-feature TopK dictionary at
  * blocks.8.hook_resid_post, kept in $TMPDIR/atlas-vs-torch-build between runs: importing the dictionary
  * takes minutes).
- * - atlas: buildDashboards on a PGlite catalog (PostgreSQL with --database-url): corpus pass (tokenize, forward, encode, every
- *   accumulator), logit lens, and the publish of features, examples and logits into the database;
+ * - atlas: buildDashboards on a PGlite catalog (PostgreSQL with --database-url): corpus pass (tokenize,
+ *   forward, encode, every accumulator), logit lens, and the publish of features, examples and logits into
+ *   the database;
  * - torch: bench/vs_torch_build.py over the same contexts (tokenized here): forward to the hook, topk(relu(
  *   x W + b)), reconstruction, density, sum, max, log-grid histogram, top contexts per feature,
  *   dictionary l0 / normalized MSE / dead fraction, and the logit lens. It has no database: nothing is
