@@ -13,9 +13,10 @@
  * Equality first: l0, normalized MSE and dead fraction of both sides within 1e-4 relative.
  * Measured 2026-12-02, --tokens 8192, 2 cores shared (load 3.3–6.7), atlas on the main thread: equal within 8.6e-8.
  * Publish with dashboards a row per feature (docs/decisions/0007): PGlite 1.1–3.1 s (a row per example and logit
- * token before: 5.5–23.3 s), PostgreSQL 1.6 s replacing a build (8.4 s before); 2–5 % of the whole run, which
- * was 0.60–1.22× the torch loop on PGlite (before: 0.73–0.99×) and 0.51–1.96× on PostgreSQL (1.13×): the pass
- * and lens ratios swing that much between rounds on the shared machine (torch 296–810 tok/s).
+ * token before: 5.5–23.3 s), PostgreSQL 1.6 s replacing a build (8.4 s before); 1–5 % of the whole run. Whole run
+ * vs torch on PGlite, --rounds 3 at load 4.5–5.2: 1.02, 1.17, 1.29× (earlier rounds at other loads 0.60–1.22×;
+ * before: 0.73–0.99×); on PostgreSQL 0.51–1.96× (before 1.13×): the pass and lens ratios swing that much between
+ * rounds on the shared machine (torch 296–810 tok/s).
  * As a path of bench/vs-torch.ts (`--paths build`, not run by default: its setup takes minutes). Alone:
  * node --import tsx bench/vs-torch-build.ts [--tokens 16384] [--threads 0] [--rounds 1] [--worker (encode thread)]
  * [--database-url postgres://… (publish into PostgreSQL: the first run there registers the checkpoint and
