@@ -47,7 +47,7 @@ async function main(): Promise<void> {
       }));
       const t0 = performance.now();
       await publishDashboards(database, [
-        { dictionaryId: 'b', stats: null, features: stats, examples: [], logits: [] },
+        { dictionaryId: 'b', stats: null, features: stats, contexts: [], examples: [], logits: [] },
       ]);
       if (round > 0) times.push((performance.now() - t0) / 1000);
     }

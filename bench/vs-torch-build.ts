@@ -3,18 +3,24 @@
  * at GPT-2-small size (bench/build-overlap.ts's random checkpoint and 24,576-feature TopK dictionary at
  * blocks.8.hook_resid_post, kept in $TMPDIR/atlas-vs-torch-build between runs: importing the dictionary
  * takes minutes).
- * - atlas: buildDashboards on a PGlite catalog: corpus pass (tokenize, forward, encode, every
- *   accumulator), logit lens, and the publish of features, examples and logits into the database;
+ * - atlas: buildDashboards on a PGlite catalog (PostgreSQL with --database-url): corpus pass (tokenize,
+ *   forward, encode, every accumulator), logit lens, and the publish of features, examples and logits into
+ *   the database;
  * - torch: bench/vs_torch_build.py over the same contexts (tokenized here): forward to the hook, topk(relu(
  *   x W + b)), reconstruction, density, sum, max, log-grid histogram, top contexts per feature,
  *   dictionary l0 / normalized MSE / dead fraction, and the logit lens. It has no database: nothing is
  *   stored, no quantile bands, no per-token example values, no token texts (the table says so).
  * Equality first: l0, normalized MSE and dead fraction of both sides within 1e-4 relative.
- * Measured 2026-12-02, --tokens 8192, 2 cores shared (load 5.2), atlas on the main thread: equal within 6.9e-8;
- * corpus pass 246 vs torch 247 tok/s (1.00×); with the logit lens 151 vs 124 tok/s (1.22×); whole run with
- * the PGlite publish (150 s) 40 tok/s, 0.32× the torch loop, which stores nothing.
+ * Measured 2026-12-02, --tokens 8192, 2 cores shared (load 3.3–6.7), atlas on the main thread: equal within 8.6e-8.
+ * Publish with dashboards a row per feature (docs/decisions/0007): PGlite 1.1–3.1 s (a row per example and logit
+ * token before: 5.5–23.3 s), PostgreSQL 1.6 s replacing a build (8.4 s before); 1–5 % of the whole run. Whole run
+ * vs torch on PGlite, --rounds 3 at load 4.5–5.2: 1.02, 1.17, 1.29× (earlier rounds at other loads 0.60–1.22×;
+ * before: 0.73–0.99×); on PostgreSQL 0.51–1.96× (before 1.13×): the pass and lens ratios swing that much between
+ * rounds on the shared machine (torch 296–810 tok/s).
  * As a path of bench/vs-torch.ts (`--paths build`, not run by default: its setup takes minutes). Alone:
  * node --import tsx bench/vs-torch-build.ts [--tokens 16384] [--threads 0] [--rounds 1] [--worker (encode thread)]
+ * [--database-url postgres://… (publish into PostgreSQL: the first run there registers the checkpoint and
+ * imports the dictionary, minutes)]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -23,7 +29,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { openDatabase } from '../src/db/client.js';
-import { requireModel } from '../src/db/catalog.js';
+import { getModels, requireModel } from '../src/db/catalog.js';
+import { registerModel } from '../src/app/register-model.js';
+import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus } from '../src/engine/dashboards/corpus.js';
@@ -40,6 +48,8 @@ const CONTEXT = Number(arg('context', '64'));
 const LAYER = Number(arg('layer', '8'));
 const BATCH = Math.max(1, Math.floor(4096 / CONTEXT));
 const TOL = 1e-4;
+const DATABASE_URL = arg('database-url', '');
+const BACKEND = DATABASE_URL ? 'PostgreSQL' : 'PGlite';
 
 /** The build's inputs on both sides; `atlas` runs one whole build and reports its phases. */
 async function prepare(ctx: Omit<PathContext, 'torch'> & { torch: Pick<PathContext['torch'], 'call'> }) {
@@ -49,7 +59,12 @@ async function prepare(ctx: Omit<PathContext, 'torch'> & { torch: Pick<PathConte
     await setup(DIR);
   }
   const dataDir = join(DIR, 'data');
-  const database = await openDatabase({ dataDir });
+  const database = await openDatabase({ dataDir, databaseUrl: DATABASE_URL || undefined });
+  if ((await getModels(database, ['gpt2-bench'])).length === 0) {
+    ctx.log('registering the checkpoint and importing the dictionary into the PostgreSQL database (minutes) …');
+    await registerModel(database, { id: 'gpt2-bench', path: join(DIR, 'gpt2'), name: 'gpt2-bench', prependBos: true });
+    await importDictionary(database, { path: join(DIR, 'sae'), modelId: 'gpt2-bench', id: 'bench', dataDir });
+  }
   const registry = new EngineRegistry({ dataDir, device: 'cpu', threads: ctx.threads }, database);
   const corpus = join(DIR, 'corpus.txt');
   // The same contexts the build reads, right-padded, for the torch side.
@@ -215,7 +230,7 @@ async function main(): Promise<void> {
       }
       console.log(
         '\n| round | atlas pass tok/s | torch pass tok/s | atlas ÷ torch | atlas + lens | torch + lens | ' +
-          'atlas ÷ torch | atlas whole (PGlite) | torch whole | atlas ÷ torch | load |',
+          `atlas ÷ torch | atlas whole (${BACKEND}) | torch whole | atlas ÷ torch | load |`,
       );
       console.log('|---|---|---|---|---|---|---|---|---|---|---|');
       for (const row of rows) console.log(row);

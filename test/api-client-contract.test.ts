@@ -60,8 +60,9 @@ describe('client contract', () => {
           FIXTURE.dict,
         ]);
         await db.query(
-          `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
-           SELECT $1, i, s, 0, 5, s, 1 FROM generate_series(0, 2) i, unnest(ARRAY['positive', 'negative']) s`,
+          `INSERT INTO feature_logits (dictionary_id, feature_idx, positive_token_ids, positive_tokens,
+             positive_weights, negative_token_ids, negative_tokens, negative_weights)
+           SELECT $1, i, '{5}', '["positive"]', '{1}', '{5}', '["negative"]', '{1}' FROM generate_series(0, 2) i`,
           [FIXTURE.dict],
         );
         const [e] = await insertExplanations(db, [

@@ -333,8 +333,16 @@ lens and labels match`, async () => {
         'SELECT dictionary_id, idx, density, max_activation, histogram, label FROM features ORDER BY dictionary_id, ' +
           'idx',
       ),
-      examples: await database.query('SELECT count(*)::int AS n, sum(max_value)::float8 AS s FROM activation_examples'),
-      logits: await database.query('SELECT count(*)::int AS n, sum(weight)::float8 AS s FROM logit_tokens'),
+      examples: await database.query(
+        'SELECT count(*)::int AS n, sum(m)::float8 AS s FROM feature_examples, unnest(max_values) AS m',
+      ),
+      contexts: await database.query(
+        'SELECT count(*)::int AS n, sum(length(tokens::text) + cardinality(token_ids))::int AS s FROM example_contexts',
+      ),
+      logits: await database.query(
+        'SELECT count(*)::int AS n, sum(w)::float8 AS s, sum(i)::float8 AS ids FROM feature_logits, ' +
+          'unnest(positive_weights || negative_weights, positive_token_ids || negative_token_ids) AS u(w, i)',
+      ),
     });
     // A published build to protect, whichever tests ran before this one.
     await buildDashboards(database, registry, { dictionaryIds: ['sae-standard'], corpus, context: 8, batch: 4 });
@@ -359,15 +367,9 @@ lens and labels match`, async () => {
       for (let i = 0; i < 5000; i++) {
         if (++n > 2500) throw new Error('disk full (injected)');
         yield {
-          featureIdx: i % D_SAE,
+          featureIdx: i,
           kind: 'top' as const,
-          band: null,
-          rank: i,
-          tokens: ['x'],
-          tokenIds: [1],
-          values: [1],
-          maxValue: 1,
-          maxPosition: 0,
+          examples: [{ context: 0, band: null, positions: [0], values: [1], maxValue: 1, maxPosition: 0 }],
         };
       }
     }
@@ -392,6 +394,7 @@ lens and labels match`, async () => {
             histogram: { edges: [1, 2], counts: [1] },
             label: 'broken',
           })),
+          contexts: [{ id: 0, tokens: ['x'], tokenIds: [1] }],
           examples: failing(),
           logits: [],
         },

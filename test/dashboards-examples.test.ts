@@ -73,7 +73,18 @@ test('top examples equal the brute-force top contexts per feature, through compa
     tokenizer: { tokenText: (id: number) => `t${id}` },
   } as unknown as LoadedModel;
   const dash = await build.finish(model, { corpus: 'c', builtAt: 'now', session: { device: 'cpu', threads: 1 } });
-  const got = [...dash.examples].filter((e) => e.kind === 'top');
+  // Stored sparse, against contexts listed once: densified here as the catalog's readers do.
+  const contexts = new Map([...dash.contexts].map((c) => [c.id, Array.from(c.tokenIds)]));
+  const got = [...dash.examples]
+    .filter((fe) => fe.kind === 'top')
+    .flatMap((fe) =>
+      fe.examples.map((e, rank) => {
+        const tokenIds = contexts.get(e.context)!;
+        const values = new Array<number>(tokenIds.length).fill(0);
+        Array.from(e.positions).forEach((p, j) => (values[p] = e.values[j]));
+        return { featureIdx: fe.featureIdx, rank, tokenIds, values, maxValue: e.maxValue, maxPosition: e.maxPosition };
+      }),
+    );
 
   const want: { f: number; seq: number; values: number[]; max: number; at: number }[] = [];
   for (let f = 0; f < D_SAE; f++) {

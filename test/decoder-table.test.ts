@@ -120,7 +120,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       }
     });
 
-    it('migration 0009 rebuilds HNSW indexes of dictionaries up to 262,144 features as IVFFlat', async (t) => {
+    it('the IVFFlat migration rebuilds HNSW indexes of dictionaries up to 262,144 features as IVFFlat', async (t) => {
       const opened = await openTestDatabase(backend);
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;

@@ -1,26 +1,37 @@
 /**
- * Activation examples store per-token values as float4[] and token ids as int4[] (migration
- * *_packed_example_values.sql). Rows written as jsonb before that migration read back identical
- * after it, and freshly published rows read back as the shortest decimal of each value's float32.
+ * Dashboards are stored compactly (migration *_compact_dashboards.sql, docs/decisions/0007): each
+ * example context once per dictionary, a feature's examples of one kind in one row, per-token values
+ * as (position, value) pairs where nonzero, a feature's logit lens in one row.
+ * - Rows written in the earlier layouts (a row per example with jsonb values, then float4[]/int4[]; a
+ *   row per logit token) read back identical after the migrations;
+ * - published examples read back with dense per-token values, each the shortest decimal of its float32;
+ * - a build's published examples read back equal a brute-force reference over the same codes.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR } from '../src/paths.js';
-import { getTopActivations, publishDashboards } from '../src/db/dashboards.js';
+import type { Database } from '../src/db/client.js';
+import { getLogitTokens, getQuantileExamples, getTopActivations, publishDashboards } from '../src/db/dashboards.js';
+import { DictionaryBuild } from '../src/engine/dashboards/dictionary-build.js';
+import { TOP_EXAMPLES } from '../src/engine/dashboards/top-examples.js';
+import { mulberry32 } from '../src/engine/random.js';
+import type { SaeEncoder, SaeEncoding } from '../src/engine/sae/encoder.js';
+import type { LoadedModel } from '../src/engine/model/types.js';
 import { openTestDatabase, type Backend } from './helpers/atlas-server.js';
 
-const MIGRATION = readdirSync(MIGRATIONS_DIR).find((f) => f.endsWith('_packed_example_values.sql'))!;
+const MIGRATIONS = readdirSync(MIGRATIONS_DIR)
+  .filter((f) => /^\d{4}_.*\.sql$/.test(f))
+  .sort();
 
-async function seedDictionary(q: (sql: string) => Promise<unknown>): Promise<void> {
-  await q(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length, prepend_bos,
-    hook_points, source_path, source_format)
-    VALUES ('m', 'm', 'gpt2', 2, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
-  await q(`INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture, source_format, state,
-    prepend_bos) VALUES ('d', 'm', 'd', 'h', 2, 2, 'standard', 'saelens', 'ready', false)`);
-  await q(`INSERT INTO features (dictionary_id, idx, decoder_norm) VALUES ('d', 0, 1), ('d', 1, 1)`);
-  await q(`INSERT INTO feature_decoders (dictionary_id, idx, decoder) VALUES ('d', 0, '[1,0]'), ('d', 1, '[0,1]')`);
+/** The migrations before the one tagged `tag` (before: true), or it and those after. */
+async function migrate(database: Database, tag: string, before: boolean): Promise<void> {
+  const at = MIGRATIONS.findIndex((f) => f.endsWith(`_${tag}.sql`));
+  assert.ok(at > 0, `migration ${tag}`);
+  for (const file of before ? MIGRATIONS.slice(0, at) : MIGRATIONS.slice(at))
+    for (const statement of readFileSync(join(MIGRATIONS_DIR, file), 'utf8').split('--> statement-breakpoint'))
+      await database.query(statement);
 }
 
 /** The shortest decimal that reads back as the float32 nearest v (what PostgreSQL prints for real). */
@@ -33,22 +44,97 @@ function shortestFloat32(v: number): number {
   return f;
 }
 
+interface OldRow {
+  d: string;
+  f: number;
+  kind: 'top' | 'quantile';
+  band: number | null;
+  rank: number;
+  ctx: { tokens: string[]; tokenIds: number[] };
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
+}
+
+const A = { tokens: ['a', ' b', 'c', '\td'], tokenIds: [7, 0, 65535, 3] };
+const B = { tokens: ['x', '"y"'], tokenIds: [1, 2] };
+// A's token ids with other texts (an import's token that is not one of the vocabulary's).
+const A2 = { tokens: ['a', ' b', 'c', 'D'], tokenIds: [7, 0, 65535, 3] };
+// Inserted out of reading order; values written as the shortest decimals of their float32s.
+const OLD_ROWS: OldRow[] = [
+  { d: 'd', f: 0, kind: 'top', band: null, rank: 1, ctx: B, values: [0, 2.5], maxValue: 2.5, maxPosition: 1 },
+  {
+    d: 'd',
+    f: 0,
+    kind: 'top',
+    band: null,
+    rank: 0,
+    ctx: A,
+    values: [0, 0.1, 12345.678, -2.5e-7],
+    maxValue: 12345.678,
+    maxPosition: 2,
+  },
+  { d: 'd', f: 0, kind: 'top', band: null, rank: 2, ctx: A, values: [0, 0, 0, 0], maxValue: 0, maxPosition: 0 },
+  {
+    d: 'd',
+    f: 0,
+    kind: 'quantile',
+    band: 1,
+    rank: 0,
+    ctx: A2,
+    values: [3.4028235e38, 0, 0, 1],
+    maxValue: 3.4028235e38,
+    maxPosition: 0,
+  },
+  { d: 'd', f: 0, kind: 'quantile', band: 0, rank: 1, ctx: B, values: [0.5, 0], maxValue: 0.5, maxPosition: 0 },
+  {
+    d: 'd',
+    f: 0,
+    kind: 'quantile',
+    band: 0,
+    rank: 0,
+    ctx: A,
+    values: [0, 0, 1e-30, 0.75],
+    maxValue: 0.75,
+    maxPosition: 3,
+  },
+  { d: 'd', f: 1, kind: 'top', band: null, rank: 0, ctx: A, values: [1, 2, 3, 4], maxValue: 4, maxPosition: 3 },
+  { d: 'e', f: 0, kind: 'top', band: null, rank: 0, ctx: B, values: [0, 7], maxValue: 7, maxPosition: 1 },
+];
+
+/** What the readers listed for these rows before: by feature, band (top first) and rank. */
+function oldReading(kind: 'top' | 'quantile'): Map<string, Record<string, unknown>[]> {
+  const out = new Map<string, Record<string, unknown>[]>();
+  const rows = OLD_ROWS.filter((r) => r.kind === kind).sort(
+    (x, y) => (x.band ?? -1) - (y.band ?? -1) || x.rank - y.rank,
+  );
+  for (const r of rows) {
+    const key = `${r.d}:${r.f}`;
+    const e = { ...r.ctx, values: r.values, maxValue: r.maxValue, maxPosition: r.maxPosition };
+    out.set(key, [...(out.get(key) ?? []), kind === 'top' ? e : { ...e, band: r.band }]);
+  }
+  return out;
+}
+
+const KEYS = [
+  { dictionaryId: 'd', index: 0 },
+  { dictionaryId: 'd', index: 1 },
+  { dictionaryId: 'd', index: 2 },
+  { dictionaryId: 'e', index: 0 },
+];
+
 for (const backend of ['pglite', 'postgres'] as Backend[]) {
-  describe(`packed example values on ${backend}`, () => {
-    it('jsonb rows written before the migration read back identical after it', async (t) => {
-      const opened = await openTestDatabase(backend);
+  describe(`example storage on ${backend}`, () => {
+    it('jsonb rows written before the packed arrays read back identical after every migration', async (t) => {
+      const opened = await openTestDatabase(backend, { migrate: false });
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        await seedDictionary((sql) => database.query(sql));
-        // Back to the storage before the migration, with a row as the old publisher wrote it.
-        await database.query(`ALTER TABLE activation_examples ALTER COLUMN token_ids SET DATA TYPE jsonb USING
-          to_jsonb(token_ids), ALTER COLUMN "values" SET DATA TYPE jsonb USING to_jsonb("values")`);
+        await migrate(database, 'packed_example_values', true);
         await database.query(`INSERT INTO activation_examples (dictionary_id, feature_idx, kind, rank, tokens,
           token_ids, "values", max_value, max_position) VALUES ('d', 0, 'top', 0, '["a", "\\tb", "c"]',
           '[7, 0, 65535]', '[0, 0.1, 12345.678, -2.5e-7, 3.4028235e38]', 12345.678, 2)`);
-        for (const statement of readFileSync(join(MIGRATIONS_DIR, MIGRATION), 'utf8').split('--> statement-breakpoint'))
-          await database.query(statement);
+        await migrate(database, 'packed_example_values', false);
         const read = await getTopActivations(database, [{ dictionaryId: 'd', index: 0 }]);
         assert.deepEqual(read.get('d:0'), [
           {
@@ -64,33 +150,109 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       }
     });
 
-    it('published rows travel by binary COPY and read back as the shortest float32 decimals', async (t) => {
+    it('rows of one example each read back identical after the move to the compact layout', async (t) => {
+      const opened = await openTestDatabase(backend, { migrate: false });
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        await migrate(database, 'compact_dashboards', true);
+        for (const r of OLD_ROWS) {
+          await database.query(
+            `INSERT INTO activation_examples (dictionary_id, feature_idx, kind, band, rank, tokens, token_ids,
+              "values", max_value, max_position) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)`,
+            [
+              r.d,
+              r.f,
+              r.kind,
+              r.band,
+              r.rank,
+              JSON.stringify(r.ctx.tokens),
+              r.ctx.tokenIds,
+              r.values,
+              r.maxValue,
+              r.maxPosition,
+            ],
+          );
+        }
+        await migrate(database, 'compact_dashboards', false);
+        assert.deepEqual(await getTopActivations(database, KEYS), oldReading('top'));
+        assert.deepEqual(await getQuantileExamples(database, KEYS), oldReading('quantile'));
+        // Each distinct context once per dictionary: A, B and A2 for d, B for e.
+        const contexts = await database.query<{ d: string; n: number }>(
+          'SELECT dictionary_id AS d, count(*)::int AS n FROM example_contexts GROUP BY 1 ORDER BY 1',
+        );
+        assert.deepEqual(contexts, [
+          { d: 'd', n: 3 },
+          { d: 'e', n: 1 },
+        ]);
+      } finally {
+        await opened.cleanup();
+      }
+    });
+
+    it('logit tokens written a row each read back identical after the move to a row per feature', async (t) => {
+      const opened = await openTestDatabase(backend, { migrate: false });
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        await migrate(database, 'compact_dashboards', true);
+        const rows: [string, number, 'positive' | 'negative', number, number, string, number][] = [
+          ['d', 0, 'positive', 1, 9, ' b', 0.25],
+          ['d', 0, 'negative', 0, 0, '<0x00>\\', -1e-30],
+          ['d', 0, 'positive', 0, 7, 'é', 12345.678],
+          ['d', 1, 'positive', 0, 3, '"', 1],
+          ['e', 0, 'negative', 0, 4, 'z', -2.5],
+        ];
+        for (const r of rows) {
+          await database.query(
+            `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight)
+              VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+            r,
+          );
+        }
+        await migrate(database, 'compact_dashboards', false);
+        const want = new Map<string, Record<'positive' | 'negative', unknown[]>>();
+        for (const [d, f, sign, , tokenId, token, weight] of [...rows].sort((a, b) => a[3] - b[3])) {
+          const entry = want.get(`${d}:${f}`) ?? { positive: [], negative: [] };
+          entry[sign].push({ token, tokenId, weight });
+          want.set(`${d}:${f}`, entry);
+        }
+        assert.deepEqual(await getLogitTokens(database, KEYS), want);
+      } finally {
+        await opened.cleanup();
+      }
+    });
+
+    it('published examples travel by binary COPY and read back dense, as the shortest float32 decimals', async (t) => {
       const opened = await openTestDatabase(backend);
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        await seedDictionary((sql) => database.query(sql));
-        const values = [0, Math.PI, -1 / 3, 1e-30, 65504.123456789];
+        const context = { id: 41, tokens: ['é', '"q"', '\\', 'x\ny', '🙂'], tokenIds: [1, 2, 3, 4, 2 ** 31 - 1] };
         const example = {
-          featureIdx: 1,
-          kind: 'top' as const,
+          context: 41,
           band: null,
-          rank: 0,
-          tokens: ['é', '"q"', '\\', 'x\ny', '🙂'],
-          tokenIds: [1, 2, 3, 4, 2 ** 31 - 1],
-          values,
+          positions: [3, 1, 4],
+          values: [1e-30, Math.PI, 65504.123456789],
           maxValue: Math.PI,
           maxPosition: 1,
         };
         await publishDashboards(database, [
-          { dictionaryId: 'd', stats: null, features: [], examples: [example], logits: [] },
+          {
+            dictionaryId: 'd',
+            stats: null,
+            features: [],
+            contexts: [context],
+            examples: [{ featureIdx: 1, kind: 'top', examples: [example] }],
+            logits: [],
+          },
         ]);
         const read = await getTopActivations(database, [{ dictionaryId: 'd', index: 1 }]);
         assert.deepEqual(read.get('d:1'), [
           {
-            tokens: example.tokens,
-            tokenIds: example.tokenIds,
-            values: values.map(shortestFloat32),
+            tokens: context.tokens,
+            tokenIds: context.tokenIds,
+            values: [0, shortestFloat32(Math.PI), 0, 1e-30, shortestFloat32(65504.123456789)],
             maxValue: shortestFloat32(Math.PI),
             maxPosition: 1,
           },
@@ -99,5 +261,107 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
         await opened.cleanup();
       }
     });
+
+    it("a build's examples read back with the per-token values of a brute-force reference", async (t) => {
+      const opened = await openTestDatabase(backend);
+      if ('skip' in opened) return t.skip(opened.skip);
+      const { database } = opened;
+      try {
+        const { codes, dashboard } = await syntheticBuild();
+        await publishDashboards(database, [{ ...dashboard, stats: null }]);
+        const keys = Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: 'd', index }));
+        const top = await getTopActivations(database, keys);
+        const quantile = await getQuantileExamples(database, keys);
+        // The reference: feature f's values at each position of context seq, straight from the codes.
+        const valuesOf = (f: number, seq: number) => codes[seq].map((row) => row.find((c) => c.f === f)?.v ?? 0);
+        const seqOf = (tokenIds: number[]) => (tokenIds[0] - 100) / LEN;
+        let quantileExamples = 0;
+        for (let f = 0; f < D_SAE; f++) {
+          const fired = codes
+            .map((_, seq) => ({ seq, values: valuesOf(f, seq) }))
+            .map((c) => ({ ...c, max: Math.max(...c.values) }))
+            .filter((c) => c.max > 0)
+            .sort((a, b) => b.max - a.max || a.seq - b.seq);
+          assert.deepEqual(
+            top.get(`d:${f}`) ?? [],
+            fired.slice(0, TOP_EXAMPLES).map((c) => ({
+              tokens: Array.from({ length: LEN }, (_, p) => `t${100 + c.seq * LEN + p}`),
+              tokenIds: Array.from({ length: LEN }, (_, p) => 100 + c.seq * LEN + p),
+              values: c.values,
+              maxValue: c.max,
+              maxPosition: c.values.indexOf(c.max),
+            })),
+            `feature ${f} top examples`,
+          );
+          for (const e of quantile.get(`d:${f}`) ?? []) {
+            const values = valuesOf(f, seqOf(e.tokenIds));
+            assert.deepEqual(e.values, values, `feature ${f} quantile example values`);
+            assert.equal(e.maxValue, Math.max(...values));
+            assert.equal(e.maxPosition, values.indexOf(e.maxValue));
+            quantileExamples++;
+          }
+        }
+        assert.ok(quantileExamples >= D_SAE, `${quantileExamples} quantile examples`);
+      } finally {
+        await opened.cleanup();
+      }
+    });
   });
+}
+
+const D_SAE = 12;
+const D_IN = 4;
+const K = 3;
+const LEN = 6; // tokens per context after BOS
+const BATCH = 5;
+const BATCHES = 12;
+
+/**
+ * DictionaryBuild over planted codes: per context and position, K distinct features with values on a
+ * coarse grid (so several contexts tie); context seq's tokens are 100 + seq · LEN + position.
+ */
+async function syntheticBuild() {
+  const rand = mulberry32(11);
+  const codes: { f: number; v: number }[][][] = [];
+  for (let s = 0; s < BATCH * BATCHES; s++) {
+    codes.push(
+      Array.from({ length: LEN }, () => {
+        const fs = new Set<number>();
+        while (fs.size < K) fs.add(Math.floor(rand() * D_SAE));
+        return [...fs].map((f) => ({ f, v: Math.ceil(rand() * 8) / 4 })).sort((a, b) => b.v - a.v);
+      }),
+    );
+  }
+  let next = 0;
+  const encoder = {
+    config: { architecture: 'topk', k: K, dSae: D_SAE, dIn: D_IN },
+    encode: async (x: Float32Array, n: number): Promise<SaeEncoding> => {
+      const indices = new Int32Array(n * K);
+      const values = new Float32Array(n * K);
+      for (let r = 0; r < n; r++) {
+        codes[next + Math.floor(r / LEN)][r % LEN].forEach((c, j) => {
+          indices[r * K + j] = c.f;
+          values[r * K + j] = c.v;
+        });
+      }
+      next += n / LEN;
+      return { width: K, indices, values, l0: new Int32Array(n).fill(K), xHat: new Float32Array(x.length) };
+    },
+  } as unknown as SaeEncoder;
+  const dict = { id: 'd', dIn: D_IN, dSae: D_SAE, hookPoint: 'h', hookPointOut: null, weightsPath: null };
+  const build = new DictionaryBuild({ ...dict, prependBos: true }, encoder, 0);
+  for (let b = 0; b < BATCHES; b++) {
+    const contexts = Array.from({ length: BATCH }, (_, i) => {
+      const seq = b * BATCH + i;
+      return { ids: [0, ...Array.from({ length: LEN }, (_, p) => 100 + seq * LEN + p)], bos: true, seq };
+    });
+    const data = Float32Array.from({ length: BATCH * (LEN + 1) * D_IN }, () => rand());
+    await build.consume(contexts, { dims: [BATCH, LEN + 1, D_IN], data });
+  }
+  const model = {
+    unembedding: () => null,
+    tokenizer: { tokenText: (id: number) => `t${id}` },
+  } as unknown as LoadedModel;
+  const dashboard = await build.finish(model, { corpus: 'c', builtAt: 'now', session: { device: 'cpu', threads: 1 } });
+  return { codes, dashboard };
 }

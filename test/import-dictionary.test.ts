@@ -316,12 +316,15 @@ for (const backend of BACKENDS) {
         /--replace/,
       );
       assert.equal(await snapshot(db), before);
-      await db.query(`INSERT INTO activation_examples (dictionary_id, feature_idx, kind, rank, tokens, token_ids,
-      "values", max_value, max_position)
-        VALUES ('dup', 0, 'top', 0, '["a"]', '{1}', '{1}', 1, 0)`);
+      await db.query(`INSERT INTO example_contexts (dictionary_id, context, tokens, token_ids)
+        VALUES ('dup', 0, '["a"]', '{1}')`);
+      await db.query(`INSERT INTO feature_examples (dictionary_id, feature_idx, kind, contexts, max_values,
+        max_positions, counts, positions, "values")
+        VALUES ('dup', 0, 'top', '{0}', '{1}', '{0}', '{1}', '{0}', '{1}')`);
       await db.query(
-        `INSERT INTO logit_tokens (dictionary_id, feature_idx, sign, rank, token_id, token, weight) VALUES ('dup', ` +
-          `0, 'positive', 0, 1, 'a', 1)`,
+        `INSERT INTO feature_logits (dictionary_id, feature_idx, positive_token_ids, positive_tokens, ` +
+          `positive_weights, negative_token_ids, negative_tokens, negative_weights) ` +
+          `VALUES ('dup', 0, '{1}', '["a"]', '{1}', '{}', '[]', '{}')`,
       );
       const fx2 = writeSaeFixture(join(files.dir, 'dup2'), {
         format: 'saelens',
@@ -344,8 +347,9 @@ for (const backend of BACKENDS) {
       assert.equal(n, 48);
       // The old dictionary's dashboard rows go with it.
       const [{ e }] = await db.query<{ e: number }>(
-        "SELECT (SELECT count(*) FROM activation_examples WHERE dictionary_id = 'dup') + (SELECT count(*) FROM " +
-          "logit_tokens WHERE dictionary_id = 'dup') AS e",
+        "SELECT (SELECT count(*) FROM feature_examples WHERE dictionary_id = 'dup') + " +
+          "(SELECT count(*) FROM example_contexts WHERE dictionary_id = 'dup') + " +
+          "(SELECT count(*) FROM feature_logits WHERE dictionary_id = 'dup') AS e",
       );
       assert.equal(Number(e), 0);
     });

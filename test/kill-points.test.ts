@@ -175,7 +175,10 @@ describe('kill at every fault point', () => {
       const snapshot = async (d: Database) => ({
         stats: await d.query('SELECT stats FROM dictionaries'),
         features: await d.query('SELECT idx, density, max_activation FROM features ORDER BY idx'),
-        examples: await d.query('SELECT count(*)::int AS n, sum(max_value)::float8 AS s FROM activation_examples'),
+        examples: await d.query(
+          'SELECT count(*)::int AS n, sum(m)::float8 AS s FROM feature_examples, unnest(max_values) AS m',
+        ),
+        contexts: await d.query('SELECT context, tokens, token_ids FROM example_contexts ORDER BY context'),
       });
       for (const point of BUILD_POINTS) {
         const before = await openDatabase({ dataDir });
@@ -193,7 +196,9 @@ describe('kill at every fault point', () => {
         assert.equal(await new Promise((r) => child.on('exit', r)), 0, `${point}: the re-run completes`);
         const done = await openDatabase({ dataDir });
         try {
-          const [{ n }] = await done.query<{ n: number }>('SELECT count(*)::int AS n FROM activation_examples');
+          const [{ n }] = await done.query<{ n: number }>(
+            'SELECT count(*)::int AS n FROM feature_examples, unnest(max_values)',
+          );
           assert.ok(n > 0, `${point}: the re-run published examples`);
         } finally {
           await done.close();

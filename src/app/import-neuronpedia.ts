@@ -52,11 +52,18 @@ export async function importNeuronpedia(
         `again:\n${listed}${more}`,
     );
   }
-  if (data.features.length + data.examples.length + data.explanations.length === 0) {
+  if (data.features.length + data.exampleCount + data.explanations.length === 0) {
     throw new AtlasError('BAD_FILE', `${dir} holds no features, activations or explanations.`);
   }
   await publishDashboards(database, [
-    { dictionaryId: dict.id, stats: null, features: data.features, examples: data.examples, logits: data.logits },
+    {
+      dictionaryId: dict.id,
+      stats: null,
+      features: data.features,
+      contexts: data.contexts,
+      examples: data.examples,
+      logits: data.logits,
+    },
   ]);
   if (data.explanations.length) {
     await insertExplanations(
@@ -72,8 +79,8 @@ export async function importNeuronpedia(
   }
   return {
     features: data.features.length,
-    examples: data.examples.length,
-    logits: data.logits.length,
+    examples: data.exampleCount,
+    logits: data.logits.reduce((n, l) => n + l.positive.length + l.negative.length, 0),
     explanations: data.explanations.length,
   };
 }

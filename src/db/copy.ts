@@ -121,12 +121,12 @@ export class BinaryRows {
     return this;
   }
 
-  int4Array(values: ArrayLike<number>): this {
-    return this.array(INT4_OID, values, false);
+  int4Array(values: ArrayLike<number> | null): this {
+    return values === null ? this.nullField() : this.array(INT4_OID, values, false);
   }
 
-  float4Array(values: ArrayLike<number>): this {
-    return this.array(FLOAT4_OID, values, true);
+  float4Array(values: ArrayLike<number> | null): this {
+    return values === null ? this.nullField() : this.array(FLOAT4_OID, values, true);
   }
 
   /** pgvector `vector`: dim, an unused 16-bit word, then the components. */

@@ -3,19 +3,27 @@
  * the API.
  *
  * Publishing happens in one transaction for every dictionary of a build: the features' statistic
- * columns and automatic labels, the dictionary's activation examples and logit tokens (old rows
+ * columns and automatic labels, the dictionary's activation examples and logit lens (old rows
  * deleted, new ones inserted) and dictionaries.stats. Readers see the previous dashboards or the new
  * ones, never a mix, and an interrupted or failed publish leaves the previous ones intact. Labels a
  * person or tool set (label_source other than 'auto') are never overwritten. Rows travel by binary
- * COPY inside the transaction (src/db/copy.ts), which both backends accept alike; per-token values
- * and token ids are stored as packed float4[]/int4[] (4 bytes a value, no JSON on either side).
+ * COPY inside the transaction (src/db/copy.ts), which both backends accept alike.
+ *
+ * Stored a row per feature (docs/decisions/0007-compact-dashboard-rows.md), not a row per example or
+ * logit token: a build keeps up to 45 examples and 20 logit tokens for each of tens of thousands of
+ * features, while its examples come from a few hundred contexts and a feature is nonzero at few
+ * positions of each. So each context (token texts and ids) is stored once per dictionary in
+ * example_contexts; a feature's examples of one kind are one feature_examples row of packed arrays
+ * (per example its context, band, largest activation and its position, and how many of the
+ * (position, value) pairs in positions/values, where its per-token values are nonzero, are its own);
+ * a feature's logit lens is one feature_logits row. Readers rebuild each example's dense per-token
+ * values (0 elsewhere) and list everything in the order and form the API always returned.
  */
 import type { CopyIn, Database, Query } from './client.js';
-import { binaryTuples } from './copy.js';
+import { binaryTuples, type BinaryRows } from './copy.js';
 import { faultPoint } from '../faults.js';
 import type { DictionaryStats } from './schema.js';
 import { featureKey, featureKeyJoin, featureKeyParams, type FeatureKey } from './features.js';
-import { groupBy } from '../group-by.js';
 import { replaceCoActivations, type CoActivationSet } from './co-activations.js';
 
 export interface FeatureStatsRow {
@@ -28,26 +36,44 @@ export interface FeatureStatsRow {
   label: string | null;
 }
 
-export interface ExampleRow {
-  featureIdx: number;
-  kind: 'top' | 'quantile';
-  band: number | null;
-  rank: number;
+/** A context examples were taken from, stored once per dictionary; `id` is the key its examples give. */
+export interface ExampleContext {
+  id: number;
   tokens: string[];
   tokenIds: ArrayLike<number>;
-  /** Stored as float4, so the values read back are the float32 roundings of these. */
+}
+
+/** One example: its context's per-token values are `values` at `positions` and 0 elsewhere. */
+export interface StoredExample {
+  context: number;
+  /** Quantile band (0 = lowest); ignored for top examples. */
+  band: number | null;
+  positions: ArrayLike<number>;
+  /** Stored as float4, so the values read back are the float32 roundings of these (maxValue too). */
   values: ArrayLike<number>;
   maxValue: number;
   maxPosition: number;
 }
 
-export interface LogitRow {
+/** A feature's examples of one kind as readers list them: top strongest first; quantile by band, then rank. */
+export interface FeatureExamples {
   featureIdx: number;
-  sign: 'positive' | 'negative';
-  rank: number;
+  kind: 'top' | 'quantile';
+  examples: StoredExample[];
+}
+
+export interface LogitTokenRow {
   tokenId: number;
   token: string;
+  /** Stored as float4. */
   weight: number;
+}
+
+/** A feature's logit lens: promoted tokens highest weight first, suppressed ones lowest first. */
+export interface FeatureLogitRow {
+  featureIdx: number;
+  positive: LogitTokenRow[];
+  negative: LogitTokenRow[];
 }
 
 export interface DictionaryDashboard {
@@ -55,8 +81,46 @@ export interface DictionaryDashboard {
   /** null keeps the dictionary's statistics (an import of dashboards computed elsewhere has none). */
   stats: DictionaryStats | null;
   features: Iterable<FeatureStatsRow>;
-  examples: Iterable<ExampleRow>;
-  logits: Iterable<LogitRow>;
+  /** Every context the examples refer to. */
+  contexts: Iterable<ExampleContext>;
+  examples: Iterable<FeatureExamples>;
+  logits: Iterable<FeatureLogitRow>;
+}
+
+/** The feature_examples columns after dictionary_id, each array filled in one pass over the examples. */
+function writeFeatureExamples(out: BinaryRows, { featureIdx, kind, examples }: FeatureExamples): void {
+  const n = examples.length;
+  const contexts = new Int32Array(n);
+  const bands = new Int32Array(n);
+  const maxValues = new Float32Array(n);
+  const maxPositions = new Int32Array(n);
+  const counts = new Int32Array(n);
+  let pairs = 0;
+  for (const e of examples) pairs += e.positions.length;
+  const positions = new Int32Array(pairs);
+  const values = new Float32Array(pairs);
+  let at = 0;
+  examples.forEach((e, i) => {
+    contexts[i] = e.context;
+    bands[i] = e.band ?? 0;
+    maxValues[i] = e.maxValue;
+    maxPositions[i] = e.maxPosition;
+    counts[i] = e.positions.length;
+    for (let j = 0; j < e.positions.length; j++, at++) {
+      positions[at] = e.positions[j];
+      values[at] = e.values[j];
+    }
+  });
+  out
+    .int4(featureIdx)
+    .text(kind)
+    .int4Array(contexts)
+    .int4Array(kind === 'top' ? null : bands)
+    .float4Array(maxValues)
+    .int4Array(maxPositions)
+    .int4Array(counts)
+    .int4Array(positions)
+    .float4Array(values);
 }
 
 async function publishOne(q: Query, copy: CopyIn, d: DictionaryDashboard): Promise<void> {
@@ -91,43 +155,50 @@ async function publishOne(q: Query, copy: CopyIn, d: DictionaryDashboard): Promi
   );
   await q('DROP TABLE feature_stats_in');
   faultPoint('build:publish');
-  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM example_contexts WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM feature_examples WHERE dictionary_id = $1', [id]);
   await copy(
-    'activation_examples',
+    'example_contexts',
+    ['dictionary_id', 'context', 'tokens', 'token_ids'],
+    binaryTuples(d.contexts, (out, c) => out.row(4).text(id).int4(c.id).jsonb(c.tokens).int4Array(c.tokenIds)),
+  );
+  await copy(
+    'feature_examples',
     [
       'dictionary_id',
       'feature_idx',
       'kind',
-      'band',
-      'rank',
-      'tokens',
-      'token_ids',
+      'contexts',
+      'bands',
+      'max_values',
+      'max_positions',
+      'counts',
+      'positions',
       '"values"',
-      'max_value',
-      'max_position',
     ],
-    binaryTuples(d.examples, (out, e) =>
-      out
-        .row(10)
-        .text(id)
-        .int4(e.featureIdx)
-        .text(e.kind)
-        .int4(e.band)
-        .int4(e.rank)
-        .jsonb(e.tokens)
-        .int4Array(e.tokenIds)
-        .float4Array(e.values)
-        .float4(e.maxValue)
-        .int4(e.maxPosition),
-    ),
+    binaryTuples(d.examples, (out, f) => writeFeatureExamples(out.row(10).text(id), f)),
   );
-  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM feature_logits WHERE dictionary_id = $1', [id]);
   await copy(
-    'logit_tokens',
-    ['dictionary_id', 'feature_idx', 'sign', 'rank', 'token_id', 'token', 'weight'],
-    binaryTuples(d.logits, (out, l) =>
-      out.row(7).text(id).int4(l.featureIdx).text(l.sign).int4(l.rank).int4(l.tokenId).text(l.token).float4(l.weight),
-    ),
+    'feature_logits',
+    [
+      'dictionary_id',
+      'feature_idx',
+      'positive_token_ids',
+      'positive_tokens',
+      'positive_weights',
+      'negative_token_ids',
+      'negative_tokens',
+      'negative_weights',
+    ],
+    binaryTuples(d.logits, (out, { featureIdx, positive, negative }) => {
+      out.row(8).text(id).int4(featureIdx);
+      for (const side of [positive, negative])
+        out
+          .int4Array(side.map((t) => t.tokenId))
+          .jsonb(side.map((t) => t.token))
+          .float4Array(side.map((t) => t.weight));
+    }),
   );
   if (d.stats) await q('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [id, JSON.stringify(d.stats)]);
 }
@@ -170,31 +241,57 @@ export interface FeatureLogitTokens {
 
 const KEYS = featureKeyJoin('t', 'feature_idx');
 
-type ExampleDbRow = ActivationExample & { d: string; i: number; band: number | null };
+interface FeatureExamplesDbRow {
+  d: string;
+  i: number;
+  contexts: number[];
+  bands: number[] | null;
+  maxValues: number[];
+  maxPositions: number[];
+  counts: number[];
+  positions: number[];
+  values: number[];
+  /** [context, tokens, token ids] of every context the row refers to. */
+  ctx: [number, string[], number[]][];
+}
 
+/** Each feature's examples of a kind, in stored order, with dense per-token values; one query for all keys. */
 async function examplesOf(
   database: Database,
   keys: readonly FeatureKey[],
   kind: 'top' | 'quantile',
-): Promise<Map<string, ExampleDbRow[]>> {
-  if (keys.length === 0) return new Map();
-  const rows = await database.query<ExampleDbRow>(
-    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.band, t.tokens, t.token_ids AS "tokenIds", t."values",
-      t.max_value AS "maxValue", t.max_position AS "maxPosition"
-     FROM activation_examples t ${KEYS} WHERE t.kind = $3 ORDER BY t.dictionary_id, t.feature_idx, t.band NULLS
-     FIRST, t.rank`,
+): Promise<Map<string, BandExample[]>> {
+  const out = new Map<string, BandExample[]>();
+  if (keys.length === 0) return out;
+  const rows = await database.query<FeatureExamplesDbRow>(
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.contexts, t.bands, t.max_values AS "maxValues",
+      t.max_positions AS "maxPositions", t.counts, t.positions, t."values",
+      (SELECT jsonb_agg(jsonb_build_array(c.context, c.tokens, c.token_ids)) FROM example_contexts c
+       WHERE c.dictionary_id = t.dictionary_id AND c.context = ANY(t.contexts)) AS ctx
+     FROM feature_examples t ${KEYS} WHERE t.kind = $3`,
     [...featureKeyParams(keys), kind],
   );
-  return groupBy(rows, (r) => featureKey({ dictionaryId: r.d, index: r.i }));
+  for (const r of rows) {
+    const contexts = new Map((r.ctx ?? []).map(([id, tokens, tokenIds]) => [id, { tokens, tokenIds }]));
+    let at = 0;
+    const list = r.contexts.map((id, e): BandExample => {
+      const c = contexts.get(id);
+      if (!c) throw new Error(`feature_examples ${r.d}:${r.i} refers to context ${id}, which is not stored`);
+      const values = new Array<number>(c.tokenIds.length).fill(0);
+      for (const end = at + r.counts[e]; at < end; at++) values[r.positions[at]] = r.values[at];
+      return {
+        tokens: c.tokens,
+        tokenIds: c.tokenIds,
+        values,
+        maxValue: r.maxValues[e],
+        maxPosition: r.maxPositions[e],
+        band: r.bands?.[e] ?? 0,
+      };
+    });
+    out.set(featureKey({ dictionaryId: r.d, index: r.i }), list);
+  }
+  return out;
 }
-
-const strip = ({ tokens, tokenIds, values, maxValue, maxPosition }: ExampleDbRow): ActivationExample => ({
-  tokens,
-  tokenIds,
-  values,
-  maxValue,
-  maxPosition,
-});
 
 /** Top examples per feature, strongest first (empty before a build); one query for all keys. */
 export async function getTopActivations(
@@ -202,7 +299,7 @@ export async function getTopActivations(
   keys: readonly FeatureKey[],
 ): Promise<Map<string, ActivationExample[]>> {
   const rows = await examplesOf(database, keys, 'top');
-  return new Map([...rows].map(([k, list]) => [k, list.map(strip)]));
+  return new Map([...rows].map(([k, list]) => [k, list.map(({ band: _, ...e }) => e)]));
 }
 
 /** Quantile-band examples per feature, by band (lowest first) and rank; one query for all keys. */
@@ -210,8 +307,7 @@ export async function getQuantileExamples(
   database: Database,
   keys: readonly FeatureKey[],
 ): Promise<Map<string, BandExample[]>> {
-  const rows = await examplesOf(database, keys, 'quantile');
-  return new Map([...rows].map(([k, list]) => [k, list.map((r) => ({ ...strip(r), band: r.band ?? 0 }))]));
+  return examplesOf(database, keys, 'quantile');
 }
 
 /** Promoted and suppressed tokens per feature; absent before a build or for models without an unembedding. */
@@ -224,20 +320,24 @@ export async function getLogitTokens(
   const rows = await database.query<{
     d: string;
     i: number;
-    sign: 'positive' | 'negative';
-    token: string;
-    tokenId: number;
-    weight: number;
+    pi: number[];
+    pt: string[];
+    pw: number[];
+    ni: number[];
+    nt: string[];
+    nw: number[];
   }>(
-    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.sign, t.token, t.token_id AS "tokenId", t.weight
-     FROM logit_tokens t ${KEYS} ORDER BY t.dictionary_id, t.feature_idx, t.sign, t.rank`,
+    `SELECT t.dictionary_id AS d, t.feature_idx AS i, t.positive_token_ids AS pi, t.positive_tokens AS pt,
+       t.positive_weights AS pw, t.negative_token_ids AS ni, t.negative_tokens AS nt, t.negative_weights AS nw
+     FROM feature_logits t ${KEYS}`,
     featureKeyParams(keys),
   );
-  for (const r of rows) {
-    const k = featureKey({ dictionaryId: r.d, index: r.i });
-    let entry = out.get(k);
-    if (!entry) out.set(k, (entry = { positive: [], negative: [] }));
-    entry[r.sign].push({ token: r.token, tokenId: r.tokenId, weight: r.weight });
-  }
+  const side = (ids: number[], tokens: string[], weights: number[]) =>
+    ids.map((tokenId, r) => ({ token: tokens[r], tokenId, weight: weights[r] }));
+  for (const r of rows)
+    out.set(featureKey({ dictionaryId: r.d, index: r.i }), {
+      positive: side(r.pi, r.pt, r.pw),
+      negative: side(r.ni, r.nt, r.nw),
+    });
   return out;
 }

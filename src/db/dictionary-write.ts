@@ -64,8 +64,9 @@ export async function dictionaryIdsOfModel(database: Database, modelId: string):
 
 async function deleteRows(q: Query, id: string): Promise<void> {
   // Dashboard rows carry no foreign key (they are replaced wholesale by each build), so they go by hand.
-  await q('DELETE FROM activation_examples WHERE dictionary_id = $1', [id]);
-  await q('DELETE FROM logit_tokens WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM feature_examples WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM example_contexts WHERE dictionary_id = $1', [id]);
+  await q('DELETE FROM feature_logits WHERE dictionary_id = $1', [id]);
   await q('DELETE FROM dictionaries WHERE id = $1', [id]);
 }
 

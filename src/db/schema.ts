@@ -164,41 +164,69 @@ export const featureDecoders = pgTable(
   (t) => [primaryKey({ columns: [t.dictionaryId, t.idx] })],
 );
 
-export const activationExamples = pgTable(
-  'activation_examples',
+/**
+ * The contexts a dictionary's activation examples were taken from, each stored once per dictionary
+ * (a build keeps tens of examples per feature but draws them from one corpus, so they share few
+ * contexts). `context` is the example's key: the context's running number in the build's corpus, or
+ * an import's own numbering. Replaced wholesale, with feature_examples, by each publish.
+ */
+export const exampleContexts = pgTable(
+  'example_contexts',
   {
-    id: serial('id').primaryKey(),
+    dictionaryId: text('dictionary_id').notNull(),
+    context: integer('context').notNull(),
+    tokens: jsonb('tokens').$type<string[]>().notNull(),
+    // Packed: 4 bytes a value, written by binary COPY (src/db/dashboards.ts) and read back as numbers.
+    tokenIds: integer('token_ids').array().notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.context] })],
+);
+
+/**
+ * A feature's activation examples of one kind in one row ('top': strongest first; 'quantile': band by
+ * band, lowest first, then by rank). Arrays indexed by example: its context, quantile band, largest
+ * activation and where it is, and how many (position, value) pairs it owns; `positions`/`values` hold
+ * those pairs example after example. An example's per-token values are 0 except at its positions;
+ * there are as many as its context has tokens.
+ */
+export const featureExamples = pgTable(
+  'feature_examples',
+  {
     dictionaryId: text('dictionary_id').notNull(),
     featureIdx: integer('feature_idx').notNull(),
     /** 'top' or 'quantile' */
     kind: text('kind').notNull(),
-    /** Quantile band (0 = lowest) for kind 'quantile'; null for 'top'. */
-    band: integer('band'),
-    rank: integer('rank').notNull(),
-    tokens: jsonb('tokens').$type<string[]>().notNull(),
-    // Packed arrays: 4 bytes a value, written by binary COPY (src/db/dashboards.ts) and read back as numbers.
-    tokenIds: integer('token_ids').array().notNull(),
+    contexts: integer('contexts').array().notNull(),
+    /** Quantile band (0 = lowest) of each example; null for 'top'. */
+    bands: integer('bands').array(),
     /** float4: PostgreSQL prints each as the shortest decimal that reads back as the same float32. */
+    maxValues: real('max_values').array().notNull(),
+    maxPositions: integer('max_positions').array().notNull(),
+    counts: integer('counts').array().notNull(),
+    positions: integer('positions').array().notNull(),
     values: real('values').array().notNull(),
-    maxValue: real('max_value').notNull(),
-    maxPosition: integer('max_position').notNull(),
   },
-  (t) => [index('activation_examples_feature_idx').on(t.dictionaryId, t.featureIdx, t.kind)],
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.kind] })],
 );
 
-export const logitTokens = pgTable(
-  'logit_tokens',
+/**
+ * A feature's logit lens in one row: the promoted tokens (highest weight first) and the suppressed
+ * ones (lowest first), each as parallel arrays of token ids, texts and weights. No row before a build
+ * or for models without an unembedding.
+ */
+export const featureLogits = pgTable(
+  'feature_logits',
   {
     dictionaryId: text('dictionary_id').notNull(),
     featureIdx: integer('feature_idx').notNull(),
-    /** 'positive' (promoted) or 'negative' (suppressed) */
-    sign: text('sign').notNull(),
-    rank: integer('rank').notNull(),
-    tokenId: integer('token_id').notNull(),
-    token: text('token').notNull(),
-    weight: real('weight').notNull(),
+    positiveTokenIds: integer('positive_token_ids').array().notNull(),
+    positiveTokens: jsonb('positive_tokens').$type<string[]>().notNull(),
+    positiveWeights: real('positive_weights').array().notNull(),
+    negativeTokenIds: integer('negative_token_ids').array().notNull(),
+    negativeTokens: jsonb('negative_tokens').$type<string[]>().notNull(),
+    negativeWeights: real('negative_weights').array().notNull(),
   },
-  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx, t.sign, t.rank] })],
+  (t) => [primaryKey({ columns: [t.dictionaryId, t.featureIdx] })],
 );
 
 export const explanations = pgTable(

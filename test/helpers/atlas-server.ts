@@ -31,13 +31,17 @@ export interface TestAtlas {
   close(): Promise<void>;
 }
 
-/** Opens a database on the backend, or returns why it cannot (PostgreSQL not reachable). */
+/**
+ * Opens a database on the backend, or returns why it cannot (PostgreSQL not reachable); migrate: false
+ * leaves it empty (a test of migrations applies them itself).
+ */
 export async function openTestDatabase(
   backend: Backend,
+  { migrate = true }: { migrate?: boolean } = {},
 ): Promise<{ database: Database; cleanup(): Promise<void> } | { skip: string }> {
   if (backend === 'pglite') {
     const dir = mkdtempSync(join(tmpdir(), 'atlas-pglite-'));
-    const database = await openDatabase({ dataDir: dir });
+    const database = await openDatabase({ dataDir: dir, migrate });
     return {
       database,
       cleanup: async () => {
@@ -48,7 +52,7 @@ export async function openTestDatabase(
   }
   const pg = await createTestDatabase();
   if ('skip' in pg) return { skip: pg.skip };
-  const database = await openDatabase({ databaseUrl: pg.url, dataDir: tmpdir() });
+  const database = await openDatabase({ databaseUrl: pg.url, dataDir: tmpdir(), migrate });
   return {
     database,
     cleanup: async () => {

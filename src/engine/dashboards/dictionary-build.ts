@@ -68,25 +68,42 @@ export interface FeatureStatsRow {
   label: string | null;
 }
 
-export interface ExampleRow {
-  featureIdx: number;
-  kind: 'top' | 'quantile';
-  band: number | null;
-  rank: number;
+/** A context examples were taken from, listed once per dictionary; `id` is the key its examples give. */
+export interface ExampleContext {
+  id: number;
   tokens: string[];
-  tokenIds: number[];
-  values: number[];
+  tokenIds: ArrayLike<number>;
+}
+
+/** One example: its context's per-token values are `values` at `positions` and 0 elsewhere. */
+export interface StoredExample {
+  context: number;
+  /** Quantile band (0 = lowest); null for top examples. */
+  band: number | null;
+  positions: ArrayLike<number>;
+  values: ArrayLike<number>;
   maxValue: number;
   maxPosition: number;
 }
 
-export interface LogitRow {
+/** A feature's examples of one kind as readers list them: top strongest first; quantile by band, then rank. */
+export interface FeatureExamples {
   featureIdx: number;
-  sign: 'positive' | 'negative';
-  rank: number;
+  kind: 'top' | 'quantile';
+  examples: StoredExample[];
+}
+
+export interface LogitTokenRow {
   tokenId: number;
   token: string;
   weight: number;
+}
+
+/** A feature's logit lens: promoted tokens highest weight first, suppressed ones lowest first. */
+export interface FeatureLogitRow {
+  featureIdx: number;
+  positive: LogitTokenRow[];
+  negative: LogitTokenRow[];
 }
 
 /** A finished dictionary's dashboards, streamed row by row to whoever stores them. */
@@ -94,8 +111,10 @@ export interface DictionaryDashboard {
   dictionaryId: string;
   stats: DictionarySummary & { corpus: string; builtAt: string };
   features: Iterable<FeatureStatsRow>;
-  examples: Iterable<ExampleRow>;
-  logits: Iterable<LogitRow>;
+  /** Every context the examples refer to (keyed by its running number in the corpus). */
+  contexts: Iterable<ExampleContext>;
+  examples: Iterable<FeatureExamples>;
+  logits: Iterable<FeatureLogitRow>;
 }
 
 /** One batch of a dictionary's build encoded: every active code of its non-BOS rows, and their reconstruction. */
@@ -373,46 +392,46 @@ export class DictionaryBuild {
         };
       }
     }
-    const row = (f: number, kind: 'top' | 'quantile', band: number | null, rank: number, e: Example): ExampleRow => {
-      const values = new Array<number>(e.tokens.length).fill(0);
-      for (let i = e.start; i < e.start + e.count; i++) values[e.codes.positions[i]] = e.codes.values[i];
-      const tokenIds = Array.from(e.tokens);
-      return {
-        featureIdx: f,
-        kind,
-        band,
-        rank,
-        tokens: tokenIds.map(text),
-        tokenIds,
-        values,
-        maxValue: e.maxValue,
-        maxPosition: e.maxPosition,
-      };
-    };
-    function* examples(): Generator<ExampleRow> {
-      for (let f = 0; f < dSae; f++) {
-        let rank = 0;
-        for (const e of top.sorted(f)) yield row(f, 'top', null, rank++, e);
-        for (const b of quantiles.bands(f, stats.max[f]) ?? []) {
-          rank = 0;
-          for (const e of b.examples) yield row(f, 'quantile', b.band, rank++, e);
+    // An example keeps its feature's active positions and values: stored as they are, sparse.
+    const stored = (band: number | null, e: Example): StoredExample => ({
+      context: e.seq,
+      band,
+      positions: e.codes.positions.subarray(e.start, e.start + e.count),
+      values: e.codes.values.subarray(e.start, e.start + e.count),
+      maxValue: e.maxValue,
+      maxPosition: e.maxPosition,
+    });
+    function* contexts(): Generator<ExampleContext> {
+      const seen = new Set<number>();
+      for (const kept of [top.all(), quantiles.all()]) {
+        for (const e of kept) {
+          if (seen.has(e.seq)) continue;
+          seen.add(e.seq);
+          yield { id: e.seq, tokens: Array.from(e.tokens, text), tokenIds: e.tokens };
         }
       }
     }
-    function* logitRows(): Generator<LogitRow> {
-      if (!logits) return;
+    function* examples(): Generator<FeatureExamples> {
       for (let f = 0; f < dSae; f++) {
-        for (const sign of ['positive', 'negative'] as const) {
-          let rank = 0;
-          for (const t of logits[f][sign])
-            yield { featureIdx: f, sign, rank: rank++, tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight };
-        }
+        const kept = top.sorted(f);
+        if (kept.length) yield { featureIdx: f, kind: 'top', examples: kept.map((e) => stored(null, e)) };
+        const bands = quantiles.bands(f, stats.max[f]) ?? [];
+        const sampled = bands.flatMap((b) => b.examples.map((e) => stored(b.band, e)));
+        if (sampled.length) yield { featureIdx: f, kind: 'quantile', examples: sampled };
       }
+    }
+    function* logitRows(): Generator<FeatureLogitRow> {
+      if (!logits) return;
+      const rows = (tokens: { tokenId: number; weight: number }[]) =>
+        tokens.map((t) => ({ tokenId: t.tokenId, token: text(t.tokenId), weight: t.weight }));
+      for (let f = 0; f < dSae; f++)
+        yield { featureIdx: f, positive: rows(logits[f].positive), negative: rows(logits[f].negative) };
     }
     return {
       dictionaryId: dictId,
       stats: { ...summary, corpus: o.corpus, builtAt: o.builtAt },
       features: features(),
+      contexts: contexts(),
       examples: examples(),
       logits: logitRows(),
     };

@@ -13,12 +13,14 @@
  *   at most PER_BAND per band, strongest first.
  * - explanations (Explanation rows): `description`, `typeName` (source), `explanationModelName` (author).
  * Token texts map to ids through the model's vocabulary; a text that is not one token gets id -1.
+ * Examples come out as the catalog stores them: each distinct context (token texts) once, numbered in
+ * the order first seen, and per example the positions and values where its per-token values are nonzero.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { AtlasError } from '../../errors.js';
-import type { ExampleRow, FeatureStatsRow, LogitRow } from './dictionary-build.js';
+import type { ExampleContext, FeatureExamples, FeatureLogitRow, FeatureStatsRow } from './dictionary-build.js';
 import { BANDS, PER_BAND, octaveOf } from './quantile-examples.js';
 
 /** Examples kept per feature, as `atlas build` keeps. */
@@ -33,14 +35,25 @@ export interface NeuronpediaExplanation {
 
 export interface NeuronpediaExport {
   features: FeatureStatsRow[];
-  examples: ExampleRow[];
-  logits: LogitRow[];
+  contexts: ExampleContext[];
+  examples: FeatureExamples[];
+  /** Examples in all (of every feature and kind). */
+  exampleCount: number;
+  logits: FeatureLogitRow[];
   explanations: NeuronpediaExplanation[];
   /** Lines that could not be read, as "file line N: why". */
   problems: string[];
 }
 
 type Row = Record<string, unknown>;
+
+/** An Activation row as read, with the values of every token of its context. */
+interface DenseExample {
+  tokens: string[];
+  values: number[];
+  maxValue: number;
+  maxPosition: number;
+}
 
 /** Every row of a folder's batch files, in batch order, with where it came from. */
 function readBatches(dir: string): { where: string; row: Row | null; problem?: string }[] {
@@ -98,7 +111,39 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
       `${dir} holds none of Neuronpedia's export folders (features/, activations/, explanations/).`,
     );
   }
-  const out: NeuronpediaExport = { features: [], examples: [], logits: [], explanations: [], problems: [] };
+  const out: NeuronpediaExport = {
+    features: [],
+    contexts: [],
+    examples: [],
+    exampleCount: 0,
+    logits: [],
+    explanations: [],
+    problems: [],
+  };
+  const contextIds = new Map<string, number>();
+  const contextOf = (tokens: string[]): number => {
+    const key = JSON.stringify(tokens);
+    let id = contextIds.get(key);
+    if (id === undefined) {
+      contextIds.set(key, (id = out.contexts.length));
+      out.contexts.push({ id, tokens, tokenIds: tokens.map(tokenId) });
+    }
+    return id;
+  };
+  const sparse = (e: DenseExample, band: number | null) => {
+    const positions: number[] = [];
+    e.values.forEach((v, p) => {
+      if (v !== 0) positions.push(p);
+    });
+    return {
+      context: contextOf(e.tokens),
+      band,
+      positions,
+      values: positions.map((p) => e.values[p]),
+      maxValue: e.maxValue,
+      maxPosition: e.maxPosition,
+    };
+  };
   const index = (where: string, row: Row): number | null => {
     const raw = row.index;
     const i = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
@@ -141,22 +186,19 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
         ? { edges: edgesFromCentres(centres), counts: heights.map(Math.round) }
         : { edges: [], counts: [] },
     });
-    for (const [sign, s, v] of [
-      ['positive', row.pos_str, row.pos_values],
-      ['negative', row.neg_str, row.neg_values],
-    ] as const) {
-      const texts = strings(s) ?? [];
+    const lens = (s: unknown, v: unknown) => {
       const weights = numbers(v) ?? [];
-      texts
+      return (strings(s) ?? [])
         .slice(0, weights.length)
-        .forEach((token, rank) =>
-          out.logits.push({ featureIdx: idx, sign, rank, token, tokenId: tokenId(token), weight: weights[rank] }),
-        );
-    }
+        .map((token, rank) => ({ token, tokenId: tokenId(token), weight: weights[rank] }));
+    };
+    const positive = lens(row.pos_str, row.pos_values);
+    const negative = lens(row.neg_str, row.neg_values);
+    if (positive.length + negative.length) out.logits.push({ featureIdx: idx, positive, negative });
   });
 
-  const top = new Map<number, ExampleRow[]>();
-  const binned = new Map<number, ExampleRow[]>();
+  const top = new Map<number, DenseExample[]>();
+  const binned = new Map<number, DenseExample[]>();
   each('activations', (where, row, featureIdx) => {
     const tokens = strings(row.tokens);
     const values = numbers(row.values);
@@ -168,43 +210,34 @@ export function readNeuronpediaExport(dir: string, dSae: number, tokenId: (text:
     const at = finite(row.maxValueTokenIndex);
     const maxPosition =
       at !== null && Number.isInteger(at) && at >= 0 && at < values.length ? at : values.indexOf(Math.max(...values));
-    const fromBin = typeof row.binMin === 'number' && row.binMin >= 0;
-    const lists = fromBin ? binned : top;
+    const lists = typeof row.binMin === 'number' && row.binMin >= 0 ? binned : top;
     const list = lists.get(featureIdx) ?? [];
-    list.push({
-      featureIdx,
-      kind: fromBin ? 'quantile' : 'top',
-      band: null,
-      rank: 0,
-      tokens,
-      tokenIds: tokens.map(tokenId),
-      values,
-      maxValue,
-      maxPosition,
-    });
+    list.push({ tokens, values, maxValue, maxPosition });
     lists.set(featureIdx, list);
   });
-  const strongestFirst = (a: ExampleRow, b: ExampleRow) => b.maxValue - a.maxValue;
-  for (const list of top.values())
-    list
-      .sort(strongestFirst)
-      .slice(0, TOP_EXAMPLES)
-      .forEach((e, rank) => out.examples.push({ ...e, rank }));
+  const strongestFirst = (a: DenseExample, b: DenseExample) => b.maxValue - a.maxValue;
+  for (const [featureIdx, list] of top) {
+    const kept = list.sort(strongestFirst).slice(0, TOP_EXAMPLES);
+    out.examples.push({ featureIdx, kind: 'top', examples: kept.map((e) => sparse(e, null)) });
+    out.exampleCount += kept.length;
+  }
   const maxOf = new Map(out.features.map((f) => [f.idx, f.maxActivation]));
-  for (const [idx, list] of binned) {
+  for (const [featureIdx, list] of binned) {
     // The bands are read back against the feature's stored maximum, so they are cut from the same one.
     const max =
-      maxOf.get(idx) ?? Math.max(...(top.get(idx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
+      maxOf.get(featureIdx) ??
+      Math.max(...(top.get(featureIdx) ?? []).map((e) => e.maxValue), ...list.map((e) => e.maxValue));
     if (!(max > 0)) continue;
-    const perBand = new Map<number, number>();
+    const bands = Array.from({ length: BANDS }, (): DenseExample[] => []);
     for (const e of list.sort(strongestFirst)) {
       if (!(e.maxValue > 0)) continue;
       const band = Math.min(BANDS - 1, Math.max(0, BANDS - 1 - (octaveOf(max) - octaveOf(e.maxValue))));
-      const rank = perBand.get(band) ?? 0;
-      if (rank >= PER_BAND) continue;
-      perBand.set(band, rank + 1);
-      out.examples.push({ ...e, band, rank });
+      if (bands[band].length < PER_BAND) bands[band].push(e);
     }
+    const examples = bands.flatMap((b, band) => b.map((e) => sparse(e, band)));
+    if (examples.length === 0) continue;
+    out.examples.push({ featureIdx, kind: 'quantile', examples });
+    out.exampleCount += examples.length;
   }
 
   each('explanations', (where, row, idx) => {
