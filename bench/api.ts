@@ -33,7 +33,8 @@ import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { DEMO_DIR } from '../src/app/demo.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import { arg, clusteredBlocks, normalizeRows, syntheticModel } from './util.js';
+import { arg, clusteredBlocks, normalizeRows } from './util.js';
+import { syntheticModel } from '../test/helpers/synthetic.js';
 
 const SECONDS = Number(arg('seconds', '5'));
 const SIZES = arg('features', '16384,65536').split(',').map(Number);

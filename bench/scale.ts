@@ -29,7 +29,8 @@ import { nearestFeatures } from '../src/db/nearest.js';
 import { approximateIndex } from '../src/db/vector-index.js';
 import { getFeatures, pageFeatures } from '../src/db/features.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { arg, clusteredBlocks, flag, syntheticModel } from './util.js';
+import { arg, clusteredBlocks, flag } from './util.js';
+import { syntheticDictionary, syntheticModel } from '../test/helpers/synthetic.js';
 
 const QUERIES = Number(arg('queries', '50'));
 const BLOCK = 1024;
@@ -91,27 +92,10 @@ async function one(n: number, d: number): Promise<Result> {
     }
     const t0 = performance.now();
     let t1 = 0;
-    await writeDictionary(
-      database,
-      {
-        id: 'scale',
-        modelId: 'scale-model',
-        name: 'scale',
-        hookPoint: 'blocks.0.hook_resid_post',
-        hookPointOut: null,
-        prependBos: false,
-        dIn: d,
-        dSae: n,
-        architecture: 'standard',
-        k: null,
-        params: {},
-        sourceFormat: 'saelens',
-        sourcePath: '/nonexistent',
-        weightsPath: '/nonexistent',
-      },
-      rows(),
-      { density, onIndexing: () => (t1 = performance.now()) },
-    );
+    await writeDictionary(database, syntheticDictionary('scale', 'scale-model', d, n), rows(), {
+      density,
+      onIndexing: () => (t1 = performance.now()),
+    });
     const t2 = performance.now();
     const queries = [...clusteredBlocks(d, 11, 13, QUERIES, QUERIES)][0];
     const vector = (i: number) => Array.from(queries.subarray(i * d, (i + 1) * d));

@@ -2,8 +2,6 @@
 import { parseArgs } from 'node:util';
 import type { SaeArchitecture, SaeConfig } from '../src/engine/sae/types.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import type { Database } from '../src/db/client.js';
-import { upsertModel } from '../src/db/catalog.js';
 
 /** The value of `--name VALUE` (or `--name=VALUE`) on the command line, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -94,22 +92,4 @@ export function* clusteredBlocks(
     }
     yield normalizeRows(out, d);
   }
-}
-
-/** A model row of width d with one hook (blocks.0.hook_resid_post) and no files, for synthetic dictionaries. */
-export async function syntheticModel(database: Database, id: string, name: string, d: number): Promise<void> {
-  await upsertModel(database, {
-    id,
-    name,
-    architecture: 'gpt2',
-    dModel: d,
-    nLayers: 1,
-    vocabSize: 1,
-    contextLength: 1,
-    prependBos: false,
-    hookPoints: ['blocks.0.hook_resid_post'],
-    sourcePath: '/nonexistent',
-    sourceFormat: 'huggingface',
-    tokenizerPath: null,
-  });
 }

@@ -12,11 +12,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BACKENDS, announceSkip, openTestDatabase } from './helpers/atlas-server.js';
 import { clusteredRows } from './helpers/rng.js';
+import { syntheticDictionary, syntheticModel } from './helpers/synthetic.js';
 import type { Database, Query } from '../src/db/client.js';
 import { writeDictionary } from '../src/db/dictionary-write.js';
 import { nearestFeatures } from '../src/db/nearest.js';
 import { IVFFLAT_MAX_FEATURES, createVectorIndex, indexName } from '../src/db/vector-index.js';
-import { upsertModel } from '../src/db/catalog.js';
 
 const N = 200;
 
@@ -49,41 +49,9 @@ function cosine(a: Float32Array, b: Float32Array): number {
 }
 
 async function writeClustered(database: Database, id: string, d: number, n: number, seed: number) {
-  await upsertModel(database, {
-    id: `model-${d}`,
-    name: 'model',
-    architecture: 'gpt2',
-    dModel: d,
-    nLayers: 1,
-    vocabSize: 1,
-    contextLength: 1,
-    prependBos: false,
-    hookPoints: ['blocks.0.hook_resid_post'],
-    sourcePath: '/nonexistent',
-    sourceFormat: 'huggingface',
-    tokenizerPath: null,
-  });
+  await syntheticModel(database, `model-${d}`, 'model', d);
   const rows = clusteredRows(seed, n, d);
-  await writeDictionary(
-    database,
-    {
-      id,
-      modelId: `model-${d}`,
-      name: id,
-      hookPoint: 'blocks.0.hook_resid_post',
-      hookPointOut: null,
-      prependBos: false,
-      dIn: d,
-      dSae: n,
-      architecture: 'standard',
-      k: null,
-      params: {},
-      sourceFormat: 'saelens',
-      sourcePath: '/nonexistent',
-      weightsPath: '/nonexistent',
-    },
-    [rows],
-  );
+  await writeDictionary(database, syntheticDictionary(id, `model-${d}`, d, n), [rows]);
   return rows;
 }
 

@@ -15,7 +15,8 @@ import { copyDecoders } from '../../src/db/features.js';
 import { nearestFeatures } from '../../src/db/nearest.js';
 import { ExactSearch } from '../../src/engine/nearest.js';
 import { createTestDatabase } from '../../test/helpers/postgres.js';
-import { arg, clusteredBlocks, syntheticModel } from '../util.js';
+import { arg, clusteredBlocks } from '../util.js';
+import { syntheticModel } from '../../test/helpers/synthetic.js';
 import { relDiff, type Case, type Path } from './common.js';
 
 const D = 768;
