@@ -14,12 +14,11 @@ import { join } from 'node:path';
 import { MIGRATIONS_DIR } from '../src/paths.js';
 import type { Database } from '../src/db/client.js';
 import { getLogitTokens, getQuantileExamples, getTopActivations, publishDashboards } from '../src/db/dashboards.js';
-import { DictionaryBuild } from '../src/engine/dashboards/dictionary-build.js';
 import { TOP_EXAMPLES } from '../src/engine/dashboards/top-examples.js';
-import { mulberry32 } from '../src/engine/random.js';
-import type { SaeEncoder, SaeEncoding } from '../src/engine/sae/encoder.js';
-import type { LoadedModel } from '../src/engine/model/types.js';
 import { openTestDatabase, type Backend } from './helpers/atlas-server.js';
+import { PLANTED, plantedBuild } from './helpers/planted-build.js';
+
+const { D_SAE, LEN } = PLANTED;
 
 const MIGRATIONS = readdirSync(MIGRATIONS_DIR)
   .filter((f) => /^\d{4}_.*\.sql$/.test(f))
@@ -267,7 +266,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        const { codes, dashboard } = await syntheticBuild();
+        const { codes, dashboard } = await plantedBuild(11);
         await publishDashboards(database, [{ ...dashboard, stats: null }]);
         const keys = Array.from({ length: D_SAE }, (_, index) => ({ dictionaryId: 'd', index }));
         const top = await getTopActivations(database, keys);
@@ -307,61 +306,4 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       }
     });
   });
-}
-
-const D_SAE = 12;
-const D_IN = 4;
-const K = 3;
-const LEN = 6; // tokens per context after BOS
-const BATCH = 5;
-const BATCHES = 12;
-
-/**
- * DictionaryBuild over planted codes: per context and position, K distinct features with values on a
- * coarse grid (so several contexts tie); context seq's tokens are 100 + seq · LEN + position.
- */
-async function syntheticBuild() {
-  const rand = mulberry32(11);
-  const codes: { f: number; v: number }[][][] = [];
-  for (let s = 0; s < BATCH * BATCHES; s++) {
-    codes.push(
-      Array.from({ length: LEN }, () => {
-        const fs = new Set<number>();
-        while (fs.size < K) fs.add(Math.floor(rand() * D_SAE));
-        return [...fs].map((f) => ({ f, v: Math.ceil(rand() * 8) / 4 })).sort((a, b) => b.v - a.v);
-      }),
-    );
-  }
-  let next = 0;
-  const encoder = {
-    config: { architecture: 'topk', k: K, dSae: D_SAE, dIn: D_IN },
-    encode: async (x: Float32Array, n: number): Promise<SaeEncoding> => {
-      const indices = new Int32Array(n * K);
-      const values = new Float32Array(n * K);
-      for (let r = 0; r < n; r++) {
-        codes[next + Math.floor(r / LEN)][r % LEN].forEach((c, j) => {
-          indices[r * K + j] = c.f;
-          values[r * K + j] = c.v;
-        });
-      }
-      next += n / LEN;
-      return { width: K, indices, values, l0: new Int32Array(n).fill(K), xHat: new Float32Array(x.length) };
-    },
-  } as unknown as SaeEncoder;
-  const dict = { id: 'd', dIn: D_IN, dSae: D_SAE, hookPoint: 'h', hookPointOut: null, weightsPath: null };
-  const build = new DictionaryBuild({ ...dict, prependBos: true }, encoder, 0);
-  for (let b = 0; b < BATCHES; b++) {
-    const contexts = Array.from({ length: BATCH }, (_, i) => {
-      const seq = b * BATCH + i;
-      return { ids: [0, ...Array.from({ length: LEN }, (_, p) => 100 + seq * LEN + p)], bos: true, seq };
-    });
-    const data = Float32Array.from({ length: BATCH * (LEN + 1) * D_IN }, () => rand());
-    await build.consume(contexts, { dims: [BATCH, LEN + 1, D_IN], data });
-  }
-  const model = {
-    unembedding: () => null,
-    tokenizer: { tokenText: (id: number) => `t${id}` },
-  } as unknown as LoadedModel;
-  const dashboard = await build.finish(model, { corpus: 'c', builtAt: 'now', session: { device: 'cpu', threads: 1 } });
-  return { codes, dashboard };
 }
