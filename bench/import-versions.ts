@@ -32,16 +32,37 @@ async function importOnce(root: string): Promise<void> {
   const database = await openDatabase({ databaseUrl: pg.url, dataDir });
   try {
     await upsertModel(database, {
-      ...{ id: 'm', name: 'm', architecture: 'gpt2', dModel: D, nLayers: 1, vocabSize: 1, contextLength: 1 },
-      ...{ prependBos: false, hookPoints: ['blocks.0.hook_resid_post'], sourcePath: '/x' },
-      ...{ sourceFormat: 'huggingface', tokenizerPath: null },
+      id: 'm',
+      name: 'm',
+      architecture: 'gpt2',
+      dModel: D,
+      nLayers: 1,
+      vocabSize: 1,
+      contextLength: 1,
+      prependBos: false,
+      hookPoints: ['blocks.0.hook_resid_post'],
+      sourcePath: '/x',
+      sourceFormat: 'huggingface',
+      tokenizerPath: null,
     });
     const t0 = performance.now();
     let t1 = 0;
+    // Written out, not taken from test/helpers/synthetic.ts: another checkout's schema may lack later columns.
     const dict = {
-      ...{ id: 'bench', modelId: 'm', name: 'bench', hookPoint: 'blocks.0.hook_resid_post', hookPointOut: null },
-      ...{ prependBos: false, dIn: D, dSae: N, architecture: 'standard', k: null, params: {} },
-      ...{ sourceFormat: 'saelens', sourcePath: '/x', weightsPath: '/x' },
+      id: 'bench',
+      modelId: 'm',
+      name: 'bench',
+      hookPoint: 'blocks.0.hook_resid_post',
+      hookPointOut: null,
+      prependBos: false,
+      dIn: D,
+      dSae: N,
+      architecture: 'standard',
+      k: null,
+      params: {},
+      sourceFormat: 'saelens',
+      sourcePath: '/x',
+      weightsPath: '/x',
     };
     await writeDictionary(database, dict, blocks, { onIndexing: () => (t1 = performance.now()) });
     const t2 = performance.now();

@@ -37,11 +37,14 @@ function cosine(a: number[], b: number[]): number {
   return ab / Math.sqrt(aa * bb);
 }
 
+/** Model 'm' of width 3, which every dictionary here belongs to. */
+const INSERT_MODEL = `INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length,
+  prepend_bos, hook_points, source_path, source_format)
+  VALUES ('m', 'm', 'gpt2', 3, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`;
+
 /** The layout before the migration: decoder in features, the HNSW index over it as vector-index.ts built it. */
 async function seedOldLayout(q: (sql: string) => Promise<unknown>): Promise<void> {
-  await q(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length, prepend_bos,
-    hook_points, source_path, source_format)
-    VALUES ('m', 'm', 'gpt2', 3, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
+  await q(INSERT_MODEL);
   await q('DROP TABLE feature_decoders');
   await q('ALTER TABLE features ADD COLUMN decoder vector NOT NULL');
   for (const [j, id] of DICTS.entries()) {
@@ -125,9 +128,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        await database.query(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length,
-          prepend_bos, hook_points, source_path, source_format)
-          VALUES ('m', 'm', 'gpt2', 3, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
+        await database.query(INSERT_MODEL);
         // 'db.x' declares more features than IVFFlat takes; only its size matters to the migration.
         for (const [j, [id, dSae]] of [
           ['da', ROWS],
@@ -167,9 +168,7 @@ for (const backend of ['pglite', 'postgres'] as Backend[]) {
       if ('skip' in opened) return t.skip(opened.skip);
       const { database } = opened;
       try {
-        await database.query(`INSERT INTO models (id, name, architecture, d_model, n_layers, vocab_size, context_length,
-          prepend_bos, hook_points, source_path, source_format)
-          VALUES ('m', 'm', 'gpt2', 3, 1, 10, 4, false, '["h"]', '/x', 'huggingface')`);
+        await database.query(INSERT_MODEL);
         await database.query(`INSERT INTO dictionaries (id, model_id, name, hook_point, d_in, d_sae, architecture,
           source_format, state, prepend_bos)
           VALUES ('da', 'm', 'd', 'h', 3, 1, 'standard', 'saelens', 'ready', false)`);
