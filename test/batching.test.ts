@@ -139,7 +139,7 @@ describe('Batcher', () => {
 describe('BatcherPool', () => {
   it('drops an idle batcher whose key is no longer live, keeps a busy one, and its totals never go back', async () => {
     const live = new Set(['a', 'b']);
-    const pool = new BatcherPool<number, number>((key) => live.has(key));
+    const pool = new BatcherPool<number, number>(() => live);
     const made: Record<string, ReturnType<typeof recorder>> = {};
     const get = (key: string) => pool.get(key, () => (made[key] = recorder()).batcher);
     const a1 = get('a').submit(1);

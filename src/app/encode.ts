@@ -106,7 +106,7 @@ export class EncodingService {
     /** The catalog rows the encode entry points read, cached briefly (see catalog-cache.ts). */
     readonly catalog = new CatalogCache(),
   ) {
-    const live = (key: string) => registry.resident.liveKeys().has(key);
+    const live = () => registry.resident.liveKeys();
     this.modelBatchers = new BatcherPool(live);
     this.encoderBatchers = new BatcherPool(live);
   }

@@ -80,7 +80,7 @@ interface ExactQuery {
   read: () => Promise<Float32Array>;
 }
 
-/** Nearest-feature search for a server: the planner, exact searches through the resident set, and HNSW. */
+/** Nearest-feature search for a server: the planner, exact searches through the resident set, and the indexes. */
 export class NearestService {
   private readonly batchers: BatcherPool<ExactQuery, RowHits>;
 
@@ -92,7 +92,7 @@ export class NearestService {
     >,
   ) {
     // Keyed by resident key: a version's batcher goes once idle after its decoder matrix leaves memory.
-    this.batchers = new BatcherPool((key) => resident.liveKeys().has(key));
+    this.batchers = new BatcherPool(() => resident.liveKeys());
   }
 
   /** Batch counts and queue depth of the exact searches, summed over dictionaries. */

@@ -179,21 +179,22 @@ export function queueStats(batchers: Iterable<{ counts: BatchCounts; depth: numb
 }
 
 /**
- * Batchers by key, one per model or dictionary version. A batcher whose key `live` no longer holds (the
- * version was replaced, deleted or evicted) is dropped once idle, so a long-running server does not keep
- * one for every version it ever served; its counts stay in the totals, which never go backwards.
+ * Batchers by key, one per model or dictionary version. A batcher whose key is no longer among the
+ * `live` ones (the version was replaced, deleted or evicted) is dropped once idle, so a long-running
+ * server does not keep one for every version it ever served; its counts stay in the totals, which never
+ * go backwards. Pruning runs when a batcher is made and when the totals are read, not on every request.
  */
 export class BatcherPool<I, O> {
   private readonly batchers = new Map<string, Batcher<I, O>>();
   private readonly dropped: BatchCounts = { runs: 0, requests: 0, largest: 0 };
 
-  constructor(private readonly live: (key: string) => boolean) {}
+  constructor(private readonly live: () => ReadonlySet<string>) {}
 
   /** The key's batcher, made by `make` if there is none; submit to it before yielding to the event loop. */
   get(key: string, make: () => Batcher<I, O>): Batcher<I, O> {
-    this.prune();
     let b = this.batchers.get(key);
     if (!b) {
+      this.prune();
       b = make();
       this.batchers.set(key, b);
     }
@@ -210,8 +211,9 @@ export class BatcherPool<I, O> {
   }
 
   private prune(): void {
+    const live = this.live();
     for (const [key, b] of this.batchers) {
-      if (b.depth > 0 || this.live(key)) continue;
+      if (b.depth > 0 || live.has(key)) continue;
       this.dropped.runs += b.counts.runs;
       this.dropped.requests += b.counts.requests;
       this.dropped.largest = Math.max(this.dropped.largest, b.counts.largest);
