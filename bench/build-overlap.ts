@@ -37,7 +37,7 @@ import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
-import { arg, uniform } from './util.js';
+import { ALLOCATOR, arg, uniform } from './util.js';
 
 const TOKENS = Number(arg('tokens', '16384'));
 const LAYERS = Number(arg('layers', '12'));
@@ -49,12 +49,6 @@ const LAYER = Number(arg('layer', '8'));
 const CONTEXT = Number(arg('context', '64'));
 const THREADS = Number(arg('threads', '0'));
 const HOOK = `blocks.${LAYER}.hook_resid_post`;
-/** The allocator settings of bench/vs-torch.ts (this VM pays about 30 µs per re-touched freed page). */
-export const ALLOCATOR = {
-  MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
-  MALLOC_TRIM_THRESHOLD_: String(2 ** 32),
-  MALLOC_TOP_PAD_: String(256 * 2 ** 20),
-};
 
 /** Sentences from a fixed word list, in paragraphs. */
 export function benchText(words: number, seed: number): string {

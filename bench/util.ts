@@ -1,4 +1,5 @@
 /** What the benchmarks share: their --name value options and random weights for timing runs. */
+import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { SaeArchitecture, SaeConfig } from '../src/engine/sae/types.js';
 import { normal, rng } from '../test/helpers/rng.js';
@@ -92,4 +93,27 @@ export function* clusteredBlocks(
     }
     yield normalizeRows(out, d);
   }
+}
+
+/**
+ * The allocator settings the torch comparisons run under, on both sides: this VM pays about 30 µs per
+ * re-touched freed page, so freed memory is kept (no trim, a large top pad, mmap only above 32 MB).
+ */
+export const ALLOCATOR = {
+  MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
+  MALLOC_TRIM_THRESHOLD_: String(2 ** 32),
+  MALLOC_TOP_PAD_: String(256 * 2 ** 20),
+};
+
+/**
+ * Runs `main` in a child of this script started with ALLOCATOR, which glibc reads at process start (a
+ * torch worker the child spawns inherits it); in that child (--child), runs it directly.
+ */
+export async function withAllocator(main: () => Promise<void>): Promise<void> {
+  if (flag('child')) return main();
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
+    stdio: 'inherit',
+    env: { ...process.env, ...ALLOCATOR },
+  });
+  process.exitCode = child.status ?? 1;
 }

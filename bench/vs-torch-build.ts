@@ -36,8 +36,8 @@ import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus } from '../src/engine/dashboards/corpus.js';
 import { TOP_EXAMPLES } from '../src/engine/dashboards/top-examples.js';
-import { ALLOCATOR, setup } from './build-overlap.js';
-import { arg, flag } from './util.js';
+import { setup } from './build-overlap.js';
+import { ALLOCATOR, arg, flag, withAllocator } from './util.js';
 import type { Case, Path, PathContext } from './vs-torch/common.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -243,13 +243,5 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  if (flag('child')) await main();
-  else {
-    // glibc reads the allocator settings at process start: re-run with them; the torch worker inherits them.
-    const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
-      stdio: 'inherit',
-      env: { ...process.env, ...ALLOCATOR },
-    });
-    process.exitCode = child.status ?? 1;
-  }
+  await withAllocator(main);
 }

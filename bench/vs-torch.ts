@@ -20,7 +20,7 @@
  * BLAS: torch multiplies with whatever Debian's libblas.so.3 alternative is (the worker reports the
  * library loaded); with the reference BLAS (libblas3 alone) it is about 20× slower, so install
  * libopenblas0-pthread first. Allocator: both processes run with the same glibc malloc settings
- * (ALLOCATOR below; this VM pays about 30 µs per re-touched freed page), set by re-running this
+ * (ALLOCATOR in bench/util.ts; this VM pays about 30 µs per re-touched freed page), set by re-running this
  * script as a child with them.
  * Usage: node --import tsx bench/vs-torch.ts [--paths sae,forward,http,nearest,build] [--threads 1] [--rounds 5]
  * [--iters 3], and the paths' own options: [--dsae 24576] [--din 768] [--k 32] (sae), [--layer 11]
@@ -42,7 +42,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { arg, flag } from './util.js';
+import { ALLOCATOR, arg, withAllocator } from './util.js';
 import { PYTHON, Torch, type Case, type Path, type PathCases } from './vs-torch/common.js';
 import { forwardPath } from './vs-torch/forward.js';
 import { httpPath } from './vs-torch/http.js';
@@ -54,11 +54,6 @@ const PATHS: Path[] = [saePath, forwardPath, httpPath, nearestPath, buildPath];
 /** Run only when named: a GPT-2-small dictionary import and a whole build take minutes. */
 const OPT_IN = new Set(['build']);
 
-const ALLOCATOR = {
-  MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20),
-  MALLOC_TRIM_THRESHOLD_: String(2 ** 32),
-  MALLOC_TOP_PAD_: String(256 * 2 ** 20),
-};
 const WORKER = resolve(import.meta.dirname, 'vs_torch.py');
 
 const threads = Number(arg('threads', '1'));
@@ -156,12 +151,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (flag('child')) await main();
-else {
-  // Re-run with the allocator settings, which glibc reads at process start; the torch worker inherits them.
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1), '--child'], {
-    stdio: 'inherit',
-    env: { ...process.env, ...ALLOCATOR },
-  });
-  process.exitCode = child.status ?? 1;
-}
+await withAllocator(main);
