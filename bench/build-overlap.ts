@@ -37,7 +37,7 @@ import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
-import { ALLOCATOR, arg, uniform } from './util.js';
+import { ALLOCATOR, arg, benchText, uniform } from './util.js';
 
 const TOKENS = Number(arg('tokens', '16384'));
 const LAYERS = Number(arg('layers', '12'));
@@ -49,27 +49,6 @@ const LAYER = Number(arg('layer', '8'));
 const CONTEXT = Number(arg('context', '64'));
 const THREADS = Number(arg('threads', '0'));
 const HOOK = `blocks.${LAYER}.hook_resid_post`;
-
-/** Sentences from a fixed word list, in paragraphs. */
-export function benchText(words: number, seed: number): string {
-  const vocab = (
-    'once upon a time there was little girl named Lily she liked to play with her dog in the park one day sun ' +
-    'hot and sky blue saw big red ball under tree mom said yes happy friend Tom ran home'
-  ).split(' ');
-  let s = seed;
-  const next = (n: number) => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    return (s >>> 8) % n;
-  };
-  const parts: string[] = [];
-  for (let w = 0; w < words;) {
-    const len = 5 + next(8);
-    const sentence = Array.from({ length: len }, () => vocab[next(vocab.length)]).join(' ');
-    parts.push(sentence[0].toUpperCase() + sentence.slice(1) + (next(6) === 0 ? '.\n\n' : '. '));
-    w += len;
-  }
-  return parts.join('');
-}
 
 /** Writes the checkpoint, dictionary and corpus under `dir` and registers them in its PGlite catalog. */
 export async function setup(dir: string): Promise<Record<string, number>> {

@@ -19,7 +19,7 @@ import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
 import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
-import { arg, uniform } from './util.js';
+import { arg, benchText, uniform } from './util.js';
 
 const TOKENS = Number(arg('tokens', '100000'));
 const D_SAE = Number(arg('dsae', '4096'));
@@ -29,66 +29,6 @@ const CONTEXT = Number(arg('context', '64'));
 const device = arg('device', 'cpu') as 'cpu' | 'cuda' | 'auto';
 const DATABASE_URL = arg('database-url', '');
 const MODEL = resolve(import.meta.dirname, '../../shared/models/stories260K/stories260K.bin');
-
-/** TinyStories-like sentences from a fixed word list, in paragraphs. */
-function storyText(words: number, seed: number): string {
-  const vocab = [
-    'once',
-    'upon',
-    'a',
-    'time',
-    'there',
-    'was',
-    'little',
-    'girl',
-    'named',
-    'Lily',
-    'she',
-    'liked',
-    'to',
-    'play',
-    'with',
-    'her',
-    'dog',
-    'in',
-    'the',
-    'park',
-    'one',
-    'day',
-    'sun',
-    'hot',
-    'and',
-    'sky',
-    'blue',
-    'saw',
-    'big',
-    'red',
-    'ball',
-    'under',
-    'tree',
-    'mom',
-    'said',
-    'yes',
-    'happy',
-    'friend',
-    'Tom',
-    'ran',
-    'home',
-  ];
-  let s = seed;
-  const next = (n: number) => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    return (s >>> 8) % n;
-  };
-  const parts: string[] = [];
-  for (let w = 0; w < words;) {
-    const len = 5 + next(8);
-    const sentence = Array.from({ length: len }, () => vocab[next(vocab.length)]).join(' ');
-    parts.push(sentence[0].toUpperCase() + sentence.slice(1) + (next(6) === 0 ? '.\n\n' : '. '));
-    w += len;
-  }
-  return parts.join('');
-}
 
 async function main(): Promise<void> {
   if (!existsSync(MODEL)) {
@@ -129,7 +69,7 @@ async function main(): Promise<void> {
       dataDir: join(dir, 'data'),
     });
     const corpusPath = join(dir, 'corpus.txt');
-    writeFileSync(corpusPath, storyText(Math.ceil(TOKENS * 1.2), 7));
+    writeFileSync(corpusPath, benchText(Math.ceil(TOKENS * 1.2), 7));
 
     const model = (await registry.model(modelRow)).value;
     const encoder = (await registry.encoder(dict)).value;

@@ -117,3 +117,24 @@ export async function withAllocator(main: () => Promise<void>): Promise<void> {
   });
   process.exitCode = child.status ?? 1;
 }
+
+/** Story-like sentences from a fixed word list, in paragraphs, for build corpora (a seeded LCG picks words). */
+export function benchText(words: number, seed: number): string {
+  const vocab = (
+    'once upon a time there was little girl named Lily she liked to play with her dog in the park one day sun ' +
+    'hot and sky blue saw big red ball under tree mom said yes happy friend Tom ran home'
+  ).split(' ');
+  let s = seed;
+  const next = (n: number) => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return (s >>> 8) % n;
+  };
+  const parts: string[] = [];
+  for (let w = 0; w < words;) {
+    const len = 5 + next(8);
+    const sentence = Array.from({ length: len }, () => vocab[next(vocab.length)]).join(' ');
+    parts.push(sentence[0].toUpperCase() + sentence.slice(1) + (next(6) === 0 ? '.\n\n' : '. '));
+    w += len;
+  }
+  return parts.join('');
+}
