@@ -33,11 +33,10 @@ import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
-import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
 import { writeTinyGpt2 } from '../test/helpers/hf-fixtures.js';
-import { ALLOCATOR, arg, benchText, uniform } from './util.js';
+import { ALLOCATOR, arg, barePass, benchText, uniform } from './util.js';
 
 const TOKENS = Number(arg('tokens', '16384'));
 const LAYERS = Number(arg('layers', '12'));
@@ -136,22 +135,14 @@ async function measure(dir: string, mode: string): Promise<Record<string, number
     const tokens = contexts.reduce((s, c) => s + c.ids.length - 1, 0);
 
     // Bare: forward to the hook, the non-BOS rows, every active code (and the reconstruction); nothing kept.
-    const bare = async (reconstruct: boolean) => {
-      const t0 = performance.now();
-      for (let i = 0; i < contexts.length; i += batch) {
-        const part = contexts.slice(i, i + batch);
-        const acts = (
-          await model.runHooks(
-            part.map((c) => c.ids),
-            [HOOK],
-          )
-        ).get(HOOK)!;
-        const n = part.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
-        const x = nonBosRows({ id: 'bench', dIn: D }, part, acts, HOOK, n);
-        await encoder.encode(x, n, K, { allActive: true, reconstruct });
-      }
-      return (performance.now() - t0) / 1000;
-    };
+    const bare = (reconstruct: boolean) =>
+      barePass(model, encoder, contexts, {
+        batch,
+        hook: HOOK,
+        dIn: D,
+        k: K,
+        options: { allActive: true, reconstruct },
+      });
     // Warm-up: sessions, the pruned graph.
     await model.runHooks([contexts[0].ids], [HOOK]);
     await encoder.encode(new Float32Array(D), 1, K, { allActive: true, reconstruct: true });

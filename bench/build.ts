@@ -16,10 +16,9 @@ import { importDictionary } from '../src/app/import-dictionary.js';
 import { EngineRegistry } from '../src/app/registry.js';
 import { buildDashboards, type BuildProgress } from '../src/app/build-dashboards.js';
 import { Corpus, type TokenContext } from '../src/engine/dashboards/corpus.js';
-import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { writeSaelens } from '../src/engine/sae/export.js';
 import type { SaeConfig } from '../src/engine/sae/types.js';
-import { arg, benchText, uniform } from './util.js';
+import { arg, barePass, benchText, uniform } from './util.js';
 
 const TOKENS = Number(arg('tokens', '100000'));
 const D_SAE = Number(arg('dsae', '4096'));
@@ -85,22 +84,7 @@ async function main(): Promise<void> {
     const tokens = contexts.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
 
     // Bare: forward pass to the hook and encode of the non-BOS rows, nothing kept.
-    const bare = async () => {
-      const t0 = performance.now();
-      for (let i = 0; i < contexts.length; i += batch) {
-        const part = contexts.slice(i, i + batch);
-        const acts = (
-          await model.runHooks(
-            part.map((c) => c.ids),
-            [hook],
-          )
-        ).get(hook)!;
-        const n = part.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
-        const x = nonBosRows({ id: 'bench', dIn: d }, part, acts, hook, n);
-        await encoder.encode(x, n, K);
-      }
-      return (performance.now() - t0) / 1000;
-    };
+    const bare = () => barePass(model, encoder, contexts, { batch, hook, dIn: d, k: K });
     await bare(); // warm-up: sessions, pruned graph variants
     const bareSeconds = await bare();
 

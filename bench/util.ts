@@ -2,6 +2,10 @@
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { SaeArchitecture, SaeConfig } from '../src/engine/sae/types.js';
+import type { EncodeOptions, SaeEncoder } from '../src/engine/sae/encoder.js';
+import type { LoadedModel } from '../src/engine/model/types.js';
+import type { TokenContext } from '../src/engine/dashboards/corpus.js';
+import { nonBosRows } from '../src/engine/dashboards/dictionary-build.js';
 import { normal, rng } from '../test/helpers/rng.js';
 
 /** The value of `--name VALUE` (or `--name=VALUE`) on the command line, else the fallback. */
@@ -137,4 +141,30 @@ export function benchText(words: number, seed: number): string {
     w += len;
   }
   return parts.join('');
+}
+
+/**
+ * Seconds of a bare pass, the baseline a build is measured against: batches of `batch` contexts run
+ * forward to `hook`, and their non-BOS rows encoded with `k` (and `options`); nothing kept.
+ */
+export async function barePass(
+  model: LoadedModel,
+  encoder: SaeEncoder,
+  contexts: TokenContext[],
+  run: { batch: number; hook: string; dIn: number; k: number; options?: EncodeOptions },
+): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < contexts.length; i += run.batch) {
+    const part = contexts.slice(i, i + run.batch);
+    const acts = (
+      await model.runHooks(
+        part.map((c) => c.ids),
+        [run.hook],
+      )
+    ).get(run.hook)!;
+    const n = part.reduce((s, c) => s + c.ids.length - (c.bos ? 1 : 0), 0);
+    const x = nonBosRows({ id: 'bench', dIn: run.dIn }, part, acts, run.hook, n);
+    await encoder.encode(x, n, run.k, run.options);
+  }
+  return (performance.now() - t0) / 1000;
 }
