@@ -189,7 +189,8 @@ describe('GraphQL over HTTP', () => {
     for (const [accept, coding] of [
       ['gzip', 'gzip'],
       ['br', 'br'],
-      ['gzip, deflate, br', 'br'],
+      ['gzip, deflate, br', 'gzip'],
+      ['gzip;q=0.5, br', 'br'],
       ['gzip;q=1, br;q=0.5', 'gzip'],
     ] as const) {
       const r = await rawPost(a.url, body, { 'accept-encoding': accept });
@@ -225,11 +226,12 @@ describe('GraphQL over HTTP', () => {
     }
   });
 
-  it('Accept-Encoding negotiation follows q-values, br on a tie, q=0 refuses', () => {
+  it('Accept-Encoding negotiation follows q-values, gzip on a tie, q=0 refuses', () => {
     assert.equal(chooseEncoding(undefined), null);
     assert.equal(chooseEncoding('identity'), null);
     assert.equal(chooseEncoding('deflate'), null);
-    assert.equal(chooseEncoding('*'), 'br');
+    assert.equal(chooseEncoding('*'), 'gzip');
+    assert.equal(chooseEncoding('br, gzip'), 'gzip');
     assert.equal(chooseEncoding('*;q=0.5, br;q=0'), 'gzip');
     assert.equal(chooseEncoding('GZIP'), 'gzip');
     assert.equal(chooseEncoding('gzip;q=0, br;q=0'), null);

@@ -36,7 +36,9 @@ type Coding = 'br' | 'gzip';
 
 /**
  * The coding to use for a client's Accept-Encoding (RFC 9110 §12.5.3): the highest q-value among br
- * and gzip, br on a tie; `*` stands for either; q=0 refuses.
+ * and gzip; `*` stands for either; q=0 refuses. gzip on a tie (fetch and browsers send "gzip, deflate, br"):
+ * on a 27 KB encode response brotli quality 5 took 770 µs for a result 4% smaller than gzip level 1's in
+ * 200 µs, and the server's CPU is worth more than 4% of a response on the wire.
  */
 export function chooseEncoding(acceptEncoding: string | undefined): Coding | null {
   if (!acceptEncoding) return null;
@@ -49,7 +51,7 @@ export function chooseEncoding(acceptEncoding: string | undefined): Coding | nul
     q.set(name, Number.isFinite(value) ? value : 0);
   }
   const weight = (c: Coding) => q.get(c) ?? q.get('*') ?? 0;
-  const best = (['br', 'gzip'] as const).reduce((a, b) => (weight(b) > weight(a) ? b : a));
+  const best = (['gzip', 'br'] as const).reduce((a, b) => (weight(b) > weight(a) ? b : a));
   return weight(best) > 0 ? best : null;
 }
 
