@@ -2,7 +2,7 @@
  * Response compression on /graphql: the bytes of a feature page (the web UI's feature query, all
  * dashboards) as sent with no Accept-Encoding, with gzip and with br, and the median request time of
  * each over --runs requests. Run against a server holding the demo atlas:
- *   npm start   (then, in another shell)
+ *   ATLAS_COMPRESS_LOOPBACK=1 npm start   (then, in another shell; loopback clients get no compression otherwise)
  *   npx tsx bench/http-compression.ts [--url http://127.0.0.1:4000/graphql] [--index 0] [--runs 20]
  */
 import { request } from 'node:http';

@@ -40,6 +40,8 @@ export interface ServerOptions {
   deadlineMs?: number;
   /** ATLAS_CORS_ORIGINS; CORS is off when absent or empty. */
   corsOrigins?: Config['corsOrigins'];
+  /** ATLAS_COMPRESS_LOOPBACK: compress responses to unproxied loopback peers too (off when absent). */
+  compressLoopback?: boolean;
   log?: (line: string) => void;
 }
 
@@ -47,11 +49,16 @@ export interface ServerOptions {
 export function serverSettings(
   config: Pick<
     Config,
-    'maxBodyBytes' | 'requestTimeoutMs' | 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'corsOrigins'
+    | 'maxBodyBytes'
+    | 'requestTimeoutMs'
+    | 'httpHeadersTimeoutMs'
+    | 'httpRequestTimeoutMs'
+    | 'corsOrigins'
+    | 'compressLoopback'
   >,
 ): Pick<
   ServerOptions,
-  'maxBodyBytes' | 'deadlineMs' | 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'corsOrigins'
+  'maxBodyBytes' | 'deadlineMs' | 'httpHeadersTimeoutMs' | 'httpRequestTimeoutMs' | 'corsOrigins' | 'compressLoopback'
 > {
   return {
     maxBodyBytes: config.maxBodyBytes,
@@ -59,6 +66,7 @@ export function serverSettings(
     httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
     httpRequestTimeoutMs: config.httpRequestTimeoutMs,
     corsOrigins: config.corsOrigins,
+    compressLoopback: config.compressLoopback,
   };
 }
 
@@ -139,6 +147,8 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     schema,
     formatError: formatError(log),
     includeStacktraceInErrorResponses: false,
+    // The schema is public (the UI, codegen and GraphiQL read it), whatever NODE_ENV says.
+    introspection: true,
     // atlas serve drains and closes the database itself on SIGINT/SIGTERM.
     stopOnTerminationSignals: false,
     parseOptions: PARSE_OPTIONS,
@@ -235,7 +245,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     for (const [k, v] of result.headers) res.setHeader(k, v);
     res.statusCode = result.status ?? 200;
     if (result.body.kind === 'complete') {
-      await endCompressed(req, res, result.body.string);
+      await endCompressed(req, res, result.body.string, opts.compressLoopback ?? false);
     } else {
       for await (const chunk of result.body.asyncIterator) res.write(chunk);
       res.end();

@@ -84,30 +84,35 @@ async function audit(a: TestAtlas, fetchFn?: typeof fetch) {
 
 describe('GraphQL over HTTP', () => {
   const test = useTestAtlas('GraphQL over HTTP', () =>
-    startTestAtlas('pglite', async (db) => {
-      await upsertModel(db, {
-        id: MODEL,
-        name: 'HTTP test model',
-        architecture: 'llama',
-        dModel: 4,
-        nLayers: 1,
-        vocabSize: 8,
-        contextLength: 8,
-        prependBos: true,
-        hookPoints: ['blocks.0.hook_resid_post'],
-        sourcePath: '/nonexistent/http.bin',
-        sourceFormat: 'llama2c',
-        tokenizerPath: null,
-      });
-      const dict = { id: DICT, modelId: MODEL, name: DICT, hookPoint: 'blocks.0.hook_resid_post', prependBos: true };
-      const spec = { ...dict, dIn: 4, dSae: 4, architecture: 'relu', params: {}, sourceFormat: 'saelens' };
-      await writeDictionary(db, spec, [new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])]);
-      const stats = { tokens: 10, l0: 1, deadFraction: 0, normalizedMse: 0.1, explainedVariance: 0.9 };
-      await db.query('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [
-        DICT,
-        JSON.stringify({ ...stats, corpus: SAMPLE_CORPUS, builtAt: new Date(0).toISOString() }),
-      ]);
-    }),
+    startTestAtlas(
+      'pglite',
+      async (db) => {
+        await upsertModel(db, {
+          id: MODEL,
+          name: 'HTTP test model',
+          architecture: 'llama',
+          dModel: 4,
+          nLayers: 1,
+          vocabSize: 8,
+          contextLength: 8,
+          prependBos: true,
+          hookPoints: ['blocks.0.hook_resid_post'],
+          sourcePath: '/nonexistent/http.bin',
+          sourceFormat: 'llama2c',
+          tokenizerPath: null,
+        });
+        const dict = { id: DICT, modelId: MODEL, name: DICT, hookPoint: 'blocks.0.hook_resid_post', prependBos: true };
+        const spec = { ...dict, dIn: 4, dSae: 4, architecture: 'relu', params: {}, sourceFormat: 'saelens' };
+        await writeDictionary(db, spec, [new Float32Array([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])]);
+        const stats = { tokens: 10, l0: 1, deadFraction: 0, normalizedMse: 0.1, explainedVariance: 0.9 };
+        await db.query('UPDATE dictionaries SET stats = $2::jsonb WHERE id = $1', [
+          DICT,
+          JSON.stringify({ ...stats, corpus: SAMPLE_CORPUS, builtAt: new Date(0).toISOString() }),
+        ]);
+        // The tests' client is on this machine: compress for it as for a remote one.
+      },
+      { compressLoopback: true },
+    ),
   );
 
   test('serverAudits: no error, and only the warnings the spec leaves to Apollo', async (a) => {
@@ -207,7 +212,7 @@ describe('GraphQL over HTTP', () => {
     const bodies = [20_000, 300_000].map((n) =>
       JSON.stringify({ data: Array.from({ length: n / 20 }, (_, i) => (i * 0.37) % 101) }),
     );
-    const server = createServer((req, res) => void endCompressed(req, res, bodies[Number(req.url!.slice(1))]));
+    const server = createServer((req, res) => void endCompressed(req, res, bodies[Number(req.url!.slice(1))], true));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
@@ -220,6 +225,31 @@ describe('GraphQL over HTTP', () => {
           assert.ok(r.body.length < text.length / 2, `${coding} ${text.length}: ${r.body.length}`);
           assert.equal(decoders[coding](r.body).toString('utf8'), text, `${coding} ${text.length}`);
         }
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('a client on this machine gets bodies as they are, unless a proxy forwarded its request', async () => {
+    const text = JSON.stringify({ data: Array.from({ length: 1000 }, (_, i) => (i * 0.37) % 101) });
+    const server = createServer((req, res) => void endCompressed(req, res, text, false));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const url = `http://127.0.0.1:${port}/`;
+      const direct = await rawPost(url, '', { 'accept-encoding': 'gzip, br' });
+      assert.equal(direct.headers['content-encoding'], undefined);
+      assert.equal(direct.body.toString('utf8'), text);
+      assert.match(String(direct.headers.vary), /accept-encoding/i, 'caches still learn that the body varies');
+      for (const proxied of <Record<string, string>[]>[
+        { 'x-forwarded-for': '203.0.113.7' },
+        { forwarded: 'for=203.0.113.7' },
+        { via: '1.1 edge' },
+      ]) {
+        const r = await rawPost(url, '', { 'accept-encoding': 'gzip', ...proxied });
+        assert.equal(r.headers['content-encoding'], 'gzip', JSON.stringify(proxied));
+        assert.equal(gunzipSync(r.body).toString('utf8'), text);
       }
     } finally {
       await new Promise((resolve) => server.close(resolve));

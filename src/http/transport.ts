@@ -1,10 +1,11 @@
 /**
  * GraphQL-over-HTTP details of /graphql that Apollo leaves to the host: a POST body must be
  * `application/json` (UTF-8), anything else is 415 before it is parsed; and a response is compressed
- * with the client's preferred Accept-Encoding among br and gzip (node:zlib; identity below
- * MIN_COMPRESS_BYTES, where the headers would outweigh the saving). Bodies up to SYNC_COMPRESS_BYTES
- * (about 2 ms of work) are compressed on the event loop: the thread-pool round trip of the asynchronous
- * form costs more than compressing them (for a 1 KB body about 0.2 ms against 0.02 ms).
+ * with the client's preferred Accept-Encoding among br and gzip (node:zlib). Identity below
+ * MIN_COMPRESS_BYTES, where the headers would outweigh the saving, and to a client on this machine that no
+ * proxy forwarded, unless ATLAS_COMPRESS_LOOPBACK says otherwise: loopback bytes cross no network. Bodies up
+ * to SYNC_COMPRESS_BYTES (about 2 ms of work) are compressed on the event loop: the thread-pool round trip of
+ * the asynchronous form costs more than compressing them (for a 1 KB body about 0.2 ms against 0.02 ms).
  */
 import { promisify } from 'node:util';
 import { brotliCompress, brotliCompressSync, gzip, gzipSync, constants, type ZlibOptions } from 'node:zlib';
@@ -79,12 +80,32 @@ const compressors: Record<Coding, (b: Buffer) => Buffer | Promise<Buffer>> = {
   gzip: (b) => (b.length <= SYNC_COMPRESS_BYTES.gzip ? gzipSync(b, GZIP_OPTIONS) : promisify(gzip)(b, GZIP_OPTIONS)),
 };
 
-/** Ends `res` with `body`, compressed when the client accepts br or gzip and it is large enough. */
-export async function endCompressed(req: IncomingMessage, res: ServerResponse, body: string): Promise<void> {
+/**
+ * Whether the request comes straight from this machine: a loopback peer, with none of the headers a reverse
+ * proxy adds (a proxy on this machine relays for clients elsewhere, which want compression).
+ */
+export function fromThisMachine(req: IncomingMessage): boolean {
+  const peer = req.socket.remoteAddress ?? '';
+  const loopback = peer === '::1' || /^(::ffff:)?127\./.test(peer);
+  const h = req.headers;
+  return loopback && !h['x-forwarded-for'] && !h.forwarded && !h.via;
+}
+
+/**
+ * Ends `res` with `body`, compressed when the client accepts br or gzip, it is large enough, and the client is
+ * not on this machine (or `compressLoopback`).
+ */
+export async function endCompressed(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: string,
+  compressLoopback: boolean,
+): Promise<void> {
   const vary = res.getHeader('vary');
   res.setHeader('vary', vary ? `${String(vary)}, accept-encoding` : 'accept-encoding');
   const raw = Buffer.from(body, 'utf8');
-  const coding = raw.length >= MIN_COMPRESS_BYTES ? chooseEncoding(req.headers['accept-encoding']) : null;
+  const wanted = raw.length >= MIN_COMPRESS_BYTES && (compressLoopback || !fromThisMachine(req));
+  const coding = wanted ? chooseEncoding(req.headers['accept-encoding']) : null;
   const out = coding ? await compressors[coding](raw) : raw;
   if (coding) res.setHeader('content-encoding', coding);
   res.setHeader('content-length', out.length);
