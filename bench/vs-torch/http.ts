@@ -1,24 +1,27 @@
 /**
- * One `encode` of a 64-token text over HTTP, the real server (startServer over createServices, PGlite,
- * dynamic batching as configured by default), one request at a time, against torch in-process running
- * the same token ids through the model to the hook and the SAE: topk(relu((x − b_dec) W_enc + b_enc), k).
- * Model: the demo GPT-2 (assets/demo/model: 4 layers, d 128, vocab 4096) and its blocks.3.hook_resid_post
- * TopK SAE (2048 features, k = 16), the dictionary every demo request uses. The atlas time is the client's:
- * request, tokenization, model, encoder, response assembly and reading the body; torch's excludes
- * tokenization. The query asks each token's top 16 features (all the active ones), what torch computes,
- * in two shapes, two cases: a list of objects per token (`features { index activation }`, 1024 objects
- * of two fields for GraphQL to complete) and the same answer packed (`featureIndices featureActivations`,
- * two lists of numbers per token). Both are checked against torch.
+ * One `encode` of a 64-token text over HTTP, the real server (`atlas serve` in a process of its own, as
+ * `npm start` runs it: PGlite, dynamic batching as configured by default, ATLAS_THREADS = --threads), one
+ * request at a time, against torch in-process running the same token ids through the model to the hook and the
+ * SAE: topk(relu((x − b_dec) W_enc + b_enc), k). Model: the demo GPT-2 (assets/demo/model: 4 layers, d 128,
+ * vocab 4096) and its blocks.3.hook_resid_post TopK SAE (2048 features, k = 16), the dictionary every demo
+ * request uses. The atlas time is the client's: a keep-alive node:http client in this process that asks for
+ * gzip (as curl --compressed, Python's requests and browsers do) and decompresses the body, so it covers the
+ * request, tokenization, model, encoder, response assembly, compression and reading the body; torch's excludes
+ * tokenization. (Before 2026-12-02 the server ran in this process under fetch(), whose own work, about 1 ms a
+ * request, then ran on the server's event loop.) The query asks each token's top 16 features (all the active
+ * ones), what torch computes, in two shapes, two cases: a list of objects per token (`features { index
+ * activation }`, 1024 objects of two fields for GraphQL to complete) and the same answer packed
+ * (`featureIndices featureActivations`, two lists of numbers per token). Both are checked against torch.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadConfig, type Config } from '../../src/config.js';
+import { Agent, request } from 'node:http';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { openDatabase } from '../../src/db/client.js';
 import { DEMO_DIR, DEMO_MODEL_ID } from '../../src/app/demo.js';
 import { registerModel } from '../../src/app/register-model.js';
 import { importDictionary } from '../../src/app/import-dictionary.js';
-import { createServices } from '../../src/app/services.js';
-import { serverSettings, startServer } from '../../src/server.js';
 import { loadTokenizer } from '../../src/engine/tokenizers/load.js';
 import { checkTopIndices, relDiff, type Path } from './common.js';
 
@@ -26,6 +29,7 @@ const TOKENS = 64;
 const K = 16;
 const LAYER = 3;
 const SAE = join(DEMO_DIR, `saes/layer${LAYER}`);
+const ATLAS = resolve(import.meta.dirname, '../../bin/atlas.mjs');
 const MODEL = join(DEMO_DIR, 'model');
 const query = (tokens: string) =>
   `query($t: String!) { encode(dictionary: "demo-L${LAYER}", text: $t, topK: ${K}) ${tokens} }`;
@@ -47,6 +51,49 @@ function textOf(limit: number): string {
     best = text;
   }
   return best;
+}
+
+/** `atlas serve` on a free port over `dataDir` (demo seeding off), and the URL it listens on. */
+async function serve(dataDir: string, threads: number): Promise<{ server: ChildProcess; url: string }> {
+  const env = {
+    ...process.env,
+    ATLAS_DATA_DIR: dataDir,
+    ATLAS_DEMO: '0',
+    ATLAS_DEVICE: 'cpu',
+    ATLAS_THREADS: String(threads),
+  };
+  const server = spawn(process.execPath, [ATLAS, 'serve', '--port', '0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((done, fail) => {
+    let out = '';
+    server.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m) done(m[1]);
+    });
+    server.once('exit', (code) => fail(new Error(`atlas serve exited with ${code} before listening: ${out}`)));
+  });
+  server.stdout!.resume();
+  return { server, url };
+}
+
+/** One POST on the keep-alive agent; the body as text, gunzipped when the server compressed it. */
+function post(url: string, agent: Agent, headers: Record<string, string | number>, body: Buffer): Promise<string> {
+  return new Promise((done, fail) => {
+    const req = request(url, { method: 'POST', agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        done((res.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8'));
+      });
+    });
+    req.on('error', fail);
+    req.end(body);
+  });
 }
 
 interface Encoded {
@@ -74,19 +121,14 @@ export const httpPath: Path = {
     const database = await openDatabase({ dataDir });
     await registerModel(database, { id: DEMO_MODEL_ID, path: MODEL, name: 'demo', prependBos: true });
     await importDictionary(database, { path: SAE, modelId: DEMO_MODEL_ID, id: `demo-L${LAYER}`, dataDir });
-    const config: Config = { ...loadConfig({}), device: 'cpu', threads, dataDir };
-    const services = await createServices(config, database);
-    const server = await startServer(
-      { database, services, ...serverSettings(config), log: () => undefined },
-      { port: 0, host: '127.0.0.1' },
-    );
+    await database.close();
+    const { server, url } = await serve(dataDir, threads);
     const text = textOf(TOKENS);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     const poster = (query: string) => {
-      const body = JSON.stringify({ query, variables: { t: text } });
-      return async () => {
-        const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-        return res.text();
-      };
+      const body = Buffer.from(JSON.stringify({ query, variables: { t: text } }));
+      const headers = { 'content-type': 'application/json', 'content-length': body.length, 'accept-encoding': 'gzip' };
+      return () => post(url, agent, headers, body);
     };
     const first = JSON.parse(await poster(SHAPES[0].query)()) as { data?: { encode: Encoded }; errors?: unknown };
     if (!first.data) throw new Error(`encode failed: ${JSON.stringify(first.errors)}`);
@@ -126,9 +168,9 @@ export const httpPath: Path = {
         };
       }),
       close: async () => {
-        await server.stop();
-        await services.close();
-        await database.close();
+        agent.destroy();
+        server.kill('SIGTERM');
+        if (server.exitCode === null) await new Promise((done) => server.once('exit', done));
       },
     };
   },
