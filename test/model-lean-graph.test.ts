@@ -138,7 +138,9 @@ test('inputs feeding anything but Add(x, steer), Concat(past, new) on past_seq o
       input: [
         valueInfo('x', 'float', ['batch', 'seq', 4]),
         valueInfo('kv', 'float', ['batch', 2, 'seq', 3]),
-        ...['steer.a', 'steer.b', 'steer.c', 'steer.d'].map((n) => valueInfo(n, 'float', [1, 1, 4])),
+        ...['steer.a', 'steer.b', 'steer.c', 'steer.d', 'steer.e', 'steer.f'].map((n) =>
+          valueInfo(n, 'float', [1, 1, 4]),
+        ),
         past('past_key_values.0.key'),
         past('past_key_values.1.key'),
         past('past_key_values.2.key'),
@@ -151,6 +153,8 @@ test('inputs feeding anything but Add(x, steer), Concat(past, new) on past_seq o
         node('Mul', ['x', 'steer.c'], ['out_c']), // kept: not an Add
         node('Add', ['x', 'steer.d'], ['xd']), // kept: steer.d is also multiplied
         node('Mul', ['xd', 'steer.d'], ['out_d']),
+        node('Add', ['steer.e', 'steer.f'], ['ef']), // kept: neither is x
+        node('Relu', ['ef'], ['out_e']),
         node('Concat', ['past_key_values.0.key', 'kv'], ['present0'], { axis: 2 }), // stripped
         node('Shape', ['past_key_values.0.key'], ['len0'], { start: 1, end: 3 }), // folded to [2, 0]
         node('Relu', ['present0'], ['out_0']),
@@ -160,7 +164,7 @@ test('inputs feeding anything but Add(x, steer), Concat(past, new) on past_seq o
         node('Concat', ['past_key_values.2.key', 'kv'], ['present2'], { axis: 1 }), // kept: not past_seq
         node('Relu', ['present2'], ['out_2']),
       ],
-      output: ['out_a', 'out_b', 'out_c', 'out_d', 'out_0', 'out_len', 'out_1', 'out_2'].map((n) =>
+      output: ['out_a', 'out_b', 'out_c', 'out_d', 'out_e', 'out_0', 'out_len', 'out_1', 'out_2'].map((n) =>
         valueInfo(n, 'float', []),
       ),
     },
@@ -169,7 +173,17 @@ test('inputs feeding anything but Add(x, steer), Concat(past, new) on past_seq o
   const lean = decodeModel(pruneModel(withoutSteeringOrCache(model, outputs), outputs)).graph!;
   assert.deepEqual(
     lean.input!.map((i) => i.name),
-    ['x', 'kv', 'steer.b', 'steer.c', 'steer.d', 'past_key_values.1.key', 'past_key_values.2.key'],
+    [
+      'x',
+      'kv',
+      'steer.b',
+      'steer.c',
+      'steer.d',
+      'steer.e',
+      'steer.f',
+      'past_key_values.1.key',
+      'past_key_values.2.key',
+    ],
   );
   const producer = (v: string) => lean.node!.find((n) => n.output!.includes(v))!;
   assert.deepEqual(producer('out_a').input, ['x']);

@@ -73,7 +73,7 @@ function intAttr(n: NodeProto, name: string): number | undefined {
 
 /**
  * A copy of the model for runs that neither steer nor continue a cache, computing the same `outputs`:
- *   steer.<hook>: each consumer Add(x, steer) is dropped and its readers read x (x + 0 = x);
+ *   steer.<hook>: each consumer Add(x, steer) (x not a steering input) is dropped and its readers read x;
  *   past_key_values.* [batch, heads, past_seq, head_dim]: each Concat(past, new) along past_seq is
  *   dropped and its readers read new; a Shape of the input becomes a constant, past_seq being 0.
  * An input any of whose consumers is another node, or whose rewired value is one of `outputs`, is kept
@@ -100,9 +100,11 @@ export function withoutSteeringOrCache(model: ModelProto, outputs: string[]): Mo
       for (const n of users) {
         const [a, b] = n.input ?? [];
         const out = n.output?.[0] ?? '';
-        if (n.opType !== 'Add' || n.input?.length !== 2 || (a === name) === (b === name) || wanted.has(out))
+        const x = a === name ? b : a;
+        // x another steering input: each would read the other.
+        if (n.opType !== 'Add' || n.input?.length !== 2 || x === name || x.startsWith(STEER_PREFIX) || wanted.has(out))
           understood = false;
-        else rewires.push([out, a === name ? b : a]);
+        else rewires.push([out, x]);
       }
     } else if (name.startsWith(PAST_PREFIX)) {
       const dims = input.type?.tensorType?.shape?.dim ?? [];
