@@ -16,7 +16,7 @@ import { loadModel } from '../src/engine/model/load.js';
 import { buildGemmaGraph } from '../src/engine/onnx/gemma-graph.js';
 import { GEMMA_HOOK_KINDS } from '../src/engine/model/hooks.js';
 import { onnx } from '../src/engine/onnx/proto.js';
-import { HookRunner, sliceBatch } from '../src/engine/runtime/forward.js';
+import { HOOKS_ONLY_FILE, HookRunner, sliceBatch } from '../src/engine/runtime/forward.js';
 import { AtlasError } from '../src/errors.js';
 import { writeTinyGemma, type GemmaFixtureOptions } from './helpers/gemma-fixtures.js';
 import { relError, runGraph } from './helpers/graph-runner.js';
@@ -261,11 +261,16 @@ test('a model over the hooks-only size runs every hook from one graph without lo
       }
       const [entry] = readdirSync(join(root, 'data', 'onnx'));
       const folder = join(root, 'data', 'onnx', entry);
-      const graph = onnx.ModelProto.decode(readFileSync(join(folder, 'hooks-only.onnx')));
+      const graph = onnx.ModelProto.decode(readFileSync(join(folder, HOOKS_ONLY_FILE)));
       const info = readHfModelInfo(dir);
       assert.deepEqual(
         graph.graph!.output!.map((o) => o.name),
         info.hookPoints,
+      );
+      // Runs of hooks neither steer nor continue a cache: the graph has no such inputs.
+      assert.deepEqual(
+        graph.graph!.input!.map((i) => i.name),
+        ['input_ids', 'attention_mask'],
       );
       // Hook outputs of 3 tokens' worth per run: the batch below runs in slices and is put back together.
       const bytesPerToken = 4 * 3 * (6 * 24 + 40 + 20 + 20 + 40 + 2 * 40);

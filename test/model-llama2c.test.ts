@@ -115,7 +115,7 @@ test('a run of early hooks (a pruned graph) gives the same values as the full gr
     assert.deepEqual(early.get(hook)!.data, full.get(hook)!.data, hook);
   const files = readdirSync(readdirSync(join(root, 'data', 'onnx')).map((d) => join(root, 'data', 'onnx', d))[0]);
   assert.ok(
-    files.some((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f)),
+    files.some((f) => /^hooks-lean\d+-[0-9a-f]{16}\.onnx$/.test(f)),
     `a pruned variant is cached beside model.onnx: ${files}`,
   );
 });
@@ -130,7 +130,7 @@ test('a hook on the last layer runs a graph cut there (no logits or KV outputs),
   const outputsOf = (file: string) =>
     (decodeModel(readFileSync(join(folder, file))).graph?.output ?? []).map((o) => o.name ?? '');
   const cut = readdirSync(folder)
-    .filter((f) => /^hooks-[0-9a-f]{16}\.onnx$/.test(f))
+    .filter((f) => /^hooks-lean\d+-[0-9a-f]{16}\.onnx$/.test(f))
     .map(outputsOf)
     .find((outputs) => outputs.includes(last));
   assert.ok(cut, 'a pruned variant ending at the last layer is cached beside model.onnx');

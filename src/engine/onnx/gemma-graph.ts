@@ -185,7 +185,9 @@ export function buildGemmaGraph(
     const x2 = g.op('Mul', [normalize(mid, hook(l, 'ln2.hook_normalized')), gain(`${b}.ln2.w`, d)]);
     const pre = g.op('MatMul', [x2, matrix(`${b}.mlp.W_gate`, d, dMlp)], {}, hook(l, 'mlp.hook_pre'));
     const up = g.op('MatMul', [x2, matrix(`${b}.mlp.W_in`, d, dMlp)]);
-    const post = g.op('Mul', [gelu(g, pre, 'gelu_new'), up], {}, hook(l, 'mlp.hook_post'));
+    // Decomposed: per-node overhead is nothing at Gemma's sizes, and a fused node would mean a new graph
+    // version, i.e. converting every cached Gemma checkpoint (10 GB for gemma-2-2b) again.
+    const post = g.op('Mul', [gelu(g, pre, 'gelu_new', undefined, true), up], {}, hook(l, 'mlp.hook_post'));
     const mlpOut = rmsNorm(
       g.op('MatMul', [post, matrix(`${b}.mlp.W_out`, dMlp, d)]),
       `${b}.ln2_post.w`,

@@ -9,7 +9,8 @@
  * mlp.hook_pre = W_in·x + b_in and mlp.hook_post = act(hook_pre). Each residual-stream hook adds its
  * steering input (layers.ts) before the layers after it read it.
  * with learned positional embeddings added to the token embeddings, one fused QKV matmul with
- * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new.
+ * biases (as GPT-2's c_attn), and GELU in its tanh approximation for gelu_new, each GELU one onnxruntime
+ * contrib node (layers.ts gelu).
  */
 import { AtlasError } from '../../errors.js';
 import {
@@ -34,7 +35,7 @@ import {
 } from './layers.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const GPT2_GRAPH_VERSION = 3;
+export const GPT2_GRAPH_VERSION = 4;
 
 /** Concatenates row-major [rows, cols_i] matrices side by side. */
 function concatColumns(parts: Float32Array[], rows: number): Float32Array {

@@ -15,7 +15,7 @@ import type { onnx as OnnxNs } from 'onnx-proto';
 import type { TransformerConfig, TransformerWeights } from '../model/types.js';
 import { hookLayout, steerableHooks, steeringInputName } from '../model/hooks.js';
 import { AtlasError } from '../../errors.js';
-import { floatAttr, floatTensor, int64Tensor, node, valueInfo } from './proto.js';
+import { floatAttr, floatTensor, int64Tensor, MS_DOMAIN, node, valueInfo } from './proto.js';
 import type { ExternalDataWriter } from './write-model.js';
 
 /** Additive mask value: large enough to zero a softmax weight, finite so a fully masked row is not NaN. */
@@ -260,8 +260,24 @@ export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number,
   return g.op('Mul', [g.op('Mul', [x, inv], {}, normalized), weight]);
 }
 
-/** GELU: 'gelu' is x·Φ(x) (erf); 'gelu_new' the tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-export function gelu(g: GraphBuilder, x: string, activation: 'gelu' | 'gelu_new', output?: string): string {
+/**
+ * GELU: 'gelu' is x·Φ(x) (erf); 'gelu_new' the tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+ * One onnxruntime contrib node (com.microsoft Gelu / FastGelu, CPU and CUDA kernels) unless `decomposed`:
+ * onnxruntime's fusions of the decomposed form never fire on a hook (they refuse a result that is a graph
+ * output), and its five to eight nodes cost µs each per run.
+ */
+export function gelu(
+  g: GraphBuilder,
+  x: string,
+  activation: 'gelu' | 'gelu_new',
+  output?: string,
+  decomposed = false,
+): string {
+  if (!decomposed) {
+    const out = output ?? g.t('gelu');
+    g.nodes.push({ ...node(activation === 'gelu_new' ? 'FastGelu' : 'Gelu', [x], [out]), domain: MS_DOMAIN });
+    return out;
+  }
   const scalar = (v: number) => g.float(g.t('const.gelu'), [], new Float32Array([v]));
   let inner: string;
   if (activation === 'gelu_new') {

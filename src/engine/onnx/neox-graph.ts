@@ -8,6 +8,7 @@
  *   parallel:   resid_post = x + attn_out + mlp(LN2(x))                (no hook_resid_mid)
  *   sequential: mid = x + attn_out; resid_post = mid + mlp(LN2(mid))
  *   mlp(h) = act(h W_in + b_in) W_out + b_out, act gelu (erf) or its tanh form  (mlp.hook_pre/post)
+ *     (act one onnxruntime contrib node, layers.ts gelu)
  * logits = LN_final(resid_post) W_U (embed_out, untied unless tie_word_embeddings).
  * Each residual-stream hook adds its steering input (layers.ts) before the layers after it read it.
  */
@@ -29,7 +30,7 @@ import {
 import { applyRope, ropeAngles } from './rope.js';
 
 /** Bump when the graph changes: it is part of the on-disk cache key. */
-export const NEOX_GRAPH_VERSION = 2;
+export const NEOX_GRAPH_VERSION = 3;
 
 export function buildNeoxGraph(w: TransformerWeights): GraphSpec {
   const c = w.config;

@@ -6,6 +6,8 @@ import onnxProto from 'onnx-proto';
 
 export const onnx = onnxProto.onnx;
 export const OPSET = 17;
+/** onnxruntime's contrib operators (FastGelu, Gelu), imported at version 1 by graphs that use them. */
+export const MS_DOMAIN = 'com.microsoft';
 
 export type ElemType = 'float' | 'int64' | 'int32' | 'bool';
 const ELEM: Record<ElemType, number> = {
@@ -88,12 +90,15 @@ export interface GraphSpec {
   outputs: onnxProto.onnx.IValueInfoProto[];
 }
 
-/** Serializes a graph to ONNX model bytes (opset 17, IR version 8). */
+/** Serializes a graph to ONNX model bytes (opset 17, IR version 8; com.microsoft 1 when a node uses it). */
 export function serializeModel(g: GraphSpec, producer = 'feature-atlas'): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: producer,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [
+      { domain: '', version: OPSET },
+      ...(g.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : []),
+    ],
     graph: {
       name: g.name,
       node: g.nodes,

@@ -5,8 +5,11 @@
  * onnxruntime executes every node of a graph whatever a run fetches, so every run of hooks is on a
  * pruned copy of the graph that ends at the deepest requested hook, with the hooks up to it as its
  * outputs: a hook on the last layer skips the LM head and the KV-cache outputs (measured 1.3–1.4× at
- * GPT-2 shape, bench/encode-path.ts). Copies are written once beside the model in its cache folder;
- * a few such sessions are kept open, least recently used first out. The full graph serves decoding.
+ * GPT-2 shape, bench/encode-path.ts). Its runs neither steer nor continue a KV cache, so its copies
+ * also drop the steering and cache inputs (onnx/prune.ts withoutSteeringOrCache); the decoder's reads
+ * at a hook (withSession) use copies that keep them. Copies are written once beside the model in its
+ * cache folder; a few such sessions are kept open, least recently used first out. The full graph
+ * serves decoding.
  *
  * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
  * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
@@ -23,7 +26,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { HookBatch, ModelInfo, RunHooksOptions } from '../model/types.js';
-import { decodeModel, producerIndex, pruneModel } from '../onnx/prune.js';
+import { decodeModel, producerIndex, pruneModel, withoutSteeringOrCache } from '../onnx/prune.js';
 import { cachedFile, MODEL_FILE } from './onnx-cache.js';
 import { batchFeeds, planInputs } from './feeds.js';
 import { createSession, type AtlasSession, type ExecutionProvider, type SessionSettings } from './session.js';
@@ -61,7 +64,17 @@ export function sliceBatch(lengths: number[], maxTokens: number): [number, numbe
   return out;
 }
 
-const HOOKS_ONLY_FILE = 'hooks-only.onnx';
+/**
+ * Names the copies without steering or cache inputs: bump when withoutSteeringOrCache changes, so that
+ * copies written before are not read (old files stay valid for graphs that still name them).
+ */
+const LEAN_CUT = 'lean1';
+export const HOOKS_ONLY_FILE = `hooks-only-${LEAN_CUT}.onnx`;
+
+/** The model in `folder` cut to `outputs`, without steering or cache inputs. */
+function leanCut(folder: string, outputs: string[]): Uint8Array {
+  return pruneModel(withoutSteeringOrCache(decodeModel(readFileSync(join(folder, MODEL_FILE))), outputs), outputs);
+}
 
 /** Checks ids and lengths; returns the sequences to run (truncated when asked). */
 export function validateBatch(batch: number[][], info: ModelInfo, opts: RunHooksOptions = {}): number[][] {
@@ -130,9 +143,7 @@ export class HookRunner {
 
   static async open(opts: HookRunnerOptions): Promise<HookRunner> {
     const file = opts.hooksOnly
-      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () =>
-          pruneModel(decodeModel(readFileSync(join(opts.folder, MODEL_FILE))), opts.info.hookPoints),
-        )
+      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => leanCut(opts.folder, opts.info.hookPoints))
       : join(opts.folder, MODEL_FILE);
     return new HookRunner(opts, await createSession(file, opts.settings));
   }
@@ -145,7 +156,7 @@ export class HookRunner {
     const wanted = validateHooks(hooks, this.opts.info);
     const seqs = validateBatch(batch, this.opts.info, opts);
     if (this.opts.hooksOnly) return this.runSliced(seqs, wanted);
-    const out = await this.withSession(wanted, (session) =>
+    const out = await this.onVariant(wanted, true, (session) =>
       session.run(batchFeeds(planInputs(session, 'the model graph'), seqs), wanted),
     );
     const result = new Map<string, HookBatch>();
@@ -156,9 +167,18 @@ export class HookRunner {
     return result;
   }
 
-  /** Runs `fn` on the graph cut at the deepest of `hooks`. */
-  async withSession<T>(hooks: string[], fn: (session: ort.InferenceSession) => Promise<T>): Promise<T> {
-    const variant = this.variantFor(hooks);
+  /** Runs `fn` on the graph cut at the deepest of `hooks`, with the full graph's inputs (steering, cache). */
+  withSession<T>(hooks: string[], fn: (session: ort.InferenceSession) => Promise<T>): Promise<T> {
+    return this.onVariant(hooks, false, fn);
+  }
+
+  /** Runs `fn` on the graph cut at the deepest of `hooks`; `lean`: without steering or cache inputs. */
+  private async onVariant<T>(
+    hooks: string[],
+    lean: boolean,
+    fn: (session: ort.InferenceSession) => Promise<T>,
+  ): Promise<T> {
+    const variant = this.variantFor(hooks, lean);
     variant.busy++;
     try {
       return await fn((await variant.session).session);
@@ -199,17 +219,20 @@ export class HookRunner {
   }
 
   /** The pruned graph ending at the deepest of `hooks` (graph order). */
-  private variantFor(hooks: string[]): Variant {
+  private variantFor(hooks: string[], lean: boolean): Variant {
     const order = this.producerOrder();
     const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
     const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
 
-    const name = `hooks-${createHash('sha256').update(outputs.join('\n')).digest('hex').slice(0, 16)}.onnx`;
+    const hash = createHash('sha256').update(outputs.join('\n')).digest('hex').slice(0, 16);
+    const name = lean ? `hooks-${LEAN_CUT}-${hash}.onnx` : `hooks-${hash}.onnx`;
     let variant = this.variants.get(name);
     if (variant) {
       this.variants.delete(name); // re-inserted below, as the most recently used
     } else {
-      const make = () => pruneModel(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))), outputs);
+      const make = lean
+        ? () => leanCut(this.opts.folder, outputs)
+        : () => pruneModel(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))), outputs);
       variant = {
         session: Promise.resolve().then(() =>
           createSession(cachedFile(this.opts.folder, name, make), this.opts.settings),
