@@ -121,6 +121,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
   });
 }
 
+/**
+ * Why the statements of a request that has ended are cancelled: one shared error, as nobody reads it once the
+ * response is gone, and capturing a stack per request cost about 0.1 ms of every request.
+ */
+const REQUEST_ENDED = new AtlasError('DEADLINE_EXCEEDED', 'The request ended.');
+
 function payloadTooLarge(res: ServerResponse, limit: number): void {
   res.setHeader('connection', 'close');
   sendJson(res, 413, {
@@ -227,7 +233,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
     );
     res.once('close', () => {
       clearTimeout(deadline);
-      ended.abort(new AtlasError('DEADLINE_EXCEEDED', 'The request ended.'));
+      ended.abort(REQUEST_ENDED);
     });
     const database = opts.database.forRequest(ended.signal);
     const result = await apollo.executeHTTPGraphQLRequest({
