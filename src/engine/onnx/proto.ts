@@ -6,6 +6,8 @@ import onnxProto from 'onnx-proto';
 
 export const onnx = onnxProto.onnx;
 export const OPSET = 17;
+/** onnxruntime's contrib operators (MatMulNBits), opset version 1; imported by a model whose nodes use it. */
+export const MS_DOMAIN = 'com.microsoft';
 
 export type ElemType = 'float' | 'int64' | 'int32' | 'bool';
 const ELEM: Record<ElemType, number> = {
@@ -31,6 +33,14 @@ export function floatTensor(name: string, dims: number[], data: Float32Array): o
 export function int64Tensor(name: string, dims: number[], values: number[]): onnxProto.onnx.ITensorProto {
   const data = BigInt64Array.from(values.map((v) => BigInt(v)));
   return { name, dims, dataType: ELEM.int64, rawData: new Uint8Array(data.buffer) };
+}
+
+/** A uint8 initializer (quantized weights, zero points). */
+export function uint8Tensor(name: string, dims: number[], data: Uint8Array): onnxProto.onnx.ITensorProto {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (count !== data.length)
+    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
+  return { name, dims, dataType: onnx.TensorProto.DataType.UINT8, rawData: data };
 }
 
 type AttrValue = number | number[] | string | onnxProto.onnx.ITensorProto;
@@ -88,12 +98,15 @@ export interface GraphSpec {
   outputs: onnxProto.onnx.IValueInfoProto[];
 }
 
-/** Serializes a graph to ONNX model bytes (opset 17, IR version 8). */
+/** Serializes a graph to ONNX model bytes (opset 17, IR version 8; and MS_DOMAIN 1 when a node uses it). */
 export function serializeModel(g: GraphSpec, producer = 'feature-atlas'): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: producer,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [
+      { domain: '', version: OPSET },
+      ...(g.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : []),
+    ],
     graph: {
       name: g.name,
       node: g.nodes,
