@@ -1,27 +1,30 @@
 /**
  * Exact nearest decoder rows by cosine: an 8-bit screen, then an exact re-rank of the rows it cannot
- * rule out.
+ * rule out; batches above SCREEN_MAX_QUERIES take the float32 product instead.
  *
  * Ŵ: the decoder rows scaled to unit norm ([n, d] float32, zero rows stay zero), s_r = ŵ_r·q. One query's
  * scan of Ŵ is bound by memory (4·n·d bytes read), so a screen reads an 8-bit copy W' instead (n·d bytes):
  * - W': per row and block of BLOCK columns, codes c ∈ [0, 255] with a float32 scale t and zero point z
  *   (lo = min(0, min w), hi = max(0, max w), t = (hi − lo)/255, z = round(−lo/t)), w' = (c − z)·t;
  *   e_r = ‖ŵ_r − w'_r‖₂ in float64 at create time.
- * - Queries go onto a per-block int8 grid, q̃ = t_q·k (t_q = max|q_blk|/127, integers |k| ≤ 127),
- *   δ = ‖q − q̃‖₂. onnxruntime's MatMulNBits (com.microsoft, bits 8, accuracy_level 4, per-block int8
- *   activations) re-quantizes q̃ to the same k, so s'_r = w'_r·q̃ with int8 products summed exactly in
- *   int32 per block; only the float32 scaling and summing of block terms round.
- * - Bound: |s_r − s'_r| ≤ |ŵ_r·(q − q̃)| + |(ŵ_r − w'_r)·q̃| + float32 error ≤ ‖ŵ‖max·δ + ‖q̃‖·E_r, with
- *   E_r = e_r + γ(‖w'_r‖ + 2√d·ζ_r). Float32 error: at most d + 2·blocks terms (per-column products, or per
- *   block an int sum times two scales less a block sum times z·t) of at most 3 roundings each, in any
- *   order: ≤ γ·Σ|terms|, γ = (d + 2·blocks + 8)·2⁻²⁴, Σ|terms| ≤ Σ|q̃_i|(|w'_i| + 2ζ_r) ≤ ‖q̃‖(‖w'_r‖ + 2√d·ζ_r),
- *   ζ_r = the row's largest z·t. (At d = 768 the γ term is about a tenth of e_r ≈ 5e-3, and δ ≈ 5e-3.)
+ * - A query goes onto two per-block int8 grids: q̃₁ = grid(q), q̃₂ = grid(q − q̃₁), grid(x) = t_x·k with
+ *   t_x = max|x_blk|/127 and integers |k| ≤ 127; δ = ‖q − q̃₁ − q̃₂‖₂ (about 2e-5 at d = 768, against 5e-3
+ *   for one grid: the second row costs the memory-bound kernel almost nothing). onnxruntime's MatMulNBits
+ *   (com.microsoft, bits 8, accuracy_level 4: per-block int8 activations) re-quantizes each grid row to
+ *   the same k, so it computes w'_r·q̃ᵢ with the int8 products summed exactly in int32 per block; only the
+ *   float32 scaling and summing round. s'_r = w'_r·q̃₁ + w'_r·q̃₂ (added in float64).
+ * - Bound B_r: |s_r − s'_r| ≤ |ŵ_r·(q − q̃₁ − q̃₂)| + |(ŵ_r − w'_r)·(q̃₁ + q̃₂)| + float32 error
+ *   ≤ ‖ŵ‖max·δ + (‖q̃₁‖ + ‖q̃₂‖)·E_r, E_r = e_r + γ(‖w'_r‖ + 2√d·ζ_r). Float32 error of one grid row: at most
+ *   d + 2·blocks terms (per-column products, or per block an int sum times two scales less a block sum
+ *   times z·t) of at most 3 roundings each, summed in any order: ≤ γ·Σ|terms| with γ = (d + 2·blocks + 8)·2⁻²⁴
+ *   (the 8 spare roundings also cover the float64 sum), Σ|terms| ≤ Σ|q̃_i|(|w'_i| + 2ζ_r) ≤
+ *   ‖q̃‖(‖w'_r‖ + 2√d·ζ_r), ζ_r = the row's largest z·t. At d = 768, e_r ≈ 5e-3 and the γ term a tenth of it.
  * - Per query: L = k-th largest of s'_r − B_r; a row with s'_r + B_r < L has k rows surely above it, so the
- *   candidates (s'_r + B_r ≥ L) hold a true top k. They are re-scored from Ŵ in float64 (few rows: about
- *   those within 2·B of the k-th cosine) and the top k kept.
+ *   candidates (s'_r + B_r ≥ L) hold a true top k. They are re-scored from Ŵ in float64 (few: the rows
+ *   within about 2·B of the k-th cosine) and the top k kept.
  * One screen session per CHUNK_BYTES of codes keeps each model far below protobuf's 2 GB limit. The
  * int8 kernels are MLAS's (x64 AVX2 or later, ARM64); elsewhere MatMulNBits dequantizes W' on every
- * run (correct, much slower).
+ * run (correct, much slower). test/exact-search.test.ts checks the bound row by row.
  */
 import * as ort from 'onnxruntime-node';
 import { MS_DOMAIN, floatTensor, node, serializeModel, uint8Tensor, valueInfo } from './onnx/proto.js';
@@ -36,7 +39,7 @@ export interface RowHits {
 
 /** Screen scores of m queries ([m, n] row-major) and their bound: |ŵ_r·q_j − scores[j·n + r]| ≤ bound(j, r). */
 export interface Screened {
-  scores: Float32Array;
+  scores: Float64Array;
   bound(j: number, r: number): number;
 }
 
@@ -44,6 +47,13 @@ export interface Screened {
 const BLOCK = 32;
 /** Most code bytes per screen session. */
 const CHUNK_BYTES = 2 ** 30;
+/**
+ * Most queries searched through the screen at once; larger batches take the float32 product, which costs
+ * little more for a batch than for one query, while the screen's kernel cost grows with every further row
+ * and its selection and re-rank are per query. At 100,000 × 768 (1 thread, busy machine) the two broke even
+ * near 4 queries: the screen took 0.5× the product's time for 1 or 2, 2.5× for 6 or 8.
+ */
+export const SCREEN_MAX_QUERIES = 2;
 
 /**
  * Memory an ExactSearch over n rows of width d holds: Ŵ in float32; W' codes (padded to whole blocks) and per
@@ -52,6 +62,20 @@ const CHUNK_BYTES = 2 ** 30;
 export function exactSearchBytes(n: number, d: number): number {
   const blocks = Math.ceil(d / BLOCK);
   return n * (4 * d + blocks * (BLOCK + 9) + 8);
+}
+
+/** Float32 cosines of a batch, S = Ŵ·Q̂ ([n, m]), and each query's top k by TopK over axis 0. */
+function productGraph(d: number): Uint8Array {
+  return serializeModel({
+    name: 'exact-nearest',
+    nodes: [
+      node('MatMul', ['w', 'q'], ['s']),
+      node('TopK', ['s', 'k'], ['top_cos', 'top_idx'], { axis: 0, largest: 1, sorted: 1 }),
+    ],
+    initializers: [],
+    inputs: [valueInfo('w', 'float', ['n', d]), valueInfo('q', 'float', [d, 'm']), valueInfo('k', 'int64', [1])],
+    outputs: [valueInfo('top_cos', 'float', ['k', 'm']), valueInfo('top_idx', 'int64', ['k', 'm'])],
+  });
 }
 
 function screenGraph(d: number, rows: number, codes: Uint8Array, scales: Float32Array, zeros: Uint8Array) {
@@ -129,26 +153,21 @@ function quantizeRows(w: Float32Array, d: number, r0: number, rows: number, slac
   return { codes, scales, zeros, maxNorm };
 }
 
-/**
- * Query `j` of `queries` onto its per-block int8 grid, written to the same place in `out`; returns ‖q̃‖₂ and
- * δ = ‖q − q̃‖₂.
- */
-function onGrid(queries: Float32Array, j: number, d: number, out: Float32Array): { norm: number; err: number } {
+/** x[from, to) onto its per-block int8 grid, into out[at, …); returns ‖x̃‖₂. */
+function onGrid(x: Float64Array, out: Float32Array, at: number): number {
   let norm = 0;
-  let err = 0;
-  for (let from = j * d; from < (j + 1) * d; from += BLOCK) {
-    const to = Math.min(from + BLOCK, (j + 1) * d);
+  for (let from = 0; from < x.length; from += BLOCK) {
+    const to = Math.min(from + BLOCK, x.length);
     let amax = 0;
-    for (let i = from; i < to; i++) amax = Math.max(amax, Math.abs(queries[i]));
+    for (let i = from; i < to; i++) amax = Math.max(amax, Math.abs(x[i]));
     const t = Math.fround(amax / 127);
     for (let i = from; i < to; i++) {
-      const g = t > 0 ? Math.fround(Math.min(127, Math.max(-127, Math.round(queries[i] / t))) * t) : 0;
-      out[i] = g;
+      const g = t > 0 ? Math.fround(Math.min(127, Math.max(-127, Math.round(x[i] / t))) * t) : 0;
+      out[at + i] = g;
       norm += g * g;
-      err += (queries[i] - g) ** 2;
     }
   }
-  return { norm: Math.sqrt(norm), err: Math.sqrt(err) };
+  return Math.sqrt(norm);
 }
 
 /** ŵ_r·q in float64, w[at, at + d) against q; four partial sums let V8 overlap the multiply-adds. */
@@ -173,7 +192,8 @@ export class ExactSearch {
   readonly screening = { queries: 0, candidates: 0, most: 0 };
 
   private constructor(
-    private screens: ort.InferenceSession[] | null,
+    /** Null once closed. */
+    private sessions: { screens: ort.InferenceSession[]; product: ort.InferenceSession } | null,
     /** Rows per screen session (the last may hold fewer). */
     private readonly chunkRows: number,
     private readonly w: Float32Array,
@@ -189,20 +209,22 @@ export class ExactSearch {
     unitRows(decoders, d, decoders);
     const chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / (Math.ceil(d / BLOCK) * BLOCK)));
     const slack = new Float64Array(n);
-    const screens: ort.InferenceSession[] = [];
+    const made: ort.InferenceSession[] = [];
     let maxNorm = 0;
     try {
+      made.push((await createSession(productGraph(d), settings)).session);
       for (let r0 = 0; r0 < n; r0 += chunkRows) {
         const rows = Math.min(chunkRows, n - r0);
         const q = quantizeRows(decoders, d, r0, rows, slack);
         maxNorm = Math.max(maxNorm, q.maxNorm);
-        screens.push((await createSession(screenGraph(d, rows, q.codes, q.scales, q.zeros), settings)).session);
+        made.push((await createSession(screenGraph(d, rows, q.codes, q.scales, q.zeros), settings)).session);
       }
     } catch (e) {
-      for (const s of screens) await s.release();
+      for (const s of made) await s.release();
       throw e;
     }
-    return new ExactSearch(screens, chunkRows, decoders, slack, maxNorm, n, d);
+    const [product, ...screens] = made;
+    return new ExactSearch({ screens, product }, chunkRows, decoders, slack, maxNorm, n, d);
   }
 
   /** Memory held: exactSearchBytes(rows, d). */
@@ -222,43 +244,50 @@ export class ExactSearch {
    * cosine; ties go to either row.
    */
   async search(queries: Float32Array, m: number, k: number): Promise<RowHits[]> {
-    const { scores, norms, offsets } = await this.run(queries, m);
     const { rows: n, d } = this;
     const kk = Math.min(Math.max(1, k), n);
+    if (m > SCREEN_MAX_QUERIES) return this.product(queries, m, kk);
+    const { scores, norms, offsets } = await this.run(queries, m);
     return Array.from({ length: m }, (_, j) =>
       this.pick(scores.subarray(j * n, (j + 1) * n), queries.subarray(j * d, (j + 1) * d), kk, norms[j], offsets[j]),
     );
   }
 
-  /** Screen scores [m, n]; per query ‖q̃‖ and ‖ŵ‖max·δ, so that B_r = slack_r·norm + offset. */
+  /** Screen scores [m, n], the sum of each query's two grid rows; per query ‖q̃₁‖ + ‖q̃₂‖ and ‖ŵ‖max·δ. */
   private async run(queries: Float32Array, m: number) {
-    if (!this.screens) throw new Error('ExactSearch is closed');
+    if (!this.sessions) throw new Error('ExactSearch is closed');
+    const { screens } = this.sessions;
     const { d, rows: n, chunkRows } = this;
-    const grid = new Float32Array(m * d);
+    const grid = new Float32Array(2 * m * d);
     const norms = new Float64Array(m);
     const offsets = new Float64Array(m);
+    const rest = new Float64Array(d);
     for (let j = 0; j < m; j++) {
-      const { norm, err } = onGrid(queries, j, d, grid);
-      norms[j] = norm;
-      offsets[j] = this.maxNorm * err;
+      const [first, second] = [2 * j * d, (2 * j + 1) * d];
+      for (let i = 0; i < d; i++) rest[i] = queries[j * d + i];
+      norms[j] = onGrid(rest, grid, first);
+      for (let i = 0; i < d; i++) rest[i] -= grid[first + i];
+      norms[j] += onGrid(rest, grid, second);
+      let err = 0;
+      for (let i = 0; i < d; i++) err += (rest[i] - grid[second + i]) ** 2;
+      offsets[j] = this.maxNorm * Math.sqrt(err);
     }
-    const q = new ort.Tensor('float32', grid, [m, d]);
-    let scores: Float32Array;
-    if (this.screens.length === 1) scores = (await this.screens[0].run({ q })).s.data as Float32Array;
-    else {
-      scores = new Float32Array(m * n);
-      for (let c = 0; c < this.screens.length; c++) {
-        const part = (await this.screens[c].run({ q })).s.data as Float32Array;
-        const r0 = c * chunkRows;
-        const rows = Math.min(chunkRows, n - r0);
-        for (let j = 0; j < m; j++) scores.set(part.subarray(j * rows, (j + 1) * rows), j * n + r0);
+    const q = new ort.Tensor('float32', grid, [2 * m, d]);
+    const scores = new Float64Array(m * n);
+    for (let c = 0; c < screens.length; c++) {
+      const part = (await screens[c].run({ q })).s.data as Float32Array;
+      const r0 = c * chunkRows;
+      const rows = Math.min(chunkRows, n - r0);
+      for (let j = 0; j < m; j++) {
+        const [a, b, at] = [2 * j * rows, (2 * j + 1) * rows, j * n + r0];
+        for (let r = 0; r < rows; r++) scores[at + r] = part[a + r] + part[b + r];
       }
     }
     return { scores, norms, offsets };
   }
 
   /** One query's top k: the k-th largest lower bound, the rows whose upper bound reaches it, re-scored. */
-  private pick(scores: Float32Array, query: Float32Array, k: number, norm: number, offset: number): RowHits {
+  private pick(scores: Float64Array, query: Float32Array, k: number, norm: number, offset: number): RowHits {
     const { rows: n, d, slack, w } = this;
     // Min-heap of the k largest lower bounds s'_r − B_r.
     const heap = new Float64Array(k).fill(-Infinity);
@@ -291,9 +320,28 @@ export class ExactSearch {
     };
   }
 
+  /** A batch's top k from the float32 product over Ŵ, Ŵ handed to onnxruntime without a copy. */
+  private async product(queries: Float32Array, m: number, k: number): Promise<RowHits[]> {
+    if (!this.sessions) throw new Error('ExactSearch is closed');
+    const d = this.d;
+    const q = new Float32Array(d * m);
+    for (let j = 0; j < m; j++) for (let i = 0; i < d; i++) q[i * m + j] = queries[j * d + i];
+    const out = await this.sessions.product.run({
+      w: new ort.Tensor('float32', this.w, [this.rows, d]),
+      q: new ort.Tensor('float32', q, [d, m]),
+      k: new ort.Tensor('int64', BigInt64Array.from([BigInt(k)]), [1]),
+    });
+    const cos = out.top_cos.data as Float32Array;
+    const idx = out.top_idx.data as BigInt64Array;
+    return Array.from({ length: m }, (_, j) => ({
+      indices: Int32Array.from({ length: k }, (_, r) => Number(idx[r * m + j])),
+      cosines: Float32Array.from({ length: k }, (_, r) => cos[r * m + j]),
+    }));
+  }
+
   async close(): Promise<void> {
-    const s = this.screens;
-    this.screens = null;
-    if (s) for (const x of s) await x.release();
+    const s = this.sessions;
+    this.sessions = null;
+    if (s) for (const x of [s.product, ...s.screens]) await x.release();
   }
 }
