@@ -127,8 +127,9 @@ function quantizeRows(w: Float32Array, d: number, r0: number, rows: number, slac
       let lo = 0;
       let hi = 0;
       for (let i = from; i < to; i++) {
-        if (w[i] < lo) lo = w[i];
-        else if (w[i] > hi) hi = w[i];
+        const v = w[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
       }
       const t = Math.fround((hi - lo) / 255);
       const z = t > 0 ? Math.min(255, Math.round(-lo / t)) : 0;
@@ -136,16 +137,21 @@ function quantizeRows(w: Float32Array, d: number, r0: number, rows: number, slac
       scales[r * blocks + b] = t;
       zeros[r * blocks + b] = z;
       zeta = Math.max(zeta, z * t);
+      // Codes from the reciprocal: any rounding of it is accounted for, as e_r is measured from the codes.
+      const inv = t > 0 ? 1 / t : 0;
       for (let i = from; i < to; i++) {
-        const c = t > 0 ? Math.min(255, Math.max(0, Math.round(w[i] / t) + z)) : 0;
+        const v = w[i];
+        let c = Math.floor(v * inv + z + 0.5);
+        c = c < 0 ? 0 : c > 255 ? 255 : c;
         codes[at + i - from] = c;
         const dq = (c - z) * t;
-        err += (w[i] - dq) ** 2;
+        const e = v - dq;
+        err += e * e;
         normQ += dq * dq;
-        norm += w[i] * w[i];
+        norm += v * v;
       }
       // Padding columns dequantize to 0.
-      codes.fill(z, at + to - from, at + BLOCK);
+      if (to - from < BLOCK) codes.fill(z, at + to - from, at + BLOCK);
     }
     slack[r0 + r] = Math.sqrt(err) + gamma * (Math.sqrt(normQ) + 2 * Math.sqrt(d) * zeta);
     maxNorm = Math.max(maxNorm, Math.sqrt(norm));
