@@ -240,8 +240,15 @@ export class ExactSearch {
 
   /** The screen's scores of m queries ([m, d] row-major) and their bounds (the header's B_r). */
   async screen(queries: Float32Array, m: number): Promise<Screened> {
-    const { scores, norms, offsets } = await this.run(queries, m);
-    const slack = this.slack;
+    const { parts, norms, offsets } = await this.run(queries, m);
+    const { rows: n, chunkRows, slack } = this;
+    const scores = new Float64Array(m * n);
+    parts.forEach((part, c) => {
+      const [r0, rows] = [c * chunkRows, part.length / (2 * m)];
+      for (let j = 0; j < m; j++) {
+        for (let i = 0; i < rows; i++) scores[j * n + r0 + i] = part[2 * j * rows + i] + part[(2 * j + 1) * rows + i];
+      }
+    });
     return { scores, bound: (j, r) => slack[r] * norms[j] + offsets[j] };
   }
 
@@ -253,17 +260,19 @@ export class ExactSearch {
     const { rows: n, d } = this;
     const kk = Math.min(Math.max(1, k), n);
     if (m > SCREEN_MAX_QUERIES) return this.product(queries, m, kk);
-    const { scores, norms, offsets } = await this.run(queries, m);
+    const { parts, norms, offsets } = await this.run(queries, m);
     return Array.from({ length: m }, (_, j) =>
-      this.pick(scores.subarray(j * n, (j + 1) * n), queries.subarray(j * d, (j + 1) * d), kk, norms[j], offsets[j]),
+      this.pick(parts, m, j, queries.subarray(j * d, (j + 1) * d), kk, norms[j], offsets[j]),
     );
   }
 
-  /** Screen scores [m, n], the sum of each query's two grid rows; per query ‖q̃₁‖ + ‖q̃₂‖ and ‖ŵ‖max·δ. */
+  /**
+   * The screen's output per session ([2m, rows]: each query's two grid rows, whose sum is s'); per query
+   * ‖q̃₁‖ + ‖q̃₂‖ and ‖ŵ‖max·δ, so that B_r = slack_r·norm + offset.
+   */
   private async run(queries: Float32Array, m: number) {
     if (!this.sessions) throw new Error('ExactSearch is closed');
-    const { screens } = this.sessions;
-    const { d, rows: n, chunkRows } = this;
+    const d = this.d;
     const grid = new Float32Array(2 * m * d);
     const norms = new Float64Array(m);
     const offsets = new Float64Array(m);
@@ -279,43 +288,56 @@ export class ExactSearch {
       offsets[j] = this.maxNorm * Math.sqrt(err);
     }
     const q = new ort.Tensor('float32', grid, [2 * m, d]);
-    const scores = new Float64Array(m * n);
-    for (let c = 0; c < screens.length; c++) {
-      const part = (await screens[c].run({ q })).s.data as Float32Array;
-      const r0 = c * chunkRows;
-      const rows = Math.min(chunkRows, n - r0);
-      for (let j = 0; j < m; j++) {
-        const [a, b, at] = [2 * j * rows, (2 * j + 1) * rows, j * n + r0];
-        for (let r = 0; r < rows; r++) scores[at + r] = part[a + r] + part[b + r];
-      }
-    }
-    return { scores, norms, offsets };
+    const parts: Float32Array[] = [];
+    for (const screen of this.sessions.screens) parts.push((await screen.run({ q })).s.data as Float32Array);
+    return { parts, norms, offsets };
   }
 
-  /** One query's top k: the k-th largest lower bound, the rows whose upper bound reaches it, re-scored. */
-  private pick(scores: Float64Array, query: Float32Array, k: number, norm: number, offset: number): RowHits {
-    const { rows: n, d, slack, w } = this;
-    // Min-heap of the k largest lower bounds s'_r − B_r.
+  /**
+   * Query j's top k in one pass: a min-heap of the k largest lower bounds s'_r − B_r, and the rows whose
+   * upper bound reaches its least so far (it only rises to L, so no candidate is missed); then those
+   * reaching L are re-scored.
+   */
+  private pick(
+    parts: Float32Array[],
+    m: number,
+    j: number,
+    query: Float32Array,
+    k: number,
+    norm: number,
+    offset: number,
+  ): RowHits {
+    const { d, slack, w, chunkRows } = this;
     const heap = new Float64Array(k).fill(-Infinity);
-    for (let r = 0; r < n; r++) {
-      const lower = scores[r] - slack[r] * norm - offset;
-      if (lower <= heap[0]) continue;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        if (left >= k) break;
-        const c = left + 1 < k && heap[left + 1] < heap[left] ? left + 1 : left;
-        if (heap[c] >= lower) break;
-        heap[i] = heap[c];
-        i = c;
+    const kept: number[] = [];
+    const uppers: number[] = [];
+    parts.forEach((part, c) => {
+      const [r0, rows] = [c * chunkRows, part.length / (2 * m)];
+      const [a, b] = [2 * j * rows, (2 * j + 1) * rows];
+      for (let i = 0; i < rows; i++) {
+        const score = part[a + i] + part[b + i];
+        const bound = slack[r0 + i] * norm + offset;
+        if (score + bound < heap[0]) continue;
+        kept.push(r0 + i);
+        uppers.push(score + bound);
+        const lower = score - bound;
+        if (lower <= heap[0]) continue;
+        let at = 0;
+        for (;;) {
+          const left = 2 * at + 1;
+          if (left >= k) break;
+          const child = left + 1 < k && heap[left + 1] < heap[left] ? left + 1 : left;
+          if (heap[child] >= lower) break;
+          heap[at] = heap[child];
+          at = child;
+        }
+        heap[at] = lower;
       }
-      heap[i] = lower;
-    }
+    });
     const floor = heap[0];
-    const candidates: number[] = [];
-    for (let r = 0; r < n; r++) if (scores[r] + slack[r] * norm + offset >= floor) candidates.push(r);
+    const candidates = kept.filter((_, i) => uppers[i] >= floor);
     const exact = candidates.map((r) => dot(w, r * d, query, d));
-    const order = candidates.map((_, i) => i).sort((a, b) => exact[b] - exact[a] || candidates[a] - candidates[b]);
+    const order = candidates.map((_, i) => i).sort((x, y) => exact[y] - exact[x] || candidates[x] - candidates[y]);
     const st = this.screening;
     st.queries++;
     st.candidates += candidates.length;
