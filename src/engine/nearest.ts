@@ -25,6 +25,10 @@
  * One screen session per CHUNK_BYTES of codes keeps each model far below protobuf's 2 GB limit. The
  * int8 kernels are MLAS's (x64 AVX2 or later, ARM64); elsewhere MatMulNBits dequantizes W' on every
  * run (correct, much slower). test/exact-search.test.ts checks the bound row by row.
+ * Measured (bench/vs-torch.ts --paths nearest, 1 thread, 768-d, one query a call, load average 1–2):
+ * 16,384 / 100,000 clustered rows 1.02 / 5.88 ms (re-scoring 95 / 162 rows a query, at most 115 / 210),
+ * uniformly random rows 0.92 / 5.83 ms (22 / 23, at most 27 / 34), against 2.39 / 16.85 ms for the float32
+ * MatMul → TopK over Ŵ alone; create 0.5 / 2.4 s against 0.2 / 1.2 s; memory exactSearchBytes, +32%.
  */
 import * as ort from 'onnxruntime-node';
 import { MS_DOMAIN, floatTensor, node, serializeModel, uint8Tensor, valueInfo } from './onnx/proto.js';
