@@ -55,9 +55,17 @@ function cosines64(rows: Float32Array, d: number, q: Float32Array): Float64Array
 }
 
 /** Searches `raw` with m queries and checks every answer against the float64 ranking. */
-async function checkSearch(raw: Float32Array, d: number, queries: Float32Array, m: number, k: number, what: string) {
+async function checkSearch(
+  raw: Float32Array,
+  d: number,
+  queries: Float32Array,
+  m: number,
+  k: number,
+  what: string,
+  chunkBytes?: number,
+) {
   const n = raw.length / d;
-  const search = await ExactSearch.create(raw.slice(), d, SETTINGS);
+  const search = await ExactSearch.create(raw.slice(), d, SETTINGS, chunkBytes);
   try {
     assert.equal(search.bytes, exactSearchBytes(n, d));
     const hits = await search.search(queries, m, k);
@@ -162,9 +170,16 @@ test('rows that stress the int8 kernels: constant, one-hot, one large entry amon
 });
 
 /** Every row's screen score is within its bound of the float64 cosine. */
-async function checkBound(raw: Float32Array, d: number, queries: Float32Array, m: number, what: string) {
+async function checkBound(
+  raw: Float32Array,
+  d: number,
+  queries: Float32Array,
+  m: number,
+  what: string,
+  chunkBytes?: number,
+) {
   const n = raw.length / d;
-  const search = await ExactSearch.create(raw.slice(), d, SETTINGS);
+  const search = await ExactSearch.create(raw.slice(), d, SETTINGS, chunkBytes);
   try {
     const { scores, bound } = await search.screen(queries, m);
     let widest = 0;
@@ -199,5 +214,16 @@ test('the screen bound holds for every row, on clustered and uniformly random ro
       // The bound is a screen, not a formality: e_r and δ are each about 5e-3 at this width.
       assert.ok(widest < 0.02, `${what}: bound ${widest}`);
     }
+  }
+});
+
+test('a matrix split over several screen sessions answers and bounds as one', async () => {
+  // 64 code bytes a row at d = 50 (two blocks of 32): 37 rows a session, the last one shorter.
+  const [n, d, chunkBytes] = [600, 50, 37 * 64];
+  const raw = withZerosAndDuplicates(clusteredRows(31, n, d), d);
+  for (const m of [1, 2]) {
+    const queries = queriesNear(raw, d, m, 0.02, 32 + m);
+    await checkSearch(raw, d, queries, m, 12, `${n} x ${d} in sessions of 37 rows`, chunkBytes);
+    await checkBound(raw, d, queries, m, `${n} x ${d} in sessions of 37 rows`, chunkBytes);
   }
 });

@@ -213,11 +213,19 @@ export class ExactSearch {
     readonly d: number,
   ) {}
 
-  /** Takes ownership of `decoders` ([n, d] row-major) and scales its rows to unit norm in place. */
-  static async create(decoders: Float32Array, d: number, settings: SessionSettings): Promise<ExactSearch> {
+  /**
+   * Takes ownership of `decoders` ([n, d] row-major) and scales its rows to unit norm in place. `chunkBytes`:
+   * the most code bytes per screen session (tests make it small to run several).
+   */
+  static async create(
+    decoders: Float32Array,
+    d: number,
+    settings: SessionSettings,
+    chunkBytes = CHUNK_BYTES,
+  ): Promise<ExactSearch> {
     const n = decoders.length / d;
     unitRows(decoders, d, decoders);
-    const chunkRows = Math.max(1, Math.floor(CHUNK_BYTES / (Math.ceil(d / BLOCK) * BLOCK)));
+    const chunkRows = Math.max(1, Math.floor(chunkBytes / (Math.ceil(d / BLOCK) * BLOCK)));
     const slack = new Float64Array(n);
     const made: ort.InferenceSession[] = [];
     let maxNorm = 0;
