@@ -163,14 +163,18 @@ function quantizeRows(w: Float32Array, d: number, r0: number, rows: number, slac
   return { codes, scales, zeros, maxNorm };
 }
 
-/** x[from, to) onto its per-block int8 grid, into out[at, …); returns ‖x̃‖₂. */
+/**
+ * x (one query, or what two grids leave of it) onto its per-block int8 grid, into out[at, at + d); returns
+ * ‖x̃‖₂. A block below 2⁻¹⁰⁰ is left at 0 rather than given a scale near float32's subnormals (what is left
+ * out counts in δ).
+ */
 function onGrid(x: Float64Array, out: Float32Array, at: number): number {
   let norm = 0;
   for (let from = 0; from < x.length; from += BLOCK) {
     const to = Math.min(from + BLOCK, x.length);
     let amax = 0;
     for (let i = from; i < to; i++) amax = Math.max(amax, Math.abs(x[i]));
-    const t = Math.fround(amax / 127);
+    const t = amax >= 2 ** -100 ? Math.fround(amax / 127) : 0;
     for (let i = from; i < to; i++) {
       const g = t > 0 ? Math.fround(Math.min(127, Math.max(-127, Math.round(x[i] / t))) * t) : 0;
       out[at + i] = g;
