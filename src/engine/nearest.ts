@@ -210,8 +210,11 @@ export class ExactSearch {
     private sessions: { screens: ort.InferenceSession[]; product: ort.InferenceSession } | null,
     /** Rows per screen session (the last may hold fewer). */
     private readonly chunkRows: number,
+    /** Ŵ, [n, d] row-major. */
     private readonly w: Float32Array,
+    /** E_r per row (the header's), so that B_r = E_r·(‖q̃₁‖ + ‖q̃₂‖) + ‖ŵ‖max·δ. */
     private readonly slack: Float64Array,
+    /** ‖ŵ‖max. */
     private readonly maxNorm: number,
     readonly rows: number,
     readonly d: number,
