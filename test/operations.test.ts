@@ -19,6 +19,7 @@ import { loadConfig } from '../src/config.js';
 import { writeSaeFixture, tempDir, randomVectors, type SaeFixture } from './helpers/sae-fixtures.js';
 import { refForwardOne, refTopK } from './reference/sae.js';
 import { importDictionary } from '../src/app/import-dictionary.js';
+import { exactSearchBytes } from '../src/engine/nearest.js';
 
 describe('ResidentSet', () => {
   const loader = (log: string[], name: string, bytes: number) => async () => {
@@ -274,8 +275,8 @@ describe('a server with a small resident bound and CORS for one origin', () => {
       }).then((r) => r.json() as Promise<any>);
       assert.deepEqual(
         info.data.serverInfo.resident.entries.map((e: any) => e.bytes),
-        [FIXTURE.dSae * 32 * 4, FIXTURE.dSae * 32 * 4],
-        'the two decoder matrices are resident',
+        [exactSearchBytes(FIXTURE.dSae, 32), exactSearchBytes(FIXTURE.dSae, 32)],
+        'the two exact searches (decoder matrix and 8-bit screen) are resident',
       );
 
       // CORS is off by default: a preflight gets no CORS headers.

@@ -4,18 +4,20 @@
  * against torch topk(normalize(W_dec) @ q, k), and pgvector's exact sequential scan (EXACT_SCAN,
  * src/db/nearest.ts) timed in the same rounds when PostgreSQL is reachable (ATLAS_TEST_PG_URL; a
  * scratch database is created and dropped). Rows: --nearest-rows (default 16384,100000) decoder-like
- * 768-d unit vectors around clusters, queries from the same clusters (bench/util.ts clusteredBlocks).
- * Equality: the engine's top 10 equal torch's (recall@10 = 1, cosines within TOL) for every query;
- * recall@10 against pgvector's answers is reported.
+ * 768-d unit vectors around clusters, queries from the same clusters (bench/util.ts clusteredBlocks);
+ * --nearest-data uniform: uniformly random rows and queries instead (the engine's 8-bit screen's worst
+ * case). Equality: the engine's top 10 equal torch's (recall@10 = 1, cosines within TOL) for every query;
+ * recall@10 against pgvector's answers is reported, and the engine's create time and its screen's
+ * candidates per query (rows re-scored exactly).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/client.js';
 import { copyDecoders } from '../../src/db/features.js';
 import { nearestFeatures } from '../../src/db/nearest.js';
-import { ExactSearch } from '../../src/engine/nearest.js';
+import { ExactSearch, type RowHits } from '../../src/engine/nearest.js';
 import { createTestDatabase } from '../../test/helpers/postgres.js';
-import { arg, clusteredBlocks } from '../util.js';
+import { arg, clusteredBlocks, normalizeRows, uniform } from '../util.js';
 import { syntheticModel } from '../../test/helpers/synthetic.js';
 import { relDiff, type Case, type Path } from './common.js';
 
@@ -23,6 +25,15 @@ const D = 768;
 const K = 10;
 const ROWS = arg('nearest-rows', '16384,100000').split(',').map(Number);
 const QUERIES = Number(arg('queries', '8'));
+const DATA = arg('nearest-data', 'clustered');
+
+/** Unit rows in blocks: decoder-like clustered ones, or uniformly random directions (--nearest-data). */
+function* rowBlocks(seed: number, n: number, block: number): Generator<Float32Array> {
+  if (DATA !== 'uniform') return yield* clusteredBlocks(D, 11, seed, n, block);
+  for (let start = 0; start < n; start += block) {
+    yield normalizeRows(uniform(Math.min(block, n - start) * D, 1, seed * 7919 + start), D);
+  }
+}
 
 function concat(blocks: Float32Array[]): Float32Array {
   const out = new Float32Array(blocks.reduce((s, b) => s + b.length, 0));
@@ -51,25 +62,28 @@ async function openScan(dir: string): Promise<{ database: Database; drop(): Prom
 export const nearestPath: Path = {
   name: 'nearest',
   describe:
-    `exact nearest search: ${ROWS.join(' and ')} decoder-like rows x ${D}, k = ${K}, ${QUERIES} queries in turn; ` +
+    `exact nearest search: ${ROWS.join(' and ')} ${DATA === 'uniform' ? 'uniformly random' : 'decoder-like'} ` +
+    `rows x ${D}, k = ${K}, ${QUERIES} queries in turn; ` +
     'engine ExactSearch vs torch topk(normalize(W_dec) @ q) (and pgvector exact scan)',
   async setup({ torch, dir, threads, iters, log }) {
     const scan = await openScan(dir);
     if ('skip' in scan) log(`nearest: no pgvector comparison (${scan.skip})`);
     const searches: ExactSearch[] = [];
     const cases: Case[] = [];
-    const queries = concat([...clusteredBlocks(D, 11, 13, QUERIES, QUERIES)]);
+    const queries = concat([...rowBlocks(13, QUERIES, QUERIES)]);
     const qPath = join(dir, 'nearest-q.bin');
     writeFileSync(qPath, queries);
     for (const n of ROWS) {
-      const blocks = [...clusteredBlocks(D, 11, 12, n, 2000)];
+      const blocks = [...rowBlocks(12, n, 2000)];
       const rows = concat(blocks);
       const wPath = join(dir, `nearest-${n}.bin`);
       writeFileSync(wPath, rows);
       const name = `rows-${n}`;
       await torch.call({ op: 'nearest_load', name, path: wPath, n, d: D });
       // ExactSearch owns `rows` from here (already unit vectors; torch and PostgreSQL have their copies).
+      const created = performance.now();
       const search = await ExactSearch.create(rows, D, { device: 'cpu', threads });
+      log(`nearest: ExactSearch.create over ${n} rows took ${(performance.now() - created).toFixed(0)} ms`);
       searches.push(search);
       let scanOne: ((j: number) => Promise<number[]>) | null = null;
       if (!('skip' in scan)) {
@@ -110,7 +124,10 @@ export const nearestPath: Path = {
           const read = await torch.outputs(dir, cmd);
           const indices = new Int32Array(read('indices'));
           const cosines = new Float32Array(read('cosines'));
-          const hits = await search.search(queries, QUERIES, K);
+          // One query per call, as timed (a batch of them would take the float32 product).
+          const hits: RowHits[] = [];
+          for (let j = 0; j < QUERIES; j++)
+            hits.push(...(await search.search(queries.subarray(j * D, (j + 1) * D), 1, K)));
           let worst = 0;
           let scanRecall = 0;
           for (let j = 0; j < QUERIES; j++) {
@@ -128,7 +145,11 @@ export const nearestPath: Path = {
     return {
       cases,
       close: async () => {
-        for (const s of searches) await s.close();
+        for (const s of searches) {
+          const { queries: q, candidates, most } = s.screening;
+          log(`nearest ${s.rows} rows: the screen kept ${(candidates / q).toFixed(1)} rows a query (most ${most})`);
+          await s.close();
+        }
         if (!('skip' in scan)) await scan.drop();
       },
     };

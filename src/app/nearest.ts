@@ -16,7 +16,7 @@ import { readDecoderMatrix } from '../db/decoder-matrix.js';
 import { approximateIndex, type ApproximateIndex } from '../db/vector-index.js';
 import { nearestFeatures, rankNeighbors, unitVector, type Neighbor, type NearestRequest } from '../db/nearest.js';
 import { Batcher, BatcherPool, type QueueStats } from '../engine/batching.js';
-import { ExactSearch, type RowHits } from '../engine/nearest.js';
+import { ExactSearch, exactSearchBytes, type RowHits } from '../engine/nearest.js';
 import { AtlasError } from '../errors.js';
 import type { ResidentSet } from './resident.js';
 import { decodersKey } from './freshness.js';
@@ -57,16 +57,17 @@ export const EXACT_RESIDENT_SHARE = 0.25;
 const EXACT_BATCH_QUERIES = 64;
 
 /**
- * EXACT when the dictionary's unit decoder matrix fits its share of the resident set and the request
- * wants exact answers or more recall than the approximate indexes give; otherwise EXACT_SCAN when
- * exactness (or a recall above theirs) was asked for explicitly, else the dictionary's approximate index.
+ * EXACT when the dictionary's exact search (its unit decoder matrix and 8-bit screen, exactSearchBytes) fits
+ * its share of the resident set and the request wants exact answers or more recall than the approximate
+ * indexes give; otherwise EXACT_SCAN when exactness (or a recall above theirs) was asked for explicitly,
+ * else the dictionary's approximate index.
  */
 export function planSearch(
   dict: Pick<DictionaryRow, 'dIn' | 'dSae'>,
   want: { exact: boolean; recall: number | null },
   maxResidentBytes: number,
 ): SearchMethod {
-  const fits = 4 * dict.dIn * dict.dSae <= EXACT_RESIDENT_SHARE * maxResidentBytes;
+  const fits = exactSearchBytes(dict.dSae, dict.dIn) <= EXACT_RESIDENT_SHARE * maxResidentBytes;
   const recall = want.recall ?? DEFAULT_RECALL;
   if (fits && (want.exact || recall > APPROXIMATE_RECALL)) return 'EXACT';
   if (want.exact || (want.recall !== null && want.recall > APPROXIMATE_RECALL)) return 'EXACT_SCAN';

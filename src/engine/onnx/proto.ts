@@ -6,7 +6,7 @@ import onnxProto from 'onnx-proto';
 
 export const onnx = onnxProto.onnx;
 export const OPSET = 17;
-/** onnxruntime's contrib operators (FastGelu, Gelu), imported at version 1 by graphs that use them. */
+/** onnxruntime's contrib operators (FastGelu, Gelu, MatMulNBits), imported at version 1 by graphs that use them. */
 export const MS_DOMAIN = 'com.microsoft';
 
 export type ElemType = 'float' | 'int64' | 'int32' | 'bool';
@@ -33,6 +33,14 @@ export function floatTensor(name: string, dims: number[], data: Float32Array): o
 export function int64Tensor(name: string, dims: number[], values: number[]): onnxProto.onnx.ITensorProto {
   const data = BigInt64Array.from(values.map((v) => BigInt(v)));
   return { name, dims, dataType: ELEM.int64, rawData: new Uint8Array(data.buffer) };
+}
+
+/** A uint8 initializer (quantized weights, zero points). */
+export function uint8Tensor(name: string, dims: number[], data: Uint8Array): onnxProto.onnx.ITensorProto {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (count !== data.length)
+    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
+  return { name, dims, dataType: onnx.TensorProto.DataType.UINT8, rawData: data };
 }
 
 type AttrValue = number | number[] | string | onnxProto.onnx.ITensorProto;
