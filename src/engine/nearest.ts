@@ -24,7 +24,9 @@
  *   within about 2·B of the k-th cosine) and the top k kept.
  * One screen session per CHUNK_BYTES of codes keeps each model far below protobuf's 2 GB limit. The
  * int8 kernels are MLAS's (x64 AVX2 or later, ARM64); elsewhere MatMulNBits dequantizes W' on every
- * run (correct, much slower). test/exact-search.test.ts checks the bound row by row.
+ * run (correct, much slower). test/exact-search.test.ts checks the bound row by row, and create() checks it
+ * over every row on two probe queries: where it fails (a kernel that re-quantizes otherwise), every search
+ * takes the float32 product.
  * Measured (bench/vs-torch.ts --paths nearest, 1 thread, 768-d, one query a call, load average 1–2):
  * 16,384 / 100,000 clustered rows 1.02 / 5.88 ms (re-scoring 95 / 162 rows a query, at most 115 / 210),
  * uniformly random rows 0.92 / 5.83 ms (22 / 23, at most 27 / 34), against 2.39 / 16.85 ms for the float32
@@ -34,6 +36,7 @@ import * as ort from 'onnxruntime-node';
 import { MS_DOMAIN, floatTensor, node, serializeModel, uint8Tensor, valueInfo } from './onnx/proto.js';
 import { createSession, type SessionSettings } from './runtime/session.js';
 import { unitRows } from './compare/similarity.js';
+import { mulberry32 } from './random.js';
 
 export interface RowHits {
   /** Row indices, highest cosine first. */
@@ -58,6 +61,8 @@ const CHUNK_BYTES = 2 ** 30;
  * near 4 queries: the screen took 0.5× the product's time for 1 or 2, 2.5× for 6 or 8.
  */
 export const SCREEN_MAX_QUERIES = 2;
+/** Queries create() checks the bound on, over every row, before it trusts the screen (boundHolds). */
+const PROBES = 2;
 
 /**
  * Memory an ExactSearch over n rows of width d holds: Ŵ in float32; W' codes (padded to whole blocks) and per
@@ -204,6 +209,8 @@ function dot(w: Float32Array, at: number, q: Float32Array, d: number): number {
 export class ExactSearch {
   /** Queries searched, candidates re-scored in all, and the most for one query (bench/vs-torch/nearest.ts). */
   readonly screening = { queries: 0, candidates: 0, most: 0 };
+  /** False when the bound failed create()'s check on this CPU: every search then takes the float32 product. */
+  screened = true;
 
   private constructor(
     /** Null once closed. */
@@ -249,7 +256,29 @@ export class ExactSearch {
       throw e;
     }
     const [product, ...screens] = made;
-    return new ExactSearch({ screens, product }, chunkRows, decoders, slack, maxNorm, n, d);
+    const search = new ExactSearch({ screens, product }, chunkRows, decoders, slack, maxNorm, n, d);
+    search.screened = await search.boundHolds();
+    return search;
+  }
+
+  /**
+   * Whether B_r bounds |ŵ_r·q − s'_r| for every row on PROBES queries (a random direction, and the mean of
+   * the first rows for cosines near the top). The bound rests on onnxruntime's int8 kernel re-quantizing the
+   * grid rows to the same integers, as MLAS's x64 and ARM64 kernels do; a CPU whose kernel differs shows here.
+   */
+  private async boundHolds(): Promise<boolean> {
+    const { d, rows: n, w } = this;
+    const random = mulberry32(0x5eed);
+    const q = new Float32Array(PROBES * d);
+    for (let i = 0; i < d; i++) q[i] = random() - 0.5;
+    for (let r = 0; r < Math.min(n, 8); r++) for (let i = 0; i < d; i++) q[d + i] += w[r * d + i];
+    unitRows(q, d, q);
+    const { scores, bound } = await this.screen(q, PROBES);
+    for (let j = 0; j < PROBES; j++) {
+      const probe = q.subarray(j * d, (j + 1) * d);
+      for (let r = 0; r < n; r++) if (Math.abs(dot(w, r * d, probe, d) - scores[j * n + r]) > bound(j, r)) return false;
+    }
+    return true;
   }
 
   /** Memory held: exactSearchBytes(rows, d). */
@@ -278,7 +307,7 @@ export class ExactSearch {
   async search(queries: Float32Array, m: number, k: number): Promise<RowHits[]> {
     const { rows: n, d } = this;
     const kk = Math.min(Math.max(1, k), n);
-    if (m > SCREEN_MAX_QUERIES) return this.product(queries, m, kk);
+    if (m > SCREEN_MAX_QUERIES || !this.screened) return this.product(queries, m, kk);
     const { parts, norms, offsets } = await this.run(queries, m);
     return Array.from({ length: m }, (_, j) =>
       this.pick(parts, m, j, queries.subarray(j * d, (j + 1) * d), kk, norms[j], offsets[j]),
