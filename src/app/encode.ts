@@ -359,18 +359,14 @@ export class EncodingService {
           );
         }
         const enc = await this.encoderBatcher(dict).submit({ x, n, topK, reconstruct });
-        const perToken: TokenFeatures[] = tokens.ids.map((tokenId, position) => {
-          const features = activeFeatures(dict.id, enc, position, topK);
-          return {
+        const perToken = tokens.ids.map((tokenId, position) =>
+          tokenFeatures(dict.id, enc, position, topK, {
             position,
             tokenId,
             text: tokens.texts[position],
             isBos: tokens.bosPositions.has(position),
-            features,
-            featureIndices: features.map((f) => f.index),
-            featureActivations: features.map((f) => f.activation),
-          };
-        });
+          }),
+        );
         const scored = perToken.filter((t) => !t.isBos);
         // A transcoder's reconstruction is of its output hook.
         const target = dict.hookPointOut ? rows.get(dict.hookPointOut)!.data : x;
@@ -389,6 +385,41 @@ export class EncodingService {
 /** topK against the dictionary's width (the fixed 1..MAX_TOP_K is checked at the resolver edge too). */
 function checkTopK(topK: number, dict: DictionaryRow): void {
   checkBound('topK', topK, { min: 1, max: Math.min(MAX_TOP_K, dict.dSae) });
+}
+
+/**
+ * A token's features from its row's top-k slots, packed; the list of objects is made when first read, since
+ * most queries read one form or the other (64 tokens × 16 features: 1024 objects a request for nothing).
+ */
+function tokenFeatures(
+  dictionaryId: string,
+  e: SaeEncoding,
+  row: number,
+  k: number,
+  token: Pick<TokenFeatures, 'position' | 'tokenId' | 'text' | 'isBos'>,
+): TokenFeatures {
+  const featureIndices: number[] = [];
+  const featureActivations: number[] = [];
+  for (let j = 0; j < k; j++) {
+    const v = e.values[row * k + j];
+    if (v > 0) {
+      featureIndices.push(e.indices[row * k + j]);
+      featureActivations.push(v);
+    }
+  }
+  let features: FeatureActivation[] | undefined;
+  return {
+    ...token,
+    featureIndices,
+    featureActivations,
+    get features() {
+      return (features ??= featureIndices.map((index, j) => ({
+        dictionaryId,
+        index,
+        activation: featureActivations[j],
+      })));
+    },
+  };
 }
 
 /** A row's sorted top-k slots without the empty (zero) ones. */
