@@ -41,6 +41,13 @@
  * --iters 10, load average 1.0–1.8), 16k / 100k rows: clustered 1.02 / 5.88 ms, 54.2× / 81.0× faster than
  * pgvector's scan (55 / 476 ms); --nearest-data uniform 0.92 / 5.83 ms, 55.0× / 78.0×; the float32 product it
  * replaced, same hour: 2.39 / 16.85 ms, 25.7× / 33.2× (61 / 559 ms).
+ * Every path on a quiet machine (2026-12-02, defaults, 1 thread, load average 1.1–1.8; the server of `http` in
+ * its own process since that day): SAE codes n = 1…1024 1.16 1.04 1.13 1.11 1.09, with reconstruction 1.11
+ * 0.98 1.06 1.10 1.05 (both sides near one core's GEMM peak from n = 64, memory-bound at n = 1); forward
+ * 64 / 512 tokens 1.20 / 1.13; encode over HTTP objects 0.22 (16.3 vs 3.6 ms), packed 0.53 (6.6 vs 3.5 ms),
+ * other runs of the http path alone that hour 0.61–0.65 packed (5.3–5.8 ms), 0.35–0.47 objects; exact nearest
+ * 16k / 100k 32.1× / 69.4× faster than pgvector's scan. The ratios above 1.4 in the first line were the busy
+ * machine slowing torch more than the atlas.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
