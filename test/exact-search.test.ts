@@ -237,3 +237,24 @@ test('the bound holds at a narrow width, where Cauchy–Schwarz is nearly tight'
   const raw = randomRows(41, n, d);
   await checkBound(raw, d, queriesNear(randomRows(42, 8, d), d, 8, 0, 43), 8, 'narrow');
 });
+
+test('create lets the event loop turn while it quantizes and checks a wide matrix', async () => {
+  const d = 16;
+  const n = 8192;
+  let turns = 0;
+  let spinning = true;
+  const spin = () => {
+    turns++;
+    if (spinning) setImmediate(spin);
+  };
+  setImmediate(spin);
+  const search = await ExactSearch.create(randomRows(23, n, d), d, SETTINGS);
+  spinning = false;
+  try {
+    // onnxruntime's session creation alone gives a few turns; the row loops give one per 1,024 rows each.
+    assert.ok(turns >= 16, `the event loop turned ${turns} times during create`);
+    assert.ok(search.screened);
+  } finally {
+    await search.close();
+  }
+});
