@@ -20,6 +20,7 @@ import { createLoaders } from './app/loaders.js';
 import { AtlasError, isAtlasError } from './errors.js';
 import { armor, formatError, PARSE_OPTIONS, refuseSubscriptions } from './http/errors.js';
 import { endCompressed, unsupportedContentType } from './http/transport.js';
+import { jitGateway } from './http/executor.js';
 import { createWebUi } from './web.js';
 import { requestAuth } from './app/auth.js';
 import { attachSubscriptions } from './subscriptions.js';
@@ -150,7 +151,7 @@ export async function startServer(opts: ServerOptions, listen: { port: number; h
   const protection = armor();
   const operations = createOperations({ ...opts, corsOrigins: opts.corsOrigins ?? [] });
   const apollo = new ApolloServer<Context>({
-    schema,
+    gateway: jitGateway(schema),
     formatError: formatError(log),
     includeStacktraceInErrorResponses: false,
     // The schema is public (the UI, codegen and GraphiQL read it), whatever NODE_ENV says.
