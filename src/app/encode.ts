@@ -387,9 +387,34 @@ function checkTopK(topK: number, dict: DictionaryRow): void {
   checkBound('topK', topK, { min: 1, max: Math.min(MAX_TOP_K, dict.dSae) });
 }
 
+/** A row's sorted top-k slots without the empty (zero) ones, packed: indices and activations in that order. */
+function activeSlots(e: SaeEncoding, row: number, k: number): { indices: number[]; activations: number[] } {
+  const indices: number[] = [];
+  const activations: number[] = [];
+  for (let j = 0; j < k; j++) {
+    const v = e.values[row * k + j];
+    if (v > 0) {
+      indices.push(e.indices[row * k + j]);
+      activations.push(v);
+    }
+  }
+  return { indices, activations };
+}
+
+/** Packed active slots as FeatureActivation objects. */
+function asFeatures(dictionaryId: string, indices: number[], activations: number[]): FeatureActivation[] {
+  return indices.map((index, j) => ({ dictionaryId, index, activation: activations[j] }));
+}
+
+/** A row's sorted top-k slots without the empty (zero) ones. */
+function activeFeatures(dictionaryId: string, e: SaeEncoding, row: number, k: number): FeatureActivation[] {
+  const { indices, activations } = activeSlots(e, row, k);
+  return asFeatures(dictionaryId, indices, activations);
+}
+
 /**
- * A token's features from its row's top-k slots, packed; the list of objects is made when first read, since
- * most queries read one form or the other (64 tokens × 16 features: 1024 objects a request for nothing).
+ * A token's features, packed; the list of objects is made when first read, since most queries read one form
+ * or the other (64 tokens × 16 features: 1024 objects a request for nothing).
  */
 function tokenFeatures(
   dictionaryId: string,
@@ -398,38 +423,16 @@ function tokenFeatures(
   k: number,
   token: Pick<TokenFeatures, 'position' | 'tokenId' | 'text' | 'isBos'>,
 ): TokenFeatures {
-  const featureIndices: number[] = [];
-  const featureActivations: number[] = [];
-  for (let j = 0; j < k; j++) {
-    const v = e.values[row * k + j];
-    if (v > 0) {
-      featureIndices.push(e.indices[row * k + j]);
-      featureActivations.push(v);
-    }
-  }
+  const { indices: featureIndices, activations: featureActivations } = activeSlots(e, row, k);
   let features: FeatureActivation[] | undefined;
   return {
     ...token,
     featureIndices,
     featureActivations,
     get features() {
-      return (features ??= featureIndices.map((index, j) => ({
-        dictionaryId,
-        index,
-        activation: featureActivations[j],
-      })));
+      return (features ??= asFeatures(dictionaryId, featureIndices, featureActivations));
     },
   };
-}
-
-/** A row's sorted top-k slots without the empty (zero) ones. */
-function activeFeatures(dictionaryId: string, e: SaeEncoding, row: number, k: number): FeatureActivation[] {
-  const out: FeatureActivation[] = [];
-  for (let j = 0; j < k; j++) {
-    const v = e.values[row * k + j];
-    if (v > 0) out.push({ dictionaryId, index: e.indices[row * k + j], activation: v });
-  }
-  return out;
 }
 
 /**
