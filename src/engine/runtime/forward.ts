@@ -71,9 +71,10 @@ export function sliceBatch(lengths: number[], maxTokens: number): [number, numbe
 const LEAN_CUT = 'lean1';
 export const HOOKS_ONLY_FILE = `hooks-only-${LEAN_CUT}.onnx`;
 
-/** The model in `folder` cut to `outputs`, without steering or cache inputs. */
-function leanCut(folder: string, outputs: string[]): Uint8Array {
-  return pruneModel(withoutSteeringOrCache(decodeModel(readFileSync(join(folder, MODEL_FILE))), outputs), outputs);
+/** The model in `folder` cut to `outputs`; `lean`: also without steering or cache inputs. */
+function cutModel(folder: string, outputs: string[], lean: boolean): Uint8Array {
+  const model = decodeModel(readFileSync(join(folder, MODEL_FILE)));
+  return pruneModel(lean ? withoutSteeringOrCache(model, outputs) : model, outputs);
 }
 
 /** Checks ids and lengths; returns the sequences to run (truncated when asked). */
@@ -143,7 +144,7 @@ export class HookRunner {
 
   static async open(opts: HookRunnerOptions): Promise<HookRunner> {
     const file = opts.hooksOnly
-      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => leanCut(opts.folder, opts.info.hookPoints))
+      ? cachedFile(opts.folder, HOOKS_ONLY_FILE, () => cutModel(opts.folder, opts.info.hookPoints, true))
       : join(opts.folder, MODEL_FILE);
     return new HookRunner(opts, await createSession(file, opts.settings));
   }
@@ -230,9 +231,7 @@ export class HookRunner {
     if (variant) {
       this.variants.delete(name); // re-inserted below, as the most recently used
     } else {
-      const make = lean
-        ? () => leanCut(this.opts.folder, outputs)
-        : () => pruneModel(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))), outputs);
+      const make = () => cutModel(this.opts.folder, outputs, lean);
       variant = {
         session: Promise.resolve().then(() =>
           createSession(cachedFile(this.opts.folder, name, make), this.opts.settings),
