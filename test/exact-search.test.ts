@@ -54,6 +54,21 @@ function cosines64(rows: Float32Array, d: number, q: Float32Array): Float64Array
   return out;
 }
 
+/** `fn` on an ExactSearch over a copy of `raw` (create takes its matrix and normalizes it), closed after. */
+async function withSearch<T>(
+  raw: Float32Array,
+  d: number,
+  fn: (search: ExactSearch) => Promise<T>,
+  chunkBytes?: number,
+): Promise<T> {
+  const search = await ExactSearch.create(raw.slice(), d, SETTINGS, chunkBytes);
+  try {
+    return await fn(search);
+  } finally {
+    await search.close();
+  }
+}
+
 /** Searches `raw` with m queries and checks every answer against the float64 ranking. */
 async function checkSearch(
   raw: Float32Array,
@@ -65,35 +80,37 @@ async function checkSearch(
   chunkBytes?: number,
 ) {
   const n = raw.length / d;
-  const search = await ExactSearch.create(raw.slice(), d, SETTINGS, chunkBytes);
-  try {
-    assert.equal(search.bytes, exactSearchBytes(n, d));
-    // create()'s probe check must trust the screen here, or these searches would test the float32 product.
-    assert.ok(search.screened, `${what}: the screen is in use`);
-    const hits = await search.search(queries, m, k);
-    assert.equal(hits.length, m);
-    for (let j = 0; j < m; j++) {
-      const cos = cosines64(raw, d, queries.subarray(j * d, (j + 1) * d));
-      const want = Array.from(cos.keys()).sort((a, b) => cos[b] - cos[a]);
-      const { indices, cosines } = hits[j];
-      assert.equal(indices.length, Math.min(k, n), `${what}, query ${j}: k clamps to the rows`);
-      assert.equal(new Set(indices).size, indices.length, `${what}, query ${j}: rows repeat`);
-      for (let i = 0; i < indices.length; i++) {
-        const at = `${what}, query ${j}, rank ${i}`;
-        const best = cos[want[i]];
-        assert.ok(Math.abs(cosines[i] - best) <= TIE, `${at}: cosine ${cosines[i]}, want ${best}`);
-        const got = cos[indices[i]];
-        assert.ok(Math.abs(got - best) <= TIE, `${at}: row ${indices[i]} (${got}), want ${best}`);
-        const apart = (o: number) => o < 0 || o >= n || Math.abs(cos[want[o]] - best) > TIE;
-        if (apart(i - 1) && apart(i + 1)) assert.equal(indices[i], want[i], `${at}: a clear winner`);
+  return withSearch(
+    raw,
+    d,
+    async (search) => {
+      assert.equal(search.bytes, exactSearchBytes(n, d));
+      // create()'s probe check must trust the screen here, or these searches would test the float32 product.
+      assert.ok(search.screened, `${what}: the screen is in use`);
+      const hits = await search.search(queries, m, k);
+      assert.equal(hits.length, m);
+      for (let j = 0; j < m; j++) {
+        const cos = cosines64(raw, d, queries.subarray(j * d, (j + 1) * d));
+        const want = Array.from(cos.keys()).sort((a, b) => cos[b] - cos[a]);
+        const { indices, cosines } = hits[j];
+        assert.equal(indices.length, Math.min(k, n), `${what}, query ${j}: k clamps to the rows`);
+        assert.equal(new Set(indices).size, indices.length, `${what}, query ${j}: rows repeat`);
+        for (let i = 0; i < indices.length; i++) {
+          const at = `${what}, query ${j}, rank ${i}`;
+          const best = cos[want[i]];
+          assert.ok(Math.abs(cosines[i] - best) <= TIE, `${at}: cosine ${cosines[i]}, want ${best}`);
+          const got = cos[indices[i]];
+          assert.ok(Math.abs(got - best) <= TIE, `${at}: row ${indices[i]} (${got}), want ${best}`);
+          const apart = (o: number) => o < 0 || o >= n || Math.abs(cos[want[o]] - best) > TIE;
+          if (apart(i - 1) && apart(i + 1)) assert.equal(indices[i], want[i], `${at}: a clear winner`);
+        }
       }
-    }
-    // Small batches go through the screen, larger ones through the float32 product: both answer here.
-    assert.equal(search.screening.queries, m <= SCREEN_MAX_QUERIES ? m : 0);
-    return search.screening;
-  } finally {
-    await search.close();
-  }
+      // Small batches go through the screen, larger ones through the float32 product: both answer here.
+      assert.equal(search.screening.queries, m <= SCREEN_MAX_QUERIES ? m : 0);
+      return search.screening;
+    },
+    chunkBytes,
+  );
 }
 
 /** Clustered rows with zero rows and exact duplicates planted. */
@@ -141,14 +158,11 @@ test('k above the rows returns them all; a query equal to duplicate rows finds b
   raw.fill(0, 2 * d, 3 * d);
   const q = queriesNear(raw.subarray(d, 2 * d), d, 1, 0, 4);
   await checkSearch(raw, d, q, 1, 10, 'six rows');
-  const search = await ExactSearch.create(raw.slice(), d, SETTINGS);
-  try {
+  await withSearch(raw, d, async (search) => {
     const [hit] = await search.search(q, 1, 10);
     assert.deepEqual([...hit.indices.subarray(0, 2)].sort(), [1, 4]);
     assert.equal(hit.cosines[hit.indices.indexOf(2)], 0);
-  } finally {
-    await search.close();
-  }
+  });
 });
 
 test('rows that stress the int8 kernels: constant, one-hot, one large entry among tiny ones', async () => {
@@ -181,24 +195,26 @@ async function checkBound(
   chunkBytes?: number,
 ) {
   const n = raw.length / d;
-  const search = await ExactSearch.create(raw.slice(), d, SETTINGS, chunkBytes);
-  try {
-    const { scores, bound } = await search.screen(queries, m);
-    let widest = 0;
-    for (let j = 0; j < m; j++) {
-      const cos = cosines64(raw, d, queries.subarray(j * d, (j + 1) * d));
-      for (let r = 0; r < n; r++) {
-        const b = bound(j, r);
-        widest = Math.max(widest, b);
-        const off = Math.abs(cos[r] - scores[j * n + r]);
-        // TIE: ŵ here is float64, the engine's is float32 (a relative 1e-7 apart).
-        assert.ok(off <= b + TIE, `${what}, query ${j}, row ${r}: screen off by ${off}, bound ${b}`);
+  return withSearch(
+    raw,
+    d,
+    async (search) => {
+      const { scores, bound } = await search.screen(queries, m);
+      let widest = 0;
+      for (let j = 0; j < m; j++) {
+        const cos = cosines64(raw, d, queries.subarray(j * d, (j + 1) * d));
+        for (let r = 0; r < n; r++) {
+          const b = bound(j, r);
+          widest = Math.max(widest, b);
+          const off = Math.abs(cos[r] - scores[j * n + r]);
+          // TIE: ŵ here is float64, the engine's is float32 (a relative 1e-7 apart).
+          assert.ok(off <= b + TIE, `${what}, query ${j}, row ${r}: screen off by ${off}, bound ${b}`);
+        }
       }
-    }
-    return widest;
-  } finally {
-    await search.close();
-  }
+      return widest;
+    },
+    chunkBytes,
+  );
 }
 
 test('the screen bound holds for every row, on clustered and uniformly random rows', async () => {
@@ -248,13 +264,10 @@ test('create lets the event loop turn while it quantizes and checks a wide matri
     if (spinning) setImmediate(spin);
   };
   setImmediate(spin);
-  const search = await ExactSearch.create(randomRows(23, n, d), d, SETTINGS);
-  spinning = false;
-  try {
+  await withSearch(randomRows(23, n, d), d, async (search) => {
+    spinning = false;
     // onnxruntime's session creation alone gives a few turns; the row loops give one per 1,024 rows each.
     assert.ok(turns >= 16, `the event loop turned ${turns} times during create`);
     assert.ok(search.screened);
-  } finally {
-    await search.close();
-  }
+  });
 });
