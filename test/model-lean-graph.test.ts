@@ -4,11 +4,12 @@
  * node per layer where the model has GELU; their hooks equal the float64 references of test/reference
  * for gpt2 (gelu_new), gpt_neox (erf gelu, parallel residual) and llama (grouped-query attention), in a
  * right-padded batch. The full graph keeps both kinds of inputs for the decoder. Inputs the transform
- * does not understand stay as they are.
+ * does not understand stay as they are. A cut's outputs are the requested hooks alone, and an open cut
+ * whose outputs include a request's hooks serves it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/engine/model/load.js';
@@ -127,6 +128,48 @@ for (const c of CASES) {
     }
   });
 }
+
+test("a cut's outputs are the requested hooks alone; an open cut holding them all serves a request", async () => {
+  const root = mkdtempSync(join(tmpdir(), 'atlas-lean-'));
+  try {
+    mkdirSync(join(root, 'model'));
+    const fx = writeTinyGpt2(join(root, 'model'));
+    const model = await loadModel(fx.dir, { dataDir: join(root, 'data'), device: 'cpu', threads: 1 });
+    try {
+      const [entry] = readdirSync(join(root, 'data', 'onnx'));
+      const folder = join(root, 'data', 'onnx', entry);
+      const cuts = () => readdirSync(folder).filter((f) => f.startsWith('hooks-'));
+      const outputsOf = (file: string) =>
+        decodeModel(readFileSync(join(folder, file))).graph!.output!.map((o) => o.name);
+      const seq = [5, 17, 260, 3, 99];
+      const want = gpt2Forward(fx.weights, seq).hooks;
+      const [early, late] = ['blocks.0.hook_resid_mid', 'blocks.1.attn.hook_z'];
+      const check = (got: Awaited<ReturnType<typeof model.runHooks>>, hooks: string[]) => {
+        for (const h of hooks) {
+          const err = relError(got.get(h)!.data, want.get(h)!);
+          assert.ok(err < 1e-4, `${h}: relative error ${err}`);
+        }
+      };
+
+      check(await model.runHooks([seq], [late]), [late]);
+      assert.deepEqual(cuts().map(outputsOf), [[late]], 'only the requested hook, not the hooks before it');
+      check(await model.runHooks([seq], [late, early]), [early, late]);
+      const both = cuts().find((f) => outputsOf(f).length === 2)!;
+      assert.deepEqual(outputsOf(both), [early, late], 'a request of two hooks: a cut of both, in graph order');
+
+      // With the cut files gone, a request the open cut of both covers makes no new one.
+      for (const f of cuts()) unlinkSync(join(folder, f));
+      check(await model.runHooks([seq], [early]), [early]);
+      assert.deepEqual(cuts(), [], 'served by the open cut of both hooks');
+      check(await model.runHooks([seq], ['blocks.1.hook_resid_post']), ['blocks.1.hook_resid_post']);
+      assert.deepEqual(cuts().map(outputsOf), [['blocks.1.hook_resid_post']], 'a hook no open cut has: a new cut');
+    } finally {
+      await model.close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
 
 test('inputs feeding anything but Add(x, steer), Concat(past, new) on past_seq or a fixed-axes Shape are kept', () => {
   const past = (name: string) => valueInfo(name, 'float', ['batch', 2, 'past_seq', 3]);

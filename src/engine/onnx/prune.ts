@@ -23,15 +23,6 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
   return onnx.ModelProto.decode(bytes);
 }
 
-/** Index in the (topologically sorted) node list of the node producing each value. */
-export function producerIndex(model: ModelProto): Map<string, number> {
-  const out = new Map<string, number>();
-  model.graph!.node!.forEach((n, i) => {
-    for (const o of n.output ?? []) out.set(o, i);
-  });
-  return out;
-}
-
 /** A copy of the model whose outputs are `outputs`, keeping only the nodes, initializers and inputs they need. */
 export function pruneModel(model: ModelProto, outputs: string[]): Uint8Array {
   const graph = model.graph!;

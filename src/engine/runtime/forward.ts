@@ -3,13 +3,16 @@
  * the batch, builds the attention mask, runs the graph and returns [batch, seq, d] float32 per hook.
  *
  * onnxruntime executes every node of a graph whatever a run fetches, so every run of hooks is on a
- * pruned copy of the graph that ends at the deepest requested hook, with the hooks up to it as its
- * outputs: a hook on the last layer skips the LM head and the KV-cache outputs (measured 1.3–1.4× at
- * GPT-2 shape, bench/encode-path.ts). Its runs neither steer nor continue a KV cache, so its copies
- * also drop the steering and cache inputs (onnx/prune.ts withoutSteeringOrCache); the decoder's reads
- * at a hook (withSession) use copies that keep them. Copies are written once beside the model in its
- * cache folder; a few such sessions are kept open, least recently used first out. The full graph
- * serves decoding.
+ * pruned copy of the graph that ends at the deepest requested hook: a hook on the last layer skips the LM
+ * head and the KV-cache outputs (measured 1.3–1.4× at GPT-2 shape, bench/encode-path.ts). The copy's
+ * outputs are the requested hooks alone: onnxruntime allocates and fills every graph output on every run
+ * and cannot reuse its buffer, so a copy that also output the 158 hooks before the last layer of GPT-2
+ * small ran 64 tokens 11–13% slower (same values). An open copy whose outputs include every requested
+ * hook serves too, so batches mixing hook sets settle on their union instead of cutting one copy after
+ * another. Its runs neither steer nor continue a KV cache, so its copies also drop the steering and cache
+ * inputs (onnx/prune.ts withoutSteeringOrCache); the decoder's reads at a hook (withSession) use copies
+ * that keep them. Copies are written once beside the model in its cache folder; a few such sessions are
+ * kept open, least recently used first out. The full graph serves decoding.
  *
  * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
  * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
@@ -26,7 +29,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import type { HookBatch, ModelInfo, RunHooksOptions } from '../model/types.js';
-import { decodeModel, producerIndex, pruneModel, withoutSteeringOrCache } from '../onnx/prune.js';
+import { decodeModel, pruneModel, withoutSteeringOrCache } from '../onnx/prune.js';
 import { cachedFile, MODEL_FILE } from './onnx-cache.js';
 import { batchFeeds, planInputs } from './feeds.js';
 import { createSession, type AtlasSession, type ExecutionProvider, type SessionSettings } from './session.js';
@@ -123,6 +126,9 @@ export function validateHooks(hooks: string[], info: ModelInfo): string[] {
 
 /** A pruned session; released once evicted and no run uses it any more. */
 interface Variant {
+  /** Its graph outputs; `lean`: without steering or cache inputs. */
+  outputs: Set<string>;
+  lean: boolean;
   session: Promise<AtlasSession>;
   busy: number;
   evicted: boolean;
@@ -134,7 +140,6 @@ function releaseIfIdle(v: Variant): void {
 
 export class HookRunner {
   private readonly variants = new Map<string, Variant>();
-  private order: Map<string, number> | null = null;
 
   private constructor(
     private readonly opts: HookRunnerOptions,
@@ -219,20 +224,25 @@ export class HookRunner {
     return result;
   }
 
-  /** The pruned graph ending at the deepest of `hooks` (graph order). */
+  /** The pruned graph with `hooks` as its outputs, or an open one whose outputs include them. */
   private variantFor(hooks: string[], lean: boolean): Variant {
-    const order = this.producerOrder();
-    const deepest = Math.max(...hooks.map((h) => order.get(h) ?? Infinity));
-    const outputs = this.opts.info.hookPoints.filter((h) => (order.get(h) ?? Infinity) <= deepest);
-
+    const wanted = new Set(hooks);
+    const outputs = this.opts.info.hookPoints.filter((h) => wanted.has(h));
     const hash = createHash('sha256').update(outputs.join('\n')).digest('hex').slice(0, 16);
-    const name = lean ? `hooks-${LEAN_CUT}-${hash}.onnx` : `hooks-${hash}.onnx`;
+    let name = lean ? `hooks-${LEAN_CUT}-${hash}.onnx` : `hooks-${hash}.onnx`;
     let variant = this.variants.get(name);
+    if (!variant) {
+      for (const [key, v] of this.variants) {
+        if (v.lean === lean && outputs.every((h) => v.outputs.has(h))) [name, variant] = [key, v];
+      }
+    }
     if (variant) {
       this.variants.delete(name); // re-inserted below, as the most recently used
     } else {
       const make = () => cutModel(this.opts.folder, outputs, lean);
       variant = {
+        outputs: new Set(outputs),
+        lean,
         session: Promise.resolve().then(() =>
           createSession(cachedFile(this.opts.folder, name, make), this.opts.settings),
         ),
@@ -251,15 +261,6 @@ export class HookRunner {
       releaseIfIdle(old);
     }
     return variant;
-  }
-
-  /** Position of each hook's producing node in the full graph, read once. */
-  private producerOrder(): Map<string, number> {
-    if (!this.order) {
-      const all = producerIndex(decodeModel(readFileSync(join(this.opts.folder, MODEL_FILE))));
-      this.order = new Map(this.opts.info.hookPoints.map((h) => [h, all.get(h) ?? Infinity]));
-    }
-    return this.order;
   }
 
   async close(): Promise<void> {
