@@ -121,7 +121,7 @@ test('screened encode = float64 reference: random weights, n = 0, 1, many (scree
   });
 });
 
-test('screened encode = reference: heavy-tailed weights, clustered and heavy-tailed inputs, all normalizations', async () => {
+test('screened encode = reference: heavy-tailed weights, clustered and heavy-tailed x, normalizations', async () => {
   const params = heavyTailedParams(9);
   const clustered = clusteredRows(12, 12, D_IN, 3, 0.2).map((v) => 20 * v);
   const rand = rng(31);

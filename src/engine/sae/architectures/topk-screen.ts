@@ -16,11 +16,11 @@
  *   computed norm and the few operations forming B are within a factor κ = 1 + 2(dIn + 16)·u of exact, so
  *   B = κ·(‖x'‖·(E + (dIn + 14)·u·Wn) + δ'·Wn·(1 + (dIn + 14)·u) + 8u·bmax + 1e-30), coefficients rounded up.
  * - Candidates: the top K' of pre', in any order. Every feature outside has pre' ≤ v_K' (their smallest), so its
- *   pre is at most v_K' + B, while the top k of pre' have pre ≥ v_k − B (v_k: the k-th largest). When v_K' + 2B < v_k the true top k are
- *   all among the K' (strictly above everything else, so ties cannot cross): `screen_proved`. Those K' are
- *   re-scored in float32 from W_encᵀ (Gather of K' rows, one [K', dIn] × [dIn, 1] product per vector) in
- *   ascending feature order, so TopK keeps equal values at the lower index as the dense graph does; relu on the
- *   k kept. A row not proved must be encoded by the dense graph (../encoder.ts does so).
+ *   pre is at most v_K' + B, while the top k of pre' have pre ≥ v_k − B (v_k: the k-th largest). When
+ *   v_K' + 2B < v_k the true top k are all among the K' (strictly above everything else, so ties cannot cross):
+ *   `screen_proved`. Those K' are re-scored in float32 from W_encᵀ (Gather of K' rows, one [K', dIn] × [dIn, 1]
+ *   product per vector) in ascending feature order, so TopK keeps equal values at the lower index as the dense
+ *   graph does; relu on the k kept. A row not proved must be encoded by the dense graph (../encoder.ts does so).
  * Measured (random 24576 × 768, x uniform in [−1, 1], k = 32): E ≈ 2.4e-3, Wn ≈ 0.61, B ≈ 0.077 against a
  * k-th pre of about 1.03; 110–160 features within 2B of the k-th, hence K' = 4k + 64.
  * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
