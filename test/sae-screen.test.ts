@@ -117,6 +117,18 @@ test('screened encode = float64 reference: random weights, n = 0, 1, many (scree
       // topK below and above k: cut and padded with empty slots.
       await checkEncoding(cfg, params, x, n, 3, `n=${n} topK=3`)(enc);
       await checkEncoding(cfg, params, x, n, 20, `n=${n} topK=20`)(enc);
+      // allActive at topK 3 widens to k, every active code of a TopK row.
+      const all = await enc.encode(x, n, 3, { allActive: true });
+      const full = await enc.encode(x, n, 8);
+      assert.equal(all.width, 8);
+      assert.deepEqual([all.indices, all.values, all.l0], [full.indices, full.values, full.l0]);
+    }
+    // These rows go through the screen itself: its proof v_K' + 2B < v_k holds for each.
+    const x = randomVectors(7, D_IN, 47);
+    const { pre, bound } = await enc.screenScores(x, 7);
+    for (let r = 0; r < 7; r++) {
+      const row = Array.from(pre.subarray(r * D_SAE, (r + 1) * D_SAE)).sort((a, b) => b - a);
+      assert.ok(row[screenWidth(8) - 1] + 2 * bound[r] < row[7], `row ${r} is proved`);
     }
   });
 });

@@ -107,13 +107,12 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
 /**
  * The encoder graph through the architecture's screened encode (./architectures/architecture.ts), with its
  * outputs besides: screen_proved [n] bool, screen_pre [n, dSae] and screen_bound [n, 1] float. Null when the
- * architecture has none for this dictionary.
+ * architecture has none for this dictionary, or when its weights (W_encᵀ in float32 beside the int8 copy)
+ * would not fit in one graph: the dense graph then serves every batch.
  */
 export function buildScreenGraph(cfg: SaeConfig, params: SaeParams): Uint8Array | null {
   const arch = ARCHITECTURES[cfg.architecture];
-  if (!arch.screenGraph) return null;
-  // W_encᵀ in float32 beside the int8 copy.
-  checkSize(cfg, 1.25 * cfg.dIn * cfg.dSae + 4 * cfg.dSae + cfg.dIn);
+  if (!arch.screenGraph || 4 * (1.25 * cfg.dIn * cfg.dSae + 2 * cfg.dSae + cfg.dIn) > MAX_MODEL_BYTES) return null;
   return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input), true);
 }
 
