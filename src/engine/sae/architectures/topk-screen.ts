@@ -22,9 +22,14 @@
  *   product per vector) in ascending feature order, so TopK keeps equal values at the lower index as the dense
  *   graph does; relu on the k kept. A row not proved must be encoded by the dense graph (../encoder.ts does so).
  * Measured (random 24576 × 768, x uniform in [−1, 1], k = 32): E ≈ 2.4e-3, Wn ≈ 0.61, B ≈ 0.077 against a
- * k-th pre of about 1.03; 110–160 features within 2B of the k-th, hence K' = 4k + 64.
+ * k-th pre of about 1.03 (the real error is about a tenth of B); 110–160 features within 2B of the k-th, hence
+ * K' = 4k + 64 (every row proved). Kernels, 1 thread, [n, 768] × [768, 24576] at n = 1 / 16 / 64 / 256 (ms, load
+ * average 2): float32 MatMul 2.3 / 6.8 / 16.4 / 57; MatMulInteger u8s8 0.41 / 1.6 / 5.6 / 20 (MatMulIntegerToFloat
+ * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47. The rest is per vector: TopK of K' = 192
+ * over 24576 about 80 µs (TopK of 32: 25), the Gather and product of the re-score about 90 µs, which is why the
+ * screen stops paying near 128 vectors (../encoder.ts, SCREEN_MAX_ROWS).
  * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
- * float32 for the re-score (as large as W_enc): 2.25× the dense encoder's weights.
+ * float32 for the re-score (as large as W_enc): 2.25× the dense encoder's weights (+94 MB at 24576 × 768).
  */
 import { MS_DOMAIN, floatTensor, int64Tensor, int8Tensor, node, onnx } from '../../onnx/proto.js';
 import type { SaeConfig, SaeParams } from '../types.js';
