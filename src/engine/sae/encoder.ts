@@ -51,9 +51,11 @@ const DECODE_GATHER_FLOATS = 2 ** 24;
  * Most vectors a screened encode takes in one run; larger batches take the dense graph, whose float32 GEMM
  * nears one core's peak there while the screen's TopK over K' = 4k + 64 candidates and their re-score grow with
  * every row. Measured (TopK 24576 × 768, k = 32, 1 thread, each graph's run timed in turn, load average 2),
- * dense ÷ screened time: n = 1 2.68, 8 1.64, 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00.
+ * dense ÷ screened time: n = 1 2.68, 8 1.64, 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00. In
+ * bench/vs-torch.ts, where torch runs between the calls, 64 vectors took 0.94–1.05× the dense time over four
+ * interleaved runs (16: 1.13–1.29×), hence 32.
  */
-export const SCREEN_MAX_ROWS = 96;
+export const SCREEN_MAX_ROWS = 32;
 /** Random vectors create() checks the screen's bound on, over every feature. */
 const PROBES = 2;
 

@@ -27,7 +27,7 @@
  * average 2): float32 MatMul 2.3 / 6.8 / 16.4 / 57; MatMulInteger u8s8 0.41 / 1.6 / 5.6 / 20 (MatMulIntegerToFloat
  * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47. The rest is per vector: TopK of K' = 192
  * over 24576 about 80 µs (TopK of 32: 25), the Gather and product of the re-score about 90 µs, which is why the
- * screen stops paying near 128 vectors (../encoder.ts, SCREEN_MAX_ROWS).
+ * screen stops paying between 32 and 128 vectors (../encoder.ts, SCREEN_MAX_ROWS).
  * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
  * float32 for the re-score (as large as W_enc): 2.25× the dense encoder's weights (+94 MB at 24576 × 768).
  */
