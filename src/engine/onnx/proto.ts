@@ -43,6 +43,15 @@ export function uint8Tensor(name: string, dims: number[], data: Uint8Array): onn
   return { name, dims, dataType: onnx.TensorProto.DataType.UINT8, rawData: data };
 }
 
+/** An int8 initializer (MatMulInteger weights). */
+export function int8Tensor(name: string, dims: number[], data: Int8Array): onnxProto.onnx.ITensorProto {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (count !== data.length)
+    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
+  const rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return { name, dims, dataType: onnx.TensorProto.DataType.INT8, rawData };
+}
+
 type AttrValue = number | number[] | string | onnxProto.onnx.ITensorProto;
 
 function attribute(name: string, value: AttrValue): onnxProto.onnx.IAttributeProto {

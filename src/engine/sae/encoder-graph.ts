@@ -99,9 +99,30 @@ function normalizationGraph(
 }
 
 export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array {
-  const { dIn, dSae } = cfg;
-  checkSize(cfg, dIn * dSae + 4 * dSae + dIn);
   const arch = ARCHITECTURES[cfg.architecture];
+  checkSize(cfg, cfg.dIn * cfg.dSae + 4 * cfg.dSae + cfg.dIn);
+  return encoderGraph(cfg, params, (g, input) => arch.encodeGraph(g, cfg, params, input), false)!;
+}
+
+/**
+ * The encoder graph through the architecture's screened encode (./architectures/architecture.ts), with its
+ * outputs besides: screen_proved [n] bool, screen_pre [n, dSae] and screen_bound [n, 1] float. Null when the
+ * architecture has none for this dictionary, or when its weights (W_encᵀ in float32 beside the int8 copy)
+ * would not fit in one graph: the dense graph then serves every batch.
+ */
+export function buildScreenGraph(cfg: SaeConfig, params: SaeParams): Uint8Array | null {
+  const arch = ARCHITECTURES[cfg.architecture];
+  if (!arch.screenGraph || 4 * (1.25 * cfg.dIn * cfg.dSae + 2 * cfg.dSae + cfg.dIn) > MAX_MODEL_BYTES) return null;
+  return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input), true);
+}
+
+function encoderGraph(
+  cfg: SaeConfig,
+  params: SaeParams,
+  encode: (g: GraphParts, input: string) => number | null,
+  screen: boolean,
+): Uint8Array | null {
+  const { dIn, dSae } = cfg;
   const g: GraphParts = { nodes: [], inits: [floatTensor('zero', [], new Float32Array([0]))] };
   const { nodes, inits } = g;
   const { xn } = normalizationGraph(g, cfg, true);
@@ -112,7 +133,8 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
     saeIn = 'sae_in';
   }
 
-  const sparse = arch.encodeGraph(g, cfg, params, saeIn);
+  const sparse = encode(g, saeIn);
+  if (screen && sparse === null) return null;
   if (sparse === null) {
     inits.push(int64Tensor('code_axis', [1], [-1]));
     nodes.push(
@@ -148,7 +170,7 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
   );
 
   const spec: GraphSpec = {
-    name: `sae_${cfg.architecture}_${dSae}x${dIn}_encode`,
+    name: `sae_${cfg.architecture}_${dSae}x${dIn}_encode${screen ? '_screen' : ''}`,
     nodes,
     initializers: inits,
     inputs: [valueInfo('x', 'float', ['n', dIn]), valueInfo('top_k', 'int64', [1])],
@@ -156,6 +178,13 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
       valueInfo('indices', 'int32', ['n', 'top_k']),
       valueInfo('values', 'float', ['n', 'top_k']),
       valueInfo('l0', 'int32', ['n']),
+      ...(screen
+        ? [
+            valueInfo('screen_proved', 'bool', ['n']),
+            valueInfo('screen_pre', 'float', ['n', dSae]),
+            valueInfo('screen_bound', 'float', ['n', 1]),
+          ]
+        : []),
     ],
   };
   return serializeModel(spec);

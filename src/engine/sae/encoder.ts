@@ -4,11 +4,20 @@
  * decoded from the sparse codes. A reconstruction needs every active code: the encoder runs at a
  * width holding them all (k for a TopK dictionary; otherwise widened, and remembered, while some
  * row's L0 exceeds it), and the result is cut back to the topK asked for.
+ *
+ * Batches of up to SCREEN_MAX_ROWS vectors take the architecture's screened encode where it has one (TopK:
+ * an 8-bit screen with a guaranteed bound and an exact re-score, ./architectures/topk-screen.ts); the rows
+ * whose candidates it cannot prove complete are encoded again by the dense graph. create() checks the bound
+ * on PROBES random vectors over every feature and drops the screen if it fails there.
  */
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import { createSession, ExecutionProvider, SessionSettings } from '../runtime/session.js';
-import { buildDecoderGraph, buildEncoderGraph } from './encoder-graph.js';
+import { mulberry32 } from '../random.js';
+import { screenBoundRatio } from './architectures/topk-screen.js';
+import { saeInput } from './architectures/linear.js';
+import { buildDecoderGraph, buildEncoderGraph, buildScreenGraph } from './encoder-graph.js';
+import { normalizeInput } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
 
 export interface SaeEncoderOptions {
@@ -38,6 +47,17 @@ export interface SaeEncoding {
 
 /** Decoder rows gathered per decoder run ([rows, width, dIn] floats), bounding its scratch to 64 MiB. */
 const DECODE_GATHER_FLOATS = 2 ** 24;
+/**
+ * Most vectors a screened encode takes in one run; larger batches take the dense graph, whose float32 GEMM
+ * nears one core's peak there while the screen's TopK over K' = 4k + 64 candidates and their re-score grow with
+ * every row. Measured (TopK 24576 × 768, k = 32, 1 thread, each graph's run timed in turn, load average 2),
+ * dense ÷ screened time: n = 1 2.68, 8 1.64, 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00. In
+ * bench/vs-torch.ts, where torch runs between the calls, 64 vectors took 0.94–1.05× the dense time over four
+ * interleaved runs (16: 1.13–1.29×), hence 32.
+ */
+export const SCREEN_MAX_ROWS = 32;
+/** Random vectors create() checks the screen's bound on, over every feature. */
+const PROBES = 2;
 
 export class SaeEncoder {
   private constructor(
@@ -45,6 +65,7 @@ export class SaeEncoder {
     private session: ort.InferenceSession | null,
     private decoder: ort.InferenceSession | null,
     readonly provider: ExecutionProvider,
+    private screen: ort.InferenceSession | null,
   ) {
     this.fullWidth = config.architecture === 'topk' && config.k ? Math.min(config.k, config.dSae) : 1;
   }
@@ -56,7 +77,24 @@ export class SaeEncoder {
     const settings = opts.session ?? { device: 'cpu', threads: 0 };
     const { session, provider } = await createSession(buildEncoderGraph(cfg, params), settings);
     const decoder = await createSession(buildDecoderGraph(cfg, params), settings);
-    return new SaeEncoder(cfg, session, decoder.session, provider);
+    const screenGraph = buildScreenGraph(cfg, params);
+    let screen = screenGraph && (await createSession(screenGraph, settings)).session;
+    if (screen && !(await screenBoundHolds(screen, cfg, params))) {
+      await screen.release();
+      screen = null;
+    }
+    return new SaeEncoder(cfg, session, decoder.session, provider, screen);
+  }
+
+  /** Whether batches of up to SCREEN_MAX_ROWS vectors take the screened encode. */
+  get screened(): boolean {
+    return this.screen !== null;
+  }
+
+  /** The screen's scores [n, dSae] and bound [n] of vectors x, for checks. */
+  async screenScores(x: Float32Array, n: number): Promise<{ pre: Float32Array; bound: Float32Array }> {
+    if (!this.screen) throw new Error('SaeEncoder has no screen');
+    return screenRun(this.screen, x, n, this.config.dIn, this.fullWidth);
   }
 
   async encode(x: Float32Array, n: number, topK: number, opts: EncodeOptions = {}): Promise<SaeEncoding> {
@@ -94,10 +132,8 @@ export class SaeEncoder {
 
   private async codes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
     if (!this.session) throw new Error('SaeEncoder is closed');
-    const out = await this.session.run({
-      x: new ort.Tensor('float32', x, [n, this.config.dIn]),
-      top_k: new ort.Tensor('int64', BigInt64Array.from([BigInt(width)]), [1]),
-    });
+    if (this.screen && n <= SCREEN_MAX_ROWS) return this.screenedCodes(x, n, width);
+    const out = await this.session.run(encoderFeeds(x, n, this.config.dIn, width));
     return {
       width,
       indices: out.indices.data as Int32Array,
@@ -105,6 +141,32 @@ export class SaeEncoder {
       l0: out.l0.data as Int32Array,
       xHat: null,
     };
+  }
+
+  /** codes() through the screen; the rows it cannot prove are encoded again by the dense graph. */
+  private async screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
+    const { dIn } = this.config;
+    const out = await this.screen!.run(encoderFeeds(x, n, dIn, width), ['indices', 'values', 'l0', 'screen_proved']);
+    const enc: SaeEncoding = {
+      width,
+      indices: out.indices.data as Int32Array,
+      values: out.values.data as Float32Array,
+      l0: out.l0.data as Int32Array,
+      xHat: null,
+    };
+    const proved = out.screen_proved.data as Uint8Array;
+    const rows: number[] = [];
+    for (let r = 0; r < n; r++) if (!proved[r]) rows.push(r);
+    if (rows.length === 0) return enc;
+    const xs = new Float32Array(rows.length * dIn);
+    rows.forEach((r, i) => xs.set(x.subarray(r * dIn, (r + 1) * dIn), i * dIn));
+    const dense = await this.session!.run(encoderFeeds(xs, rows.length, dIn, width));
+    rows.forEach((r, i) => {
+      enc.indices.set((dense.indices.data as Int32Array).subarray(i * width, (i + 1) * width), r * width);
+      enc.values.set((dense.values.data as Float32Array).subarray(i * width, (i + 1) * width), r * width);
+      enc.l0[r] = (dense.l0.data as Int32Array)[i];
+    });
+    return enc;
   }
 
   /** x_hat from codes holding every active code, in row chunks that bound the gathered decoder rows. */
@@ -151,8 +213,8 @@ export class SaeEncoder {
   }
 
   async close(): Promise<void> {
-    const sessions = [this.session, this.decoder];
-    this.session = this.decoder = null;
+    const sessions = [this.session, this.decoder, this.screen];
+    this.session = this.decoder = this.screen = null;
     for (const s of sessions) if (s) await s.release();
   }
 }
@@ -167,4 +229,25 @@ export function narrowEncoding(e: SaeEncoding, n: number, k: number): SaeEncodin
     values.set(e.values.subarray(r * e.width, r * e.width + k), r * k);
   }
   return { ...e, width: k, indices, values };
+}
+
+function encoderFeeds(x: Float32Array, n: number, dIn: number, width: number): Record<string, ort.Tensor> {
+  return {
+    x: new ort.Tensor('float32', x, [n, dIn]),
+    top_k: new ort.Tensor('int64', BigInt64Array.from([BigInt(width)]), [1]),
+  };
+}
+
+async function screenRun(screen: ort.InferenceSession, x: Float32Array, n: number, dIn: number, width: number) {
+  const out = await screen.run(encoderFeeds(x, n, dIn, width), ['screen_pre', 'screen_bound']);
+  return { pre: out.screen_pre.data as Float32Array, bound: out.screen_bound.data as Float32Array };
+}
+
+/** Whether the screen's bound holds over every feature for PROBES random vectors, pre in float64. */
+async function screenBoundHolds(screen: ort.InferenceSession, cfg: SaeConfig, params: SaeParams): Promise<boolean> {
+  const rand = mulberry32(0x5ae5);
+  const x = Float32Array.from({ length: PROBES * cfg.dIn }, () => 2 * rand() - 1);
+  const { pre, bound } = await screenRun(screen, x, PROBES, cfg.dIn, 1);
+  const input = saeInput(params, cfg, normalizeInput(cfg, x, PROBES).x, PROBES);
+  return screenBoundRatio(cfg, params, input, PROBES, pre, bound) <= 1;
 }

@@ -2,12 +2,14 @@
  * TopK SAE (SAELens topk, sparsify, OpenAI, dictionary_learning): pre = (x - b_dec) W_enc + b_enc;
  * keep the k largest entries of pre, apply relu to them, zero the rest. Equal values keep the lower
  * index first, as the ONNX TopK operator does, so the engine and the ONNX graph choose the same
- * features. The graph hands over the k kept codes as they are, sparse.
+ * features. The graph hands over the k kept codes as they are, sparse; small batches take an 8-bit screen
+ * with an exact re-score instead (./topk-screen.ts).
  */
 import { AtlasError } from '../../../errors.js';
 import { int64Tensor, node } from '../../onnx/proto.js';
 import type { SaeConfig } from '../types.js';
 import type { Architecture } from './architecture.js';
+import { screenFits, topkScreenGraph } from './topk-screen.js';
 import { baseShapes, linearDecode, linearDecodeGraph, preActivation, preActivationGraph } from './linear.js';
 
 function kOf(cfg: SaeConfig): number {
@@ -42,6 +44,12 @@ export const topk: Architecture = {
       node('TopK', ['pre', 'arch_k'], ['kept_values', 'codes_indices'], { axis: -1, largest: 1, sorted: 1 }),
       node('Relu', ['kept_values'], ['codes_values']),
     );
+    return k;
+  },
+  screenGraph(g, cfg, params, input) {
+    const k = Math.min(kOf(cfg), cfg.dSae);
+    if (!screenFits(k, cfg.dSae)) return null;
+    topkScreenGraph(g, cfg, params, input, k);
     return k;
   },
   decodeGraph: linearDecodeGraph,

@@ -1,0 +1,238 @@
+/**
+ * The TopK encoder's 8-bit screen with an exact re-score (src/engine/sae/architectures/topk-screen.ts) against
+ * the float64 reference topk(relu(x W_enc + b_enc)) (test/reference/sae.ts): random and heavy-tailed weights,
+ * clustered inputs, duplicate columns, rows the screen cannot prove (encoded densely instead), k = 1 and
+ * k = dSae, n = 0, 1 and many, every normalization; and the bound itself, feature by feature, against float64.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SaeEncoder, SCREEN_MAX_ROWS } from '../src/engine/sae/encoder.js';
+import {
+  NORMALIZATION_KINDS,
+  type NormalizationKind,
+  type SaeConfig,
+  type SaeParams,
+} from '../src/engine/sae/types.js';
+import { screenWidth } from '../src/engine/sae/architectures/topk-screen.js';
+import { refForwardOne, refTopK } from './reference/sae.js';
+import { randomSaeParams, randomVectors } from './helpers/sae-fixtures.js';
+import { clusteredRows, normal, rng } from './helpers/rng.js';
+
+const D_IN = 64;
+const D_SAE = 1024;
+const TOL = 1e-5;
+
+function config(k: number, kind: NormalizationKind = 'none', applyBDecToInput = false): SaeConfig {
+  return {
+    architecture: 'topk',
+    dIn: D_IN,
+    dSae: D_SAE,
+    k,
+    hookName: null,
+    modelName: null,
+    prependBos: null,
+    applyBDecToInput,
+    normalization: { kind, scalingFactor: kind === 'expected_average_only_in' ? 0.37 : null },
+    sourceFormat: 'saelens',
+    dtype: 'float32',
+    extra: {},
+  };
+}
+
+/** Asserts an encoding equals the float64 reference: values, L0, and indices up to near-ties. */
+function checkEncoding(cfg: SaeConfig, params: SaeParams, x: Float32Array, n: number, topK: number, label: string) {
+  return async (enc: SaeEncoder) => {
+    for (const reconstruct of [false, true]) {
+      const e = await enc.encode(x, n, topK, { reconstruct });
+      assert.equal(e.width, topK);
+      assert.equal(e.indices.length, n * topK);
+      for (let r = 0; r < n; r++) {
+        const ref = refForwardOne(cfg, params, Array.from(x.subarray(r * cfg.dIn, (r + 1) * cfg.dIn)));
+        const top = refTopK(ref.codes, topK);
+        const what = `${label} reconstruct=${reconstruct} row ${r}`;
+        assert.equal(e.l0[r], ref.codes.filter((v) => v > 0).length, `${what} l0`);
+        for (let t = 0; t < topK; t++) {
+          const v = e.values[r * topK + t];
+          const tol = TOL * Math.max(1, Math.abs(top.values[t]));
+          assert.ok(Math.abs(v - top.values[t]) <= tol, `${what} slot ${t}: ${v} vs ${top.values[t]}`);
+          if (top.values[t] > 0) {
+            const j = e.indices[r * topK + t];
+            assert.ok(Math.abs(ref.codes[j] - v) <= tol, `${what} slot ${t}: feature ${j} has ${ref.codes[j]}`);
+          }
+        }
+      }
+    }
+  };
+}
+
+async function withEncoder(cfg: SaeConfig, params: SaeParams, body: (enc: SaeEncoder) => Promise<void>) {
+  const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 } });
+  try {
+    await body(enc);
+  } finally {
+    await enc.close();
+  }
+}
+
+/** The encoder input as the graph sees it when there is no normalization: x, or x − b_dec in float32. */
+function encoderInput(cfg: SaeConfig, params: SaeParams, x: Float32Array): Float32Array {
+  if (!cfg.applyBDecToInput) return x;
+  return x.map((v, i) => Math.fround(v - params.b_dec[i % cfg.dIn]));
+}
+
+/** pre = x W_enc + b_enc in float64, [n, dSae]. */
+function preActivations(cfg: SaeConfig, params: SaeParams, x: Float32Array, n: number): Float64Array {
+  const pre = new Float64Array(n * cfg.dSae);
+  for (let r = 0; r < n; r++)
+    for (let j = 0; j < cfg.dSae; j++) {
+      let s = params.b_enc![j];
+      for (let i = 0; i < cfg.dIn; i++) s += x[r * cfg.dIn + i] * params.W_enc[i * cfg.dSae + j];
+      pre[r * cfg.dSae + j] = s;
+    }
+  return pre;
+}
+
+/** Heavy-tailed weights: every column scaled by |Cauchy|-like factors, a few rows of W_enc much larger. */
+function heavyTailedParams(seed: number): SaeParams {
+  const p = randomSaeParams('topk', D_IN, D_SAE, seed);
+  const rand = rng(seed + 5);
+  const colScale = Float32Array.from({ length: D_SAE }, () => Math.min(50, Math.abs(normal(rand) / normal(rand))));
+  for (let i = 0; i < D_IN; i++)
+    for (let j = 0; j < D_SAE; j++) p.W_enc[i * D_SAE + j] *= colScale[j] * (i % 17 === 0 ? 8 : 1);
+  return p;
+}
+
+test('screened encode = float64 reference: random weights, n = 0, 1, many (screen and dense sizes)', async () => {
+  const cfg = config(8);
+  const params = randomSaeParams('topk', D_IN, D_SAE, 3);
+  await withEncoder(cfg, params, async (enc) => {
+    assert.ok(enc.screened, 'the screen is in use for this dictionary');
+    const empty = await enc.encode(new Float32Array(0), 0, 8, { reconstruct: true });
+    assert.deepEqual([empty.indices.length, empty.values.length, empty.l0.length], [0, 0, 0]);
+    // An all-zero batch: its quantization grid has no width, and b_enc alone ranks the features.
+    await checkEncoding(cfg, params, new Float32Array(2 * D_IN), 2, 8, 'zeros')(enc);
+    for (const n of [1, 7, SCREEN_MAX_ROWS, SCREEN_MAX_ROWS + 3]) {
+      const x = randomVectors(n, D_IN, 40 + n);
+      await checkEncoding(cfg, params, x, n, 8, `n=${n}`)(enc);
+      // topK below and above k: cut and padded with empty slots.
+      await checkEncoding(cfg, params, x, n, 3, `n=${n} topK=3`)(enc);
+      await checkEncoding(cfg, params, x, n, 20, `n=${n} topK=20`)(enc);
+      // allActive at topK 3 widens to k, every active code of a TopK row.
+      const all = await enc.encode(x, n, 3, { allActive: true });
+      const full = await enc.encode(x, n, 8);
+      assert.equal(all.width, 8);
+      assert.deepEqual([all.indices, all.values, all.l0], [full.indices, full.values, full.l0]);
+    }
+    // These rows go through the screen itself: its proof v_K' + 2B < v_k holds for each.
+    const x = randomVectors(7, D_IN, 47);
+    const { pre, bound } = await enc.screenScores(x, 7);
+    for (let r = 0; r < 7; r++) {
+      const row = Array.from(pre.subarray(r * D_SAE, (r + 1) * D_SAE)).sort((a, b) => b - a);
+      assert.ok(row[screenWidth(8) - 1] + 2 * bound[r] < row[7], `row ${r} is proved`);
+    }
+  });
+});
+
+test('screened encode = reference: heavy-tailed weights, clustered and heavy-tailed x, normalizations', async () => {
+  const params = heavyTailedParams(9);
+  const clustered = clusteredRows(12, 12, D_IN, 3, 0.2).map((v) => 20 * v);
+  const rand = rng(31);
+  const heavy = Float32Array.from({ length: 12 * D_IN }, () => normal(rand) ** 3);
+  for (const kind of NORMALIZATION_KINDS) {
+    for (const applyBDec of [false, true]) {
+      const cfg = config(16, kind, applyBDec);
+      await withEncoder(cfg, params, async (enc) => {
+        assert.ok(enc.screened);
+        await checkEncoding(cfg, params, clustered, 12, 16, `${kind} b_dec=${applyBDec} clustered`)(enc);
+        await checkEncoding(cfg, params, heavy, 12, 16, `${kind} b_dec=${applyBDec} heavy`)(enc);
+      });
+    }
+  }
+});
+
+test('duplicate columns: equal codes keep the lower feature first, as the dense TopK does', async () => {
+  const cfg = config(8);
+  const params = randomSaeParams('topk', D_IN, D_SAE, 5);
+  // Columns 700..704 copy column 3, with a bias that puts them in every row's top k.
+  for (const j of [3, 700, 701, 702, 703, 704]) {
+    for (let i = 0; i < D_IN; i++) params.W_enc[i * D_SAE + j] = params.W_enc[i * D_SAE + 3];
+    params.b_enc![j] = 40;
+  }
+  const n = 5;
+  const x = randomVectors(n, D_IN, 77);
+  await withEncoder(cfg, params, async (enc) => {
+    assert.ok(enc.screened);
+    await checkEncoding(cfg, params, x, n, 8, 'duplicates')(enc);
+    const e = await enc.encode(x, n, 8);
+    for (let r = 0; r < n; r++)
+      assert.deepEqual(Array.from(e.indices.subarray(r * 8, r * 8 + 6)), [3, 700, 701, 702, 703, 704], `row ${r}`);
+  });
+});
+
+test('rows the screen cannot prove are encoded densely, exactly', async () => {
+  const k = 4;
+  const cfg = config(k);
+  const params = randomSaeParams('topk', D_IN, D_SAE, 6);
+  // More than K' copies of one column on top: its K'-th screen score equals its k-th, so no bound can separate them.
+  const copies = screenWidth(k) + 10;
+  for (let c = 0; c < copies; c++) {
+    const j = 100 + 2 * c;
+    for (let i = 0; i < D_IN; i++) params.W_enc[i * D_SAE + j] = params.W_enc[i * D_SAE + 1];
+    params.b_enc![j] = params.b_enc![1] + 30;
+  }
+  const n = 6;
+  const x = randomVectors(n, D_IN, 78);
+  // The last rows are zero: b_enc alone then decides, and the copies lead.
+  x.fill(0, 4 * D_IN);
+  await withEncoder(cfg, params, async (enc) => {
+    assert.ok(enc.screened);
+    const { pre, bound } = await enc.screenScores(x, n);
+    for (let r = 0; r < n; r++) {
+      const row = Array.from(pre.subarray(r * D_SAE, (r + 1) * D_SAE)).sort((a, b) => b - a);
+      // The proof would need row[K' − 1] + 2B < row[k − 1]; these rows have equal values there.
+      assert.ok(row[screenWidth(k) - 1] + 2 * bound[r] >= row[k - 1], `row ${r} cannot be proved`);
+    }
+    await checkEncoding(cfg, params, x, n, k, 'unprovable')(enc);
+    const e = await enc.encode(x, n, k);
+    for (let r = 0; r < n; r++)
+      assert.deepEqual(Array.from(e.indices.subarray(r * k, (r + 1) * k)), [100, 102, 104, 106]);
+  });
+});
+
+test('k = 1 takes the screen; k = dSae (every feature) takes the dense graph', async () => {
+  const params = randomSaeParams('topk', D_IN, D_SAE, 8);
+  const x = randomVectors(9, D_IN, 79);
+  await withEncoder(config(1), params, async (enc) => {
+    assert.ok(enc.screened);
+    await checkEncoding(config(1), params, x, 9, 1, 'k=1')(enc);
+    await checkEncoding(config(1), params, x, 9, 5, 'k=1 topK=5')(enc);
+  });
+  await withEncoder(config(D_SAE), params, async (enc) => {
+    assert.equal(enc.screened, false);
+    await checkEncoding(config(D_SAE), params, x.subarray(0, 3 * D_IN), 3, 40, 'k=dSae')(enc);
+  });
+});
+
+test('the screen bound holds for every feature of every row, against float64', async () => {
+  for (const [label, params, applyBDec] of [
+    ['random', randomSaeParams('topk', D_IN, D_SAE, 10), false],
+    ['heavy-tailed', heavyTailedParams(11), true],
+  ] as const) {
+    const cfg = config(8, 'none', applyBDec);
+    const n = 24;
+    const rand = rng(50);
+    const x = Float32Array.from({ length: n * D_IN }, (_, i) => (i < D_IN ? 0 : normal(rand) * (1 + (i % 5) ** 3)));
+    await withEncoder(cfg, params, async (enc) => {
+      const { pre, bound } = await enc.screenScores(x, n);
+      const exact = preActivations(cfg, params, encoderInput(cfg, params, x), n);
+      for (let r = 0; r < n; r++) {
+        assert.ok(bound[r] > 0 && Number.isFinite(bound[r]), `${label} row ${r} bound ${bound[r]}`);
+        let worst = 0;
+        for (let j = 0; j < D_SAE; j++) worst = Math.max(worst, Math.abs(exact[r * D_SAE + j] - pre[r * D_SAE + j]));
+        assert.ok(worst <= bound[r], `${label} row ${r}: screen error ${worst} over its bound ${bound[r]}`);
+        // Not vacuous: the bound is within a small factor of the screen's real error on nonzero rows.
+        if (r > 0) assert.ok(bound[r] < 100 * worst, `${label} row ${r}: bound ${bound[r]}, error ${worst}`);
+      }
+    });
+  }
+});
