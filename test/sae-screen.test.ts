@@ -66,7 +66,7 @@ function checkEncoding(cfg: SaeConfig, params: SaeParams, x: Float32Array, n: nu
 }
 
 async function withEncoder(cfg: SaeConfig, params: SaeParams, body: (enc: SaeEncoder) => Promise<void>) {
-  const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 } });
+  const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 }, screen: 'always' });
   try {
     await body(enc);
   } finally {
@@ -234,5 +234,27 @@ test('the screen bound holds for every feature of every row, against float64', a
         if (r > 0) assert.ok(bound[r] < 100 * worst, `${label} row ${r}: bound ${bound[r]}, error ${worst}`);
       }
     });
+  }
+});
+
+test('auto keeps the screen for the batch sizes create() timed it faster (or none); never builds none', async () => {
+  const cfg = config(8);
+  const params = randomSaeParams('topk', D_IN, D_SAE, 5);
+  const x = randomVectors(SCREEN_MAX_ROWS, D_IN, 77);
+  for (const screen of ['auto', 'never'] as const) {
+    const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 }, screen });
+    try {
+      const rows = enc.maxScreenRows;
+      if (screen === 'never') assert.equal(rows, 0);
+      // A power of two up to the cap, or 0 with the screen released.
+      assert.ok([0, 1, 2, 4, 8, 16, 32].includes(rows) && rows <= SCREEN_MAX_ROWS, `maxScreenRows ${rows}`);
+      assert.equal(enc.screened, rows > 0);
+      const dense = 4 * (2 * D_IN * D_SAE + D_SAE + 2 * D_IN);
+      assert.equal(enc.residentBytes, rows > 0 ? dense + 5 * D_IN * D_SAE + 8 * D_SAE : dense);
+      for (const n of [1, SCREEN_MAX_ROWS])
+        await checkEncoding(cfg, params, x.subarray(0, n * D_IN), n, 8, `${screen} n=${n}`)(enc);
+    } finally {
+      await enc.close();
+    }
   }
 });

@@ -105,9 +105,7 @@ export class EngineRegistry {
       const encoder = await SaeEncoder.create(source.config, params, {
         session: { device: this.config.device, threads: this.config.threads },
       });
-      // onnxruntime holds the encoder and decoder matrices and the biases.
-      const { dIn, dSae } = source.config;
-      return { value: encoder, bytes: 4 * (2 * dIn * dSae + dSae + 2 * dIn), close: () => encoder.close() };
+      return { value: encoder, bytes: encoder.residentBytes, close: () => encoder.close() };
     } finally {
       source.close();
     }

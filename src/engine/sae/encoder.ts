@@ -5,10 +5,15 @@
  * width holding them all (k for a TopK dictionary; otherwise widened, and remembered, while some
  * row's L0 exceeds it), and the result is cut back to the topK asked for.
  *
- * Batches of up to SCREEN_MAX_ROWS vectors take the architecture's screened encode where it has one (TopK:
- * an 8-bit screen with a guaranteed bound and an exact re-score, ./architectures/topk-screen.ts); the rows
- * whose candidates it cannot prove complete are encoded again by the dense graph. create() checks the bound
- * on PROBES random vectors over every feature and drops the screen if it fails there.
+ * Small batches take the architecture's screened encode where it has one (TopK: an 8-bit screen with a
+ * guaranteed bound and an exact re-score, ./architectures/topk-screen.ts); the rows whose candidates it cannot
+ * prove complete are encoded again by the dense graph. create() checks the bound on PROBES random vectors over
+ * every feature and drops the screen if it fails there. Whether the screen pays depends on the dictionary's size
+ * and the machine (its per-vector TopK and re-score against the int8 kernel's saving), so create() times both
+ * graphs on batches of 1, 2, 4 … SCREEN_MAX_ROWS random vectors and keeps the screen for the batches where it
+ * was clearly faster, releasing it where it never was. Measured (1 thread, k = 32 unless said, dense ÷ screened
+ * time): 24576 × 768 n = 1 2.68, 16 1.42, 32 1.25; 8192 × 512 n = 1 2.02, 4 1.23, 16 0.53; 2048 × 128 (k = 16)
+ * n = 1 0.74, 16 0.20.
  */
 import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
@@ -23,6 +28,11 @@ import { SaeConfig, SaeParams } from './types.js';
 export interface SaeEncoderOptions {
   /** Execution provider and threads, as for the model sessions; CPU with onnxruntime's default threads when absent. */
   session?: SessionSettings;
+  /**
+   * `auto` (default): the screen where create() measured it faster; `always`: batches of up to SCREEN_MAX_ROWS
+   * wherever the architecture has a screen and its bound holds (to test it on small dictionaries); `never`.
+   */
+  screen?: 'auto' | 'always' | 'never';
 }
 
 export interface EncodeOptions {
@@ -56,6 +66,12 @@ const DECODE_GATHER_FLOATS = 2 ** 24;
  * interleaved runs (16: 1.13–1.29×), hence 32.
  */
 export const SCREEN_MAX_ROWS = 32;
+/** The screen serves a batch size where its best time was at most this part of the dense graph's. */
+const SCREEN_GAIN = 0.9;
+/** Timed runs of each graph per batch size in create()'s calibration, after one untimed. */
+const CALIBRATION_RUNS = 3;
+/** What an encode reads of the screen graph (not the scores and bound it also outputs for checks). */
+const SCREEN_OUTPUTS = ['indices', 'values', 'l0', 'screen_proved'];
 /** Random vectors create() checks the screen's bound on, over every feature. */
 const PROBES = 2;
 
@@ -66,6 +82,8 @@ export class SaeEncoder {
     private decoder: ort.InferenceSession | null,
     readonly provider: ExecutionProvider,
     private screen: ort.InferenceSession | null,
+    /** Largest batch the screen takes (0: none). */
+    private readonly screenRows: number,
   ) {
     this.fullWidth = config.architecture === 'topk' && config.k ? Math.min(config.k, config.dSae) : 1;
   }
@@ -77,18 +95,37 @@ export class SaeEncoder {
     const settings = opts.session ?? { device: 'cpu', threads: 0 };
     const { session, provider } = await createSession(buildEncoderGraph(cfg, params), settings);
     const decoder = await createSession(buildDecoderGraph(cfg, params), settings);
-    const screenGraph = buildScreenGraph(cfg, params);
+    const mode = opts.screen ?? 'auto';
+    const screenGraph = mode === 'never' ? null : buildScreenGraph(cfg, params);
     let screen = screenGraph && (await createSession(screenGraph, settings)).session;
-    if (screen && !(await screenBoundHolds(screen, cfg, params))) {
+    let screenRows = 0;
+    if (screen && (await screenBoundHolds(screen, cfg, params)))
+      screenRows = mode === 'always' ? SCREEN_MAX_ROWS : await screenPays(session, screen, cfg);
+    if (screen && screenRows === 0) {
       await screen.release();
       screen = null;
     }
-    return new SaeEncoder(cfg, session, decoder.session, provider, screen);
+    return new SaeEncoder(cfg, session, decoder.session, provider, screen, screenRows);
   }
 
-  /** Whether batches of up to SCREEN_MAX_ROWS vectors take the screened encode. */
+  /** Whether small batches (up to maxScreenRows vectors) take the screened encode. */
   get screened(): boolean {
     return this.screen !== null;
+  }
+
+  /** Largest batch the screened encode takes; 0 without a screen. */
+  get maxScreenRows(): number {
+    return this.screen ? this.screenRows : 0;
+  }
+
+  /**
+   * Bytes of weights onnxruntime holds for this encoder: W_enc, W_dec and the biases; with the screen also its
+   * int8 copy of W_enc, W_encᵀ in float32 for the re-score, its scales and b_enc.
+   */
+  get residentBytes(): number {
+    const { dIn, dSae } = this.config;
+    const dense = 4 * (2 * dIn * dSae + dSae + 2 * dIn);
+    return this.screen ? dense + 5 * dIn * dSae + 8 * dSae : dense;
   }
 
   /** The screen's scores [n, dSae] and bound [n] of vectors x, for checks. */
@@ -132,7 +169,7 @@ export class SaeEncoder {
 
   private async codes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
     if (!this.session) throw new Error('SaeEncoder is closed');
-    if (this.screen && n <= SCREEN_MAX_ROWS) return this.screenedCodes(x, n, width);
+    if (this.screen && n <= this.screenRows) return this.screenedCodes(x, n, width);
     const out = await this.session.run(encoderFeeds(x, n, this.config.dIn, width));
     return {
       width,
@@ -146,7 +183,7 @@ export class SaeEncoder {
   /** codes() through the screen; the rows it cannot prove are encoded again by the dense graph. */
   private async screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
     const { dIn } = this.config;
-    const out = await this.screen!.run(encoderFeeds(x, n, dIn, width), ['indices', 'values', 'l0', 'screen_proved']);
+    const out = await this.screen!.run(encoderFeeds(x, n, dIn, width), SCREEN_OUTPUTS);
     const enc: SaeEncoding = {
       width,
       indices: out.indices.data as Int32Array,
@@ -250,4 +287,36 @@ async function screenBoundHolds(screen: ort.InferenceSession, cfg: SaeConfig, pa
   const { pre, bound } = await screenRun(screen, x, PROBES, cfg.dIn, 1);
   const input = saeInput(params, cfg, normalizeInput(cfg, x, PROBES).x, PROBES);
   return screenBoundRatio(cfg, params, input, PROBES, pre, bound) <= 1;
+}
+
+/**
+ * The largest of 1, 2, 4 … SCREEN_MAX_ROWS random vectors up to which the screen's best time was at most
+ * SCREEN_GAIN of the dense graph's (runs alternated, so both see the same machine); 0 if not even one vector's.
+ */
+async function screenPays(dense: ort.InferenceSession, screen: ort.InferenceSession, cfg: SaeConfig): Promise<number> {
+  const rand = mulberry32(0xca1b);
+  const width = cfg.architecture === 'topk' && cfg.k ? Math.min(cfg.k, cfg.dSae) : 1;
+  let rows = 0;
+  for (let n = 1; n <= SCREEN_MAX_ROWS; n *= 2) {
+    const feeds = encoderFeeds(
+      Float32Array.from({ length: n * cfg.dIn }, () => 2 * rand() - 1),
+      n,
+      cfg.dIn,
+      width,
+    );
+    const best = { dense: Infinity, screen: Infinity };
+    for (let r = 0; r <= CALIBRATION_RUNS; r++) {
+      for (const [name, s] of [
+        ['dense', dense],
+        ['screen', screen],
+      ] as const) {
+        const t0 = performance.now();
+        await (name === 'screen' ? s.run(feeds, SCREEN_OUTPUTS) : s.run(feeds));
+        if (r > 0) best[name] = Math.min(best[name], performance.now() - t0);
+      }
+    }
+    if (best.screen > SCREEN_GAIN * best.dense) break;
+    rows = n;
+  }
+  return rows;
 }
