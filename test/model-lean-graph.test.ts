@@ -163,6 +163,13 @@ test("a cut's outputs are the requested hooks alone; an open cut holding them al
       assert.deepEqual(cuts(), [], 'served by the open cut of both hooks');
       check(await model.runHooks([seq], ['blocks.1.hook_resid_post']), ['blocks.1.hook_resid_post']);
       assert.deepEqual(cuts().map(outputsOf), [['blocks.1.hook_resid_post']], 'a hook no open cut has: a new cut');
+
+      // A cut of every hook stays open but is too wide to serve one hook: that gets its own cut.
+      const every = model.info.hookPoints.filter((h) => want.has(h));
+      check(await model.runHooks([seq], every), every);
+      for (const f of cuts()) unlinkSync(join(folder, f));
+      check(await model.runHooks([seq], [early]), [early]);
+      assert.deepEqual(cuts().map(outputsOf), [[early]], 'one hook: its own cut, not the cut of every hook');
     } finally {
       await model.close();
     }

@@ -129,13 +129,13 @@ test('a hook on the last layer runs a graph cut there (no logits or KV outputs),
   const folder = readdirSync(join(root, 'data', 'onnx')).map((d) => join(root, 'data', 'onnx', d))[0];
   const outputsOf = (file: string) =>
     (decodeModel(readFileSync(join(folder, file))).graph?.output ?? []).map((o) => o.name ?? '');
-  const cut = readdirSync(folder)
+  const cuts = readdirSync(folder)
     .filter((f) => /^hooks-lean\d+-[0-9a-f]{16}\.onnx$/.test(f))
-    .map(outputsOf)
-    .find((outputs) => outputs.includes(last));
-  assert.ok(cut, 'a pruned variant ending at the last layer is cached beside model.onnx');
-  const upToLast = model.info.hookPoints.slice(0, model.info.hookPoints.indexOf(last) + 1);
-  assert.deepEqual(cut, upToLast, 'its outputs are the hooks up to the cut, in order');
+    .map(outputsOf);
+  assert.ok(
+    cuts.some((outputs) => outputs.length === 1 && outputs[0] === last),
+    `a pruned variant whose one output is the requested hook is cached beside model.onnx: ${JSON.stringify(cuts)}`,
+  );
   assert.ok(outputsOf('model.onnx').includes('logits'), 'the full graph (for decoding) keeps the logits');
 });
 

@@ -8,11 +8,11 @@
  * outputs are the requested hooks alone: onnxruntime allocates and fills every graph output on every run
  * and cannot reuse its buffer, so a copy that also output the 158 hooks before the last layer of GPT-2
  * small ran 64 tokens 11–13% slower (same values). An open copy whose outputs include every requested
- * hook serves too, so batches mixing hook sets settle on their union instead of cutting one copy after
- * another. Its runs neither steer nor continue a KV cache, so its copies also drop the steering and cache
- * inputs (onnx/prune.ts withoutSteeringOrCache); the decoder's reads at a hook (withSession) use copies
- * that keep them. Copies are written once beside the model in its cache folder; a few such sessions are
- * kept open, least recently used first out. The full graph serves decoding.
+ * hook, and at most SUPERSET_OUTPUTS times as many, serves too, so batches mixing hook sets settle on their
+ * union instead of cutting one copy after another. Its runs neither steer nor continue a KV cache, so its
+ * copies also drop the steering and cache inputs (onnx/prune.ts withoutSteeringOrCache); the decoder's reads
+ * at a hook (withSession) use copies that keep them. Copies are written once beside the model in its cache
+ * folder; a few such sessions are kept open, least recently used first out. The full graph serves decoding.
  *
  * Models too big to hold twice run `hooksOnly`: one session on a copy of the graph with every hook point
  * and neither logits nor cache outputs, so there is one copy of the weights and no [tokens, vocab]
@@ -36,6 +36,12 @@ import { createSession, type AtlasSession, type ExecutionProvider, type SessionS
 
 /** Pruned sessions kept open beside the full one. */
 const DEFAULT_MAX_VARIANTS = 2;
+/**
+ * An open cut serves a request whose hooks it outputs when it has at most this many times as many outputs: a
+ * cut of two hooks serves either alone, while a cut of every hook (a request for all of them) does not keep
+ * serving single hooks at the cost of filling all its outputs.
+ */
+const SUPERSET_OUTPUTS = 2;
 
 export interface HookRunnerOptions {
   /** Folder holding MODEL_FILE; pruned variants are written beside it. */
@@ -233,7 +239,8 @@ export class HookRunner {
     let variant = this.variants.get(name);
     if (!variant) {
       for (const [key, v] of this.variants) {
-        if (v.lean === lean && outputs.every((h) => v.outputs.has(h))) [name, variant] = [key, v];
+        const fits = v.outputs.size <= SUPERSET_OUTPUTS * outputs.length && outputs.every((h) => v.outputs.has(h));
+        if (v.lean === lean && fits) [name, variant] = [key, v];
       }
     }
     if (variant) {
