@@ -30,7 +30,11 @@ async function open(): Promise<Loaded> {
     for (const d of data.dicts) {
       const source = openSae(d.weightsPath!);
       try {
-        const encoder = await SaeEncoder.create(source.config, source.loadParams(), { session: data.session });
+        // The build's batches (thousands of tokens) are far above the sizes an 8-bit screen pays for.
+        const encoder = await SaeEncoder.create(source.config, source.loadParams(), {
+          session: data.session,
+          screen: 'never',
+        });
         encoders.push({ encoder, topK: initialTopK(encoder, d.dSae) });
       } finally {
         source.close();
