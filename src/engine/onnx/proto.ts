@@ -17,17 +17,22 @@ const ELEM: Record<ElemType, number> = {
   bool: onnx.TensorProto.DataType.BOOL,
 };
 
-/** A float32 initializer stored as raw little-endian bytes. */
-export function floatTensor(name: string, dims: number[], data: Float32Array): onnxProto.onnx.ITensorProto {
+/** An initializer holding `data`'s bytes as they are (little-endian), once its length matches `dims`. */
+function rawTensor(
+  name: string,
+  dims: number[],
+  dataType: number,
+  data: Float32Array | Uint8Array | Int8Array,
+): onnxProto.onnx.ITensorProto {
   const count = dims.reduce((a, b) => a * b, 1);
   if (count !== data.length)
     throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
-  return {
-    name,
-    dims,
-    dataType: ELEM.float,
-    rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-  };
+  return { name, dims, dataType, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+/** A float32 initializer stored as raw little-endian bytes. */
+export function floatTensor(name: string, dims: number[], data: Float32Array): onnxProto.onnx.ITensorProto {
+  return rawTensor(name, dims, ELEM.float, data);
 }
 
 export function int64Tensor(name: string, dims: number[], values: number[]): onnxProto.onnx.ITensorProto {
@@ -37,19 +42,12 @@ export function int64Tensor(name: string, dims: number[], values: number[]): onn
 
 /** A uint8 initializer (quantized weights, zero points). */
 export function uint8Tensor(name: string, dims: number[], data: Uint8Array): onnxProto.onnx.ITensorProto {
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (count !== data.length)
-    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
-  return { name, dims, dataType: onnx.TensorProto.DataType.UINT8, rawData: data };
+  return rawTensor(name, dims, onnx.TensorProto.DataType.UINT8, data);
 }
 
 /** An int8 initializer (MatMulInteger weights). */
 export function int8Tensor(name: string, dims: number[], data: Int8Array): onnxProto.onnx.ITensorProto {
-  const count = dims.reduce((a, b) => a * b, 1);
-  if (count !== data.length)
-    throw new Error(`initializer ${name}: dims [${dims}] need ${count} values, got ${data.length}`);
-  const rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return { name, dims, dataType: onnx.TensorProto.DataType.INT8, rawData };
+  return rawTensor(name, dims, onnx.TensorProto.DataType.INT8, data);
 }
 
 type AttrValue = number | number[] | string | onnxProto.onnx.ITensorProto;
