@@ -20,6 +20,7 @@ import { AtlasError } from '../../errors.js';
 import { GraphSpec, floatTensor, int64Tensor, node, onnx, serializeModel, valueInfo } from '../onnx/proto.js';
 import type { GraphParts } from './architectures/architecture.js';
 import { skipGraph } from './architectures/linear.js';
+import { screenWeightBytes } from './architectures/topk-screen.js';
 import { ARCHITECTURES } from './architectures/index.js';
 import { LAYER_NORM_EPS } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
@@ -27,11 +28,16 @@ import { SaeConfig, SaeParams } from './types.js';
 /** protobuf caps a serialized message at 2 GiB; weights travel inside the model as initializers. */
 const MAX_MODEL_BYTES = 2 ** 31 - 64 * 1024 * 1024;
 
+/** Whether `bytes` of weights fit in one in-memory graph. */
+function fitsOneGraph(bytes: number): boolean {
+  return bytes <= MAX_MODEL_BYTES;
+}
+
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT32 = onnx.TensorProto.DataType.INT32;
 
 function checkSize(cfg: SaeConfig, floats: number): void {
-  if (4 * floats > MAX_MODEL_BYTES) {
+  if (!fitsOneGraph(4 * floats)) {
     throw new AtlasError(
       'UNSUPPORTED',
       `A ${cfg.dSae} x ${cfg.dIn} dictionary needs ${((4 * floats) / 2 ** 30).toFixed(1)} GiB of weights in one ` +
@@ -112,7 +118,7 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
  */
 export function buildScreenGraph(cfg: SaeConfig, params: SaeParams): Uint8Array | null {
   const arch = ARCHITECTURES[cfg.architecture];
-  if (!arch.screenGraph || 4 * (1.25 * cfg.dIn * cfg.dSae + 2 * cfg.dSae + cfg.dIn) > MAX_MODEL_BYTES) return null;
+  if (!arch.screenGraph || !fitsOneGraph(screenWeightBytes(cfg.dIn, cfg.dSae) + 4 * cfg.dIn)) return null;
   return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input), true);
 }
 

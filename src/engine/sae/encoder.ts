@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { AtlasError } from '../../errors.js';
 import { createSession, ExecutionProvider, SessionSettings } from '../runtime/session.js';
 import { mulberry32 } from '../random.js';
-import { screenBoundRatio } from './architectures/topk-screen.js';
+import { screenBoundRatio, screenWeightBytes } from './architectures/topk-screen.js';
 import { saeInput } from './architectures/linear.js';
 import { buildDecoderGraph, buildEncoderGraph, buildScreenGraph } from './encoder-graph.js';
 import { normalizeInput } from './normalization.js';
@@ -58,12 +58,13 @@ export interface SaeEncoding {
 /** Decoder rows gathered per decoder run ([rows, width, dIn] floats), bounding its scratch to 64 MiB. */
 const DECODE_GATHER_FLOATS = 2 ** 24;
 /**
- * Most vectors a screened encode takes in one run; larger batches take the dense graph, whose float32 GEMM
- * nears one core's peak there while the screen's TopK over K' = 4k + 64 candidates and their re-score grow with
- * every row. Measured (TopK 24576 × 768, k = 32, 1 thread, each graph's run timed in turn, load average 2),
- * dense ÷ screened time: n = 1 2.68, 8 1.64, 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00. In
- * bench/vs-torch.ts, where torch runs between the calls, 64 vectors took 0.94–1.05× the dense time over four
- * interleaved runs (16: 1.13–1.29×), hence 32.
+ * The largest batch create()'s calibration tries, and so the most vectors a screened encode takes in one run;
+ * larger batches take the dense graph, whose float32 GEMM nears one core's peak there while the screen's TopK
+ * over K' = 4k + 64 candidates and their re-score grow with every row. Measured (TopK 24576 × 768, k = 32,
+ * 1 thread, each graph's run timed in turn, load average 2), dense ÷ screened time: n = 1 2.68, 8 1.64,
+ * 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00. In bench/vs-torch.ts, where torch runs
+ * between the calls, 64 vectors took 0.94–1.05× the dense time over four interleaved runs (16: 1.13–1.29×),
+ * hence 32.
  */
 export const SCREEN_MAX_ROWS = 32;
 /** The screen serves a batch size where its best time was at most this part of the dense graph's. */
@@ -85,7 +86,7 @@ export class SaeEncoder {
     /** Largest batch the screen takes (0: none). */
     private readonly screenRows: number,
   ) {
-    this.fullWidth = config.architecture === 'topk' && config.k ? Math.min(config.k, config.dSae) : 1;
+    this.fullWidth = fixedWidth(config);
   }
 
   /** Smallest width known to hold every active code of the rows seen (a TopK dictionary's k). */
@@ -125,7 +126,7 @@ export class SaeEncoder {
   get residentBytes(): number {
     const { dIn, dSae } = this.config;
     const dense = 4 * (2 * dIn * dSae + dSae + 2 * dIn);
-    return this.screen ? dense + 5 * dIn * dSae + 8 * dSae : dense;
+    return this.screen ? dense + screenWeightBytes(dIn, dSae) : dense;
   }
 
   /** The screen's scores [n, dSae] and bound [n] of vectors x, for checks. */
@@ -268,6 +269,11 @@ export function narrowEncoding(e: SaeEncoding, n: number, k: number): SaeEncodin
   return { ...e, width: k, indices, values };
 }
 
+/** Codes known to hold every active one of any row: a TopK dictionary's k, else 1 (widened as rows demand). */
+function fixedWidth(cfg: SaeConfig): number {
+  return cfg.architecture === 'topk' && cfg.k ? Math.min(cfg.k, cfg.dSae) : 1;
+}
+
 function encoderFeeds(x: Float32Array, n: number, dIn: number, width: number): Record<string, ort.Tensor> {
   return {
     x: new ort.Tensor('float32', x, [n, dIn]),
@@ -295,7 +301,7 @@ async function screenBoundHolds(screen: ort.InferenceSession, cfg: SaeConfig, pa
  */
 async function screenPays(dense: ort.InferenceSession, screen: ort.InferenceSession, cfg: SaeConfig): Promise<number> {
   const rand = mulberry32(0xca1b);
-  const width = cfg.architecture === 'topk' && cfg.k ? Math.min(cfg.k, cfg.dSae) : 1;
+  const width = fixedWidth(cfg);
   let rows = 0;
   for (let n = 1; n <= SCREEN_MAX_ROWS; n *= 2) {
     const feeds = encoderFeeds(

@@ -43,6 +43,14 @@ export function screenWidth(k: number): number {
   return 4 * k + 64;
 }
 
+/**
+ * Bytes of the screen's own weights: the int8 copy of W_enc, W_encᵀ in float32 for the re-score, the scales and
+ * b_enc (the header's resident cost).
+ */
+export function screenWeightBytes(dIn: number, dSae: number): number {
+  return 5 * dIn * dSae + 8 * dSae;
+}
+
 /** Whether a screen pays at all: its candidates must be a small part of the dictionary. */
 export function screenFits(k: number, dSae: number): boolean {
   return 2 * screenWidth(k) <= dSae;
