@@ -179,12 +179,12 @@ export class HookRunner {
     return result;
   }
 
-  /** Runs `fn` on the graph cut at the deepest of `hooks`, with the full graph's inputs (steering, cache). */
+  /** Runs `fn` on a cut of the graph outputting `hooks` (variantFor), with the steering and cache inputs. */
   withSession<T>(hooks: string[], fn: (session: ort.InferenceSession) => Promise<T>): Promise<T> {
     return this.onVariant(hooks, false, fn);
   }
 
-  /** Runs `fn` on the graph cut at the deepest of `hooks`; `lean`: without steering or cache inputs. */
+  /** Runs `fn` on a cut of the graph outputting `hooks` (variantFor); `lean`: without steering or cache inputs. */
   private async onVariant<T>(
     hooks: string[],
     lean: boolean,
@@ -230,7 +230,10 @@ export class HookRunner {
     return result;
   }
 
-  /** The pruned graph with `hooks` as its outputs, or an open one whose outputs include them. */
+  /**
+   * The pruned graph with `hooks` as its outputs, or else the most recently used open one whose outputs include
+   * them and number at most SUPERSET_OUTPUTS times as many.
+   */
   private variantFor(hooks: string[], lean: boolean): Variant {
     const wanted = new Set(hooks);
     const outputs = this.opts.info.hookPoints.filter((h) => wanted.has(h));
