@@ -14,6 +14,9 @@ import {
   type SaeParams,
 } from '../src/engine/sae/types.js';
 import { screenWidth } from '../src/engine/sae/architectures/topk-screen.js';
+import { FULL_CODE, PAIR_SAFE_CODE, exactInt8Code } from '../src/engine/runtime/int8-product.js';
+import { MS_DOMAIN, floatTensor, int8Tensor, node, serializeModel, valueInfo } from '../src/engine/onnx/proto.js';
+import * as ort from 'onnxruntime-node';
 import { refForwardOne, refTopK } from './reference/sae.js';
 import { randomSaeParams, randomVectors } from './helpers/sae-fixtures.js';
 import { clusteredRows, normal, rng } from './helpers/rng.js';
@@ -257,4 +260,48 @@ test('auto keeps the screen for the batch sizes create() timed it faster (or non
       await enc.close();
     }
   }
+});
+
+test('u8 × s8 products are exact up to the reported int8 code, and at 127 only where it says so', async () => {
+  const maxCode = await exactInt8Code();
+  assert.ok([FULL_CODE, PAIR_SAFE_CODE].includes(maxCode), `code ${maxCode}`);
+  const [rows, depth, cols] = [4, 64, 32];
+  const rand = rng(91);
+  // x in {0, 1}, row 0 all ones: DynamicQuantizeLinear puts 1 on code 255, 0 on 0 (scale 1/255, zero point 0).
+  const x = Float32Array.from({ length: rows * depth }, (_, i) => (i < depth || rand() < 0.5 ? 1 : 0));
+  const productIsExact = async (code: number) => {
+    // Half the weights at ±code, column 0 all +code: with row 0 every adjacent pair is 2·255·code.
+    const w = Int8Array.from({ length: depth * cols }, (_, i) =>
+      i % cols === 0 ? code : (rand() < 0.5 ? -1 : 1) * (rand() < 0.5 ? code : Math.floor(rand() * code)),
+    );
+    const session = await ort.InferenceSession.create(
+      serializeModel({
+        name: 'int8_product',
+        nodes: [
+          node('DynamicQuantizeLinear', ['x'], ['xq', 'xs', 'xz']),
+          { ...node('MatMulIntegerToFloat', ['xq', 'w', 'xs', 'ws', 'xz'], ['y']), domain: MS_DOMAIN },
+        ],
+        initializers: [int8Tensor('w', [depth, cols], w), floatTensor('ws', [cols], new Float32Array(cols).fill(1))],
+        inputs: [valueInfo('x', 'float', [rows, depth])],
+        outputs: [valueInfo('y', 'float', [rows, cols])],
+      }),
+      { executionProviders: ['cpu'] },
+    );
+    try {
+      const y = (await session.run({ x: new ort.Tensor('float32', x, [rows, depth]) })).y.data as Float32Array;
+      let exact = true;
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++) {
+          let want = 0;
+          for (let i = 0; i < depth; i++) want += x[r * depth + i] * w[i * cols + c];
+          if (Math.abs(y[r * cols + c] - want) > 1e-4 * Math.max(1, Math.abs(want))) exact = false;
+        }
+      return exact;
+    } finally {
+      await session.release();
+    }
+  };
+  assert.ok(await productIsExact(maxCode), `codes up to ${maxCode} are summed exactly`);
+  // The narrower code is there for a reason: full-range codes saturate on this CPU.
+  assert.equal(await productIsExact(FULL_CODE), maxCode === FULL_CODE);
 });

@@ -116,10 +116,10 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
  * architecture has none for this dictionary, or when its weights (W_encᵀ in float32 beside the int8 copy)
  * would not fit in one graph: the dense graph then serves every batch.
  */
-export function buildScreenGraph(cfg: SaeConfig, params: SaeParams): Uint8Array | null {
+export function buildScreenGraph(cfg: SaeConfig, params: SaeParams, maxCode: number): Uint8Array | null {
   const arch = ARCHITECTURES[cfg.architecture];
   if (!arch.screenGraph || !fitsOneGraph(screenWeightBytes(cfg.dIn, cfg.dSae) + 4 * cfg.dIn)) return null;
-  return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input), true);
+  return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input, maxCode), true);
 }
 
 function encoderGraph(

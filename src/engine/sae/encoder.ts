@@ -22,6 +22,7 @@ import { mulberry32 } from '../random.js';
 import { screenBoundRatio, screenWeightBytes } from './architectures/topk-screen.js';
 import { saeInput } from './architectures/linear.js';
 import { buildDecoderGraph, buildEncoderGraph, buildScreenGraph } from './encoder-graph.js';
+import { exactInt8Code } from '../runtime/int8-product.js';
 import { normalizeInput } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
 
@@ -97,7 +98,7 @@ export class SaeEncoder {
     const { session, provider } = await createSession(buildEncoderGraph(cfg, params), settings);
     const decoder = await createSession(buildDecoderGraph(cfg, params), settings);
     const mode = opts.screen ?? 'auto';
-    const screenGraph = mode === 'never' ? null : buildScreenGraph(cfg, params);
+    const screenGraph = mode === 'never' ? null : buildScreenGraph(cfg, params, await exactInt8Code());
     let screen = screenGraph && (await createSession(screenGraph, settings)).session;
     let screenRows = 0;
     if (screen && (await screenBoundHolds(screen, cfg, params)))

@@ -2,8 +2,10 @@
  * A TopK dictionary's encode through an 8-bit screen with a guaranteed bound, then an exact float32 re-score of
  * the candidates it cannot rule out (issue #19; the same scheme as the exact nearest search, ../../nearest.ts).
  * pre_j = x·w_j + b_j, x the encoder input [n, dIn] (normalized, b_dec subtracted), w_j column j of W_enc.
- * - Create time: ŵ_j = s_j·q_j, int8 q_j ∈ [−127, 127], s_j = max|w_j|/127 (float32); e_j = ‖w_j − ŵ_j‖₂ in
- *   float64; E = max e_j, Wn = max(‖w_j‖, ‖ŵ_j‖), bmax = max|b_j|.
+ * - Create time: ŵ_j = s_j·q_j, int8 q_j ∈ [−Q, Q], s_j = max|w_j|/Q (float32); e_j = ‖w_j − ŵ_j‖₂ in float64;
+ *   E = max e_j, Wn = max(‖w_j‖, ‖ŵ_j‖), bmax = max|b_j|. Q = 127 where onnxruntime's u8 × s8 product sums in
+ *   int32, 64 on CPUs whose kernel adds pairs of products in int16 (AVX2 without VNNI;
+ *   ../../runtime/int8-product.ts): the bound below holds either way, with E about twice as large at 64.
  * - In the graph: DynamicQuantizeLinear puts the batch on one uint8 grid, x̂ = t·(c − z) (t = (max(0, max x) −
  *   min(0, min x))/255, zero point z, c ∈ [0, 255]); MatMulIntegerToFloat (com.microsoft) sums (c − z)·q_j exactly
  *   in int32 and returns pre'_j = acc·(t·s_j) + b_j in float32.
@@ -74,8 +76,8 @@ interface Quantized {
   bmax: number;
 }
 
-/** ŵ_j = s_j q_j per column of W_enc [dIn, dSae], with the bound's constants (float64). */
-function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: number): Quantized {
+/** ŵ_j = s_j q_j per column of W_enc [dIn, dSae], |q_j| ≤ maxCode, with the bound's constants (float64). */
+function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: number, maxCode: number): Quantized {
   const scales = new Float32Array(dSae);
   for (let i = 0; i < dIn; i++) {
     const o = i * dSae;
@@ -84,7 +86,7 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
       if (a > scales[j]) scales[j] = a;
     }
   }
-  for (let j = 0; j < dSae; j++) scales[j] = scales[j] > 0 ? Math.fround(scales[j] / 127) : 1;
+  for (let j = 0; j < dSae; j++) scales[j] = scales[j] > 0 ? Math.fround(scales[j] / maxCode) : 1;
   const codes = new Int8Array(dIn * dSae);
   const err = new Float64Array(dSae);
   const norm = new Float64Array(dSae);
@@ -93,7 +95,7 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
     const o = i * dSae;
     for (let j = 0; j < dSae; j++) {
       const w = W[o + j];
-      const c = Math.max(-127, Math.min(127, Math.round(w / scales[j])));
+      const c = Math.max(-maxCode, Math.min(maxCode, Math.round(w / scales[j])));
       codes[o + j] = c;
       const wq = c * scales[j];
       err[j] += (w - wq) ** 2;
@@ -115,12 +117,19 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
 /**
  * ONNX nodes of the screened encode from the tensor `input` (see the header): `codes_values` [n, k] float and
  * `codes_indices` [n, k] int64 as the dense TopK writes them, `screen_proved` [n] bool, and for checks the screen
- * scores `screen_pre` [n, dSae] and bound `screen_bound` [n, 1].
+ * scores `screen_pre` [n, dSae] and bound `screen_bound` [n, 1]. `maxCode`: Q of the header.
  */
-export function topkScreenGraph(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string, k: number): void {
+export function topkScreenGraph(
+  g: GraphParts,
+  cfg: SaeConfig,
+  params: SaeParams,
+  input: string,
+  k: number,
+  maxCode: number,
+): void {
   const { dIn, dSae } = cfg;
   const b = need(params, 'b_enc', cfg.architecture);
-  const q = quantizeColumns(params.W_enc, b, dIn, dSae);
+  const q = quantizeColumns(params.W_enc, b, dIn, dSae, maxCode);
   const wT = new Float32Array(dSae * dIn);
   for (let i = 0; i < dIn; i++) for (let j = 0; j < dSae; j++) wT[j * dIn + i] = params.W_enc[i * dSae + j];
   const kappa = 1 + 2 * (dIn + 16) * U;

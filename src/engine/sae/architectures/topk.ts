@@ -46,10 +46,10 @@ export const topk: Architecture = {
     );
     return k;
   },
-  screenGraph(g, cfg, params, input) {
+  screenGraph(g, cfg, params, input, maxCode) {
     const k = Math.min(kOf(cfg), cfg.dSae);
     if (!screenFits(k, cfg.dSae)) return null;
-    topkScreenGraph(g, cfg, params, input, k);
+    topkScreenGraph(g, cfg, params, input, k, maxCode);
     return k;
   },
   decodeGraph: linearDecodeGraph,
