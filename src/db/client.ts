@@ -11,6 +11,7 @@
 import { mkdirSync, openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR } from '../paths.js';
+import { seedFromTemplate } from './pglite-template.js';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
@@ -400,6 +401,7 @@ async function openPglite(dataDir: string): Promise<Database & { migrate(): Prom
   const unlock = lockDataDir(dataDir);
   let client: PGlite;
   try {
+    await seedFromTemplate(join(dataDir, 'pglite'));
     client = await PGlite.create(join(dataDir, 'pglite'), { extensions: { vector } });
   } catch (e) {
     unlock();
