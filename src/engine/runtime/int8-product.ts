@@ -1,48 +1,70 @@
 /**
- * The widest int8 weight codes for which onnxruntime's u8 × s8 integer product (MatMulIntegerToFloat,
- * com.microsoft) is exact on this CPU. MLAS's AVX2 kernel multiplies with vpmaddubsw, which adds two adjacent
- * u8·s8 products into int16 with saturation: 2·255·127 = 64770 overflows 32767, 2·255·64 = 32640 does not.
- * Its AVX-VNNI, AVX-512 VNNI and ARM kernels sum in int32 and take the full [−127, 127]. Which kernel runs
- * is MLAS's choice from the CPU's features, so it is found by running the product once per process on
- * inputs that would saturate (every activation code 255, every weight code 127) against the exact sum.
+ * Which 8-bit weight type onnxruntime's integer product (MatMulIntegerToFloat, com.microsoft; activations u8)
+ * sums exactly on this CPU at full range:
+ * - `int8` (codes in [−127, 127]): MLAS's AVX-VNNI, AVX-512 VNNI and ARM kernels sum u8·s8 products in int32.
+ *   Its AVX2 kernel without VNNI multiplies with vpmaddubsw, which adds two adjacent u8·s8 products into int16
+ *   with saturation (2·255·127 = 64770 > 32767): those sums come out wrong.
+ * - `uint8` (codes + 128, zero point 128): the u8 × u8 kernels widen both sides to 16 bits first (vpmaddwd:
+ *   int16 products added in int32) and are exact on AVX2; 1.1–1.2× the time of u8 × s8 there, which VNNI
+ *   machines do not pay.
+ * Which kernel runs is MLAS's choice from the CPU's features, so each type is tried once per process, in that
+ * order, on inputs at the extremes (every activation code 255 against weights of ±127) against the exact sums.
  */
 import * as ort from 'onnxruntime-node';
-import { MS_DOMAIN, floatTensor, int8Tensor, node, serializeModel, valueInfo } from '../onnx/proto.js';
+import { MS_DOMAIN, floatTensor, int8Tensor, node, serializeModel, uint8Tensor, valueInfo } from '../onnx/proto.js';
 
-/** Weight codes in [−FULL_CODE, FULL_CODE] where the kernel sums in int32. */
-export const FULL_CODE = 127;
-/** Where it adds pairs in int16: 2·255·64 = 32640 ≤ 32767. */
-export const PAIR_SAFE_CODE = 64;
+export type Int8Weights = 'int8' | 'uint8';
+
+/** The zero point of `uint8` weights: code c is stored as c + 128. */
+export const UINT8_ZERO = 128;
 const DEPTH = 16;
 const COLS = 16;
 
-let found: Promise<number> | undefined;
+let found: Promise<Int8Weights | null> | undefined;
 
-/** FULL_CODE where the u8 × s8 product is exact at full range on this CPU, else PAIR_SAFE_CODE. */
-export function exactInt8Code(): Promise<number> {
-  return (found ??= probe());
+/** The first weight type whose product is exact here at full range; null where neither is (no screen then). */
+export function exactInt8Weights(): Promise<Int8Weights | null> {
+  return (found ??= (async () => {
+    for (const type of ['int8', 'uint8'] as const) if (await productIsExact(type)) return type;
+    return null;
+  })());
 }
 
-async function probe(): Promise<number> {
-  // x = 1 puts every activation on code 255 (scale 1/255, zero point 0); y = Σ 255·127 / 255 = 127·DEPTH.
+/**
+ * Runs x·W on u8 activations 255 (x = 1: scale 1/255, zero point 0) against weight codes of +127 in the even
+ * columns and −127 in the odd ones: each output must be ±127·DEPTH.
+ */
+async function productIsExact(type: Int8Weights): Promise<boolean> {
+  const code = (j: number) => (j % 2 === 0 ? 127 : -127);
+  const codes = Array.from({ length: DEPTH * COLS }, (_, i) => code(i % COLS));
+  const weights =
+    type === 'int8'
+      ? [int8Tensor('w', [DEPTH, COLS], Int8Array.from(codes))]
+      : [
+          uint8Tensor(
+            'w',
+            [DEPTH, COLS],
+            Uint8Array.from(codes, (c) => c + UINT8_ZERO),
+          ),
+          uint8Tensor('wz', [COLS], new Uint8Array(COLS).fill(UINT8_ZERO)),
+        ];
   const bytes = serializeModel({
     name: 'int8_product_probe',
     nodes: [
       node('DynamicQuantizeLinear', ['x'], ['xq', 'xs', 'xz']),
-      { ...node('MatMulIntegerToFloat', ['xq', 'w', 'xs', 'ws', 'xz'], ['y']), domain: MS_DOMAIN },
+      {
+        ...node('MatMulIntegerToFloat', ['xq', 'w', 'xs', 'ws', 'xz', type === 'int8' ? '' : 'wz'], ['y']),
+        domain: MS_DOMAIN,
+      },
     ],
-    initializers: [
-      int8Tensor('w', [DEPTH, COLS], new Int8Array(DEPTH * COLS).fill(FULL_CODE)),
-      floatTensor('ws', [COLS], new Float32Array(COLS).fill(1)),
-    ],
+    initializers: [...weights, floatTensor('ws', [COLS], new Float32Array(COLS).fill(1))],
     inputs: [valueInfo('x', 'float', [1, DEPTH])],
     outputs: [valueInfo('y', 'float', [1, COLS])],
   });
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], logSeverityLevel: 3 });
   try {
     const { y } = await session.run({ x: new ort.Tensor('float32', new Float32Array(DEPTH).fill(1), [1, DEPTH]) });
-    const exact = (y.data as Float32Array).every((v) => Math.abs(v - FULL_CODE * DEPTH) <= 1e-3 * FULL_CODE * DEPTH);
-    return exact ? FULL_CODE : PAIR_SAFE_CODE;
+    return (y.data as Float32Array).every((v, j) => Math.abs(v - code(j) * DEPTH) <= 1e-3 * 127 * DEPTH);
   } finally {
     await session.release();
   }

@@ -24,6 +24,7 @@ import { screenWeightBytes } from './architectures/topk-screen.js';
 import { ARCHITECTURES } from './architectures/index.js';
 import { LAYER_NORM_EPS } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
+import type { Int8Weights } from '../runtime/int8-product.js';
 
 /** protobuf caps a serialized message at 2 GiB; weights travel inside the model as initializers. */
 const MAX_MODEL_BYTES = 2 ** 31 - 64 * 1024 * 1024;
@@ -116,10 +117,10 @@ export function buildEncoderGraph(cfg: SaeConfig, params: SaeParams): Uint8Array
  * architecture has none for this dictionary, or when its weights (W_encᵀ in float32 beside the int8 copy)
  * would not fit in one graph: the dense graph then serves every batch.
  */
-export function buildScreenGraph(cfg: SaeConfig, params: SaeParams, maxCode: number): Uint8Array | null {
+export function buildScreenGraph(cfg: SaeConfig, params: SaeParams, weights: Int8Weights): Uint8Array | null {
   const arch = ARCHITECTURES[cfg.architecture];
   if (!arch.screenGraph || !fitsOneGraph(screenWeightBytes(cfg.dIn, cfg.dSae) + 4 * cfg.dIn)) return null;
-  return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input, maxCode), true);
+  return encoderGraph(cfg, params, (g, input) => arch.screenGraph!(g, cfg, params, input, weights), true);
 }
 
 function encoderGraph(

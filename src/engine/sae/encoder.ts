@@ -22,7 +22,7 @@ import { mulberry32 } from '../random.js';
 import { screenBoundRatio, screenWeightBytes } from './architectures/topk-screen.js';
 import { saeInput } from './architectures/linear.js';
 import { buildDecoderGraph, buildEncoderGraph, buildScreenGraph } from './encoder-graph.js';
-import { exactInt8Code } from '../runtime/int8-product.js';
+import { exactInt8Weights } from '../runtime/int8-product.js';
 import { normalizeInput } from './normalization.js';
 import { SaeConfig, SaeParams } from './types.js';
 
@@ -98,7 +98,8 @@ export class SaeEncoder {
     const { session, provider } = await createSession(buildEncoderGraph(cfg, params), settings);
     const decoder = await createSession(buildDecoderGraph(cfg, params), settings);
     const mode = opts.screen ?? 'auto';
-    const screenGraph = mode === 'never' ? null : buildScreenGraph(cfg, params, await exactInt8Code());
+    const weights = mode === 'never' ? null : await exactInt8Weights();
+    const screenGraph = weights && buildScreenGraph(cfg, params, weights);
     let screen = screenGraph && (await createSession(screenGraph, settings)).session;
     let screenRows = 0;
     if (screen && (await screenBoundHolds(screen, cfg, params)))
@@ -183,29 +184,8 @@ export class SaeEncoder {
   }
 
   /** codes() through the screen; the rows it cannot prove are encoded again by the dense graph. */
-  private async screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
-    const { dIn } = this.config;
-    const out = await this.screen!.run(encoderFeeds(x, n, dIn, width), SCREEN_OUTPUTS);
-    const enc: SaeEncoding = {
-      width,
-      indices: out.indices.data as Int32Array,
-      values: out.values.data as Float32Array,
-      l0: out.l0.data as Int32Array,
-      xHat: null,
-    };
-    const proved = out.screen_proved.data as Uint8Array;
-    const rows: number[] = [];
-    for (let r = 0; r < n; r++) if (!proved[r]) rows.push(r);
-    if (rows.length === 0) return enc;
-    const xs = new Float32Array(rows.length * dIn);
-    rows.forEach((r, i) => xs.set(x.subarray(r * dIn, (r + 1) * dIn), i * dIn));
-    const dense = await this.session!.run(encoderFeeds(xs, rows.length, dIn, width));
-    rows.forEach((r, i) => {
-      enc.indices.set((dense.indices.data as Int32Array).subarray(i * width, (i + 1) * width), r * width);
-      enc.values.set((dense.values.data as Float32Array).subarray(i * width, (i + 1) * width), r * width);
-      enc.l0[r] = (dense.l0.data as Int32Array)[i];
-    });
-    return enc;
+  private screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
+    return screenedRun(this.session!, this.screen!, x, n, this.config.dIn, width);
   }
 
   /** x_hat from codes holding every active code, in row chunks that bound the gathered decoder rows. */
@@ -282,6 +262,41 @@ function encoderFeeds(x: Float32Array, n: number, dIn: number, width: number): R
   };
 }
 
+/**
+ * An encode through the screen: its codes, with the rows it cannot prove encoded again by the dense graph. What
+ * an encode of a small batch costs, so create()'s calibration times this too.
+ */
+async function screenedRun(
+  dense: ort.InferenceSession,
+  screen: ort.InferenceSession,
+  x: Float32Array,
+  n: number,
+  dIn: number,
+  width: number,
+): Promise<SaeEncoding> {
+  const out = await screen.run(encoderFeeds(x, n, dIn, width), SCREEN_OUTPUTS);
+  const enc: SaeEncoding = {
+    width,
+    indices: out.indices.data as Int32Array,
+    values: out.values.data as Float32Array,
+    l0: out.l0.data as Int32Array,
+    xHat: null,
+  };
+  const proved = out.screen_proved.data as Uint8Array;
+  const rows: number[] = [];
+  for (let r = 0; r < n; r++) if (!proved[r]) rows.push(r);
+  if (rows.length === 0) return enc;
+  const xs = new Float32Array(rows.length * dIn);
+  rows.forEach((r, i) => xs.set(x.subarray(r * dIn, (r + 1) * dIn), i * dIn));
+  const again = await dense.run(encoderFeeds(xs, rows.length, dIn, width));
+  rows.forEach((r, i) => {
+    enc.indices.set((again.indices.data as Int32Array).subarray(i * width, (i + 1) * width), r * width);
+    enc.values.set((again.values.data as Float32Array).subarray(i * width, (i + 1) * width), r * width);
+    enc.l0[r] = (again.l0.data as Int32Array)[i];
+  });
+  return enc;
+}
+
 async function screenRun(screen: ort.InferenceSession, x: Float32Array, n: number, dIn: number, width: number) {
   const out = await screen.run(encoderFeeds(x, n, dIn, width), ['screen_pre', 'screen_bound']);
   return { pre: out.screen_pre.data as Float32Array, bound: out.screen_bound.data as Float32Array };
@@ -297,28 +312,22 @@ async function screenBoundHolds(screen: ort.InferenceSession, cfg: SaeConfig, pa
 }
 
 /**
- * The largest of 1, 2, 4 … SCREEN_MAX_ROWS random vectors up to which the screen's best time was at most
- * SCREEN_GAIN of the dense graph's (runs alternated, so both see the same machine); 0 if not even one vector's.
+ * The largest of 1, 2, 4 … SCREEN_MAX_ROWS random vectors up to which the screened encode's best time (its rows
+ * not proved encoded again included) was at most SCREEN_GAIN of the dense graph's (runs alternated, so both see
+ * the same machine); 0 if not even one vector's.
  */
 async function screenPays(dense: ort.InferenceSession, screen: ort.InferenceSession, cfg: SaeConfig): Promise<number> {
   const rand = mulberry32(0xca1b);
   const width = fixedWidth(cfg);
   let rows = 0;
   for (let n = 1; n <= SCREEN_MAX_ROWS; n *= 2) {
-    const feeds = encoderFeeds(
-      Float32Array.from({ length: n * cfg.dIn }, () => 2 * rand() - 1),
-      n,
-      cfg.dIn,
-      width,
-    );
+    const x = Float32Array.from({ length: n * cfg.dIn }, () => 2 * rand() - 1);
+    const feeds = encoderFeeds(x, n, cfg.dIn, width);
     const best = { dense: Infinity, screen: Infinity };
     for (let r = 0; r <= CALIBRATION_RUNS; r++) {
-      for (const [name, s] of [
-        ['dense', dense],
-        ['screen', screen],
-      ] as const) {
+      for (const name of ['dense', 'screen'] as const) {
         const t0 = performance.now();
-        await (name === 'screen' ? s.run(feeds, SCREEN_OUTPUTS) : s.run(feeds));
+        await (name === 'screen' ? screenedRun(dense, screen, x, n, cfg.dIn, width) : dense.run(feeds));
         if (r > 0) best[name] = Math.min(best[name], performance.now() - t0);
       }
     }

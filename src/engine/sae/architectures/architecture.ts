@@ -8,6 +8,7 @@
  */
 import type onnxProto from 'onnx-proto';
 import type { SaeConfig, SaeParams } from '../types.js';
+import type { Int8Weights } from '../../runtime/int8-product.js';
 
 /** The part of the encoder graph an architecture writes into. */
 export interface GraphParts {
@@ -33,10 +34,10 @@ export interface Architecture {
    * When the architecture has one, an exact screened encode for small batches (TopK: ./topk-screen.ts): the
    * same `codes_values` and `codes_indices` as encodeGraph's sparse codes, of the width it returns, plus
    * `screen_proved` [n] bool (a row not proved must be encoded by encodeGraph's nodes instead) and, for checks,
-   * `screen_pre` [n, dSae] and `screen_bound` [n, 1]. Null when it would not pay for this dictionary. `maxCode`:
-   * the widest int8 weight code whose products onnxruntime sums exactly here (../../runtime/int8-product.ts).
+   * `screen_pre` [n, dSae] and `screen_bound` [n, 1]. Null when it would not pay for this dictionary. `weights`:
+   * the 8-bit weight type whose products onnxruntime sums exactly here (../../runtime/int8-product.ts).
    */
-  screenGraph?(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string, maxCode: number): number | null;
+  screenGraph?(g: GraphParts, cfg: SaeConfig, params: SaeParams, input: string, weights: Int8Weights): number | null;
   /**
    * ONNX nodes computing `decoded` [n, dIn] (normalized space) from the sparse codes `values`
    * [n, K] float and `indices` [n, K] int32 holding every active code; b_dec is provided as `b_dec`.

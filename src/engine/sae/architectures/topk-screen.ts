@@ -2,10 +2,10 @@
  * A TopK dictionary's encode through an 8-bit screen with a guaranteed bound, then an exact float32 re-score of
  * the candidates it cannot rule out (issue #19; the same scheme as the exact nearest search, ../../nearest.ts).
  * pre_j = x·w_j + b_j, x the encoder input [n, dIn] (normalized, b_dec subtracted), w_j column j of W_enc.
- * - Create time: ŵ_j = s_j·q_j, int8 q_j ∈ [−Q, Q], s_j = max|w_j|/Q (float32); e_j = ‖w_j − ŵ_j‖₂ in float64;
- *   E = max e_j, Wn = max(‖w_j‖, ‖ŵ_j‖), bmax = max|b_j|. Q = 127 where onnxruntime's u8 × s8 product sums in
- *   int32, 64 on CPUs whose kernel adds pairs of products in int16 (AVX2 without VNNI;
- *   ../../runtime/int8-product.ts): the bound below holds either way, with E about twice as large at 64.
+ * - Create time: ŵ_j = s_j·q_j, integer q_j ∈ [−127, 127], s_j = max|w_j|/127 (float32); e_j = ‖w_j − ŵ_j‖₂ in
+ *   float64; E = max e_j, Wn = max(‖w_j‖, ‖ŵ_j‖), bmax = max|b_j|. The codes are stored as int8, or as uint8
+ *   q_j + 128 with zero point 128 on CPUs whose u8 × s8 kernel saturates (AVX2 without VNNI;
+ *   ../../runtime/int8-product.ts): the same ŵ_j and the same exact integer sums either way.
  * - In the graph: DynamicQuantizeLinear puts the batch on one uint8 grid, x̂ = t·(c − z) (t = (max(0, max x) −
  *   min(0, min x))/255, zero point z, c ∈ [0, 255]); MatMulIntegerToFloat (com.microsoft) sums (c − z)·q_j exactly
  *   in int32 and returns pre'_j = acc·(t·s_j) + b_j in float32.
@@ -33,7 +33,8 @@
  * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
  * float32 for the re-score (as large as W_enc): 2.25× the dense encoder's weights (+94 MB at 24576 × 768).
  */
-import { MS_DOMAIN, floatTensor, int64Tensor, int8Tensor, node, onnx } from '../../onnx/proto.js';
+import { MS_DOMAIN, floatTensor, int64Tensor, int8Tensor, node, onnx, uint8Tensor } from '../../onnx/proto.js';
+import { UINT8_ZERO, type Int8Weights } from '../../runtime/int8-product.js';
 import type { SaeConfig, SaeParams } from '../types.js';
 import type { GraphParts } from './architecture.js';
 import { need } from './linear.js';
@@ -46,11 +47,11 @@ export function screenWidth(k: number): number {
 }
 
 /**
- * Bytes of the screen's own weights: the int8 copy of W_enc, W_encᵀ in float32 for the re-score, the scales and
- * b_enc (the header's resident cost).
+ * Bytes of the screen's own weights: the 8-bit copy of W_enc, W_encᵀ in float32 for the re-score, the scales,
+ * b_enc and the uint8 codes' zero points (the header's resident cost; d_sae bytes over with int8 codes).
  */
 export function screenWeightBytes(dIn: number, dSae: number): number {
-  return 5 * dIn * dSae + 8 * dSae;
+  return 5 * dIn * dSae + 9 * dSae;
 }
 
 /** Whether a screen pays at all: its candidates must be a small part of the dictionary. */
@@ -76,8 +77,8 @@ interface Quantized {
   bmax: number;
 }
 
-/** ŵ_j = s_j q_j per column of W_enc [dIn, dSae], |q_j| ≤ maxCode, with the bound's constants (float64). */
-function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: number, maxCode: number): Quantized {
+/** ŵ_j = s_j q_j per column of W_enc [dIn, dSae], with the bound's constants (float64). */
+function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: number): Quantized {
   const scales = new Float32Array(dSae);
   for (let i = 0; i < dIn; i++) {
     const o = i * dSae;
@@ -86,7 +87,7 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
       if (a > scales[j]) scales[j] = a;
     }
   }
-  for (let j = 0; j < dSae; j++) scales[j] = scales[j] > 0 ? Math.fround(scales[j] / maxCode) : 1;
+  for (let j = 0; j < dSae; j++) scales[j] = scales[j] > 0 ? Math.fround(scales[j] / 127) : 1;
   const codes = new Int8Array(dIn * dSae);
   const err = new Float64Array(dSae);
   const norm = new Float64Array(dSae);
@@ -95,7 +96,7 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
     const o = i * dSae;
     for (let j = 0; j < dSae; j++) {
       const w = W[o + j];
-      const c = Math.max(-maxCode, Math.min(maxCode, Math.round(w / scales[j])));
+      const c = Math.max(-127, Math.min(127, Math.round(w / scales[j])));
       codes[o + j] = c;
       const wq = c * scales[j];
       err[j] += (w - wq) ** 2;
@@ -117,7 +118,7 @@ function quantizeColumns(W: Float32Array, b: Float32Array, dIn: number, dSae: nu
 /**
  * ONNX nodes of the screened encode from the tensor `input` (see the header): `codes_values` [n, k] float and
  * `codes_indices` [n, k] int64 as the dense TopK writes them, `screen_proved` [n] bool, and for checks the screen
- * scores `screen_pre` [n, dSae] and bound `screen_bound` [n, 1]. `maxCode`: Q of the header.
+ * scores `screen_pre` [n, dSae] and bound `screen_bound` [n, 1]. `weights`: how the codes are stored (the header).
  */
 export function topkScreenGraph(
   g: GraphParts,
@@ -125,18 +126,27 @@ export function topkScreenGraph(
   params: SaeParams,
   input: string,
   k: number,
-  maxCode: number,
+  weights: Int8Weights,
 ): void {
   const { dIn, dSae } = cfg;
   const b = need(params, 'b_enc', cfg.architecture);
-  const q = quantizeColumns(params.W_enc, b, dIn, dSae, maxCode);
+  const q = quantizeColumns(params.W_enc, b, dIn, dSae);
   const wT = new Float32Array(dSae * dIn);
   for (let i = 0; i < dIn; i++) for (let j = 0; j < dSae; j++) wT[j * dIn + i] = params.W_enc[i * dSae + j];
   const kappa = 1 + 2 * (dIn + 16) * U;
   const width = screenWidth(k);
   const f = (name: string, v: number) => floatTensor(name, [], new Float32Array([v]));
   g.inits.push(
-    int8Tensor('screen_codes', [dIn, dSae], q.codes),
+    ...(weights === 'int8'
+      ? [int8Tensor('screen_codes', [dIn, dSae], q.codes)]
+      : [
+          uint8Tensor(
+            'screen_codes',
+            [dIn, dSae],
+            Uint8Array.from(q.codes, (c) => c + UINT8_ZERO),
+          ),
+          uint8Tensor('screen_codes_zero', [dSae], new Uint8Array(dSae).fill(UINT8_ZERO)),
+        ]),
     floatTensor('screen_scales', [dSae], q.scales),
     floatTensor('b_enc', [dSae], b),
     floatTensor('W_enc_T', [dSae, dIn], wT),
@@ -156,7 +166,15 @@ export function topkScreenGraph(
     {
       ...node(
         'MatMulIntegerToFloat',
-        ['screen_xq', 'screen_codes', 'screen_t', 'screen_scales', 'screen_z', '', 'b_enc'],
+        [
+          'screen_xq',
+          'screen_codes',
+          'screen_t',
+          'screen_scales',
+          'screen_z',
+          weights === 'int8' ? '' : 'screen_codes_zero',
+          'b_enc',
+        ],
         ['screen_pre'],
       ),
       domain: MS_DOMAIN,

@@ -46,10 +46,10 @@ export const topk: Architecture = {
     );
     return k;
   },
-  screenGraph(g, cfg, params, input, maxCode) {
+  screenGraph(g, cfg, params, input, weights) {
     const k = Math.min(kOf(cfg), cfg.dSae);
     if (!screenFits(k, cfg.dSae)) return null;
-    topkScreenGraph(g, cfg, params, input, k, maxCode);
+    topkScreenGraph(g, cfg, params, input, k, weights);
     return k;
   },
   decodeGraph: linearDecodeGraph,
