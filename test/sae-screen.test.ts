@@ -270,6 +270,26 @@ test('auto keeps the screen for the batch sizes create() timed it faster (or non
   }
 });
 
+test('auto counts the re-encode of unproved rows: a screen that proves nothing is released', async () => {
+  // Large enough that the screen graph alone beats the dense one on small batches; but K' + 10 copies of one
+  // column lead every row (b_enc + 30), so no row is proved and every screened encode runs the dense graph too.
+  const [dIn, dSae, k] = [512, 8192, 8];
+  const cfg = { ...config(k), dIn, dSae };
+  const params = randomSaeParams('topk', dIn, dSae, 12);
+  for (let c = 0; c < screenWidth(k) + 10; c++) {
+    const j = 100 + c;
+    for (let i = 0; i < dIn; i++) params.W_enc[i * dSae + j] = params.W_enc[i * dSae + 1];
+    params.b_enc![j] = params.b_enc![1] + 30;
+  }
+  const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 }, screen: 'auto' });
+  try {
+    assert.equal(enc.maxScreenRows, 0);
+    assert.equal(enc.screened, false);
+  } finally {
+    await enc.close();
+  }
+});
+
 test('8-bit screen weights are summed exactly; int8 is passed over only where it saturates', async () => {
   const weights = await exactInt8Weights();
   assert.ok(weights !== null, 'one of int8 and uint8 is exact on x86-64 and ARM64');
