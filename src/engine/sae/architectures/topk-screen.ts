@@ -27,7 +27,9 @@
  * k-th pre of about 1.03 (the real error is about a tenth of B); 110–160 features within 2B of the k-th, hence
  * K' = 4k + 64 (every row proved). Kernels, 1 thread, [n, 768] × [768, 24576] at n = 1 / 16 / 64 / 256 (ms, load
  * average 2): float32 MatMul 2.3 / 6.8 / 16.4 / 57; MatMulInteger u8s8 0.41 / 1.6 / 5.6 / 20 (MatMulIntegerToFloat
- * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47. The rest is per vector: TopK of K' = 192
+ * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47 (a CPU with AVX-512 VNNI). On an AMD EPYC with
+ * AVX2 only, n = 1 / 16 / 64: float32 7.3 / 15.8 / 36.1, u8 × s8 2.3 / 7.3 / 18.2 (inexact there), u8 × u8
+ * 2.8 / 8.0 / 22.3. The rest is per vector: TopK of K' = 192
  * over 24576 about 80 µs (TopK of 32: 25), the Gather and product of the re-score about 90 µs, which is why the
  * screen stops paying between 32 and 128 vectors (../encoder.ts, SCREEN_MAX_ROWS).
  * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
