@@ -11,16 +11,42 @@
  * order, on inputs at the extremes (every activation code 255 against weights of ±127) against the exact sums.
  */
 import * as ort from 'onnxruntime-node';
+import type onnxProto from 'onnx-proto';
 import { MS_DOMAIN, floatTensor, int8Tensor, node, serializeModel, uint8Tensor, valueInfo } from '../onnx/proto.js';
 
 export type Int8Weights = 'int8' | 'uint8';
 
 /** The zero point of `uint8` weights: code c is stored as c + 128. */
-export const UINT8_ZERO = 128;
+const UINT8_ZERO = 128;
 const DEPTH = 16;
 const COLS = 16;
 
 let found: Promise<Int8Weights | null> | undefined;
+
+/**
+ * Initializers holding integer weight codes in [−127, 127] ([rows, cols]) as `type` stores them, and the name of
+ * the zero-point input MatMulIntegerToFloat takes for them ('' for int8: none).
+ */
+export function weightCodes(
+  name: string,
+  dims: [number, number],
+  codes: Int8Array,
+  type: Int8Weights,
+): { initializers: onnxProto.onnx.ITensorProto[]; zeroPoint: string } {
+  if (type === 'int8') return { initializers: [int8Tensor(name, dims, codes)], zeroPoint: '' };
+  const zeroPoint = `${name}_zero`;
+  return {
+    initializers: [
+      uint8Tensor(
+        name,
+        dims,
+        Uint8Array.from(codes, (c) => c + UINT8_ZERO),
+      ),
+      uint8Tensor(zeroPoint, [dims[1]], new Uint8Array(dims[1]).fill(UINT8_ZERO)),
+    ],
+    zeroPoint,
+  };
+}
 
 /** The first weight type whose product is exact here at full range; null where neither is (no screen then). */
 export function exactInt8Weights(): Promise<Int8Weights | null> {
@@ -36,28 +62,22 @@ export function exactInt8Weights(): Promise<Int8Weights | null> {
  */
 async function productIsExact(type: Int8Weights): Promise<boolean> {
   const code = (j: number) => (j % 2 === 0 ? 127 : -127);
-  const codes = Array.from({ length: DEPTH * COLS }, (_, i) => code(i % COLS));
-  const weights =
-    type === 'int8'
-      ? [int8Tensor('w', [DEPTH, COLS], Int8Array.from(codes))]
-      : [
-          uint8Tensor(
-            'w',
-            [DEPTH, COLS],
-            Uint8Array.from(codes, (c) => c + UINT8_ZERO),
-          ),
-          uint8Tensor('wz', [COLS], new Uint8Array(COLS).fill(UINT8_ZERO)),
-        ];
+  const w = weightCodes(
+    'w',
+    [DEPTH, COLS],
+    Int8Array.from({ length: DEPTH * COLS }, (_, i) => code(i % COLS)),
+    type,
+  );
   const bytes = serializeModel({
     name: 'int8_product_probe',
     nodes: [
       node('DynamicQuantizeLinear', ['x'], ['xq', 'xs', 'xz']),
       {
-        ...node('MatMulIntegerToFloat', ['xq', 'w', 'xs', 'ws', 'xz', type === 'int8' ? '' : 'wz'], ['y']),
+        ...node('MatMulIntegerToFloat', ['xq', 'w', 'xs', 'ws', 'xz', w.zeroPoint], ['y']),
         domain: MS_DOMAIN,
       },
     ],
-    initializers: [...weights, floatTensor('ws', [COLS], new Float32Array(COLS).fill(1))],
+    initializers: [...w.initializers, floatTensor('ws', [COLS], new Float32Array(COLS).fill(1))],
     inputs: [valueInfo('x', 'float', [1, DEPTH])],
     outputs: [valueInfo('y', 'float', [1, COLS])],
   });

@@ -125,7 +125,7 @@ export class SaeEncoder {
 
   /**
    * Bytes of weights onnxruntime holds for this encoder: W_enc, W_dec and the biases; with the screen also its
-   * int8 copy of W_enc, W_encᵀ in float32 for the re-score, its scales and b_enc.
+   * 8-bit copy of W_enc, W_encᵀ in float32 for the re-score, its scales, zero points and b_enc.
    */
   get residentBytes(): number {
     const { dIn, dSae } = this.config;

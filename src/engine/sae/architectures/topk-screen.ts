@@ -27,16 +27,16 @@
  * k-th pre of about 1.03 (the real error is about a tenth of B); 110–160 features within 2B of the k-th, hence
  * K' = 4k + 64 (every row proved). Kernels, 1 thread, [n, 768] × [768, 24576] at n = 1 / 16 / 64 / 256 (ms, load
  * average 2): float32 MatMul 2.3 / 6.8 / 16.4 / 57; MatMulInteger u8s8 0.41 / 1.6 / 5.6 / 20 (MatMulIntegerToFloat
- * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47 (a CPU with AVX-512 VNNI). On an AMD EPYC with
- * AVX2 only, n = 1 / 16 / 64: float32 7.3 / 15.8 / 36.1, u8 × s8 2.3 / 7.3 / 18.2 (inexact there), u8 × u8
- * 2.8 / 8.0 / 22.3. The rest is per vector: TopK of K' = 192
- * over 24576 about 80 µs (TopK of 32: 25), the Gather and product of the re-score about 90 µs, which is why the
- * screen stops paying between 32 and 128 vectors (../encoder.ts, SCREEN_MAX_ROWS).
- * Resident cost beside the dense graph's W_enc: the int8 copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
+ * the same); MatMulNBits 8-bit accuracy_level 4 0.64 / 3.3 / 11.7 / 47 (a CPU with AVX-512 VNNI). On an AMD EPYC
+ * with AVX2 only, n = 1 / 16 / 64: float32 7.3 / 15.8 / 36.1, u8 × s8 2.3 / 7.3 / 18.2 (inexact there), u8 × u8
+ * 2.8 / 8.0 / 22.3. The rest is per vector: TopK of K' = 192 over 24576 about 80 µs (TopK of 32: 25), the Gather
+ * and product of the re-score about 90 µs, which is why the screen stops paying between 32 and 128 vectors
+ * (../encoder.ts, SCREEN_MAX_ROWS).
+ * Resident cost beside the dense graph's W_enc: the 8-bit copy (dIn·dSae bytes, a quarter of W_enc) and W_encᵀ in
  * float32 for the re-score (as large as W_enc): 2.25× the dense encoder's weights (+94 MB at 24576 × 768).
  */
-import { MS_DOMAIN, floatTensor, int64Tensor, int8Tensor, node, onnx, uint8Tensor } from '../../onnx/proto.js';
-import { UINT8_ZERO, type Int8Weights } from '../../runtime/int8-product.js';
+import { MS_DOMAIN, floatTensor, int64Tensor, node, onnx } from '../../onnx/proto.js';
+import { weightCodes, type Int8Weights } from '../../runtime/int8-product.js';
 import type { SaeConfig, SaeParams } from '../types.js';
 import type { GraphParts } from './architecture.js';
 import { need } from './linear.js';
@@ -133,22 +133,14 @@ export function topkScreenGraph(
   const { dIn, dSae } = cfg;
   const b = need(params, 'b_enc', cfg.architecture);
   const q = quantizeColumns(params.W_enc, b, dIn, dSae);
+  const codes = weightCodes('screen_codes', [dIn, dSae], q.codes, weights);
   const wT = new Float32Array(dSae * dIn);
   for (let i = 0; i < dIn; i++) for (let j = 0; j < dSae; j++) wT[j * dIn + i] = params.W_enc[i * dSae + j];
   const kappa = 1 + 2 * (dIn + 16) * U;
   const width = screenWidth(k);
   const f = (name: string, v: number) => floatTensor(name, [], new Float32Array([v]));
   g.inits.push(
-    ...(weights === 'int8'
-      ? [int8Tensor('screen_codes', [dIn, dSae], q.codes)]
-      : [
-          uint8Tensor(
-            'screen_codes',
-            [dIn, dSae],
-            Uint8Array.from(q.codes, (c) => c + UINT8_ZERO),
-          ),
-          uint8Tensor('screen_codes_zero', [dSae], new Uint8Array(dSae).fill(UINT8_ZERO)),
-        ]),
+    ...codes.initializers,
     floatTensor('screen_scales', [dSae], q.scales),
     floatTensor('b_enc', [dSae], b),
     floatTensor('W_enc_T', [dSae, dIn], wT),
@@ -168,15 +160,7 @@ export function topkScreenGraph(
     {
       ...node(
         'MatMulIntegerToFloat',
-        [
-          'screen_xq',
-          'screen_codes',
-          'screen_t',
-          'screen_scales',
-          'screen_z',
-          weights === 'int8' ? '' : 'screen_codes_zero',
-          'b_enc',
-        ],
+        ['screen_xq', 'screen_codes', 'screen_t', 'screen_scales', 'screen_z', codes.zeroPoint, 'b_enc'],
         ['screen_pre'],
       ),
       domain: MS_DOMAIN,
