@@ -38,7 +38,7 @@ import { Corpus } from '../src/engine/dashboards/corpus.js';
 import { TOP_EXAMPLES } from '../src/engine/dashboards/top-examples.js';
 import { setup } from './build-overlap.js';
 import { ALLOCATOR, arg, flag, withAllocator } from './util.js';
-import type { Case, Path, PathContext } from './vs-torch/common.js';
+import { torchEnv, type Case, type Path, type PathContext } from './vs-torch/common.js';
 
 const PYTHON = '/usr/bin/python3';
 const MODULE = resolve(import.meta.dirname, 'vs_torch_build.py');
@@ -175,8 +175,8 @@ export const buildPath: Path = {
 };
 
 /** A standalone worker: vs_torch_build.py answering one JSON line per command. */
-function startTorch(): Pick<PathContext['torch'], 'call'> & { close(): void } {
-  const proc = spawn(PYTHON, [MODULE], { stdio: ['pipe', 'pipe', 'inherit'] });
+function startTorch(threads: number): Pick<PathContext['torch'], 'call'> & { close(): void } {
+  const proc = spawn(PYTHON, [MODULE], { stdio: ['pipe', 'pipe', 'inherit'], env: torchEnv(threads) });
   const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
   return {
     async call(cmd) {
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
   }
   const threads = Number(arg('threads', '0'));
   const rounds = Number(arg('rounds', '1'));
-  const torch = startTorch();
+  const torch = startTorch(threads);
   const dir = join(tmpdir(), `atlas-vs-torch-build-run-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   try {

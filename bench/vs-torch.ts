@@ -26,6 +26,16 @@
  * [--iters 3], and the paths' own options: [--dsae 24576] [--din 768] [--k 32] (sae), [--layer 11]
  * (forward), [--nearest-rows 16384,100000] [--queries 8] (nearest).
  *
+ * Until 2026-12-02 (every figure below this paragraph) the worker left OpenBLAS at its default thread count:
+ * torch.set_num_threads(1) does not bound it, so at "1 thread" torch multiplied on both cores, and its idle
+ * OpenBLAS workers spun on the atlas's cores after each torch turn. The worker now runs with OPENBLAS_NUM_THREADS
+ * (and OMP_/MKL_NUM_THREADS) = --threads and the header line says how many threads OpenBLAS has (torchEnv in
+ * ./vs-torch/common.ts). Measured with that (2026-12-02, AMD EPYC family 26 with AVX-512 VNNI, where Debian's
+ * OpenBLAS 0.3.21 runs its Haswell kernels; defaults, 1 thread each, --iters 10, load average 1.0–1.8): SAE codes
+ * n = 1…1024 6.67 2.44 1.76 1.89 2.12, with reconstruction 7.27 2.13 1.76 1.82 2.05; forward 64 / 512 tokens
+ * 2.42 / 2.43; exact nearest 16k / 100k 1.22 / 2.62 against torch, 36.1× / 79.2× faster than pgvector's scan; encode
+ * over HTTP (the http path alone, two runs; torch 3.4–3.5 ms) objects 0.50 / 0.54, packed 0.59 / 0.63 (5.4–5.9 ms).
+ * The same machine before the fix: SAE codes 3.81 1.33 1.05 1.11 1.17, forward 1.59 / 1.53.
  * Measured (2026-12-02, defaults, 2 cores shared with other jobs at load average 8–15: medians are
  * inflated by scheduling, ratios are what to read), atlas ÷ torch speed at 1 thread / 2 threads:
  * SAE codes n = 1…1024 2.62 1.46 2.03 2.09 2.52 / 1.87 3.93 2.89 2.47 2.47; with reconstruction
@@ -111,6 +121,7 @@ async function main(): Promise<void> {
   const torch = Torch.start(
     WORKER,
     paths.flatMap((p) => (p.pythonModule ? [p.pythonModule] : [])),
+    threads,
   );
   const dir = mkdtempSync(join(tmpdir(), 'atlas-vs-torch-'));
   const opened: PathCases[] = [];
@@ -122,7 +133,8 @@ async function main(): Promise<void> {
         `allocator (both processes): ${Object.entries(ALLOCATOR)
           .map(([key, v]) => `${key}=${v}`)
           .join(' ')}\n` +
-        `torch BLAS: ${String(hello.blas)}; atlas: onnxruntime's own kernels (MLAS)\n` +
+        `torch BLAS: ${String(hello.blas)} (${String(hello.blas_threads ?? '?')} thread(s)); atlas: onnxruntime's ` +
+        `own kernels (MLAS)\n` +
         `load average at start: ${load()}`,
     );
     const cases: Case[] = [];

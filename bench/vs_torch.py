@@ -16,6 +16,7 @@ Commands (paths name raw float32 files or Hugging Face folders written by the ru
 Other modules named on the command line add their own OPS (a dict op -> handler(cmd, state)).
 Without torch, hello answers {"error": ...} so the runner can skip cleanly.
 """
+import ctypes
 import importlib.util
 import json
 import os
@@ -125,11 +126,20 @@ def handle(cmd):
         torch.ones(64, 64) @ torch.ones(64, 64)  # loads the BLAS library, so the process map names it
         with open('/proc/self/maps') as f:
             blas = sorted({l.split()[-1] for l in f if 'blas' in l.rsplit('/', 1)[-1].lower()})
+        # OpenBLAS keeps its own thread count (OPENBLAS_NUM_THREADS, set by the runner), apart from torch's.
+        blas_threads = None
+        for lib in blas:
+            try:
+                blas_threads = ctypes.CDLL(lib).openblas_get_num_threads()
+                break
+            except (OSError, AttributeError):
+                pass
         return {
             'torch': torch.__version__,
             'threads': torch.get_num_threads(),
             'numpy': np.__version__,
             'blas': ', '.join(os.path.realpath(b) for b in blas) or 'none found in the process map',
+            'blas_threads': blas_threads,
         }
     if op in OPS:
         return OPS[op](cmd, state) or {'ok': True}

@@ -13,14 +13,29 @@ export const PYTHON = '/usr/bin/python3';
 /** Largest relative difference |a − b| / max(1, |b|) accepted between the two sides. */
 export const TOL = 1e-5;
 
+/**
+ * The worker's environment for `threads` threads (0: the libraries' defaults, every core). torch.set_num_threads
+ * bounds ATen's own pool only: Debian's OpenBLAS (pthreads) reads its thread count from the environment when it
+ * loads, and without this it multiplied on every core while the bench said one thread each, and its idle workers
+ * spun on the atlas's cores after each torch turn (a [256, 768] × [768, 24576] product: 59.6 ms at 1.97 cores
+ * busy, 121.4 ms with OPENBLAS_NUM_THREADS=1).
+ */
+export function torchEnv(threads: number): NodeJS.ProcessEnv {
+  if (threads <= 0) return process.env;
+  const n = String(threads);
+  return { ...process.env, OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n, MKL_NUM_THREADS: n };
+}
+
 /** The PyTorch worker: one JSON command per line, one JSON answer per line. */
 export class Torch {
   private readonly lines: AsyncIterator<string>;
   private constructor(private readonly proc: ReturnType<typeof spawn>) {
     this.lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
   }
-  static start(worker: string, modules: string[]): Torch {
-    return new Torch(spawn(PYTHON, [worker, ...modules], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  static start(worker: string, modules: string[], threads: number): Torch {
+    return new Torch(
+      spawn(PYTHON, [worker, ...modules], { stdio: ['pipe', 'pipe', 'inherit'], env: torchEnv(threads) }),
+    );
   }
   async call(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
     this.proc.stdin!.write(JSON.stringify(cmd) + '\n');
