@@ -415,7 +415,7 @@ function activeFeatures(dictionaryId: string, e: SaeEncoding, row: number, k: nu
 /**
  * A token's features, packed; the list of objects is made when first read, since most queries read one form
  * or the other (64 tokens × 16 features: 1024 objects a request for nothing). A class, not an object literal
- * with a getter: V8 builds such literals one by one in dictionary mode (3 µs a token against 0.3).
+ * with a spread and a getter, which cost about 3.4 µs a token in `atlas serve` against 0.5 for the class.
  */
 class TokenRow implements TokenFeatures {
   #features: FeatureActivation[] | undefined;
