@@ -1,8 +1,11 @@
 /**
  * API benchmark, server and load on this machine (loopback only):
  * 1. encode of a 64-token text at concurrency 1, 8 and 32, with dynamic batching on and off
- *    (requests/s, p50, p99; autocannon in a child process so it does not share the server's event
- *    loop), plus searchFeatures at concurrency 1. Model: the demo GPT-2 (assets/demo, 4 layers, d 128) and
+ *    (requests/s, p50, p99, and the server's CPU time per request, all its threads; autocannon in a child
+ *    process so it does not share the server's event loop), plus searchFeatures at concurrency 1. Then the
+ *    ceiling that CPU cost sets: no server answers faster than cores ÷ CPU per request, so on this
+ *    machine's cores the ratio to sequential cannot exceed that ceiling ÷ sequential requests/s. Model: the
+ *    demo GPT-2 (assets/demo, 4 layers, d 128) and
  *    its layer-3 TopK SAE (2048 features, k = 16); stories260K's per-request time was all HTTP.
  * 2. nearestFeatures over HTTP at each size of --features, 768-d, decoder-like (clustered unit vectors)
  *    and uniformly random (the approximate indexes' worst case). Per size: pgvector's exact sequential
@@ -15,11 +18,18 @@
  *    PGlite (slow to index at these sizes: lower --features).
  * Usage: npx tsx bench/api.ts [--seconds 5] [--features 16384,65536] [--queries 40] [--ef 200]
  *        [--only encode|nearest]
+ * Measured (2026-12-03, AMD EPYC family 25 model 17 with AVX-512, 2 cores, load average 0.8–1.3, five runs of
+ * --only encode --seconds 4): sequential 177–303 requests/s at 4.5–7.1 ms of server CPU a request (onnxruntime
+ * on both cores); at concurrency 32 with batching 418–526 requests/s (1.7–2.9× sequential) at 2.96–3.57 ms, a
+ * ceiling of 560–677 requests/s. onnxruntime alone on the batch of 32 (last three runs): 44.2–46.7 ms, at most
+ * 685–724 requests/s, 3.2–3.9× sequential, before any tokenizer, GraphQL or HTTP work. One-off scripts, 200–500 runs
+ * at two threads: the model's graph 32 ms p50 and 23 ms best, the SAE 16 and 14 ms, so at best 870 requests/s,
+ * 2.9× the fastest sequential run. Issue #19's 4× is out of reach on two cores.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/client.js';
@@ -31,6 +41,8 @@ import { startServer, type RunningServer } from '../src/server.js';
 import { createServices } from '../src/app/services.js';
 import { loadTokenizer } from '../src/engine/tokenizers/load.js';
 import { DEMO_DIR } from '../src/app/demo.js';
+import { loadModel } from '../src/engine/model/load.js';
+import { openSae, SaeEncoder } from '../src/engine/sae/index.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
 import { arg, clusteredBlocks, normalizeRows } from './util.js';
@@ -86,6 +98,8 @@ interface LoadResult {
   p99: number;
   failed: number;
   total: number;
+  /** CPU milliseconds of this process (the server: event loop, onnxruntime's threads, GC) per request. */
+  serverCpuMs: number;
 }
 
 /**
@@ -114,6 +128,7 @@ async function load(url: string, body: string, connections: number, seconds = SE
     '-j',
     url,
   ];
+  const cpu = process.cpuUsage();
   const out = await new Promise<string>((done, fail) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -122,9 +137,18 @@ async function load(url: string, body: string, connections: number, seconds = SE
     });
     child.on('exit', (code) => (code === 0 ? done(text) : fail(new Error(`autocannon exited with ${code}`))));
   });
+  const used = process.cpuUsage(cpu);
   const r = JSON.parse(out.trim().split('\n').at(-1)!);
   const failed = r.errors + r.timeouts + r.non2xx + (r.mismatches ?? 0);
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, failed, total: r.requests.total };
+  const serverCpuMs = (used.user + used.system) / 1000 / Math.max(1, r.requests.total);
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    failed,
+    total: r.requests.total,
+    serverCpuMs,
+  };
 }
 
 /** The longest prefix of a story (BOS included) with at most `limit` tokens. */
@@ -143,6 +167,37 @@ function textOfTokens(tokenize: (t: string) => number[], limit: number): { text:
     best = { text, tokens };
   }
   return best;
+}
+
+const ORT_RUNS = 30;
+
+/**
+ * Milliseconds (p50 of ORT_RUNS) that the engine alone takes for what the server runs per batch at concurrency
+ * 32: the demo model to `hook` over 32 copies of `tokens`, then the layer-3 SAE over their rows (topK 8, with the
+ * reconstruction), at onnxruntime's default threads as `serve` runs them.
+ */
+async function onnxruntimeAlone(tokens: number[], hook: string, dir: string): Promise<number> {
+  const model = await loadModel(join(DEMO_DIR, 'model'), { dataDir: join(dir, 'alone'), device: 'cpu', threads: 0 });
+  const sae = openSae(join(DEMO_DIR, 'saes/layer3'));
+  const encoder = await SaeEncoder.create(sae.config, sae.loadParams(), { session: { device: 'cpu', threads: 0 } });
+  try {
+    const batch = Array.from({ length: 32 }, () => tokens);
+    const run = async () => {
+      const x = (await model.runHooks(batch, [hook])).get(hook)!.data;
+      await encoder.encode(x, batch.length * tokens.length, 8, { reconstruct: true });
+    };
+    await run();
+    const times: number[] = [];
+    for (let i = 0; i < ORT_RUNS; i++) {
+      const t = performance.now();
+      await run();
+      times.push(performance.now() - t);
+    }
+    return times.sort((a, b) => a - b)[ORT_RUNS >> 1];
+  } finally {
+    await encoder.close();
+    await model.close();
+  }
 }
 
 async function encodeBench(): Promise<void> {
@@ -178,9 +233,10 @@ async function encodeBench(): Promise<void> {
         'reconstruction { mse } } }',
       variables: { t: text },
     });
-    console.log('| request | batching | concurrency | requests/s | p50 ms | p99 ms | failed |');
-    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    console.log('| request | batching | concurrency | requests/s | p50 ms | p99 ms | server CPU ms/request | failed |');
+    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     const rps = new Map<string, number>();
+    const cpuMs = new Map<string, number>();
     for (const c of [1, 8, 32]) {
       for (const [name, s] of [
         ['on', on],
@@ -189,16 +245,33 @@ async function encodeBench(): Promise<void> {
         await load(s.server.url, body, c, 1);
         const r = await load(s.server.url, body, c);
         rps.set(`${name} ${c}`, r.rps);
+        cpuMs.set(`${name} ${c}`, r.serverCpuMs);
         console.log(
           `| encode | ${name} | ${c} | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ` +
-            `${r.failed}/${r.total} |`,
+            `${r.serverCpuMs.toFixed(2)} | ${r.failed}/${r.total} |`,
         );
       }
     }
     console.log(
       `\nencode throughput at concurrency 32 ÷ sequential (concurrency 1, batching off): ` +
         `${(rps.get('on 32')! / rps.get('off 1')!).toFixed(2)}× with batching, ` +
-        `${(rps.get('off 32')! / rps.get('off 1')!).toFixed(2)}× without\n`,
+        `${(rps.get('off 32')! / rps.get('off 1')!).toFixed(2)}× without`,
+    );
+    // The server cannot answer faster than its cores do the CPU work of its requests (autocannon's own
+    // share of the same cores only lowers this): a ceiling on the ratio at today's cost per request.
+    const cores = availableParallelism();
+    const ceiling = (cores * 1000) / cpuMs.get('on 32')!;
+    console.log(
+      `ceiling on ${cores} core(s) at concurrency 32's ${cpuMs.get('on 32')!.toFixed(2)} ms of server CPU a ` +
+        `request: ${ceiling.toFixed(0)} requests/s, ${(ceiling / rps.get('off 1')!).toFixed(2)}× sequential`,
+    );
+    const ortMs = await onnxruntimeAlone(tokenize(text), hook, dir);
+    const ortCeiling = (32 * 1000) / ortMs;
+    console.log(
+      `onnxruntime alone on a batch of 32 of these requests (model to the hook, then the SAE with its ` +
+        `reconstruction, both cores, p50 of ${ORT_RUNS}): ${ortMs.toFixed(1)} ms, so at most ` +
+        `${ortCeiling.toFixed(0)} requests/s, ${(ortCeiling / rps.get('off 1')!).toFixed(2)}× sequential, ` +
+        `before any tokenizer, GraphQL or HTTP work\n`,
     );
     const search = JSON.stringify({
       query: 'query($t: String!) { searchFeatures(query: $t, first: 10) { feature { id } score } }',
@@ -207,7 +280,7 @@ async function encodeBench(): Promise<void> {
     const r = await load(on.server.url, search, 1);
     console.log(
       `| searchFeatures "the little dog" | on | 1 | ${r.rps.toFixed(1).padStart(8)} | ${ms(r.p50)} | ${ms(r.p99)} | ` +
-        `${r.failed}/${r.total} |`,
+        `${r.serverCpuMs.toFixed(2)} | ${r.failed}/${r.total} |`,
     );
   } finally {
     for (const s of servers) await s.close();
