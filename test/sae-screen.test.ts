@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SaeEncoder, SCREEN_MAX_ROWS } from '../src/engine/sae/encoder.js';
+import { SaeEncoder, SCREEN_MAX_ROWS, SCREEN_WIDE_ROWS } from '../src/engine/sae/encoder.js';
 import {
   NORMALIZATION_KINDS,
   type NormalizationKind,
@@ -113,7 +113,7 @@ function heavyTailedParams(seed: number): SaeParams {
   return p;
 }
 
-test('screened encode = float64 reference: random weights, n = 0, 1, many (screen and dense sizes)', async () => {
+test('screened encode = float64 reference: random weights, n = 0, 1, many (one run, several runs)', async () => {
   const cfg = config(8);
   const params = randomSaeParams('topk', D_IN, D_SAE, 3);
   await withEncoder(cfg, params, async (enc) => {
@@ -122,7 +122,9 @@ test('screened encode = float64 reference: random weights, n = 0, 1, many (scree
     assert.deepEqual([empty.indices.length, empty.values.length, empty.l0.length], [0, 0, 0]);
     // An all-zero batch: its quantization grid has no width, and b_enc alone ranks the features.
     await checkEncoding(cfg, params, new Float32Array(2 * D_IN), 2, 8, 'zeros')(enc);
-    for (const n of [1, 7, SCREEN_MAX_ROWS, SCREEN_MAX_ROWS + 3]) {
+    assert.equal(enc.maxScreenRows, Infinity, "'always' screens every batch");
+    // SCREEN_WIDE_ROWS + 3 rows: two screened runs, the second of 3 rows, their codes joined in order.
+    for (const n of [1, 7, SCREEN_MAX_ROWS, SCREEN_MAX_ROWS + 3, SCREEN_WIDE_ROWS + 3]) {
       const x = randomVectors(n, D_IN, 40 + n);
       await checkEncoding(cfg, params, x, n, 8, `n=${n}`)(enc);
       // topK below and above k: cut and padded with empty slots.
@@ -251,18 +253,18 @@ test('the screen bound holds for every feature of every row, against float64', a
 test('auto keeps the screen for the batch sizes create() timed it faster (or none); never builds none', async () => {
   const cfg = config(8);
   const params = randomSaeParams('topk', D_IN, D_SAE, 5);
-  const x = randomVectors(SCREEN_MAX_ROWS, D_IN, 77);
+  const x = randomVectors(SCREEN_WIDE_ROWS + 3, D_IN, 77);
   for (const screen of ['auto', 'never'] as const) {
     const enc = await SaeEncoder.create(cfg, params, { session: { device: 'cpu', threads: 1 }, screen });
     try {
       const rows = enc.maxScreenRows;
       if (screen === 'never') assert.equal(rows, 0);
-      // A power of two up to the cap, or 0 with the screen released.
-      assert.ok([0, 1, 2, 4, 8, 16, 32].includes(rows) && rows <= SCREEN_MAX_ROWS, `maxScreenRows ${rows}`);
+      // A power of two up to the cap, 0 with the screen released, or every batch where it paid on the wide one too.
+      assert.ok([0, 1, 2, 4, 8, 16, 32, Infinity].includes(rows), `maxScreenRows ${rows}`);
       assert.equal(enc.screened, rows > 0);
       const dense = 4 * (2 * D_IN * D_SAE + D_SAE + 2 * D_IN);
       assert.equal(enc.residentBytes, rows > 0 ? dense + 5 * D_IN * D_SAE + 9 * D_SAE : dense);
-      for (const n of [1, SCREEN_MAX_ROWS])
+      for (const n of [1, SCREEN_MAX_ROWS, SCREEN_WIDE_ROWS + 3])
         await checkEncoding(cfg, params, x.subarray(0, n * D_IN), n, 8, `${screen} n=${n}`)(enc);
     } finally {
       await enc.close();

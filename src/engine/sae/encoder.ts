@@ -5,14 +5,15 @@
  * width holding them all (k for a TopK dictionary; otherwise widened, and remembered, while some
  * row's L0 exceeds it), and the result is cut back to the topK asked for.
  *
- * Small batches take the architecture's screened encode where it has one (TopK: an 8-bit screen with a
+ * Batches take the architecture's screened encode where it has one (TopK: an 8-bit screen with a
  * guaranteed bound and an exact re-score, ./architectures/topk-screen.ts); the rows whose candidates it cannot
  * prove complete are encoded again by the dense graph. create() checks the bound on PROBES random vectors over
  * every feature and drops the screen if it fails there. Whether the screen pays depends on the dictionary's size
  * and the machine (its per-vector TopK and re-score against the int8 kernel's saving, and how many rows it
  * proves), so create() times the dense graph against the screened encode (its unproved rows' dense re-encode
- * included) on batches of 1, 2, 4 … SCREEN_MAX_ROWS random vectors and keeps the screen for the batches where it
- * was clearly faster, releasing it where it never was. Measured (1 thread, k = 32 unless said, dense ÷ screened
+ * included) on batches of 1, 2, 4 … SCREEN_MAX_ROWS random vectors, then on SCREEN_WIDE_ROWS, and keeps the screen
+ * for the batches where it was clearly faster (every batch, in runs of SCREEN_WIDE_ROWS, where it was at all of
+ * them), releasing it where it never was. Measured (1 thread, k = 32 unless said, dense ÷ screened
  * time; a CPU with AVX-512 VNNI): 24576 × 768 n = 1 2.68, 16 1.42, 32 1.25; 8192 × 512 n = 1 2.02, 4 1.23,
  * 16 0.53; 2048 × 128 (k = 16) n = 1 0.74, 16 0.20. On an AMD EPYC with AVX2 only (uint8 codes), bench/vs-torch.ts
  * --paths sae: 24576 × 768 one vector 3.2–4.0 ms against 7.0–8.4 ms dense.
@@ -61,15 +62,27 @@ export interface SaeEncoding {
 /** Decoder rows gathered per decoder run ([rows, width, dIn] floats), bounding its scratch to 64 MiB. */
 const DECODE_GATHER_FLOATS = 2 ** 24;
 /**
- * The largest batch create()'s calibration tries, and so the most vectors a screened encode takes in one run;
- * larger batches take the dense graph, whose float32 GEMM nears one core's peak there while the screen's TopK
- * over K' = 4k + 64 candidates and their re-score grow with every row. Measured (TopK 24576 × 768, k = 32,
- * 1 thread, each graph's run timed in turn, load average 2), dense ÷ screened time: n = 1 2.68, 8 1.64,
+ * The largest batch create()'s doubling calibration tries; larger batches take the dense graph unless the screen
+ * also pays on SCREEN_WIDE_ROWS (below), since the dense graph's float32 GEMM nears one core's peak there while
+ * the screen's TopK over K' = 4k + 64 candidates and their re-score grow with every row. Measured (TopK 24576 ×
+ * 768, k = 32, 1 thread, each graph's run timed in turn, load average 2), dense ÷ screened time: n = 1 2.68, 8 1.64,
  * 16 1.42, 32 1.25, 48 1.12, 64 1.07, 96 1.04, 128 1.01, 256 1.00. In bench/vs-torch.ts, where torch runs
  * between the calls, 64 vectors took 0.94–1.05× the dense time over four interleaved runs (16: 1.13–1.29×),
  * hence 32.
  */
 export const SCREEN_MAX_ROWS = 32;
+/**
+ * Rows of one screened run past the doubling calibration. Where the screen still paid at SCREEN_MAX_ROWS, create()
+ * times both graphs once more on this many rows (when that fits WIDE_CALIBRATION_MS) and, if the screen pays there
+ * too, it takes every batch, larger ones in runs of this many rows. Past a few hundred rows both graphs' time per
+ * row is flat (GEMM-bound), so a gain here holds for larger batches. Measured (24576 × 768, k = 32, 1 thread, best
+ * of 5, AMD EPYC family 25 with AVX-512 VNNI) dense ÷ screened: n = 32 1.27, 64 1.25, 128 1.26, 256 1.22, 1024
+ * 1.31, and 1.19–1.23 in create()'s runs on 128 rows, which add 0.35 s to its 1.65 s there; with
+ * SCREEN_MAX_ROWS's figures above (1.01 at 128) the screen stays at 32 rows.
+ */
+export const SCREEN_WIDE_ROWS = 128;
+/** The most create() spends on timing SCREEN_WIDE_ROWS, predicted from its runs on SCREEN_MAX_ROWS rows. */
+const WIDE_CALIBRATION_MS = 1000;
 /** The screen serves a batch size where its best time was at most this part of the dense graph's. */
 const SCREEN_GAIN = 0.9;
 /** Timed runs of each graph per batch size in create()'s calibration, after one untimed. */
@@ -86,7 +99,7 @@ export class SaeEncoder {
     private decoder: ort.InferenceSession | null,
     readonly provider: ExecutionProvider,
     private screen: ort.InferenceSession | null,
-    /** Largest batch the screen takes (0: none). */
+    /** Largest batch the screen takes (0: none; Infinity: every batch, in runs of SCREEN_WIDE_ROWS). */
     private readonly screenRows: number,
   ) {
     this.fullWidth = fixedWidth(config);
@@ -105,7 +118,7 @@ export class SaeEncoder {
     let screen = screenGraph && (await createSession(screenGraph, settings)).session;
     let screenRows = 0;
     if (screen && (await screenBoundHolds(screen, cfg, params)))
-      screenRows = mode === 'always' ? SCREEN_MAX_ROWS : await screenPays(session, screen, cfg);
+      screenRows = mode === 'always' ? Infinity : await screenPays(session, screen, cfg);
     if (screen && screenRows === 0) {
       await screen.release();
       screen = null;
@@ -113,12 +126,12 @@ export class SaeEncoder {
     return new SaeEncoder(cfg, session, decoder.session, provider, screen, screenRows);
   }
 
-  /** Whether small batches (up to maxScreenRows vectors) take the screened encode. */
+  /** Whether batches of up to maxScreenRows vectors take the screened encode. */
   get screened(): boolean {
     return this.screen !== null;
   }
 
-  /** Largest batch the screened encode takes; 0 without a screen. */
+  /** Largest batch the screened encode takes; 0 without a screen, Infinity where it takes every batch. */
   get maxScreenRows(): number {
     return this.screen ? this.screenRows : 0;
   }
@@ -185,9 +198,28 @@ export class SaeEncoder {
     };
   }
 
-  /** codes() through the screen; the rows it cannot prove are encoded again by the dense graph. */
-  private screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
-    return screenedRun(this.session!, this.screen!, x, n, this.config.dIn, width);
+  /**
+   * codes() through the screen, in runs of at most SCREEN_WIDE_ROWS rows; the rows it cannot prove are encoded
+   * again by the dense graph.
+   */
+  private async screenedCodes(x: Float32Array, n: number, width: number): Promise<SaeEncoding> {
+    const { dIn } = this.config;
+    if (n <= SCREEN_WIDE_ROWS) return screenedRun(this.session!, this.screen!, x, n, dIn, width);
+    const enc: SaeEncoding = {
+      width,
+      indices: new Int32Array(n * width),
+      values: new Float32Array(n * width),
+      l0: new Int32Array(n),
+      xHat: null,
+    };
+    for (let r0 = 0; r0 < n; r0 += SCREEN_WIDE_ROWS) {
+      const m = Math.min(SCREEN_WIDE_ROWS, n - r0);
+      const part = await screenedRun(this.session!, this.screen!, x.subarray(r0 * dIn, (r0 + m) * dIn), m, dIn, width);
+      enc.indices.set(part.indices, r0 * width);
+      enc.values.set(part.values, r0 * width);
+      enc.l0.set(part.l0, r0);
+    }
+    return enc;
   }
 
   /** x_hat from codes holding every active code, in row chunks that bound the gathered decoder rows. */
@@ -316,13 +348,13 @@ async function screenBoundHolds(screen: ort.InferenceSession, cfg: SaeConfig, pa
 /**
  * The largest of 1, 2, 4 … SCREEN_MAX_ROWS random vectors up to which the screened encode's best time (its rows
  * not proved encoded again included) was at most SCREEN_GAIN of the dense graph's (runs alternated, so both see
- * the same machine); 0 if not even one vector's.
+ * the same machine); 0 if not even one vector's; Infinity if it paid at every one of those and then on
+ * SCREEN_WIDE_ROWS vectors, timed where the runs on SCREEN_MAX_ROWS predict that to take WIDE_CALIBRATION_MS or less.
  */
 async function screenPays(dense: ort.InferenceSession, screen: ort.InferenceSession, cfg: SaeConfig): Promise<number> {
   const rand = mulberry32(0xca1b);
   const width = fixedWidth(cfg);
-  let rows = 0;
-  for (let n = 1; n <= SCREEN_MAX_ROWS; n *= 2) {
+  const time = async (n: number) => {
     const x = Float32Array.from({ length: n * cfg.dIn }, () => 2 * rand() - 1);
     const feeds = encoderFeeds(x, n, cfg.dIn, width);
     const best = { dense: Infinity, screen: Infinity };
@@ -333,8 +365,17 @@ async function screenPays(dense: ort.InferenceSession, screen: ort.InferenceSess
         if (r > 0) best[name] = Math.min(best[name], performance.now() - t0);
       }
     }
-    if (best.screen > SCREEN_GAIN * best.dense) break;
+    return best;
+  };
+  let rows = 0;
+  let last = { dense: Infinity, screen: Infinity };
+  for (let n = 1; n <= SCREEN_MAX_ROWS; n *= 2) {
+    last = await time(n);
+    if (last.screen > SCREEN_GAIN * last.dense) return rows;
     rows = n;
   }
-  return rows;
+  const predictedMs = (1 + CALIBRATION_RUNS) * (SCREEN_WIDE_ROWS / SCREEN_MAX_ROWS) * (last.dense + last.screen);
+  if (predictedMs > WIDE_CALIBRATION_MS) return rows;
+  const wide = await time(SCREEN_WIDE_ROWS);
+  return wide.screen <= SCREEN_GAIN * wide.dense ? Infinity : rows;
 }
