@@ -68,7 +68,7 @@
  * average 0.5–1.1): SAE codes n = 1…1024 7.79 2.41 1.42 1.22 1.12, with reconstruction 6.70 2.30 1.34 1.23 1.11;
  * after the screen took batches past 32 rows where it pays (src/engine/sae/encoder.ts SCREEN_WIDE_ROWS) 7.14 2.56
  * 1.59 1.40 1.49, with reconstruction 6.59 2.55 1.65 1.37 1.42; forward 64 / 512 tokens 1.31 / 1.08; exact nearest
- * 16k / 100k 2.06 / 2.75 against torch, 36.5× / 55.7× faster than pgvector's scan; encode over HTTP, six runs of the
+ * 16k / 100k 2.06 / 2.75 against torch, 36.5× / 55.7× faster than pgvector's scan; encode over HTTP, five runs of the
  * path (torch 3.3–5.2 ms): objects 0.57–0.86 (median 0.78), packed 0.67–0.95 (median 0.78), atlas 3.8–8.0 ms.
  */
 import { spawnSync } from 'node:child_process';
