@@ -18,13 +18,15 @@
  *    PGlite (slow to index at these sizes: lower --features).
  * Usage: npx tsx bench/api.ts [--seconds 5] [--features 16384,65536] [--queries 40] [--ef 200]
  *        [--only encode|nearest]
- * Measured (2026-12-03, AMD EPYC family 25 model 17 with AVX-512, 2 cores, load average 0.8–1.3, five runs of
- * --only encode --seconds 4): sequential 177–303 requests/s at 4.5–7.1 ms of server CPU a request (onnxruntime
- * on both cores); at concurrency 32 with batching 418–526 requests/s (1.7–2.9× sequential) at 2.96–3.57 ms, a
- * ceiling of 560–677 requests/s. onnxruntime alone on the batch of 32 (last three runs): 44.2–46.7 ms, at most
- * 685–724 requests/s, 3.2–3.9× sequential, before any tokenizer, GraphQL or HTTP work. One-off scripts, 200–500 runs
- * at two threads: the model's graph 32 ms p50 and 23 ms best, the SAE 16 and 14 ms, so at best 870 requests/s,
- * 2.9× the fastest sequential run. Issue #19's 4× is out of reach on two cores.
+ * Measured (2026-12-03, AMD EPYC family 25 model 17 with AVX-512, 2 cores, load average 0.8–1.3, six runs of
+ * --only encode, --seconds 4 and once 2): sequential 169–303 requests/s at 4.5–7.1 ms of server CPU a request
+ * (onnxruntime on both cores); at concurrency 32 with batching 418–526 requests/s (1.7–2.9× sequential) at
+ * 2.96–3.63 ms, a ceiling of 551–677 requests/s (2.2–3.7×). onnxruntime alone on the batch of 32 (last four runs):
+ * 44.2–46.7 ms, at most 685–724 requests/s, 3.2–4.05× sequential, before any tokenizer, GraphQL or HTTP work (over
+ * 4× only beside the slowest sequential run, 169 requests/s, where the server's CPU cost capped it at 3.26×).
+ * One-off scripts, 200–500 runs at two threads: the model's graph 32 ms p50 and 23 ms best, the SAE 16 and 14 ms,
+ * so at best 870 requests/s, 2.9× the fastest sequential run. Issue #19's 4× is out of reach on two cores at
+ * today's cost per request.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -45,7 +47,7 @@ import { loadModel } from '../src/engine/model/load.js';
 import { openSae, SaeEncoder } from '../src/engine/sae/index.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { normal, rng } from '../test/helpers/rng.js';
-import { arg, clusteredBlocks, normalizeRows } from './util.js';
+import { arg, barePass, clusteredBlocks, normalizeRows } from './util.js';
 import { syntheticModel } from '../test/helpers/synthetic.js';
 
 const SECONDS = Number(arg('seconds', '5'));
@@ -181,19 +183,20 @@ async function onnxruntimeAlone(tokens: number[], hook: string, dir: string): Pr
   const sae = openSae(join(DEMO_DIR, 'saes/layer3'));
   const encoder = await SaeEncoder.create(sae.config, sae.loadParams(), { session: { device: 'cpu', threads: 0 } });
   try {
-    const batch = Array.from({ length: 32 }, () => tokens);
-    const run = async () => {
-      const x = (await model.runHooks(batch, [hook])).get(hook)!.data;
-      await encoder.encode(x, batch.length * tokens.length, 8, { reconstruct: true });
-    };
+    // Every row encoded, BOS included, as the server's encode does (bos: false keeps them all).
+    const contexts = Array.from({ length: 32 }, (_, seq) => ({ ids: tokens, bos: false, seq }));
+    const run = () =>
+      barePass(model, encoder, contexts, {
+        batch: 32,
+        hook,
+        dIn: sae.config.dIn,
+        k: 8,
+        options: { reconstruct: true },
+      });
     await run();
     const times: number[] = [];
-    for (let i = 0; i < ORT_RUNS; i++) {
-      const t = performance.now();
-      await run();
-      times.push(performance.now() - t);
-    }
-    return times.sort((a, b) => a - b)[ORT_RUNS >> 1];
+    for (let i = 0; i < ORT_RUNS; i++) times.push(await run());
+    return 1000 * times.sort((a, b) => a - b)[ORT_RUNS >> 1];
   } finally {
     await encoder.close();
     await model.close();
